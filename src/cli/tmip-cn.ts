@@ -1,0 +1,46 @@
+// tmip-cn: the correspondent node daemon for one mobile interface.
+// `tmip-cn -f /etc/config/tmip [-F] [-D N] [-s SECTION]`.
+import { parseCnConfig } from '../core/config.js';
+import { CnDaemon } from '../cn/daemon.js';
+import { readUciFile, DEFAULT_CONFIG_FILE } from '../platform/config-file.js';
+import { IprouteNetOps } from '../platform/iproute-netops.js';
+import { createLogger, LOG } from '../platform/log.js';
+import { openPcapLink } from '../platform/pcap-linkio.js';
+import { connectTcp } from '../platform/tcp-channel.js';
+import { fail, parseArgs } from './args.js';
+
+const USAGE = `usage: tmip-cn [-f FILE] [-F] [-D LEVEL] [-s SECTION]
+  -f FILE     UCI config file (default ${DEFAULT_CONFIG_FILE}); uses its first 'config cn' section
+  -F          stay in the foreground (always the case; procd supervises it)
+  -D LEVEL    debug level 0..7 (overrides debug_level; 3 shows handovers, 5 protocol messages)
+  -s SECTION  use this named cn section`;
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2), DEFAULT_CONFIG_FILE);
+  if (!args.ok) fail('tmip-cn', `${args.error}\n${USAGE}`);
+  if (args.value.help) {
+    process.stdout.write(USAGE + '\n');
+    return;
+  }
+  const pkg = readUciFile(args.value.file);
+  if (!pkg.ok) fail('tmip-cn', pkg.error);
+  const cfg = parseCnConfig(pkg.value, args.value.section);
+  if (!cfg.ok) fail('tmip-cn', `bad configuration in ${args.value.file}:\n${cfg.error}`);
+  const logger = createLogger(args.value.debug ?? cfg.value.debugLevel, 'tmip-cn');
+  const daemon = new CnDaemon(cfg.value, {
+    net: new IprouteNetOps({ log: logger.log }),
+    openLink: (ifname, filter) => openPcapLink(ifname, filter),
+    connect: (host, port) => connectTcp(host, port),
+    log: logger.log,
+  });
+  const shutdown = (sig: string) => {
+    logger.log(LOG.info, `${sig}: shutting down (kernel state is kept for the next start)`);
+    daemon.stop();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  await daemon.start();
+}
+
+main().catch((e: unknown) => fail('tmip-cn', e instanceof Error ? e.message : String(e)));

@@ -1,0 +1,47 @@
+// tmip-mlr: the mobile location register daemon. `tmip-mlr -f /etc/config/tmip [-F] [-D N]`.
+import { parseMlrConfig } from '../core/config.js';
+import { readUciFile, DEFAULT_CONFIG_FILE } from '../platform/config-file.js';
+import { createLogger, LOG } from '../platform/log.js';
+import { startMlrServer } from '../mlr/server.js';
+import { fail, parseArgs } from './args.js';
+
+const USAGE = `usage: tmip-mlr [-f FILE] [-F] [-D LEVEL] [-s SECTION]
+  -f FILE     UCI config file (default ${DEFAULT_CONFIG_FILE}); uses its 'config mlr' section
+  -F          stay in the foreground (always the case; kept for compatibility)
+  -D LEVEL    debug level 0..7 (overrides debug_level)
+  -s SECTION  use this named mlr section`;
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2), DEFAULT_CONFIG_FILE);
+  if (!args.ok) fail('tmip-mlr', `${args.error}\n${USAGE}`);
+  if (args.value.help) {
+    process.stdout.write(USAGE + '\n');
+    return;
+  }
+  const pkg = readUciFile(args.value.file);
+  if (!pkg.ok) fail('tmip-mlr', pkg.error);
+  const cfg = parseMlrConfig(pkg.value, args.value.section);
+  if (!cfg.ok) fail('tmip-mlr', `bad configuration in ${args.value.file}:\n${cfg.error}`);
+  const logger = createLogger(args.value.debug ?? cfg.value.debugLevel, 'tmip-mlr');
+  logger.log(LOG.info, `Starting MLR Server [tmip-mlr 0.1.0] using ${args.value.file}`);
+  for (const w of cfg.value.warnings) logger.log(LOG.info, `config: ${w}`);
+  const server = await startMlrServer({
+    networkName: cfg.value.networkName,
+    listen: cfg.value.listen,
+    port: cfg.value.port,
+    ...(cfg.value.stateFile ? { stateFile: cfg.value.stateFile } : {}),
+    offerHoldSeconds: cfg.value.offerHold,
+    leaseGraceSeconds: cfg.value.leaseGrace,
+    tunnelTypes: cfg.value.tunnelTypes,
+    log: logger.log,
+  });
+  logger.log(LOG.info, 'MLR up and listening...');
+  const shutdown = (sig: string) => {
+    logger.log(LOG.info, `${sig}: shutting down`);
+    void server.close().then(() => process.exit(0));
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+main().catch((e: unknown) => fail('tmip-mlr', e instanceof Error ? e.message : String(e)));

@@ -1,0 +1,158 @@
+// The CN's integrated DHCP server. Every decision about addresses is the MLR's: DISCOVER asks it
+// for (or allocates) the MAC's cell, REQUEST confirms the cell and moves the binding here (running
+// the handover before the ACK is sent), RELEASE/DECLINE give it back, INFORM is answered locally.
+// Each MS gets its own /30: yiaddr N+1, router and server identifier N+2, mask 255.255.255.252.
+// Replies are built as whole Ethernet frames and injected on the mobile interface.
+import { BROADCAST_MAC, cellOf, formatIPv4, parseIPv4, type IPv4, type Mac } from '../core/ip.js';
+import type { BindingView } from '../core/messages.js';
+import { LOG, type LogFn } from '../platform/log.js';
+import type { LinkIO } from '../platform/linkio.js';
+import { classifyRequest, dhcpReplyDestination, DHCP_MESSAGE, encodeDhcpReply, type DhcpMessage } from '../proto/dhcp.js';
+import { buildUdpFrame } from '../proto/packet.js';
+import { RpcError } from '../proto/rpc.js';
+import type { MlrApi } from './mlr-api.js';
+
+export interface DhcpServerOptions {
+  leaseTime: number;
+  dnsServers: IPv4[];
+  domain?: string;
+  log: LogFn;
+}
+
+const CELL_MASK_IP = 0xfffffffc;
+
+export class DhcpServer {
+  /** Counters for status output and tests. */
+  readonly stats = { discover: 0, offer: 0, request: 0, ack: 0, nak: 0, release: 0, decline: 0, inform: 0, ignored: 0, errors: 0 };
+
+  constructor(
+    private readonly link: LinkIO,
+    private readonly mlr: MlrApi,
+    private readonly opts: DhcpServerOptions,
+  ) {}
+
+  async handle(msg: DhcpMessage): Promise<void> {
+    if (msg.op !== 1) return;
+    try {
+      switch (msg.messageType) {
+        case DHCP_MESSAGE.DISCOVER:
+          return await this.discover(msg);
+        case DHCP_MESSAGE.REQUEST:
+          return await this.request(msg);
+        case DHCP_MESSAGE.RELEASE:
+          this.stats.release++;
+          await this.mlr.request('release', { mac: msg.chaddr, ip: formatIPv4(msg.ciaddr) });
+          return;
+        case DHCP_MESSAGE.DECLINE:
+          this.stats.decline++;
+          if (msg.requestedIp !== undefined) await this.mlr.request('release', { mac: msg.chaddr, ip: formatIPv4(msg.requestedIp), decline: 'yes' });
+          return;
+        case DHCP_MESSAGE.INFORM:
+          return this.inform(msg);
+        default:
+          this.stats.ignored++;
+      }
+    } catch (e) {
+      this.stats.errors++;
+      this.opts.log(LOG.error, `DHCP ${msg.chaddr}: ${e instanceof RpcError ? `${e.code}: ${e.message}` : String(e)}`);
+    }
+  }
+
+  private async discover(msg: DhcpMessage): Promise<void> {
+    this.stats.discover++;
+    const reply = await this.mlr.request('discover', {
+      mac: msg.chaddr,
+      ...(msg.requestedIp !== undefined ? { requested: formatIPv4(msg.requestedIp) } : {}),
+    });
+    const cell = this.cellOfView(reply.binding);
+    this.opts.log(LOG.handover, `DHCPOFFER ${formatIPv4(cell.host)} to ${msg.chaddr} (parent ${reply.binding.parent.name})`);
+    this.send(msg, DHCP_MESSAGE.OFFER, cell.host, cell.gateway);
+    this.stats.offer++;
+  }
+
+  private async request(msg: DhcpMessage): Promise<void> {
+    this.stats.request++;
+    const kind = classifyRequest(msg);
+    let ip: IPv4 | undefined;
+    let state: 'selecting' | 'init-reboot' | 'renewing';
+    if (kind === 'selecting') {
+      ip = msg.requestedIp;
+      state = 'selecting';
+      // The client chose another server's offer: nothing to answer.
+      if (ip === undefined || msg.serverId !== cellOf(ip).gateway) {
+        this.stats.ignored++;
+        return;
+      }
+    } else if (kind === 'init-reboot') {
+      ip = msg.requestedIp;
+      state = 'init-reboot';
+    } else if (kind === 'renewing-or-rebinding') {
+      ip = msg.ciaddr;
+      state = 'renewing';
+    } else {
+      this.stats.ignored++;
+      return;
+    }
+    if (ip === undefined) return;
+    const r = await this.mlr.request('request', { mac: msg.chaddr, ip: formatIPv4(ip), leaseTime: this.opts.leaseTime, state }, 10_000);
+    const cell = cellOf(ip);
+    if (r.outcome === 'ack') {
+      this.opts.log(LOG.handover, `DHCPACK ${formatIPv4(ip)} to ${msg.chaddr} (${state})`);
+      this.send(msg, DHCP_MESSAGE.ACK, cell.host, cell.gateway);
+      this.stats.ack++;
+    } else if (r.outcome === 'nak') {
+      this.opts.log(LOG.handover, `DHCPNAK ${formatIPv4(ip)} to ${msg.chaddr} (${state}): ${r.reason ?? ''}`);
+      this.send(msg, DHCP_MESSAGE.NAK, 0, cell.gateway);
+      this.stats.nak++;
+    } else {
+      this.stats.ignored++;
+    }
+  }
+
+  private inform(msg: DhcpMessage): void {
+    this.stats.inform++;
+    if (msg.ciaddr === 0) return;
+    this.send(msg, DHCP_MESSAGE.ACK, 0, cellOf(msg.ciaddr).gateway, true);
+  }
+
+  private cellOfView(b: BindingView) {
+    const n = parseIPv4(b.cell);
+    if (!n.ok) throw new Error(n.error);
+    return cellOf(n.value);
+  }
+
+  private send(request: DhcpMessage, messageType: number, yiaddr: IPv4, serverId: IPv4, inform = false): void {
+    const withLease = messageType !== DHCP_MESSAGE.NAK && !inform;
+    const payload = encodeDhcpReply({
+      request,
+      messageType,
+      yiaddr,
+      serverId,
+      ...(messageType === DHCP_MESSAGE.NAK
+        ? { message: 'address not valid here' }
+        : {
+            subnetMask: CELL_MASK_IP,
+            router: serverId,
+            dnsServers: this.opts.dnsServers,
+            ...(this.opts.domain ? { domain: this.opts.domain } : {}),
+          }),
+      ...(withLease ? { leaseTime: this.opts.leaseTime, renewalTime: Math.floor(this.opts.leaseTime / 2), rebindingTime: Math.floor((this.opts.leaseTime * 7) / 8) } : {}),
+    });
+    const dest = dhcpReplyDestination(request, { messageType, yiaddr });
+    let dstMac: Mac;
+    let dstIp: IPv4;
+    if (dest.kind === 'broadcast') {
+      dstMac = BROADCAST_MAC;
+      dstIp = 0xffffffff;
+    } else if (dest.kind === 'unicast') {
+      dstMac = dest.mac;
+      dstIp = dest.ip;
+    } else {
+      this.opts.log(LOG.error, `DHCP ${request.chaddr}: request came through relay ${formatIPv4(dest.ip)}; relayed DHCP is not supported on the mobile interface`);
+      return;
+    }
+    const frame = buildUdpFrame({ srcMac: this.link.mac, dstMac, srcIp: serverId, dstIp, srcPort: 67, dstPort: 68, payload });
+    const e = this.link.send(frame);
+    if (e) this.opts.log(LOG.error, `DHCP ${request.chaddr}: send failed: ${e}`);
+  }
+}

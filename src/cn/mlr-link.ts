@@ -1,0 +1,107 @@
+// MlrLink: the CN's connection to its MLR. Connects, binds (network name, pools, tunnel types),
+// hands the bind reply to the daemon for re-establishment, serves the MLR's transaction requests
+// through handlers the daemon installs, and reconnects with back-off when the link drops.
+import type { ReplyBody, RequestBody, RequestType } from '../core/messages.js';
+import { LOG, type LogFn } from '../platform/log.js';
+import { RpcError, RpcPeer, type MessageChannel } from '../proto/rpc.js';
+import type { MlrApi } from './mlr-api.js';
+
+export interface MlrLinkOptions {
+  describe: string;
+  connect: () => Promise<MessageChannel>;
+  bindBody: () => RequestBody<'bind'>;
+  /** Install handlers for MLR -> CN requests on a fresh peer. */
+  serve: (peer: RpcPeer) => void;
+  onBound: (reply: ReplyBody<'bind'>) => Promise<void>;
+  log: LogFn;
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+export class MlrLink implements MlrApi {
+  private peer: RpcPeer | undefined;
+  private stopped = false;
+  private backoff: number;
+  private timer: NodeJS.Timeout | undefined;
+  private firstBind: { resolve: () => void; reject: (e: Error) => void } | undefined;
+
+  constructor(private readonly opts: MlrLinkOptions) {
+    this.backoff = opts.minBackoffMs ?? 500;
+  }
+
+  get connected(): boolean {
+    return this.peer !== undefined && !this.peer.isClosed;
+  }
+
+  /** Start connecting; resolves after the first successful bind, rejects if a bind is refused. */
+  start(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.firstBind = { resolve, reject };
+      void this.attempt();
+    });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.peer?.close('CN shutting down');
+  }
+
+  request<T extends RequestType>(type: T, body: RequestBody<T>, timeoutMs?: number): Promise<ReplyBody<T>> {
+    if (!this.peer || this.peer.isClosed) return Promise.reject(new RpcError('offline', `not connected to the MLR (${this.opts.describe})`));
+    return this.peer.request(type, body, timeoutMs);
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    const delay = this.backoff;
+    this.backoff = Math.min(this.backoff * 2, this.opts.maxBackoffMs ?? 10_000);
+    this.timer = setTimeout(() => void this.attempt(), delay);
+  }
+
+  private async attempt(): Promise<void> {
+    if (this.stopped) return;
+    const log = this.opts.log;
+    let channel: MessageChannel;
+    try {
+      channel = await this.opts.connect();
+    } catch (e) {
+      log(LOG.error, `MLR ${this.opts.describe}: ${e instanceof Error ? e.message : String(e)}; retrying`);
+      this.schedule();
+      return;
+    }
+    const peer = new RpcPeer(channel);
+    peer.onProtocolError = (m) => log(LOG.error, `protocol error from MLR: ${m}`);
+    this.opts.serve(peer);
+    channel.onClose((reason) => {
+      if (this.peer === peer) {
+        this.peer = undefined;
+        if (!this.stopped) {
+          log(LOG.error, `lost the MLR (${reason}); reconnecting`);
+          this.schedule();
+        }
+      }
+    });
+    try {
+      const reply = await peer.request('bind', this.opts.bindBody(), 5000);
+      this.peer = peer;
+      this.backoff = this.opts.minBackoffMs ?? 500;
+      log(LOG.info, `Binding CN to the mobile network: Bind accepted (${this.opts.describe})`);
+      await this.opts.onBound(reply);
+      this.firstBind?.resolve();
+      this.firstBind = undefined;
+    } catch (e) {
+      const refused = e instanceof RpcError && e.code === 'bind-refused';
+      log(LOG.error, `Binding CN to the mobile network: ${refused ? 'refused' : 'failed'}: ${e instanceof Error ? e.message : String(e)}`);
+      peer.close('bind failed');
+      if (refused && this.firstBind) {
+        this.firstBind.reject(e as Error);
+        this.firstBind = undefined;
+        this.stopped = true;
+        return;
+      }
+      if (this.peer === peer) this.peer = undefined;
+      this.schedule();
+    }
+  }
+}

@@ -1,0 +1,210 @@
+// The MLR's behaviour end to end over in-process channels: binding, allocation, DHCP outcomes,
+// handover transactions with their participants, offline participants, expiry.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import type { BindingView, RequestBody } from '../../src/core/messages.js';
+import { Registry } from '../../src/core/registry.js';
+import { MlrService } from '../../src/mlr/service.js';
+import { memoryChannelPair } from '../../src/platform/memory-channel.js';
+import { RpcError, RpcPeer } from '../../src/proto/rpc.js';
+
+interface FakeCn {
+  peer: RpcPeer;
+  events: string[];
+  commits: BindingView[];
+  failPrepare?: string;
+}
+
+function setup(now = { t: 1_000_000 }) {
+  const registry = new Registry(['ipip', 'gre', 'vxlan']);
+  const logs: string[] = [];
+  const service = new MlrService(registry, { networkName: 'campus', offerHoldMs: 60_000, leaseGraceMs: 60_000, log: (_l, m) => logs.push(m), now: () => now.t });
+  const connect = (name: string): FakeCn => {
+    const [cnEnd, mlrEnd] = memoryChannelPair(name, 'mlr');
+    service.attach(new RpcPeer(mlrEnd), '10.200.0.1');
+    const cn: FakeCn = { peer: new RpcPeer(cnEnd), events: [], commits: [] };
+    cn.peer.handle('prepare', (b) => {
+      cn.events.push(`prepare ${b.binding.mac}`);
+      if (cn.failPrepare) throw new RpcError('no', cn.failPrepare);
+      return {};
+    });
+    cn.peer.handle('commit', (b) => {
+      cn.events.push(`commit ${b.binding.mac} current=${b.binding.current?.name} tunnel=${b.binding.tunnel?.type ?? 'none'}`);
+      cn.commits.push(b.binding);
+      return {};
+    });
+    cn.peer.handle('abort', () => {
+      cn.events.push('abort');
+      return {};
+    });
+    cn.peer.handle('remove', (b) => {
+      cn.events.push(`remove ${b.binding.mac}`);
+      return {};
+    });
+    return cn;
+  };
+  return { registry, service, connect, logs, now };
+}
+
+function bindBody(name: string, addr: string, pool: string | null, tunnels: RequestBody<'bind'>['tunnels'] = ['vxlan']): RequestBody<'bind'> {
+  return {
+    network: 'campus',
+    cn: { name, addr },
+    tunnels,
+    pools: pool ? [{ network: `${pool}.0`, prefix: 24, first: `${pool}.0`, last: `${pool}.255`, exclude: [`${pool}.1`] }] : [],
+  };
+}
+
+const MS = '02:00:00:00:00:01';
+
+test('bind checks the network name and pool overlaps', async () => {
+  const { connect } = setup();
+  const a = connect('cn1');
+  await assert.rejects(a.peer.request('bind', { ...bindBody('cn1', '10.200.0.11', '10.1.0'), network: 'other' }), /does not match/);
+  await a.peer.request('bind', bindBody('cn1', '10.200.0.11', '10.1.0'));
+  const b = connect('cn2');
+  await assert.rejects(b.peer.request('bind', bindBody('cn2', '10.200.0.12', '10.1.0')), /overlaps/);
+  await assert.rejects(b.peer.request('discover', { mac: MS }), /bind first/);
+});
+
+test('DHCP at home: offer from own pool, ACK commits locally without a tunnel', async () => {
+  const { connect, registry } = setup();
+  const cn1 = connect('cn1');
+  await cn1.peer.request('bind', bindBody('cn1', '10.200.0.11', '10.1.0'));
+  const offer = await cn1.peer.request('discover', { mac: MS });
+  assert.equal(offer.binding.cell, '10.1.0.4');
+  assert.equal(offer.binding.state, 'offered');
+  const again = await cn1.peer.request('discover', { mac: MS });
+  assert.equal(again.binding.cell, '10.1.0.4', 'a repeated DISCOVER gets the same cell');
+  const ack = await cn1.peer.request('request', { mac: MS, ip: '10.1.0.5', leaseTime: 600, state: 'selecting' });
+  assert.equal(ack.outcome, 'ack');
+  assert.equal(ack.binding?.current?.name, 'cn1');
+  assert.equal(ack.binding?.tunnel, undefined);
+  assert.deepEqual(cn1.events, [`prepare ${MS}`, `commit ${MS} current=cn1 tunnel=none`]);
+  assert.equal(registry.binding(MS)?.state, 'bound');
+  const nak = await cn1.peer.request('request', { mac: MS, ip: '10.1.0.9', leaseTime: 600, state: 'init-reboot' });
+  assert.equal(nak.outcome, 'nak');
+  const other = await cn1.peer.request('request', { mac: '02:00:00:00:00:02', ip: '10.1.0.5', leaseTime: 600, state: 'init-reboot' });
+  assert.equal(other.outcome, 'nak', 'a cell bound to another MAC is refused');
+  const outside = await cn1.peer.request('request', { mac: '02:00:00:00:00:02', ip: '192.168.7.5', leaseTime: 600, state: 'init-reboot' });
+  assert.equal(outside.outcome, 'nak');
+});
+
+test('a roam moves the binding: parent tunnels, old CN withdraws, new CN serves; coming home drops the tunnel', async () => {
+  const { connect } = setup();
+  const cn1 = connect('cn1');
+  const cn2 = connect('cn2');
+  const cn3 = connect('cn3');
+  await cn1.peer.request('bind', bindBody('cn1', '10.200.0.11', '10.1.0'));
+  await cn2.peer.request('bind', bindBody('cn2', '10.200.0.12', '10.2.0'));
+  await cn3.peer.request('bind', bindBody('cn3', '10.200.0.13', '10.3.0', ['gre', 'vxlan']));
+  await cn1.peer.request('discover', { mac: MS });
+  await cn1.peer.request('request', { mac: MS, ip: '10.1.0.5', leaseTime: 600, state: 'selecting' });
+  cn1.events.length = 0;
+
+  const moved = await cn2.peer.request('seen', { mac: MS, ip: '10.1.0.5', via: 'ip' });
+  assert.equal(moved.outcome, 'moved');
+  assert.equal(moved.binding?.tunnel?.type, 'vxlan');
+  assert.deepEqual(cn1.events, [`prepare ${MS}`, `commit ${MS} current=cn2 tunnel=vxlan`]);
+  assert.deepEqual(cn2.events, [`prepare ${MS}`, `commit ${MS} current=cn2 tunnel=vxlan`]);
+  const key = moved.binding?.tunnel?.key;
+
+  const here = await cn2.peer.request('seen', { mac: MS, ip: '10.1.0.5', via: 'ip' });
+  assert.equal(here.outcome, 'here');
+
+  // cn2 -> cn3: cn1 (parent) reroutes, cn2 (previous) withdraws, cn3 serves; a new pair key.
+  cn1.events.length = cn2.events.length = 0;
+  const third = await cn3.peer.request('seen', { mac: MS, via: 'assoc' });
+  assert.equal(third.outcome, 'moved');
+  assert.ok(cn1.events.includes(`commit ${MS} current=cn3 tunnel=vxlan`));
+  assert.ok(cn2.events.includes(`commit ${MS} current=cn3 tunnel=vxlan`));
+  assert.notEqual(third.binding?.tunnel?.key, key);
+
+  // Renewing at cn3 through DHCP is an ACK, not a NAK.
+  const renew = await cn3.peer.request('request', { mac: MS, ip: '10.1.0.5', leaseTime: 600, state: 'renewing' });
+  assert.equal(renew.outcome, 'ack');
+
+  const home = await cn1.peer.request('seen', { mac: MS, ip: '10.1.0.5', via: 'arp' });
+  assert.equal(home.outcome, 'moved');
+  assert.equal(home.binding?.tunnel, undefined);
+  assert.equal(home.binding?.current?.name, 'cn1');
+});
+
+test('a first appearance away from any own pool borrows a neighbour cell and tunnels it at once', async () => {
+  const { connect } = setup();
+  const core = connect('core');
+  const ap = connect('ap');
+  await core.peer.request('bind', bindBody('core', '10.200.0.2', '10.50.0'));
+  await ap.peer.request('bind', bindBody('ap', '10.200.0.3', null));
+  const offer = await ap.peer.request('discover', { mac: MS });
+  assert.equal(offer.binding.parent.name, 'core');
+  const ack = await ap.peer.request('request', { mac: MS, ip: '10.50.0.5', leaseTime: 600, state: 'selecting' });
+  assert.equal(ack.outcome, 'ack');
+  assert.equal(ack.binding?.current?.name, 'ap');
+  assert.equal(ack.binding?.tunnel?.type, 'vxlan');
+  assert.ok(core.events.some((e) => e.startsWith('commit')));
+});
+
+test('a participant that fails to prepare aborts the move and nothing changes', async () => {
+  const { connect, registry } = setup();
+  const cn1 = connect('cn1');
+  const cn2 = connect('cn2');
+  await cn1.peer.request('bind', bindBody('cn1', '10.200.0.11', '10.1.0'));
+  await cn2.peer.request('bind', bindBody('cn2', '10.200.0.12', '10.2.0'));
+  await cn1.peer.request('discover', { mac: MS });
+  await cn1.peer.request('request', { mac: MS, ip: '10.1.0.5', leaseTime: 600, state: 'selecting' });
+  cn1.failPrepare = 'disk on fire';
+  const r = await cn2.peer.request('seen', { mac: MS, ip: '10.1.0.5', via: 'ip' });
+  assert.equal(r.outcome, 'refused');
+  assert.match(r.reason ?? '', /disk on fire/);
+  assert.equal(registry.binding(MS)?.current, 'cn1');
+  assert.ok(cn2.events.includes('abort'));
+});
+
+test('an offline parent does not block the move; it re-learns the binding when it binds again', async () => {
+  const { connect } = setup();
+  const cn1 = connect('cn1');
+  const cn2 = connect('cn2');
+  await cn1.peer.request('bind', bindBody('cn1', '10.200.0.11', '10.1.0'));
+  await cn2.peer.request('bind', bindBody('cn2', '10.200.0.12', '10.2.0'));
+  await cn1.peer.request('discover', { mac: MS });
+  await cn1.peer.request('request', { mac: MS, ip: '10.1.0.5', leaseTime: 600, state: 'selecting' });
+  cn1.peer.close('crash');
+  await new Promise((r) => setImmediate(r));
+  const r = await cn2.peer.request('seen', { mac: MS, ip: '10.1.0.5', via: 'ip' });
+  assert.equal(r.outcome, 'moved');
+  const again = connect('cn1');
+  const bound = await again.peer.request('bind', bindBody('cn1', '10.200.0.11', '10.1.0'));
+  assert.equal(bound.bindings.length, 1);
+  assert.equal(bound.bindings[0]?.current?.name, 'cn2');
+  assert.equal(bound.bindings[0]?.tunnel?.type, 'vxlan');
+});
+
+test('expired bindings are removed and their CNs told', async () => {
+  const now = { t: 1_000_000 };
+  const { connect, service, registry } = setup(now);
+  const cn1 = connect('cn1');
+  await cn1.peer.request('bind', bindBody('cn1', '10.200.0.11', '10.1.0'));
+  await cn1.peer.request('discover', { mac: MS });
+  await cn1.peer.request('request', { mac: MS, ip: '10.1.0.5', leaseTime: 60, state: 'selecting' });
+  now.t += 60_000;
+  assert.equal(await service.expire(), 0, 'still inside the grace period');
+  now.t += 60_001;
+  assert.equal(await service.expire(), 1);
+  assert.equal(registry.binding(MS), undefined);
+  assert.ok(cn1.events.includes(`remove ${MS}`));
+});
+
+test('a statically addressed host seen by ARP is adopted when its cell is free', async () => {
+  const { connect } = setup();
+  const cn1 = connect('cn1');
+  const cn2 = connect('cn2');
+  await cn1.peer.request('bind', bindBody('cn1', '10.200.0.11', '10.1.0'));
+  await cn2.peer.request('bind', bindBody('cn2', '10.200.0.12', '10.2.0'));
+  const r = await cn2.peer.request('seen', { mac: MS, ip: '10.1.0.101', via: 'arp' });
+  assert.equal(r.outcome, 'moved');
+  assert.equal(r.binding?.cell, '10.1.0.100');
+  assert.equal(r.binding?.parent.name, 'cn1');
+  const unknown = await cn2.peer.request('seen', { mac: '02:00:00:00:00:09', ip: '172.16.0.9', via: 'arp' });
+  assert.equal(unknown.outcome, 'unknown');
+});
