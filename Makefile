@@ -1,0 +1,35 @@
+# tmip: the usual targets. `make check` installs what the tests need and runs them all (unit + lab,
+# the lab needs root); `make demo` shows a client roaming between two routed cells in a namespace lab.
+.PHONY: all deps build typecheck test unit lab check demo bench clean
+
+all: build
+
+deps:
+	bash test/install-deps.sh
+
+build:
+	bash build.sh
+
+typecheck:
+	npx tsc -p tsconfig.json --noEmit
+
+unit:
+	npm run test:unit
+
+lab:
+	npm run test:lab
+
+test:
+	npm test
+
+check: deps
+	npm test
+
+demo: deps
+	npm run demo
+
+bench: deps
+	npm run bench:roam
+
+clean:
+	rm -rf build dist
