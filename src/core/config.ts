@@ -1,0 +1,540 @@
+// The daemons' configuration model: builds a CnConfig (`config cn`) or MlrConfig (`config mlr`) from a
+// parsed UCI package and validates every option, collecting all problems at once. Each message names
+// the option as `uci show` would (tmip.@cn[0].lease_time), its line, what was found and what is
+// expected. Pure: no I/O.
+import { cidrContains, formatCidr, formatIPv4, parseCidr, parseIPv4, type Cidr, type IPv4 } from './ip.js';
+import { err, ok, type Result } from './result.js';
+import { isTunnelType, TUNNEL_TYPES, type TunnelType } from './tunnel.js';
+import type { UciPackage, UciSection } from '../proto/uci.js';
+
+export const DEFAULT_MLR_PORT = 6554;
+export const DEFAULT_LEASE_TIME = 3600;
+export const LEASE_TIME_MIN = 60;
+export const LEASE_TIME_MAX = 31536000;
+export const DEFAULT_TUNNEL_PREFIX = 'tmip0';
+/**
+ * Longest tunnel prefix: devices are named prefix + pair id, ids go up to 2^24-1 (8 digits), and a
+ * Linux device name holds at most 15 bytes, so 7 + 8 = 15.
+ */
+export const TUNNEL_PREFIX_MAX = 7;
+export const DEFAULT_DEBUG_LEVEL = 2;
+export const DEFAULT_OFFER_HOLD = 60;
+export const DEFAULT_LEASE_GRACE = 60;
+export const DEFAULT_LISTEN = '0.0.0.0';
+export const DEFAULT_TUNNEL_TYPES: readonly TunnelType[] = TUNNEL_TYPES;
+/** Package name used in messages when the parsed text had no `package` line (as in /etc/config). */
+export const DEFAULT_PACKAGE = 'tmip';
+
+export interface MlrAddress {
+  /** An IPv4 literal (canonical dotted quad) or a DNS name. */
+  host: string;
+  port: number;
+}
+
+export type PoolSource = { kind: 'interface'; ifname: string } | { kind: 'cidr'; cidr: Cidr };
+
+export interface PoolSpec {
+  source: PoolSource;
+  /** First address of the range; null ('*') = from the start of the source's subnet. */
+  first: IPv4 | null;
+  /** Last address of the range; null ('*') = to the end of the source's subnet. */
+  last: IPv4 | null;
+  /** The entry as written in the config. */
+  text: string;
+}
+
+export interface CnConfig {
+  networkName: string;
+  cnName: string;
+  mlr: MlrAddress;
+  cnIf: string;
+  mobileIf: string;
+  pools: PoolSpec[];
+  dnsServers: IPv4[];
+  domain?: string;
+  leaseTime: number;
+  tunnelPrefix: string;
+  tunnelTypes: TunnelType[];
+  mssClamp: boolean;
+  debugLevel: number;
+  statusFile?: string;
+  /** Informational: `option enabled '0'` is for the init script to honour. */
+  enabled: boolean;
+  warnings: string[];
+}
+
+export interface MlrConfig {
+  networkName: string;
+  port: number;
+  /** IPv4 address to bind, canonical dotted quad. */
+  listen: string;
+  debugLevel: number;
+  stateFile?: string;
+  offerHold: number;
+  leaseGrace: number;
+  tunnelTypes: TunnelType[];
+  enabled: boolean;
+  warnings: string[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Value checkers. Each returns the parsed value or a message "'<found>' <problem>; expected <what>".
+
+/** A value quoted for a message: 'text', or JSON-escaped when it holds quotes or control characters. */
+export function quote(v: string): string {
+  const s = v.length > 80 ? `${v.slice(0, 77)}...` : v;
+  return /[\x00-\x1f\x7f']/.test(s) ? JSON.stringify(s) : `'${s}'`;
+}
+
+const TRUE_WORDS = new Set(['1', 'true', 'yes', 'on', 'enabled']);
+const FALSE_WORDS = new Set(['0', 'false', 'no', 'off', 'disabled']);
+const BOOL_EXPECTED = "expected '1'/'0', 'yes'/'no', 'true'/'false', 'on'/'off' or 'enabled'/'disabled'";
+
+/** A UCI boolean as OpenWrt's config_get_bool reads it (case-sensitive); undefined if not one. */
+export function parseBool(text: string): boolean | undefined {
+  if (TRUE_WORDS.has(text)) return true;
+  if (FALSE_WORDS.has(text)) return false;
+  return undefined;
+}
+
+function byteLength(s: string): number {
+  return new TextEncoder().encode(s).length;
+}
+
+/** A Linux network device name as the kernel's dev_valid_name() accepts it. */
+export function checkIfname(text: string): Result<string> {
+  const expected = "expected a Linux interface name of 1..15 bytes without '/', ':' or spaces, e.g. 'br-lan'";
+  if (text === '' || text === '.' || text === '..') return err(`${quote(text)} is not an interface name; ${expected}`);
+  if (byteLength(text) > 15) return err(`${quote(text)} is longer than 15 bytes; ${expected}`);
+  if (/[\s/:\x00-\x1f\x7f]/.test(text)) return err(`${quote(text)} contains a character not allowed in interface names; ${expected}`);
+  return ok(text);
+}
+
+/** A DNS host or domain name: dot-separated labels of letters, digits and '-', at most 253 characters. */
+export function isDnsName(text: string): boolean {
+  const name = text.endsWith('.') ? text.slice(0, -1) : text;
+  if (name.length === 0 || name.length > 253) return false;
+  return name.split('.').every((label) => /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(label));
+}
+
+function checkIPv4(text: string, expected = 'expected an IPv4 address a.b.c.d'): Result<IPv4> {
+  const r = parseIPv4(text);
+  return r.ok ? r : err(`${quote(text)} is not an IPv4 address; ${expected}`);
+}
+
+const MLR_EXPECTED = "expected 'host' or 'host:port' where host is an IPv4 address or DNS name and port is 1..65535, e.g. '192.0.2.1:6554'";
+
+/** The MLR address: 'host' or 'host:port' (port defaults to 6554). */
+export function parseMlrAddress(text: string): Result<MlrAddress> {
+  const colon = text.lastIndexOf(':');
+  let hostText = text;
+  let port = DEFAULT_MLR_PORT;
+  if (colon >= 0) {
+    hostText = text.slice(0, colon);
+    const portText = text.slice(colon + 1);
+    if (hostText.includes(':')) return err(`${quote(text)} is not a host or host:port (IPv6 is not supported); ${MLR_EXPECTED}`);
+    if (!/^\d{1,5}$/.test(portText)) return err(`${quote(text)} has port ${quote(portText)}, not a number; ${MLR_EXPECTED}`);
+    port = Number(portText);
+    if (port < 1 || port > 65535) return err(`${quote(text)} has port ${port}, out of range; ${MLR_EXPECTED}`);
+  }
+  if (hostText === '') return err(`${quote(text)} has no host; ${MLR_EXPECTED}`);
+  if (/^[0-9.]+$/.test(hostText)) {
+    const ip = parseIPv4(hostText);
+    if (!ip.ok) return err(`${quote(text)}: ${quote(hostText)} is not an IPv4 address; ${MLR_EXPECTED}`);
+    return ok({ host: formatIPv4(ip.value), port });
+  }
+  if (!isDnsName(hostText)) return err(`${quote(text)}: ${quote(hostText)} is neither an IPv4 address nor a DNS name; ${MLR_EXPECTED}`);
+  return ok({ host: hostText, port });
+}
+
+const POOL_EXPECTED =
+  "expected '<interface or CIDR> <first|*> <last|*>', e.g. 'br-lan * *' or '10.20.0.0/16 10.20.1.0 10.20.1.255'";
+
+/**
+ * One `addr_pool` entry: '<interface or CIDR> <first|*> <last|*>'. A CIDR source needs room for a /30
+ * cell (prefix ≤ 30) and first/last inside it; first ≤ last. A CIDR written with host bits set
+ * (192.168.1.1/24) is accepted as its network, with a warning.
+ */
+export function parsePoolSpec(text: string): Result<{ spec: PoolSpec; warning?: string }> {
+  const words = text.trim().split(/\s+/).filter((w) => w !== '');
+  if (words.length !== 3) return err(`${quote(text)} has ${words.length} word${words.length === 1 ? '' : 's'}; ${POOL_EXPECTED}`);
+  const [srcText, firstText, lastText] = words as [string, string, string];
+  let source: PoolSource;
+  let warning: string | undefined;
+  if (srcText.includes('/')) {
+    const c = parseCidr(srcText);
+    if (!c.ok) return err(`${quote(text)}: ${quote(srcText)} is not a CIDR prefix a.b.c.d/len; ${POOL_EXPECTED}`);
+    if (c.value.prefix > 30) {
+      return err(`${quote(text)}: ${quote(srcText)} is too small for a /30 station cell; expected a prefix length of 30 or less`);
+    }
+    const addr = parseIPv4(srcText.slice(0, srcText.indexOf('/')));
+    if (addr.ok && addr.value !== c.value.network) warning = `${quote(srcText)} has host bits set; using ${formatCidr(c.value)}`;
+    source = { kind: 'cidr', cidr: c.value };
+  } else if (/^[0-9.]+$/.test(srcText)) {
+    return err(`${quote(text)}: ${quote(srcText)} is an address, not a pool source; ${POOL_EXPECTED} (write a subnet as a.b.c.d/len)`);
+  } else {
+    const i = checkIfname(srcText);
+    if (!i.ok) return err(`${quote(text)}: ${i.error}`);
+    source = { kind: 'interface', ifname: srcText };
+  }
+  const bound = (t: string, which: string): Result<IPv4 | null> => {
+    if (t === '*') return ok(null);
+    const ip = parseIPv4(t);
+    if (!ip.ok) return err(`${quote(text)}: ${which} address ${quote(t)} is not an IPv4 address or '*'; ${POOL_EXPECTED}`);
+    if (source.kind === 'cidr' && !cidrContains(source.cidr, ip.value)) {
+      return err(`${quote(text)}: ${which} address ${t} is outside ${formatCidr(source.cidr)}; expected an address inside the subnet or '*'`);
+    }
+    return ok(ip.value);
+  };
+  const first = bound(firstText, 'first');
+  if (!first.ok) return first;
+  const last = bound(lastText, 'last');
+  if (!last.ok) return last;
+  if (first.value !== null && last.value !== null && first.value > last.value) {
+    return err(`${quote(text)}: first address ${firstText} is after last address ${lastText}; expected first <= last`);
+  }
+  const spec: PoolSpec = { source, first: first.value, last: last.value, text };
+  return ok(warning === undefined ? { spec } : { spec, warning });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading one section with error collection.
+
+interface Item {
+  text: string;
+  line: number | undefined;
+}
+
+class SectionReader {
+  readonly errors: string[] = [];
+  readonly warnings: string[] = [];
+  private readonly used = new Set<string>();
+  private readonly base: string;
+
+  constructor(
+    pkg: UciPackage,
+    private readonly section: UciSection,
+  ) {
+    this.base = sectionPath(pkg, section);
+  }
+
+  /** 'tmip.@cn[0].opt (line 7)' */
+  at(opt: string, line?: number): string {
+    const l = line ?? this.section.lines.get(opt);
+    return l === undefined ? `${this.base}.${opt}` : `${this.base}.${opt} (line ${l})`;
+  }
+
+  bad(opt: string, message: string, line?: number): undefined {
+    this.errors.push(`${this.at(opt, line)}: ${message}`);
+    return undefined;
+  }
+
+  missing(opt: string, expected: string): undefined {
+    const where = this.section.line === undefined ? '' : ` (section begins on line ${this.section.line})`;
+    this.errors.push(`${this.base}.${opt}: required option is missing${where}; ${expected}`);
+    return undefined;
+  }
+
+  /** A single-valued option; a list is an error. */
+  scalar(opt: string): Item | undefined {
+    this.used.add(opt);
+    const v = this.section.options.get(opt);
+    if (v === undefined) return undefined;
+    if (Array.isArray(v)) {
+      const shown = v.map(quote).join(', ');
+      return this.bad(opt, `${shown} given as a list; expected a single value: option ${opt} '...'`);
+    }
+    return { text: v, line: this.section.lines.get(opt) };
+  }
+
+  /** A list option's items, or a plain option's value (split on whitespace when `split`). */
+  many(opt: string, split: boolean): Item[] {
+    this.used.add(opt);
+    const v = this.section.options.get(opt);
+    if (v === undefined) return [];
+    if (Array.isArray(v)) {
+      const lines = this.section.itemLines?.get(opt);
+      const first = this.section.lines.get(opt);
+      return v.map((text, i) => ({ text, line: lines?.[i] ?? first }));
+    }
+    const line = this.section.lines.get(opt);
+    if (!split) return [{ text: v, line }];
+    return v
+      .split(/\s+/)
+      .filter((w) => w !== '')
+      .map((text) => ({ text, line }));
+  }
+
+  required(opt: string, expected: string): Item | undefined {
+    const item = this.scalar(opt);
+    if (item === undefined && !this.section.options.has(opt)) return this.missing(opt, expected);
+    return item;
+  }
+
+  integer(opt: string, min: number, max: number, fallback: number, what?: string): number {
+    const item = this.scalar(opt);
+    if (item === undefined) return fallback;
+    const expected = `expected an integer ${min}..${max}`;
+    if (!/^\d+$/.test(item.text)) {
+      this.bad(opt, `${quote(item.text)} is not ${what ?? 'a whole number'}; ${expected}`);
+      return fallback;
+    }
+    const n = Number(item.text);
+    if (n < min || n > max) {
+      this.bad(opt, `${quote(item.text)} is out of range; ${expected}`);
+      return fallback;
+    }
+    return n;
+  }
+
+  bool(opt: string, fallback: boolean): boolean {
+    const item = this.scalar(opt);
+    if (item === undefined) return fallback;
+    const b = parseBool(item.text);
+    if (b === undefined) {
+      this.bad(opt, `${quote(item.text)} is not a boolean; ${BOOL_EXPECTED}`);
+      return fallback;
+    }
+    return b;
+  }
+
+  networkName(): string | undefined {
+    const expected = "expected 1..64 printable characters without spaces, the same on every CN and the MLR, e.g. 'campus'";
+    const item = this.required('network_name', expected);
+    if (item === undefined) return undefined;
+    if (!/^[\x21-\x7e]{1,64}$/.test(item.text)) {
+      const problem = item.text.length > 64 ? 'is longer than 64 characters' : 'contains spaces or non-printable characters';
+      return this.bad('network_name', `${quote(item.text)} ${problem}; ${expected}`);
+    }
+    return item.text;
+  }
+
+  path(opt: string, example: string): string | undefined {
+    const item = this.scalar(opt);
+    if (item === undefined) return undefined;
+    const expected = `expected an absolute path, e.g. '${example}'`;
+    if (!item.text.startsWith('/')) return this.bad(opt, `${quote(item.text)} is not an absolute path; ${expected}`);
+    if (/[\x00-\x1f\x7f]/.test(item.text)) return this.bad(opt, `${quote(item.text)} contains control characters; ${expected}`);
+    if (byteLength(item.text) > 4095) return this.bad(opt, `${quote(item.text)} is longer than 4095 bytes; ${expected}`);
+    return item.text;
+  }
+
+  tunnelTypes(): TunnelType[] {
+    const items = this.many('tunnel_type', true);
+    if (items.length === 0) return [...DEFAULT_TUNNEL_TYPES];
+    const out: TunnelType[] = [];
+    for (const item of items) {
+      if (!isTunnelType(item.text)) {
+        this.bad('tunnel_type', `${quote(item.text)} is not a tunnel type; expected one of ${TUNNEL_TYPES.join(', ')}`, item.line);
+      } else if (out.includes(item.text)) {
+        this.warnings.push(`${this.at('tunnel_type', item.line)}: '${item.text}' listed twice; the later one ignored`);
+      } else {
+        out.push(item.text);
+      }
+    }
+    return out;
+  }
+
+  /** Warn about every option not read so far. */
+  unknown(): void {
+    for (const opt of this.section.options.keys()) {
+      if (!this.used.has(opt)) this.warnings.push(`${this.at(opt)}: unknown option '${opt}' ignored`);
+    }
+  }
+}
+
+/** `uci show`-style path of a section, e.g. 'tmip.@cn[0]' or 'tmip.main'. */
+function sectionPath(pkg: UciPackage, s: UciSection): string {
+  let name = s.name;
+  if (name === undefined) {
+    const i = pkg.sections.filter((x) => x.type === s.type).indexOf(s);
+    name = `@${s.type}[${Math.max(i, 0)}]`;
+  }
+  return `${pkg.name ?? DEFAULT_PACKAGE}.${name}`;
+}
+
+function findSection(pkg: UciPackage, type: string, sectionName: string | undefined, warnings: string[]): Result<UciSection> {
+  const pkgName = pkg.name ?? DEFAULT_PACKAGE;
+  if (sectionName !== undefined) {
+    // a name, or a `uci show` reference @type[n] (n < 0 counts from the end, as uci does)
+    const ref = /^@([^[\]]+)\[(-?\d+)\]$/.exec(sectionName);
+    let s: UciSection | undefined;
+    if (ref) {
+      const ofType = pkg.sections.filter((x) => x.type === ref[1]);
+      const n = Number(ref[2]);
+      s = ofType[n < 0 ? ofType.length + n : n];
+    } else {
+      s = pkg.sections.find((x) => x.name === sectionName);
+    }
+    if (!s) {
+      const names = pkg.sections.filter((x) => x.type === type).map((x) => x.name ?? '?');
+      const found = names.length > 0 ? `; the 'config ${type}' sections are: ${names.join(', ')}` : `; there is no 'config ${type}' section`;
+      return err(`${pkgName}.${sectionName}: no such section${found}`);
+    }
+    if (s.type !== type) return err(`${pkgName}.${sectionName}: is a 'config ${s.type}' section; expected 'config ${type}'`);
+    return ok(s);
+  }
+  const all = pkg.sections.filter((x) => x.type === type);
+  const first = all[0];
+  if (!first) return err(`${pkgName}: no 'config ${type}' section found; expected one (see the /etc/config/tmip shipped with tmip)`);
+  if (all.length > 1) {
+    warnings.push(`${pkgName}: ${all.length} 'config ${type}' sections; using the first (${sectionPath(pkg, first)})`);
+  }
+  return ok(first);
+}
+
+function done<T extends { warnings: string[] }>(r: SectionReader, extra: string[], build: () => T): Result<T> {
+  r.unknown();
+  if (r.errors.length > 0) return err(r.errors.join('\n'));
+  const value = build();
+  value.warnings = [...extra, ...r.warnings];
+  return ok(value);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** The CN daemon's config from the first `config cn` section, or the one named `sectionName`. */
+export function parseCnConfig(pkg: UciPackage, sectionName?: string): Result<CnConfig> {
+  const extra: string[] = [];
+  const found = findSection(pkg, 'cn', sectionName, extra);
+  if (!found.ok) return found;
+  const section = found.value;
+  const r = new SectionReader(pkg, section);
+
+  const networkName = r.networkName();
+
+  let mlr: MlrAddress | undefined;
+  const mlrItem = r.required('mlr', MLR_EXPECTED);
+  if (mlrItem) {
+    const m = parseMlrAddress(mlrItem.text);
+    if (m.ok) mlr = m.value;
+    else r.bad('mlr', m.error);
+  }
+
+  let cnName = section.anonymous || section.name === undefined ? 'cn' : section.name;
+  const nameItem = r.scalar('cn_name');
+  if (nameItem) {
+    const expected = 'expected free text of at most 64 characters without control characters';
+    if ([...nameItem.text].length > 64) r.bad('cn_name', `${quote(nameItem.text)} is longer than 64 characters; ${expected}`);
+    else if (/[\x00-\x1f\x7f]/.test(nameItem.text)) r.bad('cn_name', `${quote(nameItem.text)} contains control characters; ${expected}`);
+    else cnName = nameItem.text;
+  }
+
+  const ifname = (opt: string, example: string): string | undefined => {
+    const item = r.required(opt, `expected a Linux interface name, e.g. '${example}'`);
+    if (!item) return undefined;
+    const c = checkIfname(item.text);
+    return c.ok ? c.value : r.bad(opt, c.error);
+  };
+  const cnIf = ifname('cn_if', 'eth0');
+  const mobileIf = ifname('mobile_if', 'br-lan');
+
+  const pools: PoolSpec[] = [];
+  for (const item of r.many('addr_pool', false)) {
+    const p = parsePoolSpec(item.text);
+    if (!p.ok) {
+      r.bad('addr_pool', p.error, item.line);
+      continue;
+    }
+    pools.push(p.value.spec);
+    if (p.value.warning) r.warnings.push(`${r.at('addr_pool', item.line)}: ${p.value.warning}`);
+  }
+
+  const dnsServers: IPv4[] = [];
+  for (const item of r.many('dns_server', true)) {
+    const ip = checkIPv4(item.text, "expected an IPv4 address a.b.c.d (one per 'list dns_server')");
+    if (ip.ok) dnsServers.push(ip.value);
+    else r.bad('dns_server', ip.error, item.line);
+  }
+
+  let domain: string | undefined;
+  const domainItem = r.scalar('domain');
+  if (domainItem) {
+    if (isDnsName(domainItem.text)) domain = domainItem.text;
+    else r.bad('domain', `${quote(domainItem.text)} is not a DNS domain; expected labels of letters, digits and '-' separated by dots, e.g. 'campus.lan'`);
+  }
+
+  const leaseTime = r.integer('lease_time', LEASE_TIME_MIN, LEASE_TIME_MAX, DEFAULT_LEASE_TIME, 'a number of seconds');
+
+  let tunnelPrefix = DEFAULT_TUNNEL_PREFIX;
+  const prefixItem = r.scalar('tunnel_prefix');
+  if (prefixItem) {
+    const re = new RegExp(`^[a-z][a-z0-9_]{0,${TUNNEL_PREFIX_MAX - 1}}$`);
+    if (re.test(prefixItem.text)) tunnelPrefix = prefixItem.text;
+    else {
+      const expected = `expected 1..${TUNNEL_PREFIX_MAX} characters of a-z, 0-9 and '_' starting with a letter (devices are named prefix + pair id in at most 15 bytes), e.g. 'tmip0'`;
+      const problem = prefixItem.text.length > TUNNEL_PREFIX_MAX ? `is longer than ${TUNNEL_PREFIX_MAX} characters` : 'is not a valid tunnel prefix';
+      r.bad('tunnel_prefix', `${quote(prefixItem.text)} ${problem}; ${expected}`);
+    }
+  }
+
+  const tunnelTypes = r.tunnelTypes();
+  const mssClamp = r.bool('mss_clamp', true);
+  const enabled = r.bool('enabled', true);
+  const debugLevel = r.integer('debug_level', 0, 7, DEFAULT_DEBUG_LEVEL);
+  const statusFile = r.path('status_file', '/var/run/tmip/cn.status');
+
+  return done(r, extra, () => {
+    const cfg: CnConfig = {
+      networkName: networkName!,
+      cnName,
+      mlr: mlr!,
+      cnIf: cnIf!,
+      mobileIf: mobileIf!,
+      pools,
+      dnsServers,
+      leaseTime,
+      tunnelPrefix,
+      tunnelTypes,
+      mssClamp,
+      debugLevel,
+      enabled,
+      warnings: [],
+    };
+    if (domain !== undefined) cfg.domain = domain;
+    if (statusFile !== undefined) cfg.statusFile = statusFile;
+    return cfg;
+  });
+}
+
+/** The MLR daemon's config from the first `config mlr` section, or the one named `sectionName`. */
+export function parseMlrConfig(pkg: UciPackage, sectionName?: string): Result<MlrConfig> {
+  const extra: string[] = [];
+  const found = findSection(pkg, 'mlr', sectionName, extra);
+  if (!found.ok) return found;
+  const r = new SectionReader(pkg, found.value);
+
+  const networkName = r.networkName();
+  const port = r.integer('port', 1, 65535, DEFAULT_MLR_PORT, 'a port number');
+
+  let listen = DEFAULT_LISTEN;
+  const listenItem = r.scalar('listen');
+  if (listenItem) {
+    const ip = checkIPv4(listenItem.text, "expected the IPv4 address to listen on, or '0.0.0.0' for all");
+    if (ip.ok) listen = formatIPv4(ip.value);
+    else r.bad('listen', ip.error);
+  }
+
+  const debugLevel = r.integer('debug_level', 0, 7, DEFAULT_DEBUG_LEVEL);
+  const stateFile = r.path('state_file', '/etc/tmip/mlr.state');
+  const offerHold = r.integer('offer_hold', 1, 3600, DEFAULT_OFFER_HOLD, 'a number of seconds');
+  const leaseGrace = r.integer('lease_grace', 0, 86400, DEFAULT_LEASE_GRACE, 'a number of seconds');
+  const tunnelTypes = r.tunnelTypes();
+  const enabled = r.bool('enabled', true);
+
+  return done(r, extra, () => {
+    const cfg: MlrConfig = {
+      networkName: networkName!,
+      port,
+      listen,
+      debugLevel,
+      offerHold,
+      leaseGrace,
+      tunnelTypes,
+      enabled,
+      warnings: [],
+    };
+    if (stateFile !== undefined) cfg.stateFile = stateFile;
+    return cfg;
+  });
+}
