@@ -50,8 +50,9 @@ export interface NetOps {
   /** Write a sysctl under /proc/sys (key in dotted form, e.g. net.ipv4.ip_forward). */
   setSysctl(key: string, value: string): Promise<void>;
   /**
-   * Replace the nftables table `table` (family ip) so that TCP SYNs arriving on `mobileIf` from any of
-   * `hosts` have their MSS lowered to `mss`. An empty `hosts` leaves an empty table.
+   * Replace the nftables table `table` (family ip) so that TCP SYN and SYN/ACK segments forwarded from or
+   * to any of `hosts` through `mobileIf` have their MSS lowered to `mss`. An empty `hosts` leaves an
+   * empty table.
    */
   setMssClamp(table: string, mobileIf: string, mss: number, hosts: IPv4[]): Promise<void>;
   /** Delete the nftables table; succeeds when it is absent. */
