@@ -1,0 +1,84 @@
+// bench/roam: N roams back and forth between cell 1 and cell 2 in the namespace lab while the
+// server streams a record every 10 ms to the client. Prints, per roam, the stream outage (largest
+// inter-arrival gap around the roam) and the CN's own detection-to-commit time, then median and p99,
+// and the ratio to the reference measured in the same run: the largest inter-arrival gap over an
+// equally long stretch of the same stream with no roam (the lab's own jitter).
+// Usage: node build/bench/roam.js [--roams N] [--dwell-ms MS]      (root; `make bench` builds first)
+import { LAB } from '../test/lab/lab.js';
+import { startUdhcpc } from '../test/lab/dhcp-clients.js';
+import { startStream } from '../test/lab/stream.js';
+import { TmipLab } from '../test/lab/tmip-lab.js';
+
+function arg(name: string, def: number): number {
+  const i = process.argv.indexOf(name);
+  const v = i >= 0 ? Number(process.argv[i + 1]) : def;
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`${name} wants a positive number`);
+  return v;
+}
+
+function quantile(xs: number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const idx = Math.min(s.length - 1, Math.ceil(q * s.length) - 1);
+  return s[Math.max(0, idx)]!;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('bench/roam needs root (network namespaces)');
+  const roams = Math.min(arg('--roams', 20), 500);
+  const dwell = Math.min(arg('--dwell-ms', 1500), 60_000);
+  const GAP_THRESHOLD = 15;
+  const t = await TmipLab.start({ debug: 3 });
+  try {
+    const ms = await t.lab.addMs('ms1', 1);
+    const client = startUdhcpc(t.lab, 'ms1');
+    await client.waitForLease(20_000);
+    t.lab.spawn('ms1', 'ping', ['-q', '-i', '0.1', LAB.srvIp]);
+    const stream = await startStream(t.lab, { ms: 'ms1', intervalMs: 10, gapMs: GAP_THRESHOLD });
+    await stream.waitConnected();
+    await stream.waitRecords(100, 10_000);
+
+    // Reference: the same stream, same length of time, no roam.
+    const refStart = performance.now();
+    await sleep(dwell);
+    const reference = Math.max(GAP_THRESHOLD, stream.gapAround(refStart + dwell / 2, dwell / 2));
+
+    const outages: number[] = [];
+    const commits: number[] = [];
+    console.log(`roam  to     outage_ms  detect->commit_ms  via`);
+    for (let i = 1; i <= roams; i++) {
+      const to = i % 2 === 1 ? 2 : 1;
+      const cn = to === 1 ? 'cn1' : 'cn2';
+      const mark = t.cn(cn).mark();
+      const at = await t.lab.moveMs('ms1', to);
+      const line = await t.waitArrival(cn, ms.mac, mark, 15_000);
+      await stream.waitResumed(at, 15_000);
+      await sleep(dwell);
+      const outage = Math.max(stream.gapAround(at, dwell / 2), 0);
+      const m = /(\d+) ms after detection via (\w+)/.exec(line);
+      const commit = m ? Number(m[1]) : NaN;
+      outages.push(outage);
+      if (m) commits.push(commit);
+      console.log(`${String(i).padStart(4)}  cell${to}  ${(outage < GAP_THRESHOLD ? `<${GAP_THRESHOLD}` : outage.toFixed(1)).padStart(9)}  ${String(commit).padStart(17)}  ${m?.[2] ?? '?'}`);
+    }
+    const failures = stream.failures();
+    const summary = await stream.stop();
+    const med = quantile(outages, 0.5);
+    const p99 = quantile(outages, 0.99);
+    console.log('');
+    console.log(`roams: ${roams}, stream records: ${summary?.records ?? '?'}, resets: ${summary?.resets ?? '?'}, sequence errors: ${summary?.seqErrors ?? '?'}, failures: ${failures.length}`);
+    console.log(`outage per roam (ms): median ${med.toFixed(1)}, p99 ${p99.toFixed(1)}, max ${Math.max(...outages).toFixed(1)} (gaps under ${GAP_THRESHOLD} ms count as ${GAP_THRESHOLD})`);
+    console.log(`detection -> commit at the new CN (ms): median ${quantile(commits, 0.5).toFixed(1)}, p99 ${quantile(commits, 0.99).toFixed(1)}`);
+    console.log(`reference, largest gap in ${dwell} ms of the same stream without a roam: ${reference.toFixed(1)} ms`);
+    console.log(`ratio median outage / reference: ${(Math.max(med, GAP_THRESHOLD) / reference).toFixed(2)}; p99 outage / reference: ${(Math.max(p99, GAP_THRESHOLD) / reference).toFixed(2)}`);
+  } finally {
+    await t.destroy();
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(`bench/roam: ${e instanceof Error ? e.message : String(e)}`);
+  process.exit(1);
+});

@@ -1,0 +1,181 @@
+// The heart of tmip, proven against real parts: the bundled MLR and CNs in network namespaces, the
+// kernel's vxlan tunnels, real DHCP clients (busybox udhcpc, ISC dhclient) and real TCP streams.
+// A client gets a /30 in cell 1, roams to cell 2 (its link moves between the cell bridges, carrier
+// up, as in a Wi-Fi roam), keeps its address and its TCP session, renews or re-boots its lease there
+// (ACK, never NAK), downloads in bulk through the tunnel, and roams home, where the tunnel goes.
+// The client runs a 10 Hz ping to the server, standing in for a phone's background traffic: that
+// (like any frame it sends to its old gateway) is what the new CN detects it by.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { LAB } from './lab.js';
+import { startDhclient, startUdhcpc, type DhcpClient } from './dhcp-clients.js';
+import { bulkTransfer, startStream, type StreamRun } from './stream.js';
+import { TmipLab, TUNNEL_PREFIX } from './tmip-lab.js';
+
+const isRoot = process.getuid?.() === 0;
+const skip = isRoot ? false : 'lab tests need root (network namespaces)';
+const BULK_BYTES = 8_000_000;
+
+function report(label: string, value: unknown): void {
+  process.stdout.write(`# ${label}: ${typeof value === 'string' ? value : JSON.stringify(value)}\n`);
+}
+
+async function roam(t: TmipLab, stream: StreamRun, ms: string, mac: string, to: 1 | 2): Promise<number> {
+  const cn = to === 1 ? 'cn1' : 'cn2';
+  const mark = t.cn(cn).mark();
+  const at = await t.lab.moveMs(ms, to);
+  await t.waitArrival(cn, mac, mark);
+  await stream.waitResumed(at, 10_000);
+  await new Promise((r) => setTimeout(r, 600)); // let the window after the roam fill in
+  return stream.gapAround(at, 2000);
+}
+
+function describeClient(kind: 'udhcpc' | 'dhclient'): void {
+  describe(`roaming with ${kind}`, { skip, timeout: 180_000 }, () => {
+    let t: TmipLab;
+    let client: DhcpClient;
+    let stream: StreamRun;
+    let ip = '';
+    let mac = '';
+
+    before(async () => {
+      t = await TmipLab.start();
+    });
+    after(async () => {
+      await stream?.stop().catch(() => null);
+      await t?.destroy();
+    });
+
+    it('gets its own /30 from CN1 in cell 1 and reaches the server', async () => {
+      const ms = await t.lab.addMs('ms1', 1);
+      mac = ms.mac;
+      client = kind === 'udhcpc' ? startUdhcpc(t.lab, 'ms1') : startDhclient(t.lab, 'ms1');
+      const lease = await client.waitForLease(20_000);
+      assert.equal(lease.ip, '10.1.0.5', 'first cell of CN1 pool 10.1.0.0/24 (.0/30 holds CN1 own .1)');
+      assert.equal(lease.router, '10.1.0.6');
+      assert.equal(lease.mask, '255.255.255.252');
+      assert.equal(lease.serverId, '10.1.0.6');
+      ip = lease.ip;
+      assert.ok(await t.ping('ms1', LAB.srvIp), 'MS -> server');
+      assert.ok(await t.ping('srv', ip), 'server -> MS');
+      t.lab.spawn('ms1', 'ping', ['-q', '-i', '0.1', LAB.srvIp]);
+      stream = await startStream(t.lab, { ms: 'ms1', intervalMs: 10 });
+      await stream.waitConnected();
+      await stream.waitRecords(50, 5000);
+    });
+
+    it('roams to cell 2 and keeps its address and TCP session', async () => {
+      const gap = await roam(t, stream, 'ms1', mac, 2);
+      report(`${kind} largest stream gap around the roam to cell 2 (ms)`, gap);
+      assert.deepEqual(stream.failures(), [], 'no reset, no sequence error');
+      assert.equal(await t.lab.addressOf('ms1'), ip);
+      assert.deepEqual(await t.gateways('cn2'), ['10.1.0.6'], 'CN2 now plays the gateway');
+      await t.until('CN1 to withdraw the gateway', async () => (await t.gateways('cn1')).length === 0);
+      assert.equal((await t.tunnels('cn1')).length, 1, 'parent tunnels to CN2');
+      assert.equal((await t.tunnels('cn2')).length, 1);
+      const clamp = await t.lab.exec('cn2', 'nft', ['list', 'table', 'ip', `tmip_${TUNNEL_PREFIX}`]);
+      assert.match(clamp.stdout, new RegExp(`elements = \\{ ${ip.replace(/\./g, '\\.')} \\}`), 'MSS clamp covers the roamed client');
+      assert.ok(await t.ping('srv', ip), 'server -> roamed MS');
+      assert.ok(await t.ping('ms1', LAB.srvIp), 'roamed MS -> server');
+    });
+
+    it('asks for its address again in cell 2 and gets an ACK, not a NAK', async () => {
+      const before = client.leases().length;
+      if (kind === 'udhcpc') (client as ReturnType<typeof startUdhcpc>).renew();
+      else await (client as ReturnType<typeof startDhclient>).reboot();
+      const lease = await client.waitForLease(20_000);
+      assert.equal(client.leases().length, before + 1);
+      assert.equal(lease.ip, ip);
+      assert.equal(lease.event, kind === 'udhcpc' ? 'renew' : 'REBOOT');
+      assert.equal(lease.serverId, '10.1.0.6');
+      assert.ok(!client.events().some((e) => /nak/i.test(e)), 'no NAK seen by the client');
+      assert.deepEqual(stream.failures(), []);
+    });
+
+    it('downloads several MB in full-size segments through the tunnel, intact', async () => {
+      const r = await bulkTransfer(t.lab, 'srv', 'ms1', BULK_BYTES);
+      report(`${kind} bulk download away from home`, `${r.bytes} bytes in ${r.ms} ms`);
+      assert.equal(r.ok, true);
+      assert.equal(r.bytes, BULK_BYTES);
+    });
+
+    it('roams home; the tunnel is removed on both CNs', async () => {
+      const gap = await roam(t, stream, 'ms1', mac, 1);
+      report(`${kind} largest stream gap around the roam home (ms)`, gap);
+      assert.deepEqual(stream.failures(), []);
+      await t.until('tunnels to go', async () => (await t.tunnels('cn1')).length === 0 && (await t.tunnels('cn2')).length === 0);
+      assert.deepEqual(await t.gateways('cn1'), ['10.1.0.6']);
+      assert.deepEqual(await t.gateways('cn2'), []);
+      assert.ok(await t.ping('srv', ip));
+      const summary = await stream.summary();
+      report(`${kind} stream summary`, { records: summary.records, maxGapMs: summary.maxGapMs, resets: summary.resets, seqErrors: summary.seqErrors });
+      assert.equal(summary.resets, 0);
+      assert.equal(summary.seqErrors, 0);
+      assert.equal(summary.connections, 1, 'the same TCP connection throughout');
+    });
+
+    it('a second MS that first appears in cell 2 gets a cell from CN2', async () => {
+      await t.lab.addMs('ms2', 2);
+      const c2 = kind === 'udhcpc' ? startUdhcpc(t.lab, 'ms2') : startDhclient(t.lab, 'ms2');
+      const lease = await c2.waitForLease(20_000);
+      assert.equal(lease.ip, '10.2.0.5');
+      assert.equal(lease.router, '10.2.0.6');
+      assert.ok(await t.ping('ms2', LAB.srvIp));
+      assert.deepEqual(await t.tunnels('cn2'), [], 'at home: no tunnel');
+    });
+  });
+}
+
+describeClient('udhcpc');
+describeClient('dhclient');
+
+describe('CN restarts while a client is away', { skip, timeout: 120_000 }, () => {
+  let t: TmipLab;
+  let stream: StreamRun;
+  before(async () => {
+    t = await TmipLab.start();
+  });
+  after(async () => {
+    await stream?.stop().catch(() => null);
+    await t?.destroy();
+  });
+
+  it('the parent CN, killed and its kernel state lost, restores the tunnel from the MLR without a new lease', async () => {
+    const ms = await t.lab.addMs('ms1', 1);
+    const client = startUdhcpc(t.lab, 'ms1');
+    const lease = await client.waitForLease(20_000);
+    t.lab.spawn('ms1', 'ping', ['-q', '-i', '0.1', LAB.srvIp]);
+    stream = await startStream(t.lab, { ms: 'ms1' });
+    await stream.waitConnected();
+    await roam(t, stream, 'ms1', ms.mac, 2);
+    const leases = client.leases().length;
+
+    const cn1 = t.cn('cn1');
+    cn1.signal('SIGKILL');
+    await cn1.exited;
+    for (const dev of await t.tunnels('cn1')) await t.lab.ip('cn1', ['link', 'del', dev]);
+    assert.equal(await t.ping('srv', lease.ip, 1), false, 'with the tunnel gone, inbound traffic is lost');
+
+    const down = performance.now();
+    const p = await t.startCn('cn1');
+    await p.waitForLine(/1 host\(s\) restored/, 10_000, { stream: 'both' });
+    assert.equal((await t.tunnels('cn1')).length, 1, 'tunnel rebuilt');
+    assert.ok(await t.ping('srv', lease.ip), 'server -> MS again');
+    await stream.waitResumed(down, 15_000);
+    assert.deepEqual(stream.failures(), [], 'the TCP session survived the outage');
+    assert.equal(client.leases().length, leases, 'no new lease was needed');
+  });
+
+  it('the serving CN restarts and keeps the client reachable', async () => {
+    const mark = performance.now();
+    await t.cn('cn2').stop();
+    assert.deepEqual(await t.gateways('cn2'), ['10.1.0.6'], 'a clean stop leaves the gateway in place');
+    const p = await t.startCn('cn2');
+    await p.waitForLine(/1 host\(s\) restored/, 10_000, { stream: 'both' });
+    assert.deepEqual(await t.gateways('cn2'), ['10.1.0.6']);
+    assert.equal((await t.tunnels('cn2')).length, 1);
+    await stream.waitResumed(mark, 10_000);
+    assert.ok(await t.ping('srv', (await t.lab.addressOf('ms1'))!));
+    assert.deepEqual(stream.failures(), []);
+  });
+});

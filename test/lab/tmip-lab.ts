@@ -1,0 +1,148 @@
+// tmip on the lab topology: writes UCI configs for the MLR and both CNs, starts the bundled daemons
+// (dist/tmip-mlr.js, dist/tmip-cn.js) inside their namespaces, and offers the checks the lab tests,
+// the demo and the roam benchmark share (tunnels present, gateway addresses, arrival log lines).
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { LAB, Lab, type LabProcess } from './lab.js';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+export const DIST = path.join(REPO, 'dist');
+export const TUNNEL_PREFIX = 'tmip';
+export const NETWORK = 'lab-campus';
+
+export type CnName = 'cn1' | 'cn2';
+
+export interface TmipLabOptions {
+  log?: (message: string) => void;
+  /** Debug level of the daemons; 3 shows every handover step (the tests parse those lines). */
+  debug?: number;
+  leaseTime?: number;
+}
+
+export class TmipLab {
+  readonly dir: string;
+  mlr!: LabProcess;
+  readonly cns: Partial<Record<CnName, LabProcess>> = {};
+
+  private constructor(
+    readonly lab: Lab,
+    private readonly opts: TmipLabOptions,
+  ) {
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmip-lab-'));
+  }
+
+  static async start(opts: TmipLabOptions = {}): Promise<TmipLab> {
+    for (const f of ['tmip-cn.js', 'tmip-mlr.js']) {
+      if (!fs.existsSync(path.join(DIST, f))) throw new Error(`${path.join(DIST, f)} is missing: run 'bash build.sh' first`);
+    }
+    const lab = await Lab.create({ name: 'tmip', ...(opts.log ? { log: opts.log } : {}) });
+    const t = new TmipLab(lab, opts);
+    try {
+      t.writeConfigs();
+      await t.startMlr();
+      await Promise.all([t.startCn('cn1'), t.startCn('cn2')]);
+    } catch (e) {
+      await t.destroy();
+      throw e;
+    }
+    return t;
+  }
+
+  private writeConfigs(): void {
+    const debug = this.opts.debug ?? 4;
+    fs.writeFileSync(
+      path.join(this.dir, 'mlr.conf'),
+      `config mlr\n\toption network_name '${NETWORK}'\n\toption port '6554'\n\toption state_file '${path.join(this.dir, 'mlr.state')}'\n\toption debug_level '${debug}'\n`,
+    );
+    for (const [name, cell] of [['cn1', 1], ['cn2', 2]] as const) {
+      fs.writeFileSync(
+        path.join(this.dir, `${name}.conf`),
+        [
+          `config cn '${name}'`,
+          `\toption mlr '${LAB.mlrIp}'`,
+          `\toption network_name '${NETWORK}'`,
+          `\toption cn_if '${LAB.backboneIf}'`,
+          `\toption mobile_if '${LAB.mobileIf}'`,
+          `\tlist addr_pool '${LAB.mobileIf} * *'`,
+          `\tlist dns_server '${LAB.srvIp}'`,
+          `\toption domain 'cell${cell}.lab'`,
+          `\toption lease_time '${this.opts.leaseTime ?? 600}'`,
+          `\toption tunnel_prefix '${TUNNEL_PREFIX}'`,
+          `\toption debug_level '${debug}'`,
+          '',
+        ].join('\n'),
+      );
+    }
+  }
+
+  async startMlr(): Promise<LabProcess> {
+    this.mlr = this.lab.spawn('mlr', process.execPath, [path.join(DIST, 'tmip-mlr.js'), '-f', path.join(this.dir, 'mlr.conf'), '-F'], {
+      logFile: path.join(this.dir, 'mlr.log'),
+    });
+    await this.mlr.waitForLine(/MLR up and listening/, 10_000, { stream: 'both' });
+    return this.mlr;
+  }
+
+  async startCn(name: CnName): Promise<LabProcess> {
+    const p = this.lab.spawn(name, process.execPath, [path.join(DIST, 'tmip-cn.js'), '-f', path.join(this.dir, `${name}.conf`), '-F'], {
+      logFile: path.join(this.dir, `${name}.log`),
+    });
+    this.cns[name] = p;
+    await p.waitForLine(/is now up and running/, 15_000, { stream: 'both' });
+    return p;
+  }
+
+  cn(name: CnName): LabProcess {
+    const p = this.cns[name];
+    if (!p) throw new Error(`${name} is not running`);
+    return p;
+  }
+
+  /** Wait for the CN to log the MS's arrival in its cell (after `since`, a mark() of its output). */
+  waitArrival(name: CnName, mac: string, since: number, timeoutMs = 10_000): Promise<string> {
+    return this.cn(name).waitForLine(new RegExp(`host ${mac} \\S+ has arrived in this cell`), timeoutMs, { since, stream: 'both' });
+  }
+
+  /** Names of our tunnel devices in a CN's namespace. */
+  async tunnels(name: CnName): Promise<string[]> {
+    const out = await this.lab.exec(name, 'ip', ['-o', 'link', 'show']);
+    return [...out.stdout.matchAll(new RegExp(`^\\d+: (${TUNNEL_PREFIX}\\d+)[@:]`, 'gm'))].map((m) => m[1]!);
+  }
+
+  /** /30 gateway addresses on a CN's mobile interface. */
+  async gateways(name: CnName): Promise<string[]> {
+    const out = await this.lab.exec(name, 'ip', ['-o', '-4', 'addr', 'show', 'dev', LAB.mobileIf]);
+    return [...out.stdout.matchAll(/inet (\d+\.\d+\.\d+\.\d+)\/30/g)].map((m) => m[1]!);
+  }
+
+  /** Poll until cond() holds (bounded). */
+  async until(what: string, cond: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    for (let i = 0; i < 1000 && Date.now() < end; i++) {
+      if (await cond()) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+  }
+
+  async ping(from: string, to: string, count = 2): Promise<boolean> {
+    const r = await this.lab.exec(from, 'ping', ['-c', String(count), '-i', '0.2', '-W', '1', to], { timeoutMs: 10_000 });
+    return r.code === 0;
+  }
+
+  logs(): string {
+    return ['mlr', 'cn1', 'cn2']
+      .map((n) => {
+        const f = path.join(this.dir, `${n}.log`);
+        return fs.existsSync(f) ? `---- ${n}.log (last 40 lines)\n${fs.readFileSync(f, 'utf8').split('\n').slice(-40).join('\n')}` : '';
+      })
+      .join('\n');
+  }
+
+  async destroy(): Promise<void> {
+    await this.lab.destroy();
+    if (!process.env.TMIP_KEEP_LOGS) fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
