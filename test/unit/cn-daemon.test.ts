@@ -1,0 +1,181 @@
+// Two CN daemons and an MLR in one process, on fakes (FakeNetOps kernels, FakeLinkIO captures,
+// in-memory channels): DHCP gives a /30, ARP/IP activity in the other cell moves the binding, the
+// kernels of both CNs follow, a renew at the new CN is ACKed, and hostile frames change nothing.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import type { CnConfig } from '../../src/core/config.js';
+import { formatIPv4, macToBytes, parseIPv4, type Mac } from '../../src/core/ip.js';
+import { Registry } from '../../src/core/registry.js';
+import { CnDaemon } from '../../src/cn/daemon.js';
+import { MlrService } from '../../src/mlr/service.js';
+import { FakeLinkIO } from '../../src/platform/fake-linkio.js';
+import { FakeNetOps } from '../../src/platform/fake-netops.js';
+import { memoryChannelPair } from '../../src/platform/memory-channel.js';
+import { DHCP_MESSAGE, decodeDhcp } from '../../src/proto/dhcp.js';
+import { buildUdpFrame, classifyFrame, encodeEthernet, encodeIPv4Udp } from '../../src/proto/packet.js';
+import { RpcPeer } from '../../src/proto/rpc.js';
+
+const ip = (s: string) => (parseIPv4(s) as { value: number }).value;
+const MS: Mac = '02:aa:00:00:00:01';
+
+function cnConfig(name: string): CnConfig {
+  return {
+    networkName: 'lab',
+    cnName: name,
+    mlr: { host: 'mlr', port: 6554 },
+    cnIf: 'bb0',
+    mobileIf: 'wl0',
+    pools: [{ source: { kind: 'interface', ifname: 'wl0' }, first: null, last: null, text: 'wl0 * *' }],
+    dnsServers: [ip('10.200.0.10')],
+    domain: 'lab',
+    leaseTime: 600,
+    tunnelPrefix: 'tm',
+    tunnelTypes: ['ipip', 'gre', 'vxlan'],
+    mssClamp: true,
+    debugLevel: 0,
+    enabled: true,
+    warnings: [],
+  };
+}
+
+/** A DHCP client message as a client would send it, wrapped in a broadcast Ethernet/IPv4/UDP frame. */
+function clientDhcp(type: number, opts: { ciaddr?: string; requested?: string; serverId?: string; xid?: number } = {}): Buffer {
+  const b = Buffer.alloc(300);
+  b[0] = 1; // BOOTREQUEST
+  b[1] = 1;
+  b[2] = 6;
+  b.writeUInt32BE(opts.xid ?? 0x1234, 4);
+  if (opts.ciaddr) b.writeUInt32BE(ip(opts.ciaddr), 12);
+  Buffer.from(macToBytes(MS)).copy(b, 28);
+  b.writeUInt32BE(0x63825363, 236);
+  let o = 240;
+  const opt = (code: number, data: number[]) => {
+    b[o++] = code;
+    b[o++] = data.length;
+    for (const d of data) b[o++] = d;
+  };
+  const ipBytes = (s: string) => s.split('.').map(Number);
+  opt(53, [type]);
+  if (opts.requested) opt(50, ipBytes(opts.requested));
+  if (opts.serverId) opt(54, ipBytes(opts.serverId));
+  b[o++] = 255;
+  return buildUdpFrame({ srcMac: MS, dstMac: 'ff:ff:ff:ff:ff:ff', srcIp: opts.ciaddr ? ip(opts.ciaddr) : 0, dstIp: 0xffffffff, srcPort: 68, dstPort: 67, payload: b });
+}
+
+function replies(link: FakeLinkIO) {
+  return link.takeSent().map((f) => {
+    const c = classifyFrame(f);
+    assert.ok(c.ok);
+    if (c.value.kind !== 'ipv4' && c.value.kind !== 'dhcp') return { kind: c.value.kind, dhcp: undefined };
+    const d = decodeDhcp(c.value.ip.payload.subarray(8));
+    return { kind: 'dhcp-reply', dhcp: d.ok ? d.value : undefined };
+  });
+}
+
+async function until(what: string, cond: () => boolean, ms = 2000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+async function world() {
+  const service = new MlrService(new Registry(['ipip', 'gre', 'vxlan']), { networkName: 'lab', offerHoldMs: 60_000, leaseGraceMs: 60_000, log: () => {} });
+  const make = async (name: string, n: number) => {
+    const net = new FakeNetOps();
+    net.supported = ['vxlan'];
+    net.addInterface({ ifname: 'bb0', mac: `02:bb:00:00:00:0${n}`, mtu: 1500, up: true, addresses: [{ ip: ip(`10.200.0.1${n}`), prefix: 24, label: 'bb0' }] });
+    net.addInterface({ ifname: 'wl0', mac: `02:cc:00:00:00:0${n}`, mtu: 1500, up: true, addresses: [{ ip: ip(`10.${n}.0.1`), prefix: 24, label: 'wl0' }] });
+    const link = new FakeLinkIO('wl0', `02:cc:00:00:00:0${n}`);
+    const daemon = new CnDaemon(cnConfig(name), {
+      net,
+      openLink: () => ({ ok: true, value: link }),
+      connect: async () => {
+        const [cnEnd, mlrEnd] = memoryChannelPair(name, 'mlr');
+        service.attach(new RpcPeer(mlrEnd), `10.200.0.1${n}`);
+        return cnEnd;
+      },
+      log: () => {},
+    });
+    await daemon.start();
+    return { net, link, daemon };
+  };
+  const cn1 = await make('cn1', 1);
+  const cn2 = await make('cn2', 2);
+  return { service, cn1, cn2, stop: () => [cn1, cn2].forEach((c) => c.daemon.stop()) };
+}
+
+test('DHCP in cell 1, a roam to cell 2 detected from IP activity, renew at the new CN', async () => {
+  const w = await world();
+  try {
+    const { cn1, cn2 } = w;
+    assert.equal(cn1.net.sysctls.get('net.ipv4.ip_forward'), '1');
+
+    cn1.link.deliver(clientDhcp(DHCP_MESSAGE.DISCOVER));
+    await until('an OFFER', () => cn1.link.sent.length > 0);
+    const [offer] = replies(cn1.link);
+    assert.equal(offer?.dhcp?.messageType, DHCP_MESSAGE.OFFER);
+    assert.equal(formatIPv4(offer!.dhcp!.yiaddr), '10.1.0.5');
+    assert.equal(formatIPv4(offer!.dhcp!.serverId!), '10.1.0.6');
+
+    cn1.link.deliver(clientDhcp(DHCP_MESSAGE.REQUEST, { requested: '10.1.0.5', serverId: '10.1.0.6' }));
+    await until('an ACK', () => cn1.link.sent.some((f) => f.length > 300));
+    const ack = replies(cn1.link).find((r) => r.dhcp);
+    assert.equal(ack?.dhcp?.messageType, DHCP_MESSAGE.ACK);
+    assert.ok(cn1.net.interfaces.get('wl0')!.addresses.some((a) => formatIPv4(a.ip) === '10.1.0.6' && a.prefix === 30 && a.label === 'wl0:tm'));
+
+    // The MS, now in cell 2, still sends to CN1's MAC: CN2's capture sees it.
+    const ipFrame = encodeEthernet({ dst: '02:cc:00:00:00:01', src: MS, etherType: 0x0800, payload: encodeIPv4Udp({ srcIp: ip('10.1.0.5'), dstIp: ip('10.200.0.10'), srcPort: 5000, dstPort: 5001, payload: Buffer.from('hi') }) });
+    cn2.link.deliver(ipFrame);
+    await until('CN2 to take the gateway', () => cn2.net.interfaces.get('wl0')!.addresses.some((a) => formatIPv4(a.ip) === '10.1.0.6'));
+    await until('CN1 to withdraw', () => !cn1.net.interfaces.get('wl0')!.addresses.some((a) => formatIPv4(a.ip) === '10.1.0.6'));
+    assert.equal(cn1.net.routes.get(ip('10.1.0.5')), 'tm1', 'parent routes the host into the tunnel');
+    assert.equal(cn1.net.tunnels.get('tm1')?.type, 'vxlan');
+    assert.equal(formatIPv4(cn2.net.tunnels.get('tm1')!.remote), '10.200.0.11');
+    const announced = replies(cn2.link).filter((r) => r.kind === 'arp');
+    assert.ok(announced.length >= 2, 'gratuitous ARP and a unicast ARP reply for the gateway');
+
+    cn2.link.deliver(clientDhcp(DHCP_MESSAGE.REQUEST, { ciaddr: '10.1.0.5' }));
+    await until('a renew ACK', () => cn2.link.sent.some((f) => f.length > 300));
+    const renew = replies(cn2.link).find((r) => r.dhcp);
+    assert.equal(renew?.dhcp?.messageType, DHCP_MESSAGE.ACK);
+    assert.equal(formatIPv4(renew!.dhcp!.yiaddr), '10.1.0.5');
+
+    // Home again, via ARP this time: the tunnel goes on both sides.
+    const arp = Buffer.alloc(28);
+    arp.writeUInt16BE(1, 0);
+    arp.writeUInt16BE(0x0800, 2);
+    arp[4] = 6;
+    arp[5] = 4;
+    arp.writeUInt16BE(1, 6);
+    Buffer.from(macToBytes(MS)).copy(arp, 8);
+    arp.writeUInt32BE(ip('10.1.0.5'), 14);
+    arp.writeUInt32BE(ip('10.1.0.6'), 24);
+    cn1.link.deliver(encodeEthernet({ dst: 'ff:ff:ff:ff:ff:ff', src: MS, etherType: 0x0806, payload: arp }));
+    await until('tunnels to go', () => cn1.net.tunnels.size === 0 && cn2.net.tunnels.size === 0);
+    assert.equal(cn1.net.routes.size, 0);
+  } finally {
+    w.stop();
+  }
+});
+
+test('hostile frames on the mobile interface change nothing and crash nothing', async () => {
+  const w = await world();
+  try {
+    let seed = 7;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 16) & 0xff;
+    const good = clientDhcp(DHCP_MESSAGE.DISCOVER);
+    for (let i = 0; i < 2000; i++) {
+      const f = Buffer.from(good.subarray(0, rnd() * 2));
+      for (let j = 0; j < 4; j++) if (f.length) f[rnd() % f.length] = rnd();
+      w.cn1.link.deliver(f);
+    }
+    w.cn1.link.deliver(Buffer.alloc(0));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(w.service.registry.allBindings().filter((b) => b.state === 'bound').length, 0);
+    assert.equal(w.cn1.net.interfaces.get('wl0')!.addresses.length, 1);
+  } finally {
+    w.stop();
+  }
+});
