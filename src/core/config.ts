@@ -58,6 +58,12 @@ export interface CnConfig {
   mssClamp: boolean;
   debugLevel: number;
   statusFile?: string;
+  /** Use hostapd's association events over ubus when ubus is there (`option hostapd`, default on). */
+  hostapd: boolean;
+  /** With hostapd present, move a MAC on ARP/IP/DHCP activity only if it is associated here. */
+  requireAssociation: boolean;
+  /** ubusd socket; default /var/run/ubus/ubus.sock, then /var/run/ubus.sock. */
+  ubusSocket?: string;
   /** Informational: `option enabled '0'` is for the init script to honour. */
   enabled: boolean;
   warnings: string[];
@@ -473,9 +479,14 @@ export function parseCnConfig(pkg: UciPackage, sectionName?: string): Result<CnC
   const enabled = r.bool('enabled', true);
   const debugLevel = r.integer('debug_level', 0, 7, DEFAULT_DEBUG_LEVEL);
   const statusFile = r.path('status_file', '/var/run/tmip/cn.status');
+  const hostapd = r.bool('hostapd', true);
+  const requireAssociation = r.bool('require_association', true);
+  const ubusSocket = r.path('ubus_socket', '/var/run/ubus/ubus.sock');
 
   return done(r, extra, () => {
     const cfg: CnConfig = {
+      hostapd,
+      requireAssociation,
       networkName: networkName!,
       cnName,
       mlr: mlr!,
@@ -493,6 +504,7 @@ export function parseCnConfig(pkg: UciPackage, sectionName?: string): Result<CnC
     };
     if (domain !== undefined) cfg.domain = domain;
     if (statusFile !== undefined) cfg.statusFile = statusFile;
+    if (ubusSocket !== undefined) cfg.ubusSocket = ubusSocket;
     return cfg;
   });
 }

@@ -33,6 +33,8 @@ function cnConfig(name: string): CnConfig {
     tunnelTypes: ['ipip', 'gre', 'vxlan'],
     mssClamp: true,
     debugLevel: 0,
+    hostapd: false,
+    requireAssociation: true,
     enabled: true,
     warnings: [],
   };

@@ -102,6 +102,8 @@ test('a complete CN config parses into the model', () => {
     mssClamp: false,
     debugLevel: 5,
     statusFile: '/var/run/tmip/cn.status',
+    hostapd: true,
+    requireAssociation: true,
     enabled: true,
     warnings: [],
   } satisfies CnConfig);
@@ -138,6 +140,8 @@ test('defaults: only the required options given', () => {
     tunnelTypes: ['ipip', 'gre', 'vxlan'],
     mssClamp: true,
     debugLevel: 2,
+    hostapd: true,
+    requireAssociation: true,
     enabled: true,
     warnings: [],
   } satisfies CnConfig);
