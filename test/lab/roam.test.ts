@@ -170,10 +170,14 @@ describe('CN restarts while a client is away', { skip, timeout: 120_000 }, () =>
     const mark = performance.now();
     await t.cn('cn2').stop();
     assert.deepEqual(await t.gateways('cn2'), ['10.1.0.6'], 'a clean stop leaves the gateway in place');
+    // Leftovers a crashed run could have left that no binding wants any more: they must be purged.
+    await t.lab.ip('cn2', ['link', 'add', `${TUNNEL_PREFIX}999`, 'type', 'vxlan', 'id', '999', 'local', LAB.cn2Ip, 'remote', LAB.srvIp, 'dstport', '4789']);
+    await t.lab.ip('cn2', ['addr', 'add', '10.2.0.42/30', 'dev', LAB.mobileIf, 'label', `${LAB.mobileIf}:${TUNNEL_PREFIX}`]);
+    await t.lab.ip('cn2', ['addr', 'add', '10.2.0.50/30', 'dev', LAB.mobileIf]); // not ours: no label
     const p = await t.startCn('cn2');
     await p.waitForLine(/1 host\(s\) restored/, 10_000, { stream: 'both' });
-    assert.deepEqual(await t.gateways('cn2'), ['10.1.0.6']);
-    assert.equal((await t.tunnels('cn2')).length, 1);
+    assert.deepEqual((await t.gateways('cn2')).sort(), ['10.1.0.6', '10.2.0.50'], 'our stale address purged, a foreign one kept');
+    assert.equal((await t.tunnels('cn2')).length, 1, 'the stale tunnel purged, the live one kept');
     await stream.waitResumed(mark, 10_000);
     assert.ok(await t.ping('srv', (await t.lab.addressOf('ms1'))!));
     assert.deepEqual(stream.failures(), []);
