@@ -3,10 +3,11 @@
 // re-establishment of the bindings the MLR says involve us. Afterwards it feeds captured frames to
 // the DHCP server and the activity detector, and applies the MLR's transactions to the data plane
 // (announcing itself as the gateway with gratuitous ARP when an MS arrives).
+import { AssociationTable } from '../core/association.js';
 import type { CnConfig } from '../core/config.js';
 import { cellOf, formatIPv4, parseIPv4, type IPv4, type Mac } from '../core/ip.js';
 import type { BindingView, DetectedVia, RequestBody } from '../core/messages.js';
-import { describeAvailable, resolvePool, type PoolRange } from '../core/pool.js';
+import { describeAvailable, describePool, resolvePool, type PoolRange } from '../core/pool.js';
 import { poolToWire } from '../core/registry.js';
 import { err, type Result } from '../core/result.js';
 import type { TunnelType } from '../core/tunnel.js';
@@ -19,7 +20,9 @@ import { RpcError, type MessageChannel, type RpcPeer } from '../proto/rpc.js';
 import { DataplaneDriver } from './dataplane-driver.js';
 import { ActivityDetector } from './detector.js';
 import { DhcpServer } from './dhcp-server.js';
+import { HostapdWatcher } from './hostapd-watcher.js';
 import { MlrLink } from './mlr-link.js';
+import type { UbusPort } from './ubus-port.js';
 
 export const SOFTWARE = 'tmip-cn 0.1.0';
 
@@ -27,6 +30,8 @@ export interface CnDeps {
   net: NetOps;
   openLink: (ifname: string, filter: string) => Result<LinkIO>;
   connect: (host: string, port: number) => Promise<MessageChannel>;
+  /** Connect to ubusd; resolves undefined when there is none (not on OpenWrt). */
+  openUbus?: () => Promise<UbusPort | undefined>;
   log: LogFn;
 }
 
@@ -48,6 +53,10 @@ export class CnDaemon {
   private dhcp: DhcpServer | undefined;
   private detector: ActivityDetector | undefined;
   private mobile: InterfaceInfo | undefined;
+  private peers: { name: string; addr: string }[] = [];
+  private ubus: UbusPort | undefined;
+  private watcher: HostapdWatcher | undefined;
+  readonly associations = new AssociationTable();
 
   constructor(
     private readonly cfg: CnConfig,
@@ -112,7 +121,10 @@ export class CnDaemon {
       connect: () => deps.connect(cfg.mlr.host, cfg.mlr.port),
       bindBody: () => this.bindBody(),
       serve: (peer) => this.serve(peer),
-      onBound: (reply) => this.reestablish(reply.bindings),
+      onBound: (reply) => {
+        this.peers = reply.peers;
+        return this.reestablish(reply.bindings);
+      },
       log,
     });
     this.dhcp = new DhcpServer(this.link, this.mlr, { leaseTime: cfg.leaseTime, dnsServers: cfg.dnsServers, ...(cfg.domain ? { domain: cfg.domain } : {}), log });
@@ -123,12 +135,105 @@ export class CnDaemon {
     });
     this.link.onFrame((frame) => this.frame(frame));
     await this.mlr.start();
+    await this.startUbus();
     log(LOG.info, `Correspondent node [${formatIPv4(this.selfAddr)}] (${cfg.cnName}) is now up and running`);
   }
 
   stop(): void {
     this.mlr?.stop();
     this.link?.close();
+    this.ubus?.close();
+  }
+
+  /** Publish the `tmip` object and, if enabled, follow hostapd's association events. */
+  private async startUbus(): Promise<void> {
+    const { cfg, deps } = this;
+    if (!deps.openUbus) return;
+    let ubus: UbusPort | undefined;
+    try {
+      ubus = await deps.openUbus();
+    } catch (e) {
+      deps.log(LOG.error, `ubus: ${e instanceof Error ? e.message : String(e)}; running without ubus`);
+      return;
+    }
+    if (!ubus) {
+      deps.log(LOG.info, 'No ubus: running without hostapd association events and without the tmip ubus object');
+      return;
+    }
+    this.ubus = ubus;
+    await ubus.addObject('tmip', {
+      status: { args: {}, handler: () => this.ubusStatus() },
+      clients: { args: {}, handler: () => ({ clients: this.ubusClients() }) },
+      tunnels: { args: {}, handler: () => ({ tunnels: this.ubusTunnels() }) },
+      peers: {
+        args: {},
+        handler: async () => {
+          try {
+            return { peers: (await this.mlr!.request('peers', {})).peers };
+          } catch {
+            return { peers: this.peers.map((p) => ({ ...p, online: 'unknown' })) };
+          }
+        },
+      },
+      reload: {
+        args: {},
+        handler: () => {
+          this.resync('ubus reload');
+          return { ok: true };
+        },
+      },
+    });
+    deps.log(LOG.info, "Published ubus object 'tmip' (status, clients, tunnels, peers, reload)");
+    if (!cfg.hostapd) return;
+    this.watcher = new HostapdWatcher({
+      ubus,
+      table: this.associations,
+      onArrive: (mac) => {
+        if (!this.served.has(mac)) this.detector?.trigger(mac, undefined, 'assoc');
+      },
+      log: deps.log,
+    });
+    await this.watcher.start();
+  }
+
+  /** Re-bind to the MLR and re-apply every binding (SIGHUP, ubus `reload`). */
+  resync(why: string): void {
+    this.deps.log(LOG.info, `${why}: re-synchronising with the MLR`);
+    this.mlr?.reconnect(why);
+  }
+
+  private ubusStatus(): Record<string, unknown> {
+    return {
+      cn_name: this.cfg.cnName,
+      network_name: this.cfg.networkName,
+      software: SOFTWARE,
+      address: formatIPv4(this.selfAddr),
+      cn_if: this.cfg.cnIf,
+      mobile_if: this.cfg.mobileIf,
+      mlr: { address: `${this.cfg.mlr.host}:${this.cfg.mlr.port}`, connected: this.mlr?.connected ?? false },
+      pools: this.pools.map(describePool),
+      tunnel_types: this.tunnels,
+      hostapd: { enabled: this.cfg.hostapd, present: this.associations.present, bss: this.watcher?.bsses ?? [], require_association: this.cfg.requireAssociation },
+      clients_here: this.served.size,
+      dhcp: this.dhcp ? { ...this.dhcp.stats } : {},
+    };
+  }
+
+  private ubusClients(): Record<string, unknown>[] {
+    const now = Date.now();
+    return [...this.bindings.values()].map((b) => ({
+      mac: b.mac,
+      ip: formatIPv4(cellOf(ipOf(b.cell)).host),
+      parent: b.parent.name,
+      current: b.current?.name ?? '',
+      here: b.current?.name === this.cfg.cnName,
+      associated: this.associations.station(b.mac) !== undefined,
+      expires: Math.max(0, Math.round((b.expires - now) / 1000)),
+    }));
+  }
+
+  private ubusTunnels(): Record<string, unknown>[] {
+    return [...(this.dataplane?.state.tunnels.values() ?? [])].map((t) => ({ name: t.name, type: t.type, peer: formatIPv4(t.remote), key: t.key, mtu: t.mtu }));
   }
 
   /** Bindings this CN takes part in, for status output. */
@@ -263,13 +368,29 @@ export class CnDaemon {
         this.deps.log(LOG.detect, `ignored malformed DHCP from ${f.eth.src}: ${msg.error}`);
         return;
       }
-      if (!this.served.has(msg.value.chaddr)) this.detectedAt.set(msg.value.chaddr, { t: Date.now(), via: 'dhcp' });
+      const mac = msg.value.chaddr;
+      if (!this.served.has(mac) && !this.mayMigrate(mac, 'DHCP')) return;
+      if (!this.served.has(mac)) this.detectedAt.set(mac, { t: Date.now(), via: 'dhcp' });
       void this.dhcp?.handle(msg.value);
     } else if (f.kind === 'arp') {
-      this.detector?.observe(f.eth.src, f.arp.senderIp, 'arp');
+      if (this.served.has(f.eth.src) || this.mayMigrate(f.eth.src, 'ARP')) this.detector?.observe(f.eth.src, f.arp.senderIp, 'arp');
     } else if (f.kind === 'ipv4') {
-      this.detector?.observe(f.eth.src, f.ip.src, 'ip');
+      if (this.served.has(f.eth.src) || this.mayMigrate(f.eth.src, 'IP')) this.detector?.observe(f.eth.src, f.ip.src, 'ip');
     }
+  }
+
+  private readonly refusedAt = new Map<Mac, number>();
+
+  /** With hostapd present, only stations associated here may be moved by their traffic. */
+  private mayMigrate(mac: Mac, what: string): boolean {
+    if (this.associations.mayMigrate(mac, this.cfg.requireAssociation)) return true;
+    const last = this.refusedAt.get(mac) ?? 0;
+    if (Date.now() - last > 5000) {
+      this.refusedAt.set(mac, Date.now());
+      if (this.refusedAt.size > 4096) this.refusedAt.clear();
+      this.deps.log(LOG.detect, `ignoring ${what} from ${mac}: ${this.associations.isWds(mac) ? 'a WDS link, not a mobile station' : 'not associated with this AP'}`);
+    }
+    return false;
   }
 
   private async report(mac: Mac, ip: IPv4 | undefined, via: DetectedVia): Promise<void> {

@@ -47,6 +47,12 @@ export class MlrLink implements MlrApi {
     this.peer?.close('CN shutting down');
   }
 
+  /** Drop the connection on purpose; the usual reconnect then re-binds and re-establishes. */
+  reconnect(why: string): void {
+    if (this.peer) this.peer.close(why);
+    else if (!this.timer) this.schedule();
+  }
+
   request<T extends RequestType>(type: T, body: RequestBody<T>, timeoutMs?: number): Promise<ReplyBody<T>> {
     if (!this.peer || this.peer.isClosed) return Promise.reject(new RpcError('offline', `not connected to the MLR (${this.opts.describe})`));
     return this.peer.request(type, body, timeoutMs);

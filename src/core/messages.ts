@@ -77,6 +77,8 @@ export const requests = {
     body: object({ mac: mac, ip: optional(ipv4text), via: detectedVia }),
     reply: object({ outcome: literal('moved', 'here', 'unknown', 'refused'), binding: optional(binding), reason: optional(str(200)) }),
   },
+  /** Every other CN of the network, for status displays and connectivity checks. */
+  peers: { body: object({}), reply: object({ peers: array(object({ name: str(64), addr: ipv4text, online: literal('yes', 'no') }), 4096) }) },
   status: { body: object({}), reply: object({ cns: array(object({ name: str(64), addr: ipv4text, online: literal('yes', 'no'), pools: array(pool, 64) })), bindings: array(binding) }) },
   // MLR -> CN
   prepare: { body: object({ tx: int(1, Number.MAX_SAFE_INTEGER), binding: binding, previous: nullable(cnRef) }), reply: object({}) },

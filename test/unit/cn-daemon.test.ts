@@ -10,6 +10,7 @@ import { CnDaemon } from '../../src/cn/daemon.js';
 import { MlrService } from '../../src/mlr/service.js';
 import { FakeLinkIO } from '../../src/platform/fake-linkio.js';
 import { FakeNetOps } from '../../src/platform/fake-netops.js';
+import { FakeUbus } from '../../src/platform/fake-ubus.js';
 import { memoryChannelPair } from '../../src/platform/memory-channel.js';
 import { DHCP_MESSAGE, decodeDhcp } from '../../src/proto/dhcp.js';
 import { buildUdpFrame, classifyFrame, encodeEthernet, encodeIPv4Udp } from '../../src/proto/packet.js';
@@ -82,16 +83,18 @@ async function until(what: string, cond: () => boolean, ms = 2000): Promise<void
   }
 }
 
-async function world() {
+async function world(ubus: Partial<Record<'cn1' | 'cn2', FakeUbus>> = {}) {
   const service = new MlrService(new Registry(['ipip', 'gre', 'vxlan']), { networkName: 'lab', offerHoldMs: 60_000, leaseGraceMs: 60_000, log: () => {} });
-  const make = async (name: string, n: number) => {
+  const make = async (name: 'cn1' | 'cn2', n: number) => {
     const net = new FakeNetOps();
     net.supported = ['vxlan'];
     net.addInterface({ ifname: 'bb0', mac: `02:bb:00:00:00:0${n}`, mtu: 1500, up: true, addresses: [{ ip: ip(`10.200.0.1${n}`), prefix: 24, label: 'bb0' }] });
     net.addInterface({ ifname: 'wl0', mac: `02:cc:00:00:00:0${n}`, mtu: 1500, up: true, addresses: [{ ip: ip(`10.${n}.0.1`), prefix: 24, label: 'wl0' }] });
     const link = new FakeLinkIO('wl0', `02:cc:00:00:00:0${n}`);
-    const daemon = new CnDaemon(cnConfig(name), {
+    const port = ubus[name];
+    const daemon = new CnDaemon({ ...cnConfig(name), hostapd: port !== undefined }, {
       net,
+      ...(port ? { openUbus: async () => port } : {}),
       openLink: () => ({ ok: true, value: link }),
       connect: async () => {
         const [cnEnd, mlrEnd] = memoryChannelPair(name, 'mlr');
@@ -181,3 +184,64 @@ test('hostile frames on the mobile interface change nothing and crash nothing', 
     w.stop();
   }
 });
+
+test('with hostapd: an association moves the station before it sends anything; an unassociated MAC is ignored', async () => {
+  const ubus1 = new FakeUbus();
+  const ubus2 = new FakeUbus();
+  const clients: Record<string, unknown> = {};
+  ubus1.publish('hostapd.wl0', { get_clients: () => ({ freq: 2412, clients: { [MS]: { authorized: true } } }) });
+  ubus2.publish('hostapd.wl0', { get_clients: () => ({ freq: 2412, clients }) });
+  ubus2.publish('network.device');
+  const w = await world({ cn1: ubus1, cn2: ubus2 });
+  try {
+    const { cn1, cn2 } = w;
+    cn1.link.deliver(clientDhcp(DHCP_MESSAGE.DISCOVER));
+    await until('an OFFER', () => cn1.link.sent.length > 0);
+    cn1.link.deliver(clientDhcp(DHCP_MESSAGE.REQUEST, { requested: '10.1.0.5', serverId: '10.1.0.6' }));
+    await until('the binding at CN1', () => w.service.registry.binding(MS)?.current === 'cn1');
+
+    // Not associated at CN2: its ARP and DHCP there move nothing.
+    const before = cn2.link.sent.length;
+    cn2.link.deliver(encodeEthernet({ dst: 'ff:ff:ff:ff:ff:ff', src: MS, etherType: 0x0806, payload: arpRequest('10.1.0.5', '10.1.0.6') }));
+    cn2.link.deliver(clientDhcp(DHCP_MESSAGE.REQUEST, { ciaddr: '10.1.0.5' }));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(w.service.registry.binding(MS)?.current, 'cn1', 'a MAC that never associated here is not moved');
+    assert.equal(cn2.link.sent.length, before, 'and gets no DHCP answer');
+
+    // hostapd announces the association: the move happens with no frame from the station.
+    assert.equal(ubus2.notify('hostapd.wl0', 'assoc', { address: MS, freq: 2412, signal: -40 }), 1, 'the CN subscribed to hostapd.wl0');
+    await until('the move to CN2', () => w.service.registry.binding(MS)?.current === 'cn2');
+    await until('CN2 gateway', () => cn2.net.interfaces.get('wl0')!.addresses.some((a) => formatIPv4(a.ip) === '10.1.0.6'));
+
+    // WDS stations are links, never moved; a BSS that appears later is watched too.
+    ubus2.publish('hostapd.wl1', { get_clients: () => ({ clients: { '02:00:00:00:99:01': { wds: true } } }) });
+    await until('hostapd.wl1 watched', () => ubus2.notify('hostapd.wl1', 'probe', {}) === 1);
+    ubus2.notify('hostapd.wl1', 'assoc', { address: '02:00:00:00:99:01' });
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(w.service.registry.binding('02:00:00:00:99:01'), undefined);
+
+    const status = (await ubus2.call('tmip', 'status', {})) as { hostapd: { bss: string[] }; mlr: { connected: boolean } };
+    assert.deepEqual(status.hostapd.bss.sort(), ['wl0', 'wl1']);
+    assert.equal(status.mlr.connected, true);
+    const list = (await ubus2.call('tmip', 'clients', {})) as { clients: { mac: string; here: boolean; ip: string }[] };
+    assert.deepEqual(list.clients.map((c) => [c.mac, c.ip, c.here]), [[MS, '10.1.0.5', true]]);
+    const tunnels = (await ubus1.call('tmip', 'tunnels', {})) as { tunnels: { type: string; peer: string }[] };
+    assert.deepEqual(tunnels.tunnels.map((t) => [t.type, t.peer]), [['vxlan', '10.200.0.12']]);
+    assert.deepEqual(((await ubus1.call('tmip', 'peers', {})) as { peers: { name: string }[] }).peers.map((p) => p.name), ['cn2']);
+  } finally {
+    w.stop();
+  }
+});
+
+function arpRequest(sender: string, target: string): Buffer {
+  const arp = Buffer.alloc(28);
+  arp.writeUInt16BE(1, 0);
+  arp.writeUInt16BE(0x0800, 2);
+  arp[4] = 6;
+  arp[5] = 4;
+  arp.writeUInt16BE(1, 6);
+  Buffer.from(macToBytes(MS)).copy(arp, 8);
+  arp.writeUInt32BE(ip(sender), 14);
+  arp.writeUInt32BE(ip(target), 24);
+  return arp;
+}
