@@ -1,5 +1,7 @@
 // tmip-cn: the correspondent node daemon for one mobile interface.
 // `tmip-cn -f /etc/config/tmip [-F] [-D N] [-s SECTION]`.
+import fs from 'node:fs';
+import path from 'node:path';
 import { parseCnConfig } from '../core/config.js';
 import { CnDaemon } from '../cn/daemon.js';
 import { readUciFile, DEFAULT_CONFIG_FILE } from '../platform/config-file.js';
@@ -40,6 +42,21 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGHUP', () => daemon.resync('SIGHUP'));
+  process.on('SIGUSR1', () => {
+    const file = cfg.value.statusFile;
+    if (!file) {
+      logger.log(LOG.info, `SIGUSR1: status ${JSON.stringify(daemon.statusReport())}`);
+      return;
+    }
+    try {
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      fs.writeFileSync(file, JSON.stringify(daemon.statusReport(), null, 2) + '\n');
+      logger.log(LOG.info, `SIGUSR1: status written to ${file}`);
+    } catch (e) {
+      logger.log(LOG.error, `SIGUSR1: cannot write ${file}: ${(e as Error).message}`);
+    }
+  });
   await daemon.start();
 }
 

@@ -202,6 +202,11 @@ export class CnDaemon {
     this.mlr?.reconnect(why);
   }
 
+  /** Everything `ubus call tmip status/clients/tunnels` shows, in one object (SIGUSR1 writes it to status_file). */
+  statusReport(): Record<string, unknown> {
+    return { ...this.ubusStatus(), clients: this.ubusClients(), tunnels: this.ubusTunnels(), peers: this.peers };
+  }
+
   private ubusStatus(): Record<string, unknown> {
     return {
       cn_name: this.cfg.cnName,
