@@ -1,16 +1,17 @@
 // Command-line flags shared by tmip-cn and tmip-mlr, as the original daemons took them:
 // -f FILE (config), -F (foreground; always true here, procd supervises), -D N (debug level),
-// -s SECTION (which config section to use), -h (help).
+// -s SECTION (which config section to use), -E (connectivity evaluation, tmip-cn), -h (help).
 export interface CliArgs {
   file: string;
   foreground: boolean;
   debug?: number;
   section?: string;
+  evaluate: boolean;
   help: boolean;
 }
 
 export function parseArgs(argv: string[], defaultFile: string): { ok: true; value: CliArgs } | { ok: false; error: string } {
-  const out: CliArgs = { file: defaultFile, foreground: false, help: false };
+  const out: CliArgs = { file: defaultFile, foreground: false, evaluate: false, help: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const next = () => {
@@ -22,6 +23,13 @@ export function parseArgs(argv: string[], defaultFile: string): { ok: true; valu
       if (a === '-f') out.file = next();
       else if (a === '-F') out.foreground = true;
       else if (a === '-s') out.section = next();
+      else if (a === '-E') out.evaluate = true;
+      else if (/^-[EF]+f$/.test(a)) {
+        // The original's combined form, e.g. `tmipd -Ef tmipd.rc`.
+        out.evaluate ||= a.includes('E');
+        out.foreground ||= a.includes('F');
+        out.file = next();
+      }
       else if (a === '-h' || a === '--help') out.help = true;
       else if (a === '-D') {
         const v = next();

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseCnConfig } from '../core/config.js';
 import { CnDaemon } from '../cn/daemon.js';
+import { evaluateConnectivity } from '../cn/evaluate.js';
 import { readUciFile, DEFAULT_CONFIG_FILE } from '../platform/config-file.js';
 import { IprouteNetOps } from '../platform/iproute-netops.js';
 import { createLogger, LOG } from '../platform/log.js';
@@ -15,7 +16,8 @@ const USAGE = `usage: tmip-cn [-f FILE] [-F] [-D LEVEL] [-s SECTION]
   -f FILE     UCI config file (default ${DEFAULT_CONFIG_FILE}); uses its first 'config cn' section
   -F          stay in the foreground (always the case; procd supervises it)
   -D LEVEL    debug level 0..7 (overrides debug_level; 3 shows handovers, 5 protocol messages)
-  -s SECTION  use this named cn section`;
+  -s SECTION  use this named cn section
+  -E          network connectivity evaluation: ping the MLR, list the CNs it knows, exit`;
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2), DEFAULT_CONFIG_FILE);
@@ -28,6 +30,10 @@ async function main(): Promise<void> {
   if (!pkg.ok) fail('tmip-cn', pkg.error);
   const cfg = parseCnConfig(pkg.value, args.value.section);
   if (!cfg.ok) fail('tmip-cn', `bad configuration in ${args.value.file}:\n${cfg.error}`);
+  if (args.value.evaluate) {
+    const ok = await evaluateConnectivity(cfg.value, (host, port) => connectTcp(host, port), (l) => process.stdout.write(l + '\n'));
+    process.exit(ok ? 0 : 1);
+  }
   const logger = createLogger(args.value.debug ?? cfg.value.debugLevel, 'tmip-cn');
   const daemon = new CnDaemon(cfg.value, {
     net: new IprouteNetOps({ log: logger.log }),

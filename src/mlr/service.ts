@@ -57,14 +57,13 @@ export class MlrService {
     peer.handle('seen', (body) => bound((cn) => this.withLock(body.mac, () => this.seen(cn, body))));
     peer.handle('release', (body) => bound((cn) => this.withLock(body.mac, () => this.release(cn, body))));
     peer.handle('status', () => this.status());
-    peer.handle('peers', () =>
-      bound((cn) => ({
-        peers: this.registry
-          .allCns()
-          .filter((c) => c.name !== cn)
-          .map((c) => ({ name: c.name, addr: formatIPv4(c.addr), online: this.sessions.has(c.name) ? ('yes' as const) : ('no' as const) })),
-      })),
-    );
+    // Answered before bind too: `tmip-cn -E` evaluates connectivity without taking over a CN's session.
+    peer.handle('peers', () => ({
+      peers: this.registry
+        .allCns()
+        .filter((c) => c.name !== name)
+        .map((c) => ({ name: c.name, addr: formatIPv4(c.addr), online: this.sessions.has(c.name) ? ('yes' as const) : ('no' as const) })),
+    }));
     peer.channel.onClose((reason) => {
       if (name && this.sessions.get(name) === peer) {
         this.sessions.delete(name);

@@ -46,6 +46,13 @@ function describeClient(kind: 'udhcpc' | 'dhclient'): void {
       await t?.destroy();
     });
 
+    it('both CNs pass the connectivity evaluation (tmip-cn -E)', { skip: kind !== 'udhcpc' }, async () => {
+      const r = await t.evaluate('cn1');
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, /MLR @ 10\.200\.0\.2:6554: Passed/);
+      assert.match(r.stdout, /CN @ 10\.200\.0\.12 \[cn2\]: Passed/);
+    });
+
     it('gets its own /30 from CN1 in cell 1 and reaches the server', async () => {
       const ms = await t.lab.addMs('ms1', 1);
       mac = ms.mac;

@@ -94,6 +94,11 @@ export class TmipLab {
     return p;
   }
 
+  /** `tmip-cn -E`: the connectivity evaluation, run in a CN's namespace beside the live daemon. */
+  evaluate(name: CnName) {
+    return this.lab.exec(name, process.execPath, [path.join(DIST, 'tmip-cn.js'), '-E', '-f', path.join(this.dir, `${name}.conf`)], { timeoutMs: 15_000 });
+  }
+
   cn(name: CnName): LabProcess {
     const p = this.cns[name];
     if (!p) throw new Error(`${name} is not running`);

@@ -1,0 +1,36 @@
+// Network connectivity evaluation (`tmip-cn -E`), as the original offered: an application-level ping
+// of the MLR, then every CN the MLR knows with whether it is connected there. It does not bind, so
+// it can run beside the live daemon.
+import type { CnConfig } from '../core/config.js';
+import { RpcPeer, type MessageChannel } from '../proto/rpc.js';
+
+export async function evaluateConnectivity(cfg: CnConfig, connect: (host: string, port: number) => Promise<MessageChannel>, print: (line: string) => void): Promise<boolean> {
+  print('Network Connectivity Evaluation');
+  const where = `${cfg.mlr.host}:${cfg.mlr.port}`;
+  let peer: RpcPeer;
+  const t0 = performance.now();
+  try {
+    peer = new RpcPeer(await connect(cfg.mlr.host, cfg.mlr.port));
+    await peer.request('ping', {}, 3000);
+  } catch (e) {
+    print(`+ MLR @ ${where}: Failed (${e instanceof Error ? e.message : String(e)})`);
+    return false;
+  }
+  print(`+ MLR @ ${where}: Passed (${(performance.now() - t0).toFixed(1)} ms).`);
+  let ok = true;
+  try {
+    const { peers } = await peer.request('peers', {}, 3000);
+    if (peers.length === 0) print('+ no other CN registered');
+    for (const p of peers) {
+      const here = p.name === cfg.cnName ? ' (this CN)' : '';
+      print(`+ CN @ ${p.addr} [${p.name}]${here}: ${p.online === 'yes' ? 'Passed (connected to the MLR)' : 'Not connected to the MLR'}.`);
+      if (p.online !== 'yes' && !here) ok = false;
+    }
+  } catch (e) {
+    print(`+ listing CNs failed: ${e instanceof Error ? e.message : String(e)}`);
+    ok = false;
+  } finally {
+    peer.close('evaluation done');
+  }
+  return ok;
+}
