@@ -11,3 +11,10 @@ for prog in tmip-cn tmip-mlr; do
   chmod 0755 "dist/${prog}.js"
 done
 echo "built: $(ls dist/*.js | tr '\n' ' ')"
+
+# `bash build.sh ipk` also packs the bundles, init scripts, config and LuCI app into OpenWrt packages
+# without the SDK: dist/tmip-cn_<version>-r1_all.ipk, tmip-mlr_... and luci-app-tmip_... (or into
+# $IPK_OUTDIR). openwrt/README.md describes this and the feed for the SDK.
+if [ "${1:-}" = ipk ]; then
+  sh openwrt/build-ipk.sh "${IPK_OUTDIR:-dist}"
+fi
