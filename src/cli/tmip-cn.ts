@@ -10,6 +10,7 @@ import { IprouteNetOps } from '../platform/iproute-netops.js';
 import { createLogger, LOG } from '../platform/log.js';
 import { openPcapLink } from '../platform/pcap-linkio.js';
 import { connectTcp } from '../platform/tcp-channel.js';
+import { openUbusPort } from '../platform/ubus-port-live.js';
 import { fail, parseArgs } from './args.js';
 
 const USAGE = `usage: tmip-cn [-f FILE] [-F] [-D LEVEL] [-s SECTION]
@@ -39,6 +40,7 @@ async function main(): Promise<void> {
     net: new IprouteNetOps({ log: logger.log }),
     openLink: (ifname, filter) => openPcapLink(ifname, filter),
     connect: (host, port) => connectTcp(host, port),
+    openUbus: () => openUbusPort(cfg.value.ubusSocket, logger.log),
     log: logger.log,
   });
   const shutdown = (sig: string) => {

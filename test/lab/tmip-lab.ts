@@ -19,6 +19,8 @@ export interface TmipLabOptions {
   /** Debug level of the daemons; 3 shows every handover step (the tests parse those lines). */
   debug?: number;
   leaseTime?: number;
+  /** Extra UCI lines for a CN's section (e.g. "\toption ubus_socket '/tmp/x.sock'"). */
+  cnExtra?: Partial<Record<CnName, string[]>>;
 }
 
 export class TmipLab {
@@ -71,6 +73,7 @@ export class TmipLab {
           `\toption lease_time '${this.opts.leaseTime ?? 600}'`,
           `\toption tunnel_prefix '${TUNNEL_PREFIX}'`,
           `\toption debug_level '${debug}'`,
+          ...(this.opts.cnExtra?.[name] ?? []),
           '',
         ].join('\n'),
       );

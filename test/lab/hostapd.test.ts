@@ -1,0 +1,149 @@
+// hostapd over ubus, in the lab: each CN talks to its own ubusd (our ubusd-compatible test server on
+// a unix socket) on which a stand-in hostapd publishes `hostapd.wl0` and announces associations.
+// A roaming client is moved by its association alone, before it sends a single frame; a MAC that
+// never associated with an AP is not moved by its ARP/IP traffic; `ubus call tmip ...` answers.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { UbusClient } from '../../src/platform/ubus-client.js';
+import { FakeUbusd } from '../support/ubusd-fake.js';
+import { LAB } from './lab.js';
+import { startUdhcpc } from './dhcp-clients.js';
+import { startStream, type StreamRun } from './stream.js';
+import { TmipLab, type CnName } from './tmip-lab.js';
+
+const skip = process.getuid?.() === 0 ? false : 'lab tests need root (network namespaces)';
+
+/** A stand-in hostapd: one BSS object whose station list the test controls. */
+class FakeHostapd {
+  readonly stations = new Map<string, Record<string, unknown>>();
+  constructor(
+    readonly client: UbusClient,
+    readonly bss = 'wl0',
+  ) {}
+  async publish(): Promise<void> {
+    await this.client.addObject(`hostapd.${this.bss}`, {
+      get_clients: { handler: () => ({ freq: 2412, clients: Object.fromEntries(this.stations) as Record<string, never> }) },
+    });
+  }
+  async assoc(mac: string): Promise<void> {
+    this.stations.set(mac, { auth: true, assoc: true, authorized: true, wds: false });
+    await this.client.notify(`hostapd.${this.bss}`, 'assoc', { address: mac, freq: 2412, signal: -42 });
+  }
+  async disassoc(mac: string): Promise<void> {
+    this.stations.delete(mac);
+    await this.client.notify(`hostapd.${this.bss}`, 'disassoc', { address: mac });
+  }
+}
+
+/** Epoch ms of a CN log line's time of day (the CN logs UTC HH:MM:SS.mmm). */
+function lineEpoch(line: string): number {
+  const m = /(\d\d):(\d\d):(\d\d)\.(\d\d\d) tmip-cn/.exec(line);
+  if (!m) throw new Error(`no timestamp in ${line}`);
+  const d = new Date();
+  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate(), +m[1]!, +m[2]!, +m[3]!, +m[4]!);
+}
+
+describe('hostapd association events', { skip, timeout: 120_000 }, () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmip-ubus-'));
+  const ubusd: Record<CnName, FakeUbusd> = { cn1: new FakeUbusd(path.join(dir, 'cn1.sock')), cn2: new FakeUbusd(path.join(dir, 'cn2.sock')) };
+  const clients: UbusClient[] = [];
+  const hostapd = {} as Record<CnName, FakeHostapd>;
+  let t: TmipLab;
+  let stream: StreamRun | undefined;
+
+  before(async () => {
+    for (const name of ['cn1', 'cn2'] as const) {
+      await ubusd[name].start();
+      const c = new UbusClient({ socketPath: ubusd[name].path, reconnect: false });
+      await c.connect();
+      clients.push(c);
+      hostapd[name] = new FakeHostapd(c);
+    }
+    await hostapd.cn1.publish(); // cn1's hostapd is there before the CN starts, cn2's comes later
+    t = await TmipLab.start({
+      cnExtra: {
+        cn1: [`\toption ubus_socket '${ubusd.cn1.path}'`],
+        cn2: [`\toption ubus_socket '${ubusd.cn2.path}'`],
+      },
+    });
+    const mark = t.cn('cn2').mark();
+    await hostapd.cn2.publish();
+    await t.cn('cn2').waitForLine(/watching hostapd\.wl0/, 5000, { since: mark, stream: 'both' });
+  });
+
+  after(async () => {
+    await stream?.stop().catch(() => null);
+    await t?.destroy();
+    for (const c of clients) c.close();
+    for (const d of Object.values(ubusd)) await d.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a station is moved by its association, before it sends any frame', async () => {
+    const ms = await t.lab.addMs('ms1', 1);
+    await hostapd.cn1.assoc(ms.mac);
+    const dhcp = startUdhcpc(t.lab, 'ms1');
+    const lease = await dhcp.waitForLease(20_000);
+    assert.equal(lease.ip, '10.1.0.5');
+    stream = await startStream(t.lab, { ms: 'ms1' });
+    await stream.waitConnected();
+    await stream.waitRecords(30, 5000);
+    // Quiet the client: pause the server's sender, so the client has nothing to acknowledge.
+    stream.source.signal('SIGSTOP');
+    await new Promise((r) => setTimeout(r, 500));
+    const peer = t.lab.ms('ms1').peer;
+    const capture = t.lab.spawn('air', 'tcpdump', ['-l', '-n', '-tt', '-c', '5', '-i', peer, 'ether', 'src', ms.mac]);
+    await capture.waitForLine(/listening on/, 5000, { stream: 'stderr' });
+    const framesFromClient = () => capture.stdout().filter((l) => /^\d+\.\d+ /.test(l));
+
+    const mark = t.cn('cn2').mark();
+    await hostapd.cn1.disassoc(ms.mac);
+    const movedAt = await t.lab.moveMs('ms1', 2);
+    await hostapd.cn2.assoc(ms.mac);
+    const arrival = await t.waitArrival('cn2', ms.mac, mark);
+    assert.match(arrival, /after detection via assoc/);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(framesFromClient(), [], 'the handover completed while the client had sent nothing');
+    assert.deepEqual(await t.gateways('cn2'), ['10.1.0.6']);
+
+    // Resume the sender: the data now flows through the tunnel, and the client answers.
+    stream.source.signal('SIGCONT');
+    await stream.waitResumed(movedAt, 10_000);
+    await capture.waitForLine(/^\d+\.\d+ /, 5000);
+    assert.ok(Number(framesFromClient()[0]!.split(' ')[0]) * 1000 > lineEpoch(arrival), 'its first frame came after the commit');
+    assert.deepEqual(stream.failures(), [], 'same TCP session, no reset');
+    assert.deepEqual(await t.gateways('cn2'), ['10.1.0.6']);
+  });
+
+  it('a MAC that never associated here is not moved by its ARP and IP traffic', async () => {
+    const ms = await t.lab.addMs('ms2', 1);
+    await hostapd.cn1.assoc(ms.mac);
+    const lease = await startUdhcpc(t.lab, 'ms2').waitForLease(20_000);
+    assert.equal(lease.ip, '10.1.0.9');
+    const mark = t.cn('cn2').mark();
+    await t.lab.moveMs('ms2', 2); // no association at cn2: a spoofer, or a station of another AP
+    await t.lab.exec('ms2', 'ip', ['neigh', 'flush', 'dev', 'eth0']); // make it ARP for its gateway
+    assert.equal(await t.ping('ms2', LAB.srvIp, 3), false, 'not served at cn2');
+    await t.cn('cn2').waitForLine(new RegExp(`ignoring (ARP|IP) from ${ms.mac}: not associated`), 5000, { since: mark, stream: 'both' });
+    assert.ok(!(await t.gateways('cn2')).includes('10.1.0.10'));
+
+    await hostapd.cn2.assoc(ms.mac);
+    await t.waitArrival('cn2', ms.mac, mark);
+    assert.ok(await t.ping('ms2', LAB.srvIp, 3), 'served once it associated');
+  });
+
+  it('ubus call tmip status / clients / tunnels answer through ubusd', async () => {
+    const c = clients[1]!;
+    const status = (await c.call('tmip', 'status', {})) as Record<string, any>;
+    assert.equal(status.cn_name, 'cn2');
+    assert.equal(status.mlr.connected, true);
+    assert.deepEqual(status.hostapd.bss, ['wl0']);
+    const list = (await c.call('tmip', 'clients', {})) as { clients: { ip: string; here: boolean; associated: boolean }[] };
+    assert.deepEqual(list.clients.map((x) => [x.ip, x.here, x.associated]).sort(), [['10.1.0.5', true, true], ['10.1.0.9', true, true]]);
+    const tunnels = (await c.call('tmip', 'tunnels', {})) as { tunnels: { type: string; peer: string }[] };
+    assert.deepEqual(tunnels.tunnels.map((x) => [x.type, x.peer]), [['vxlan', LAB.cn1Ip]]);
+  });
+});
