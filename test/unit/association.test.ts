@@ -42,3 +42,27 @@ test('object and netdev names', () => {
   assert.equal(isWdsNetdev('phy0-ap0.sta1'), true);
   assert.equal(isWdsNetdev('wlan0'), false);
 });
+
+test('a WDS station netdev appearing makes the watcher re-read its BSS and mark the link', async () => {
+  const { FakeUbus } = await import('../../src/platform/fake-ubus.js');
+  const { HostapdWatcher } = await import('../../src/cn/hostapd-watcher.js');
+  const ubus = new FakeUbus();
+  const clients: Record<string, unknown> = {};
+  ubus.publish('network.device');
+  ubus.publish('hostapd.phy0-ap0', { get_clients: () => ({ clients }) });
+  const table = new AssociationTable();
+  const arrivals: string[] = [];
+  const w = new HostapdWatcher({ ubus, table, onArrive: (mac) => arrivals.push(mac), log: () => {} });
+  await w.start();
+  assert.deepEqual(w.bsses, ['phy0-ap0']);
+  ubus.notify('hostapd.phy0-ap0', 'assoc', { address: A });
+  assert.deepEqual(arrivals, [A], 'at first it looks like any station');
+  clients[A] = { wds: true, authorized: true };
+  ubus.notify('network.device', 'add', { name: 'phy0-ap0.sta1', present: true });
+  for (let i = 0; i < 50 && !table.isWds(A); i++) await new Promise((r) => setTimeout(r, 2));
+  assert.equal(table.isWds(A), true, 'recognised as a link to another node');
+  assert.equal(table.mayMigrate(A, false), false);
+  ubus.unpublish('hostapd.phy0-ap0');
+  assert.deepEqual(w.bsses, []);
+  assert.equal(table.present, false);
+});
