@@ -3,11 +3,20 @@
 // inter-arrival gap around the roam) and the CN's own detection-to-commit time, then median and p99,
 // and the ratio to the reference measured in the same run: the largest inter-arrival gap over an
 // equally long stretch of the same stream with no roam (the lab's own jitter).
-// Usage: node build/bench/roam.js [--roams N] [--dwell-ms MS]      (root; `make bench` builds first)
+// With --assoc each CN has a ubusd with a stand-in hostapd that announces the association as the
+// link moves (as a Wi-Fi AP would), and the client sends no background traffic: detection is the
+// association event alone.
+// Usage: node build/bench/roam.js [--roams N] [--dwell-ms MS] [--assoc]   (root; `make bench` builds first)
 import { LAB } from '../test/lab/lab.js';
 import { startUdhcpc } from '../test/lab/dhcp-clients.js';
 import { startStream } from '../test/lab/stream.js';
-import { TmipLab } from '../test/lab/tmip-lab.js';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { UbusClient } from '../src/platform/ubus-client.js';
+import { FakeHostapd } from '../test/support/fake-hostapd.js';
+import { FakeUbusd } from '../test/support/ubusd-fake.js';
+import { TmipLab, type CnName } from '../test/lab/tmip-lab.js';
 
 function arg(name: string, def: number): number {
   const i = process.argv.indexOf(name);
@@ -30,12 +39,32 @@ async function main(): Promise<void> {
   const roams = Math.min(arg('--roams', 20), 500);
   const dwell = Math.min(arg('--dwell-ms', 1500), 60_000);
   const GAP_THRESHOLD = 15;
-  const t = await TmipLab.start({ debug: 3 });
+  const assoc = process.argv.includes('--assoc');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmip-bench-'));
+  const ubusd = { cn1: new FakeUbusd(path.join(dir, 'cn1.sock')), cn2: new FakeUbusd(path.join(dir, 'cn2.sock')) };
+  const hostapd = {} as Record<CnName, FakeHostapd>;
+  const ubusClients: UbusClient[] = [];
+  if (assoc) {
+    for (const name of ['cn1', 'cn2'] as const) {
+      await ubusd[name].start();
+      const c = new UbusClient({ socketPath: ubusd[name].path, reconnect: false });
+      await c.connect();
+      ubusClients.push(c);
+      hostapd[name] = new FakeHostapd(c);
+      await hostapd[name].publish();
+    }
+  }
+  const t = await TmipLab.start({
+    debug: 3,
+    ...(assoc ? { cnExtra: { cn1: [`\toption ubus_socket '${ubusd.cn1.path}'`], cn2: [`\toption ubus_socket '${ubusd.cn2.path}'`] } } : {}),
+  });
   try {
     const ms = await t.lab.addMs('ms1', 1);
+    if (assoc) await hostapd.cn1.assoc(ms.mac);
     const client = startUdhcpc(t.lab, 'ms1');
     await client.waitForLease(20_000);
-    t.lab.spawn('ms1', 'ping', ['-q', '-i', '0.1', LAB.srvIp]);
+    if (!assoc) t.lab.spawn('ms1', 'ping', ['-q', '-i', '0.1', LAB.srvIp]);
+    console.log(`detection: ${assoc ? 'hostapd association events (no background traffic from the client)' : "the client's own traffic (10 Hz ping to the server)"}`);
     const stream = await startStream(t.lab, { ms: 'ms1', intervalMs: 10, gapMs: GAP_THRESHOLD });
     await stream.waitConnected();
     await stream.waitRecords(100, 10_000);
@@ -52,7 +81,9 @@ async function main(): Promise<void> {
       const to = i % 2 === 1 ? 2 : 1;
       const cn = to === 1 ? 'cn1' : 'cn2';
       const mark = t.cn(cn).mark();
+      if (assoc) await hostapd[to === 1 ? 'cn2' : 'cn1'].disassoc(ms.mac);
       const at = await t.lab.moveMs('ms1', to);
+      if (assoc) await hostapd[cn].assoc(ms.mac);
       const line = await t.waitArrival(cn, ms.mac, mark, 15_000);
       await stream.waitResumed(at, 15_000);
       await sleep(dwell);
@@ -75,6 +106,9 @@ async function main(): Promise<void> {
     console.log(`ratio median outage / reference: ${(Math.max(med, GAP_THRESHOLD) / reference).toFixed(2)}; p99 outage / reference: ${(Math.max(p99, GAP_THRESHOLD) / reference).toFixed(2)}`);
   } finally {
     await t.destroy();
+    for (const c of ubusClients) c.close();
+    for (const d of Object.values(ubusd)) await d.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 

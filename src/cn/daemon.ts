@@ -108,6 +108,9 @@ export class CnDaemon {
       mobileIf: cfg.mobileIf,
       mssClamp: cfg.mssClamp,
       log,
+      onGatewayAdded: (gateway) => {
+        for (const b of this.bindings.values()) if (b.current?.name === cfg.cnName && cellOf(ipOf(b.cell)).gateway === gateway) this.announce(b);
+      },
     });
     await this.dataplane.load();
 
@@ -320,10 +323,11 @@ export class CnDaemon {
   private async commit(b: BindingView): Promise<void> {
     if (this.involves(b)) this.bindings.set(b.mac, b);
     else this.bindings.delete(b.mac);
-    await this.applyDataplane();
+    const added = await this.applyDataplane();
     const host = formatIPv4(cellOf(ipOf(b.cell)).host);
     if (b.current?.name === this.cfg.cnName) {
-      this.announce(b);
+      // A gateway added by this plan was announced the moment it was in place; one kept is re-announced.
+      if (!added.includes(cellOf(ipOf(b.cell)).gateway)) this.announce(b);
       const d = this.detectedAt.get(b.mac);
       this.detectedAt.delete(b.mac);
       const since = d ? ` ${Date.now() - d.t} ms after detection via ${d.via}` : '';
@@ -338,14 +342,14 @@ export class CnDaemon {
   private async reestablish(list: BindingView[]): Promise<void> {
     this.bindings.clear();
     for (const b of list) if (this.involves(b)) this.bindings.set(b.mac, b);
-    await this.applyDataplane();
-    for (const b of this.bindings.values()) if (b.current?.name === this.cfg.cnName) this.announce(b);
+    const added = await this.applyDataplane();
+    for (const b of this.bindings.values()) if (b.current?.name === this.cfg.cnName && !added.includes(cellOf(ipOf(b.cell)).gateway)) this.announce(b);
     this.deps.log(LOG.info, `Attempting network re-establish - Querying MLR: ${list.length === 0 ? 'None listed' : `${list.length} host(s) restored`}`);
   }
 
-  private async applyDataplane(): Promise<void> {
+  private async applyDataplane(): Promise<IPv4[]> {
     this.served = new Set([...this.bindings.values()].filter((b) => b.current?.name === this.cfg.cnName).map((b) => b.mac));
-    await this.dataplane!.apply(this.bindings.values());
+    return this.dataplane!.apply(this.bindings.values());
   }
 
   /** Tell the MS that its gateway N+2 now lives here: a gratuitous ARP and a unicast ARP reply, repeated. */

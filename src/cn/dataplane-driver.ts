@@ -11,6 +11,8 @@ export interface DataplaneDriverOptions extends DataplaneContext {
   mobileIf: string;
   mssClamp: boolean;
   log: LogFn;
+  /** Called as soon as a gateway address is in place (before the rest of the plan runs). */
+  onGatewayAdded?: (ip: IPv4) => void;
 }
 
 /** The label our gateway addresses carry: "<mobile_if>:<prefix>", shortened to fit 15 bytes. */
@@ -70,6 +72,7 @@ export class DataplaneDriver {
     const errors: string[] = [];
     for (const o of ops) {
       this.opts.log(LOG.handover, `dataplane: ${describeOp(o)}`);
+      const started = performance.now();
       try {
         switch (o.op) {
           case 'ensure-tunnel':
@@ -80,6 +83,7 @@ export class DataplaneDriver {
             await this.net.addAddress(this.opts.mobileIf, o.ip, 30, this.label);
             this.have.gateways.add(o.ip);
             added.push(o.ip);
+            this.opts.onGatewayAdded?.(o.ip);
             break;
           case 'route':
             await this.net.routeHostIntoTunnel(o.ip, o.tunnel);
@@ -108,6 +112,7 @@ export class DataplaneDriver {
             for (const [host, dev] of this.have.routes) if (dev === o.name) this.have.routes.delete(host);
             break;
         }
+        this.opts.log(LOG.debug, `dataplane: ${o.op} took ${(performance.now() - started).toFixed(1)} ms`);
       } catch (e) {
         const msg = `dataplane: ${describeOp(o)} failed: ${e instanceof Error ? e.message : String(e)}`;
         this.opts.log(LOG.error, msg);

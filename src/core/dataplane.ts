@@ -2,7 +2,8 @@
 // what the kernel should hold (gateway addresses N+2/30 on the mobile interface for MSs served here,
 // one tunnel per peer CN in use, /32 routes into tunnels for this CN's own MSs that are away, and the
 // hosts whose TCP MSS is clamped); `planDataplane` turns the difference from what is applied into an
-// ordered list of operations: build before tearing down, so a move never leaves a gap of our making.
+// ordered list of operations: build before tearing down, so a move never leaves a gap of our making,
+// and the MSS clamp last (it only concerns connections opened after the move).
 import { cellOf, formatIPv4, parseIPv4, type IPv4, type Mac } from './ip.js';
 import type { BindingView } from './messages.js';
 import { TUNNEL_OVERHEAD, tunnelName, type TunnelSpec } from './tunnel.js';
@@ -86,11 +87,12 @@ export function planDataplane(have: DataplaneState, want: DataplaneState): Datap
     const h = have.tunnels.get(name);
     if (have.routes.get(host) !== name || !h || !sameTunnel(h, spec)) ops.push({ op: 'route', ip: host, tunnel: spec });
   }
-  const clampChanged = want.clamped.size !== have.clamped.size || [...want.clamped].some((h) => !have.clamped.has(h));
-  if (clampChanged) ops.push({ op: 'clamp', hosts: [...want.clamped].sort((a, b) => a - b) });
   for (const [host, dev] of have.routes) if (want.routes.get(host) !== dev && want.tunnels.has(dev)) ops.push({ op: 'unroute', ip: host, dev });
   for (const g of have.gateways) if (!want.gateways.has(g)) ops.push({ op: 'del-gateway', ip: g });
   for (const name of have.tunnels.keys()) if (!want.tunnels.has(name)) ops.push({ op: 'del-tunnel', name });
+  // Last: the clamp matters only for connections opened after the move, and nft is the slowest step.
+  const clampChanged = want.clamped.size !== have.clamped.size || [...want.clamped].some((h) => !have.clamped.has(h));
+  if (clampChanged) ops.push({ op: 'clamp', hosts: [...want.clamped].sort((a, b) => a - b) });
   return ops;
 }
 

@@ -289,11 +289,12 @@ export class IprouteNetOps implements NetOps {
     }
     const mac = spec.type === 'vxlan' ? vxlanMacFor(spec.local) : undefined;
     if (create) {
-      await this.ip(['link', 'add', spec.name, ...(mac ? ['address', mac] : []), ...tunnelArgs(spec.type, spec.local, spec.remote, spec.key)]);
-    } else if (mac && existing?.address?.toLowerCase() !== mac) {
-      await this.ip(['link', 'set', 'dev', spec.name, 'address', mac]);
+      // One command creates it with its MAC and MTU, already up: a roam waits for every spawn.
+      await this.ip(['link', 'add', spec.name, ...(mac ? ['address', mac] : []), 'mtu', String(spec.mtu), 'up', ...tunnelArgs(spec.type, spec.local, spec.remote, spec.key)]);
+    } else {
+      if (mac && existing?.address?.toLowerCase() !== mac) await this.ip(['link', 'set', 'dev', spec.name, 'address', mac]);
+      await this.ip(['link', 'set', 'dev', spec.name, 'mtu', String(spec.mtu), 'up']);
     }
-    await this.ip(['link', 'set', 'dev', spec.name, 'mtu', String(spec.mtu), 'up']);
     await this.setSysctl(ipv4ConfKey(spec.name, 'rp_filter'), '0');
   }
 

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { UbusClient } from '../../src/platform/ubus-client.js';
+import { FakeHostapd } from '../support/fake-hostapd.js';
 import { FakeUbusd } from '../support/ubusd-fake.js';
 import { LAB } from './lab.js';
 import { startUdhcpc } from './dhcp-clients.js';
@@ -15,28 +16,6 @@ import { startStream, type StreamRun } from './stream.js';
 import { TmipLab, type CnName } from './tmip-lab.js';
 
 const skip = process.getuid?.() === 0 ? false : 'lab tests need root (network namespaces)';
-
-/** A stand-in hostapd: one BSS object whose station list the test controls. */
-class FakeHostapd {
-  readonly stations = new Map<string, Record<string, unknown>>();
-  constructor(
-    readonly client: UbusClient,
-    readonly bss = 'wl0',
-  ) {}
-  async publish(): Promise<void> {
-    await this.client.addObject(`hostapd.${this.bss}`, {
-      get_clients: { handler: () => ({ freq: 2412, clients: Object.fromEntries(this.stations) as Record<string, never> }) },
-    });
-  }
-  async assoc(mac: string): Promise<void> {
-    this.stations.set(mac, { auth: true, assoc: true, authorized: true, wds: false });
-    await this.client.notify(`hostapd.${this.bss}`, 'assoc', { address: mac, freq: 2412, signal: -42 });
-  }
-  async disassoc(mac: string): Promise<void> {
-    this.stations.delete(mac);
-    await this.client.notify(`hostapd.${this.bss}`, 'disassoc', { address: mac });
-  }
-}
 
 /** Epoch ms of a CN log line's time of day (the CN logs UTC HH:MM:SS.mmm). */
 function lineEpoch(line: string): number {
