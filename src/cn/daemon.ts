@@ -137,8 +137,9 @@ export class CnDaemon {
       report: (mac, ip, via) => this.report(mac, ip, via),
     });
     this.link.onFrame((frame) => this.frame(frame));
-    await this.mlr.start();
+    // ubus first: `ubus call tmip status` must answer (mlr.connected: false) while the MLR is unreachable.
     await this.startUbus();
+    await this.mlr.start();
     log(LOG.info, `Correspondent node [${formatIPv4(this.selfAddr)}] (${cfg.cnName}) is now up and running`);
   }
 
@@ -345,6 +346,10 @@ export class CnDaemon {
     const added = await this.applyDataplane();
     for (const b of this.bindings.values()) if (b.current?.name === this.cfg.cnName && !added.includes(cellOf(ipOf(b.cell)).gateway)) this.announce(b);
     this.deps.log(LOG.info, `Attempting network re-establish - Querying MLR: ${list.length === 0 ? 'None listed' : `${list.length} host(s) restored`}`);
+    // Stations hostapd says are associated here but the MLR places elsewhere (they arrived while the
+    // MLR was out of reach): move them now.
+    this.detector?.reset();
+    for (const [mac, station] of this.associations.all()) if (!station.wds && !this.served.has(mac)) this.detector?.trigger(mac, undefined, 'assoc');
   }
 
   private async applyDataplane(): Promise<IPv4[]> {

@@ -29,6 +29,11 @@ export class ActivityDetector {
     this.trigger(mac, ip, via);
   }
 
+  /** Forget cool-downs (after the MLR link comes back, earlier refusals say nothing). */
+  reset(): void {
+    this.quietUntil.clear();
+  }
+
   /** Something outside the frames (e.g. a Wi-Fi association) says `mac` is here. */
   trigger(mac: Mac, ip: IPv4 | undefined, via: DetectedVia): void {
     const t = this.now();
