@@ -10,6 +10,7 @@
 // length running past the end). Encoders throw RangeError/TypeError only for values the caller
 // built wrongly (a string too long for a 24-bit length, an int8 of 300, a function, ...).
 import { err, ok, type Result } from '../core/result.js';
+import { u16, u32, u64 } from './bytes.js';
 
 // ---------------------------------------------------------------------------------------------
 // Constants
@@ -107,18 +108,6 @@ export function blobmsgTyped(type: BlobmsgScalarType, value: BlobmsgTyped['value
 
 // ---------------------------------------------------------------------------------------------
 // Byte helpers
-
-function u16(b: Uint8Array, o: number): number {
-  return ((b[o] ?? 0) << 8) | (b[o + 1] ?? 0);
-}
-
-function u32(b: Uint8Array, o: number): number {
-  return (((b[o] ?? 0) << 24) | ((b[o + 1] ?? 0) << 16) | ((b[o + 2] ?? 0) << 8) | (b[o + 3] ?? 0)) >>> 0;
-}
-
-function u64(b: Uint8Array, o: number): bigint {
-  return (BigInt(u32(b, o)) << 32n) | BigInt(u32(b, o + 4));
-}
 
 export function blobPadLen(len: number): number {
   return (len + BLOB_ALIGN - 1) & ~(BLOB_ALIGN - 1);

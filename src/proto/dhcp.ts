@@ -6,6 +6,7 @@
 // No I/O here: the server logic is cn/dhcp-server.ts, framing is proto/packet.ts.
 import { macFromBytes, type IPv4, type Mac } from '../core/ip.js';
 import { err, ok, type Result } from '../core/result.js';
+import { put16, put32, u16, u32 } from './bytes.js';
 
 // ---------------------------------------------------------------------------------------------
 // Constants
@@ -142,26 +143,6 @@ export type RequestState = 'selecting' | 'init-reboot' | 'renewing-or-rebinding'
 
 // ---------------------------------------------------------------------------------------------
 // Byte helpers
-
-function u16(b: Uint8Array, o: number): number {
-  return ((b[o] ?? 0) << 8) | (b[o + 1] ?? 0);
-}
-
-function u32(b: Uint8Array, o: number): number {
-  return (((b[o] ?? 0) << 24) | ((b[o + 1] ?? 0) << 16) | ((b[o + 2] ?? 0) << 8) | (b[o + 3] ?? 0)) >>> 0;
-}
-
-function put16(b: Uint8Array, o: number, v: number): void {
-  b[o] = (v >>> 8) & 0xff;
-  b[o + 1] = v & 0xff;
-}
-
-function put32(b: Uint8Array, o: number, v: number): void {
-  b[o] = (v >>> 24) & 0xff;
-  b[o + 1] = (v >>> 16) & 0xff;
-  b[o + 2] = (v >>> 8) & 0xff;
-  b[o + 3] = v & 0xff;
-}
 
 const utf8 = new TextDecoder('utf-8', { fatal: false });
 

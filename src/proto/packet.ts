@@ -6,6 +6,7 @@
 // No I/O here: capture and injection live in platform/linkio.ts.
 import { BROADCAST_MAC, macFromBytes, parseMac, type IPv4, type Mac } from '../core/ip.js';
 import { err, ok, type Result } from '../core/result.js';
+import { put16, put32, u16, u32 } from './bytes.js';
 
 // ---------------------------------------------------------------------------------------------
 // Constants
@@ -98,26 +99,6 @@ export type ClassifiedFrame =
 
 // ---------------------------------------------------------------------------------------------
 // Byte helpers
-
-function u16(b: Uint8Array, o: number): number {
-  return ((b[o] ?? 0) << 8) | (b[o + 1] ?? 0);
-}
-
-function u32(b: Uint8Array, o: number): number {
-  return (((b[o] ?? 0) << 24) | ((b[o + 1] ?? 0) << 16) | ((b[o + 2] ?? 0) << 8) | (b[o + 3] ?? 0)) >>> 0;
-}
-
-function put16(b: Uint8Array, o: number, v: number): void {
-  b[o] = (v >>> 8) & 0xff;
-  b[o + 1] = v & 0xff;
-}
-
-function put32(b: Uint8Array, o: number, v: number): void {
-  b[o] = (v >>> 24) & 0xff;
-  b[o + 1] = (v >>> 16) & 0xff;
-  b[o + 2] = (v >>> 8) & 0xff;
-  b[o + 3] = v & 0xff;
-}
 
 /** One's-complement sum of 16-bit big-endian words of b[start..end), folded to 16 bits. */
 function onesSum(b: Uint8Array, start: number, end: number, initial = 0): number {

@@ -26,6 +26,7 @@ import {
   type BlobmsgTable,
   type BlobmsgTableInput,
 } from './blob.js';
+import { u32 } from './bytes.js';
 
 // ---------------------------------------------------------------------------------------------
 // Constants
@@ -272,10 +273,6 @@ export function encodeUbusMessage(m: UbusMessageInput): Buffer {
 
 // ---------------------------------------------------------------------------------------------
 // Decoding
-
-function u32(b: Uint8Array, o: number): number {
-  return (((b[o] ?? 0) << 24) | ((b[o + 1] ?? 0) << 16) | ((b[o + 2] ?? 0) << 8) | (b[o + 3] ?? 0)) >>> 0;
-}
 
 function attrName(id: number): string {
   return Object.keys(UBUS_ATTR)[id] ?? `attribute ${id}`;

@@ -1,6 +1,5 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import type { Result } from '../../src/core/result.js';
 import {
   blobAttrs,
   blobmsgTyped,
@@ -28,34 +27,7 @@ import {
   type BlobmsgInput,
   type BlobmsgValue,
 } from '../../src/proto/blob.js';
-
-const hex = (s: string) => Buffer.from(s.replace(/\s+|\|/g, ''), 'hex');
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function assertResult(r: Result<unknown>, label: string): void {
-  assert.equal(typeof r.ok, 'boolean', label);
-  if (!r.ok) assert.equal(typeof r.error, 'string', label);
-}
-
-function errorOf(r: Result<unknown>): string {
-  assert.ok(!r.ok, 'expected an error');
-  return r.error;
-}
-
-function value<T>(r: Result<T>): T {
-  assert.ok(r.ok, r.ok ? '' : r.error);
-  return r.value;
-}
+import { assertResult, errorOf, hex, rng, value } from '../support/helpers.js';
 
 // The DATA payload of the worked example in UBUS-NOTES.md, as libubox itself lays it out (built
 // with blobmsg_add_string/u32/u8 and blobmsg_open_array against libubox 1aa36ee, 2026-02). The

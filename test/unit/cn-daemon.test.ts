@@ -148,16 +148,7 @@ test('DHCP in cell 1, a roam to cell 2 detected from IP activity, renew at the n
     assert.equal(formatIPv4(renew!.dhcp!.yiaddr), '10.1.0.5');
 
     // Home again, via ARP this time: the tunnel goes on both sides.
-    const arp = Buffer.alloc(28);
-    arp.writeUInt16BE(1, 0);
-    arp.writeUInt16BE(0x0800, 2);
-    arp[4] = 6;
-    arp[5] = 4;
-    arp.writeUInt16BE(1, 6);
-    Buffer.from(macToBytes(MS)).copy(arp, 8);
-    arp.writeUInt32BE(ip('10.1.0.5'), 14);
-    arp.writeUInt32BE(ip('10.1.0.6'), 24);
-    cn1.link.deliver(encodeEthernet({ dst: 'ff:ff:ff:ff:ff:ff', src: MS, etherType: 0x0806, payload: arp }));
+    cn1.link.deliver(encodeEthernet({ dst: 'ff:ff:ff:ff:ff:ff', src: MS, etherType: 0x0806, payload: arpRequest('10.1.0.5', '10.1.0.6') }));
     await until('tunnels to go', () => cn1.net.tunnels.size === 0 && cn2.net.tunnels.size === 0);
     assert.equal(cn1.net.routes.size, 0);
   } finally {
@@ -233,6 +224,7 @@ test('with hostapd: an association moves the station before it sends anything; a
   }
 });
 
+/** The 28-byte ARP request body MS sends: who has `target`? tell `sender`. */
 function arpRequest(sender: string, target: string): Buffer {
   const arp = Buffer.alloc(28);
   arp.writeUInt16BE(1, 0);

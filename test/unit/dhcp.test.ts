@@ -1,7 +1,5 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { parseIPv4 } from '../../src/core/ip.js';
-import type { Result } from '../../src/core/result.js';
 import {
   BOOTP_MIN_REPLY_LEN,
   classifyRequest,
@@ -14,39 +12,10 @@ import {
   type DhcpMessage,
 } from '../../src/proto/dhcp.js';
 import { classifyFrame } from '../../src/proto/packet.js';
-
-const ip = (s: string) => {
-  const r = parseIPv4(s);
-  assert.ok(r.ok, s);
-  return r.value;
-};
-const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function assertResult(r: Result<unknown>, label: string): void {
-  assert.equal(typeof r.ok, 'boolean', label);
-  if (!r.ok) assert.equal(typeof r.error, 'string', label);
-}
-
-function errorOf(r: Result<unknown>): string {
-  assert.ok(!r.ok, 'expected an error');
-  return r.error;
-}
+import { assertResult, errorOf, hex, ip, rng, value } from '../support/helpers.js';
 
 function decoded(b: Uint8Array): DhcpMessage {
-  const r = decodeDhcp(b);
-  assert.ok(r.ok, r.ok ? '' : r.error);
-  return r.value;
+  return value(decodeDhcp(b));
 }
 
 const SNAME_FILE = '00'.repeat(64 + 128);

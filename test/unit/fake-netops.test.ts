@@ -2,18 +2,12 @@
 // real adapters (name validation, VXLAN MAC, nft ruleset text). No root, no commands run.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { parseIPv4, type IPv4 } from '../../src/core/ip.js';
 import type { TunnelSpec } from '../../src/core/tunnel.js';
 import { FakeLinkIO } from '../../src/platform/fake-linkio.js';
 import { FakeNetOps } from '../../src/platform/fake-netops.js';
 import { ipv4ConfKey, isValidIfname, linkMatchesTunnel, mssClampRuleset, vxlanMacFor } from '../../src/platform/iproute-netops.js';
 import { effectiveFilter } from '../../src/platform/pcap-linkio.js';
-
-const ip = (s: string): IPv4 => {
-  const r = parseIPv4(s);
-  assert.ok(r.ok, s);
-  return r.value;
-};
+import { ip } from '../support/helpers.js';
 
 const spec = (over: Partial<TunnelSpec> = {}): TunnelSpec => ({
   name: 'tmip07',

@@ -57,6 +57,21 @@ function bindBody(name: string, addr: string, pool: string | null, tunnels: Requ
 
 const MS = '02:00:00:00:00:01';
 
+/** cn1 (pool 10.1.0.0/24) and cn2 (pool 10.2.0.0/24), connected and bound in that order. */
+async function twoCns(connect: (name: string) => FakeCn): Promise<{ cn1: FakeCn; cn2: FakeCn }> {
+  const cn1 = connect('cn1');
+  const cn2 = connect('cn2');
+  await cn1.peer.request('bind', bindBody('cn1', '10.200.0.11', '10.1.0'));
+  await cn2.peer.request('bind', bindBody('cn2', '10.200.0.12', '10.2.0'));
+  return { cn1, cn2 };
+}
+
+/** MS takes 10.1.0.5 through `cn`: a DISCOVER, then a SELECTING REQUEST. */
+async function lease(cn: FakeCn, leaseTime = 600): Promise<void> {
+  await cn.peer.request('discover', { mac: MS });
+  await cn.peer.request('request', { mac: MS, ip: '10.1.0.5', leaseTime, state: 'selecting' });
+}
+
 test('bind checks the network name and pool overlaps', async () => {
   const { connect } = setup();
   const a = connect('cn1');
@@ -98,8 +113,7 @@ test('a roam moves the binding: parent tunnels, old CN withdraws, new CN serves;
   await cn1.peer.request('bind', bindBody('cn1', '10.200.0.11', '10.1.0'));
   await cn2.peer.request('bind', bindBody('cn2', '10.200.0.12', '10.2.0'));
   await cn3.peer.request('bind', bindBody('cn3', '10.200.0.13', '10.3.0', ['gre', 'vxlan']));
-  await cn1.peer.request('discover', { mac: MS });
-  await cn1.peer.request('request', { mac: MS, ip: '10.1.0.5', leaseTime: 600, state: 'selecting' });
+  await lease(cn1);
   cn1.events.length = 0;
 
   const moved = await cn2.peer.request('seen', { mac: MS, ip: '10.1.0.5', via: 'ip' });
@@ -147,12 +161,8 @@ test('a first appearance away from any own pool borrows a neighbour cell and tun
 
 test('a participant that fails to prepare aborts the move and nothing changes', async () => {
   const { connect, registry } = setup();
-  const cn1 = connect('cn1');
-  const cn2 = connect('cn2');
-  await cn1.peer.request('bind', bindBody('cn1', '10.200.0.11', '10.1.0'));
-  await cn2.peer.request('bind', bindBody('cn2', '10.200.0.12', '10.2.0'));
-  await cn1.peer.request('discover', { mac: MS });
-  await cn1.peer.request('request', { mac: MS, ip: '10.1.0.5', leaseTime: 600, state: 'selecting' });
+  const { cn1, cn2 } = await twoCns(connect);
+  await lease(cn1);
   cn1.failPrepare = 'disk on fire';
   const r = await cn2.peer.request('seen', { mac: MS, ip: '10.1.0.5', via: 'ip' });
   assert.equal(r.outcome, 'refused');
@@ -163,12 +173,8 @@ test('a participant that fails to prepare aborts the move and nothing changes', 
 
 test('an offline parent does not block the move; it re-learns the binding when it binds again', async () => {
   const { connect } = setup();
-  const cn1 = connect('cn1');
-  const cn2 = connect('cn2');
-  await cn1.peer.request('bind', bindBody('cn1', '10.200.0.11', '10.1.0'));
-  await cn2.peer.request('bind', bindBody('cn2', '10.200.0.12', '10.2.0'));
-  await cn1.peer.request('discover', { mac: MS });
-  await cn1.peer.request('request', { mac: MS, ip: '10.1.0.5', leaseTime: 600, state: 'selecting' });
+  const { cn1, cn2 } = await twoCns(connect);
+  await lease(cn1);
   cn1.peer.close('crash');
   await new Promise((r) => setImmediate(r));
   const r = await cn2.peer.request('seen', { mac: MS, ip: '10.1.0.5', via: 'ip' });
@@ -185,8 +191,7 @@ test('expired bindings are removed and their CNs told', async () => {
   const { connect, service, registry } = setup(now);
   const cn1 = connect('cn1');
   await cn1.peer.request('bind', bindBody('cn1', '10.200.0.11', '10.1.0'));
-  await cn1.peer.request('discover', { mac: MS });
-  await cn1.peer.request('request', { mac: MS, ip: '10.1.0.5', leaseTime: 60, state: 'selecting' });
+  await lease(cn1, 60);
   now.t += 60_000;
   assert.equal(await service.expire(), 0, 'still inside the grace period');
   now.t += 60_001;
@@ -197,10 +202,7 @@ test('expired bindings are removed and their CNs told', async () => {
 
 test('a statically addressed host seen by ARP is adopted when its cell is free', async () => {
   const { connect } = setup();
-  const cn1 = connect('cn1');
-  const cn2 = connect('cn2');
-  await cn1.peer.request('bind', bindBody('cn1', '10.200.0.11', '10.1.0'));
-  await cn2.peer.request('bind', bindBody('cn2', '10.200.0.12', '10.2.0'));
+  const { cn2 } = await twoCns(connect);
   const r = await cn2.peer.request('seen', { mac: MS, ip: '10.1.0.101', via: 'arp' });
   assert.equal(r.outcome, 'moved');
   assert.equal(r.binding?.cell, '10.1.0.100');

@@ -1,7 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { BROADCAST_MAC, parseIPv4 } from '../../src/core/ip.js';
-import type { Result } from '../../src/core/result.js';
+import { BROADCAST_MAC } from '../../src/core/ip.js';
 import {
   ARP_OP,
   buildArpReply,
@@ -19,35 +18,12 @@ import {
   internetChecksum,
   type IPv4Packet,
 } from '../../src/proto/packet.js';
-
-const ip = (s: string) => {
-  const r = parseIPv4(s);
-  assert.ok(r.ok, s);
-  return r.value;
-};
-const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
-
-/** Deterministic PRNG (mulberry32) so the fuzz loops are reproducible. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { assertResult, hex, ip, rng } from '../support/helpers.js';
 
 function randomBytes(next: () => number, len: number): Buffer {
   const b = Buffer.alloc(len);
   for (let i = 0; i < len; i++) b[i] = Math.floor(next() * 256);
   return b;
-}
-
-function assertResult(r: Result<unknown>, label: string): void {
-  assert.equal(typeof r.ok, 'boolean', label);
-  if (!r.ok) assert.equal(typeof r.error, 'string', label);
 }
 
 // The classic example header (Wikipedia "IPv4 header checksum"): 192.168.0.1 -> 192.168.0.199,

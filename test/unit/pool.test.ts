@@ -2,12 +2,8 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { cellOf, formatIPv4, parseCidr, parseIPv4 } from '../../src/core/ip.js';
 import { cellsOf, countCells, describeAvailable, firstCell, lastCell, poolHasCell, poolsOverlap, resolvePool } from '../../src/core/pool.js';
+import { ip } from '../support/helpers.js';
 
-const ip = (s: string) => {
-  const r = parseIPv4(s);
-  assert.ok(r.ok, s);
-  return r.value;
-};
 const cidr = (s: string) => {
   const r = parseCidr(s);
   assert.ok(r.ok, s);

@@ -1,6 +1,5 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import type { Result } from '../../src/core/result.js';
 import { blobmsgTyped } from '../../src/proto/blob.js';
 import {
   decodeUbusMessage,
@@ -18,29 +17,10 @@ import {
   type UbusMessage,
   type UbusMessageInput,
 } from '../../src/proto/ubus.js';
-
-const hex = (s: string) => Buffer.from(s.replace(/\s+|\|/g, ''), 'hex');
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function errorOf(r: Result<unknown>): string {
-  assert.ok(!r.ok, 'expected an error');
-  return r.error;
-}
+import { errorOf, hex, rng, value } from '../support/helpers.js';
 
 function decoded(b: Uint8Array): UbusMessage {
-  const r = decodeUbusMessage(b);
-  assert.ok(r.ok, r.ok ? '' : r.error);
-  return r.value;
+  return value(decodeUbusMessage(b));
 }
 
 /** Splits a chunk holding several messages, checking each decodes. */

@@ -3,6 +3,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { exportUci, parseUci, type UciPackage, type UciSection, type UciValue } from '../../src/proto/uci.js';
+import { rng } from '../support/helpers.js';
 
 function parse(text: string): UciPackage {
   const r = parseUci(text);
@@ -432,18 +433,7 @@ test('exportUci writes exactly the uci export format', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// Seeded randomness: mulberry32.
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
+// Seeded random round trips (rng: mulberry32).
 test('round trip: random packages with hostile values survive export → parse unchanged', () => {
   const rand = rng(0x7a1b);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;

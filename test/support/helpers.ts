@@ -1,0 +1,45 @@
+// Small helpers shared by the unit tests: parsing a dotted quad or failing the test, hex literals,
+// a seeded PRNG for reproducible fuzz loops, and assertions on Result values.
+import assert from 'node:assert/strict';
+import { parseIPv4, type IPv4 } from '../../src/core/ip.js';
+import type { Result } from '../../src/core/result.js';
+
+/** The address `s` as a number; fails the test if `s` does not parse. */
+export const ip = (s: string): IPv4 => {
+  const r = parseIPv4(s);
+  assert.ok(r.ok, s);
+  return r.value;
+};
+
+/** Bytes from hex text; white space and `|` separators are ignored. */
+export const hex = (s: string) => Buffer.from(s.replace(/\s+|\|/g, ''), 'hex');
+
+/** Deterministic PRNG (mulberry32): numbers in [0, 1), the same sequence for the same seed. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** `r` is a well-formed Result: `ok` is a boolean and an error carries a string. */
+export function assertResult(r: Result<unknown>, label: string): void {
+  assert.equal(typeof r.ok, 'boolean', label);
+  if (!r.ok) assert.equal(typeof r.error, 'string', label);
+}
+
+/** The value of `r`; fails the test with the error text if `r` is an error. */
+export function value<T>(r: Result<T>): T {
+  assert.ok(r.ok, r.ok ? '' : r.error);
+  return r.value;
+}
+
+/** The error text of `r`; fails the test if `r` is ok. */
+export function errorOf(r: Result<unknown>): string {
+  assert.ok(!r.ok, 'expected an error');
+  return r.error;
+}
