@@ -189,4 +189,19 @@ describe('CN restarts while a client is away', { skip, timeout: 120_000 }, () =>
     assert.ok(await t.ping('srv', (await t.lab.addressOf('ms1'))!));
     assert.deepEqual(stream.failures(), []);
   });
+
+  it('the MLR restarts: bindings survive in state_file, CNs re-bind, the session goes on and a later roam works', async () => {
+    const ms = t.lab.ms('ms1');
+    const marks = { cn1: t.cn('cn1').mark(), cn2: t.cn('cn2').mark() };
+    await t.mlr.stop();
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(await t.ping('srv', '10.1.0.5'), 'the data plane does not need the MLR');
+    await t.startMlr();
+    for (const cn of ['cn1', 'cn2'] as const) await t.cn(cn).waitForLine(/Bind accepted/, 15_000, { since: marks[cn], stream: 'both' });
+    await t.cn('cn2').waitForLine(/1 host\(s\) restored/, 10_000, { since: marks.cn2, stream: 'both' });
+    const gap = await roam(t, stream, 'ms1', ms.mac, 1);
+    process.stdout.write(`# largest stream gap around the roam home after the MLR restart (ms): ${gap}\n`);
+    await t.until('tunnels to go', async () => (await t.tunnels('cn1')).length === 0 && (await t.tunnels('cn2')).length === 0);
+    assert.deepEqual(stream.failures(), []);
+  });
 });
