@@ -22,7 +22,7 @@ import { ActivityDetector } from './detector.js';
 import { DhcpServer } from './dhcp-server.js';
 import { HostapdWatcher } from './hostapd-watcher.js';
 import { MlrLink } from './mlr-link.js';
-import type { UbusPort } from './ubus-port.js';
+import type { UbusMethod, UbusPort } from './ubus-port.js';
 
 export const SOFTWARE = 'tmip-cn 0.1.0';
 
@@ -165,7 +165,7 @@ export class CnDaemon {
       return;
     }
     this.ubus = ubus;
-    await ubus.addObject('tmip', {
+    const methods: Record<string, UbusMethod> = {
       status: { args: {}, handler: () => this.ubusStatus() },
       clients: { args: {}, handler: () => ({ clients: this.ubusClients() }) },
       tunnels: { args: {}, handler: () => ({ tunnels: this.ubusTunnels() }) },
@@ -186,8 +186,17 @@ export class CnDaemon {
           return { ok: true };
         },
       },
-    });
-    deps.log(LOG.info, "Published ubus object 'tmip' (status, clients, tunnels, peers, reload)");
+    };
+    // The first CN on a router is `tmip` (what LuCI reads); a second instance takes `tmip.<cn_name>`.
+    for (const name of ['tmip', `tmip.${cfg.cnName.replace(/[^A-Za-z0-9_-]/g, '_')}`]) {
+      try {
+        await ubus.addObject(name, methods);
+        deps.log(LOG.info, `Published ubus object '${name}' (status, clients, tunnels, peers, reload)`);
+        break;
+      } catch (e) {
+        deps.log(LOG.error, `cannot publish ubus object '${name}': ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
     if (!cfg.hostapd) return;
     this.watcher = new HostapdWatcher({
       ubus,

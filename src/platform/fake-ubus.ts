@@ -26,6 +26,7 @@ export class FakeUbus implements UbusPort {
   }
 
   async addObject(path: string, methods: Record<string, UbusMethod>): Promise<unknown> {
+    if (this.published.has(path) || this.objects.has(path)) throw new Error(`ubus: add ${path}: Object exists`);
     this.published.set(path, methods);
     return { path };
   }

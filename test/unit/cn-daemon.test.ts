@@ -237,3 +237,16 @@ function arpRequest(sender: string, target: string): Buffer {
   arp.writeUInt32BE(ip(target), 24);
   return arp;
 }
+
+test("a second CN on the same ubus publishes 'tmip.<cn_name>' instead of failing", async () => {
+  const shared = new FakeUbus();
+  const w = await world({ cn1: shared, cn2: shared });
+  try {
+    assert.ok(shared.published.has('tmip'));
+    assert.ok(shared.published.has('tmip.cn2'));
+    const s = (await shared.call('tmip.cn2', 'status', {})) as { cn_name: string };
+    assert.equal(s.cn_name, 'cn2');
+  } finally {
+    w.stop();
+  }
+});
