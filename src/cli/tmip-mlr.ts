@@ -40,6 +40,8 @@ async function main(): Promise<void> {
     logger.log(LOG.info, `${sig}: shutting down`);
     void server.close().then(() => process.exit(0));
   };
+  // A stray rejected promise is a bug to report, not a reason to drop every client's state.
+  process.on('unhandledRejection', (e) => logger.log(LOG.error, `unhandled rejection: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
 }
