@@ -13,7 +13,7 @@ import { err, type Result } from '../core/result.js';
 import type { TunnelType } from '../core/tunnel.js';
 import type { LinkIO } from '../platform/linkio.js';
 import { LOG, type LogFn } from '../platform/log.js';
-import type { InterfaceInfo, NetOps } from '../platform/netops.js';
+import { ipv4ConfKey, type InterfaceInfo, type NetOps } from '../platform/netops.js';
 import { decodeDhcp } from '../proto/dhcp.js';
 import { buildArpReply, buildGratuitousArp, classifyFrame } from '../proto/packet.js';
 import { RpcError, type MessageChannel, type RpcPeer } from '../proto/rpc.js';
@@ -80,10 +80,10 @@ export class CnDaemon {
     for (const [key, value] of [
       ['net.ipv4.ip_forward', '1'],
       ['net.ipv4.conf.all.rp_filter', '0'],
-      [`net.ipv4.conf.${cfg.cnIf}.rp_filter`, '0'],
-      [`net.ipv4.conf.${cfg.mobileIf}.rp_filter`, '0'],
+      [ipv4ConfKey(cfg.cnIf, 'rp_filter'), '0'],
+      [ipv4ConfKey(cfg.mobileIf, 'rp_filter'), '0'],
     ] as const) {
-      await deps.net.setSysctl(key.replace(/\.([^.]+)\.rp_filter$/, (_m, dev: string) => `.${dev.replace(/\./g, '/')}.rp_filter`), value);
+      await deps.net.setSysctl(key, value);
     }
 
     this.pools = [];
@@ -321,7 +321,7 @@ export class CnDaemon {
     peer.handle('remove', async (body) => {
       this.bindings.delete(body.binding.mac);
       await this.applyDataplane();
-      this.deps.log(LOG.handover, `${body.binding.mac} (${cellOf(ipOf(body.binding.cell)).host ? formatIPv4(cellOf(ipOf(body.binding.cell)).host) : ''}) removed`);
+      this.deps.log(LOG.handover, `host ${body.binding.mac} ${formatIPv4(cellOf(ipOf(body.binding.cell)).host)}: binding removed by the MLR`);
       return {};
     });
   }

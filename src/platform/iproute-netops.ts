@@ -6,7 +6,7 @@ import { formatIPv4, macFromBytes, parseIPv4, parseMac, type IPv4, type Mac } fr
 import { isTunnelType, TUNNEL_TYPES, type TunnelSpec, type TunnelType } from '../core/tunnel.js';
 import { describeFailure, run, type RunOptions, type RunResult } from './exec.js';
 import { LOG, type LogFn } from './log.js';
-import type { InterfaceAddress, InterfaceInfo, NetOps, TunnelRoute } from './netops.js';
+import { ipv4ConfKey, type InterfaceAddress, type InterfaceInfo, type NetOps, type TunnelRoute } from './netops.js';
 
 export interface IprouteNetOpsOptions {
   /** Path of the `ip` binary (default 'ip'). */
@@ -55,9 +55,7 @@ export function isValidSysctlKey(key: string): boolean {
 }
 
 /** The sysctl key of a per-interface IPv4 setting, e.g. net.ipv4.conf.eth0/1.rp_filter for eth0.1. */
-export function ipv4ConfKey(ifname: string, setting: string): string {
-  return `net.ipv4.conf.${ifname.replace(/\./g, '/')}.${setting}`;
-}
+export { ipv4ConfKey } from './netops.js';
 
 function checkIfname(name: string, what = 'interface name'): string {
   if (!isValidIfname(name)) throw new Error(`invalid ${what} '${name}' (expected 1..15 characters of A-Z a-z 0-9 _ . : @ -)`);

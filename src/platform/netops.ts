@@ -58,3 +58,8 @@ export interface NetOps {
   /** Delete the nftables table; succeeds when it is absent. */
   deleteMssClamp(table: string): Promise<void>;
 }
+
+/** The sysctl key of a per-interface IPv4 setting; dots in VLAN names (eth0.100) are written as '/'. */
+export function ipv4ConfKey(ifname: string, setting: string): string {
+  return `net.ipv4.conf.${ifname.replace(/\./g, '/')}.${setting}`;
+}
