@@ -100,7 +100,8 @@ export class DataplaneDriver {
           }
           case 'unroute':
             await this.net.deleteHostRoute(o.ip, o.dev);
-            this.have.routes.delete(o.ip);
+            // A 'route' op of this plan may already have moved the host to another tunnel.
+            if (this.have.routes.get(o.ip) === o.dev) this.have.routes.delete(o.ip);
             break;
           case 'del-gateway':
             await this.net.deleteAddress(this.opts.mobileIf, o.ip, 30);
