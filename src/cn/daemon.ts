@@ -421,7 +421,7 @@ export class CnDaemon {
     log(LOG.handover, `detected ${mac}${ip !== undefined ? ` (${formatIPv4(ip)})` : ''} in my cell via ${via}`);
     this.detectedAt.set(mac, { t: Date.now(), via });
     try {
-      const r = await this.mlr!.request('seen', { mac, via, ...(ip !== undefined ? { ip: formatIPv4(ip) } : {}) }, 10_000);
+      const r = await this.mlr!.request('seen', { mac, via, leaseTime: this.cfg.leaseTime, ...(ip !== undefined ? { ip: formatIPv4(ip) } : {}) }, 10_000);
       if (r.outcome === 'unknown' || r.outcome === 'refused') {
         this.detectedAt.delete(mac);
         log(LOG.detect, `${mac}: ${r.outcome}${r.reason ? ` (${r.reason})` : ''}`);

@@ -74,7 +74,8 @@ export const requests = {
   release: { body: object({ mac: mac, ip: ipv4text, decline: optional(literal('yes')) }), reply: object({}) },
   /** A MAC was seen in this CN's cell (ARP/IP activity or an association): move it here if bound elsewhere. */
   seen: {
-    body: object({ mac: mac, ip: optional(ipv4text), via: detectedVia }),
+    /** leaseTime: how long a statically addressed host adopted on this report holds its cell (the CN's lease_time). */
+    body: object({ mac: mac, ip: optional(ipv4text), via: detectedVia, leaseTime: optional(int(60, 31536000)) }),
     reply: object({ outcome: literal('moved', 'here', 'unknown', 'refused'), binding: optional(binding), reason: optional(str(200)) }),
   },
   /** Every other CN of the network, for status displays and connectivity checks. */

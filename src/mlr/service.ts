@@ -12,6 +12,9 @@ import { err, ok, type Result } from '../core/result.js';
 import { LOG, type LogFn } from '../platform/log.js';
 import { RpcError, RpcPeer } from '../proto/rpc.js';
 
+/** How long an adopted static host holds its cell when the CN does not say (seconds). */
+const DEFAULT_STATIC_HOLD_S = 3600;
+
 export interface MlrServiceOptions {
   networkName: string;
   offerHoldMs: number;
@@ -185,13 +188,15 @@ export class MlrService {
       if (!moved.ok) return { outcome: 'refused', reason: moved.error };
       return { outcome: 'moved', binding: moved.value };
     }
-    // A statically addressed host: adopt it if its address is a free cell of the network.
+    // A statically addressed host: adopt it if its address is a free cell of the network. It holds the
+    // cell for one lease time of the reporting CN; after that its next ARP/IP activity adopts it again.
     if (body.ip && body.via !== 'assoc') {
       const ip = parseIPv4(body.ip);
       const owner = ip.ok ? this.registry.ownerOfHost(ip.value) : undefined;
       if (owner && this.registry.isCellFree(owner.cell) && (!b || b.cell === owner.cell)) {
         const fresh: Binding = { mac: body.mac, cell: owner.cell, parent: owner.owner.name, current: null, state: 'offered', expires: 0 };
-        const moved = await this.move(fresh, cn, this.now() + this.opts.offerHoldMs * 10 + this.opts.leaseGraceMs, body.via);
+        const expires = this.now() + (body.leaseTime ?? DEFAULT_STATIC_HOLD_S) * 1000 + this.opts.leaseGraceMs;
+        const moved = await this.move(fresh, cn, expires, body.via);
         if (!moved.ok) return { outcome: 'refused', reason: moved.error };
         return { outcome: 'moved', binding: moved.value };
       }

@@ -201,10 +201,11 @@ test('expired bindings are removed and their CNs told', async () => {
 });
 
 test('a statically addressed host seen by ARP is adopted when its cell is free', async () => {
-  const { connect } = setup();
+  const { connect, now } = setup();
   const { cn2 } = await twoCns(connect);
-  const r = await cn2.peer.request('seen', { mac: MS, ip: '10.1.0.101', via: 'arp' });
+  const r = await cn2.peer.request('seen', { mac: MS, ip: '10.1.0.101', via: 'arp', leaseTime: 600 });
   assert.equal(r.outcome, 'moved');
+  assert.equal(r.binding?.expires, now.t + 600_000 + 60_000, 'held for the CN lease time plus grace');
   assert.equal(r.binding?.cell, '10.1.0.100');
   assert.equal(r.binding?.parent.name, 'cn1');
   const unknown = await cn2.peer.request('seen', { mac: '02:00:00:00:00:09', ip: '172.16.0.9', via: 'arp' });
