@@ -5,7 +5,7 @@
 // (announcing itself as the gateway with gratuitous ARP when an MS arrives).
 import { AssociationTable } from '../core/association.js';
 import type { CnConfig } from '../core/config.js';
-import { cellOf, formatIPv4, parseIPv4, type IPv4, type Mac } from '../core/ip.js';
+import { cellOf, formatIPv4, maskOf, parseIPv4, type IPv4, type Mac } from '../core/ip.js';
 import type { BindingView, DetectedVia, RequestBody } from '../core/messages.js';
 import { describeAvailable, describePool, resolvePool, type PoolRange } from '../core/pool.js';
 import { poolToWire } from '../core/registry.js';
@@ -44,6 +44,8 @@ export class CnDaemon {
   private readonly bindings = new Map<Mac, BindingView>();
   private served = new Set<Mac>();
   private readonly detectedAt = new Map<Mac, { t: number; via: DetectedVia }>();
+  /** When each refused (unassociated) MAC was last logged, to keep the log quiet. */
+  private readonly refusedAt = new Map<Mac, number>();
   private selfAddr = 0;
   private pools: PoolRange[] = [];
   private tunnels: TunnelType[] = [];
@@ -285,7 +287,7 @@ export class CnDaemon {
     }
     const a = info.addresses.find((x) => x.prefix <= 29 && x.label === ifname) ?? info.addresses.find((x) => x.prefix <= 29);
     if (!a) return err(`interface '${ifname}' has no IPv4 subnet of /29 or larger to hand out`);
-    const network = (a.ip & (a.prefix === 0 ? 0 : (0xffffffff << (32 - a.prefix)) >>> 0)) >>> 0;
+    const network = (a.ip & maskOf(a.prefix)) >>> 0;
     return resolvePool({ subnet: { network, prefix: a.prefix }, exclude: [a.ip] }, spec.first, spec.last);
   }
 
@@ -401,8 +403,6 @@ export class CnDaemon {
       if (this.served.has(f.eth.src) || this.mayMigrate(f.eth.src, 'IP')) this.detector?.observe(f.eth.src, f.ip.src, 'ip');
     }
   }
-
-  private readonly refusedAt = new Map<Mac, number>();
 
   /** With hostapd present, only stations associated here may be moved by their traffic. */
   private mayMigrate(mac: Mac, what: string): boolean {

@@ -3,7 +3,7 @@
 // the handover before the ACK is sent), RELEASE/DECLINE give it back, INFORM is answered locally.
 // Each MS gets its own /30: yiaddr N+1, router and server identifier N+2, mask 255.255.255.252.
 // Replies are built as whole Ethernet frames and injected on the mobile interface.
-import { BROADCAST_MAC, cellOf, formatIPv4, parseIPv4, type IPv4, type Mac } from '../core/ip.js';
+import { BROADCAST_MAC, CELL_MASK, cellOf, formatIPv4, parseIPv4, type IPv4, type Mac } from '../core/ip.js';
 import type { BindingView } from '../core/messages.js';
 import { LOG, type LogFn } from '../platform/log.js';
 import type { LinkIO } from '../platform/linkio.js';
@@ -18,8 +18,6 @@ export interface DhcpServerOptions {
   domain?: string;
   log: LogFn;
 }
-
-const CELL_MASK_IP = 0xfffffffc;
 
 export class DhcpServer {
   /** Counters for status output and tests. */
@@ -131,7 +129,7 @@ export class DhcpServer {
       ...(messageType === DHCP_MESSAGE.NAK
         ? { message: 'address not valid here' }
         : {
-            subnetMask: CELL_MASK_IP,
+            subnetMask: CELL_MASK,
             router: serverId,
             dnsServers: this.opts.dnsServers,
             ...(this.opts.domain ? { domain: this.opts.domain } : {}),

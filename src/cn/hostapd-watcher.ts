@@ -12,7 +12,6 @@ export interface HostapdWatcherOptions {
   ubus: UbusPort;
   table: AssociationTable;
   onArrive: (mac: Mac, bss: string) => void;
-  onLeave?: (mac: Mac, bss: string) => void;
   log: LogFn;
 }
 
@@ -78,8 +77,8 @@ export class HostapdWatcher {
       this.opts.log(LOG.detect, `hostapd.${bss}: ${type} ${e.mac}`);
       this.opts.onArrive(e.mac, bss);
     } else if (e.kind === 'leave') {
+      // The table now refuses the MAC's traffic here; where it went, the next CN's arrival says.
       this.opts.log(LOG.detect, `hostapd.${bss}: ${type} ${e.mac}`);
-      this.opts.onLeave?.(e.mac, bss);
     }
   }
 

@@ -12,6 +12,7 @@ import {
   type DhcpMessage,
 } from '../../src/proto/dhcp.js';
 import { classifyFrame } from '../../src/proto/packet.js';
+import { UDHCPC_DISCOVER } from '../support/fixtures.js';
 import { assertResult, errorOf, hex, ip, rng, value } from '../support/helpers.js';
 
 function decoded(b: Uint8Array): DhcpMessage {
@@ -47,23 +48,6 @@ function message(headerHex: string, optionsHex: string, end = true): Buffer {
   const body = hex(headerHex + optionsHex + (end ? 'ff' : ''));
   return body.length >= 300 || !end ? body : Buffer.concat([body, Buffer.alloc(300 - body.length)]);
 }
-
-// busybox udhcpc 1.35.0 DHCPDISCOVER (udhcpc -x hostname:OpenWrt): 53, 61 (01+MAC), 57 (576),
-// 55 (1 3 6 12 15 28 42), 60 "udhcp 1.35.0", 12; padded to 300 bytes.
-const UDHCPC_DISCOVER = hex(
-  '01010600 3903f326 0000 0000 00000000 00000000 00000000 00000000' +
-    '020000aabb01 00000000000000000000' +
-    SNAME_FILE +
-    COOKIE +
-    '350101' +
-    '3d0701020000aabb01' +
-    '39020240' +
-    '3707010306 0c0f1c2a' +
-    '3c0c 756468637020312e33352e30' +
-    '0c07 4f70656e577274' +
-    'ff' +
-    '00'.repeat(11),
-);
 
 // ISC dhclient 4.4 (Debian) DHCPDISCOVER with a remembered lease: 53, 50, 12, 55 (13 options).
 const DHCLIENT_DISCOVER = hex(

@@ -19,6 +19,7 @@ import {
   type IPv4Packet,
 } from '../../src/proto/packet.js';
 import { assertResult, hex, ip, rng } from '../support/helpers.js';
+import { UDHCPC_DISCOVER, UDHCPC_MAC } from '../support/fixtures.js';
 
 function randomBytes(next: () => number, len: number): Buffer {
   const b = Buffer.alloc(len);
@@ -32,21 +33,7 @@ const KNOWN_HEADER = hex('4500 0073 0000 4000 4011 b861 c0a8 0001 c0a8 00c7');
 
 // busybox udhcpc 1.35 DHCPDISCOVER as a whole frame; the IPv4 (0x79a6) and UDP (0xc839)
 // checksums were computed independently of this code base (Python).
-const UDHCPC_MAC = '02:00:00:aa:bb:01';
-const UDHCPC_DHCP = hex(
-  '01010600 3903f326 0000 0000 00000000 00000000 00000000 00000000' +
-    '020000aabb01 00000000000000000000' +
-    '00'.repeat(64 + 128) +
-    '63825363' +
-    '350101' +
-    '3d0701020000aabb01' +
-    '39020240' +
-    '3707010306 0c0f1c2a' +
-    '3c0c 756468637020312e33352e30' +
-    '0c07 4f70656e577274' +
-    'ff' +
-    '00'.repeat(11),
-);
+const UDHCPC_DHCP = UDHCPC_DISCOVER;
 const UDHCPC_HEADERS = hex(
   'ffffffffffff 020000aabb01 0800' + // Ethernet
     '4500 0148 0000 0000 4011 79a6 00000000 ffffffff' + // IPv4: 0.0.0.0 -> 255.255.255.255, len 328
