@@ -136,6 +136,7 @@ export class CnDaemon {
     this.detector = new ActivityDetector({
       ownMac: this.mobile.mac,
       isServed: (mac) => this.served.has(mac),
+      mayMigrate: (mac, via) => this.mayMigrate(mac, via.toUpperCase()),
       report: (mac, ip, via) => this.report(mac, ip, via),
     });
     this.link.onFrame((frame) => this.frame(frame));
@@ -398,9 +399,9 @@ export class CnDaemon {
       if (!this.served.has(mac)) this.detectedAt.set(mac, { t: Date.now(), via: 'dhcp' });
       void this.dhcp?.handle(msg.value);
     } else if (f.kind === 'arp') {
-      if (this.served.has(f.eth.src) || this.mayMigrate(f.eth.src, 'ARP')) this.detector?.observe(f.eth.src, f.arp.senderIp, 'arp');
+      this.detector?.observe(f.eth.src, f.arp.senderIp, 'arp');
     } else if (f.kind === 'ipv4') {
-      if (this.served.has(f.eth.src) || this.mayMigrate(f.eth.src, 'IP')) this.detector?.observe(f.eth.src, f.ip.src, 'ip');
+      this.detector?.observe(f.eth.src, f.ip.src, 'ip');
     }
   }
 

@@ -7,6 +7,8 @@ import type { DetectedVia } from '../core/messages.js';
 export interface DetectorOptions {
   ownMac: Mac;
   isServed: (mac: Mac) => boolean;
+  /** May this MAC's frames move it here at all (e.g. it associated with this AP)? Default: yes. */
+  mayMigrate?: (mac: Mac, via: 'arp' | 'ip') => boolean;
   report: (mac: Mac, ip: IPv4 | undefined, via: DetectedVia) => Promise<unknown>;
   cooldownMs?: number;
   now?: () => number;
@@ -25,7 +27,8 @@ export class ActivityDetector {
   /** An ARP packet's sender, or an IPv4 packet's source, was seen from `mac`. */
   observe(mac: Mac, ip: IPv4, via: 'arp' | 'ip'): void {
     if (mac === this.opts.ownMac || ip === 0 || this.opts.isServed(mac)) return;
-    if (mac.startsWith('ff:ff') || (parseInt(mac.slice(0, 2), 16) & 1) === 1) return; // group addresses are never stations
+    if ((parseInt(mac.slice(0, 2), 16) & 1) === 1) return; // group addresses are never stations
+    if (this.opts.mayMigrate && !this.opts.mayMigrate(mac, via)) return;
     this.trigger(mac, ip, via);
   }
 
