@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { until } from '../support/helpers.js';
 import { LAB, Lab, type LabProcess } from './lab.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -126,13 +127,8 @@ export class TmipLab {
   }
 
   /** Poll until cond() holds (bounded). */
-  async until(what: string, cond: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
-    const end = Date.now() + timeoutMs;
-    for (let i = 0; i < 1000 && Date.now() < end; i++) {
-      if (await cond()) return;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+  until(what: string, cond: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
+    return until(what, cond, timeoutMs, 100);
   }
 
   async ping(from: string, to: string, count = 2): Promise<boolean> {

@@ -43,3 +43,13 @@ export function errorOf(r: Result<unknown>): string {
   assert.ok(!r.ok, 'expected an error');
   return r.error;
 }
+
+/** Poll `cond` every `stepMs` until it holds; fail after `timeoutMs`. Bounded in time and count. */
+export async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 2000, stepMs = 5): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (let i = 0; i < 100_000 && Date.now() <= end; i++) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}

@@ -15,6 +15,7 @@ import { memoryChannelPair } from '../../src/platform/memory-channel.js';
 import { DHCP_MESSAGE, decodeDhcp } from '../../src/proto/dhcp.js';
 import { buildUdpFrame, classifyFrame, encodeEthernet, encodeIPv4Udp } from '../../src/proto/packet.js';
 import { RpcPeer } from '../../src/proto/rpc.js';
+import { until } from '../support/helpers.js';
 
 const ip = (s: string) => (parseIPv4(s) as { value: number }).value;
 const MS: Mac = '02:aa:00:00:00:01';
@@ -73,14 +74,6 @@ function replies(link: FakeLinkIO) {
     const d = decodeDhcp(c.value.ip.payload.subarray(8));
     return { kind: 'dhcp-reply', dhcp: d.ok ? d.value : undefined };
   });
-}
-
-async function until(what: string, cond: () => boolean, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 async function world(ubus: Partial<Record<'cn1' | 'cn2', FakeUbus>> = {}) {
