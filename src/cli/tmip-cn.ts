@@ -52,7 +52,7 @@ async function main(): Promise<void> {
   process.on('unhandledRejection', (e) => logger.log(LOG.error, `unhandled rejection: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
-  process.on('SIGHUP', () => daemon.resync('SIGHUP'));
+  process.on('SIGHUP', () => daemon.reload('SIGHUP'));
   process.on('SIGUSR1', () => {
     const file = cfg.value.statusFile;
     if (!file) {

@@ -1,8 +1,13 @@
 // tmip-mlr: the mobile location register daemon. `tmip-mlr -f /etc/config/tmip [-F] [-D N]`.
+// Reads the config and assembles the MLR (mlr/mlr.ts) from the platform's parts: a TCP listener
+// and the state file.
 import { parseMlrConfig } from '../core/config.js';
+import { startMlr } from '../mlr/mlr.js';
 import { readUciFile, DEFAULT_CONFIG_FILE } from '../platform/config-file.js';
 import { createLogger, LOG } from '../platform/log.js';
-import { startMlrServer } from '../mlr/server.js';
+import { FileStateFile } from '../platform/state-file.js';
+import { serveTcp } from '../platform/tcp-channel.js';
+import { VERSION } from '../version.js';
 import { fail, parseArgs } from './args.js';
 
 const USAGE = `usage: tmip-mlr [-f FILE] [-F] [-D LEVEL] [-s SECTION]
@@ -23,18 +28,22 @@ async function main(): Promise<void> {
   const cfg = parseMlrConfig(pkg.value, args.value.section);
   if (!cfg.ok) fail('tmip-mlr', `bad configuration in ${args.value.file}:\n${cfg.error}`);
   const logger = createLogger(args.value.debug ?? cfg.value.debugLevel, 'tmip-mlr');
-  logger.log(LOG.info, `Starting MLR Server [tmip-mlr 0.1.0] using ${args.value.file}`);
+  logger.log(LOG.info, `Starting MLR Server [tmip-mlr ${VERSION}] using ${args.value.file}`);
   for (const w of cfg.value.warnings) logger.log(LOG.info, `config: ${w}`);
-  const server = await startMlrServer({
-    networkName: cfg.value.networkName,
-    listen: cfg.value.listen,
-    port: cfg.value.port,
-    ...(cfg.value.stateFile ? { stateFile: cfg.value.stateFile } : {}),
-    offerHoldSeconds: cfg.value.offerHold,
-    leaseGraceSeconds: cfg.value.leaseGrace,
-    tunnelTypes: cfg.value.tunnelTypes,
-    log: logger.log,
-  });
+  const { listen, port, stateFile } = cfg.value;
+  const server = await startMlr(
+    {
+      networkName: cfg.value.networkName,
+      offerHoldSeconds: cfg.value.offerHold,
+      leaseGraceSeconds: cfg.value.leaseGrace,
+      tunnelTypes: cfg.value.tunnelTypes,
+    },
+    {
+      listen: (onChannel) => serveTcp(listen, port, onChannel),
+      ...(stateFile ? { state: new FileStateFile(stateFile) } : {}),
+      log: logger.log,
+    },
+  );
   logger.log(LOG.info, 'MLR up and listening...');
   const shutdown = (sig: string) => {
     logger.log(LOG.info, `${sig}: shutting down`);

@@ -3,7 +3,7 @@
 // routes into our tunnels), then applies plans one at a time, keeping a model of what it applied.
 import { desiredDataplane, describeOp, emptyDataplane, planDataplane, type DataplaneContext, type DataplaneState } from '../core/dataplane.js';
 import { formatIPv4, type IPv4 } from '../core/ip.js';
-import type { BindingView } from '../core/messages.js';
+import type { BindingView } from '../core/binding.js';
 import { LOG, type LogFn } from '../platform/log.js';
 import type { NetOps } from '../platform/netops.js';
 

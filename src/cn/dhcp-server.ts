@@ -3,8 +3,7 @@
 // the handover before the ACK is sent), RELEASE/DECLINE give it back, INFORM is answered locally.
 // Each MS gets its own /30: yiaddr N+1, router and server identifier N+2, mask 255.255.255.252.
 // Replies are built as whole Ethernet frames and injected on the mobile interface.
-import { BROADCAST_MAC, CELL_MASK, cellOf, formatIPv4, parseIPv4, type IPv4, type Mac } from '../core/ip.js';
-import type { BindingView } from '../core/messages.js';
+import { BROADCAST_MAC, CELL_MASK, cellOf, formatIPv4, type IPv4, type Mac } from '../core/ip.js';
 import { LOG, type LogFn } from '../platform/log.js';
 import type { LinkIO } from '../platform/linkio.js';
 import { classifyRequest, dhcpReplyDestination, DHCP_MESSAGE, encodeDhcpReply, type DhcpMessage } from '../proto/dhcp.js';
@@ -39,11 +38,11 @@ export class DhcpServer {
           return await this.request(msg);
         case DHCP_MESSAGE.RELEASE:
           this.stats.release++;
-          await this.mlr.request('release', { mac: msg.chaddr, ip: formatIPv4(msg.ciaddr) });
+          await this.mlr.request('release', { mac: msg.chaddr, ip: msg.ciaddr });
           return;
         case DHCP_MESSAGE.DECLINE:
           this.stats.decline++;
-          if (msg.requestedIp !== undefined) await this.mlr.request('release', { mac: msg.chaddr, ip: formatIPv4(msg.requestedIp), decline: 'yes' });
+          if (msg.requestedIp !== undefined) await this.mlr.request('release', { mac: msg.chaddr, ip: msg.requestedIp, decline: 'yes' });
           return;
         case DHCP_MESSAGE.INFORM:
           return this.inform(msg);
@@ -60,9 +59,9 @@ export class DhcpServer {
     this.stats.discover++;
     const reply = await this.mlr.request('discover', {
       mac: msg.chaddr,
-      ...(msg.requestedIp !== undefined ? { requested: formatIPv4(msg.requestedIp) } : {}),
+      ...(msg.requestedIp !== undefined ? { requested: msg.requestedIp } : {}),
     });
-    const cell = this.cellOfView(reply.binding);
+    const cell = cellOf(reply.binding.cell);
     this.opts.log(LOG.handover, `DHCPOFFER ${formatIPv4(cell.host)} to ${msg.chaddr} (parent ${reply.binding.parent.name})`);
     this.send(msg, DHCP_MESSAGE.OFFER, cell.host, cell.gateway);
     this.stats.offer++;
@@ -92,7 +91,7 @@ export class DhcpServer {
       return;
     }
     if (ip === undefined) return;
-    const r = await this.mlr.request('request', { mac: msg.chaddr, ip: formatIPv4(ip), leaseTime: this.opts.leaseTime, state }, 10_000);
+    const r = await this.mlr.request('request', { mac: msg.chaddr, ip, leaseTime: this.opts.leaseTime, state }, 10_000);
     const cell = cellOf(ip);
     if (r.outcome === 'ack') {
       this.opts.log(LOG.handover, `DHCPACK ${formatIPv4(ip)} to ${msg.chaddr} (${state})`);
@@ -111,12 +110,6 @@ export class DhcpServer {
     this.stats.inform++;
     if (msg.ciaddr === 0) return;
     this.send(msg, DHCP_MESSAGE.ACK, 0, cellOf(msg.ciaddr).gateway, true);
-  }
-
-  private cellOfView(b: BindingView) {
-    const n = parseIPv4(b.cell);
-    if (!n.ok) throw new Error(n.error);
-    return cellOf(n.value);
   }
 
   private send(request: DhcpMessage, messageType: number, yiaddr: IPv4, serverId: IPv4, inform = false): void {

@@ -2,6 +2,7 @@
 // of the MLR, then every CN the MLR knows with whether it is connected there. It does not bind, so
 // it can run beside the live daemon.
 import type { CnConfig } from '../core/config.js';
+import { formatIPv4 } from '../core/ip.js';
 import { RpcPeer, type MessageChannel } from '../proto/rpc.js';
 
 export async function evaluateConnectivity(cfg: CnConfig, connect: (host: string, port: number) => Promise<MessageChannel>, print: (line: string) => void): Promise<boolean> {
@@ -23,7 +24,7 @@ export async function evaluateConnectivity(cfg: CnConfig, connect: (host: string
     if (peers.length === 0) print('+ no other CN registered');
     for (const p of peers) {
       const here = p.name === cfg.cnName ? ' (this CN)' : '';
-      print(`+ CN @ ${p.addr} [${p.name}]${here}: ${p.online === 'yes' ? 'Passed (connected to the MLR)' : 'Not connected to the MLR'}.`);
+      print(`+ CN @ ${formatIPv4(p.addr)} [${p.name}]${here}: ${p.online === 'yes' ? 'Passed (connected to the MLR)' : 'Not connected to the MLR'}.`);
       if (p.online !== 'yes' && !here) ok = false;
     }
   } catch (e) {

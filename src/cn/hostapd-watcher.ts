@@ -3,10 +3,10 @@
 // stations with `get_clients`, and follows netifd's `network.device` for WDS station netdevs
 // (`<bss>.staN`: links to other nodes). It never calls `notify_response`: association never waits
 // for us. Arrivals and departures go to the daemon through callbacks.
-import { AssociationTable, bssOfObject, isWdsNetdev } from '../core/association.js';
+import { type AssociationTable, bssOfObject, isWdsNetdev } from '../core/association.js';
 import type { Mac } from '../core/ip.js';
 import { LOG, type LogFn } from '../platform/log.js';
-import type { UbusPort } from './ubus-port.js';
+import type { UbusPort } from '../platform/ubus-port.js';
 
 export interface HostapdWatcherOptions {
   ubus: UbusPort;

@@ -4,8 +4,8 @@
 // hosts whose TCP MSS is clamped); `planDataplane` turns the difference from what is applied into an
 // ordered list of operations: build before tearing down, so a move never leaves a gap of our making,
 // and the MSS clamp last (it only concerns connections opened after the move).
-import { cellOf, formatIPv4, parseIPv4, type IPv4, type Mac } from './ip.js';
-import type { BindingView } from './messages.js';
+import { involves, type BindingView } from './binding.js';
+import { cellOf, formatIPv4, type IPv4 } from './ip.js';
 import { TUNNEL_OVERHEAD, tunnelName, type TunnelSpec } from './tunnel.js';
 
 export interface DataplaneContext {
@@ -29,20 +29,13 @@ export function emptyDataplane(): DataplaneState {
   return { gateways: new Set(), tunnels: new Map(), routes: new Map(), clamped: new Set() };
 }
 
-function ip(text: string): IPv4 {
-  const r = parseIPv4(text);
-  if (!r.ok) throw new Error(r.error); // views are validated on arrival; this cannot happen
-  return r.value;
-}
-
 export function desiredDataplane(bindings: Iterable<BindingView>, ctx: DataplaneContext): DataplaneState {
   const want = emptyDataplane();
   for (const b of bindings) {
-    if (b.state !== 'bound' || !b.current) continue;
-    const cell = cellOf(ip(b.cell));
+    if (!involves(b, ctx.self) || !b.current) continue;
+    const cell = cellOf(b.cell);
     const here = b.current.name === ctx.self;
     const parentHere = b.parent.name === ctx.self;
-    if (!here && !parentHere) continue;
     if (here) want.gateways.add(cell.gateway);
     if (here === parentHere) continue; // at home: no tunnel
     if (!b.tunnel) continue; // MLR always sends one when parent != current
@@ -52,7 +45,7 @@ export function desiredDataplane(bindings: Iterable<BindingView>, ctx: Dataplane
       name,
       type: b.tunnel.type,
       local: ctx.selfAddr,
-      remote: ip(peer.addr),
+      remote: peer.addr,
       key: b.tunnel.key,
       mtu: ctx.underlayMtu - TUNNEL_OVERHEAD[b.tunnel.type],
     });
@@ -113,11 +106,4 @@ export function describeOp(o: DataplaneOp): string {
     case 'del-tunnel':
       return `remove tunnel ${o.name}`;
   }
-}
-
-/** MACs served in this cell (current CN is self). */
-export function servedMacs(bindings: Iterable<BindingView>, self: string): Set<Mac> {
-  const out = new Set<Mac>();
-  for (const b of bindings) if (b.state === 'bound' && b.current?.name === self) out.add(b.mac);
-  return out;
 }

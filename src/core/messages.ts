@@ -1,10 +1,14 @@
-// The MLRP message schema (version 1): one envelope and a catalogue of typed, validated bodies. The
-// same bytes travel over TCP (framed by proto/mlrp.ts) and, later, MQTT; a transport never looks
+// The MLRP message schema (version 1): one envelope and a catalogue of typed bodies, each with a codec
+// that checks the JSON and decodes it (addresses into numbers, pools into ranges) so that the RPC
+// layer hands CN and MLR logic typed values only, and encodes their replies back. The same bytes travel over TCP (framed by proto/mlrp.ts) and, later, MQTT; a transport never looks
 // inside. Requests carry `id`; replies carry `re` = the request's id and type 'reply' or 'error'.
 // Reserved envelope fields `from`, `ts`, `nonce`, `auth` are where per-message authentication
 // (sender id, timestamp, nonce, HMAC over the body) slots in without touching CN or MLR logic.
+import { bindingCodec, cnRefCodec } from './binding.js';
+import { cidrContains, maskOf } from './ip.js';
+import type { PoolRange } from './pool.js';
 import { err, ok, type Result } from './result.js';
-import { array, int, ipv4text, literal, mac, nullable, object, optional, str, tunnelType, type Infer, type Validator } from './schema.js';
+import { array, int, ipv4, literal, mac, nullable, object, optional, refine, str, tunnelType, type Codec, type Infer } from './schema.js';
 
 export const SCHEMA_VERSION = 1;
 
@@ -20,32 +24,23 @@ export interface Envelope {
   body: unknown;
 }
 
-const cnRef = object({ name: str(64), addr: ipv4text });
-export type CnRef = Infer<typeof cnRef>;
-
-const pool = object({
-  network: ipv4text,
-  prefix: int(0, 32),
-  first: ipv4text,
-  last: ipv4text,
-  exclude: array(ipv4text, 64),
-});
-export type PoolWire = Infer<typeof pool>;
-
-/** What the MLR tells a CN about one mobile station. `cell` is the /30's network address N. */
-const binding = object({
-  mac: mac,
-  cell: ipv4text,
-  parent: cnRef,
-  current: nullable(cnRef),
-  tunnel: optional(object({ type: tunnelType, key: int(1, 0xffffff) })),
-  expires: int(0, Number.MAX_SAFE_INTEGER),
-  state: literal('offered', 'bound'),
-});
-export type BindingView = Infer<typeof binding>;
+/** A CN's address pool: decoded straight into the PoolRange the registry allocates from. */
+const pool: Codec<PoolRange> = refine(
+  object({ network: ipv4, prefix: int(0, 30), first: ipv4, last: ipv4, exclude: array(ipv4, 64) }),
+  (p) => {
+    const subnet = { network: p.network, prefix: p.prefix };
+    if ((p.network & maskOf(p.prefix)) >>> 0 !== p.network) return 'network is not aligned to its prefix';
+    if (!cidrContains(subnet, p.first) || !cidrContains(subnet, p.last)) return 'first/last lie outside the subnet';
+    if (p.first > p.last) return 'first is after last';
+    return undefined;
+  },
+);
 
 const detectedVia = literal('dhcp', 'arp', 'ip', 'assoc', 'restore');
 export type DetectedVia = Infer<typeof detectedVia>;
+
+const txId = int(1, Number.MAX_SAFE_INTEGER);
+const online = literal('yes', 'no');
 
 /** Request bodies, by message type, and the body of their successful reply. */
 export const requests = {
@@ -53,40 +48,45 @@ export const requests = {
   bind: {
     body: object({
       network: str(64),
-      cn: cnRef,
+      cn: cnRefCodec,
       tunnels: array(tunnelType, 8),
       pools: array(pool, 64),
       software: optional(str(64)),
     }),
-    reply: object({ bindings: array(binding), peers: array(cnRef, 4096) }),
+    reply: object({ bindings: array(bindingCodec), peers: array(cnRefCodec, 4096) }),
   },
   ping: { body: object({}), reply: object({ time: int(0, Number.MAX_SAFE_INTEGER) }) },
   /** DHCPDISCOVER: find or allocate a cell for this MAC and hold it as an offer. */
   discover: {
-    body: object({ mac: mac, requested: optional(ipv4text) }),
-    reply: object({ binding: binding }),
+    body: object({ mac, requested: optional(ipv4) }),
+    reply: object({ binding: bindingCodec }),
   },
   /** DHCPREQUEST (any state): confirm `ip` for `mac`, moving the binding to this CN. */
   request: {
-    body: object({ mac: mac, ip: ipv4text, leaseTime: int(60, 31536000), state: literal('selecting', 'init-reboot', 'renewing') }),
-    reply: object({ outcome: literal('ack', 'nak', 'ignore'), binding: optional(binding), reason: optional(str(200)) }),
+    body: object({ mac, ip: ipv4, leaseTime: int(60, 31536000), state: literal('selecting', 'init-reboot', 'renewing') }),
+    reply: object({ outcome: literal('ack', 'nak', 'ignore'), binding: optional(bindingCodec), reason: optional(str(200)) }),
   },
-  release: { body: object({ mac: mac, ip: ipv4text, decline: optional(literal('yes')) }), reply: object({}) },
+  release: { body: object({ mac, ip: ipv4, decline: optional(literal('yes')) }), reply: object({}) },
   /** A MAC was seen in this CN's cell (ARP/IP activity or an association): move it here if bound elsewhere. */
   seen: {
     /** leaseTime: how long a statically addressed host adopted on this report holds its cell (the CN's lease_time). */
-    body: object({ mac: mac, ip: optional(ipv4text), via: detectedVia, leaseTime: optional(int(60, 31536000)) }),
-    reply: object({ outcome: literal('moved', 'here', 'unknown', 'refused'), binding: optional(binding), reason: optional(str(200)) }),
+    body: object({ mac, ip: optional(ipv4), via: detectedVia, leaseTime: optional(int(60, 31536000)) }),
+    reply: object({ outcome: literal('moved', 'here', 'unknown', 'refused'), binding: optional(bindingCodec), reason: optional(str(200)) }),
   },
   /** Every other CN of the network, for status displays and connectivity checks. */
-  peers: { body: object({}), reply: object({ peers: array(object({ name: str(64), addr: ipv4text, online: literal('yes', 'no') }), 4096) }) },
-  status: { body: object({}), reply: object({ cns: array(object({ name: str(64), addr: ipv4text, online: literal('yes', 'no'), pools: array(pool, 64) })), bindings: array(binding) }) },
+  peers: { body: object({}), reply: object({ peers: array(object({ name: str(64), addr: ipv4, online }), 4096) }) },
+  status: {
+    body: object({}),
+    reply: object({ cns: array(object({ name: str(64), addr: ipv4, online, pools: array(pool, 64) })), bindings: array(bindingCodec) }),
+  },
   // MLR -> CN
-  prepare: { body: object({ tx: int(1, Number.MAX_SAFE_INTEGER), binding: binding, previous: nullable(cnRef) }), reply: object({}) },
-  commit: { body: object({ tx: int(1, Number.MAX_SAFE_INTEGER), binding: binding, previous: nullable(cnRef) }), reply: object({}) },
-  abort: { body: object({ tx: int(1, Number.MAX_SAFE_INTEGER) }), reply: object({}) },
-  remove: { body: object({ binding: binding }), reply: object({}) },
-} satisfies Record<string, { body: Validator<unknown>; reply: Validator<unknown> }>;
+  /** Phase 1: can you take part? A CN reserves what the move needs; `abort` gives it back. */
+  prepare: { body: object({ tx: txId, binding: bindingCodec, previous: nullable(cnRefCodec) }), reply: object({}) },
+  /** Phase 2: this is now the binding (also sent on its own to reconcile a CN that missed a commit). */
+  commit: { body: object({ tx: txId, binding: bindingCodec, previous: nullable(cnRefCodec) }), reply: object({}) },
+  abort: { body: object({ tx: txId }), reply: object({}) },
+  remove: { body: object({ binding: bindingCodec }), reply: object({}) },
+} satisfies Record<string, { body: Codec<unknown>; reply: Codec<unknown> }>;
 
 export type RequestType = keyof typeof requests;
 export type RequestBody<T extends RequestType> = Infer<(typeof requests)[T]['body']>;
@@ -122,20 +122,29 @@ export function decodeEnvelope(payload: Uint8Array): Result<Envelope> {
   } catch {
     return err('message is not valid JSON');
   }
-  const shape = envelopeShape(parsed, 'message');
+  const shape = envelopeShape.decode(parsed, 'message');
   if (!shape.ok) return shape;
   if (shape.value.v !== SCHEMA_VERSION) return err(`message schema version ${shape.value.v} is not supported (this end speaks ${SCHEMA_VERSION})`);
   return ok({ ...shape.value, body: (parsed as { body?: unknown }).body } as Envelope);
 }
 
-export function validateRequestBody<T extends RequestType>(type: T, body: unknown): Result<RequestBody<T>> {
-  return requests[type].body(body, `${type}.body`) as Result<RequestBody<T>>;
+/** Check a request body and decode it into numbers and canonical forms. */
+export function decodeRequestBody<T extends RequestType>(type: T, body: unknown): Result<RequestBody<T>> {
+  return (requests[type].body as Codec<unknown>).decode(body, `${type}.body`) as Result<RequestBody<T>>;
 }
 
-export function validateReplyBody<T extends RequestType>(type: T, body: unknown): Result<ReplyBody<T>> {
-  return requests[type].reply(body, `${type}.reply`) as Result<ReplyBody<T>>;
+export function decodeReplyBody<T extends RequestType>(type: T, body: unknown): Result<ReplyBody<T>> {
+  return (requests[type].reply as Codec<unknown>).decode(body, `${type}.reply`) as Result<ReplyBody<T>>;
 }
 
-export function validateErrorBody(body: unknown): Result<ErrorBody> {
-  return errorBody(body, 'error.body');
+export function encodeRequestBody<T extends RequestType>(type: T, body: RequestBody<T>): unknown {
+  return (requests[type].body as Codec<unknown>).encode(body);
+}
+
+export function encodeReplyBody<T extends RequestType>(type: T, body: ReplyBody<T>): unknown {
+  return (requests[type].reply as Codec<unknown>).encode(body);
+}
+
+export function decodeErrorBody(body: unknown): Result<ErrorBody> {
+  return errorBody.decode(body, 'error.body');
 }

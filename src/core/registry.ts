@@ -1,9 +1,10 @@
 // The MLR's registry: every CN (name, backbone address, tunnel types, pools), every MS binding
 // (MAC -> /30 cell, parent CN whose pool it came from, current CN, expiry), and the tunnel agreed for
 // each CN pair. Pure state and rules: allocation, conflicts, expiry, snapshots. The transactions
-// that change CNs' kernels live in mlr/service.ts.
-import { cellOf, formatIPv4, parseIPv4, type IPv4, type Mac } from './ip.js';
-import type { BindingView, CnRef, PoolWire } from './messages.js';
+// that change CNs' kernels live in mlr/handover.ts.
+import { involves, MAX_TUNNEL_KEY, type BindingState, type BindingView, type CnRef } from './binding.js';
+import { cellOf, formatIPv4, type IPv4, type Mac } from './ip.js';
+import { array, int, ipv4, literal, mac, nullable, object, refine, str, tunnelType, type Codec } from './schema.js';
 import { poolForAddress, poolHasCell, poolsOverlap, cellsOf, describePool, type PoolRange } from './pool.js';
 import { err, ok, type Result } from './result.js';
 import { agreeTunnelType, type TunnelType } from './tunnel.js';
@@ -22,7 +23,7 @@ export interface Binding {
   cell: IPv4;
   parent: string;
   current: string | null;
-  state: 'offered' | 'bound';
+  state: BindingState;
   /** Epoch milliseconds after which the binding is dropped. */
   expires: number;
 }
@@ -39,7 +40,6 @@ export interface RegistrySnapshot {
   nextKey: number;
 }
 
-const MAX_TUNNEL_KEY = 0xffffff;
 
 function pairId(a: string, b: string): string {
   return a < b ? `${a}\u0000${b}` : `${b}\u0000${a}`;
@@ -86,7 +86,7 @@ export class Registry {
 
   cnRef(name: string): CnRef | null {
     const c = this.cns.get(name);
-    return c ? { name: c.name, addr: formatIPv4(c.addr) } : null;
+    return c ? { name: c.name, addr: c.addr } : null;
   }
 
   // ---- cells ----
@@ -158,7 +158,7 @@ export class Registry {
 
   /** Bindings a CN takes part in (as parent or current), which it must reflect in its kernel. */
   involving(cn: string): Binding[] {
-    return this.allBindings().filter((b) => b.state === 'bound' && (b.parent === cn || b.current === cn));
+    return this.allBindings().filter((b) => involves(b, cn));
   }
 
   /** Remove and return every binding whose expiry has passed. */
@@ -202,7 +202,7 @@ export class Registry {
     if (!parent) return err(`binding ${b.mac} has unknown parent '${b.parent}'`);
     const current = b.current === null ? null : this.cnRef(b.current);
     if (b.current !== null && !current) return err(`binding ${b.mac} has unknown current CN '${b.current}'`);
-    const view: BindingView = { mac: b.mac, cell: formatIPv4(b.cell), parent, current, expires: b.expires, state: b.state };
+    const view: BindingView = { mac: b.mac, cell: b.cell, parent, current, expires: b.expires, state: b.state };
     if (b.current !== null && b.current !== b.parent) {
       const t = this.pairTunnel(b.parent, b.current);
       if (!t.ok) return t;
@@ -225,27 +225,67 @@ export class Registry {
     };
   }
 
-  restore(s: RegistrySnapshot): void {
-    for (const c of s.cns) this.cns.set(c.name, { ...c, online: false });
-    for (const b of s.bindings) this.put(b);
-    for (const p of s.pairs) this.pairs.set(pairId(p.a, p.b), { key: p.key, type: p.type });
+  /**
+   * Load a decoded snapshot into an empty registry, checking what the codec cannot: unique CN names
+   * and addresses, bindings that name known CNs and do not share a cell, tunnel keys below nextKey.
+   * The first inconsistency is reported by its position; nothing is loaded then.
+   */
+  restore(s: RegistrySnapshot): Result<void> {
+    if (this.cns.size > 0 || this.bindings.size > 0) return err('restore needs an empty registry');
+    const loaded = new Registry(this.tunnelPreference);
+    for (const [i, c] of s.cns.entries()) {
+      if (loaded.cns.has(c.name)) return err(`cns[${i}]: CN '${c.name}' appears twice`);
+      const r = loaded.registerCn(c);
+      if (!r.ok) return err(`cns[${i}]: ${r.error}`);
+      r.value.online = false;
+    }
+    for (const [i, b] of s.bindings.entries()) {
+      if (!loaded.cns.has(b.parent)) return err(`bindings[${i}]: parent '${b.parent}' is not a CN of this state`);
+      if (b.current !== null && !loaded.cns.has(b.current)) return err(`bindings[${i}]: current '${b.current}' is not a CN of this state`);
+      if (loaded.bindings.has(b.mac)) return err(`bindings[${i}]: ${b.mac} appears twice`);
+      const r = loaded.put(b);
+      if (!r.ok) return err(`bindings[${i}]: ${r.error}`);
+    }
+    for (const [i, p] of s.pairs.entries()) {
+      if (p.key >= s.nextKey) return err(`pairs[${i}]: key ${p.key} is not below nextKey ${s.nextKey}`);
+      loaded.pairs.set(pairId(p.a, p.b), { key: p.key, type: p.type });
+    }
+    for (const [k, v] of loaded.cns) this.cns.set(k, v);
+    for (const b of loaded.bindings.values()) this.put(b);
+    for (const [k, v] of loaded.pairs) this.pairs.set(k, v);
     this.nextKey = Math.max(this.nextKey, s.nextKey);
+    return ok(undefined);
   }
 }
 
-export function poolFromWire(p: PoolWire): Result<PoolRange> {
-  const network = parseIPv4(p.network);
-  const first = parseIPv4(p.first);
-  const last = parseIPv4(p.last);
-  const exclude = p.exclude.map(parseIPv4);
-  if (!network.ok) return network;
-  if (!first.ok) return first;
-  if (!last.ok) return last;
-  const bad = exclude.find((e) => !e.ok);
-  if (bad && !bad.ok) return bad;
-  return ok({ network: network.value, prefix: p.prefix, first: first.value, last: last.value, exclude: exclude.map((e) => (e.ok ? e.value : 0)) });
-}
+/** A state file's address: dotted text (written since 0.1.0's codec) or the 32-bit number older files held. */
+const storedIPv4: Codec<IPv4> = {
+  decode: (v, p) => (typeof v === 'number' ? int(0, 0xffffffff).decode(v, p) : ipv4.decode(v, p)),
+  encode: (v) => ipv4.encode(v),
+};
 
-export function poolToWire(p: PoolRange): PoolWire {
-  return { network: formatIPv4(p.network), prefix: p.prefix, first: formatIPv4(p.first), last: formatIPv4(p.last), exclude: p.exclude.map(formatIPv4) };
-}
+const storedPool: Codec<PoolRange> = object({
+  network: storedIPv4,
+  prefix: int(0, 30),
+  first: storedIPv4,
+  last: storedIPv4,
+  exclude: array(storedIPv4, 64),
+});
+
+/** The registry as the MLR keeps it on disk: checked field by field when loaded. */
+export const registrySnapshotCodec: Codec<RegistrySnapshot> = object({
+  cns: array(object({ name: str(64), addr: storedIPv4, tunnels: array(tunnelType, 8), pools: array(storedPool, 64) }), 100_000),
+  bindings: array(
+    object({
+      mac,
+      cell: refine(storedIPv4, (c) => ((c & 3) !== 0 ? 'not the network address of a /30' : undefined)),
+      parent: str(64),
+      current: nullable(str(64)),
+      state: literal('offered', 'bound'),
+      expires: int(0, Number.MAX_SAFE_INTEGER),
+    }),
+    10_000_000,
+  ),
+  pairs: array(object({ a: str(64), b: str(64), key: int(1, MAX_TUNNEL_KEY), type: tunnelType }), 10_000_000),
+  nextKey: int(1, MAX_TUNNEL_KEY + 1),
+});

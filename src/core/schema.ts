@@ -1,92 +1,122 @@
-// A small validator toolkit for decoded JSON: each Validator checks an unknown value and returns a
-// typed Result naming the path of the first offending field. Used for every MLRP message body so
-// that nothing hostile reaches CN or MLR logic unchecked.
+// A small codec toolkit for JSON messages and files: each Codec decodes an unknown value into a
+// typed one (returning a Result that names the path of the first offending field, never throwing)
+// and encodes the typed value back into plain JSON. Addresses are decoded into numbers here, once,
+// at the boundary, so that nothing hostile or textual reaches CN or MLR logic. Used for every MLRP
+// message body (core/messages.ts) and for the MLR's state file.
 import { formatIPv4, parseIPv4, parseMac, type IPv4, type Mac } from './ip.js';
 import { err, ok, type Result } from './result.js';
 import { isTunnelType, type TunnelType } from './tunnel.js';
 
-export type Validator<T> = (value: unknown, path: string) => Result<T>;
-export type Infer<V> = V extends Validator<infer T> ? T : never;
+export interface Codec<T> {
+  /** Check an untrusted value and turn it into T. */
+  decode(value: unknown, path: string): Result<T>;
+  /** Turn a T into plain JSON (strings, numbers, booleans, null, arrays, objects). */
+  encode(value: T): unknown;
+}
+export type Infer<C> = C extends Codec<infer T> ? T : never;
 
-export const str =
-  (max = 256): Validator<string> =>
-  (v, p) =>
-    typeof v === 'string' && v.length <= max ? ok(v) : err(`${p}: expected a string of at most ${max} characters`);
+/** A codec whose wire form is its typed form (strings, numbers, literals): encoding copies nothing. */
+function plain<T>(decode: (value: unknown, path: string) => Result<T>): Codec<T> {
+  return { decode, encode: (v) => v };
+}
 
-export const int =
-  (min: number, max: number): Validator<number> =>
-  (v, p) =>
-    typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? ok(v) : err(`${p}: expected an integer ${min}..${max}`);
+export const str = (max = 256): Codec<string> =>
+  plain((v, p) => (typeof v === 'string' && v.length <= max ? ok(v) : err(`${p}: expected a string of at most ${max} characters`)));
 
-export const bool: Validator<boolean> = (v, p) => (typeof v === 'boolean' ? ok(v) : err(`${p}: expected true or false`));
+export const int = (min: number, max: number): Codec<number> =>
+  plain((v, p) =>
+    typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? ok(v) : err(`${p}: expected an integer ${min}..${max}`),
+  );
 
-/** An IPv4 address carried as a dotted-quad string, decoded to its integer. */
-export const ipv4: Validator<IPv4> = (v, p) => {
-  if (typeof v !== 'string') return err(`${p}: expected an IPv4 address string`);
-  const r = parseIPv4(v);
-  return r.ok ? r : err(`${p}: ${r.error}`);
+export const bool: Codec<boolean> = plain((v, p) => (typeof v === 'boolean' ? ok(v) : err(`${p}: expected true or false`)));
+
+/** An IPv4 address: a dotted-quad string on the wire, its 32-bit number inside. */
+export const ipv4: Codec<IPv4> = {
+  decode(v, p) {
+    if (typeof v !== 'string') return err(`${p}: expected an IPv4 address string`);
+    const r = parseIPv4(v);
+    return r.ok ? r : err(`${p}: ${r.error}`);
+  },
+  encode: (v) => formatIPv4(v),
 };
 
-/** An IPv4 address kept as its canonical dotted-quad string (the wire form of MLRP messages). */
-export const ipv4text: Validator<string> = (v, p) => {
-  const r = ipv4(v, p);
-  return r.ok ? ok(formatIPv4(r.value)) : r;
-};
-
-export const mac: Validator<Mac> = (v, p) => {
+/** A MAC address in any common notation on the wire; canonical lower-case colon form inside. */
+export const mac: Codec<Mac> = plain((v, p) => {
   if (typeof v !== 'string') return err(`${p}: expected a MAC address string`);
   const r = parseMac(v);
   return r.ok ? r : err(`${p}: ${r.error}`);
-};
+});
 
-export const tunnelType: Validator<TunnelType> = (v, p) =>
-  typeof v === 'string' && isTunnelType(v) ? ok(v) : err(`${p}: expected a tunnel type`);
+export const tunnelType: Codec<TunnelType> = plain((v, p) =>
+  typeof v === 'string' && isTunnelType(v) ? ok(v) : err(`${p}: expected a tunnel type`),
+);
 
-export const literal =
-  <L extends string>(...values: L[]): Validator<L> =>
-  (v, p) =>
-    typeof v === 'string' && (values as string[]).includes(v) ? ok(v as L) : err(`${p}: expected one of ${values.join(', ')}`);
+export const literal = <L extends string>(...values: L[]): Codec<L> =>
+  plain((v, p) => (typeof v === 'string' && (values as string[]).includes(v) ? ok(v as L) : err(`${p}: expected one of ${values.join(', ')}`)));
 
-export const optional =
-  <T>(inner: Validator<T>): Validator<T | undefined> =>
-  (v, p) =>
-    v === undefined || v === null ? ok(undefined) : inner(v, p);
+/** Absent (undefined or null on the wire) or an inner value. */
+export const optional = <T>(inner: Codec<T>): Codec<T | undefined> => ({
+  decode: (v, p) => (v === undefined || v === null ? ok(undefined) : inner.decode(v, p)),
+  encode: (v) => (v === undefined ? undefined : inner.encode(v)),
+});
 
-export const nullable =
-  <T>(inner: Validator<T>): Validator<T | null> =>
-  (v, p) =>
-    v === null ? ok(null) : inner(v, p);
+export const nullable = <T>(inner: Codec<T>): Codec<T | null> => ({
+  decode: (v, p) => (v === null ? ok(null) : inner.decode(v, p)),
+  encode: (v) => (v === null ? null : inner.encode(v)),
+});
 
-export const array =
-  <T>(inner: Validator<T>, max = 10000): Validator<T[]> =>
-  (v, p) => {
+export const array = <T>(inner: Codec<T>, max = 10000): Codec<T[]> => ({
+  decode(v, p) {
     if (!Array.isArray(v)) return err(`${p}: expected an array`);
     if (v.length > max) return err(`${p}: more than ${max} items`);
     const out: T[] = [];
     for (let i = 0; i < v.length; i++) {
-      const r = inner(v[i], `${p}[${i}]`);
+      const r = inner.decode(v[i], `${p}[${i}]`);
       if (!r.ok) return r;
       out.push(r.value);
     }
     return ok(out);
-  };
+  },
+  encode: (v) => v.map((x) => inner.encode(x)),
+});
 
-type Shape = Record<string, Validator<unknown>>;
+type Shape = Record<string, Codec<unknown>>;
 type OptionalKeys<S extends Shape> = { [K in keyof S]: undefined extends Infer<S[K]> ? K : never }[keyof S];
 type RequiredKeys<S extends Shape> = Exclude<keyof S, OptionalKeys<S>>;
 type Flatten<T> = { [K in keyof T]: T[K] };
-type ShapeType<S extends Shape> = Flatten<{ [K in RequiredKeys<S>]: Infer<S[K]> } & { [K in OptionalKeys<S>]?: Exclude<Infer<S[K]>, undefined> }>;
+export type ShapeType<S extends Shape> = Flatten<
+  { [K in RequiredKeys<S>]: Infer<S[K]> } & { [K in OptionalKeys<S>]?: Exclude<Infer<S[K]>, undefined> }
+>;
 
-/** An object with exactly these fields (unknown fields are ignored for forward compatibility). */
-export const object =
-  <S extends Shape>(shape: S): Validator<ShapeType<S>> =>
-  (v, p) => {
+/** An object with these fields (unknown fields are dropped, for forward compatibility). */
+export const object = <S extends Shape>(shape: S): Codec<ShapeType<S>> => ({
+  decode(v, p) {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) return err(`${p}: expected an object`);
     const out: Record<string, unknown> = {};
-    for (const [key, validator] of Object.entries(shape)) {
-      const r = validator((v as Record<string, unknown>)[key], `${p}.${key}`);
+    for (const [key, codec] of Object.entries(shape)) {
+      const r = codec.decode((v as Record<string, unknown>)[key], `${p}.${key}`);
       if (!r.ok) return r;
       if (r.value !== undefined) out[key] = r.value;
     }
     return ok(out as ShapeType<S>);
-  };
+  },
+  encode(v) {
+    const out: Record<string, unknown> = {};
+    for (const [key, codec] of Object.entries(shape)) {
+      const field = (v as Record<string, unknown>)[key];
+      if (field !== undefined) out[key] = codec.encode(field);
+    }
+    return out;
+  },
+});
+
+/** A codec that also checks a rule the shape cannot express; `check` returns the problem, or undefined. */
+export const refine = <T>(inner: Codec<T>, check: (value: T) => string | undefined): Codec<T> => ({
+  decode(v, p) {
+    const r = inner.decode(v, p);
+    if (!r.ok) return r;
+    const problem = check(r.value);
+    return problem === undefined ? r : err(`${p}: ${problem}`);
+  },
+  encode: (v) => inner.encode(v),
+});

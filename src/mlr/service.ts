@@ -1,16 +1,15 @@
-// MlrService: the mobile location register's behaviour over RPC sessions. It admits CNs (bind:
-// network name, pools, tunnel types), answers DHCP-driven and activity-driven requests, and runs
-// each move of an MS as one transaction over the CNs involved {new current, parent, old current}:
-// prepare all online participants -> commit the binding -> tell each to commit. One MAC's
-// transactions run one at a time. Offline participants are skipped; they re-learn their bindings
-// when they bind again.
-import { cellOf, formatIPv4, parseIPv4, type IPv4, type Mac } from '../core/ip.js';
-import type { BindingView, CnRef, ReplyBody, RequestBody } from '../core/messages.js';
-import { poolToWire } from '../core/registry.js';
-import { poolFromWire, Registry, type Binding } from '../core/registry.js';
+// MlrService: the mobile location register's decisions over RPC sessions. It admits CNs (bind:
+// network name, pools, tunnel types), answers DHCP-driven requests (which cell, ACK or NAK) and
+// activity-driven ones (move, adopt, refuse), and expires bindings. Every move of a station runs
+// as one transaction in mlr/handover.ts, under that station's lock.
+import type { BindingView } from '../core/binding.js';
+import { cellOf, formatIPv4, type IPv4 } from '../core/ip.js';
+import type { ReplyBody, RequestBody } from '../core/messages.js';
+import type { Binding, Registry } from '../core/registry.js';
 import { err, ok, type Result } from '../core/result.js';
 import { LOG, type LogFn } from '../platform/log.js';
-import { RpcError, RpcPeer } from '../proto/rpc.js';
+import { RpcError, type RpcPeer } from '../proto/rpc.js';
+import { Handovers, type HandoverOptions } from './handover.js';
 
 /** How long an adopted static host holds its cell when the CN does not say (seconds). */
 const DEFAULT_STATIC_HOLD_S = 3600;
@@ -19,24 +18,37 @@ export interface MlrServiceOptions {
   networkName: string;
   offerHoldMs: number;
   leaseGraceMs: number;
-  prepareTimeoutMs?: number;
   now?: () => number;
   log: LogFn;
   /** Called after every change of the registry (to persist it). */
   onChange?: () => void;
+  /** Transaction time-outs and retries (mlr/handover.ts); defaults suit a campus backbone. */
+  handover?: Pick<HandoverOptions, 'prepareTimeoutMs' | 'commitTimeoutMs' | 'deadlineMs' | 'reconcileDelaysMs'>;
 }
 
 export class MlrService {
   private readonly sessions = new Map<string, RpcPeer>();
-  private readonly locks = new Map<Mac, Promise<unknown>>();
-  private nextTx = 1;
   private readonly now: () => number;
+  readonly handovers: Handovers;
 
   constructor(
     readonly registry: Registry,
     private readonly opts: MlrServiceOptions,
   ) {
     this.now = opts.now ?? Date.now;
+    this.handovers = new Handovers({
+      registry,
+      session: (cn) => this.sessions.get(cn),
+      log: opts.log,
+      now: this.now,
+      onChange: () => opts.onChange?.(),
+      ...opts.handover,
+    });
+  }
+
+  /** Stop timers (reconcile retries); sessions are closed by whoever owns the transport. */
+  stop(): void {
+    this.handovers.stop();
   }
 
   /** Serve one CN connection. Until it binds, only `bind` and `ping` are answered. */
@@ -56,16 +68,16 @@ export class MlrService {
       return r.value;
     });
     peer.handle('discover', (body) => bound((cn) => this.discover(cn, body)));
-    peer.handle('request', (body) => bound((cn) => this.withLock(body.mac, () => this.request(cn, body))));
-    peer.handle('seen', (body) => bound((cn) => this.withLock(body.mac, () => this.seen(cn, body))));
-    peer.handle('release', (body) => bound((cn) => this.withLock(body.mac, () => this.release(cn, body))));
+    peer.handle('request', (body) => bound((cn) => this.handovers.withLock(body.mac, () => this.request(cn, body))));
+    peer.handle('seen', (body) => bound((cn) => this.handovers.withLock(body.mac, () => this.seen(cn, body))));
+    peer.handle('release', (body) => bound((cn) => this.handovers.withLock(body.mac, () => this.release(cn, body))));
     peer.handle('status', () => this.status());
     // Answered before bind too: `tmip-cn -E` evaluates connectivity without taking over a CN's session.
     peer.handle('peers', () => ({
       peers: this.registry
         .allCns()
         .filter((c) => c.name !== name)
-        .map((c) => ({ name: c.name, addr: formatIPv4(c.addr), online: this.sessions.has(c.name) ? ('yes' as const) : ('no' as const) })),
+        .map((c) => ({ name: c.name, addr: c.addr, online: this.sessions.has(c.name) ? ('yes' as const) : ('no' as const) })),
     }));
     peer.channel.onClose((reason) => {
       if (name && this.sessions.get(name) === peer) {
@@ -86,15 +98,8 @@ export class MlrService {
     if (body.network !== this.opts.networkName) {
       return err(`network name '${body.network}' does not match this MLR's '${this.opts.networkName}'`);
     }
-    const addr = parseIPv4(body.cn.addr);
-    if (!addr.ok) return addr;
-    const pools = [];
-    for (const p of body.pools) {
-      const r = poolFromWire(p);
-      if (!r.ok) return r;
-      pools.push(r.value);
-    }
-    const rec = this.registry.registerCn({ name: body.cn.name, addr: addr.value, tunnels: body.tunnels, pools });
+    const pools = body.pools;
+    const rec = this.registry.registerCn({ name: body.cn.name, addr: body.cn.addr, tunnels: body.tunnels, pools });
     if (!rec.ok) return rec;
     const old = this.sessions.get(body.cn.name);
     if (old && old !== peer) old.close('replaced by a new connection of the same CN');
@@ -104,12 +109,12 @@ export class MlrService {
     const bindings = this.views(this.registry.involving(body.cn.name));
     this.opts.log(
       LOG.info,
-      `CN '${body.cn.name}' bound from ${remoteAddr ?? '?'} (addr ${body.cn.addr}, tunnels ${body.tunnels.join(',') || 'none'}, ${pools.length} pool(s), ${bindings.length} binding(s) to re-establish)`,
+      `CN '${body.cn.name}' bound from ${remoteAddr ?? '?'} (addr ${formatIPv4(body.cn.addr)}, tunnels ${body.tunnels.join(',') || 'none'}, ${pools.length} pool(s), ${bindings.length} binding(s) to re-establish)`,
     );
     const peers = this.registry
       .allCns()
       .filter((c) => c.name !== body.cn.name)
-      .map((c) => ({ name: c.name, addr: formatIPv4(c.addr) }));
+      .map((c) => ({ name: c.name, addr: c.addr }));
     return ok({ bindings, peers });
   }
 
@@ -124,9 +129,8 @@ export class MlrService {
     }
     let cell: IPv4 | undefined;
     let parent: string | undefined;
-    const wanted = body.requested ? parseIPv4(body.requested) : undefined;
-    if (wanted?.ok) {
-      const requested = this.registry.ownerOfHost(wanted.value);
+    if (body.requested !== undefined) {
+      const requested = this.registry.ownerOfHost(body.requested);
       if (requested && this.registry.isCellFree(requested.cell)) {
         cell = requested.cell;
         parent = requested.owner.name;
@@ -146,10 +150,8 @@ export class MlrService {
   }
 
   private async request(cn: string, body: RequestBody<'request'>): Promise<ReplyBody<'request'>> {
-    const ip = parseIPv4(body.ip);
-    if (!ip.ok) return { outcome: 'nak', reason: ip.error };
-    const cell = cellOf(ip.value);
-    if (cell.host !== ip.value) return { outcome: 'nak', reason: `${body.ip} is not a cell's host address` };
+    const cell = cellOf(body.ip);
+    if (cell.host !== body.ip) return { outcome: 'nak', reason: `${formatIPv4(body.ip)} is not a cell's host address` };
     const leaseEnd = this.now() + body.leaseTime * 1000 + this.opts.leaseGraceMs;
     const b = this.registry.binding(body.mac);
     if (b) {
@@ -157,24 +159,24 @@ export class MlrService {
         if (body.state === 'selecting') return { outcome: 'nak', reason: `${body.mac} was offered ${formatIPv4(b.cell + 1)}` };
         return { outcome: 'nak', reason: `${body.mac} is bound to ${formatIPv4(b.cell + 1)}` };
       }
-      const moved = await this.move(b, cn, leaseEnd, 'dhcp');
+      const moved = await this.handovers.move(b, cn, leaseEnd, 'dhcp');
       if (!moved.ok) throw new RpcError('handover-failed', moved.error);
       return { outcome: 'ack', binding: moved.value };
     }
-    const owner = this.registry.ownerOfHost(ip.value);
-    if (!owner) return { outcome: 'nak', reason: `${body.ip} is in no pool of this network` };
+    const owner = this.registry.ownerOfHost(body.ip);
+    if (!owner) return { outcome: 'nak', reason: `${formatIPv4(body.ip)} is in no pool of this network` };
     const holder = this.registry.bindingAtCell(cell.network);
-    if (holder) return { outcome: 'nak', reason: `${body.ip} is bound to ${holder.mac}` };
+    if (holder) return { outcome: 'nak', reason: `${formatIPv4(body.ip)} is bound to ${holder.mac}` };
     const fresh: Binding = { mac: body.mac, cell: cell.network, parent: owner.owner.name, current: null, state: 'offered', expires: leaseEnd };
-    const moved = await this.move(fresh, cn, leaseEnd, 'dhcp');
+    const moved = await this.handovers.move(fresh, cn, leaseEnd, 'dhcp');
     if (!moved.ok) throw new RpcError('handover-failed', moved.error);
     return { outcome: 'ack', binding: moved.value };
   }
 
   private async release(cn: string, body: RequestBody<'release'>): Promise<ReplyBody<'release'>> {
     const b = this.registry.binding(body.mac);
-    if (!b || formatIPv4(b.cell + 1) !== body.ip) return {};
-    await this.drop(b, body.decline ? `declined via ${cn}` : `released via ${cn}`);
+    if (!b || b.cell + 1 !== body.ip) return {};
+    await this.handovers.drop(b, body.decline ? `declined via ${cn}` : `released via ${cn}`);
     return {};
   }
 
@@ -184,19 +186,18 @@ export class MlrService {
     const b = this.registry.binding(body.mac);
     if (b && b.state === 'bound') {
       if (b.current === cn) return { outcome: 'here', binding: this.mustView(b) };
-      const moved = await this.move(b, cn, b.expires, body.via);
+      const moved = await this.handovers.move(b, cn, b.expires, body.via);
       if (!moved.ok) return { outcome: 'refused', reason: moved.error };
       return { outcome: 'moved', binding: moved.value };
     }
     // A statically addressed host: adopt it if its address is a free cell of the network. It holds the
     // cell for one lease time of the reporting CN; after that its next ARP/IP activity adopts it again.
-    if (body.ip && body.via !== 'assoc') {
-      const ip = parseIPv4(body.ip);
-      const owner = ip.ok ? this.registry.ownerOfHost(ip.value) : undefined;
+    if (body.ip !== undefined && body.via !== 'assoc') {
+      const owner = this.registry.ownerOfHost(body.ip);
       if (owner && this.registry.isCellFree(owner.cell) && (!b || b.cell === owner.cell)) {
         const fresh: Binding = { mac: body.mac, cell: owner.cell, parent: owner.owner.name, current: null, state: 'offered', expires: 0 };
         const expires = this.now() + (body.leaseTime ?? DEFAULT_STATIC_HOLD_S) * 1000 + this.opts.leaseGraceMs;
-        const moved = await this.move(fresh, cn, expires, body.via);
+        const moved = await this.handovers.move(fresh, cn, expires, body.via);
         if (!moved.ok) return { outcome: 'refused', reason: moved.error };
         return { outcome: 'moved', binding: moved.value };
       }
@@ -204,77 +205,22 @@ export class MlrService {
     return { outcome: 'unknown' };
   }
 
-  // ---- transactions ----
-
-  /**
-   * Make `to` the current CN of the binding: prepare every online participant, store, commit.
-   * Returns the committed view.
-   */
-  async move(b: Binding, to: string, expires: number, via: string): Promise<Result<BindingView>> {
-    const log = this.opts.log;
-    const started = this.now();
-    const proposed: Binding = { ...b, current: to, state: 'bound', expires };
-    const view = this.registry.view(proposed);
-    if (!view.ok) return view;
-    const previousName = b.state === 'bound' ? b.current : null;
-    const previous: CnRef | null = previousName && previousName !== to ? this.registry.cnRef(previousName) : null;
-    if (previousName === to && b.state === 'bound') {
-      const stored = this.registry.put(proposed);
-      if (!stored.ok) return stored;
-      this.opts.onChange?.();
-      return ok(view.value);
-    }
-    const tx = this.nextTx++;
-    const names = [...new Set([to, b.parent, ...(previous ? [previous.name] : [])])];
-    const online = names.filter((n) => this.sessions.has(n));
-    if (!online.includes(to)) return err(`CN '${to}' is not connected`);
-    log(
-      LOG.handover,
-      `tx ${tx}: ${b.mac} ${formatIPv4(b.cell + 1)} -> ${to} (via ${via}; parent ${b.parent}, previous ${previousName ?? 'none'}, tunnel ${view.value.tunnel ? `${view.value.tunnel.type} key ${view.value.tunnel.key}` : 'none'}; offline: ${names.filter((n) => !online.includes(n)).join(',') || 'none'})`,
-    );
-    const body = { tx, binding: view.value, previous };
-    const timeout = this.opts.prepareTimeoutMs ?? 3000;
-    const prepared = await Promise.allSettled(online.map((n) => this.sessions.get(n)!.request('prepare', body, timeout)));
-    const failed = prepared.map((r, i) => ({ r, n: online[i]! })).filter(({ r }) => r.status === 'rejected');
-    if (failed.length > 0) {
-      const why = failed.map(({ n, r }) => `${n}: ${(r as PromiseRejectedResult).reason instanceof Error ? ((r as PromiseRejectedResult).reason as Error).message : String((r as PromiseRejectedResult).reason)}`).join('; ');
-      log(LOG.error, `tx ${tx}: aborted (${why})`);
-      await Promise.allSettled(online.map((n) => this.sessions.get(n)?.request('abort', { tx }, timeout)));
-      return err(`handover aborted: ${why}`);
-    }
-    const stored = this.registry.put(proposed);
-    if (!stored.ok) return stored;
-    this.opts.onChange?.();
-    const committed = await Promise.allSettled(online.map((n) => this.sessions.get(n)?.request('commit', body, timeout)));
-    committed.forEach((r, i) => {
-      if (r.status === 'rejected') log(LOG.error, `tx ${tx}: ${online[i]} failed to commit: ${String(r.reason)}`);
-    });
-    log(LOG.handover, `tx ${tx}: committed ${b.mac} at ${to} in ${this.now() - started} ms`);
-    return ok(view.value);
-  }
-
-  /** Remove a binding and tell its parent and current CN to withdraw. */
-  async drop(b: Binding, why: string): Promise<void> {
-    const view = this.registry.view(b);
-    this.registry.remove(b.mac);
-    this.opts.onChange?.();
-    this.opts.log(LOG.handover, `binding ${b.mac} ${formatIPv4(b.cell + 1)} removed (${why})`);
-    if (!view.ok || b.state !== 'bound') return;
-    const names = [...new Set([b.parent, ...(b.current ? [b.current] : [])])];
-    await Promise.allSettled(names.map((n) => this.sessions.get(n)?.request('remove', { binding: view.value })));
-  }
-
   /** Drop every expired binding. Called periodically. */
   async expire(): Promise<number> {
     const now = this.now();
     const due = this.registry.allBindings().filter((b) => b.expires <= now);
-    for (const b of due) await this.withLock(b.mac, () => (this.registry.binding(b.mac)?.expires ?? Infinity) <= now ? this.drop(b, 'expired') : Promise.resolve());
+    for (const b of due) {
+      await this.handovers.withLock(b.mac, async () => {
+        const still = this.registry.binding(b.mac);
+        if (still && still.expires <= now) await this.handovers.drop(still, 'expired');
+      });
+    }
     return due.length;
   }
 
   status(): ReplyBody<'status'> {
     return {
-      cns: this.registry.allCns().map((c) => ({ name: c.name, addr: formatIPv4(c.addr), online: this.sessions.has(c.name) ? 'yes' : 'no', pools: c.pools.map(poolToWire) })),
+      cns: this.registry.allCns().map((c) => ({ name: c.name, addr: c.addr, online: this.sessions.has(c.name) ? 'yes' : 'no', pools: c.pools })),
       bindings: this.views(this.registry.allBindings()),
     };
   }
@@ -293,16 +239,5 @@ export class MlrService {
     const v = this.registry.view(b);
     if (!v.ok) throw new RpcError('internal', v.error);
     return v.value;
-  }
-
-  private withLock<T>(mac: Mac, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(mac) ?? Promise.resolve();
-    const next = prev.then(fn, fn);
-    const tail = next.catch(() => undefined);
-    this.locks.set(mac, tail);
-    void tail.then(() => {
-      if (this.locks.get(mac) === tail) this.locks.delete(mac);
-    });
-    return next;
   }
 }

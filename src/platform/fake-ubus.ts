@@ -1,6 +1,6 @@
 // FakeUbus: an in-memory UbusPort for unit tests of the CN's ubus use: objects other "processes"
 // publish (with method handlers), subscriptions, events, and what the CN itself published.
-import type { UbusMethod, UbusPort } from '../cn/ubus-port.js';
+import type { UbusMethod, UbusPort } from './ubus-port.js';
 
 type Notify = (type: string, data: unknown) => void;
 

@@ -91,3 +91,19 @@ export function connectTcp(host: string, port: number, timeoutMs = 5000): Promis
     });
   });
 }
+
+/** A TCP listener as the MLR uses it: every connection becomes a channel; `port` is the bound port. */
+export async function serveTcp(
+  host: string,
+  port: number,
+  onChannel: (channel: TcpChannel, remoteAddr: string | undefined) => void,
+): Promise<{ describe: string; port: number; close(): Promise<void> }> {
+  const server = await listenTcp(host, port, (ch) => onChannel(ch, ch.remoteAddress));
+  const address = server.address();
+  const bound = typeof address === 'object' && address ? address.port : port;
+  return {
+    describe: `${host}:${bound}`,
+    port: bound,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}

@@ -1,7 +1,7 @@
 // The CN's UbusPort on a real ubusd: connects a UbusClient (which re-establishes its objects,
 // subscriptions and event registrations after ubusd restarts) or reports that there is no ubus.
 import fs from 'node:fs';
-import type { UbusMethod, UbusPort } from '../cn/ubus-port.js';
+import type { UbusMethod, UbusPort } from './ubus-port.js';
 import type { BlobmsgTableInput } from '../proto/blob.js';
 import type { LogFn } from './log.js';
 import { UbusClient, type UbusArgType, type UbusMethodSpec } from './ubus-client.js';
@@ -20,7 +20,7 @@ export async function openUbusPort(socket: string | undefined, log?: LogFn): Pro
         name,
         {
           args: spec.args as Record<string, UbusArgType>,
-          handler: async (data) => (await spec.handler(data as Record<string, unknown>)) as BlobmsgTableInput,
+          handler: async (data) => (await spec.handler(data)) as BlobmsgTableInput,
         },
       ]),
     );

@@ -1,14 +1,17 @@
 // RpcPeer: request/response over any MessageChannel (TCP now, MQTT next). It stamps request ids,
-// matches replies, enforces time-outs, validates every incoming body against core/messages.ts, and
-// dispatches requests to registered handlers. It knows message types but nothing of their meaning.
+// matches replies, enforces time-outs, decodes every incoming body with core/messages.ts's codecs
+// (handlers and callers see typed values only) and encodes every outgoing one, and dispatches
+// requests to registered handlers. It knows message types but nothing of their meaning.
 import {
   SCHEMA_VERSION,
   decodeEnvelope,
   encodeEnvelope,
   isRequestType,
-  validateErrorBody,
-  validateReplyBody,
-  validateRequestBody,
+  decodeErrorBody,
+  decodeReplyBody,
+  decodeRequestBody,
+  encodeReplyBody,
+  encodeRequestBody,
   type Envelope,
   type ReplyBody,
   type RequestBody,
@@ -63,7 +66,7 @@ export class RpcPeer {
   }
 
   handle<T extends RequestType>(type: T, handler: Handler<T>): void {
-    this.handlers.set(type, handler as unknown as Handler<RequestType>);
+    this.handlers.set(type, handler);
   }
 
   request<T extends RequestType>(type: T, body: RequestBody<T>, timeoutMs = this.defaultTimeoutMs): Promise<ReplyBody<T>> {
@@ -75,7 +78,7 @@ export class RpcPeer {
         reject(new RpcError('timeout', `no reply to ${type} from ${this.channel.peer} within ${timeoutMs} ms`));
       }, timeoutMs);
       this.pending.set(id, { type, resolve: resolve as (b: unknown) => void, reject, timer });
-      this.send({ v: SCHEMA_VERSION, type, id, body });
+      this.send({ v: SCHEMA_VERSION, type, id, body: encodeRequestBody(type, body) });
     });
   }
 
@@ -126,11 +129,11 @@ export class RpcPeer {
     this.pending.delete(re);
     clearTimeout(p.timer);
     if (env.type === 'error') {
-      const body = validateErrorBody(env.body);
+      const body = decodeErrorBody(env.body);
       p.reject(body.ok ? new RpcError(body.value.code, body.value.message) : new RpcError('protocol', body.error));
       return;
     }
-    const body = validateReplyBody(p.type, env.body);
+    const body = decodeReplyBody(p.type, env.body);
     if (body.ok) p.resolve(body.value);
     else p.reject(new RpcError('protocol', body.error));
   }
@@ -140,14 +143,14 @@ export class RpcPeer {
     if (!isRequestType(env.type)) return fail('unknown-type', `unknown message type '${env.type}'`);
     const handler = this.handlers.get(env.type);
     if (!handler) return fail('unsupported', `this end does not serve '${env.type}'`);
-    const body = validateRequestBody(env.type, env.body);
+    const body = decodeRequestBody(env.type, env.body);
     if (!body.ok) {
       this.onProtocolError(body.error);
       return fail('bad-request', body.error);
     }
     try {
       const reply = await handler(body.value);
-      this.send({ v: SCHEMA_VERSION, type: 'reply', re: id, body: reply });
+      this.send({ v: SCHEMA_VERSION, type: 'reply', re: id, body: encodeReplyBody(env.type, reply) });
     } catch (e) {
       if (e instanceof RpcError) fail(e.code, e.message);
       else fail('internal', e instanceof Error ? e.message : String(e));

@@ -7,6 +7,8 @@ import type { CnConfig } from '../../src/core/config.js';
 import { formatIPv4, macToBytes, parseIPv4, type Mac } from '../../src/core/ip.js';
 import { Registry } from '../../src/core/registry.js';
 import { CnDaemon } from '../../src/cn/daemon.js';
+import type { CnHandover } from '../../src/cn/handover.js';
+import { desiredDataplane, emptyDataplane, planDataplane, type DataplaneOp } from '../../src/core/dataplane.js';
 import { MlrService } from '../../src/mlr/service.js';
 import { FakeLinkIO } from '../../src/platform/fake-linkio.js';
 import { FakeNetOps } from '../../src/platform/fake-netops.js';
@@ -15,7 +17,7 @@ import { memoryChannelPair } from '../../src/platform/memory-channel.js';
 import { DHCP_MESSAGE, decodeDhcp } from '../../src/proto/dhcp.js';
 import { buildUdpFrame, classifyFrame, encodeEthernet, encodeIPv4Udp } from '../../src/proto/packet.js';
 import { RpcPeer } from '../../src/proto/rpc.js';
-import { until } from '../support/helpers.js';
+import { until, value } from '../support/helpers.js';
 
 const ip = (s: string) => (parseIPv4(s) as { value: number }).value;
 const MS: Mac = '02:aa:00:00:00:01';
@@ -43,14 +45,15 @@ function cnConfig(name: string): CnConfig {
 }
 
 /** A DHCP client message as a client would send it, wrapped in a broadcast Ethernet/IPv4/UDP frame. */
-function clientDhcp(type: number, opts: { ciaddr?: string; requested?: string; serverId?: string; xid?: number } = {}): Buffer {
+function clientDhcp(type: number, opts: { ciaddr?: string; requested?: string; serverId?: string; xid?: number; mac?: Mac } = {}): Buffer {
+  const mac = opts.mac ?? MS;
   const b = Buffer.alloc(300);
   b[0] = 1; // BOOTREQUEST
   b[1] = 1;
   b[2] = 6;
   b.writeUInt32BE(opts.xid ?? 0x1234, 4);
   if (opts.ciaddr) b.writeUInt32BE(ip(opts.ciaddr), 12);
-  Buffer.from(macToBytes(MS)).copy(b, 28);
+  Buffer.from(macToBytes(mac)).copy(b, 28);
   b.writeUInt32BE(0x63825363, 236);
   let o = 240;
   const opt = (code: number, data: number[]) => {
@@ -63,7 +66,27 @@ function clientDhcp(type: number, opts: { ciaddr?: string; requested?: string; s
   if (opts.requested) opt(50, ipBytes(opts.requested));
   if (opts.serverId) opt(54, ipBytes(opts.serverId));
   b[o++] = 255;
-  return buildUdpFrame({ srcMac: MS, dstMac: 'ff:ff:ff:ff:ff:ff', srcIp: opts.ciaddr ? ip(opts.ciaddr) : 0, dstIp: 0xffffffff, srcPort: 68, dstPort: 67, payload: b });
+  return buildUdpFrame({ srcMac: mac, dstMac: 'ff:ff:ff:ff:ff:ff', srcIp: opts.ciaddr ? ip(opts.ciaddr) : 0, dstIp: 0xffffffff, srcPort: 68, dstPort: 67, payload: b });
+}
+
+/** The CN's handover counters, as `ubus call tmip status` shows them. */
+function handoverStats(d: CnDaemon): CnHandover['stats'] {
+  return d.status()['handover'] as CnHandover['stats'];
+}
+
+/**
+ * What a fake kernel holds, read back as a data-plane state, and the plan that would still be needed
+ * to make it match what the MLR's registry says involves `cn`: empty when the CN has converged.
+ */
+function remainingPlan(service: MlrService, cn: string, n: number, net: FakeNetOps): DataplaneOp[] {
+  const have = emptyDataplane();
+  for (const a of net.interfaces.get('wl0')!.addresses) if (a.label === 'wl0:tm' && a.prefix === 30) have.gateways.add(a.ip);
+  for (const [name, t] of net.tunnels) have.tunnels.set(name, { name, type: t.type, local: t.local, remote: t.remote, key: t.key, mtu: t.mtu });
+  for (const [host, dev] of net.routes) have.routes.set(host, dev);
+  for (const h of net.clamps.get('tmip_tm')?.hosts ?? []) have.clamped.add(h);
+  const views = service.registry.involving(cn).map((b) => value(service.registry.view(b)));
+  const want = desiredDataplane(views, { self: cn, selfAddr: ip(`10.200.0.1${n}`), tunnelPrefix: 'tm', underlayMtu: 1500 });
+  return planDataplane(have, want);
 }
 
 function replies(link: FakeLinkIO) {
@@ -94,7 +117,7 @@ async function world(ubus: Partial<Record<'cn1' | 'cn2', FakeUbus>> = {}) {
         service.attach(new RpcPeer(mlrEnd), `10.200.0.1${n}`);
         return cnEnd;
       },
-      log: () => {},
+      log: process.env.TMIP_TEST_LOG ? (l, m) => console.error(`${name} [${l}] ${m}`) : () => {},
     });
     await daemon.start();
     return { net, link, daemon };
@@ -149,6 +172,29 @@ test('DHCP in cell 1, a roam to cell 2 detected from IP activity, renew at the n
   }
 });
 
+test('a commit that fails on the parent after the registry write converges: both kernels match the registry', async () => {
+  const w = await world();
+  try {
+    const { cn1, cn2 } = w;
+    cn1.link.deliver(clientDhcp(DHCP_MESSAGE.DISCOVER));
+    await until('an OFFER', () => cn1.link.sent.length > 0);
+    cn1.link.deliver(clientDhcp(DHCP_MESSAGE.REQUEST, { requested: '10.1.0.5', serverId: '10.1.0.6' }));
+    await until('the binding at CN1', () => w.service.registry.binding(MS)?.current === 'cn1');
+    // The parent's kernel refuses the tunnel once: its commit fails after the MLR stored the move.
+    cn1.net.failNext('ensureTunnel', 'RTNETLINK answers: No buffer space available');
+    const ipFrame = encodeEthernet({ dst: '02:cc:00:00:00:01', src: MS, etherType: 0x0800, payload: encodeIPv4Udp({ srcIp: ip('10.1.0.5'), dstIp: ip('10.200.0.10'), srcPort: 5000, dstPort: 5001, payload: Buffer.from('hi') }) });
+    cn2.link.deliver(ipFrame);
+    await until('the registry to hold the move', () => w.service.registry.binding(MS)?.current === 'cn2');
+    await until('the failed ensureTunnel', () => cn1.net.callsOf('ensureTunnel').length >= 1);
+    await until('the MLR to reconcile CN1', () => w.service.handovers.stats.reconciled >= 1, 5000);
+    assert.deepEqual(remainingPlan(w.service, 'cn1', 1, cn1.net), [], 'CN1 (parent) holds what the registry says');
+    assert.deepEqual(remainingPlan(w.service, 'cn2', 2, cn2.net), [], 'CN2 (current) holds what the registry says');
+    assert.equal(cn1.net.routes.get(ip('10.1.0.5')), 'tm1', 'the host is routed into the tunnel after all');
+  } finally {
+    w.stop();
+  }
+});
+
 test('hostile frames on the mobile interface change nothing and crash nothing', async () => {
   const w = await world();
   try {
@@ -161,7 +207,11 @@ test('hostile frames on the mobile interface change nothing and crash nothing', 
       w.cn1.link.deliver(f);
     }
     w.cn1.link.deliver(Buffer.alloc(0));
-    await new Promise((r) => setTimeout(r, 50));
+    // A well-formed DISCOVER from another MAC, answered only after every earlier MLR request (one
+    // ordered channel): once its OFFER is out, whatever the hostile frames caused has happened.
+    w.cn1.link.takeSent();
+    w.cn1.link.deliver(clientDhcp(DHCP_MESSAGE.DISCOVER, { mac: '02:aa:00:00:00:99' }));
+    await until('the marker OFFER', () => replies(w.cn1.link).some((r) => r.dhcp?.chaddr === '02:aa:00:00:00:99'));
     assert.equal(w.service.registry.allBindings().filter((b) => b.state === 'bound').length, 0);
     assert.equal(w.cn1.net.interfaces.get('wl0')!.addresses.length, 1);
   } finally {
@@ -188,7 +238,8 @@ test('with hostapd: an association moves the station before it sends anything; a
     const before = cn2.link.sent.length;
     cn2.link.deliver(encodeEthernet({ dst: 'ff:ff:ff:ff:ff:ff', src: MS, etherType: 0x0806, payload: arpRequest('10.1.0.5', '10.1.0.6') }));
     cn2.link.deliver(clientDhcp(DHCP_MESSAGE.REQUEST, { ciaddr: '10.1.0.5' }));
-    await new Promise((r) => setTimeout(r, 50));
+    await until('CN2 to refuse both frames', () => handoverStats(cn2.daemon).refused >= 2);
+    assert.equal(handoverStats(cn2.daemon).reports, 0, 'nothing was reported to the MLR');
     assert.equal(w.service.registry.binding(MS)?.current, 'cn1', 'a MAC that never associated here is not moved');
     assert.equal(cn2.link.sent.length, before, 'and gets no DHCP answer');
 
@@ -200,8 +251,11 @@ test('with hostapd: an association moves the station before it sends anything; a
     // WDS stations are links, never moved; a BSS that appears later is watched too.
     ubus2.publish('hostapd.wl1', { get_clients: () => ({ clients: { '02:00:00:00:99:01': { wds: true } } }) });
     await until('hostapd.wl1 watched', () => ubus2.notify('hostapd.wl1', 'probe', {}) === 1);
-    ubus2.notify('hostapd.wl1', 'assoc', { address: '02:00:00:00:99:01' });
-    await new Promise((r) => setTimeout(r, 20));
+    await until('the WDS station to be known as a link', () => cn2.daemon.associations.isWds('02:00:00:00:99:01'));
+    const reports = handoverStats(cn2.daemon).reports;
+    // FakeUbus delivers notifications synchronously: the watcher has decided when notify() returns.
+    assert.equal(ubus2.notify('hostapd.wl1', 'assoc', { address: '02:00:00:00:99:01' }), 1);
+    assert.equal(handoverStats(cn2.daemon).reports, reports, 'its association reported nothing');
     assert.equal(w.service.registry.binding('02:00:00:00:99:01'), undefined);
 
     const status = (await ubus2.call('tmip', 'status', {})) as { hostapd: { bss: string[] }; mlr: { connected: boolean } };

@@ -2,13 +2,13 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { desiredDataplane, emptyDataplane, planDataplane, type DataplaneContext } from '../../src/core/dataplane.js';
 import { formatIPv4, parseIPv4 } from '../../src/core/ip.js';
-import type { BindingView } from '../../src/core/messages.js';
+import type { BindingView } from '../../src/core/binding.js';
 
 const ip = (s: string) => (parseIPv4(s) as { value: number }).value;
-const cn1 = { name: 'cn1', addr: '10.200.0.11' };
-const cn2 = { name: 'cn2', addr: '10.200.0.12' };
+const cn1 = { name: 'cn1', addr: ip('10.200.0.11') };
+const cn2 = { name: 'cn2', addr: ip('10.200.0.12') };
 const ctx = (self: string, addr: string): DataplaneContext => ({ self, selfAddr: ip(addr), tunnelPrefix: 'tm', underlayMtu: 1500 });
-const away: BindingView = { mac: '02:00:00:00:00:01', cell: '10.1.0.4', parent: cn1, current: cn2, tunnel: { type: 'vxlan', key: 7 }, expires: 1, state: 'bound' };
+const away: BindingView = { mac: '02:00:00:00:00:01', cell: ip('10.1.0.4'), parent: cn1, current: cn2, tunnel: { type: 'vxlan', key: 7 }, expires: 1, state: 'bound' };
 const home: BindingView = { ...away, current: cn1, tunnel: undefined } as BindingView;
 delete (home as { tunnel?: unknown }).tunnel;
 
@@ -48,7 +48,7 @@ test('plans build before they tear down, and coming home removes the tunnel', ()
 
 test('a tunnel shared by two MSs stays until the last one leaves', () => {
   const c = ctx('cn1', '10.200.0.11');
-  const second: BindingView = { ...away, mac: '02:00:00:00:00:02', cell: '10.1.0.8' };
+  const second: BindingView = { ...away, mac: '02:00:00:00:00:02', cell: ip('10.1.0.8') };
   const both = desiredDataplane([away, second], c);
   const one = desiredDataplane([second], c);
   assert.deepEqual(planDataplane(both, one).map((o) => o.op), ['unroute']);

@@ -2,11 +2,13 @@
 // handover transactions with their participants, offline participants, expiry.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import type { BindingView, RequestBody } from '../../src/core/messages.js';
+import type { BindingView } from '../../src/core/binding.js';
+import type { RequestBody } from '../../src/core/messages.js';
 import { Registry } from '../../src/core/registry.js';
 import { MlrService } from '../../src/mlr/service.js';
 import { memoryChannelPair } from '../../src/platform/memory-channel.js';
 import { RpcError, RpcPeer } from '../../src/proto/rpc.js';
+import { ip } from '../support/helpers.js';
 
 interface FakeCn {
   peer: RpcPeer;
@@ -49,9 +51,9 @@ function setup(now = { t: 1_000_000 }) {
 function bindBody(name: string, addr: string, pool: string | null, tunnels: RequestBody<'bind'>['tunnels'] = ['vxlan']): RequestBody<'bind'> {
   return {
     network: 'campus',
-    cn: { name, addr },
+    cn: { name, addr: ip(addr) },
     tunnels,
-    pools: pool ? [{ network: `${pool}.0`, prefix: 24, first: `${pool}.0`, last: `${pool}.255`, exclude: [`${pool}.1`] }] : [],
+    pools: pool ? [{ network: ip(`${pool}.0`), prefix: 24, first: ip(`${pool}.0`), last: ip(`${pool}.255`), exclude: [ip(`${pool}.1`)] }] : [],
   };
 }
 
@@ -69,7 +71,7 @@ async function twoCns(connect: (name: string) => FakeCn): Promise<{ cn1: FakeCn;
 /** MS takes 10.1.0.5 through `cn`: a DISCOVER, then a SELECTING REQUEST. */
 async function lease(cn: FakeCn, leaseTime = 600): Promise<void> {
   await cn.peer.request('discover', { mac: MS });
-  await cn.peer.request('request', { mac: MS, ip: '10.1.0.5', leaseTime, state: 'selecting' });
+  await cn.peer.request('request', { mac: MS, ip: ip('10.1.0.5'), leaseTime, state: 'selecting' });
 }
 
 test('bind checks the network name and pool overlaps', async () => {
@@ -87,21 +89,21 @@ test('DHCP at home: offer from own pool, ACK commits locally without a tunnel', 
   const cn1 = connect('cn1');
   await cn1.peer.request('bind', bindBody('cn1', '10.200.0.11', '10.1.0'));
   const offer = await cn1.peer.request('discover', { mac: MS });
-  assert.equal(offer.binding.cell, '10.1.0.4');
+  assert.equal(offer.binding.cell, ip('10.1.0.4'));
   assert.equal(offer.binding.state, 'offered');
   const again = await cn1.peer.request('discover', { mac: MS });
-  assert.equal(again.binding.cell, '10.1.0.4', 'a repeated DISCOVER gets the same cell');
-  const ack = await cn1.peer.request('request', { mac: MS, ip: '10.1.0.5', leaseTime: 600, state: 'selecting' });
+  assert.equal(again.binding.cell, ip('10.1.0.4'), 'a repeated DISCOVER gets the same cell');
+  const ack = await cn1.peer.request('request', { mac: MS, ip: ip('10.1.0.5'), leaseTime: 600, state: 'selecting' });
   assert.equal(ack.outcome, 'ack');
   assert.equal(ack.binding?.current?.name, 'cn1');
   assert.equal(ack.binding?.tunnel, undefined);
   assert.deepEqual(cn1.events, [`prepare ${MS}`, `commit ${MS} current=cn1 tunnel=none`]);
   assert.equal(registry.binding(MS)?.state, 'bound');
-  const nak = await cn1.peer.request('request', { mac: MS, ip: '10.1.0.9', leaseTime: 600, state: 'init-reboot' });
+  const nak = await cn1.peer.request('request', { mac: MS, ip: ip('10.1.0.9'), leaseTime: 600, state: 'init-reboot' });
   assert.equal(nak.outcome, 'nak');
-  const other = await cn1.peer.request('request', { mac: '02:00:00:00:00:02', ip: '10.1.0.5', leaseTime: 600, state: 'init-reboot' });
+  const other = await cn1.peer.request('request', { mac: '02:00:00:00:00:02', ip: ip('10.1.0.5'), leaseTime: 600, state: 'init-reboot' });
   assert.equal(other.outcome, 'nak', 'a cell bound to another MAC is refused');
-  const outside = await cn1.peer.request('request', { mac: '02:00:00:00:00:02', ip: '192.168.7.5', leaseTime: 600, state: 'init-reboot' });
+  const outside = await cn1.peer.request('request', { mac: '02:00:00:00:00:02', ip: ip('192.168.7.5'), leaseTime: 600, state: 'init-reboot' });
   assert.equal(outside.outcome, 'nak');
 });
 
@@ -116,14 +118,14 @@ test('a roam moves the binding: parent tunnels, old CN withdraws, new CN serves;
   await lease(cn1);
   cn1.events.length = 0;
 
-  const moved = await cn2.peer.request('seen', { mac: MS, ip: '10.1.0.5', via: 'ip' });
+  const moved = await cn2.peer.request('seen', { mac: MS, ip: ip('10.1.0.5'), via: 'ip' });
   assert.equal(moved.outcome, 'moved');
   assert.equal(moved.binding?.tunnel?.type, 'vxlan');
   assert.deepEqual(cn1.events, [`prepare ${MS}`, `commit ${MS} current=cn2 tunnel=vxlan`]);
   assert.deepEqual(cn2.events, [`prepare ${MS}`, `commit ${MS} current=cn2 tunnel=vxlan`]);
   const key = moved.binding?.tunnel?.key;
 
-  const here = await cn2.peer.request('seen', { mac: MS, ip: '10.1.0.5', via: 'ip' });
+  const here = await cn2.peer.request('seen', { mac: MS, ip: ip('10.1.0.5'), via: 'ip' });
   assert.equal(here.outcome, 'here');
 
   // cn2 -> cn3: cn1 (parent) reroutes, cn2 (previous) withdraws, cn3 serves; a new pair key.
@@ -135,10 +137,10 @@ test('a roam moves the binding: parent tunnels, old CN withdraws, new CN serves;
   assert.notEqual(third.binding?.tunnel?.key, key);
 
   // Renewing at cn3 through DHCP is an ACK, not a NAK.
-  const renew = await cn3.peer.request('request', { mac: MS, ip: '10.1.0.5', leaseTime: 600, state: 'renewing' });
+  const renew = await cn3.peer.request('request', { mac: MS, ip: ip('10.1.0.5'), leaseTime: 600, state: 'renewing' });
   assert.equal(renew.outcome, 'ack');
 
-  const home = await cn1.peer.request('seen', { mac: MS, ip: '10.1.0.5', via: 'arp' });
+  const home = await cn1.peer.request('seen', { mac: MS, ip: ip('10.1.0.5'), via: 'arp' });
   assert.equal(home.outcome, 'moved');
   assert.equal(home.binding?.tunnel, undefined);
   assert.equal(home.binding?.current?.name, 'cn1');
@@ -152,7 +154,7 @@ test('a first appearance away from any own pool borrows a neighbour cell and tun
   await ap.peer.request('bind', bindBody('ap', '10.200.0.3', null));
   const offer = await ap.peer.request('discover', { mac: MS });
   assert.equal(offer.binding.parent.name, 'core');
-  const ack = await ap.peer.request('request', { mac: MS, ip: '10.50.0.5', leaseTime: 600, state: 'selecting' });
+  const ack = await ap.peer.request('request', { mac: MS, ip: ip('10.50.0.5'), leaseTime: 600, state: 'selecting' });
   assert.equal(ack.outcome, 'ack');
   assert.equal(ack.binding?.current?.name, 'ap');
   assert.equal(ack.binding?.tunnel?.type, 'vxlan');
@@ -164,7 +166,7 @@ test('a participant that fails to prepare aborts the move and nothing changes', 
   const { cn1, cn2 } = await twoCns(connect);
   await lease(cn1);
   cn1.failPrepare = 'disk on fire';
-  const r = await cn2.peer.request('seen', { mac: MS, ip: '10.1.0.5', via: 'ip' });
+  const r = await cn2.peer.request('seen', { mac: MS, ip: ip('10.1.0.5'), via: 'ip' });
   assert.equal(r.outcome, 'refused');
   assert.match(r.reason ?? '', /disk on fire/);
   assert.equal(registry.binding(MS)?.current, 'cn1');
@@ -177,7 +179,7 @@ test('an offline parent does not block the move; it re-learns the binding when i
   await lease(cn1);
   cn1.peer.close('crash');
   await new Promise((r) => setImmediate(r));
-  const r = await cn2.peer.request('seen', { mac: MS, ip: '10.1.0.5', via: 'ip' });
+  const r = await cn2.peer.request('seen', { mac: MS, ip: ip('10.1.0.5'), via: 'ip' });
   assert.equal(r.outcome, 'moved');
   const again = connect('cn1');
   const bound = await again.peer.request('bind', bindBody('cn1', '10.200.0.11', '10.1.0'));
@@ -203,11 +205,11 @@ test('expired bindings are removed and their CNs told', async () => {
 test('a statically addressed host seen by ARP is adopted when its cell is free', async () => {
   const { connect, now } = setup();
   const { cn2 } = await twoCns(connect);
-  const r = await cn2.peer.request('seen', { mac: MS, ip: '10.1.0.101', via: 'arp', leaseTime: 600 });
+  const r = await cn2.peer.request('seen', { mac: MS, ip: ip('10.1.0.101'), via: 'arp', leaseTime: 600 });
   assert.equal(r.outcome, 'moved');
   assert.equal(r.binding?.expires, now.t + 600_000 + 60_000, 'held for the CN lease time plus grace');
-  assert.equal(r.binding?.cell, '10.1.0.100');
+  assert.equal(r.binding?.cell, ip('10.1.0.100'));
   assert.equal(r.binding?.parent.name, 'cn1');
-  const unknown = await cn2.peer.request('seen', { mac: '02:00:00:00:00:09', ip: '172.16.0.9', via: 'arp' });
+  const unknown = await cn2.peer.request('seen', { mac: '02:00:00:00:00:09', ip: ip('172.16.0.9'), via: 'arp' });
   assert.equal(unknown.outcome, 'unknown');
 });

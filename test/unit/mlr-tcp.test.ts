@@ -6,20 +6,36 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { startMlrServer } from '../../src/mlr/server.js';
-import { connectTcp } from '../../src/platform/tcp-channel.js';
+import { startMlr } from '../../src/mlr/mlr.js';
+import { FileStateFile } from '../../src/platform/state-file.js';
+import { connectTcp, serveTcp } from '../../src/platform/tcp-channel.js';
 import { RpcPeer } from '../../src/proto/rpc.js';
 import type { RequestBody } from '../../src/core/messages.js';
+import { ip } from '../support/helpers.js';
 
 const bind: RequestBody<'bind'> = {
   network: 'lab',
-  cn: { name: 'cn1', addr: '10.200.0.11' },
+  cn: { name: 'cn1', addr: ip('10.200.0.11') },
   tunnels: ['vxlan'],
-  pools: [{ network: '10.1.0.0', prefix: 24, first: '10.1.0.0', last: '10.1.0.255', exclude: ['10.1.0.1'] }],
+  pools: [{ network: ip('10.1.0.0'), prefix: 24, first: ip('10.1.0.0'), last: ip('10.1.0.255'), exclude: [ip('10.1.0.1')] }],
 };
 
+/** The MLR as tmip-mlr assembles it, on an ephemeral loopback port. */
 async function server(stateFile?: string) {
-  return startMlrServer({ networkName: 'lab', listen: '127.0.0.1', port: 0, offerHoldSeconds: 60, leaseGraceSeconds: 60, tunnelTypes: ['ipip', 'vxlan'], log: () => {}, ...(stateFile ? { stateFile } : {}) });
+  let port = 0;
+  const mlr = await startMlr(
+    { networkName: 'lab', offerHoldSeconds: 60, leaseGraceSeconds: 60, tunnelTypes: ['ipip', 'vxlan'] },
+    {
+      listen: async (onChannel) => {
+        const l = await serveTcp('127.0.0.1', 0, onChannel);
+        port = l.port;
+        return l;
+      },
+      ...(stateFile ? { state: new FileStateFile(stateFile) } : {}),
+      log: () => {},
+    },
+  );
+  return { port, close: () => mlr.close(), service: mlr.service };
 }
 
 async function client(port: number) {
@@ -63,7 +79,7 @@ test('bindings persist across an MLR restart through state_file', async () => {
     let c = await client(s.port);
     await c.request('bind', bind);
     await c.request('discover', { mac: '02:00:00:00:00:01' });
-    const ack = await c.request('request', { mac: '02:00:00:00:00:01', ip: '10.1.0.5', leaseTime: 600, state: 'selecting' });
+    const ack = await c.request('request', { mac: '02:00:00:00:00:01', ip: ip('10.1.0.5'), leaseTime: 600, state: 'selecting' });
     assert.equal(ack.outcome, 'ack');
     c.close();
     await s.close();
@@ -71,11 +87,11 @@ test('bindings persist across an MLR restart through state_file', async () => {
     c = await client(s.port);
     const again = await c.request('bind', bind);
     assert.equal(again.bindings.length, 1);
-    assert.equal(again.bindings[0]?.cell, '10.1.0.4');
+    assert.equal(again.bindings[0]?.cell, ip('10.1.0.4'));
     c.close();
     await s.close();
     fs.writeFileSync(file, '{"not":"state"}');
-    await assert.rejects(server(file), /not a tmip MLR state/);
+    await assert.rejects(server(file), /not a valid tmip MLR state: state.cns: expected an array/);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -2,7 +2,7 @@
 // matching, time-outs, validation of every body, and closure.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeEnvelope, encodeEnvelope, validateRequestBody } from '../../src/core/messages.js';
+import { decodeEnvelope, encodeEnvelope, decodeRequestBody } from '../../src/core/messages.js';
 import { memoryChannelPair } from '../../src/platform/memory-channel.js';
 import { FrameDecoder, MLRP_MAX_PAYLOAD, encodeFrame } from '../../src/proto/mlrp.js';
 import { RpcError, RpcPeer } from '../../src/proto/rpc.js';
@@ -55,11 +55,11 @@ test('envelopes: junk, wrong version and wrong shapes are errors, never exceptio
   }
   const ok = decodeEnvelope(encodeEnvelope({ v: 1, type: 'ping', id: 3, body: {} }));
   assert.ok(ok.ok);
-  assert.equal(validateRequestBody('seen', { mac: 'zz', via: 'ip' }).ok, false);
-  assert.equal(validateRequestBody('seen', { mac: '02:00:00:00:00:01', via: 'teleport' }).ok, false);
-  assert.equal(validateRequestBody('request', { mac: '02:00:00:00:00:01', ip: '10.1.0.5', leaseTime: 5, state: 'renewing' }).ok, false);
-  assert.equal(validateRequestBody('bind', { network: 'n', cn: { name: 'a', addr: '1.2.3.4' }, tunnels: ['carrier-pigeon'], pools: [] }).ok, false);
-  const canon = validateRequestBody('seen', { mac: '02-00-00-00-00-0A', ip: '10.1.0.5', via: 'arp' });
+  assert.equal(decodeRequestBody('seen', { mac: 'zz', via: 'ip' }).ok, false);
+  assert.equal(decodeRequestBody('seen', { mac: '02:00:00:00:00:01', via: 'teleport' }).ok, false);
+  assert.equal(decodeRequestBody('request', { mac: '02:00:00:00:00:01', ip: '10.1.0.5', leaseTime: 5, state: 'renewing' }).ok, false);
+  assert.equal(decodeRequestBody('bind', { network: 'n', cn: { name: 'a', addr: '1.2.3.4' }, tunnels: ['carrier-pigeon'], pools: [] }).ok, false);
+  const canon = decodeRequestBody('seen', { mac: '02-00-00-00-00-0A', ip: '10.1.0.5', via: 'arp' });
   assert.ok(canon.ok);
   assert.equal(canon.value.mac, '02:00:00:00:00:0a');
 });

@@ -1,0 +1,363 @@
+// The CN's side of a handover, for every station it hears of, with each station's state in one
+// record (Station):
+//
+//   detection (ARP/IP to another gateway, a hostapd association, DHCP)
+//     -> request: `seen` to the MLR (one at a time per station, then a cool-down)
+//     -> prepare: check we can take part, reserve (the station's pending transaction)
+//     -> commit: take the binding as the MLR's truth    | abort: give the reservation back
+//     -> data plane: the kernel made to match every binding that involves us (core/dataplane.ts)
+//     -> announcement: gratuitous ARP for the gateway N+2, the moment it is in place
+//
+// A commit that arrives without a prepare (the MLR reconciling us, or after our restart) is applied
+// all the same: a commit always says what the binding is now. A reservation the MLR never confirms
+// nor aborts (it died mid-transaction) lapses after `reservationMs`.
+import type { AssociationTable } from '../core/association.js';
+import { involves, servedBy, type BindingView } from '../core/binding.js';
+import { cellOf, formatIPv4, type IPv4, type Mac } from '../core/ip.js';
+import type { DetectedVia, RequestBody } from '../core/messages.js';
+import type { TunnelType } from '../core/tunnel.js';
+import type { LinkIO } from '../platform/linkio.js';
+import { LOG, type LogFn } from '../platform/log.js';
+import { buildArpReply, buildGratuitousArp } from '../proto/packet.js';
+import { RpcError, type RpcPeer } from '../proto/rpc.js';
+import type { MlrApi } from './mlr-api.js';
+
+/** Where a station stands in a move that concerns this CN. */
+export type StationPhase =
+  /** nothing in flight */
+  | 'idle'
+  /** we told the MLR we see it here and wait for the answer */
+  | 'requested'
+  /** the MLR prepared a transaction we take part in; `reserved` holds it */
+  | 'prepared'
+  /** a commit is being applied to the kernel */
+  | 'applying';
+
+export interface Station {
+  mac: Mac;
+  phase: StationPhase;
+  /** The binding as the MLR last committed it, while it involves this CN. */
+  binding: BindingView | undefined;
+  /** A move into this cell began: when, and what noticed it (reported in the arrival log line). */
+  detected: { at: number; via: DetectedVia } | undefined;
+  /** What `prepare` reserved, until commit, abort or `until`. */
+  reserved: { tx: number; binding: BindingView; until: number } | undefined;
+  /** No new report to the MLR before this time. */
+  quietUntil: number;
+  /** When a refusal of this MAC's traffic was last logged (keeps the log quiet). */
+  refusalLoggedAt: number;
+}
+
+/** What the handover needs of the data plane (DataplaneDriver). */
+export interface DataplanePort {
+  /** Make the kernel match these bindings; resolves with the gateways newly added. */
+  apply(bindings: Iterable<BindingView>): Promise<IPv4[]>;
+}
+
+export interface CnHandoverOptions {
+  self: string;
+  mlr: MlrApi;
+  dataplane: DataplanePort;
+  link: LinkIO;
+  associations: AssociationTable;
+  requireAssociation: boolean;
+  /** Tunnel types this CN can build. */
+  tunnels: () => readonly TunnelType[];
+  /** Sent with `seen`: how long an adopted static host holds its cell (the CN's lease_time). */
+  leaseTime: number;
+  log: LogFn;
+  now?: () => number;
+  cooldownMs?: number;
+  reservationMs?: number;
+  /** Records kept for stations that hold no binding here (cool-downs, refusals); the oldest go first. */
+  maxIdleStations?: number;
+}
+
+const ANNOUNCE_REPEATS_MS = [50, 300, 1000];
+
+export class CnHandover {
+  private readonly stations = new Map<Mac, Station>();
+  private readonly byTx = new Map<number, Mac>();
+  private readonly now: () => number;
+  readonly stats = { reports: 0, suppressed: 0, refused: 0, prepared: 0, aborted: 0, committed: 0, lapsed: 0 };
+
+  constructor(private readonly o: CnHandoverOptions) {
+    this.now = o.now ?? Date.now;
+  }
+
+  // ---- what the rest of the CN asks ----
+
+  station(mac: Mac): Readonly<Station> | undefined {
+    return this.stations.get(mac);
+  }
+
+  /** Every binding that involves this CN (what the kernel reflects). */
+  bindings(): BindingView[] {
+    const out: BindingView[] = [];
+    for (const s of this.stations.values()) if (s.binding) out.push(s.binding);
+    return out;
+  }
+
+  isServed(mac: Mac): boolean {
+    const b = this.stations.get(mac)?.binding;
+    return b !== undefined && servedBy(b, this.o.self);
+  }
+
+  servedCount(): number {
+    let n = 0;
+    for (const s of this.stations.values()) if (s.binding && servedBy(s.binding, this.o.self)) n++;
+    return n;
+  }
+
+  // ---- detection ----
+
+  /** An ARP sender or IPv4 source `ip` was seen from `mac` in this cell. */
+  observe(mac: Mac, ip: IPv4, via: 'arp' | 'ip'): void {
+    if (mac === this.o.link.mac || ip === 0 || this.isServed(mac)) return;
+    if ((parseInt(mac.slice(0, 2), 16) & 1) === 1) return; // group addresses are never stations
+    if (!this.mayMigrate(mac, via.toUpperCase())) return;
+    this.report(mac, ip, via);
+  }
+
+  /** hostapd says `mac` associated here: move it before it sends anything. */
+  arrived(mac: Mac): void {
+    if (!this.isServed(mac)) this.report(mac, undefined, 'assoc');
+  }
+
+  /** May a DHCP message from `mac` be answered here? Notes the start of a move for an unserved MAC. */
+  acceptDhcp(mac: Mac): boolean {
+    if (this.isServed(mac)) return true;
+    if (!this.mayMigrate(mac, 'DHCP')) return false;
+    this.record(mac).detected = { at: this.now(), via: 'dhcp' };
+    return true;
+  }
+
+  /** Forget cool-downs (after the MLR link comes back, earlier refusals say nothing). */
+  resetCooldowns(): void {
+    for (const s of this.stations.values()) s.quietUntil = 0;
+  }
+
+  /** With hostapd present, only stations associated here may be moved by their traffic. */
+  private mayMigrate(mac: Mac, what: string): boolean {
+    if (this.o.associations.mayMigrate(mac, this.o.requireAssociation)) return true;
+    this.stats.refused++;
+    const s = this.record(mac);
+    const t = this.now();
+    if (t - s.refusalLoggedAt > 5000) {
+      s.refusalLoggedAt = t;
+      const why = this.o.associations.isWds(mac) ? 'a WDS link, not a mobile station' : 'not associated with this AP';
+      this.o.log(LOG.detect, `ignoring ${what} from ${mac}: ${why}`);
+    }
+    return false;
+  }
+
+  /** Ask the MLR to move `mac` here: at most one request per station at a time, then a cool-down. */
+  private report(mac: Mac, ip: IPv4 | undefined, via: DetectedVia): void {
+    const s = this.record(mac);
+    const t = this.now();
+    this.lapse(s, t);
+    if (s.phase !== 'idle' || s.quietUntil > t) {
+      this.stats.suppressed++;
+      return;
+    }
+    this.stats.reports++;
+    s.phase = 'requested';
+    s.detected = { at: t, via };
+    const log = this.o.log;
+    log(LOG.handover, `detected ${mac}${ip !== undefined ? ` (${formatIPv4(ip)})` : ''} in my cell via ${via}`);
+    const body: RequestBody<'seen'> = { mac, via, leaseTime: this.o.leaseTime, ...(ip !== undefined ? { ip } : {}) };
+    this.o.mlr
+      .request('seen', body, 10_000)
+      .then(
+        (r) => {
+          if (r.outcome === 'unknown' || r.outcome === 'refused') {
+            s.detected = undefined;
+            log(LOG.detect, `${mac}: ${r.outcome}${r.reason ? ` (${r.reason})` : ''}`);
+          }
+        },
+        (e: unknown) => {
+          s.detected = undefined;
+          log(LOG.error, `report of ${mac} failed: ${e instanceof Error ? e.message : String(e)}`);
+        },
+      )
+      .finally(() => {
+        if (s.phase === 'requested') s.phase = 'idle';
+        s.quietUntil = this.now() + (this.o.cooldownMs ?? 1000);
+        this.forgetIfEmpty(s);
+      });
+  }
+
+  // ---- the MLR's transaction ----
+
+  /** Install the handlers for the MLR's requests on a fresh MLR session. */
+  serve(peer: RpcPeer): void {
+    peer.handle('prepare', (body) => this.prepare(body));
+    peer.handle('commit', async (body) => {
+      await this.commit(body.tx, body.binding);
+      return {};
+    });
+    peer.handle('abort', (body) => this.abort(body.tx));
+    peer.handle('remove', async (body) => {
+      await this.remove(body.binding);
+      return {};
+    });
+  }
+
+  prepare(body: RequestBody<'prepare'>): Record<string, never> {
+    const { self } = this.o;
+    const b = body.binding;
+    const takesPart = involves(b, self);
+    if (!takesPart && body.previous?.name !== self) throw new RpcError('not-involved', `${self} takes no part in moving ${b.mac}`);
+    if (b.tunnel && takesPart && !this.o.tunnels().includes(b.tunnel.type)) {
+      throw new RpcError('no-tunnel', `${self} cannot build ${b.tunnel.type} tunnels`);
+    }
+    const s = this.record(b.mac);
+    const t = this.now();
+    this.lapse(s, t);
+    if (s.reserved && s.reserved.tx !== body.tx) throw new RpcError('busy', `${b.mac} is already in transaction ${s.reserved.tx}`);
+    s.reserved = { tx: body.tx, binding: b, until: t + (this.o.reservationMs ?? 15_000) };
+    s.phase = 'prepared';
+    this.byTx.set(body.tx, b.mac);
+    this.stats.prepared++;
+    return {};
+  }
+
+  /** Give back what `prepare` reserved for transaction `tx`. */
+  abort(tx: number): Record<string, never> {
+    const mac = this.byTx.get(tx);
+    const s = mac !== undefined ? this.stations.get(mac) : undefined;
+    this.byTx.delete(tx);
+    if (s?.reserved?.tx === tx) {
+      s.reserved = undefined;
+      s.phase = 'idle';
+      s.detected = undefined;
+      this.stats.aborted++;
+      this.o.log(LOG.handover, `tx ${tx}: move of ${s.mac} aborted by the MLR`);
+      this.forgetIfEmpty(s);
+    }
+    return {};
+  }
+
+  /** Take `b` as the truth about its station and make the kernel follow. */
+  async commit(tx: number, b: BindingView): Promise<void> {
+    const { self, log } = this.o;
+    const s = this.record(b.mac);
+    if (s.reserved) this.byTx.delete(s.reserved.tx);
+    this.byTx.delete(tx);
+    s.reserved = undefined;
+    s.binding = involves(b, self) ? b : undefined;
+    s.phase = 'applying';
+    try {
+      const added = await this.o.dataplane.apply(this.bindings());
+      this.stats.committed++;
+      const cell = cellOf(b.cell);
+      const host = formatIPv4(cell.host);
+      if (servedBy(b, self)) {
+        // A gateway added by this plan was announced the moment it was in place; one kept is re-announced.
+        if (!added.includes(cell.gateway)) this.announce(b);
+        const d = s.detected;
+        const since = d ? ` ${this.now() - d.at} ms after detection via ${d.via}` : '';
+        log(LOG.handover, `host ${b.mac} ${host} has arrived in this cell (parent ${b.parent.name}${b.tunnel ? `, ${b.tunnel.type} tunnel` : ', at home'})${since}`);
+      } else if (b.parent.name === self && b.state === 'bound') {
+        log(LOG.handover, `host ${b.mac} ${host} is away at ${b.current?.name ?? '?'}; tunnelling its traffic`);
+      } else {
+        log(LOG.handover, `host ${b.mac} ${host} has left this cell for ${b.current?.name ?? '?'}`);
+      }
+    } finally {
+      s.detected = undefined;
+      if (s.phase === 'applying') s.phase = 'idle';
+      this.forgetIfEmpty(s);
+    }
+  }
+
+  async remove(b: BindingView): Promise<void> {
+    const s = this.stations.get(b.mac);
+    if (s) {
+      s.binding = undefined;
+      this.forgetIfEmpty(s);
+    }
+    await this.o.dataplane.apply(this.bindings());
+    this.o.log(LOG.handover, `host ${b.mac} ${formatIPv4(cellOf(b.cell).host)}: binding removed by the MLR`);
+  }
+
+  /**
+   * After a (re-)bind: the MLR's list is the whole truth. Apply it, announce the gateways we serve, and
+   * move stations hostapd says are associated here but the MLR places elsewhere (they arrived while
+   * the MLR was out of reach).
+   */
+  async reestablish(list: BindingView[]): Promise<void> {
+    const { self } = this.o;
+    for (const s of this.stations.values()) s.binding = undefined;
+    for (const b of list) if (involves(b, self)) this.record(b.mac).binding = b;
+    for (const s of [...this.stations.values()]) this.forgetIfEmpty(s);
+    const added = await this.o.dataplane.apply(this.bindings());
+    for (const b of this.bindings()) if (servedBy(b, self) && !added.includes(cellOf(b.cell).gateway)) this.announce(b);
+    this.o.log(LOG.info, `Attempting network re-establish - Querying MLR: ${list.length === 0 ? 'None listed' : `${list.length} host(s) restored`}`);
+    this.resetCooldowns();
+    for (const [mac, station] of this.o.associations.all()) if (!station.wds) this.arrived(mac);
+  }
+
+  // ---- announcement ----
+
+  /** The data plane put gateway `ip` in place: announce it to the station it serves. */
+  gatewayAdded(ip: IPv4): void {
+    for (const b of this.bindings()) if (servedBy(b, this.o.self) && cellOf(b.cell).gateway === ip) this.announce(b);
+  }
+
+  /** Tell the station that its gateway N+2 now lives here: a gratuitous ARP and a unicast ARP reply, repeated. */
+  private announce(b: BindingView): void {
+    const link = this.o.link;
+    const cell = cellOf(b.cell);
+    const send = () => {
+      link.send(buildGratuitousArp(link.mac, cell.gateway));
+      link.send(buildArpReply({ srcMac: link.mac, srcIp: cell.gateway, dstMac: b.mac, dstIp: cell.host }));
+    };
+    send();
+    for (const delay of ANNOUNCE_REPEATS_MS) setTimeout(send, delay).unref();
+  }
+
+  // ---- records ----
+
+  private record(mac: Mac): Station {
+    let s = this.stations.get(mac);
+    if (!s) {
+      this.trim();
+      s = { mac, phase: 'idle', binding: undefined, detected: undefined, reserved: undefined, quietUntil: 0, refusalLoggedAt: 0 };
+      this.stations.set(mac, s);
+    }
+    return s;
+  }
+
+  /** A reservation the MLR never confirmed nor aborted lapses. */
+  private lapse(s: Station, t: number): void {
+    if (s.reserved && s.reserved.until <= t) {
+      this.byTx.delete(s.reserved.tx);
+      s.reserved = undefined;
+      if (s.phase === 'prepared') s.phase = 'idle';
+      this.stats.lapsed++;
+    }
+  }
+
+  /** Drop a record that holds nothing but expired timers. */
+  private forgetIfEmpty(s: Station): void {
+    const t = this.now();
+    if (s.binding || s.reserved || s.phase !== 'idle' || s.quietUntil > t || t - s.refusalLoggedAt <= 5000) return;
+    this.stations.delete(s.mac);
+  }
+
+  /** Keep the records of stations without a binding here bounded (hostile MACs must not grow us). */
+  private trim(): void {
+    const max = this.o.maxIdleStations ?? 4096;
+    if (this.stations.size < max) return;
+    let idle = 0;
+    for (const s of this.stations.values()) if (!s.binding) idle++;
+    if (idle < max) return;
+    // Map order is insertion order: the oldest idle records go first.
+    for (const s of this.stations.values()) {
+      if (idle < max * 0.9) break;
+      if (s.binding || s.reserved || s.phase !== 'idle') continue;
+      this.stations.delete(s.mac);
+      idle--;
+    }
+  }
+}

@@ -1,0 +1,139 @@
+// The CN's side of a handover (src/cn/handover.ts) on stand-ins: what prepare reserves and abort gives
+// back, a lapsing reservation, a commit without prepare, refusals at prepare, and the detection rules
+// (one request per station at a time, a cool-down, association gating, bounded records).
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { AssociationTable } from '../../src/core/association.js';
+import type { BindingView } from '../../src/core/binding.js';
+import type { ReplyBody, RequestBody, RequestType } from '../../src/core/messages.js';
+import { CnHandover } from '../../src/cn/handover.js';
+import { FakeLinkIO } from '../../src/platform/fake-linkio.js';
+import { ip, until } from '../support/helpers.js';
+
+const MS = '02:aa:00:00:00:01';
+const cn1 = { name: 'cn1', addr: ip('10.200.0.11') };
+const cn2 = { name: 'cn2', addr: ip('10.200.0.12') };
+const cn3 = { name: 'cn3', addr: ip('10.200.0.13') };
+const toCn2: BindingView = { mac: MS, cell: ip('10.1.0.4'), parent: cn1, current: cn2, tunnel: { type: 'vxlan', key: 1 }, expires: 1e15, state: 'bound' };
+
+function setup(opts: { tunnels?: ('vxlan' | 'ipip')[]; seen?: ReplyBody<'seen'>; maxIdleStations?: number } = {}) {
+  const clock = { t: 1_000_000 };
+  const applied: BindingView[][] = [];
+  const requests: { type: string; body: unknown; answer: (r: ReplyBody<'seen'>) => void }[] = [];
+  const associations = new AssociationTable();
+  const h = new CnHandover({
+    self: 'cn2',
+    mlr: {
+      request<T extends RequestType>(type: T, body: RequestBody<T>): Promise<ReplyBody<T>> {
+        return new Promise((resolve) => requests.push({ type, body, answer: (r) => resolve(r as ReplyBody<T>) }));
+      },
+    },
+    dataplane: {
+      apply: async (bs) => {
+        applied.push([...bs]);
+        return [];
+      },
+    },
+    link: new FakeLinkIO('wl0', '02:cc:00:00:00:02'),
+    associations,
+    requireAssociation: true,
+    tunnels: () => opts.tunnels ?? ['vxlan'],
+    leaseTime: 600,
+    log: () => {},
+    now: () => clock.t,
+    cooldownMs: 1000,
+    reservationMs: 5000,
+    ...(opts.maxIdleStations !== undefined ? { maxIdleStations: opts.maxIdleStations } : {}),
+  });
+  return { h, clock, applied, requests, associations };
+}
+
+test('prepare reserves the station for its transaction; abort gives it all back', () => {
+  const { h } = setup();
+  h.prepare({ tx: 7, binding: toCn2, previous: cn3 });
+  assert.equal(h.station(MS)?.phase, 'prepared');
+  assert.equal(h.station(MS)?.reserved?.tx, 7);
+  assert.throws(() => h.prepare({ tx: 8, binding: toCn2, previous: cn3 }), /already in transaction 7/);
+  h.abort(7);
+  assert.equal(h.station(MS), undefined, 'nothing is left of the reservation');
+  assert.equal(h.stats.aborted, 1);
+  h.abort(7); // a repeated or unknown abort is harmless
+  assert.equal(h.stats.aborted, 1);
+});
+
+test('a reservation nobody confirms lapses; a commit without prepare is applied all the same', async () => {
+  const { h, clock, applied } = setup();
+  h.prepare({ tx: 1, binding: toCn2, previous: null });
+  clock.t += 6000;
+  h.prepare({ tx: 2, binding: toCn2, previous: null });
+  assert.equal(h.stats.lapsed, 1);
+  assert.equal(h.station(MS)?.reserved?.tx, 2);
+  await h.commit(99, toCn2);
+  assert.equal(h.station(MS)?.reserved, undefined);
+  assert.equal(h.station(MS)?.phase, 'idle');
+  assert.deepEqual(applied.at(-1), [toCn2]);
+  assert.ok(h.isServed(MS));
+  // The station moves on to cn3: no longer ours, the data plane is told to drop it.
+  await h.commit(100, { ...toCn2, current: cn3, tunnel: { type: 'vxlan', key: 2 } });
+  assert.deepEqual(applied.at(-1), []);
+  assert.equal(h.isServed(MS), false);
+});
+
+test('prepare refuses a move this CN takes no part in, or whose tunnel it cannot build', () => {
+  const { h } = setup({ tunnels: ['ipip'] });
+  const elsewhere = { ...toCn2, parent: cn1, current: cn3 };
+  assert.throws(() => h.prepare({ tx: 1, binding: elsewhere, previous: cn1 }), /takes no part/);
+  assert.throws(() => h.prepare({ tx: 2, binding: toCn2, previous: null }), /cannot build vxlan/);
+  // The old current CN withdraws whatever the tunnel type: it builds nothing.
+  h.prepare({ tx: 3, binding: elsewhere, previous: cn2 });
+  assert.equal(h.station(MS)?.reserved?.tx, 3);
+});
+
+test('detection: one request per station at a time, then a cool-down; association gates traffic', async () => {
+  const { h, clock, requests, associations } = setup();
+  // No hostapd: traffic alone may move a station.
+  h.observe(MS, ip('10.1.0.5'), 'ip');
+  h.observe(MS, ip('10.1.0.5'), 'arp');
+  assert.equal(requests.length, 1, 'one request in flight');
+  assert.deepEqual(requests[0]?.body, { mac: MS, via: 'ip', leaseTime: 600, ip: ip('10.1.0.5') });
+  assert.equal(h.stats.suppressed, 1);
+  requests[0]!.answer({ outcome: 'unknown' });
+  await until('the request to finish', () => h.station(MS)?.phase === 'idle');
+  h.observe(MS, ip('10.1.0.5'), 'ip');
+  assert.equal(requests.length, 1, 'cool-down');
+  clock.t += 1001;
+  h.observe(MS, ip('10.1.0.5'), 'ip');
+  assert.equal(requests.length, 2);
+  requests[1]!.answer({ outcome: 'unknown' });
+  // hostapd present and association required: an unassociated MAC's traffic is refused.
+  associations.bssAdded('wl0');
+  const other = '02:aa:00:00:00:02';
+  h.observe(other, ip('10.1.0.9'), 'arp');
+  assert.equal(h.acceptDhcp(other), false);
+  assert.equal(h.stats.refused, 2);
+  assert.equal(requests.length, 2);
+  // ...until it associates: then the association itself starts the move.
+  associations.notify('wl0', 'assoc', { address: other });
+  h.arrived(other);
+  assert.equal(requests.length, 3);
+  assert.equal((requests[2]?.body as { via: string }).via, 'assoc');
+});
+
+test('records of stations that hold nothing here stay bounded under a flood of MACs', async () => {
+  const { h, requests } = setup({ maxIdleStations: 100 });
+  const macOf = (i: number) => `02:bb:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+  const live = (from: number, to: number) => {
+    let n = 0;
+    for (let i = from; i < to; i++) if (h.station(macOf(i))) n++;
+    return n;
+  };
+  for (let i = 0; i < 1000; i++) h.observe(macOf(i), ip('10.9.0.1') + i, 'ip');
+  assert.equal(requests.length, 1000);
+  assert.equal(live(0, 1000), 1000, 'a station with a request in flight is never dropped');
+  for (const r of requests) r.answer({ outcome: 'unknown' });
+  await until('every request to finish', () => h.station(macOf(999))?.phase === 'idle');
+  // The first thousand are idle now (in their cool-down); a second flood pushes the oldest out.
+  for (let i = 1000; i < 2000; i++) h.observe(macOf(i), ip('10.9.0.1') + i, 'ip');
+  assert.ok(live(0, 1000) <= 100, `idle records are bounded (${live(0, 1000)} of the first flood left)`);
+  assert.equal(live(1000, 2000), 1000);
+});

@@ -1,0 +1,178 @@
+// The MLR's handover transaction (src/mlr/handover.ts), one test per failure rule, with stand-in
+// CNs on in-memory channels: a participant refuses at prepare; a participant never answers (the
+// deadline frees the station's lock while other stations' moves go on); a participant fails its
+// commit after the registry was written (reconciled by retries, or by closing its session).
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import type { BindingView } from '../../src/core/binding.js';
+import type { RequestBody } from '../../src/core/messages.js';
+import { Registry } from '../../src/core/registry.js';
+import { MlrService, type MlrServiceOptions } from '../../src/mlr/service.js';
+import { memoryChannelPair } from '../../src/platform/memory-channel.js';
+import { RpcError, RpcPeer } from '../../src/proto/rpc.js';
+import { ip, until } from '../support/helpers.js';
+
+/** How a stand-in CN answers one request type: 'ok', an error, or never. */
+type Behaviour = 'ok' | 'refuse' | 'hang';
+
+interface StandIn {
+  peer: RpcPeer;
+  /** `${type} ${mac}` per request received, in order. */
+  seen: string[];
+  commits: BindingView[];
+  behave: Partial<Record<'prepare' | 'commit' | 'remove', Behaviour[]>>;
+  closed: boolean;
+}
+
+function world(handover: MlrServiceOptions['handover'] = {}) {
+  const registry = new Registry(['vxlan']);
+  const logs: string[] = [];
+  const service = new MlrService(registry, { networkName: 'n', offerHoldMs: 60_000, leaseGraceMs: 60_000, log: (_l, m) => logs.push(m), handover });
+  const hung: (() => void)[] = [];
+  const connect = async (name: string, n: number, pool: boolean): Promise<StandIn> => {
+    const [cnEnd, mlrEnd] = memoryChannelPair(name, 'mlr');
+    service.attach(new RpcPeer(mlrEnd), undefined);
+    const cn: StandIn = { peer: new RpcPeer(cnEnd), seen: [], commits: [], behave: {}, closed: false };
+    cnEnd.onClose(() => (cn.closed = true));
+    const answer = (type: 'prepare' | 'commit' | 'remove', mac: string): Promise<Record<string, never>> | Record<string, never> => {
+      cn.seen.push(`${type} ${mac}`);
+      const b = cn.behave[type]?.shift() ?? 'ok';
+      if (b === 'refuse') throw new RpcError('refused', `${name} says no`);
+      if (b === 'hang') return new Promise((resolve) => hung.push(() => resolve({})));
+      return {};
+    };
+    cn.peer.handle('prepare', (body) => answer('prepare', body.binding.mac));
+    cn.peer.handle('commit', (body) => {
+      cn.commits.push(body.binding);
+      return answer('commit', body.binding.mac);
+    });
+    cn.peer.handle('remove', (body) => answer('remove', body.binding.mac));
+    cn.peer.handle('abort', () => {
+      cn.seen.push('abort');
+      return {};
+    });
+    const body: RequestBody<'bind'> = {
+      network: 'n',
+      cn: { name, addr: ip(`10.200.0.${n}`) },
+      tunnels: ['vxlan'],
+      pools: pool ? [{ network: ip(`10.${n}.0.0`), prefix: 24, first: ip(`10.${n}.0.0`), last: ip(`10.${n}.0.255`), exclude: [ip(`10.${n}.0.1`)] }] : [],
+    };
+    await cn.peer.request('bind', body);
+    return cn;
+  };
+  /** `mac` takes its first cell from `cn`'s pool and is bound there. */
+  const lease = async (cn: StandIn, mac: string) => {
+    const offer = await cn.peer.request('discover', { mac });
+    const r = await cn.peer.request('request', { mac, ip: offer.binding.cell + 1, leaseTime: 600, state: 'selecting' });
+    assert.equal(r.outcome, 'ack');
+    return offer.binding.cell + 1;
+  };
+  const release = () => hung.splice(0).forEach((f) => f());
+  return { registry, service, connect, lease, logs, release };
+}
+
+const A = '02:00:00:00:00:0a';
+const B = '02:00:00:00:00:0b';
+
+test('a participant refuses at prepare: every asked CN gets abort, the registry is unchanged, the lock is free', async () => {
+  const w = world();
+  const cn1 = await w.connect('cn1', 1, true);
+  const cn2 = await w.connect('cn2', 2, true);
+  const host = await w.lease(cn1, A);
+  const before = { ...w.registry.binding(A)! };
+  cn1.behave.prepare = ['refuse'];
+  cn1.seen.length = cn2.seen.length = 0;
+  const r = await cn2.peer.request('seen', { mac: A, ip: host, via: 'ip' });
+  assert.equal(r.outcome, 'refused');
+  assert.match(r.reason ?? '', /cn1 says no/);
+  assert.deepEqual(w.registry.binding(A), before, 'the registry was not written');
+  await until('both participants to be told abort', () => cn1.seen.includes('abort') && cn2.seen.includes('abort'));
+  assert.ok(!cn1.seen.some((e) => e.startsWith('commit')) && !cn2.seen.some((e) => e.startsWith('commit')), 'nobody committed');
+  assert.equal(w.service.handovers.stats.rolledBack, 1);
+  assert.equal(w.service.handovers.active.size, 0);
+  // The station's lock was released: the same move goes through once cn1 agrees.
+  const again = await cn2.peer.request('seen', { mac: A, ip: host, via: 'ip' });
+  assert.equal(again.outcome, 'moved');
+  assert.equal(w.registry.binding(A)?.current, 'cn2');
+});
+
+test('a participant that never answers: the deadline frees the lock, and other stations move meanwhile', async () => {
+  const w = world({ prepareTimeoutMs: 5000, deadlineMs: 400 });
+  try {
+    const cn1 = await w.connect('cn1', 1, true);
+    const cn2 = await w.connect('cn2', 2, true);
+    const cn3 = await w.connect('cn3', 3, true);
+    const hostA = await w.lease(cn1, A);
+    const hostB = await w.lease(cn2, B);
+    cn1.behave.prepare = ['hang'];
+    const started = Date.now();
+    const stuck = cn2.peer.request('seen', { mac: A, ip: hostA, via: 'ip' }, 10_000).then((r) => ({ r, at: Date.now() - started }));
+    await until('the stuck transaction to be preparing', () => [...w.service.handovers.active.values()].some((t) => t.mac === A && t.phase === 'preparing'));
+    // B's move (cn2 -> cn3) does not involve cn1 and does not wait for A's lock.
+    const other = await cn3.peer.request('seen', { mac: B, ip: hostB, via: 'ip' });
+    const otherAt = Date.now() - started;
+    assert.equal(other.outcome, 'moved');
+    const { r, at } = await stuck;
+    assert.ok(otherAt < at, `B moved (${otherAt} ms) before A's transaction ended (${at} ms)`);
+    assert.equal(r.outcome, 'refused');
+    assert.match(r.reason ?? '', /cn1: no reply to prepare/);
+    assert.ok(at >= 350 && at < 2000, `the lock was held about the deadline (${at} ms), not the 5 s prepare time-out`);
+    assert.equal(w.registry.binding(A)?.current, 'cn1');
+    // A's lock is free: with cn1 answering again, the move succeeds.
+    const again = await cn2.peer.request('seen', { mac: A, ip: hostA, via: 'ip' });
+    assert.equal(again.outcome, 'moved');
+  } finally {
+    w.release();
+  }
+});
+
+test('a commit that fails after the registry write: the registry keeps the move and the CN is reconciled', async () => {
+  const w = world({ reconcileDelaysMs: [10, 10, 10] });
+  const cn1 = await w.connect('cn1', 1, true);
+  const cn2 = await w.connect('cn2', 2, true);
+  const host = await w.lease(cn1, A);
+  cn1.behave.commit = ['refuse', 'refuse'];
+  cn1.commits.length = 0;
+  const r = await cn2.peer.request('seen', { mac: A, ip: host, via: 'ip' });
+  assert.equal(r.outcome, 'moved', 'the move is done: the registry holds it');
+  assert.equal(w.registry.binding(A)?.current, 'cn2');
+  // Two failed commits, then the third (a reconcile retry) is accepted, carrying the registry's binding.
+  await until('cn1 to be reconciled', () => w.service.handovers.stats.reconciled === 1);
+  assert.equal(cn1.commits.length, 3);
+  assert.equal(cn1.commits[2]?.current?.name, 'cn2');
+  assert.equal(cn1.commits[2]?.tunnel?.type, 'vxlan');
+  assert.equal(cn1.closed, false);
+});
+
+test('a CN that keeps failing its commit is disconnected so that it re-binds', async () => {
+  const w = world({ reconcileDelaysMs: [5, 5], commitTimeoutMs: 200 });
+  try {
+    const cn1 = await w.connect('cn1', 1, true);
+    const cn2 = await w.connect('cn2', 2, true);
+    const host = await w.lease(cn1, A);
+    cn1.behave.commit = ['hang', 'refuse', 'refuse'];
+    const r = await cn2.peer.request('seen', { mac: A, ip: host, via: 'ip' });
+    assert.equal(r.outcome, 'moved');
+    await until('cn1 to be disconnected', () => cn1.closed, 3000);
+    assert.equal(w.service.handovers.stats.reconcileFailed, 1);
+    assert.ok(w.logs.some((l) => /closing its session so it re-binds/.test(l)));
+    assert.equal(w.service.isOnline('cn1'), false);
+  } finally {
+    w.release();
+  }
+});
+
+test('a reconcile sends what the registry holds then, not what failed', async () => {
+  const w = world({ reconcileDelaysMs: [50] });
+  const cn1 = await w.connect('cn1', 1, true);
+  const cn2 = await w.connect('cn2', 2, true);
+  const cn3 = await w.connect('cn3', 3, true);
+  const host = await w.lease(cn1, A);
+  cn2.behave.commit = ['refuse'];
+  assert.equal((await cn2.peer.request('seen', { mac: A, ip: host, via: 'ip' })).outcome, 'moved');
+  // Before cn2's reconcile runs, the station moves on to cn3 (cn2 takes part as the previous CN).
+  assert.equal((await cn3.peer.request('seen', { mac: A, ip: host, via: 'ip' })).outcome, 'moved');
+  await until('the reconcile', () => w.service.handovers.stats.reconciled === 1);
+  const last = cn2.commits.at(-1);
+  assert.equal(last?.current?.name, 'cn3', 'cn2 is told the station is at cn3 now');
+});
