@@ -1,6 +1,7 @@
 // Running external commands (ip, nft, sysctl) without a shell: arguments are passed as an array, the
 // output is collected, every run is bounded by a timeout, and a non-zero exit is a result, not an
-// exception (run); runOk turns it into an Error naming the command line and its stderr.
+// exception (run); runOk turns it into an Error naming the command line and its stderr. CommandRunner
+// is the shape of `run`, so adapters can be given a scripted runner in tests.
 import { spawn } from 'node:child_process';
 
 export interface RunOptions {
@@ -19,6 +20,17 @@ export interface RunResult {
   stderr: string;
   /** Set when the timeout killed the command. */
   timedOut?: boolean;
+}
+
+/**
+ * Something that runs one command and reports how it ended, like `run` (the default everywhere). It
+ * resolves, never rejects, for a command that ran and failed; tests inject scripted ones.
+ */
+export type CommandRunner = (cmd: string, args: readonly string[], opts: RunOptions) => Promise<RunResult>;
+
+/** Whether the result is a timeout (killed by `run`'s timer, or exit status 124 like timeout(1)). */
+export function isTimeout(r: RunResult): boolean {
+  return r.timedOut === true || r.code === 124;
 }
 
 export const DEFAULT_TIMEOUT_MS = 5000;

@@ -1,12 +1,25 @@
 // FakeNetOps: an in-memory kernel for unit tests of the CN logic. It keeps interfaces (seeded with
 // addInterface), tunnels, addresses, /32 routes, neighbours, sysctls and MSS-clamp tables with the
-// same success/failure semantics as IprouteNetOps (idempotent adds and deletes, rejection of bad
-// names and of unknown devices), logs every call in `calls`, and can be told to fail the next call
-// of a method (failNext).
+// same success/failure semantics as IprouteNetOps (idempotent adds and deletes, the same validation
+// and messages for bad input, rejection of unknown devices); test/support/netops-contract.ts runs the
+// same checks against both. It logs every call in `calls` and can be told to fail the next call of a
+// method (failNext).
 import { formatIPv4, type IPv4, type Mac } from '../core/ip.js';
-import { isTunnelType, TUNNEL_TYPES, type TunnelSpec, type TunnelType } from '../core/tunnel.js';
-import { isValidIfname, isValidNftName, isValidSysctlKey, MAX_TUNNEL_KEY, vxlanMacFor } from './iproute-netops.js';
+import { TUNNEL_TYPES, type TunnelSpec, type TunnelType } from '../core/tunnel.js';
+import {
+  checkIfname,
+  checkIPv4,
+  checkMssClamp,
+  checkNftTable,
+  checkPrefix,
+  checkSysctl,
+  checkTunnelSpec,
+  vxlanMacFor,
+} from './iproute-netops.js';
 import type { InterfaceAddress, InterfaceInfo, NetOps, TunnelRoute } from './netops.js';
+
+/** Interfaces every namespace has a sysctl directory for, besides the real ones. */
+const CONF_PSEUDO_INTERFACES = new Set(['all', 'default', 'lo']);
 
 export interface FakeTunnel extends TunnelSpec {
   /** Changes whenever the device is (re-)created, like a kernel ifindex. */
@@ -68,8 +81,8 @@ export class FakeNetOps implements NetOps {
     if (message !== undefined) throw new Error(message);
   }
 
+  /** An existing interface (the kernel's words when it is missing). */
   private iface(name: string): InterfaceInfo {
-    if (!isValidIfname(name)) throw new Error(`invalid interface name '${name}'`);
     const info = this.interfaces.get(name);
     if (!info) throw new Error(`Cannot find device "${name}"`);
     return info;
@@ -77,7 +90,7 @@ export class FakeNetOps implements NetOps {
 
   async interfaceInfo(ifname: string): Promise<InterfaceInfo> {
     this.enter('interfaceInfo', ifname);
-    if (!isValidIfname(ifname)) throw new Error(`invalid interface name '${ifname}'`);
+    checkIfname(ifname);
     const info = this.interfaces.get(ifname);
     if (!info) throw new Error(`interface '${ifname}' does not exist`);
     return { ...info, addresses: info.addresses.map((a) => ({ ...a })) };
@@ -85,6 +98,15 @@ export class FakeNetOps implements NetOps {
 
   async probeTunnelTypes(prefix: string): Promise<TunnelType[]> {
     this.enter('probeTunnelTypes', prefix);
+    // Like the real probe: one scratch device per type; a leftover tunnel of an interrupted probe is
+    // removed, any other link of that name stops the probe.
+    for (const n of TUNNEL_TYPES.keys()) {
+      const name = checkIfname(`${prefix}p${n}`, 'probe device name');
+      if (this.interfaces.has(name) && !this.tunnels.has(name)) {
+        throw new Error(`cannot probe tunnel types: link ${name} exists and is not a tunnel`);
+      }
+      this.removeLink(name);
+    }
     return TUNNEL_TYPES.filter((t) => this.supported.includes(t));
   }
 
@@ -95,15 +117,17 @@ export class FakeNetOps implements NetOps {
 
   async ensureTunnel(spec: TunnelSpec): Promise<void> {
     this.enter('ensureTunnel', `${spec.name} ${spec.type} ${formatIPv4(spec.local)}->${formatIPv4(spec.remote)} key ${spec.key} mtu ${spec.mtu}`);
-    if (!isValidIfname(spec.name)) throw new Error(`invalid tunnel name '${spec.name}'`);
-    if (!isTunnelType(spec.type) || !this.supported.includes(spec.type)) throw new Error(`Error: Unknown device type.`);
-    if (spec.type !== 'ipip' && (!Number.isInteger(spec.key) || spec.key < 1 || spec.key > MAX_TUNNEL_KEY)) throw new Error(`tunnel ${spec.name}: invalid key ${spec.key}`);
-    if (!Number.isInteger(spec.mtu) || spec.mtu < 68 || spec.mtu > 65535) throw new Error(`tunnel ${spec.name}: invalid MTU ${spec.mtu}`);
+    checkTunnelSpec(spec);
     if (this.interfaces.has(spec.name) && !this.tunnels.has(spec.name)) {
       throw new Error(`link ${spec.name} exists and is not a tunnel; not touching it`);
     }
     const old = this.tunnels.get(spec.name);
     const same = old && old.type === spec.type && old.local === spec.local && old.remote === spec.remote && (spec.type === 'ipip' || old.key === spec.key);
+    if (!same && !this.supported.includes(spec.type)) {
+      // The real adapter deletes the mismatching device before `ip link add` fails.
+      this.removeLink(spec.name);
+      throw new Error(`Error: Unknown device type.`);
+    }
     if (old && same) {
       old.mtu = spec.mtu;
       const info = this.interfaces.get(spec.name);
@@ -125,22 +149,27 @@ export class FakeNetOps implements NetOps {
     this.sysctls.set(`net.ipv4.conf.${spec.name.replace(/\./g, '/')}.rp_filter`, '0');
   }
 
+  /** Delete a link as the kernel does: with its routes, neighbours and per-interface sysctls. */
   private removeLink(name: string): void {
     this.tunnels.delete(name);
     this.interfaces.delete(name);
     for (const [host, dev] of this.routes) if (dev === name) this.routes.delete(host);
     for (const key of this.neighbours.keys()) if (key.startsWith(`${name} `)) this.neighbours.delete(key);
+    for (const key of this.sysctls.keys()) if (sysctlInterface(key) === name) this.sysctls.delete(key);
   }
 
   async deleteLink(name: string): Promise<void> {
     this.enter('deleteLink', name);
-    if (!isValidIfname(name)) throw new Error(`invalid interface name '${name}'`);
+    checkIfname(name);
     this.removeLink(name);
   }
 
   async addAddress(ifname: string, ip: IPv4, prefix: number, label: string): Promise<void> {
     this.enter('addAddress', `${ifname} ${formatIPv4(ip)}/${prefix} ${label}`);
-    if (!isValidIfname(label)) throw new Error(`invalid address label '${label}'`);
+    checkIfname(ifname);
+    checkIfname(label, 'address label');
+    checkIPv4(ip);
+    checkPrefix(prefix);
     const info = this.iface(ifname);
     if (info.addresses.some((a) => a.ip === ip && a.prefix === prefix)) return;
     const entry: InterfaceAddress = { ip, prefix, label };
@@ -149,7 +178,9 @@ export class FakeNetOps implements NetOps {
 
   async deleteAddress(ifname: string, ip: IPv4, prefix: number): Promise<void> {
     this.enter('deleteAddress', `${ifname} ${formatIPv4(ip)}/${prefix}`);
-    if (!isValidIfname(ifname)) throw new Error(`invalid interface name '${ifname}'`);
+    checkIfname(ifname);
+    checkIPv4(ip);
+    checkPrefix(prefix);
     const info = this.interfaces.get(ifname);
     if (!info) return;
     info.addresses = info.addresses.filter((a) => !(a.ip === ip && a.prefix === prefix));
@@ -157,14 +188,20 @@ export class FakeNetOps implements NetOps {
 
   async routeHostIntoTunnel(ip: IPv4, tunnel: TunnelSpec): Promise<void> {
     this.enter('routeHostIntoTunnel', `${formatIPv4(ip)} ${tunnel.name}`);
-    if (!this.tunnels.has(tunnel.name)) throw new Error(`Cannot find device "${tunnel.name}"`);
+    checkIPv4(ip, 'host address');
+    checkIfname(tunnel.name, 'tunnel name');
+    if (tunnel.type === 'vxlan') checkIPv4(tunnel.remote, 'tunnel remote address');
+    // Like `ip route replace ... dev X`: any existing device will do, but it must be up.
+    const info = this.iface(tunnel.name);
+    if (!info.up) throw new Error('Error: Device for nexthop is not up.');
     if (tunnel.type === 'vxlan') this.neighbours.set(`${tunnel.name} ${formatIPv4(ip)}`, vxlanMacFor(tunnel.remote));
     this.routes.set(ip, tunnel.name);
   }
 
   async deleteHostRoute(ip: IPv4, dev: string): Promise<void> {
     this.enter('deleteHostRoute', `${formatIPv4(ip)} ${dev}`);
-    if (!isValidIfname(dev)) throw new Error(`invalid interface name '${dev}'`);
+    checkIPv4(ip, 'host address');
+    checkIfname(dev);
     if (this.routes.get(ip) === dev) this.routes.delete(ip);
     this.neighbours.delete(`${dev} ${formatIPv4(ip)}`);
   }
@@ -176,22 +213,32 @@ export class FakeNetOps implements NetOps {
 
   async setSysctl(key: string, value: string): Promise<void> {
     this.enter('setSysctl', `${key}=${value}`);
-    if (!isValidSysctlKey(key)) throw new Error(`invalid sysctl key '${key}'`);
+    checkSysctl(key, value);
+    const dev = sysctlInterface(key);
+    if (dev !== undefined && !this.interfaces.has(dev) && !CONF_PSEUDO_INTERFACES.has(dev)) {
+      // What procps sysctl says for a per-interface key of a missing interface.
+      const path = `/proc/sys/${key.replace(/\./g, '/')}`;
+      throw new Error(`cannot set sysctl ${key}=${value}: sysctl: cannot stat ${path}: No such file or directory`);
+    }
     this.sysctls.set(key, value);
   }
 
   async setMssClamp(table: string, mobileIf: string, mss: number, hosts: IPv4[]): Promise<void> {
     const unique = [...new Set(hosts)].sort((a, b) => a - b);
     this.enter('setMssClamp', `${table} ${mobileIf} ${mss} [${unique.map(formatIPv4).join(', ')}]`);
-    if (!isValidNftName(table)) throw new Error(`invalid nftables table name '${table}'`);
-    if (!isValidIfname(mobileIf)) throw new Error(`invalid interface name '${mobileIf}'`);
-    if (!Number.isInteger(mss) || mss < 1 || mss > 65535) throw new Error(`invalid MSS ${mss}`);
+    checkMssClamp(table, mobileIf, mss, hosts);
     this.clamps.set(table, { mobileIf, mss, hosts: unique });
   }
 
   async deleteMssClamp(table: string): Promise<void> {
     this.enter('deleteMssClamp', table);
-    if (!isValidNftName(table)) throw new Error(`invalid nftables table name '${table}'`);
+    checkNftTable(table);
     this.clamps.delete(table);
   }
+}
+
+/** The interface a per-interface IPv4/IPv6 sysctl key belongs to (net.ipv4.conf.eth0/1.x → eth0.1). */
+function sysctlInterface(key: string): string | undefined {
+  const m = /^net\.ipv[46]\.(?:conf|neigh)\.([^.]+)\.[^.]+$/.exec(key);
+  return m?.[1]?.replace(/\//g, '.');
 }

@@ -1,10 +1,12 @@
 // IprouteNetOps: NetOps on a real kernel through iproute2 (`ip`, using its JSON output), `sysctl`
 // and `nft`. Every name and number is validated and formatted here before it reaches a command
-// line; commands run without a shell (exec.ts). With the `netns` option every command runs inside
-// that network namespace (`ip netns exec NS ...`), which is how the lab tests use it.
+// line; commands run without a shell through one CommandRunner (exec.ts's `run` unless a test injects
+// a scripted one). With the `netns` option every command runs inside that network namespace
+// (`ip netns exec NS ...`), which is how the lab tests use it. It also owns the knowledge of which
+// error output of these tools means "already there" / "already gone" (the patterns below).
 import { formatIPv4, macFromBytes, parseIPv4, parseMac, type IPv4, type Mac } from '../core/ip.js';
 import { isTunnelType, TUNNEL_TYPES, type TunnelSpec, type TunnelType } from '../core/tunnel.js';
-import { describeFailure, run, type RunOptions, type RunResult } from './exec.js';
+import { describeFailure, isTimeout, run, type CommandRunner, type RunOptions, type RunResult } from './exec.js';
 import { LOG, type LogFn } from './log.js';
 import { ipv4ConfKey, type InterfaceAddress, type InterfaceInfo, type NetOps, type TunnelRoute } from './netops.js';
 
@@ -20,6 +22,8 @@ export interface IprouteNetOpsOptions {
   netns?: string;
   /** Per-command timeout (default exec.ts's 5 s). */
   timeoutMs?: number;
+  /** Runs every command (default exec.ts's `run`); tests pass a scripted one. */
+  runner?: CommandRunner;
 }
 
 /** UDP port of every tunnel's VXLAN socket (IANA). */
@@ -57,22 +61,24 @@ export function isValidSysctlKey(key: string): boolean {
 /** The sysctl key of a per-interface IPv4 setting, e.g. net.ipv4.conf.eth0/1.rp_filter for eth0.1. */
 export { ipv4ConfKey } from './netops.js';
 
-function checkIfname(name: string, what = 'interface name'): string {
+// ---- validation (shared with FakeNetOps, so both reject the same input with the same words) ----
+
+export function checkIfname(name: string, what = 'interface name'): string {
   if (!isValidIfname(name)) throw new Error(`invalid ${what} '${name}' (expected 1..15 characters of A-Z a-z 0-9 _ . : @ -)`);
   return name;
 }
 
-function checkIPv4(ip: IPv4, what = 'address'): string {
+export function checkIPv4(ip: IPv4, what = 'address'): string {
   if (!Number.isInteger(ip) || ip < 0 || ip > 0xffffffff) throw new Error(`invalid IPv4 ${what} ${String(ip)}`);
   return formatIPv4(ip);
 }
 
-function checkPrefix(prefix: number): number {
+export function checkPrefix(prefix: number): number {
   if (!Number.isInteger(prefix) || prefix < 0 || prefix > 32) throw new Error(`invalid prefix length ${String(prefix)}`);
   return prefix;
 }
 
-function checkTunnelSpec(spec: TunnelSpec): void {
+export function checkTunnelSpec(spec: TunnelSpec): void {
   checkIfname(spec.name, 'tunnel name');
   if (!isTunnelType(spec.type)) throw new Error(`tunnel ${spec.name}: unknown tunnel type '${String(spec.type)}'`);
   checkIPv4(spec.local, 'tunnel local address');
@@ -81,6 +87,23 @@ function checkTunnelSpec(spec: TunnelSpec): void {
     throw new Error(`tunnel ${spec.name}: invalid key ${String(spec.key)} (expected 1..${MAX_TUNNEL_KEY})`);
   }
   if (!Number.isInteger(spec.mtu) || spec.mtu < 68 || spec.mtu > 65535) throw new Error(`tunnel ${spec.name}: invalid MTU ${String(spec.mtu)}`);
+}
+
+export function checkSysctl(key: string, value: string): void {
+  if (!isValidSysctlKey(key)) throw new Error(`invalid sysctl key '${key}'`);
+  if (!/^[A-Za-z0-9_.:,\/ -]{0,256}$/.test(value)) throw new Error(`invalid value for sysctl ${key}: '${value}'`);
+}
+
+export function checkNftTable(table: string): string {
+  if (!isValidNftName(table)) throw new Error(`invalid nftables table name '${table}'`);
+  return table;
+}
+
+export function checkMssClamp(table: string, mobileIf: string, mss: number, hosts: readonly IPv4[]): void {
+  checkNftTable(table);
+  checkIfname(mobileIf);
+  if (!Number.isInteger(mss) || mss < 1 || mss > 65535) throw new Error(`invalid MSS ${String(mss)}`);
+  for (const h of hosts) checkIPv4(h, 'host address');
 }
 
 /** How iproute2 prints a GRE key in JSON: the 32-bit key as a dotted quad. */
@@ -106,7 +129,73 @@ interface IpRoute {
   type?: string;
 }
 
-const NOT_FOUND = /Cannot find device|does not exist|No such device/;
+// ---- error output that means "already there" / "already gone" ----
+// Checked against iproute2 6.1, BusyBox 1.35 `ip`/`sysctl`, procps sysctl and nftables 1.0.6 on Linux
+// 6.18, in a scratch network namespace, and against their sources; test/unit/iproute-netops.test.ts
+// holds every variant as a table. The kernel's extended-ack messages reach stderr as "Error: <msg>."
+// (iproute2 lib/libnetlink.c nl_dump_ext_ack); without one, iproute2 prints "RTNETLINK answers:
+// <strerror>" (lib/libnetlink.c rtnl_talk_error) and BusyBox "ip: RTNETLINK answers: <strerror>"
+// (networking/libiproute/libnetlink.c). Never consulted for a timeout.
+
+/** The device named on the command line does not exist. */
+const NO_DEVICE = new RegExp(
+  [
+    'Cannot find device "', // iproute2 lib/utils.c nodev() and ip/ipneigh.c: Cannot find device "x"
+    'Device "[^"]*" does not exist', // iproute2 ip/ipaddress.c, ip/iplink.c (`ip [-j] addr|link show dev x`)
+    "can't find device '", // BusyBox networking/libiproute/ll_map.c xll_name_to_index(): ip: can't find device 'x'
+    'No such device', // ENODEV: "RTNETLINK answers: No such device"; BusyBox iplink.c "ip: SIOCGIFFLAGS: No such device"
+  ].join('|'),
+);
+
+/** `ip addr add` of an address the interface already has. */
+const ADDRESS_EXISTS = new RegExp(
+  [
+    'Error: ipv4: Address already assigned', // kernel net/ipv4/devinet.c __inet_insert_ifa() extack (iproute2)
+    'RTNETLINK answers: File exists', // EEXIST without extack (older kernels); BusyBox prefixes "ip: "
+  ].join('|'),
+);
+
+/** `ip addr del` of an address the interface does not have (or of an interface that is gone). */
+const ADDRESS_GONE = new RegExp(
+  [
+    'Error: ipv4: Address not found', // kernel net/ipv4/devinet.c inet_rtm_deladdr() extack (iproute2)
+    'RTNETLINK answers: Cannot assign requested address', // EADDRNOTAVAIL without extack; BusyBox "ip: RTNETLINK ..."
+    NO_DEVICE.source,
+  ].join('|'),
+);
+
+/** `ip route del` of a route that is not there. */
+const ROUTE_GONE = new RegExp(
+  [
+    'RTNETLINK answers: No such process', // ESRCH from fib_table_delete(), iproute2 and BusyBox alike
+    'Error: (ipv4: )?FIB table does not exist', // net/ipv4/fib_frontend.c: no route in the namespace yet
+    NO_DEVICE.source,
+  ].join('|'),
+);
+
+/** `ip neigh del` of a neighbour entry that is not there. */
+const NEIGH_GONE = new RegExp(
+  [
+    'RTNETLINK answers: No such file or directory', // ENOENT from net/core/neighbour.c neigh_delete()
+    // Kept from the first version of this adapter for layer-3 tunnels (no ARP); not reproducible on this
+    // host (no ipip/gre module), and current neigh_delete() only returns ENODEV/ENOENT for a missing entry.
+    'RTNETLINK answers: Operation not supported',
+    NO_DEVICE.source,
+  ].join('|'),
+);
+
+/** `nft delete table` of a table that does not exist (not `ip netns exec`'s "exec of "nft" failed: No such file ..."). */
+const NFT_TABLE_GONE = new RegExp(
+  [
+    'Error: Could not process rule: No such file or directory', // nftables <= 1.0.6 src/mnl.c / libnftables.c
+    'Error: No such file or directory; did you mean', // newer nftables src/cmd.c nft_cmd_enoent_*() hint
+  ].join('|'),
+);
+
+/** Whether a failed command's stderr says what `pattern` describes; a timeout (whatever it printed first) never does. */
+function failedWith(r: RunResult, pattern: RegExp): boolean {
+  return r.code !== 0 && !isTimeout(r) && pattern.test(r.stderr);
+}
 
 /** The `ip link add` arguments after the name for one tunnel (or probe) device. */
 function tunnelArgs(type: TunnelType, local: IPv4, remote: IPv4, key: number, port = VXLAN_PORT): string[] {
@@ -143,12 +232,14 @@ export class IprouteNetOps implements NetOps {
   private readonly sysctlBin: string;
   private readonly log: LogFn;
   private readonly runOpts: RunOptions;
+  private readonly runner: CommandRunner;
 
   constructor(opts: IprouteNetOpsOptions = {}) {
     this.ipBin = opts.ip ?? 'ip';
     this.nftBin = opts.nft ?? 'nft';
     this.sysctlBin = opts.sysctl ?? 'sysctl';
     this.log = opts.log ?? (() => undefined);
+    this.runner = opts.runner ?? run;
     if (opts.netns !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(opts.netns)) throw new Error(`invalid network namespace name '${opts.netns}'`);
     this.runOpts = {
       ...(opts.netns !== undefined ? { netns: opts.netns } : {}),
@@ -159,7 +250,7 @@ export class IprouteNetOps implements NetOps {
   // ---- command helpers ----
 
   private async exec(cmd: string, args: string[], input?: string): Promise<RunResult> {
-    const r = await run(cmd, args, input !== undefined ? { ...this.runOpts, input } : this.runOpts);
+    const r = await this.runner(cmd, args, input !== undefined ? { ...this.runOpts, input } : this.runOpts);
     this.log(LOG.debug, `exec: ${cmd} ${args.join(' ')} -> ${r.code}${r.code !== 0 && r.stderr.trim() ? ` (${r.stderr.trim()})` : ''}`);
     return r;
   }
@@ -167,7 +258,7 @@ export class IprouteNetOps implements NetOps {
   /** Run; succeed on exit 0 or when stderr matches `ignore`; otherwise reject with the command and its error. */
   private async must(cmd: string, args: string[], ignore?: RegExp, input?: string): Promise<RunResult> {
     const r = await this.exec(cmd, args, input);
-    if (r.code === 0 || (ignore !== undefined && !r.timedOut && ignore.test(r.stderr))) return r;
+    if (r.code === 0 || (ignore !== undefined && failedWith(r, ignore))) return r;
     throw new Error(describeFailure(cmd, args, this.runOpts, r));
   }
 
@@ -175,46 +266,46 @@ export class IprouteNetOps implements NetOps {
     return this.must(this.ipBin, args, ignore);
   }
 
-  private async ipJson<T>(args: string[]): Promise<T[]> {
-    const r = await this.ip(['-j', ...args]);
-    const text = r.stdout.trim();
+  /** The JSON array `ip -j ARGS` printed (empty output: none). */
+  private parseJson<T>(args: string[], stdout: string): T[] {
+    const text = stdout.trim();
     if (text === '') return [];
     try {
       const parsed: unknown = JSON.parse(text);
       if (!Array.isArray(parsed)) throw new Error('not a JSON array');
       return parsed as T[];
     } catch (e) {
-      throw new Error(`cannot parse the output of \`ip -j ${args.join(' ')}\`: ${e instanceof Error ? e.message : String(e)}`);
+      throw new Error(`cannot parse the output of \`${this.ipBin} ${args.join(' ')}\`: ${e instanceof Error ? e.message : String(e)}`);
     }
+  }
+
+  private async ipJson<T>(args: string[]): Promise<T[]> {
+    const r = await this.ip(['-j', ...args]);
+    return this.parseJson<T>(['-j', ...args], r.stdout);
   }
 
   /** `ip -j -d link show dev NAME`, or undefined when there is no such link. */
   private async linkDetails(name: string): Promise<IpLink | undefined> {
-    const r = await this.exec(this.ipBin, ['-j', '-d', 'link', 'show', 'dev', name]);
+    const args = ['-j', '-d', 'link', 'show', 'dev', name];
+    const r = await this.exec(this.ipBin, args);
     if (r.code !== 0) {
-      if (NOT_FOUND.test(r.stderr)) return undefined;
-      throw new Error(describeFailure(this.ipBin, ['-j', '-d', 'link', 'show', 'dev', name], this.runOpts, r));
+      if (failedWith(r, NO_DEVICE)) return undefined;
+      throw new Error(describeFailure(this.ipBin, args, this.runOpts, r));
     }
-    const links = JSON.parse(r.stdout.trim() || '[]') as IpLink[];
-    return links.find((l) => l.ifname === name);
+    return this.parseJson<IpLink>(args, r.stdout).find((l) => l.ifname === name);
   }
 
   // ---- NetOps ----
 
   async interfaceInfo(ifname: string): Promise<InterfaceInfo> {
     checkIfname(ifname);
-    const r = await this.exec(this.ipBin, ['-j', 'addr', 'show', 'dev', ifname]);
+    const args = ['-j', 'addr', 'show', 'dev', ifname];
+    const r = await this.exec(this.ipBin, args);
     if (r.code !== 0) {
-      if (NOT_FOUND.test(r.stderr)) throw new Error(`interface '${ifname}' does not exist`);
-      throw new Error(describeFailure(this.ipBin, ['-j', 'addr', 'show', 'dev', ifname], this.runOpts, r));
+      if (failedWith(r, NO_DEVICE)) throw new Error(`interface '${ifname}' does not exist`);
+      throw new Error(describeFailure(this.ipBin, args, this.runOpts, r));
     }
-    let links: IpLink[];
-    try {
-      links = JSON.parse(r.stdout.trim() || '[]') as IpLink[];
-    } catch (e) {
-      throw new Error(`cannot parse \`ip -j addr show dev ${ifname}\`: ${e instanceof Error ? e.message : String(e)}`);
-    }
-    const link = links.find((l) => l.ifname === ifname);
+    const link = this.parseJson<IpLink>(args, r.stdout).find((l) => l.ifname === ifname);
     if (!link) throw new Error(`interface '${ifname}' does not exist`);
     const mac = parseMac(link.address ?? '');
     const addresses: InterfaceAddress[] = [];
@@ -242,12 +333,16 @@ export class IprouteNetOps implements NetOps {
       if (leftover) {
         const kind = leftover.linkinfo?.info_kind;
         if (kind === undefined || !isTunnelType(kind)) throw new Error(`cannot probe tunnel types: link ${name} exists and is not a tunnel (kind ${kind ?? 'unknown'})`);
-        await this.ip(['link', 'del', 'dev', name], NOT_FOUND); // a leftover of an interrupted probe
+        await this.ip(['link', 'del', 'dev', name], NO_DEVICE); // a leftover of an interrupted probe
       }
-      const r = await this.exec(this.ipBin, ['link', 'add', name, ...tunnelArgs(type, PROBE_LOCAL, PROBE_REMOTE, MAX_TUNNEL_KEY, PROBE_VXLAN_PORT)]);
+      const args = ['link', 'add', name, ...tunnelArgs(type, PROBE_LOCAL, PROBE_REMOTE, MAX_TUNNEL_KEY, PROBE_VXLAN_PORT)];
+      const r = await this.exec(this.ipBin, args);
       if (r.code === 0) {
         found.push(type);
-        await this.ip(['link', 'del', 'dev', name], NOT_FOUND);
+        await this.ip(['link', 'del', 'dev', name], NO_DEVICE);
+      } else if (isTimeout(r) || r.code === 127) {
+        // A hung or missing `ip` says nothing about the kernel: do not report the type as unsupported.
+        throw new Error(`cannot probe tunnel type ${type}: ${describeFailure(this.ipBin, args, this.runOpts, r)}`);
       } else {
         this.log(LOG.detect, `tunnel type ${type} unavailable: ${r.stderr.trim() || `exit ${r.code}`}`);
       }
@@ -282,7 +377,7 @@ export class IprouteNetOps implements NetOps {
       } else {
         const d = existing.linkinfo?.info_data ?? {};
         this.log(LOG.info, `tunnel ${spec.name}: re-creating (was ${kind} ${String(d['local'])} -> ${String(d['remote'])} key ${String(d['id'] ?? d['ikey'] ?? '-')})`);
-        await this.ip(['link', 'del', 'dev', spec.name], NOT_FOUND);
+        await this.ip(['link', 'del', 'dev', spec.name], NO_DEVICE);
       }
     }
     const mac = spec.type === 'vxlan' ? vxlanMacFor(spec.local) : undefined;
@@ -298,20 +393,20 @@ export class IprouteNetOps implements NetOps {
 
   async deleteLink(name: string): Promise<void> {
     checkIfname(name);
-    await this.ip(['link', 'del', 'dev', name], NOT_FOUND);
+    await this.ip(['link', 'del', 'dev', name], NO_DEVICE);
   }
 
   async addAddress(ifname: string, ip: IPv4, prefix: number, label: string): Promise<void> {
     checkIfname(ifname);
     checkIfname(label, 'address label');
     const addr = `${checkIPv4(ip)}/${checkPrefix(prefix)}`;
-    await this.ip(['addr', 'add', addr, ...(prefix <= 30 ? ['brd', '+'] : []), 'dev', ifname, 'label', label], /File exists|Address already assigned/);
+    await this.ip(['addr', 'add', addr, ...(prefix <= 30 ? ['brd', '+'] : []), 'dev', ifname, 'label', label], ADDRESS_EXISTS);
   }
 
   async deleteAddress(ifname: string, ip: IPv4, prefix: number): Promise<void> {
     checkIfname(ifname);
     const addr = `${checkIPv4(ip)}/${checkPrefix(prefix)}`;
-    await this.ip(['addr', 'del', addr, 'dev', ifname], /Cannot assign requested address|Address not found|Cannot find device|does not exist/);
+    await this.ip(['addr', 'del', addr, 'dev', ifname], ADDRESS_GONE);
   }
 
   async routeHostIntoTunnel(ip: IPv4, tunnel: TunnelSpec): Promise<void> {
@@ -328,9 +423,8 @@ export class IprouteNetOps implements NetOps {
   async deleteHostRoute(ip: IPv4, dev: string): Promise<void> {
     const host = checkIPv4(ip, 'host address');
     checkIfname(dev);
-    const gone = /No such process|No such file or directory|FIB table does not exist|Cannot find device|does not exist|Operation not supported/;
-    await this.ip(['route', 'del', `${host}/32`, 'dev', dev], gone);
-    await this.ip(['neigh', 'del', host, 'dev', dev], gone);
+    await this.ip(['route', 'del', `${host}/32`, 'dev', dev], ROUTE_GONE);
+    await this.ip(['neigh', 'del', host, 'dev', dev], NEIGH_GONE);
   }
 
   async listTunnelRoutes(prefix: string): Promise<TunnelRoute[]> {
@@ -348,27 +442,27 @@ export class IprouteNetOps implements NetOps {
   }
 
   async setSysctl(key: string, value: string): Promise<void> {
-    if (!isValidSysctlKey(key)) throw new Error(`invalid sysctl key '${key}'`);
-    if (!/^[A-Za-z0-9_.:,\/ -]{0,256}$/.test(value) || value.includes('\n')) throw new Error(`invalid value for sysctl ${key}: '${value}'`);
+    checkSysctl(key, value);
     const args = ['-w', `${key}=${value}`];
     const r = await this.exec(this.sysctlBin, args);
-    // procps exits non-zero on failure; some busybox builds print an error yet exit 0.
+    // procps exits non-zero on failure ("sysctl: cannot stat /proc/sys/...: No such file or directory",
+    // "sysctl: permission denied on key 'x'"). BusyBox procps/sysctl.c prints "sysctl: error: 'x' is an
+    // unknown key" / "sysctl: error setting key 'x': ..." and exits 1 since 1.14, but has printed errors
+    // and still exited 0 on some paths (`-p` files; read errors before 1.30): any error text is a failure.
     if (r.code !== 0 || /cannot stat|No such file|Permission denied|unknown key|error/i.test(r.stderr)) {
       throw new Error(`cannot set sysctl ${key}=${value}: ${describeFailure(this.sysctlBin, args, this.runOpts, r)}`);
     }
   }
 
   async setMssClamp(table: string, mobileIf: string, mss: number, hosts: IPv4[]): Promise<void> {
-    if (!isValidNftName(table)) throw new Error(`invalid nftables table name '${table}'`);
-    checkIfname(mobileIf);
-    if (!Number.isInteger(mss) || mss < 1 || mss > 65535) throw new Error(`invalid MSS ${String(mss)}`);
+    checkMssClamp(table, mobileIf, mss, hosts);
     const ruleset = mssClampRuleset(table, mobileIf, mss, hosts);
     await this.must(this.nftBin, ['-f', '-'], undefined, ruleset);
   }
 
   async deleteMssClamp(table: string): Promise<void> {
-    if (!isValidNftName(table)) throw new Error(`invalid nftables table name '${table}'`);
-    await this.must(this.nftBin, ['delete', 'table', 'ip', table], /No such file or directory/);
+    checkNftTable(table);
+    await this.must(this.nftBin, ['delete', 'table', 'ip', table], NFT_TABLE_GONE);
   }
 }
 

@@ -1,5 +1,6 @@
-// Unit tests for the in-memory test doubles (FakeNetOps, FakeLinkIO) and the pure helpers of the
-// real adapters (name validation, VXLAN MAC, nft ruleset text). No root, no commands run.
+// Unit tests for the in-memory test doubles' extras (FakeNetOps' supported types, call log and
+// failNext; FakeLinkIO) and the pure helpers of the real adapters (name validation, VXLAN MAC, nft
+// ruleset text). No root, no commands run. IprouteNetOps' commands: iproute-netops.test.ts.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import type { TunnelSpec } from '../../src/core/tunnel.js';
@@ -60,57 +61,26 @@ test('pcap filter excludes the interface\'s own transmissions unless asked', () 
   assert.equal(effectiveFilter(' arp ', '02:00:00:00:00:01', true), 'arp');
 });
 
-test('FakeNetOps models tunnels, addresses, routes and clamps with kernel-like idempotence', async () => {
+// FakeNetOps' kernel behaviour (idempotence, re-creation, routes, sysctls, clamps, validation) is checked
+// against the real adapter's by the shared contract: test/unit/netops-contract.test.ts. Here: its extras.
+test('FakeNetOps: `supported` limits the tunnel types, and every call is logged', async () => {
   const net = new FakeNetOps();
   net.addInterface({ ifname: 'br-lan', mac: '02:00:00:00:00:aa', addresses: [{ ip: ip('192.168.1.1'), prefix: 24, label: 'br-lan' }] });
   net.supported = ['vxlan'];
   assert.deepEqual(await net.probeTunnelTypes('tmip0'), ['vxlan']);
   await assert.rejects(net.ensureTunnel(spec({ type: 'gre' })), /Unknown device type/);
+  assert.equal(net.tunnels.size, 0);
 
   await net.ensureTunnel(spec());
-  const first = net.tunnels.get('tmip07')?.ifindex;
   await net.ensureTunnel(spec({ mtu: 1400 }));
-  assert.equal(net.tunnels.get('tmip07')?.ifindex, first, 'same parameters keep the device');
-  assert.equal((await net.interfaceInfo('tmip07')).mtu, 1400);
-  assert.equal((await net.interfaceInfo('tmip07')).mac, vxlanMacFor(ip('10.0.0.1')));
-  assert.equal(net.sysctls.get('net.ipv4.conf.tmip07.rp_filter'), '0');
-
+  // Like the real adapter, a mismatching device is deleted before the unsupported create fails.
+  await assert.rejects(net.ensureTunnel(spec({ type: 'ipip' })), /Unknown device type/);
+  assert.equal(net.tunnels.size, 0);
   await net.addAddress('br-lan', ip('10.1.0.2'), 30, 'br-lan:tmip0');
-  await net.addAddress('br-lan', ip('10.1.0.2'), 30, 'br-lan:tmip0');
-  assert.equal((await net.interfaceInfo('br-lan')).addresses.filter((a) => a.label === 'br-lan:tmip0').length, 1);
-  await assert.rejects(net.addAddress('nosuch', ip('10.1.0.2'), 30, 'nosuch:x'), /Cannot find device/);
-
-  await net.routeHostIntoTunnel(ip('10.1.0.5'), spec());
-  assert.deepEqual(await net.listTunnelRoutes('tmip0'), [{ ip: ip('10.1.0.5'), dev: 'tmip07' }]);
-  assert.equal(net.neighbours.get('tmip07 10.1.0.5'), vxlanMacFor(ip('10.0.0.2')));
-  assert.deepEqual(await net.listTunnels('tmip0'), ['tmip07']);
-
-  // A changed remote re-creates the device, which drops its routes and neighbours.
-  await net.ensureTunnel(spec({ remote: ip('10.0.0.3') }));
-  assert.notEqual(net.tunnels.get('tmip07')?.ifindex, first);
-  assert.deepEqual(await net.listTunnelRoutes('tmip0'), []);
-  assert.equal(net.neighbours.size, 0);
-
-  await net.routeHostIntoTunnel(ip('10.1.0.5'), spec({ remote: ip('10.0.0.3') }));
-  await net.deleteHostRoute(ip('10.1.0.5'), 'tmip07');
-  await net.deleteHostRoute(ip('10.1.0.5'), 'tmip07');
-  assert.equal(net.routes.size, 0);
-
-  await net.setMssClamp('tmip_tmip0', 'br-lan', 1410, [ip('10.1.0.9'), ip('10.1.0.5')]);
-  assert.deepEqual(net.clamps.get('tmip_tmip0'), { mobileIf: 'br-lan', mss: 1410, hosts: [ip('10.1.0.5'), ip('10.1.0.9')] });
-  await net.deleteMssClamp('tmip_tmip0');
-  await net.deleteMssClamp('tmip_tmip0');
-  assert.equal(net.clamps.size, 0);
-
-  await net.deleteAddress('br-lan', ip('10.1.0.2'), 30);
-  await net.deleteAddress('br-lan', ip('10.1.0.2'), 30);
-  await net.deleteLink('tmip07');
-  await net.deleteLink('tmip07');
-  assert.deepEqual(await net.listTunnels('tmip0'), []);
-  await assert.rejects(net.interfaceInfo('tmip07'), /does not exist/);
 
   assert.equal(net.callsOf('ensureTunnel').length, 4);
   assert.equal(net.calls[0], 'probeTunnelTypes tmip0');
+  assert.equal(net.calls[2], 'ensureTunnel tmip07 vxlan 10.0.0.1->10.0.0.2 key 7 mtu 1450');
   assert.ok(net.calls.includes('addAddress br-lan 10.1.0.2/30 br-lan:tmip0'));
 });
 

@@ -1,0 +1,116 @@
+// The NetOps contract (test/support/netops-contract.ts) against IprouteNetOps on the real kernel, each
+// check in a network namespace of its own that this file creates (tmipnc-<pid>-<n>) and always
+// deletes: after each check, at process exit and on SIGINT/SIGTERM/SIGHUP. Every command, those of
+// IprouteNetOps (`netns` option) and those that seed or read state, runs through `ip netns exec`;
+// nothing in the root namespace is touched. Needs root; skipped otherwise.
+import { execFileSync } from 'node:child_process';
+import { formatIPv4, parseIPv4, type IPv4 } from '../../src/core/ip.js';
+import { run, runOk, type CommandRunner } from '../../src/platform/exec.js';
+import { IprouteNetOps } from '../../src/platform/iproute-netops.js';
+import { netopsContract, type ClampView, type ContractEnv } from '../support/netops-contract.js';
+
+const ROOT = process.getuid?.() === 0;
+const SKIP = ROOT ? false : 'needs root to create network namespaces';
+/** At most this many namespaces per run (each check takes one). */
+const MAX_NAMESPACES = 64;
+const created = new Set<string>();
+let made = 0;
+
+function deleteNamespacesSync(): void {
+  for (const ns of created) {
+    try {
+      execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore', timeout: 5000 });
+    } catch {
+      // already gone
+    }
+    created.delete(ns);
+  }
+}
+process.on('exit', deleteNamespacesSync);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.once(sig, () => {
+    deleteNamespacesSync();
+    process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1));
+  });
+}
+
+/** The /proc/sys path of a dotted sysctl key (a '/' inside a component is a '.' of an interface name). */
+function sysctlPath(key: string): string {
+  return `/proc/sys/${key.split('.').map((part) => part.replace(/\//g, '.')).join('/')}`;
+}
+
+/** Parse `nft list table ip T` as IprouteNetOps writes it (both rules must agree). */
+function parseClamp(listing: string): ClampView {
+  const ifs = [...listing.matchAll(/(?:iif|oif)name "([^"]+)"/g)].map((m) => m[1]);
+  const mss = [...listing.matchAll(/maxseg size set (\d+)/g)].map((m) => Number(m[1]));
+  if (ifs.length !== 2 || ifs[0] !== ifs[1] || mss.length !== 2 || mss[0] !== mss[1]) {
+    throw new Error(`unexpected clamp table:\n${listing}`);
+  }
+  const elements = /elements = \{([^}]*)\}/.exec(listing)?.[1] ?? '';
+  const hosts = elements.split(',').map((s) => s.trim()).filter(Boolean).map((s) => {
+    const r = parseIPv4(s);
+    if (!r.ok) throw new Error(`bad set element '${s}'`);
+    return r.value;
+  });
+  return { mobileIf: ifs[0] as string, mss: mss[0] as number, hosts: hosts.sort((a, b) => a - b) };
+}
+
+async function namespaceEnv(): Promise<ContractEnv> {
+  if (++made > MAX_NAMESPACES) throw new Error(`more than ${MAX_NAMESPACES} namespaces in one run`);
+  const ns = `tmipnc-${process.pid}-${made}`;
+  await runOk('ip', ['netns', 'add', ns]);
+  created.add(ns);
+  const inNs = (cmd: string, args: string[]) => runOk(cmd, args, { netns: ns, timeoutMs: 5000 });
+  await inNs('ip', ['link', 'set', 'dev', 'lo', 'up']);
+  const commands: string[] = [];
+  const runner: CommandRunner = (cmd, args, opts) => {
+    commands.push([cmd, ...args].join(' '));
+    return run(cmd, args, opts);
+  };
+  let peers = 0;
+  return {
+    net: new IprouteNetOps({ netns: ns, runner }),
+    async addPlainLink(name: string, addr: IPv4, prefix: number) {
+      const peer = `zpeer${++peers}`;
+      await inNs('ip', ['link', 'add', name, 'type', 'veth', 'peer', 'name', peer]);
+      await inNs('ip', ['addr', 'add', `${formatIPv4(addr)}/${prefix}`, 'dev', name]);
+      await inNs('ip', ['link', 'set', 'dev', peer, 'up']);
+      await inNs('ip', ['link', 'set', 'dev', name, 'up']);
+    },
+    async setDown(name: string) {
+      await inNs('ip', ['link', 'set', 'dev', name, 'down']);
+    },
+    async readSysctl(key: string) {
+      const r = await run('cat', [sysctlPath(key)], { netns: ns, timeoutMs: 5000 });
+      return r.code === 0 ? r.stdout.trim() : undefined;
+    },
+    async readNeighbour(addr: IPv4, dev: string) {
+      const r = await run('ip', ['-j', 'neigh', 'show', formatIPv4(addr), 'dev', dev], { netns: ns, timeoutMs: 5000 });
+      if (r.code !== 0) return undefined;
+      const [entry] = JSON.parse(r.stdout || '[]') as Array<{ lladdr?: string }>;
+      return entry?.lladdr;
+    },
+    async linkId(name: string) {
+      const r = await run('ip', ['-j', 'link', 'show', 'dev', name], { netns: ns, timeoutMs: 5000 });
+      if (r.code !== 0) return undefined;
+      return (JSON.parse(r.stdout) as Array<{ ifindex?: number }>)[0]?.ifindex;
+    },
+    async readClamp(table: string) {
+      const r = await run('nft', ['list', 'table', 'ip', table], { netns: ns, timeoutMs: 5000 });
+      if (r.code !== 0) {
+        if (/No such file or directory/.test(r.stderr)) return undefined;
+        throw new Error(`nft list table ip ${table}: ${r.stderr}`);
+      }
+      return parseClamp(r.stdout);
+    },
+    async effects() {
+      return commands.join('\n');
+    },
+    async close() {
+      // Left in `created` (for the exit handler) unless really gone.
+      if ((await run('ip', ['netns', 'del', ns], { timeoutMs: 5000 })).code === 0) created.delete(ns);
+    },
+  };
+}
+
+netopsContract('IprouteNetOps in a network namespace', namespaceEnv, { skip: SKIP, timeoutMs: 120_000 });
