@@ -1,6 +1,6 @@
 # tmip: the usual targets. `make check` installs what the tests need and runs them all (unit + lab,
 # the lab needs root); `make demo` shows a client roaming between two routed cells in a namespace lab.
-.PHONY: all deps build typecheck test unit lab check demo bench clean
+.PHONY: all deps build typecheck lint test unit lab check demo bench clean
 
 all: build
 
@@ -12,6 +12,11 @@ build:
 
 typecheck:
 	npx tsc -p tsconfig.json --noEmit
+
+# ESLint (type-aware) and Prettier in check mode; `npm run format` rewrites, `npm run deadcode` runs knip
+# (both run, so one report shows every problem)
+lint:
+	@status=0; npm run lint || status=1; npm run format:check || status=1; exit $$status
 
 unit:
 	npm run test:unit

@@ -11,7 +11,7 @@
 # 0:0, with their install modes) and ./control.tar.gz (control, conffiles, postinst, prerm), every
 # tar in GNU format with sorted names and one fixed mtime ($SOURCE_DATE_EPOCH, else the last commit's
 # time), and gzip without names or times, so the same inputs give byte-identical packages.
-# Needs GNU tar (--sort=name) and gzip. The native addon package node-cap needs the SDK (see
+# Needs node, GNU tar (--sort=name) and gzip. The native addon package node-cap needs the SDK (see
 # openwrt/README.md).
 set -eu
 umask 022
@@ -48,7 +48,10 @@ depends() {
 	done
 }
 
-version=$(sed -n 's/^[[:space:]]*"version"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' "$root/package.json" | head -n 1)
+# The release version is package.json's; src/version.ts and the feed Makefiles' PKG_VERSION carry the
+# same string (test/unit/version.test.ts checks that; the packing below checks the Makefiles again).
+version=$(node -e 'process.stdout.write(String(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).version ?? ""))' \
+	"$root/package.json") || die "cannot read package.json's version (node is needed, as for build.sh)"
 [ -n "$version" ] || die "no version in package.json"
 epoch=${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct 2>/dev/null || date +%s)}
 

@@ -1,3 +1,5 @@
-// The one version number of tmip's code: the daemons report it, the packages must agree with it
-// (test/unit/version.test.ts checks package.json and the OpenWrt Makefiles against it).
+// The tmip release version, the one constant the code reads it from (start-up log lines, status
+// replies). The same string is package.json's "version" and PKG_VERSION in the OpenWrt feed's own
+// packages (openwrt/net/tmip/Makefile, openwrt/luci/luci-app-tmip/Makefile); openwrt/build-ipk.sh
+// takes it from package.json. test/unit/version.test.ts fails when a bump misses one of them.
 export const VERSION = '0.1.0';

@@ -86,10 +86,14 @@ export interface MlrConfig {
 // ---------------------------------------------------------------------------------------------
 // Value checkers. Each returns the parsed value or a message "'<found>' <problem>; expected <what>".
 
+/** ASCII control characters (C0 and DEL): no name, path or free-text option may hold one. */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL_CHARS = /[\x00-\x1f\x7f]/;
+
 /** A value quoted for a message: 'text', or JSON-escaped when it holds quotes or control characters. */
 export function quote(v: string): string {
   const s = v.length > 80 ? `${v.slice(0, 77)}...` : v;
-  return /[\x00-\x1f\x7f']/.test(s) ? JSON.stringify(s) : `'${s}'`;
+  return s.includes("'") || CONTROL_CHARS.test(s) ? JSON.stringify(s) : `'${s}'`;
 }
 
 const TRUE_WORDS = new Set(['1', 'true', 'yes', 'on', 'enabled']);
@@ -112,7 +116,7 @@ export function checkIfname(text: string): Result<string> {
   const expected = "expected a Linux interface name of 1..15 bytes without '/', ':' or spaces, e.g. 'br-lan'";
   if (text === '' || text === '.' || text === '..') return err(`${quote(text)} is not an interface name; ${expected}`);
   if (byteLength(text) > 15) return err(`${quote(text)} is longer than 15 bytes; ${expected}`);
-  if (/[\s/:\x00-\x1f\x7f]/.test(text)) return err(`${quote(text)} contains a character not allowed in interface names; ${expected}`);
+  if (/[\s/:]/.test(text) || CONTROL_CHARS.test(text)) return err(`${quote(text)} contains a character not allowed in interface names; ${expected}`);
   return ok(text);
 }
 
@@ -320,7 +324,7 @@ class SectionReader {
     if (item === undefined) return undefined;
     const expected = `expected an absolute path, e.g. '${example}'`;
     if (!item.text.startsWith('/')) return this.bad(opt, `${quote(item.text)} is not an absolute path; ${expected}`);
-    if (/[\x00-\x1f\x7f]/.test(item.text)) return this.bad(opt, `${quote(item.text)} contains control characters; ${expected}`);
+    if (CONTROL_CHARS.test(item.text)) return this.bad(opt, `${quote(item.text)} contains control characters; ${expected}`);
     if (byteLength(item.text) > 4095) return this.bad(opt, `${quote(item.text)} is longer than 4095 bytes; ${expected}`);
     return item.text;
   }
@@ -422,7 +426,7 @@ export function parseCnConfig(pkg: UciPackage, sectionName?: string): Result<CnC
   if (nameItem) {
     const expected = 'expected free text of at most 64 characters without control characters';
     if ([...nameItem.text].length > 64) r.bad('cn_name', `${quote(nameItem.text)} is longer than 64 characters; ${expected}`);
-    else if (/[\x00-\x1f\x7f]/.test(nameItem.text)) r.bad('cn_name', `${quote(nameItem.text)} contains control characters; ${expected}`);
+    else if (CONTROL_CHARS.test(nameItem.text)) r.bad('cn_name', `${quote(nameItem.text)} contains control characters; ${expected}`);
     else cnName = nameItem.text;
   }
 

@@ -47,7 +47,7 @@ export function poolHasCell(pool: PoolRange, network: IPv4): boolean {
   return (network & 3) === 0 && cellUsable(pool, network);
 }
 
-export function* cellsOf(pool: PoolRange): Generator<IPv4> {
+export function* cellsOf(pool: PoolRange): Generator<IPv4, void, undefined> {
   let n = (((pool.first + 3) & ~3) >>> 0);
   for (; n + 3 <= pool.last && n >= pool.first; n += 4) {
     if (cellUsable(pool, n)) yield n;
@@ -55,8 +55,8 @@ export function* cellsOf(pool: PoolRange): Generator<IPv4> {
 }
 
 export function firstCell(pool: PoolRange): IPv4 | undefined {
-  for (const n of cellsOf(pool)) return n;
-  return undefined;
+  const first = cellsOf(pool).next();
+  return first.done ? undefined : first.value;
 }
 
 export function lastCell(pool: PoolRange): IPv4 | undefined {

@@ -205,6 +205,11 @@ function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/** A caught value as an Error (what write() and nextSeq() throw always is one), for a rejection. */
+function asError(e: unknown): Error {
+  return e instanceof Error ? e : new Error(String(e));
+}
+
 function isTable(v: unknown): v is BlobmsgTable {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -516,7 +521,7 @@ export class UbusClient extends EventEmitter<UbusClientEvents> {
         seq = this.nextSeq();
         this.write({ type, seq, peer, attrs });
       } catch (e) {
-        reject(e);
+        reject(asError(e));
         return;
       }
       const timer = setTimeout(() => {
@@ -681,7 +686,7 @@ export class UbusClient extends EventEmitter<UbusClientEvents> {
       try {
         this.write({ type: UBUS_MSG.NOTIFY, seq: this.nextSeq(), peer: objid, attrs: { objid, method: type, data, noReply: true } });
       } catch (e) {
-        return Promise.reject(e);
+        return Promise.reject(asError(e));
       }
       return Promise.resolve({ statuses: {} });
     }
@@ -693,7 +698,7 @@ export class UbusClient extends EventEmitter<UbusClientEvents> {
         seq = this.nextSeq();
         this.write({ type: UBUS_MSG.NOTIFY, seq, peer: objid, attrs: { objid, method: type, data } });
       } catch (e) {
-        reject(e);
+        reject(asError(e));
         return;
       }
       const result: UbusNotifyResult = { statuses: {} };

@@ -320,7 +320,7 @@ function valueBytes(value: BlobmsgInput, depth: number): { type: number; bytes: 
       if (Array.isArray(value)) return { type: BLOBMSG_TYPE.ARRAY, bytes: encodeBlobmsgArray(value, depth + 1) };
       if (isTyped(value)) return typedBytes(value);
       if (!isPlainObject(value)) throw new TypeError('cannot encode a class instance as a blobmsg table (use a plain object)');
-      return { type: BLOBMSG_TYPE.TABLE, bytes: encodeBlobmsgTable(value as BlobmsgTableInput, depth + 1) };
+      return { type: BLOBMSG_TYPE.TABLE, bytes: encodeBlobmsgTable(value, depth + 1) };
     default:
       throw new TypeError(`cannot encode a ${typeof value} as blobmsg`);
   }

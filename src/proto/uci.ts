@@ -49,13 +49,16 @@ function isSpace(c: string): boolean {
   return c === ' ' || c === '\t' || c === '\n' || c === '\r' || c === '\v' || c === '\f';
 }
 
-class ParseError {
+class ParseError extends Error {
   constructor(
     readonly line: number,
-    readonly message: string,
+    message: string,
     /** Not reported: a consequence of an error already reported. */
     readonly silent = false,
-  ) {}
+  ) {
+    super(message);
+    this.name = 'ParseError';
+  }
 }
 
 /** What the line parser reports; each may throw a ParseError. */
@@ -444,7 +447,7 @@ export function parseUci(input: string): Result<UciPackage> {
 }
 
 function setOption(s: UciSection, kind: 'option' | 'list', key: string, value: string, line: number): void {
-  const itemLines = s.itemLines ?? (s.itemLines = new Map());
+  const itemLines = (s.itemLines ??= new Map<string, number[]>());
   const prev = s.options.get(key);
   if (kind === 'option') {
     if (value === '') return; // libuci: setting an option to '' while parsing is a no-op

@@ -182,7 +182,7 @@ test('control: Package, Version, Depends, Source, License, Section, Architecture
     const c = ipk[pkg]!.control;
     assert.equal(c.Package, pkg);
     assert.equal(c.Version, PKG_VERSION, 'the package.json version, -r and the Makefile release');
-    assert.ok(c.Version!.startsWith(`${VERSION}-r`));
+    assert.ok(c.Version.startsWith(`${VERSION}-r`));
     assert.deepEqual(c.Depends!.split(', '), EXPECT_DEPENDS[pkg], `${pkg} Depends, comma-separated OpenWrt names`);
     assert.equal(c.Architecture, 'all');
     assert.equal(c.License, 'GPL-2.0-only');

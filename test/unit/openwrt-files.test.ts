@@ -107,12 +107,18 @@ test('every JSON file parses', () => {
   for (const f of JSON_FILES) assert.doesNotThrow(() => JSON.parse(fs.readFileSync(f, 'utf8')), rel(f));
 });
 
-function readJson(p: string): any {
+function readJson(p: string): unknown {
   return JSON.parse(fs.readFileSync(p, 'utf8'));
 }
 
+/** luci/menu.d: what these tests read of an entry. */
+type LuciMenu = Record<string, { action: { type: string; path?: string }; depends: { acl?: string[]; uci?: Record<string, boolean> } } | undefined>;
+/** rpcd/acl.d: what these tests read of a group. */
+type RpcdAcl = Record<string, { description?: unknown; read: { ubus: { tmip: string[] }; uci: string[] }; write: { ubus: { tmip: string[] }; uci: string[] } } | undefined>;
+const ACL_FILE = path.join(LUCI_APP, 'root/usr/share/rpcd/acl.d/luci-app-tmip.json');
+
 test('the LuCI menu puts Settings and Status under Services, behind the ACL and the uci config', () => {
-  const menu = readJson(path.join(LUCI_APP, 'root/usr/share/luci/menu.d/luci-app-tmip.json'));
+  const menu = readJson(path.join(LUCI_APP, 'root/usr/share/luci/menu.d/luci-app-tmip.json')) as LuciMenu;
   const top = menu['admin/services/tmip'];
   assert.ok(top, 'admin/services/tmip');
   assert.equal(top.action.type, 'firstchild');
@@ -128,7 +134,7 @@ test('the LuCI menu puts Settings and Status under Services, behind the ACL and 
 });
 
 test('the rpcd ACL grants read of the ubus status methods and uci tmip, write of uci tmip and reload', () => {
-  const acl = readJson(path.join(LUCI_APP, 'root/usr/share/rpcd/acl.d/luci-app-tmip.json'));
+  const acl = readJson(ACL_FILE) as RpcdAcl;
   const grant = acl['luci-app-tmip'];
   assert.ok(grant, 'the ACL group is named after the package, as the menu expects');
   assert.equal(typeof grant.description, 'string');
@@ -146,7 +152,13 @@ test('the rpcd ACL grants read of the ubus status methods and uci tmip, write of
  * parameters of a function whose body is the file, called with the required modules; _, L, E and
  * cbi_update_table are globals.
  */
-function loadView(file: string, modules: Record<string, unknown>, globals: Record<string, unknown>): any {
+/** A view as the file returns it (the stub's view.extend returns its argument): LuCI calls load(), then render(). */
+interface LuciView {
+  load(): Promise<unknown>;
+  render(data?: unknown): unknown;
+}
+
+function loadView(file: string, modules: Record<string, unknown>, globals: Record<string, unknown>): LuciView {
   const source = fs.readFileSync(file, 'utf8');
   const names = [...source.matchAll(/^'require ([\w.]+)(?:\s+as\s+(\w+))?';\s*$/gm)].map((m) => m[2] ?? m[1]!.replace(/[^\w]/g, '_'));
   const ctx = vm.createContext({ console, ...globals });
@@ -161,7 +173,7 @@ function loadView(file: string, modules: Record<string, unknown>, globals: Recor
      };`,
     ctx,
   );
-  const factory = vm.runInContext(`(function(${names.join(', ')}) {\n${source}\n})`, ctx, { filename: file });
+  const factory = vm.runInContext(`(function(${names.join(', ')}) {\n${source}\n})`, ctx, { filename: file }) as (...modules: unknown[]) => LuciView;
   return factory(...names.map((n) => {
     assert.ok(n in modules, `${path.basename(file)} requires '${n}', which the stub LuCI does not provide`);
     return modules[n];
@@ -226,7 +238,7 @@ function stubForm() {
       this.tabs.push(name);
     }
     option(cls: new (s: StubSection, n: string) => StubOption, name: string) {
-      const o = new cls(this as unknown as StubSection, name);
+      const o = new cls(this, name);
       this.options.push(o);
       return o;
     }
@@ -487,17 +499,17 @@ function statusPage(replies: Record<string, () => Promise<unknown>>) {
   const notes: unknown[] = [];
   const E = (tag: unknown, attrs?: unknown, children?: unknown): Node => {
     if (Array.isArray(tag)) return { tag: 'fragment', attrs: {}, children: tag.length ? tag : attrs, style: {} };
-    const hasAttrs = attrs && typeof attrs === 'object' && !Array.isArray(attrs) && !('tag' in (attrs as object));
+    const hasAttrs = attrs && typeof attrs === 'object' && !Array.isArray(attrs) && !('tag' in attrs);
     return { tag, attrs: hasAttrs ? (attrs as Record<string, unknown>) : {}, children: hasAttrs ? children : attrs, style: {} };
   };
   const rpc = {
     declare(opts: { object: string; method: string; expect?: Record<string, unknown> }) {
       declared.push(opts);
       return () =>
-        (replies[opts.method] ?? (() => Promise.reject(new Error('Method not found'))))().then((reply: any) => {
+        (replies[opts.method] ?? (() => Promise.reject(new Error('Method not found'))))().then((reply: unknown) => {
           if (!opts.expect) return reply;
           const key = Object.keys(opts.expect)[0]!;
-          const v = reply?.[key];
+          const v = (reply as Record<string, unknown> | null | undefined)?.[key];
           const dflt = opts.expect[key];
           return v == null || Array.isArray(v) !== Array.isArray(dflt) || typeof v !== typeof dflt ? dflt : v;
         });
@@ -508,7 +520,13 @@ function statusPage(replies: Record<string, () => Promise<unknown>>) {
     dom: { content: (node: Node, children: unknown) => { node.children = children; } },
     poll: { add: (fn: () => Promise<unknown>, interval: number) => polls.push({ fn, interval }) },
     rpc,
-    ui: { createHandlerFn: (self: any, name: string) => () => self[name](), addNotification: (_t: unknown, body: unknown, cls: string) => notes.push([body, cls]) },
+    ui: {
+      createHandlerFn: (self: Record<string, unknown>, name: string) => () => {
+        const handler = self[name];
+        assert.ok(typeof handler === 'function', `the view has a method ${name}`);
+        return (handler as () => unknown).call(self);
+      },
+      addNotification: (_t: unknown, body: unknown, cls: string) => notes.push([body, cls]) },
   };
   const globals = {
     _: (s: string) => s,
@@ -556,12 +574,13 @@ test(`the status page calls the CN ubus methods the ACL grants, and renders thei
     reload: async () => ({}),
   };
   const { view, declared, polls, notes } = statusPage(replies);
-  const acl = readJson(path.join(LUCI_APP, 'root/usr/share/rpcd/acl.d/luci-app-tmip.json'))['luci-app-tmip'];
+  const acl = (readJson(ACL_FILE) as RpcdAcl)['luci-app-tmip'];
+  assert.ok(acl);
   const granted = [...acl.read.ubus.tmip, ...acl.write.ubus.tmip].sort();
   assert.ok(declared.every((d) => d.object === 'tmip'));
   assert.deepEqual(declared.map((d) => d.method).sort(), granted, 'the page calls exactly the methods the ACL grants');
 
-  const page = view.render(await view.load());
+  const page = view.render(await view.load()) as Node;
   assert.equal(polls.length, 1);
   assert.equal(polls[0]!.interval, 5);
   const all = textOf(page);
@@ -583,7 +602,7 @@ test(`the status page calls the CN ubus methods the ACL grants, and renders thei
   assert.match(String(clients[1]![6]), /^1[12]\ds$/, 'an absolute expiry time is shown as the time left');
   assert.deepEqual(rowsOf('No tunnels'), [['tmip07', 'ipip', '10.200.0.7', '7', '1480']]);
   assert.deepEqual(rowsOf('No peer CNs'), [['ap-gym', '10.200.0.7', 'unknown']]);
-  const notice = findAll(page, (n) => String(n.attrs.class ?? '').includes('alert-message'))[0]!;
+  const notice = findAll(page, (n) => typeof n.attrs.class === 'string' && n.attrs.class.includes('alert-message'))[0]!;
   assert.equal(notice.style.display, 'none', 'no warning while the CN answers');
 
   // the CN goes away: the next poll shows a warning and empty tables
@@ -855,7 +874,7 @@ test("tmip-mlr's uci-defaults adds an mlr section the daemon accepts, with the s
 // Makefiles (text-level; ipk.test.ts runs them against a stub SDK)
 
 test('the feed Makefiles follow the OpenWrt layout and carry the package.json version', () => {
-  const version = readJson(path.join(ROOT, 'package.json')).version as string;
+  const { version } = readJson(path.join(ROOT, 'package.json')) as { version: string };
   const tmip = fs.readFileSync(path.join(FEED, 'net/tmip/Makefile'), 'utf8');
   const luci = fs.readFileSync(path.join(LUCI_APP, 'Makefile'), 'utf8');
   const cap = fs.readFileSync(path.join(FEED, 'lang/node-cap/Makefile'), 'utf8');
@@ -878,8 +897,8 @@ test('the feed Makefiles follow the OpenWrt layout and carry the package.json ve
   assert.match(luci, /^include \$\(TOPDIR\)\/feeds\/luci\/luci\.mk$/m);
   assert.match(luci, /^# call BuildPackage - OpenWrt buildroot signature$/m, 'the signature the feed scanner looks for');
   // node-cap builds the version of cap the project locks, from the npm registry
-  const lock = readJson(path.join(ROOT, 'package-lock.json'));
-  assert.match(cap, new RegExp(`^PKG_VERSION:=${String(lock.packages['node_modules/cap'].version).replace(/\./g, '\\.')}$`, 'm'));
+  const lock = readJson(path.join(ROOT, 'package-lock.json')) as { packages: Record<string, { version?: string } | undefined> };
+  assert.match(cap, new RegExp(`^PKG_VERSION:=${String(lock.packages['node_modules/cap']?.version).replace(/\./g, '\\.')}$`, 'm'));
   assert.match(cap, /^PKG_HASH:=[0-9a-f]{64}$/m);
   assert.match(cap, /^PKG_BUILD_DEPENDS:=node\/host$/m);
   for (const s of ['npm_config_arch=$(NODEJS_CPU)', 'npm_config_target_arch=$(NODEJS_CPU)', 'npm_config_build_from_source=true', 'npm_config_nodedir=$(STAGING_DIR)/usr/', '$(MAKE_FLAGS)']) {
