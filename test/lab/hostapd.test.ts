@@ -25,6 +25,30 @@ function lineEpoch(line: string): number {
   return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate(), +m[1]!, +m[2]!, +m[3]!, +m[4]!);
 }
 
+/** Frames an MS has sent on its eth0 so far: the kernel's counter, read without any capture lag. */
+async function framesSent(t: TmipLab, ms: string): Promise<number> {
+  const out = await t.lab.ip(ms, ['-s', '-j', 'link', 'show', 'dev', LAB.msIf]);
+  const n = (JSON.parse(out) as { stats64?: { tx?: { packets?: unknown } } }[])[0]?.stats64?.tx?.packets;
+  if (typeof n !== 'number') throw new Error(`no tx packet counter for ${ms} in ${out}`);
+  return n;
+}
+
+/**
+ * Bytes the server has sent to `msIp` over TCP that the MS has not acknowledged yet (Send-Q), summed
+ * over the established connections; null when there is none (so that a lost stream cannot pass as quiet).
+ */
+async function unacked(t: TmipLab, msIp: string): Promise<number | null> {
+  const out = await t.lab.execOk('srv', 'ss', ['-tnH', 'state', 'established', 'dst', msIp]);
+  let sum: number | null = null;
+  for (const line of out.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    const peer = f.findIndex((x) => x.startsWith(`${msIp}:`));
+    if (peer < 2) continue;
+    sum = (sum ?? 0) + Number(f[peer - 2]); // Recv-Q Send-Q Local:Port Peer:Port
+  }
+  return sum;
+}
+
 describe('hostapd association events', { skip, timeout: 120_000 }, () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmip-ubus-'));
   const ubusd: Record<CnName, FakeUbusd> = { cn1: new FakeUbusd(path.join(dir, 'cn1.sock')), cn2: new FakeUbusd(path.join(dir, 'cn2.sock')) };
@@ -70,22 +94,28 @@ describe('hostapd association events', { skip, timeout: 120_000 }, () => {
     stream = await startStream(t.lab, { ms: 'ms1' });
     await stream.waitConnected();
     await stream.waitRecords(30, 5000);
-    // Quiet the client: pause the server's sender, so the client has nothing to acknowledge.
+    // Quiet the client: pause the server's sender, then wait until the client has acknowledged all it
+    // was sent (the server's Send-Q is empty), so it has nothing left to send.
     stream.source.signal('SIGSTOP');
-    await new Promise((r) => setTimeout(r, 500));
+    await t.until(
+      'the client to acknowledge everything the paused sender had sent (server Send-Q 0)',
+      async () => (await unacked(t, lease.ip)) === 0,
+    );
     const peer = t.lab.ms('ms1').peer;
     const capture = t.lab.spawn('air', 'tcpdump', ['-l', '-n', '-tt', '-c', '5', '-i', peer, 'ether', 'src', ms.mac]);
     await capture.waitForLine(/listening on/, 5000, { stream: 'stderr' });
     const framesFromClient = () => capture.stdout().filter((l) => /^\d+\.\d+ /.test(l));
 
     const mark = t.cn('cn2').mark();
+    const sentBefore = await framesSent(t, 'ms1');
     await hostapd.cn1.disassoc(ms.mac);
     const movedAt = await t.lab.moveMs('ms1', 2);
     await hostapd.cn2.assoc(ms.mac);
     const arrival = await t.waitArrival('cn2', ms.mac, mark);
     assert.match(arrival, /after detection via assoc/);
-    await new Promise((r) => setTimeout(r, 300));
-    assert.deepEqual(framesFromClient(), [], 'the handover completed while the client had sent nothing');
+    // The kernel's counter, not the capture (whose output lags): nothing left the client's eth0.
+    assert.equal(await framesSent(t, 'ms1'), sentBefore, 'the handover completed while the client had sent nothing');
+    assert.deepEqual(framesFromClient(), [], 'nor did the capture see a frame from it');
     assert.deepEqual(await t.gateways('cn2'), ['10.1.0.6']);
 
     // Resume the sender: the data now flows through the tunnel, and the client answers.

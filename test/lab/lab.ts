@@ -331,7 +331,7 @@ async function wipeNamespaces(names: string[], log: (m: string) => void): Promis
       }
     }
     if (!any) break;
-    await sleep(100);
+    await sleep(100); // poll step of this bounded loop: re-list (and re-kill) after the SIGKILLs land
   }
   for (const ns of names) {
     const r = await run('ip', ['netns', 'del', ns], { timeoutMs: 10_000 });
@@ -614,12 +614,11 @@ export class Lab {
           }, timeoutMs);
           listeners.add(onLine);
           void exited.then((s) => {
-            // Let the final output drain before giving up.
-            setTimeout(() => {
-              if (!listeners.has(onLine)) return;
-              done();
-              reject(new Error(`${label}: exited (code ${s.code}, signal ${s.signal}) before a line matching ${re}; last lines:\n${tail()}`));
-            }, 50);
+            // `exited` settles on the child's 'close', which comes after both pipes have ended: every
+            // line the process printed has been pushed (and offered to onLine) by now.
+            if (!listeners.has(onLine)) return;
+            done();
+            reject(new Error(`${label}: exited (code ${s.code}, signal ${s.signal}) before a line matching ${re}; last lines:\n${tail()}`));
           });
         });
       },

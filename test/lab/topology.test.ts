@@ -7,16 +7,23 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { until, within } from '../support/helpers.js';
 import { Lab, LAB, listNamespaces, destroyStaleLabs } from './lab.js';
-import { startStream, bulkTransfer } from './stream.js';
+import { startStream, bulkTransfer, toEpoch, type StreamRun } from './stream.js';
 import { startUdhcpc, startDhclient } from './dhcp-clients.js';
 
 const skip = typeof process.getuid === 'function' && process.getuid() === 0 ? false : 'needs root (network namespaces)';
 const labs: Lab[] = [];
 
-/** Resolves with `value` after ms, without keeping the process alive. */
+/** Resolves with `value` after ms, without keeping the process alive (a bound for Promise.race). */
 function timeout<T>(ms: number, value: T): Promise<T> {
   return new Promise((r) => setTimeout(() => r(value), ms).unref());
+}
+
+/** Waits until the sink has reported records arriving `ms` after `t` (performance.now()): that much stream went by. */
+function streamFor(stream: StreamRun, t: number, ms: number, what: string): Promise<void> {
+  return until(`${ms} ms of stream ${what}`, () => stream.lastArrival() >= toEpoch(t) + ms, ms + 5000, 20);
 }
 
 async function newLab(): Promise<Lab> {
@@ -80,7 +87,7 @@ test('static MS in cell1 reaches srv; stream and 2 MB bulk transfer; destroy lea
     // Paced stream srv -> MS (inbound connection to the MS).
     const stream = await startStream(lab, { ms: 'ms1' });
     await stream.waitRecords(60, 5000);
-    await new Promise((r) => setTimeout(r, 300));
+    await streamFor(stream, performance.now(), 300, 'after the first 60 records');
     const summary = await stream.stop();
     assert.ok(summary, 'sink printed no summary');
     assert.equal(summary.seqErrors, 0);
@@ -115,6 +122,7 @@ test('roam: moving the MS port to cell2 cuts it off from cn1, moving back restor
     const away = await lab.moveMs('ms1', 2);
     assert.equal(lab.ms('ms1').cell, 2);
     assert.match(await lab.ip('air', ['link', 'show', 'dev', 'p-ms1']), /master cell2/);
+    // A deliberate outage of about 400 ms (not a wait for an event): the stall and its length must show.
     await new Promise((r) => setTimeout(r, 400));
     const stalled = stream.gapAround(away, 100);
     assert.ok(stalled >= 250, `the stall in progress should show, got ${stalled} ms`);
@@ -184,7 +192,7 @@ test('the DHCP client scripts apply leases without flushing (busybox udhcpd as a
     const renewed = await u.waitForLease(10_000);
     assert.equal(renewed.event, 'renew');
     assert.equal(renewed.ip, bound.ip);
-    await new Promise((r) => setTimeout(r, 300));
+    await streamFor(stream, performance.now(), 300, 'after the renew');
     const summary = await stream.stop();
     assert.equal(summary?.resets, 0);
     assert.equal(summary?.seqErrors, 0);
@@ -212,30 +220,43 @@ test('the DHCP client scripts apply leases without flushing (busybox udhcpd as a
 
 // A process that owns a lab dies in three ways; each time its namespaces and processes must be gone.
 const labModule = path.join(path.dirname(fileURLToPath(import.meta.url)), 'lab.js');
+const helpersModule = path.join(path.dirname(fileURLToPath(import.meta.url)), '../support/helpers.js');
 for (const how of ['SIGTERM', 'SIGINT', 'uncaught'] as const) {
   test(`a lab is torn down when its process gets ${how === 'uncaught' ? 'an uncaught exception' : how}`, { skip, timeout: 60_000 }, async () => {
+    // The child reports its lab once the process it spawned runs inside the lab (exec'd into
+    // sleep), and throws (uncaught) only when told to on stdin, after we have looked at its lab.
     const code = `
+      import fs from 'node:fs';
+      import { until } from ${JSON.stringify(helpersModule)};
       import { Lab } from ${JSON.stringify(labModule)};
       const lab = await Lab.create({ name: 'doomed' });
       await lab.addMs('ms1', 2);
       const p = lab.spawn('srv', 'sleep', ['30']);
-      await new Promise((r) => setTimeout(r, 100));
+      const comm = () => { try { return fs.readFileSync('/proc/' + p.pid + '/comm', 'utf8').trim(); } catch { return ''; } };
+      await until('the spawned process to exec sleep inside the lab', () => comm() === 'sleep', 5000, 5);
       console.log(JSON.stringify({ prefix: lab.prefix, pid: p.pid }));
-      ${how === 'uncaught' ? "setTimeout(() => { throw new Error('boom'); }, 200);" : 'setInterval(() => {}, 1000);'}
+      ${how === 'uncaught' ? "process.stdin.once('data', () => { throw new Error('boom'); });" : 'setInterval(() => {}, 1000);'}
     `;
-    const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     child.stderr.on('data', (c: Buffer) => (err += c.toString()));
     const exited = new Promise<number | null>((r) => child.on('close', (c) => r(c)));
-    const deadline = Date.now() + 20_000;
-    while (!out.includes('\n') && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
-    const info = JSON.parse(out.split('\n')[0] ?? '{}') as { prefix?: string; pid?: number };
+    const printed = new Promise<void>((resolve) => {
+      child.stdout.on('data', () => out.includes('\n') && resolve());
+      void exited.then(() => resolve());
+    });
+    await within(printed, 20_000, 'the lab owner to print its lab (or exit)').catch((e: Error) => {
+      child.kill('SIGKILL');
+      assert.fail(`${e.message}; its stderr: ${err}`);
+    });
+    const info = JSON.parse(out.split('\n')[0] || '{}') as { prefix?: string; pid?: number };
     assert.ok(info.prefix, `child did not build its lab: ${err}`);
     const before = (await listNamespaces()).filter((n) => n.startsWith(info.prefix!));
     assert.equal(before.length, 7);
-    if (how !== 'uncaught') child.kill(how);
+    if (how === 'uncaught') child.stdin.write('throw\n');
+    else child.kill(how);
     const status = await Promise.race([exited, timeout(20_000, 'hung' as const)]);
     if (status === 'hung') child.kill('SIGKILL');
     assert.notEqual(status, 'hung', 'lab owner did not exit');

@@ -1,6 +1,8 @@
 // Small helpers shared by the unit tests: parsing a dotted quad or failing the test, hex literals,
-// a seeded PRNG for reproducible fuzz loops, and assertions on Result values.
+// a seeded PRNG for reproducible fuzz loops, assertions on Result values, and the bounded waits
+// (until, within, nextEvent, neverWithin) every test uses instead of fixed sleeps.
 import assert from 'node:assert/strict';
+import type { EventEmitter } from 'node:events';
 import { parseIPv4, type IPv4 } from '../../src/core/ip.js';
 import type { Result } from '../../src/core/result.js';
 
@@ -52,4 +54,51 @@ export async function until(what: string, cond: () => boolean | Promise<boolean>
     await new Promise((r) => setTimeout(r, stepMs));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/** `p`, or a failure after `timeoutMs` that names what was awaited. The timer does not outlive `p`. */
+export function within<T>(p: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
+  });
+  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * The arguments of the next `event` from `emitter` for which `filter` (if given) holds; fails after
+ * `timeoutMs` naming `what`. Subscribe before doing what causes the event.
+ */
+export function nextEvent(
+  emitter: EventEmitter,
+  event: string,
+  what: string,
+  timeoutMs = 2000,
+  filter?: (...args: unknown[]) => boolean,
+): Promise<unknown[]> {
+  let listener: ((...args: unknown[]) => void) | undefined;
+  const got = new Promise<unknown[]>((resolve) => {
+    listener = (...args: unknown[]) => {
+      if (filter && !filter(...args)) return;
+      emitter.off(event, listener!);
+      resolve(args);
+    };
+    emitter.on(event, listener);
+  });
+  return within(got, timeoutMs, `${what} (event "${event}")`).finally(() => emitter.off(event, listener!));
+}
+
+/**
+ * For the rare "nothing happened" check with no evidence to wait for instead (a timer that must not
+ * fire): polls `cond` every `stepMs` for `ms` and fails as soon as it holds. Take `ms` from the timer
+ * in question (a few times its delay) and say so at the call site; wherever the input leaves a trace
+ * once processed (a log line, a counter, a reply behind it on the same path), wait for that instead.
+ */
+export async function neverWithin(what: string, cond: () => boolean | Promise<boolean>, ms: number, stepMs = 5): Promise<void> {
+  const end = Date.now() + ms;
+  for (let i = 0; i < 100_000; i++) {
+    if (await cond()) throw new Error(`${what} happened within ${ms} ms, which it must not`);
+    if (Date.now() >= end) return;
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
 }

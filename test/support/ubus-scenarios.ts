@@ -2,7 +2,9 @@
 // real ubusd binary is supplied, against it (test/unit/ubus-real.test.ts): publish and call,
 // hostapd-style subscribe/notify, following an object that goes and comes back, events, lookup
 // patterns, server restart with full re-establishment, close(), socket path fallback and oversized
-// replies. Also the bounded-wait helpers every ubus test uses. Every wait here has a deadline.
+// replies. Also the bounded-wait helpers every ubus test uses. Every wait here has a deadline, and
+// no scenario sleeps before asserting that something did not happen: it waits for evidence that the
+// input was handled (a reply queued behind it on the same path, a counter) and asserts only then.
 import assert from 'node:assert/strict';
 import type { EventEmitter } from 'node:events';
 import fs from 'node:fs';
@@ -10,6 +12,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { UbusClient, UbusError, type UbusClientOptions, type UbusInvokeContext } from '../../src/platform/ubus-client.js';
+import { neverWithin, nextEvent as nextEventOf, until, within as withinMs } from './helpers.js';
 import type { BlobmsgTable } from '../../src/proto/blob.js';
 import { encodeUbusMessage, UbusFrameReader, UBUS_MSG, UBUS_STATUS, type UbusMessage, type UbusMessageInput } from '../../src/proto/ubus.js';
 
@@ -25,31 +28,23 @@ export function tempSocketDir(): { dir: string; socketPath: string; cleanup(): v
   return { dir, socketPath: path.join(dir, 'ubus.sock'), cleanup: () => fs.rmSync(dir, { recursive: true, force: true }) };
 }
 
+/** `p`, or a failure after `ms` naming `what` (helpers.within, in this file's argument order). */
 export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
+  return withinMs(p, ms, what);
 }
 
-export async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+/** Polls `cond` every 5 ms until it holds; fails after `ms` naming `what` (helpers.until). */
+export function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
+  return until(what, cond, ms, 5);
 }
 
+/** The arguments of the next `name` event of `emitter`; fails after `ms`. */
 export function nextEvent(emitter: EventEmitter, name: string, ms: number): Promise<unknown[]> {
-  return within(
-    new Promise<unknown[]>((resolve) => emitter.once(name, (...args: unknown[]) => resolve(args))),
-    ms,
-    `event "${name}"`,
-  );
+  return nextEventOf(emitter, name, `event "${name}"`, ms);
 }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** The Harness clients' first reconnect delay (it doubles per failed attempt up to 200 ms). */
+export const RECONNECT_DELAY_MS = 20;
 
 /** Makes connected clients with fast reconnects, and closes them all at the end. */
 export class Harness {
@@ -58,7 +53,7 @@ export class Harness {
   constructor(readonly env: UbusServerEnv) {}
 
   async client(opts: UbusClientOptions = {}): Promise<UbusClient> {
-    const c = new UbusClient({ socketPath: this.env.socketPath, reconnectDelayMs: 20, reconnectMaxDelayMs: 200, connectTimeoutMs: 2000, requestTimeoutMs: 3000, ...opts });
+    const c = new UbusClient({ socketPath: this.env.socketPath, reconnectDelayMs: RECONNECT_DELAY_MS, reconnectMaxDelayMs: 200, connectTimeoutMs: 2000, requestTimeoutMs: 3000, ...opts });
     this.clients.push(c);
     await within(c.connect(), 3000, 'connect');
     return c;
@@ -113,6 +108,7 @@ export const scenarios: Record<string, Scenario> = {
     assert.ok((a.clientId ?? 0) >= 1024 && (b.clientId ?? 0) >= 1024 && a.clientId !== b.clientId);
     await a.ping();
     const seen: UbusInvokeContext[] = [];
+    let slowAnswered = false;
     const obj = await a.addObject('tmip.test', {
       echo: {
         args: { msg: 'string', n: 'int32' },
@@ -132,7 +128,16 @@ export const scenarios: Record<string, Scenario> = {
           throw new UbusError(UBUS_STATUS.PERMISSION_DENIED);
         },
       },
-      slow: { handler: () => new Promise((r) => setTimeout(() => r({ late: true }), 300)) },
+      // Deliberately slower (300 ms) than the caller below is willing to wait (50 ms): a late reply.
+      slow: {
+        handler: () =>
+          new Promise((r) =>
+            setTimeout(() => {
+              slowAnswered = true;
+              r({ late: true });
+            }, 300),
+          ),
+      },
     });
     assert.ok(obj.id >= 1024);
     assert.deepEqual(await b.call('tmip.test', 'echo', { msg: 'hi', n: 7 }), { msg: 'hi', n: 7 });
@@ -148,7 +153,11 @@ export const scenarios: Record<string, Scenario> = {
     await assert.rejects(b.call('tmip.test', 'refuses'), ubusStatus('PERMISSION_DENIED'));
     await assert.rejects(b.call('tmip.missing', 'x'), ubusStatus('NOT_FOUND'));
     await assert.rejects(b.call('tmip.test', 'slow', {}, 50), ubusStatus('TIMEOUT'));
-    await sleep(350); // the late reply arrives and is dropped
+    // The late reply: once the handler has returned, a has written it (reply() follows the handler
+    // without another turn of the event loop), so a's answer to the next call travels a -> ubusd -> b
+    // behind it. When b has that answer, it has also received the late reply and dropped it: had it
+    // taken it for an answer, this call would return { late: true }.
+    await waitFor(() => slowAnswered, 2000, 'the slow handler to answer after its caller gave up');
     assert.deepEqual(await b.call('tmip.test', 'echo', { msg: 'after' }), { msg: 'after', n: 0 });
     // a client can call its own object
     assert.deepEqual(await a.call('tmip.test', 'echo', { msg: 'self' }), { msg: 'self', n: 0 });
@@ -235,10 +244,12 @@ export const scenarios: Record<string, Scenario> = {
     await waitFor(() => sub.active, 2000, 'the subscription to come back');
     assert.equal(sub.targetId, obj2.id);
     await obj2.notify('assoc', { address: MAC });
-    await obj3.notify('assoc', { address: MAC });
-    await waitFor(() => got.length === 1, 2000, 'a notification from the new object');
-    await sleep(50);
-    assert.deepEqual(got, ['assoc']);
+    await obj3.notify('assoc', { address: MAC }); // nobody may hear this: `once` does not follow
+    // A marker behind it on the same path (hostapd -> ubusd -> tmip): once tmip has the marker, it
+    // has had everything ubusd forwarded of obj3's notification too.
+    await obj2.notify('marker', {});
+    await waitFor(() => got.includes('marker'), 2000, 'the marker notification from the new object');
+    assert.deepEqual(got, ['assoc', 'marker']);
     assert.equal(once.active, false);
     await assert.rejects(tmip.subscribe('hostapd.nothing', () => {}), ubusStatus('NOT_FOUND'));
   },
@@ -311,7 +322,8 @@ export const scenarios: Record<string, Scenario> = {
   },
 
   async 'after a ubusd restart the client reconnects and re-establishes everything'(h) {
-    const svc = await h.client();
+    let failedReconnects = 0;
+    const svc = await h.client({ log: (_level, message) => void (/^ubus: reconnect failed/.test(message) && failedReconnects++) });
     const hostapd = await h.client();
     await svc.addObject('tmip.svc', { hello: { handler: () => ({ ok: true }) } });
     const wl0 = await hostapd.addObject('hostapd.wl0', { get_clients: { handler: () => ({}) } });
@@ -326,7 +338,7 @@ export const scenarios: Record<string, Scenario> = {
     await down;
     assert.equal(svc.connected, false);
     await assert.rejects(svc.call('tmip.svc', 'hello'), ubusStatus('CONNECTION_FAILED'));
-    await sleep(100); // a few failed attempts while ubusd is away
+    await waitFor(() => failedReconnects >= 2, 3000, 'two failed reconnect attempts while ubusd is away');
     await h.env.start();
     await up;
     assert.ok(svc.connected && hostapd.connected);
@@ -346,18 +358,26 @@ export const scenarios: Record<string, Scenario> = {
   async 'close(): pending requests fail and the client stays closed'(h) {
     const a = await h.client();
     const b = await h.client();
-    await a.addObject('tmip.slow', { slow: { handler: () => new Promise((r) => setTimeout(() => r({}), 500)) } });
+    let slowCalled = false;
+    // Deliberately slow (500 ms): the call must still be pending when b closes.
+    const slow = () => {
+      slowCalled = true;
+      return new Promise<Record<string, never>>((r) => setTimeout(() => r({}), 500));
+    };
+    await a.addObject('tmip.slow', { slow: { handler: slow } });
     let closed = 0;
     let reconnected = 0;
     b.on('closed', () => closed++);
     b.on('reconnected', () => reconnected++);
     const pending = b.call('tmip.slow', 'slow', {}, 5000);
-    await sleep(20);
+    await waitFor(() => slowCalled, 2000, 'the call to reach the slow handler');
     b.close();
     await assert.rejects(pending, ubusStatus('CONNECTION_FAILED'));
     assert.equal(b.connected, false);
     assert.equal(b.clientId, undefined);
-    await sleep(150);
+    // Nothing leaves a trace when a closed client (rightly) does not reconnect, so watch for it for
+    // ten times the first reconnect delay: a reconnect that had been scheduled would show by then.
+    await neverWithin('a reconnect after close()', () => b.connected || reconnected > 0, 10 * RECONNECT_DELAY_MS);
     assert.equal(b.connected, false);
     assert.equal(reconnected, 0);
     assert.equal(closed, 1);
@@ -498,6 +518,8 @@ export const scenarios: Record<string, Scenario> = {
 
   async 'protocol: INVOKEs a published object gets without DATA, and with it'(h) {
     const a = await h.client();
+    let drops = 0;
+    a.on('disconnected', () => drops++);
     const obj = await a.addObject('tmip.x', { m: { handler: () => ({ ok: 1 }) } });
     const raw = await rawConnection(h.env.socketPath);
     try {
@@ -513,7 +535,10 @@ export const scenarios: Record<string, Scenario> = {
     } finally {
       raw.socket.destroy();
     }
-    await sleep(10);
+    // A ping from a travels behind a's answers: whatever ubusd sent a in return for them (or for the
+    // raw peer's requests, which came before) arrives before the ping's reply.
+    await within(a.ping(), 2000, 'a ping from a after the raw exchange');
+    assert.equal(drops, 0, 'a was never disconnected');
     assert.ok(a.connected);
   },
 };

@@ -1,6 +1,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { AssociationTable, bssOfObject, isWdsNetdev } from '../../src/core/association.js';
+import { until } from '../support/helpers.js';
 
 const A = '02:00:00:00:00:0a';
 
@@ -59,8 +60,7 @@ test('a WDS station netdev appearing makes the watcher re-read its BSS and mark 
   assert.deepEqual(arrivals, [A], 'at first it looks like any station');
   clients[A] = { wds: true, authorized: true };
   ubus.notify('network.device', 'add', { name: 'phy0-ap0.sta1', present: true });
-  for (let i = 0; i < 50 && !table.isWds(A); i++) await new Promise((r) => setTimeout(r, 2));
-  assert.equal(table.isWds(A), true, 'recognised as a link to another node');
+  await until('the watcher to re-read phy0-ap0 and mark the station as a WDS link', () => table.isWds(A), 2000, 2);
   assert.equal(table.mayMigrate(A, false), false);
   ubus.unpublish('hostapd.phy0-ap0');
   assert.deepEqual(w.bsses, []);

@@ -77,7 +77,11 @@ test('a server that never says HELLO, or says something else first, is refused',
   const silent = tmp.socketPath + '.silent';
   const wrong = tmp.socketPath + '.wrong';
   const sockets: net.Socket[] = [];
-  const s1 = net.createServer((s) => void sockets.push(s));
+  let silentAccepted = 0;
+  const s1 = net.createServer((s) => {
+    silentAccepted++;
+    sockets.push(s);
+  });
   const s2 = net.createServer((s) => {
     sockets.push(s);
     s.write(encodeUbusMessage({ type: UBUS_MSG.STATUS, seq: 0, peer: 1234, attrs: { status: 0 } }));
@@ -94,8 +98,10 @@ test('a server that never says HELLO, or says something else first, is refused',
     // close() during a connection attempt ends it at once, not at the HELLO timeout
     const c3 = new UbusClient({ socketPath: silent, connectTimeoutMs: 5000 });
     const started = Date.now();
+    const accepted = silentAccepted;
     const attempt = c3.connect();
-    setTimeout(() => c3.close(), 50);
+    await waitFor(() => silentAccepted > accepted, 2000, 'the silent server to accept the connection (c3 now waits for HELLO)');
+    c3.close();
     await assert.rejects(attempt, (e: unknown) => e instanceof UbusError && e.statusName === 'CONNECTION_FAILED');
     assert.ok(Date.now() - started < 1000, `took ${Date.now() - started} ms`);
     assert.equal(c3.connected, false);

@@ -6,7 +6,8 @@ import test from 'node:test';
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
-import { Harness, scenarios, sleep, tempSocketDir, type UbusServerEnv } from '../support/ubus-scenarios.js';
+import { until } from '../support/helpers.js';
+import { Harness, scenarios, tempSocketDir, type UbusServerEnv } from '../support/ubus-scenarios.js';
 
 const UBUSD = process.env['UBUSD'];
 const skip = !UBUSD
@@ -37,12 +38,15 @@ class RealUbusd implements UbusServerEnv {
     if (this.child) return;
     const child = spawn(UBUSD as string, ['-s', this.socketPath], { stdio: 'ignore' });
     this.child = child;
-    const end = Date.now() + 5000;
-    while (!(await canConnect(this.socketPath))) {
-      if (child.exitCode !== null) throw new Error(`ubusd exited with ${child.exitCode}`);
-      if (Date.now() > end) throw new Error('ubusd did not open its socket within 5 s');
-      await sleep(10);
-    }
+    await until(
+      `ubusd to accept connections on ${this.socketPath}`,
+      async () => {
+        if (child.exitCode !== null) throw new Error(`ubusd exited with ${child.exitCode}`);
+        return canConnect(this.socketPath);
+      },
+      5000,
+      10,
+    );
   }
 
   async stop(): Promise<void> {
@@ -52,7 +56,7 @@ class RealUbusd implements UbusServerEnv {
     if (child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 3000); // grace period for SIGTERM, not a wait
     await exited;
     clearTimeout(timer);
   }
