@@ -105,8 +105,7 @@ export class CnDaemon implements CnReport {
     log(LOG.info, `Supported tunnels (in order of preference): ${tunnels.join(', ') || 'none'} (kernel has ${probed.join(', ') || 'none'})`);
     if (tunnels.length === 0) log(LOG.error, "no usable tunnel type: clients can roam in here only from this CN's own pools");
 
-    // The handover is created below, after the parts it needs; the driver reaches it through this.
-    let handover: CnHandover | undefined;
+    // The driver and the MLR link call back into the handover, which is created below from them.
     const dataplane = new DataplaneDriver(deps.net, {
       self: cfg.cnName,
       selfAddr,
@@ -115,7 +114,7 @@ export class CnDaemon implements CnReport {
       mobileIf: cfg.mobileIf,
       mssClamp: cfg.mssClamp,
       log,
-      onGatewayAdded: (gateway) => handover?.gatewayAdded(gateway),
+      onGatewayAdded: (gateway) => handover.gatewayAdded(gateway),
     });
     await dataplane.load();
 
@@ -128,14 +127,14 @@ export class CnDaemon implements CnReport {
       describe: `${cfg.mlr.host}:${cfg.mlr.port}`,
       connect: () => deps.connect(cfg.mlr.host, cfg.mlr.port),
       bindBody: () => this.bindBody(),
-      serve: (peer) => handover!.serve(peer),
+      serve: (peer) => handover.serve(peer),
       onBound: (reply) => {
         this.peerList = reply.peers;
-        return handover!.reestablish(reply.bindings);
+        return handover.reestablish(reply.bindings);
       },
       log,
     });
-    handover = new CnHandover({
+    const handover = new CnHandover({
       self: cfg.cnName,
       mlr,
       dataplane,

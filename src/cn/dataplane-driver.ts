@@ -2,7 +2,7 @@
 // what a previous run left (tunnels named with tunnel_prefix, gateway addresses carrying our label,
 // routes into our tunnels), then applies plans one at a time, keeping a model of what it applied.
 import { desiredDataplane, describeOp, emptyDataplane, planDataplane, type DataplaneContext, type DataplaneState } from '../core/dataplane.js';
-import { formatIPv4, type IPv4 } from '../core/ip.js';
+import type { IPv4 } from '../core/ip.js';
 import type { BindingView } from '../core/binding.js';
 import { LOG, type LogFn } from '../platform/log.js';
 import type { NetOps } from '../platform/netops.js';
@@ -123,8 +123,4 @@ export class DataplaneDriver {
     if (errors.length) throw new Error(errors.join('; '));
     return added;
   }
-}
-
-export function describeGateways(ips: IPv4[]): string {
-  return ips.map((g) => `${formatIPv4(g)}/30`).join(', ');
 }

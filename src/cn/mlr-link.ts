@@ -101,7 +101,7 @@ export class MlrLink implements MlrApi {
       log(LOG.error, `Binding CN to the mobile network: ${refused ? 'refused' : 'failed'}: ${e instanceof Error ? e.message : String(e)}`);
       peer.close('bind failed');
       if (refused && this.firstBind) {
-        this.firstBind.reject(e as Error);
+        this.firstBind.reject(e);
         this.firstBind = undefined;
         this.stopped = true;
         return;

@@ -18,7 +18,6 @@ export interface Cell {
   broadcast: IPv4;
 }
 
-export const CELL_PREFIX = 30;
 export const CELL_MASK: IPv4 = 0xfffffffc;
 
 export function parseIPv4(text: string): Result<IPv4> {
@@ -40,11 +39,6 @@ export function formatIPv4(ip: IPv4): string {
 
 export function maskOf(prefix: number): IPv4 {
   return prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-}
-
-export function prefixOfMask(mask: IPv4): number | undefined {
-  for (let p = 0; p <= 32; p++) if (maskOf(p) === mask >>> 0) return p;
-  return undefined;
 }
 
 export function parseCidr(text: string): Result<Cidr> {

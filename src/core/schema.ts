@@ -28,8 +28,6 @@ export const int = (min: number, max: number): Codec<number> =>
     typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? ok(v) : err(`${p}: expected an integer ${min}..${max}`),
   );
 
-export const bool: Codec<boolean> = plain((v, p) => (typeof v === 'boolean' ? ok(v) : err(`${p}: expected true or false`)));
-
 /** An IPv4 address: a dotted-quad string on the wire, its 32-bit number inside. */
 export const ipv4: Codec<IPv4> = {
   decode(v, p) {

@@ -1,7 +1,7 @@
 // RegistryStore: keeps the MLR's registry in a StateFile so a restarted MLR loses no binding. Loading
 // decodes the file with the registry's codec and restores it, reporting the first bad record by its
 // position; saving is coalesced (at most one write every `delayMs`) and done at shutdown.
-import { Registry, registrySnapshotCodec } from '../core/registry.js';
+import { registrySnapshotCodec, type Registry } from '../core/registry.js';
 import { err, ok, type Result } from '../core/result.js';
 import type { StateFile } from '../platform/state-file.js';
 

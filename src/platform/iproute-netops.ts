@@ -91,7 +91,7 @@ export function checkTunnelSpec(spec: TunnelSpec): void {
 
 export function checkSysctl(key: string, value: string): void {
   if (!isValidSysctlKey(key)) throw new Error(`invalid sysctl key '${key}'`);
-  if (!/^[A-Za-z0-9_.:,\/ -]{0,256}$/.test(value)) throw new Error(`invalid value for sysctl ${key}: '${value}'`);
+  if (!/^[A-Za-z0-9_.:,/ -]{0,256}$/.test(value)) throw new Error(`invalid value for sysctl ${key}: '${value}'`);
 }
 
 export function checkNftTable(table: string): string {
@@ -376,7 +376,7 @@ export class IprouteNetOps implements NetOps {
         create = false;
       } else {
         const d = existing.linkinfo?.info_data ?? {};
-        this.log(LOG.info, `tunnel ${spec.name}: re-creating (was ${kind} ${String(d['local'])} -> ${String(d['remote'])} key ${String(d['id'] ?? d['ikey'] ?? '-')})`);
+        this.log(LOG.info, `tunnel ${spec.name}: re-creating (was ${kind} ${String(d['local'])} -> ${String(d['remote'])} key ${JSON.stringify(d['id'] ?? d['ikey'] ?? '-')})`);
         await this.ip(['link', 'del', 'dev', spec.name], NO_DEVICE);
       }
     }

@@ -519,7 +519,7 @@ export class UbusClient extends EventEmitter<UbusClientEvents> {
       let seq: number;
       try {
         seq = this.nextSeq();
-        this.write({ type, seq, peer, attrs });
+        this.write({ type, seq, peer, ...(attrs !== undefined ? { attrs } : {}) });
       } catch (e) {
         reject(asError(e));
         return;

@@ -1,6 +1,7 @@
 // UbusPort: the part of a ubus client the CN uses (lookup, call, publish, subscribe, events). The
 // live implementation is platform/ubus-client.ts; tests use the same client against a fake ubusd.
-export type UbusHandler = (data: Record<string, unknown>) => unknown | Promise<unknown>;
+/** Returns the reply data, or a promise of it. */
+export type UbusHandler = (data: Record<string, unknown>) => unknown;
 
 export interface UbusMethod {
   /** Argument name -> blobmsg type name ('string', 'int32', 'bool', 'table', 'array'). */

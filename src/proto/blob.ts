@@ -24,19 +24,6 @@ const BLOB_ID_MASK = 0x7f000000;
 const BLOB_ID_SHIFT = 24;
 const BLOB_LEN_MASK = 0x00ffffff;
 
-/** Raw blob attribute types (libubox blob.h); ubus's own attributes use these. */
-export const BLOB_ATTR = {
-  UNSPEC: 0,
-  NESTED: 1,
-  BINARY: 2,
-  STRING: 3,
-  INT8: 4,
-  INT16: 5,
-  INT32: 6,
-  INT64: 7,
-  DOUBLE: 8,
-} as const;
-
 /** blobmsg value types; the id of an extended blob attribute. */
 export const BLOBMSG_TYPE = {
   UNSPEC: 0,
@@ -51,13 +38,6 @@ export const BLOBMSG_TYPE = {
   DOUBLE: 8,
 } as const;
 const BLOBMSG_TYPE_LAST = 8;
-
-const TYPE_NAMES = ['unspec', 'array', 'table', 'string', 'int64', 'int32', 'int16', 'int8', 'double'];
-
-/** "int32", "table", ... or "type N" for an unknown blobmsg type number. */
-export function blobmsgTypeName(type: number): string {
-  return TYPE_NAMES[type] ?? `type ${type}`;
-}
 
 export const BLOBMSG_DEFAULT_MAX_DEPTH = 32;
 export const BLOBMSG_DEFAULT_MAX_ELEMENTS = 65536;

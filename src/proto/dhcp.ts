@@ -64,7 +64,6 @@ export const DHCP_OPTION = {
 export const BOOTP_OP = { REQUEST: 1, REPLY: 2 } as const;
 export const DHCP_MAGIC_COOKIE = 0x63825363; // 99.130.83.99
 export const DHCP_FLAG_BROADCAST = 0x8000;
-export const HTYPE_ETHERNET = 1;
 export const ETHERNET_HLEN = 6;
 const CHADDR_LEN = 16;
 

@@ -15,14 +15,11 @@ export const ETHERTYPE = { IPV4: 0x0800, ARP: 0x0806, VLAN: 0x8100, IPV6: 0x86dd
 export const IP_PROTOCOL = { ICMP: 1, TCP: 6, UDP: 17 } as const;
 export const ARP_OP = { REQUEST: 1, REPLY: 2 } as const;
 export const DHCP_SERVER_PORT = 67;
-export const DHCP_CLIENT_PORT = 68;
 
 export const ETH_HEADER_LEN = 14;
 export const VLAN_TAG_LEN = 4;
 /** Minimum Ethernet frame without the FCS; shorter frames are zero-padded by encodeEthernet. */
 export const ETH_MIN_FRAME_LEN = 60;
-/** EtherType values below this are IEEE 802.3 length fields, not protocol numbers. */
-export const ETHERTYPE_MIN = 0x0600;
 const VLAN_ID_MASK = 0x0fff;
 
 export const ARP_LEN = 28; // Ethernet/IPv4 ARP body
@@ -34,7 +31,6 @@ export const IPV4_MIN_HEADER_LEN = 20;
 const IPV4_VERSION = 4;
 const IPV4_MIN_IHL = 5;
 const IPV4_MAX_TOTAL_LEN = 0xffff;
-export const IPV4_FLAG_DF = 0b010;
 export const IPV4_FLAG_MF = 0b001;
 const IPV4_FRAG_OFFSET_MASK = 0x1fff;
 const DEFAULT_TTL = 64;

@@ -45,7 +45,6 @@ export const UBUS_MSG = {
   NOTIFY: 10,
   MONITOR: 11,
 } as const;
-export type UbusMessageType = (typeof UBUS_MSG)[keyof typeof UBUS_MSG];
 
 export const UBUS_ATTR = {
   UNSPEC: 0,

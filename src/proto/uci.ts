@@ -36,14 +36,6 @@ const PACKAGE_RE = /^[A-Za-z0-9_-]+$/;
  */
 const TYPE_RE = /^[!$-&(-:<-[\]-~]+$/; // 0x21..0x7e minus " # ' ; \
 
-export function isUciName(s: string): boolean {
-  return NAME_RE.test(s);
-}
-
-export function isUciType(s: string): boolean {
-  return TYPE_RE.test(s);
-}
-
 /** C isspace(): space, \t, \n, \v, \f, \r. */
 function isSpace(c: string): boolean {
   return c === ' ' || c === '\t' || c === '\n' || c === '\r' || c === '\v' || c === '\f';
@@ -480,25 +472,6 @@ function nameAnonymous(pkg: UciPackage): void {
     counts.set(s.type, i + 1);
     if (s.anonymous) s.name = `@${s.type}[${i}]`;
   }
-}
-
-/** `uci show`-style path of a section, e.g. 'tmip.@cn[0]' or 'network.lan'. */
-export function sectionPath(pkg: UciPackage, s: UciSection, fallbackPackage = 'uci'): string {
-  let name = s.name;
-  if (name === undefined) {
-    let i = 0;
-    for (const other of pkg.sections) {
-      if (other === s) break;
-      if (other.type === s.type) i++;
-    }
-    name = `@${s.type}[${i}]`;
-  }
-  return `${pkg.name ?? fallbackPackage}.${name}`;
-}
-
-/** Find sections of a type, in file order. */
-export function sectionsOfType(pkg: UciPackage, type: string): UciSection[] {
-  return pkg.sections.filter((s) => s.type === type);
 }
 
 /** The escaping of `uci export`: every ' becomes '\'' (the value is then wrapped in '...'). */

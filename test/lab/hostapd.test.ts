@@ -146,7 +146,7 @@ describe('hostapd association events', { skip, timeout: 120_000 }, () => {
 
   it('ubus call tmip status / clients / tunnels answer through ubusd', async () => {
     const c = clients[1]!;
-    const status = (await c.call('tmip', 'status', {})) as Record<string, any>;
+    const status = (await c.call('tmip', 'status', {})) as { cn_name: string; mlr: { connected: boolean }; hostapd: { bss: string[] } };
     assert.equal(status.cn_name, 'cn2');
     assert.equal(status.mlr.connected, true);
     assert.deepEqual(status.hostapd.bss, ['wl0']);

@@ -16,7 +16,7 @@ async function up(args: string[]): Promise<void> {
     if (args[i] !== '--ms') usage();
     const m = /^([a-z][a-z0-9]{0,11})(?::([12]))?$/.exec(args[++i] ?? '');
     if (!m?.[1]) usage();
-    ms.push({ name: m[1], cell: (m[2] === '2' ? 2 : 1) as Cell });
+    ms.push({ name: m[1], cell: (m[2] === '2' ? 2 : 1) });
   }
   const lab = await Lab.create({ name: 'cli' });
   try {

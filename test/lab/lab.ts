@@ -743,7 +743,7 @@ export class Lab {
   /** Synchronous SIGKILL teardown for the process 'exit' hook. */
   destroySync(): void {
     if (this.destroyed) return;
-    for (const p of this.procs) if (!p.exitStatus && p.pid > 0) killQuiet(-p.pid, 'SIGKILL') || killQuiet(p.pid, 'SIGKILL');
+    for (const p of this.procs) if (!p.exitStatus && p.pid > 0 && !killQuiet(-p.pid, 'SIGKILL')) killQuiet(p.pid, 'SIGKILL');
     const names = new Set(this.namespaces);
     for (const n of listNamespacesSync()) if (n.startsWith(this.prefix)) names.add(n);
     wipeNamespacesSync(deletionOrder([...names], this.runId));

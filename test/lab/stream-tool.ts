@@ -245,7 +245,7 @@ function source(opts: Map<string, string>): void {
 const CHUNK = 64 * 1024;
 
 /** Deterministic pseudo-random byte stream: AES-128-CTR keystream keyed by SHA-256("tmip-lab-bulk:" + seed). */
-function* bulkStream(bytes: number, seed: string): Generator<Buffer> {
+function* bulkStream(bytes: number, seed: string): Generator<Buffer, void, undefined> {
   const key = createHash('sha256').update(`tmip-lab-bulk:${seed}`).digest().subarray(0, 16);
   const cipher = createCipheriv('aes-128-ctr', key, Buffer.alloc(16));
   const zeros = Buffer.alloc(CHUNK);

@@ -129,7 +129,7 @@ export class StreamRun {
           r = cond();
         } catch (err) {
           finish();
-          return reject(err);
+          return reject(err instanceof Error ? err : new Error(String(err)));
         }
         if (r !== undefined) {
           finish();
@@ -325,8 +325,8 @@ export async function bulkTransfer(lab: Lab, fromRole: Role, toRole: Role, bytes
     }
     const line = await fetcher.waitForLine(/"event":"(done|error)"/, timeoutMs + 5000);
     const e = JSON.parse(line) as ToolEvent;
-    if (e.event === 'error') return { ok: false, bytes: 0, ms: 0, error: String(e.message ?? line) };
-    return { ok: e.ok === true, bytes: Number(e.bytes), ms: Number(e.ms), sha256: String(e.sha256), ...(e.ok === true ? {} : { error: `received ${e.bytes} of ${e.expectedBytes} bytes or wrong content` }) };
+    if (e.event === 'error') return { ok: false, bytes: 0, ms: 0, error: typeof e.message === 'string' ? e.message : line };
+    return { ok: e.ok === true, bytes: Number(e.bytes), ms: Number(e.ms), sha256: String(e.sha256), ...(e.ok === true ? {} : { error: `received ${Number(e.bytes)} of ${Number(e.expectedBytes)} bytes or wrong content` }) };
   } catch (err) {
     return { ok: false, bytes: 0, ms: 0, error: (err as Error).message };
   } finally {

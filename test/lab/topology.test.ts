@@ -260,7 +260,7 @@ for (const how of ['SIGTERM', 'SIGINT', 'uncaught'] as const) {
     const status = await Promise.race([exited, timeout(20_000, 'hung' as const)]);
     if (status === 'hung') child.kill('SIGKILL');
     assert.notEqual(status, 'hung', 'lab owner did not exit');
-    await assertGone(info.prefix!);
+    await assertGone(info.prefix);
     assert.ok(!running(info.pid!), 'process spawned in the lab survived');
   });
 }

@@ -118,7 +118,7 @@ export function netopsContract(label: string, makeEnv: () => Promise<ContractEnv
       const types = await typesOf(net);
       assert.deepEqual(await net.listTunnels('tcq'), [], 'no scratch device left');
       // A leftover of an interrupted probe (scratch device names are `${prefix}p${n}`).
-      await net.ensureTunnel(spec({ name: 'tcqp2', type: types[0] }));
+      await net.ensureTunnel(spec({ name: 'tcqp2', type: types[0]! }));
       assert.deepEqual(await net.listTunnels('tcq'), ['tcqp2']);
       assert.deepEqual(await net.probeTunnelTypes('tcq'), types);
       assert.deepEqual(await net.listTunnels('tcq'), []);
@@ -185,7 +185,7 @@ export function netopsContract(label: string, makeEnv: () => Promise<ContractEnv
       }));
 
     test('ensureTunnel refuses a link of the tunnel\'s name that is not a tunnel, and leaves it alone', withEnv(async (env, net) => {
-      const [type] = await typesOf(net);
+      const type = (await typesOf(net))[0]!;
       await env.addPlainLink('tct2', ip('10.62.0.1'), 24);
       const before = await env.linkId('tct2');
       await assert.rejects(net.ensureTunnel(spec({ name: 'tct2', type })), /tct2 exists and is not a tunnel/);

@@ -137,8 +137,8 @@ test('DHCP in cell 1, a roam to cell 2 detected from IP activity, renew at the n
     await until('an OFFER', () => cn1.link.sent.length > 0);
     const [offer] = replies(cn1.link);
     assert.equal(offer?.dhcp?.messageType, DHCP_MESSAGE.OFFER);
-    assert.equal(formatIPv4(offer!.dhcp!.yiaddr), '10.1.0.5');
-    assert.equal(formatIPv4(offer!.dhcp!.serverId!), '10.1.0.6');
+    assert.equal(formatIPv4(offer.dhcp.yiaddr), '10.1.0.5');
+    assert.equal(formatIPv4(offer.dhcp.serverId!), '10.1.0.6');
 
     cn1.link.deliver(clientDhcp(DHCP_MESSAGE.REQUEST, { requested: '10.1.0.5', serverId: '10.1.0.6' }));
     await until('an ACK', () => cn1.link.sent.some((f) => f.length > 300));
@@ -161,7 +161,7 @@ test('DHCP in cell 1, a roam to cell 2 detected from IP activity, renew at the n
     await until('a renew ACK', () => cn2.link.sent.some((f) => f.length > 300));
     const renew = replies(cn2.link).find((r) => r.dhcp);
     assert.equal(renew?.dhcp?.messageType, DHCP_MESSAGE.ACK);
-    assert.equal(formatIPv4(renew!.dhcp!.yiaddr), '10.1.0.5');
+    assert.equal(formatIPv4(renew.dhcp.yiaddr), '10.1.0.5');
 
     // Home again, via ARP this time: the tunnel goes on both sides.
     cn1.link.deliver(encodeEthernet({ dst: 'ff:ff:ff:ff:ff:ff', src: MS, etherType: 0x0806, payload: arpRequest('10.1.0.5', '10.1.0.6') }));

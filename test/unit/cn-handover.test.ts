@@ -97,7 +97,7 @@ test('detection: one request per station at a time, then a cool-down; associatio
   assert.equal(requests.length, 1, 'one request in flight');
   assert.deepEqual(requests[0]?.body, { mac: MS, via: 'ip', leaseTime: 600, ip: ip('10.1.0.5') });
   assert.equal(h.stats.suppressed, 1);
-  requests[0]!.answer({ outcome: 'unknown' });
+  requests[0].answer({ outcome: 'unknown' });
   await until('the request to finish', () => h.station(MS)?.phase === 'idle');
   h.observe(MS, ip('10.1.0.5'), 'ip');
   assert.equal(requests.length, 1, 'cool-down');

@@ -62,7 +62,7 @@ function ifnameProblem(text) {
 		return _('Expecting a Linux interface name, e.g. "br-lan"');
 	if (byteLength(text) > 15)
 		return _('Interface names are at most 15 bytes long');
-	if (/[\s\/:\x00-\x1f\x7f]/.test(text))
+	if (/[\s/:\x00-\x1f\x7f]/.test(text))
 		return _('Interface names contain no spaces, "/" or ":"');
 	return null;
 }
