@@ -64,7 +64,9 @@ async function main(): Promise<void> {
     const client = startUdhcpc(t.lab, 'ms1');
     await client.waitForLease(20_000);
     if (!assoc) t.lab.spawn('ms1', 'ping', ['-q', '-i', '0.1', LAB.srvIp]);
-    console.log(`detection: ${assoc ? 'hostapd association events (no background traffic from the client)' : "the client's own traffic (10 Hz ping to the server)"}`);
+    console.log(
+      `detection: ${assoc ? 'hostapd association events (no background traffic from the client)' : "the client's own traffic (10 Hz ping to the server)"}`,
+    );
     const stream = await startStream(t.lab, { ms: 'ms1', intervalMs: 10, gapMs: GAP_THRESHOLD });
     await stream.waitConnected();
     await stream.waitRecords(100, 10_000);
@@ -92,18 +94,28 @@ async function main(): Promise<void> {
       const commit = m ? Number(m[1]) : NaN;
       outages.push(outage);
       if (m) commits.push(commit);
-      console.log(`${String(i).padStart(4)}  cell${to}  ${(outage < GAP_THRESHOLD ? `<${GAP_THRESHOLD}` : outage.toFixed(1)).padStart(9)}  ${String(commit).padStart(17)}  ${m?.[2] ?? '?'}`);
+      console.log(
+        `${String(i).padStart(4)}  cell${to}  ${(outage < GAP_THRESHOLD ? `<${GAP_THRESHOLD}` : outage.toFixed(1)).padStart(9)}  ${String(commit).padStart(17)}  ${m?.[2] ?? '?'}`,
+      );
     }
     const failures = stream.failures();
     const summary = await stream.stop();
     const med = quantile(outages, 0.5);
     const p99 = quantile(outages, 0.99);
     console.log('');
-    console.log(`roams: ${roams}, stream records: ${summary?.records ?? '?'}, resets: ${summary?.resets ?? '?'}, sequence errors: ${summary?.seqErrors ?? '?'}, failures: ${failures.length}`);
-    console.log(`outage per roam (ms): median ${med.toFixed(1)}, p99 ${p99.toFixed(1)}, max ${Math.max(...outages).toFixed(1)} (gaps under ${GAP_THRESHOLD} ms count as ${GAP_THRESHOLD})`);
-    console.log(`detection -> commit at the new CN (ms): median ${quantile(commits, 0.5).toFixed(1)}, p99 ${quantile(commits, 0.99).toFixed(1)}`);
+    console.log(
+      `roams: ${roams}, stream records: ${summary?.records ?? '?'}, resets: ${summary?.resets ?? '?'}, sequence errors: ${summary?.seqErrors ?? '?'}, failures: ${failures.length}`,
+    );
+    console.log(
+      `outage per roam (ms): median ${med.toFixed(1)}, p99 ${p99.toFixed(1)}, max ${Math.max(...outages).toFixed(1)} (gaps under ${GAP_THRESHOLD} ms count as ${GAP_THRESHOLD})`,
+    );
+    console.log(
+      `detection -> commit at the new CN (ms): median ${quantile(commits, 0.5).toFixed(1)}, p99 ${quantile(commits, 0.99).toFixed(1)}`,
+    );
     console.log(`reference, largest gap in ${dwell} ms of the same stream without a roam: ${reference.toFixed(1)} ms`);
-    console.log(`ratio median outage / reference: ${(Math.max(med, GAP_THRESHOLD) / reference).toFixed(2)}; p99 outage / reference: ${(Math.max(p99, GAP_THRESHOLD) / reference).toFixed(2)}`);
+    console.log(
+      `ratio median outage / reference: ${(Math.max(med, GAP_THRESHOLD) / reference).toFixed(2)}; p99 outage / reference: ${(Math.max(p99, GAP_THRESHOLD) / reference).toFixed(2)}`,
+    );
   } finally {
     await t.destroy();
     for (const c of ubusClients) c.close();

@@ -29,8 +29,7 @@ export function parseArgs(argv: string[], defaultFile: string): { ok: true; valu
         out.evaluate ||= a.includes('E');
         out.foreground ||= a.includes('F');
         out.file = next();
-      }
-      else if (a === '-h' || a === '--help') out.help = true;
+      } else if (a === '-h' || a === '--help') out.help = true;
       else if (a === '-D') {
         const v = next();
         if (!/^[0-7]$/.test(v)) return { ok: false, error: `-D takes a debug level 0..7, not '${v}'` };

@@ -32,7 +32,11 @@ async function main(): Promise<void> {
   const cfg = parseCnConfig(pkg.value, args.value.section);
   if (!cfg.ok) fail('tmip-cn', `bad configuration in ${args.value.file}:\n${cfg.error}`);
   if (args.value.evaluate) {
-    const ok = await evaluateConnectivity(cfg.value, (host, port) => connectTcp(host, port), (l) => process.stdout.write(l + '\n'));
+    const ok = await evaluateConnectivity(
+      cfg.value,
+      (host, port) => connectTcp(host, port),
+      (l) => process.stdout.write(l + '\n'),
+    );
     process.exit(ok ? 0 : 1);
   }
   const logger = createLogger(args.value.debug ?? cfg.value.debugLevel, 'tmip-cn');
@@ -49,7 +53,9 @@ async function main(): Promise<void> {
     process.exit(0);
   };
   // A stray rejected promise is a bug to report, not a reason to drop every client's state.
-  process.on('unhandledRejection', (e) => logger.log(LOG.error, `unhandled rejection: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`));
+  process.on('unhandledRejection', (e) =>
+    logger.log(LOG.error, `unhandled rejection: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`),
+  );
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGHUP', () => daemon.reload('SIGHUP'));

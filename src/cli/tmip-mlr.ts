@@ -50,7 +50,9 @@ async function main(): Promise<void> {
     void server.close().then(() => process.exit(0));
   };
   // A stray rejected promise is a bug to report, not a reason to drop every client's state.
-  process.on('unhandledRejection', (e) => logger.log(LOG.error, `unhandled rejection: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`));
+  process.on('unhandledRejection', (e) =>
+    logger.log(LOG.error, `unhandled rejection: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`),
+  );
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
 }

@@ -102,7 +102,10 @@ export class CnDaemon implements CnReport {
 
     const probed = await deps.net.probeTunnelTypes(cfg.tunnelPrefix);
     const tunnels = cfg.tunnelTypes.filter((t) => probed.includes(t));
-    log(LOG.info, `Supported tunnels (in order of preference): ${tunnels.join(', ') || 'none'} (kernel has ${probed.join(', ') || 'none'})`);
+    log(
+      LOG.info,
+      `Supported tunnels (in order of preference): ${tunnels.join(', ') || 'none'} (kernel has ${probed.join(', ') || 'none'})`,
+    );
     if (tunnels.length === 0) log(LOG.error, "no usable tunnel type: clients can roam in here only from this CN's own pools");
 
     // The driver and the MLR link call back into the handover, which is created below from them.
@@ -145,7 +148,12 @@ export class CnDaemon implements CnReport {
       leaseTime: cfg.leaseTime,
       log,
     });
-    const dhcp = new DhcpServer(link, mlr, { leaseTime: cfg.leaseTime, dnsServers: cfg.dnsServers, ...(cfg.domain ? { domain: cfg.domain } : {}), log });
+    const dhcp = new DhcpServer(link, mlr, {
+      leaseTime: cfg.leaseTime,
+      dnsServers: cfg.dnsServers,
+      ...(cfg.domain ? { domain: cfg.domain } : {}),
+      log,
+    });
     this.run = { selfAddr, mobile, pools, tunnels, link, dataplane, mlr, dhcp, handover };
     link.onFrame((frame) => this.frame(frame));
     // ubus first: `ubus call tmip status` must answer (mlr.connected: false) while the MLR is unreachable.
@@ -217,7 +225,12 @@ export class CnDaemon implements CnReport {
       mlr: { address: `${cfg.mlr.host}:${cfg.mlr.port}`, connected: run?.mlr.connected ?? false },
       pools: (run?.pools ?? []).map(describePool),
       tunnel_types: run?.tunnels ?? [],
-      hostapd: { enabled: cfg.hostapd, present: this.associations.present, bss: this.watcher?.bsses ?? [], require_association: cfg.requireAssociation },
+      hostapd: {
+        enabled: cfg.hostapd,
+        present: this.associations.present,
+        bss: this.watcher?.bsses ?? [],
+        require_association: cfg.requireAssociation,
+      },
       clients_here: run?.handover.servedCount() ?? 0,
       dhcp: run ? { ...run.dhcp.stats } : {},
       handover: run ? { ...run.handover.stats } : {},
@@ -238,7 +251,13 @@ export class CnDaemon implements CnReport {
   }
 
   tunnels(): Record<string, unknown>[] {
-    return [...(this.run?.dataplane.state.tunnels.values() ?? [])].map((t) => ({ name: t.name, type: t.type, peer: formatIPv4(t.remote), key: t.key, mtu: t.mtu }));
+    return [...(this.run?.dataplane.state.tunnels.values() ?? [])].map((t) => ({
+      name: t.name,
+      type: t.type,
+      peer: formatIPv4(t.remote),
+      key: t.key,
+      mtu: t.mtu,
+    }));
   }
 
   async peers(): Promise<Record<string, unknown>[]> {
@@ -256,7 +275,9 @@ export class CnDaemon implements CnReport {
     try {
       return await this.deps.net.interfaceInfo(ifname);
     } catch (e) {
-      throw new Error(`${option} '${ifname}': ${e instanceof Error ? e.message : String(e)} (check the interface name in /etc/config/tmip)`);
+      throw new Error(
+        `${option} '${ifname}': ${e instanceof Error ? e.message : String(e)} (check the interface name in /etc/config/tmip)`,
+      );
     }
   }
 

@@ -1,7 +1,14 @@
 // DataplaneDriver: makes the kernel match core/dataplane.ts's desired state through NetOps. It reads
 // what a previous run left (tunnels named with tunnel_prefix, gateway addresses carrying our label,
 // routes into our tunnels), then applies plans one at a time, keeping a model of what it applied.
-import { desiredDataplane, describeOp, emptyDataplane, planDataplane, type DataplaneContext, type DataplaneState } from '../core/dataplane.js';
+import {
+  desiredDataplane,
+  describeOp,
+  emptyDataplane,
+  planDataplane,
+  type DataplaneContext,
+  type DataplaneState,
+} from '../core/dataplane.js';
 import type { IPv4 } from '../core/ip.js';
 import type { BindingView } from '../core/binding.js';
 import { LOG, type LogFn } from '../platform/log.js';
@@ -50,7 +57,10 @@ export class DataplaneDriver {
     for (const r of await this.net.listTunnelRoutes(this.opts.tunnelPrefix)) have.routes.set(r.ip, r.dev);
     await this.net.deleteMssClamp(this.clampTable);
     this.have = have;
-    this.opts.log(LOG.info, `found ${have.tunnels.size} tunnel(s), ${have.gateways.size} gateway address(es), ${have.routes.size} tunnel route(s) from an earlier run`);
+    this.opts.log(
+      LOG.info,
+      `found ${have.tunnels.size} tunnel(s), ${have.gateways.size} gateway address(es), ${have.routes.size} tunnel route(s) from an earlier run`,
+    );
   }
 
   /** Apply the desired state for these bindings; resolves with the gateways newly added. */

@@ -127,7 +127,13 @@ export class DhcpServer {
             dnsServers: this.opts.dnsServers,
             ...(this.opts.domain ? { domain: this.opts.domain } : {}),
           }),
-      ...(withLease ? { leaseTime: this.opts.leaseTime, renewalTime: Math.floor(this.opts.leaseTime / 2), rebindingTime: Math.floor((this.opts.leaseTime * 7) / 8) } : {}),
+      ...(withLease
+        ? {
+            leaseTime: this.opts.leaseTime,
+            renewalTime: Math.floor(this.opts.leaseTime / 2),
+            rebindingTime: Math.floor((this.opts.leaseTime * 7) / 8),
+          }
+        : {}),
     });
     const dest = dhcpReplyDestination(request, { messageType, yiaddr });
     let dstMac: Mac;
@@ -139,7 +145,10 @@ export class DhcpServer {
       dstMac = dest.mac;
       dstIp = dest.ip;
     } else {
-      this.opts.log(LOG.error, `DHCP ${request.chaddr}: request came through relay ${formatIPv4(dest.ip)}; relayed DHCP is not supported on the mobile interface`);
+      this.opts.log(
+        LOG.error,
+        `DHCP ${request.chaddr}: request came through relay ${formatIPv4(dest.ip)}; relayed DHCP is not supported on the mobile interface`,
+      );
       return;
     }
     const frame = buildUdpFrame({ srcMac: this.link.mac, dstMac, srcIp: serverId, dstIp, srcPort: 67, dstPort: 68, payload });

@@ -5,7 +5,11 @@ import type { CnConfig } from '../core/config.js';
 import { formatIPv4 } from '../core/ip.js';
 import { RpcPeer, type MessageChannel } from '../proto/rpc.js';
 
-export async function evaluateConnectivity(cfg: CnConfig, connect: (host: string, port: number) => Promise<MessageChannel>, print: (line: string) => void): Promise<boolean> {
+export async function evaluateConnectivity(
+  cfg: CnConfig,
+  connect: (host: string, port: number) => Promise<MessageChannel>,
+  print: (line: string) => void,
+): Promise<boolean> {
   print('Network Connectivity Evaluation');
   const where = `${cfg.mlr.host}:${cfg.mlr.port}`;
   let peer: RpcPeer;
@@ -24,7 +28,9 @@ export async function evaluateConnectivity(cfg: CnConfig, connect: (host: string
     if (peers.length === 0) print('+ no other CN registered');
     for (const p of peers) {
       const here = p.name === cfg.cnName ? ' (this CN)' : '';
-      print(`+ CN @ ${formatIPv4(p.addr)} [${p.name}]${here}: ${p.online === 'yes' ? 'Passed (connected to the MLR)' : 'Not connected to the MLR'}.`);
+      print(
+        `+ CN @ ${formatIPv4(p.addr)} [${p.name}]${here}: ${p.online === 'yes' ? 'Passed (connected to the MLR)' : 'Not connected to the MLR'}.`,
+      );
       if (p.online !== 'yes' && !here) ok = false;
     }
   } catch (e) {

@@ -257,7 +257,10 @@ export class CnHandover {
         if (!added.includes(cell.gateway)) this.announce(b);
         const d = s.detected;
         const since = d ? ` ${this.now() - d.at} ms after detection via ${d.via}` : '';
-        log(LOG.handover, `host ${b.mac} ${host} has arrived in this cell (parent ${b.parent.name}${b.tunnel ? `, ${b.tunnel.type} tunnel` : ', at home'})${since}`);
+        log(
+          LOG.handover,
+          `host ${b.mac} ${host} has arrived in this cell (parent ${b.parent.name}${b.tunnel ? `, ${b.tunnel.type} tunnel` : ', at home'})${since}`,
+        );
       } else if (b.parent.name === self && b.state === 'bound') {
         log(LOG.handover, `host ${b.mac} ${host} is away at ${b.current?.name ?? '?'}; tunnelling its traffic`);
       } else {
@@ -292,7 +295,10 @@ export class CnHandover {
     for (const s of [...this.stations.values()]) this.forgetIfEmpty(s);
     const added = await this.o.dataplane.apply(this.bindings());
     for (const b of this.bindings()) if (servedBy(b, self) && !added.includes(cellOf(b.cell).gateway)) this.announce(b);
-    this.o.log(LOG.info, `Attempting network re-establish - Querying MLR: ${list.length === 0 ? 'None listed' : `${list.length} host(s) restored`}`);
+    this.o.log(
+      LOG.info,
+      `Attempting network re-establish - Querying MLR: ${list.length === 0 ? 'None listed' : `${list.length} host(s) restored`}`,
+    );
     this.resetCooldowns();
     for (const [mac, station] of this.o.associations.all()) if (!station.wds) this.arrived(mac);
   }

@@ -35,13 +35,19 @@ export class HostapdWatcher {
     try {
       await ubus.subscribe('network.device', (type, data) => this.netdev(type, data));
     } catch (e) {
-      log(LOG.detect, `network.device not available (${e instanceof Error ? e.message : String(e)}); WDS links known from get_clients only`);
+      log(
+        LOG.detect,
+        `network.device not available (${e instanceof Error ? e.message : String(e)}); WDS links known from get_clients only`,
+      );
     }
     for (const o of await ubus.lookup('hostapd.*')) {
       const bss = bssOfObject(o.path);
       if (bss) await this.watch(bss);
     }
-    log(LOG.info, `Using hostapd association events: ${this.watched.size === 0 ? 'no BSS yet (watching for hostapd objects)' : [...this.watched].map((b) => `hostapd.${b}`).join(', ')}`);
+    log(
+      LOG.info,
+      `Using hostapd association events: ${this.watched.size === 0 ? 'no BSS yet (watching for hostapd objects)' : [...this.watched].map((b) => `hostapd.${b}`).join(', ')}`,
+    );
   }
 
   get bsses(): string[] {
@@ -54,7 +60,11 @@ export class HostapdWatcher {
     this.watched.add(bss);
     table.bssAdded(bss);
     try {
-      await ubus.subscribe(`hostapd.${bss}`, (type, data) => this.notification(bss, type, data), () => this.unwatch(bss, 'subscription ended'));
+      await ubus.subscribe(
+        `hostapd.${bss}`,
+        (type, data) => this.notification(bss, type, data),
+        () => this.unwatch(bss, 'subscription ended'),
+      );
       const clients = await ubus.call(`hostapd.${bss}`, 'get_clients', {}, 3000).catch(() => undefined);
       const present = clients === undefined ? [] : table.loadClients(bss, clients);
       log(LOG.info, `watching hostapd.${bss} (${present.length} station(s) associated)`);

@@ -54,7 +54,8 @@ export class MlrLink implements MlrApi {
   }
 
   request<T extends RequestType>(type: T, body: RequestBody<T>, timeoutMs?: number): Promise<ReplyBody<T>> {
-    if (!this.peer || this.peer.isClosed) return Promise.reject(new RpcError('offline', `not connected to the MLR (${this.opts.describe})`));
+    if (!this.peer || this.peer.isClosed)
+      return Promise.reject(new RpcError('offline', `not connected to the MLR (${this.opts.describe})`));
     return this.peer.request(type, body, timeoutMs);
   }
 

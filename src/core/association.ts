@@ -51,7 +51,12 @@ export class AssociationTable {
     if (ARRIVALS.has(type)) {
       const prev = this.stations.get(mac);
       const wds = prev?.wds === true || field(data, 'wds') === true;
-      this.stations.set(mac, { bss, wds, authorized: type === 'sta-authorized' || prev?.authorized === true, since: prev?.since ?? this.now() });
+      this.stations.set(mac, {
+        bss,
+        wds,
+        authorized: type === 'sta-authorized' || prev?.authorized === true,
+        since: prev?.since ?? this.now(),
+      });
       return wds || prev?.bss === bss ? { kind: 'none' } : { kind: 'arrive', mac, bss };
     }
     if (DEPARTURES.has(type)) {

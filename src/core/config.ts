@@ -116,7 +116,8 @@ export function checkIfname(text: string): Result<string> {
   const expected = "expected a Linux interface name of 1..15 bytes without '/', ':' or spaces, e.g. 'br-lan'";
   if (text === '' || text === '.' || text === '..') return err(`${quote(text)} is not an interface name; ${expected}`);
   if (byteLength(text) > 15) return err(`${quote(text)} is longer than 15 bytes; ${expected}`);
-  if (/[\s/:]/.test(text) || CONTROL_CHARS.test(text)) return err(`${quote(text)} contains a character not allowed in interface names; ${expected}`);
+  if (/[\s/:]/.test(text) || CONTROL_CHARS.test(text))
+    return err(`${quote(text)} contains a character not allowed in interface names; ${expected}`);
   return ok(text);
 }
 
@@ -157,8 +158,7 @@ export function parseMlrAddress(text: string): Result<MlrAddress> {
   return ok({ host: hostText, port });
 }
 
-const POOL_EXPECTED =
-  "expected '<interface or CIDR> <first|*> <last|*>', e.g. 'br-lan * *' or '10.20.0.0/16 10.20.1.0 10.20.1.255'";
+const POOL_EXPECTED = "expected '<interface or CIDR> <first|*> <last|*>', e.g. 'br-lan * *' or '10.20.0.0/16 10.20.1.0 10.20.1.255'";
 
 /**
  * One `addr_pool` entry: '<interface or CIDR> <first|*> <last|*>'. A CIDR source needs room for a /30
@@ -166,7 +166,10 @@ const POOL_EXPECTED =
  * (192.168.1.1/24) is accepted as its network, with a warning.
  */
 export function parsePoolSpec(text: string): Result<{ spec: PoolSpec; warning?: string }> {
-  const words = text.trim().split(/\s+/).filter((w) => w !== '');
+  const words = text
+    .trim()
+    .split(/\s+/)
+    .filter((w) => w !== '');
   if (words.length !== 3) return err(`${quote(text)} has ${words.length} word${words.length === 1 ? '' : 's'}; ${POOL_EXPECTED}`);
   const [srcText, firstText, lastText] = words as [string, string, string];
   let source: PoolSource;
@@ -192,7 +195,9 @@ export function parsePoolSpec(text: string): Result<{ spec: PoolSpec; warning?: 
     const ip = parseIPv4(t);
     if (!ip.ok) return err(`${quote(text)}: ${which} address ${quote(t)} is not an IPv4 address or '*'; ${POOL_EXPECTED}`);
     if (source.kind === 'cidr' && !cidrContains(source.cidr, ip.value)) {
-      return err(`${quote(text)}: ${which} address ${t} is outside ${formatCidr(source.cidr)}; expected an address inside the subnet or '*'`);
+      return err(
+        `${quote(text)}: ${which} address ${t} is outside ${formatCidr(source.cidr)}; expected an address inside the subnet or '*'`,
+      );
     }
     return ok(ip.value);
   };
@@ -378,7 +383,8 @@ function findSection(pkg: UciPackage, type: string, sectionName: string | undefi
     }
     if (!s) {
       const names = pkg.sections.filter((x) => x.type === type).map((x) => x.name ?? '?');
-      const found = names.length > 0 ? `; the 'config ${type}' sections are: ${names.join(', ')}` : `; there is no 'config ${type}' section`;
+      const found =
+        names.length > 0 ? `; the 'config ${type}' sections are: ${names.join(', ')}` : `; there is no 'config ${type}' section`;
       return err(`${pkgName}.${sectionName}: no such section${found}`);
     }
     if (s.type !== type) return err(`${pkgName}.${sectionName}: is a 'config ${s.type}' section; expected 'config ${type}'`);
@@ -461,7 +467,11 @@ export function parseCnConfig(pkg: UciPackage, sectionName?: string): Result<CnC
   const domainItem = r.scalar('domain');
   if (domainItem) {
     if (isDnsName(domainItem.text)) domain = domainItem.text;
-    else r.bad('domain', `${quote(domainItem.text)} is not a DNS domain; expected labels of letters, digits and '-' separated by dots, e.g. 'campus.lan'`);
+    else
+      r.bad(
+        'domain',
+        `${quote(domainItem.text)} is not a DNS domain; expected labels of letters, digits and '-' separated by dots, e.g. 'campus.lan'`,
+      );
   }
 
   const leaseTime = r.integer('lease_time', LEASE_TIME_MIN, LEASE_TIME_MAX, DEFAULT_LEASE_TIME, 'a number of seconds');
@@ -473,7 +483,8 @@ export function parseCnConfig(pkg: UciPackage, sectionName?: string): Result<CnC
     if (re.test(prefixItem.text)) tunnelPrefix = prefixItem.text;
     else {
       const expected = `expected 1..${TUNNEL_PREFIX_MAX} characters of a-z, 0-9 and '_' starting with a letter (devices are named prefix + pair id in at most 15 bytes), e.g. 'tmip0'`;
-      const problem = prefixItem.text.length > TUNNEL_PREFIX_MAX ? `is longer than ${TUNNEL_PREFIX_MAX} characters` : 'is not a valid tunnel prefix';
+      const problem =
+        prefixItem.text.length > TUNNEL_PREFIX_MAX ? `is longer than ${TUNNEL_PREFIX_MAX} characters` : 'is not a valid tunnel prefix';
       r.bad('tunnel_prefix', `${quote(prefixItem.text)} ${problem}; ${expected}`);
     }
   }

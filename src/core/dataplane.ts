@@ -80,7 +80,8 @@ export function planDataplane(have: DataplaneState, want: DataplaneState): Datap
     const h = have.tunnels.get(name);
     if (have.routes.get(host) !== name || !h || !sameTunnel(h, spec)) ops.push({ op: 'route', ip: host, tunnel: spec });
   }
-  for (const [host, dev] of have.routes) if (want.routes.get(host) !== dev && want.tunnels.has(dev)) ops.push({ op: 'unroute', ip: host, dev });
+  for (const [host, dev] of have.routes)
+    if (want.routes.get(host) !== dev && want.tunnels.has(dev)) ops.push({ op: 'unroute', ip: host, dev });
   for (const g of have.gateways) if (!want.gateways.has(g)) ops.push({ op: 'del-gateway', ip: g });
   for (const name of have.tunnels.keys()) if (!want.tunnels.has(name)) ops.push({ op: 'del-tunnel', name });
   // Last: the clamp matters only for connections opened after the move, and nft is the slowest step.

@@ -124,7 +124,8 @@ export function decodeEnvelope(payload: Uint8Array): Result<Envelope> {
   }
   const shape = envelopeShape.decode(parsed, 'message');
   if (!shape.ok) return shape;
-  if (shape.value.v !== SCHEMA_VERSION) return err(`message schema version ${shape.value.v} is not supported (this end speaks ${SCHEMA_VERSION})`);
+  if (shape.value.v !== SCHEMA_VERSION)
+    return err(`message schema version ${shape.value.v} is not supported (this end speaks ${SCHEMA_VERSION})`);
   return ok({ ...shape.value, body: (parsed as { body?: unknown }).body });
 }
 

@@ -48,7 +48,7 @@ export function poolHasCell(pool: PoolRange, network: IPv4): boolean {
 }
 
 export function* cellsOf(pool: PoolRange): Generator<IPv4, void, undefined> {
-  let n = (((pool.first + 3) & ~3) >>> 0);
+  let n = ((pool.first + 3) & ~3) >>> 0;
   for (; n + 3 <= pool.last && n >= pool.first; n += 4) {
     if (cellUsable(pool, n)) yield n;
   }

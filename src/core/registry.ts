@@ -40,7 +40,6 @@ export interface RegistrySnapshot {
   nextKey: number;
 }
 
-
 function pairId(a: string, b: string): string {
   return a < b ? `${a}\u0000${b}` : `${b}\u0000${a}`;
 }

@@ -50,7 +50,9 @@ export const tunnelType: Codec<TunnelType> = plain((v, p) =>
 );
 
 export const literal = <L extends string>(...values: L[]): Codec<L> =>
-  plain((v, p) => (typeof v === 'string' && (values as string[]).includes(v) ? ok(v as L) : err(`${p}: expected one of ${values.join(', ')}`)));
+  plain((v, p) =>
+    typeof v === 'string' && (values as string[]).includes(v) ? ok(v as L) : err(`${p}: expected one of ${values.join(', ')}`),
+  );
 
 /** Absent (undefined or null on the wire) or an inner value. */
 export const optional = <T>(inner: Codec<T>): Codec<T | undefined> => ({

@@ -33,6 +33,10 @@ export function tunnelName(prefix: string, key: number): string {
 }
 
 /** Agree a tunnel type for a pair: the first of `preference` that both ends support. */
-export function agreeTunnelType(preference: readonly TunnelType[], a: readonly TunnelType[], b: readonly TunnelType[]): TunnelType | undefined {
+export function agreeTunnelType(
+  preference: readonly TunnelType[],
+  a: readonly TunnelType[],
+  b: readonly TunnelType[],
+): TunnelType | undefined {
   return preference.find((t) => a.includes(t) && b.includes(t));
 }

@@ -123,7 +123,16 @@ export class Handovers {
     const names = [...new Set([to, b.parent, ...(previous ? [previous.name] : [])])];
     const online = names.filter((n) => this.o.session(n) !== undefined);
     const now = this.o.now();
-    const tx: HandoverTx = { id: this.nextTx++, mac: b.mac, to, via, phase: 'locked', participants: online, startedAt: now, deadline: now + this.o.deadlineMs };
+    const tx: HandoverTx = {
+      id: this.nextTx++,
+      mac: b.mac,
+      to,
+      via,
+      phase: 'locked',
+      participants: online,
+      startedAt: now,
+      deadline: now + this.o.deadlineMs,
+    };
     const t = view.value.tunnel;
     log(
       LOG.handover,
@@ -136,7 +145,9 @@ export class Handovers {
       const body = { tx: tx.id, binding: view.value, previous };
 
       tx.phase = 'preparing';
-      const prepared = await Promise.allSettled(online.map((n) => this.ask(n, 'prepare', body, this.phaseTimeout(tx, this.o.prepareTimeoutMs))));
+      const prepared = await Promise.allSettled(
+        online.map((n) => this.ask(n, 'prepare', body, this.phaseTimeout(tx, this.o.prepareTimeoutMs))),
+      );
       const refusals = prepared.flatMap((r, i) => (r.status === 'rejected' ? [`${online[i]}: ${reason(r)}`] : []));
       if (refusals.length > 0) return this.rollBack(tx, online, `handover aborted: ${refusals.join('; ')}`);
 

@@ -46,7 +46,10 @@ export async function startMlr(opts: MlrOptions, deps: MlrDeps): Promise<Mlr> {
     const loaded = store.load();
     if (!loaded.ok) throw new Error(loaded.error);
     if (loaded.value) {
-      log(LOG.info, `restored ${registry.allBindings().length} binding(s) and ${registry.allCns().length} CN(s) from ${deps.state.describe}`);
+      log(
+        LOG.info,
+        `restored ${registry.allBindings().length} binding(s) and ${registry.allCns().length} CN(s) from ${deps.state.describe}`,
+      );
     }
   }
   const service = new MlrService(registry, {

@@ -142,7 +142,14 @@ export class MlrService {
       cell = a.cell;
       parent = a.parent;
     }
-    const b = this.registry.put({ mac: body.mac, cell, parent: parent!, current: null, state: 'offered', expires: now + this.opts.offerHoldMs });
+    const b = this.registry.put({
+      mac: body.mac,
+      cell,
+      parent: parent!,
+      current: null,
+      state: 'offered',
+      expires: now + this.opts.offerHoldMs,
+    });
     if (!b.ok) throw new RpcError('conflict', b.error);
     this.opts.log(LOG.handover, `offer ${formatIPv4(cell + 1)} (parent ${parent}) to ${body.mac} via ${cn}`);
     this.opts.onChange?.();
@@ -167,7 +174,14 @@ export class MlrService {
     if (!owner) return { outcome: 'nak', reason: `${formatIPv4(body.ip)} is in no pool of this network` };
     const holder = this.registry.bindingAtCell(cell.network);
     if (holder) return { outcome: 'nak', reason: `${formatIPv4(body.ip)} is bound to ${holder.mac}` };
-    const fresh: Binding = { mac: body.mac, cell: cell.network, parent: owner.owner.name, current: null, state: 'offered', expires: leaseEnd };
+    const fresh: Binding = {
+      mac: body.mac,
+      cell: cell.network,
+      parent: owner.owner.name,
+      current: null,
+      state: 'offered',
+      expires: leaseEnd,
+    };
     const moved = await this.handovers.move(fresh, cn, leaseEnd, 'dhcp');
     if (!moved.ok) throw new RpcError('handover-failed', moved.error);
     return { outcome: 'ack', binding: moved.value };
@@ -220,7 +234,9 @@ export class MlrService {
 
   status(): ReplyBody<'status'> {
     return {
-      cns: this.registry.allCns().map((c) => ({ name: c.name, addr: c.addr, online: this.sessions.has(c.name) ? 'yes' : 'no', pools: c.pools })),
+      cns: this.registry
+        .allCns()
+        .map((c) => ({ name: c.name, addr: c.addr, online: this.sessions.has(c.name) ? 'yes' : 'no', pools: c.pools })),
       bindings: this.views(this.registry.allBindings()),
     };
   }

@@ -116,13 +116,21 @@ export class FakeNetOps implements NetOps {
   }
 
   async ensureTunnel(spec: TunnelSpec): Promise<void> {
-    this.enter('ensureTunnel', `${spec.name} ${spec.type} ${formatIPv4(spec.local)}->${formatIPv4(spec.remote)} key ${spec.key} mtu ${spec.mtu}`);
+    this.enter(
+      'ensureTunnel',
+      `${spec.name} ${spec.type} ${formatIPv4(spec.local)}->${formatIPv4(spec.remote)} key ${spec.key} mtu ${spec.mtu}`,
+    );
     checkTunnelSpec(spec);
     if (this.interfaces.has(spec.name) && !this.tunnels.has(spec.name)) {
       throw new Error(`link ${spec.name} exists and is not a tunnel; not touching it`);
     }
     const old = this.tunnels.get(spec.name);
-    const same = old && old.type === spec.type && old.local === spec.local && old.remote === spec.remote && (spec.type === 'ipip' || old.key === spec.key);
+    const same =
+      old &&
+      old.type === spec.type &&
+      old.local === spec.local &&
+      old.remote === spec.remote &&
+      (spec.type === 'ipip' || old.key === spec.key);
     if (!same && !this.supported.includes(spec.type)) {
       // The real adapter deletes the mismatching device before `ip link add` fails.
       this.removeLink(spec.name);

@@ -86,7 +86,8 @@ export function checkTunnelSpec(spec: TunnelSpec): void {
   if (spec.type !== 'ipip' && (!Number.isInteger(spec.key) || spec.key < 1 || spec.key > MAX_TUNNEL_KEY)) {
     throw new Error(`tunnel ${spec.name}: invalid key ${String(spec.key)} (expected 1..${MAX_TUNNEL_KEY})`);
   }
-  if (!Number.isInteger(spec.mtu) || spec.mtu < 68 || spec.mtu > 65535) throw new Error(`tunnel ${spec.name}: invalid MTU ${String(spec.mtu)}`);
+  if (!Number.isInteger(spec.mtu) || spec.mtu < 68 || spec.mtu > 65535)
+    throw new Error(`tunnel ${spec.name}: invalid MTU ${String(spec.mtu)}`);
 }
 
 export function checkSysctl(key: string, value: string): void {
@@ -240,7 +241,8 @@ export class IprouteNetOps implements NetOps {
     this.sysctlBin = opts.sysctl ?? 'sysctl';
     this.log = opts.log ?? (() => undefined);
     this.runner = opts.runner ?? run;
-    if (opts.netns !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(opts.netns)) throw new Error(`invalid network namespace name '${opts.netns}'`);
+    if (opts.netns !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(opts.netns))
+      throw new Error(`invalid network namespace name '${opts.netns}'`);
     this.runOpts = {
       ...(opts.netns !== undefined ? { netns: opts.netns } : {}),
       ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
@@ -332,7 +334,8 @@ export class IprouteNetOps implements NetOps {
       const leftover = await this.linkDetails(name);
       if (leftover) {
         const kind = leftover.linkinfo?.info_kind;
-        if (kind === undefined || !isTunnelType(kind)) throw new Error(`cannot probe tunnel types: link ${name} exists and is not a tunnel (kind ${kind ?? 'unknown'})`);
+        if (kind === undefined || !isTunnelType(kind))
+          throw new Error(`cannot probe tunnel types: link ${name} exists and is not a tunnel (kind ${kind ?? 'unknown'})`);
         await this.ip(['link', 'del', 'dev', name], NO_DEVICE); // a leftover of an interrupted probe
       }
       const args = ['link', 'add', name, ...tunnelArgs(type, PROBE_LOCAL, PROBE_REMOTE, MAX_TUNNEL_KEY, PROBE_VXLAN_PORT)];
@@ -376,14 +379,26 @@ export class IprouteNetOps implements NetOps {
         create = false;
       } else {
         const d = existing.linkinfo?.info_data ?? {};
-        this.log(LOG.info, `tunnel ${spec.name}: re-creating (was ${kind} ${String(d['local'])} -> ${String(d['remote'])} key ${JSON.stringify(d['id'] ?? d['ikey'] ?? '-')})`);
+        this.log(
+          LOG.info,
+          `tunnel ${spec.name}: re-creating (was ${kind} ${String(d['local'])} -> ${String(d['remote'])} key ${JSON.stringify(d['id'] ?? d['ikey'] ?? '-')})`,
+        );
         await this.ip(['link', 'del', 'dev', spec.name], NO_DEVICE);
       }
     }
     const mac = spec.type === 'vxlan' ? vxlanMacFor(spec.local) : undefined;
     if (create) {
       // One command creates it with its MAC and MTU, already up: a roam waits for every spawn.
-      await this.ip(['link', 'add', spec.name, ...(mac ? ['address', mac] : []), 'mtu', String(spec.mtu), 'up', ...tunnelArgs(spec.type, spec.local, spec.remote, spec.key)]);
+      await this.ip([
+        'link',
+        'add',
+        spec.name,
+        ...(mac ? ['address', mac] : []),
+        'mtu',
+        String(spec.mtu),
+        'up',
+        ...tunnelArgs(spec.type, spec.local, spec.remote, spec.key),
+      ]);
     } else {
       if (mac && existing?.address?.toLowerCase() !== mac) await this.ip(['link', 'set', 'dev', spec.name, 'address', mac]);
       await this.ip(['link', 'set', 'dev', spec.name, 'mtu', String(spec.mtu), 'up']);

@@ -11,7 +11,14 @@
 // It never calls hostapd's `notify_response`, so hostapd never waits on us before admitting a client.
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import { blobmsgTyped, BLOBMSG_TYPE, type BlobmsgDecodeOptions, type BlobmsgTable, type BlobmsgTableInput, type BlobmsgValue } from '../proto/blob.js';
+import {
+  blobmsgTyped,
+  BLOBMSG_TYPE,
+  type BlobmsgDecodeOptions,
+  type BlobmsgTable,
+  type BlobmsgTableInput,
+  type BlobmsgValue,
+} from '../proto/blob.js';
 import {
   encodeUbusMessage,
   UbusFrameReader,
@@ -71,7 +78,10 @@ export interface UbusInvokeContext {
 }
 
 /** Returns the reply table (sent as DATA) or nothing; throw a UbusError to answer with its status. */
-export type UbusMethodHandler = (data: BlobmsgTable, ctx: UbusInvokeContext) => BlobmsgTableInput | void | Promise<BlobmsgTableInput | void>;
+export type UbusMethodHandler = (
+  data: BlobmsgTable,
+  ctx: UbusInvokeContext,
+) => BlobmsgTableInput | void | Promise<BlobmsgTableInput | void>;
 
 export interface UbusMethodSpec {
   /** Declared arguments; a present argument of the wrong type is answered INVALID_ARGUMENT. */
@@ -514,7 +524,13 @@ export class UbusClient extends EventEmitter<UbusClientEvents> {
    * Sends a request and resolves with the final STATUS code. `onData` sees each DATA message of
    * the same seq and peer. Rejects (CONNECTION_FAILED, TIMEOUT, INVALID_ARGUMENT) when no status comes.
    */
-  private request(type: number, peer: number, attrs: UbusMessageInput['attrs'], timeoutMs: number, onData?: (m: UbusMessage) => void): Promise<number> {
+  private request(
+    type: number,
+    peer: number,
+    attrs: UbusMessageInput['attrs'],
+    timeoutMs: number,
+    onData?: (m: UbusMessage) => void,
+  ): Promise<number> {
     return new Promise((resolve, reject) => {
       let seq: number;
       try {
@@ -549,7 +565,13 @@ export class UbusClient extends EventEmitter<UbusClientEvents> {
     });
   }
 
-  private async requestOk(context: string, type: number, peer: number, attrs: UbusMessageInput['attrs'], onData?: (m: UbusMessage) => void): Promise<void> {
+  private async requestOk(
+    context: string,
+    type: number,
+    peer: number,
+    attrs: UbusMessageInput['attrs'],
+    onData?: (m: UbusMessage) => void,
+  ): Promise<void> {
     const status = await this.request(type, peer, attrs, this.opts.requestTimeoutMs, onData);
     if (status !== OK) throw new UbusError(status, context);
   }
@@ -557,17 +579,23 @@ export class UbusClient extends EventEmitter<UbusClientEvents> {
   /** Objects matching a path or a pattern ending in `*` (all objects when omitted). NOT_FOUND → []. */
   async lookup(pattern?: string): Promise<UbusObjectInfo[]> {
     const found: UbusObjectInfo[] = [];
-    const status = await this.request(UBUS_MSG.LOOKUP, 0, pattern === undefined ? {} : { objpath: pattern }, this.opts.requestTimeoutMs, (m) => {
-      const a = m.attrs;
-      if (a.objpath === undefined || a.objid === undefined || a.objtype === undefined) return;
-      const signature: Record<string, Record<string, number>> = {};
-      for (const [method, args] of Object.entries(a.signature ?? {})) {
-        const argTypes: Record<string, number> = {};
-        if (isTable(args)) for (const [arg, t] of Object.entries(args)) if (typeof t === 'number') argTypes[arg] = t;
-        signature[method] = argTypes;
-      }
-      found.push({ path: a.objpath, id: a.objid, type: a.objtype, signature });
-    });
+    const status = await this.request(
+      UBUS_MSG.LOOKUP,
+      0,
+      pattern === undefined ? {} : { objpath: pattern },
+      this.opts.requestTimeoutMs,
+      (m) => {
+        const a = m.attrs;
+        if (a.objpath === undefined || a.objid === undefined || a.objtype === undefined) return;
+        const signature: Record<string, Record<string, number>> = {};
+        for (const [method, args] of Object.entries(a.signature ?? {})) {
+          const argTypes: Record<string, number> = {};
+          if (isTable(args)) for (const [arg, t] of Object.entries(args)) if (typeof t === 'number') argTypes[arg] = t;
+          signature[method] = argTypes;
+        }
+        found.push({ path: a.objpath, id: a.objid, type: a.objtype, signature });
+      },
+    );
     if (status === UBUS_STATUS.NOT_FOUND) return [];
     if (status !== OK) throw new UbusError(status, `lookup ${pattern ?? '*'}`);
     return found;
@@ -585,7 +613,12 @@ export class UbusClient extends EventEmitter<UbusClientEvents> {
    * Calls `method` on an object (path or id) and resolves with the reply table (the first DATA),
    * or undefined when the method answered with a status only. Rejects with UbusError.
    */
-  async call(object: string | number, method: string, data: BlobmsgTableInput = {}, timeoutMs = this.opts.callTimeoutMs): Promise<BlobmsgTable | undefined> {
+  async call(
+    object: string | number,
+    method: string,
+    data: BlobmsgTableInput = {},
+    timeoutMs = this.opts.callTimeoutMs,
+  ): Promise<BlobmsgTable | undefined> {
     const id = typeof object === 'number' ? object : await this.lookupId(object);
     let reply: BlobmsgTable | undefined;
     const status = await this.request(UBUS_MSG.INVOKE, id, { objid: id, method, data }, timeoutMs, (m) => {
@@ -630,14 +663,25 @@ export class UbusClient extends EventEmitter<UbusClientEvents> {
   }
 
   /** Publishes an object whose methods answer INVOKE. Re-published automatically after a reconnect. */
-  async addObject(path: string, methods: Record<string, UbusMethodSpec>, options: { onSubscribe?: (active: boolean) => void } = {}): Promise<UbusObjectHandle> {
+  async addObject(
+    path: string,
+    methods: Record<string, UbusMethodSpec>,
+    options: { onSubscribe?: (active: boolean) => void } = {},
+  ): Promise<UbusObjectHandle> {
     const signature: Record<string, Record<string, number>> = {};
     for (const [name, spec] of Object.entries(methods)) {
       const args: Record<string, number> = {};
       for (const [arg, t] of Object.entries(spec.args ?? {})) args[arg] = ARG_TYPE_NUMBER[t];
       signature[name] = args;
     }
-    const entry: PublishedEntry = { kind: 'published', path, methods: new Map(Object.entries(methods)), signature, id: 0, hasSubscribers: false };
+    const entry: PublishedEntry = {
+      kind: 'published',
+      path,
+      methods: new Map(Object.entries(methods)),
+      signature,
+      id: 0,
+      hasSubscribers: false,
+    };
     if (options.onSubscribe) entry.onSubscribe = options.onSubscribe;
     await this.registerPublished(entry);
     this.published.add(entry);
@@ -678,7 +722,12 @@ export class UbusClient extends EventEmitter<UbusClientEvents> {
     return this.notifyEntry(entry, type, data, opts);
   }
 
-  private notifyEntry(entry: PublishedEntry, type: string, data: BlobmsgTableInput = {}, opts: UbusNotifyOptions = {}): Promise<UbusNotifyResult> {
+  private notifyEntry(
+    entry: PublishedEntry,
+    type: string,
+    data: BlobmsgTableInput = {},
+    opts: UbusNotifyOptions = {},
+  ): Promise<UbusNotifyResult> {
     const objid = entry.id;
     if (!this.published.has(entry)) return Promise.reject(new UbusError(UBUS_STATUS.NOT_FOUND, `notify ${entry.path}: object was removed`));
     if (!objid) return Promise.reject(new UbusError(UBUS_STATUS.CONNECTION_FAILED, `notify ${entry.path}: object not registered`));
@@ -710,7 +759,8 @@ export class UbusClient extends EventEmitter<UbusClientEvents> {
       };
       const timer = setTimeout(() => {
         if (this.pending.get(seq) !== entryP) return;
-        if (result.subscribers) finish(); // resolve with what answered in time
+        if (result.subscribers)
+          finish(); // resolve with what answered in time
         else {
           this.pending.delete(seq);
           reject(new UbusError(UBUS_STATUS.TIMEOUT, `notify ${entry.path}`));
@@ -753,8 +803,22 @@ export class UbusClient extends EventEmitter<UbusClientEvents> {
    * when ubusd says the object went away; with `follow` (default) the subscription is re-made
    * when an object with that path appears again.
    */
-  async subscribe(path: string, onNotify: UbusNotifyHandler, onGone?: () => void, options: UbusSubscribeOptions = {}): Promise<UbusSubscription> {
-    const entry: SubscriberEntry = { kind: 'subscriber', path, onNotify, follow: options.follow ?? true, objId: 0, targetId: 0, state: 'waiting', busy: false };
+  async subscribe(
+    path: string,
+    onNotify: UbusNotifyHandler,
+    onGone?: () => void,
+    options: UbusSubscribeOptions = {},
+  ): Promise<UbusSubscription> {
+    const entry: SubscriberEntry = {
+      kind: 'subscriber',
+      path,
+      onNotify,
+      follow: options.follow ?? true,
+      objId: 0,
+      targetId: 0,
+      state: 'waiting',
+      busy: false,
+    };
     if (onGone) entry.onGone = onGone;
     if (entry.follow) await this.ensureObjectWatch();
     entry.busy = true;
@@ -912,7 +976,11 @@ export class UbusClient extends EventEmitter<UbusClientEvents> {
 
   /** Sends an event. ubusd does not deliver it back to this client's own listeners. */
   async sendEvent(id: string, data: BlobmsgTableInput = {}): Promise<void> {
-    await this.requestOk(`send event ${id}`, UBUS_MSG.INVOKE, UBUS_SYSTEM_OBJECT.EVENT, { objid: UBUS_SYSTEM_OBJECT.EVENT, method: 'send', data: { id, data } });
+    await this.requestOk(`send event ${id}`, UBUS_MSG.INVOKE, UBUS_SYSTEM_OBJECT.EVENT, {
+      objid: UBUS_SYSTEM_OBJECT.EVENT,
+      method: 'send',
+      data: { id, data },
+    });
   }
 
   // -------------------------------------------------------------------------------------------

@@ -110,11 +110,14 @@ function cString(b: Uint8Array): string {
  */
 export function readBlobAttr(buf: Uint8Array, offset = 0, limit = buf.length - offset): Result<BlobAttr> {
   if (offset < 0 || limit < BLOB_HEADER_BYTES || offset + BLOB_HEADER_BYTES > buf.length) {
-    return err(`blob attribute at offset ${offset}: ${Math.max(0, Math.min(limit, buf.length - offset))} bytes left, need at least ${BLOB_HEADER_BYTES}`);
+    return err(
+      `blob attribute at offset ${offset}: ${Math.max(0, Math.min(limit, buf.length - offset))} bytes left, need at least ${BLOB_HEADER_BYTES}`,
+    );
   }
   const word = u32(buf, offset);
   const rawLen = word & BLOB_LEN_MASK;
-  if (rawLen < BLOB_HEADER_BYTES) return err(`blob attribute at offset ${offset}: length ${rawLen} is shorter than its ${BLOB_HEADER_BYTES}-byte header`);
+  if (rawLen < BLOB_HEADER_BYTES)
+    return err(`blob attribute at offset ${offset}: length ${rawLen} is shorter than its ${BLOB_HEADER_BYTES}-byte header`);
   const avail = Math.min(limit, buf.length - offset);
   if (blobPadLen(rawLen) > avail) return err(`blob attribute at offset ${offset}: length ${rawLen} runs past the ${avail} bytes left`);
   return ok({
@@ -260,7 +263,8 @@ function intInRange(v: number | bigint | boolean | string | null, lo: number, hi
     if (n < BigInt(lo) || n > BigInt(hi)) throw new RangeError(`${type} value ${n} is outside ${lo}..${hi}`);
     return Number(n);
   }
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < lo || n > hi) throw new RangeError(`${type} value ${String(n)} is not an integer in ${lo}..${hi}`);
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < lo || n > hi)
+    throw new RangeError(`${type} value ${String(n)} is not an integer in ${lo}..${hi}`);
   return n;
 }
 
@@ -328,7 +332,8 @@ function typedBytes(t: BlobmsgTyped): { type: number; bytes: Uint8Array } {
       return { type: BLOBMSG_TYPE.INT32, bytes: p };
     }
     case 'int64':
-      if (typeof v !== 'bigint' && (typeof v !== 'number' || !Number.isInteger(v))) throw new RangeError(`int64 value ${String(v)} is not an integer`);
+      if (typeof v !== 'bigint' && (typeof v !== 'number' || !Number.isInteger(v)))
+        throw new RangeError(`int64 value ${String(v)} is not an integer`);
       return { type: BLOBMSG_TYPE.INT64, bytes: int64Bytes(v) };
     case 'double':
       if (typeof v !== 'number') throw new TypeError(`blobmsg double needs a number, got ${typeof v}`);

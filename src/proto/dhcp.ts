@@ -199,7 +199,8 @@ export function decodeDhcp(udpPayload: Uint8Array): Result<DhcpMessage> {
   if (hlen > CHADDR_LEN) return err(`BOOTP hlen ${hlen} exceeds the ${CHADDR_LEN}-byte chaddr field`);
   if (hlen !== ETHERNET_HLEN) return err(`BOOTP hlen ${hlen} is not 6 (only Ethernet hardware addresses are supported)`);
   const cookie = u32(b, OFF_COOKIE);
-  if (cookie !== DHCP_MAGIC_COOKIE) return err(`DHCP magic cookie 0x${cookie.toString(16).padStart(8, '0')} is not 0x63825363 (99.130.83.99)`);
+  if (cookie !== DHCP_MAGIC_COOKIE)
+    return err(`DHCP magic cookie 0x${cookie.toString(16).padStart(8, '0')} is not 0x63825363 (99.130.83.99)`);
 
   const parsed = parseOptions(b, DHCP_MIN_LEN);
   if (!parsed.ok) return parsed;
@@ -323,7 +324,8 @@ export function encodeDhcpReply(p: DhcpReplyParams): Buffer {
   const isNak = p.messageType === DHCP_MESSAGE.NAK;
   const isAck = p.messageType === DHCP_MESSAGE.ACK;
   const answersInform = req.messageType === DHCP_MESSAGE.INFORM;
-  if (!Number.isInteger(p.messageType) || p.messageType < 1 || p.messageType > 255) throw new RangeError(`DHCP message type ${p.messageType} out of range`);
+  if (!Number.isInteger(p.messageType) || p.messageType < 1 || p.messageType > 255)
+    throw new RangeError(`DHCP message type ${p.messageType} out of range`);
   checkU32(p.yiaddr, 'yiaddr');
   checkU32(p.serverId, 'server identifier');
   for (const [v, what] of [

@@ -228,7 +228,8 @@ export function buildArpReply(r: { srcMac: Mac; srcIp: IPv4; dstMac: Mac; dstIp:
 // IPv4
 
 export function decodeIPv4(payload: Uint8Array): Result<IPv4Packet> {
-  if (payload.length < IPV4_MIN_HEADER_LEN) return err(`IPv4 packet too short: ${payload.length} bytes < ${IPV4_MIN_HEADER_LEN}-byte header`);
+  if (payload.length < IPV4_MIN_HEADER_LEN)
+    return err(`IPv4 packet too short: ${payload.length} bytes < ${IPV4_MIN_HEADER_LEN}-byte header`);
   const b0 = payload[0] ?? 0;
   const version = b0 >>> 4;
   if (version !== IPV4_VERSION) return err(`IP version ${version} is not 4`);
@@ -242,7 +243,7 @@ export function decodeIPv4(payload: Uint8Array): Result<IPv4Packet> {
   const sum = onesSum(payload, 0, headerLength);
   if (sum !== 0xffff) {
     const stated = u16(payload, 10);
-    const expected = ~onesSum(payload, 0, headerLength, (~stated & 0xffff)) & 0xffff; // checksum with the field taken as zero
+    const expected = ~onesSum(payload, 0, headerLength, ~stated & 0xffff) & 0xffff; // checksum with the field taken as zero
     return err(`IPv4 header checksum mismatch: header says ${hex16(stated)}, computed ${hex16(expected)}`);
   }
   const flagsAndOffset = u16(payload, 6);
@@ -279,11 +280,24 @@ export function decodeUdp(ip: IPv4Packet): Result<UdpDatagram> {
     const sum = onesSum(p, 0, length, pseudoHeaderSum(ip.src, ip.dst, IP_PROTOCOL.UDP, length));
     if (sum !== 0xffff) return err(`UDP checksum mismatch (header says ${hex16(checksum)})`);
   }
-  return ok({ srcPort: u16(p, 0), dstPort: u16(p, 2), checksummed: checksum !== UDP_NO_CHECKSUM, payload: p.subarray(UDP_HEADER_LEN, length) });
+  return ok({
+    srcPort: u16(p, 0),
+    dstPort: u16(p, 2),
+    checksummed: checksum !== UDP_NO_CHECKSUM,
+    payload: p.subarray(UDP_HEADER_LEN, length),
+  });
 }
 
 /** An IPv4 header (no options, DF clear) followed by a UDP datagram, both checksums filled in. */
-export function encodeIPv4Udp(u: { srcIp: IPv4; dstIp: IPv4; srcPort: number; dstPort: number; payload: Uint8Array; ttl?: number; id?: number }): Buffer {
+export function encodeIPv4Udp(u: {
+  srcIp: IPv4;
+  dstIp: IPv4;
+  srcPort: number;
+  dstPort: number;
+  payload: Uint8Array;
+  ttl?: number;
+  id?: number;
+}): Buffer {
   const ttl = u.ttl ?? DEFAULT_TTL;
   const id = u.id ?? 0;
   checkUint(u.srcIp, 0xffffffff, 'source IP');
@@ -363,7 +377,8 @@ export function classifyFrame(frame: Uint8Array): Result<ClassifiedFrame> {
   const i = decodeIPv4(eth.payload);
   if (!i.ok) return i;
   const ip = i.value;
-  const toDhcpServer = ip.protocol === IP_PROTOCOL.UDP && !ip.fragment && ip.payload.length >= UDP_HEADER_LEN && u16(ip.payload, 2) === DHCP_SERVER_PORT;
+  const toDhcpServer =
+    ip.protocol === IP_PROTOCOL.UDP && !ip.fragment && ip.payload.length >= UDP_HEADER_LEN && u16(ip.payload, 2) === DHCP_SERVER_PORT;
   if (!toDhcpServer) return ok({ kind: 'ipv4', eth, ip });
   const udp = decodeUdp(ip);
   if (!udp.ok) return udp;

@@ -222,7 +222,12 @@ function attrBytes(key: string, attrs: UbusAttrsInput): Buffer | undefined {
     case 'noReply':
       return attrs.noReply === undefined ? undefined : putBlobU8(UBUS_ATTR.NO_REPLY, attrs.noReply ? 1 : 0);
     case 'subscribers':
-      return attrs.subscribers === undefined ? undefined : putBlobNested(UBUS_ATTR.SUBSCRIBERS, attrs.subscribers.map((id) => putBlobU32(0, id)));
+      return attrs.subscribers === undefined
+        ? undefined
+        : putBlobNested(
+            UBUS_ATTR.SUBSCRIBERS,
+            attrs.subscribers.map((id) => putBlobU32(0, id)),
+          );
     case 'user':
       return attrs.user === undefined ? undefined : putBlobString(UBUS_ATTR.USER, attrs.user);
     case 'group':
@@ -364,7 +369,8 @@ export function decodeUbusBody(body: Uint8Array, type: number, opts: BlobmsgDeco
 
 /** Decodes exactly one whole message (header + container, no trailing bytes). */
 export function decodeUbusMessage(buf: Uint8Array, opts: BlobmsgDecodeOptions = {}): Result<UbusMessage> {
-  if (buf.length < UBUS_HEADER_BYTES + BLOB_HEADER_BYTES) return err(`ubus message of ${buf.length} bytes is shorter than the ${UBUS_HEADER_BYTES + BLOB_HEADER_BYTES}-byte minimum`);
+  if (buf.length < UBUS_HEADER_BYTES + BLOB_HEADER_BYTES)
+    return err(`ubus message of ${buf.length} bytes is shorter than the ${UBUS_HEADER_BYTES + BLOB_HEADER_BYTES}-byte minimum`);
   const version = buf[0] ?? 0;
   if (version !== 0) return err(`unsupported ubus message version ${version}`);
   const type = buf[1] ?? 0;

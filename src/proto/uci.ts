@@ -381,7 +381,10 @@ export function parseUci(input: string): Result<UciPackage> {
         if (prior) {
           if (prior.type !== type) {
             const where = prior.line === undefined ? '' : ` on line ${prior.line}`;
-            throw new ParseError(line, `section '${name}' was declared as type '${prior.type}'${where}; it cannot be redeclared as '${type}'`);
+            throw new ParseError(
+              line,
+              `section '${name}' was declared as type '${prior.type}'${where}; it cannot be redeclared as '${type}'`,
+            );
           }
           section = prior; // libuci continues the earlier section
           broken = false;
@@ -452,7 +455,11 @@ function setOption(s: UciSection, kind: 'option' | 'list', key: string, value: s
     prev.push(value);
     const lines = itemLines.get(key);
     if (lines) lines.push(line);
-    else itemLines.set(key, prev.map(() => line));
+    else
+      itemLines.set(
+        key,
+        prev.map(() => line),
+      );
   } else if (typeof prev === 'string') {
     // libuci: the string option becomes the first item of the new list
     s.options.set(key, [prev, value]);

@@ -45,8 +45,12 @@ async function main(): Promise<void> {
     let at = await t.lab.moveMs('phone', 2);
     await stream.waitResumed(at, 10_000);
     await sleep(800);
-    show(`stream still running on the same connection: ${stream.records()} records, largest gap around the roam ${stream.gapAround(at, 2000).toFixed(0)} ms`);
-    show(`client address: ${await t.lab.addressOf('phone')}; tunnels CN1 ${JSON.stringify(await t.tunnels('cn1'))}, CN2 ${JSON.stringify(await t.tunnels('cn2'))}`);
+    show(
+      `stream still running on the same connection: ${stream.records()} records, largest gap around the roam ${stream.gapAround(at, 2000).toFixed(0)} ms`,
+    );
+    show(
+      `client address: ${await t.lab.addressOf('phone')}; tunnels CN1 ${JSON.stringify(await t.tunnels('cn1'))}, CN2 ${JSON.stringify(await t.tunnels('cn2'))}`,
+    );
     show(`ping server -> client: ${(await t.ping('srv', lease.ip)) ? 'ok' : 'FAILED'}`);
 
     say('Away from home, the client downloads 8 MB through the tunnel');
@@ -62,11 +66,15 @@ async function main(): Promise<void> {
     at = await t.lab.moveMs('phone', 1);
     await stream.waitResumed(at, 10_000);
     await sleep(800);
-    show(`largest gap around the roam home ${stream.gapAround(at, 2000).toFixed(0)} ms; tunnels now CN1 ${JSON.stringify(await t.tunnels('cn1'))}, CN2 ${JSON.stringify(await t.tunnels('cn2'))}`);
+    show(
+      `largest gap around the roam home ${stream.gapAround(at, 2000).toFixed(0)} ms; tunnels now CN1 ${JSON.stringify(await t.tunnels('cn1'))}, CN2 ${JSON.stringify(await t.tunnels('cn2'))}`,
+    );
 
     const summary = await stream.stop();
     say('Result');
-    show(`one TCP connection, ${summary?.records} records, ${summary?.resets} resets, ${summary?.seqErrors} sequence errors, largest gap ${summary?.maxGapMs.toFixed(0)} ms`);
+    show(
+      `one TCP connection, ${summary?.records} records, ${summary?.resets} resets, ${summary?.seqErrors} sequence errors, largest gap ${summary?.maxGapMs.toFixed(0)} ms`,
+    );
     const ok = summary !== null && summary.resets === 0 && summary.seqErrors === 0 && summary.connections === 1 && bulk.ok;
     show(ok ? 'the session survived both roams' : 'SOMETHING WENT WRONG');
     process.exitCode = ok ? 0 : 1;

@@ -213,7 +213,11 @@ class LeaseLog {
         clearTimeout(timer);
         this.waiters.delete(check);
       };
-      const tail = () => proc().lines.slice(-10).map((l) => `  ${l.stream}: ${l.text}`).join('\n');
+      const tail = () =>
+        proc()
+          .lines.slice(-10)
+          .map((l) => `  ${l.stream}: ${l.text}`)
+          .join('\n');
       const timer = setTimeout(() => {
         finish();
         reject(new Error(`${label}: no lease within ${timeoutMs} ms; last output:\n${tail()}`));
@@ -290,7 +294,23 @@ export function startDhclient(lab: Lab, ms: string, opts: DhclientOptions = {}):
       '',
     ].join('\n'),
   );
-  const command = ['dhclient', '-4', '-d', '-1', '-v', '-cf', configFile, '-sf', script, '-lf', leaseFile, '-pf', pidFile, ...(opts.extraArgs ?? []), iface];
+  const command = [
+    'dhclient',
+    '-4',
+    '-d',
+    '-1',
+    '-v',
+    '-cf',
+    configFile,
+    '-sf',
+    script,
+    '-lf',
+    leaseFile,
+    '-pf',
+    pidFile,
+    ...(opts.extraArgs ?? []),
+    iface,
+  ];
   const log = new LeaseLog();
   const start = (): LabProcess => {
     const [cmd = 'dhclient', ...args] = command;

@@ -51,7 +51,10 @@ async function unacked(t: TmipLab, msIp: string): Promise<number | null> {
 
 describe('hostapd association events', { skip, timeout: 120_000 }, () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmip-ubus-'));
-  const ubusd: Record<CnName, FakeUbusd> = { cn1: new FakeUbusd(path.join(dir, 'cn1.sock')), cn2: new FakeUbusd(path.join(dir, 'cn2.sock')) };
+  const ubusd: Record<CnName, FakeUbusd> = {
+    cn1: new FakeUbusd(path.join(dir, 'cn1.sock')),
+    cn2: new FakeUbusd(path.join(dir, 'cn2.sock')),
+  };
   const clients: UbusClient[] = [];
   const hostapd = {} as Record<CnName, FakeHostapd>;
   let t: TmipLab;
@@ -151,8 +154,14 @@ describe('hostapd association events', { skip, timeout: 120_000 }, () => {
     assert.equal(status.mlr.connected, true);
     assert.deepEqual(status.hostapd.bss, ['wl0']);
     const list = (await c.call('tmip', 'clients', {})) as { clients: { ip: string; here: boolean; associated: boolean }[] };
-    assert.deepEqual(list.clients.map((x) => [x.ip, x.here, x.associated]).sort(), [['10.1.0.5', true, true], ['10.1.0.9', true, true]]);
+    assert.deepEqual(list.clients.map((x) => [x.ip, x.here, x.associated]).sort(), [
+      ['10.1.0.5', true, true],
+      ['10.1.0.9', true, true],
+    ]);
     const tunnels = (await c.call('tmip', 'tunnels', {})) as { tunnels: { type: string; peer: string }[] };
-    assert.deepEqual(tunnels.tunnels.map((x) => [x.type, x.peer]), [['vxlan', LAB.cn1Ip]]);
+    assert.deepEqual(
+      tunnels.tunnels.map((x) => [x.type, x.peer]),
+      [['vxlan', LAB.cn1Ip]],
+    );
   });
 });

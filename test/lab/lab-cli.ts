@@ -16,7 +16,7 @@ async function up(args: string[]): Promise<void> {
     if (args[i] !== '--ms') usage();
     const m = /^([a-z][a-z0-9]{0,11})(?::([12]))?$/.exec(args[++i] ?? '');
     if (!m?.[1]) usage();
-    ms.push({ name: m[1], cell: (m[2] === '2' ? 2 : 1) });
+    ms.push({ name: m[1], cell: m[2] === '2' ? 2 : 1 });
   }
   const lab = await Lab.create({ name: 'cli' });
   try {
@@ -29,8 +29,13 @@ async function up(args: string[]): Promise<void> {
   const out = process.stdout;
   out.write(`lab ${lab.runId} is up\n`);
   for (const role of ['bb', 'air', 'mlr', 'srv', 'cn1', 'cn2'] as const) out.write(`  ${role.padEnd(5)} ${lab.ns(role)}\n`);
-  for (const m of ms) out.write(`  ${m.name.padEnd(5)} ${lab.ns(m.name)}   (eth0 ${lab.ms(m.name).mac}, cell${m.cell}; roam: ip -n ${lab.ns('air')} link set dev p-${m.name} master cell${m.cell === 1 ? 2 : 1})\n`);
-  out.write(`addresses: srv ${LAB.srvIp}, mlr ${LAB.mlrIp}, cn1 ${LAB.cn1Ip} (wl0 ${LAB.cn1WlIp}/${LAB.wlPrefix}), cn2 ${LAB.cn2Ip} (wl0 ${LAB.cn2WlIp}/${LAB.wlPrefix})\n`);
+  for (const m of ms)
+    out.write(
+      `  ${m.name.padEnd(5)} ${lab.ns(m.name)}   (eth0 ${lab.ms(m.name).mac}, cell${m.cell}; roam: ip -n ${lab.ns('air')} link set dev p-${m.name} master cell${m.cell === 1 ? 2 : 1})\n`,
+    );
+  out.write(
+    `addresses: srv ${LAB.srvIp}, mlr ${LAB.mlrIp}, cn1 ${LAB.cn1Ip} (wl0 ${LAB.cn1WlIp}/${LAB.wlPrefix}), cn2 ${LAB.cn2Ip} (wl0 ${LAB.cn2WlIp}/${LAB.wlPrefix})\n`,
+  );
   out.write(`a shell inside: ip netns exec ${lab.ns('srv')} bash\n`);
   out.write(`teardown:       node ${process.argv[1]} down ${lab.runId}\n`);
 }
@@ -45,7 +50,9 @@ async function main(): Promise<void> {
       if (!labs.length) process.stdout.write('no labs\n');
       for (const l of labs) {
         const owner = l.pid === null ? 'no record' : `pid ${l.pid} ${l.ownerAlive ? 'alive' : 'gone'}`;
-        process.stdout.write(`${l.runId}${l.name ? ` (${l.name})` : ''}: ${owner}${l.keep ? ', kept' : ''}; ${l.namespaces.join(' ') || 'no namespaces'}\n`);
+        process.stdout.write(
+          `${l.runId}${l.name ? ` (${l.name})` : ''}: ${owner}${l.keep ? ', kept' : ''}; ${l.namespaces.join(' ') || 'no namespaces'}\n`,
+        );
       }
       return;
     }

@@ -221,13 +221,24 @@ function run(cmd: string, args: string[], opts: ExecOptions = {}): Promise<ExecR
     execFile(
       cmd,
       args,
-      { timeout: opts.timeoutMs ?? 10_000, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024, env: opts.env ?? process.env, encoding: 'utf8' },
+      {
+        timeout: opts.timeoutMs ?? 10_000,
+        killSignal: 'SIGKILL',
+        maxBuffer: 64 * 1024 * 1024,
+        env: opts.env ?? process.env,
+        encoding: 'utf8',
+      },
       (err, stdout, stderr) => {
         if (!err) return resolve({ code: 0, stdout, stderr, timedOut: false });
         const e = err as NodeJS.ErrnoException & { code?: number | string; killed?: boolean; signal?: string | null };
         const timedOut = Boolean(e.killed) || e.signal === 'SIGKILL';
         const code = typeof e.code === 'number' ? e.code : -1;
-        resolve({ code: timedOut ? -1 : code, stdout: stdout ?? '', stderr: (stderr ?? '') + (typeof e.code === 'string' ? `${e.code}: ${e.message}` : ''), timedOut });
+        resolve({
+          code: timedOut ? -1 : code,
+          stdout: stdout ?? '',
+          stderr: (stderr ?? '') + (typeof e.code === 'string' ? `${e.code}: ${e.message}` : ''),
+          timedOut,
+        });
       },
     );
   });
@@ -487,7 +498,15 @@ export class Lab {
     }
     if (!runId) throw new Error(`no free lab run id with base ${base}`);
     const lab = new Lab(runId, opts.name, opts.log ?? (() => {}));
-    writeRegistry({ runId, pid: process.pid, pidStart: pidStartTime(process.pid) ?? '', keep: false, created: new Date().toISOString(), tmpDir: lab.tmpDir, ...(opts.name ? { name: opts.name } : {}) });
+    writeRegistry({
+      runId,
+      pid: process.pid,
+      pidStart: pidStartTime(process.pid) ?? '',
+      keep: false,
+      created: new Date().toISOString(),
+      tmpDir: lab.tmpDir,
+      ...(opts.name ? { name: opts.name } : {}),
+    });
     liveLabs.add(lab);
     installHooks();
     try {
@@ -524,7 +543,8 @@ export class Lab {
   /** exec() that throws (with stderr) on a non-zero exit; resolves with stdout. */
   async execOk(role: Role, cmd: string, args: string[] = [], opts: ExecOptions = {}): Promise<string> {
     const r = await this.exec(role, cmd, args, opts);
-    if (r.code !== 0) throw new Error(`[${role}] ${cmd} ${args.join(' ')} failed (${r.timedOut ? 'timeout' : `exit ${r.code}`}): ${r.stderr.trim()}`);
+    if (r.code !== 0)
+      throw new Error(`[${role}] ${cmd} ${args.join(' ')} failed (${r.timedOut ? 'timeout' : `exit ${r.code}`}): ${r.stderr.trim()}`);
     return r.stdout;
   }
 
@@ -597,7 +617,11 @@ export class Lab {
           if (l && matches(l)) return Promise.resolve(l.text);
         }
         return new Promise<string>((resolve, reject) => {
-          const tail = () => lines.slice(-8).map((l) => `  ${l.stream}: ${l.text}`).join('\n');
+          const tail = () =>
+            lines
+              .slice(-8)
+              .map((l) => `  ${l.stream}: ${l.text}`)
+              .join('\n');
           const done = () => {
             clearTimeout(timer);
             listeners.delete(onLine);
@@ -771,7 +795,19 @@ export class Lab {
     for (const role of ['srv', 'cn1', 'cn2']) await this.sysctl(role, ['net.ipv4.ip_forward=1']);
 
     // Backbone: bridge br0 in bb, a veth per host (v-<role> in bb, bb0 in the host).
-    await this.ip('bb', ['link', 'add', LAB.backboneBridge, 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0', 'mcast_snooping', '0']);
+    await this.ip('bb', [
+      'link',
+      'add',
+      LAB.backboneBridge,
+      'type',
+      'bridge',
+      'stp_state',
+      '0',
+      'forward_delay',
+      '0',
+      'mcast_snooping',
+      '0',
+    ]);
     await this.ip('bb', ['link', 'set', 'dev', LAB.backboneBridge, 'up']);
     for (const role of ['mlr', 'srv', 'cn1', 'cn2'] as const) {
       const port = `v-${role}`;

@@ -36,7 +36,10 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
 
 /** The /proc/sys path of a dotted sysctl key (a '/' inside a component is a '.' of an interface name). */
 function sysctlPath(key: string): string {
-  return `/proc/sys/${key.split('.').map((part) => part.replace(/\//g, '.')).join('/')}`;
+  return `/proc/sys/${key
+    .split('.')
+    .map((part) => part.replace(/\//g, '.'))
+    .join('/')}`;
 }
 
 /** Parse `nft list table ip T` as IprouteNetOps writes it (both rules must agree). */
@@ -47,11 +50,15 @@ function parseClamp(listing: string): ClampView {
     throw new Error(`unexpected clamp table:\n${listing}`);
   }
   const elements = /elements = \{([^}]*)\}/.exec(listing)?.[1] ?? '';
-  const hosts = elements.split(',').map((s) => s.trim()).filter(Boolean).map((s) => {
-    const r = parseIPv4(s);
-    if (!r.ok) throw new Error(`bad set element '${s}'`);
-    return r.value;
-  });
+  const hosts = elements
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((s) => {
+      const r = parseIPv4(s);
+      if (!r.ok) throw new Error(`bad set element '${s}'`);
+      return r.value;
+    });
   return { mobileIf: ifs[0] as string, mss: mss[0] as number, hosts: hosts.sort((a, b) => a - b) };
 }
 

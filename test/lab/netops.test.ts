@@ -108,10 +108,14 @@ interface PcapChild {
 
 function startPcapChild(ns: string, cfg: { ifname: string; filter: string; listenTcp?: number }): PcapChild {
   const module = new URL('../../src/platform/pcap-linkio.js', import.meta.url).href;
-  const child: ChildProcessWithoutNullStreams = spawn('ip', ['netns', 'exec', ns, process.execPath, '--input-type=module', '-e', CHILD_SCRIPT], {
-    env: { ...process.env, TMIP_PCAP_CHILD: JSON.stringify({ ...cfg, module }) },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
+  const child: ChildProcessWithoutNullStreams = spawn(
+    'ip',
+    ['netns', 'exec', ns, process.execPath, '--input-type=module', '-e', CHILD_SCRIPT],
+    {
+      env: { ...process.env, TMIP_PCAP_CHILD: JSON.stringify({ ...cfg, module }) },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    },
+  );
   const lines: string[] = [];
   const waiters = new Set<() => void>();
   let partial = '';
@@ -143,7 +147,11 @@ function startPcapChild(ns: string, cfg: { ifname: string; filter: string; liste
         };
         const timer = setTimeout(() => {
           cleanup();
-          reject(new Error(`timed out after ${ms} ms waiting for ${what} in ${ns}; child output:\n${lines.join('\n').slice(0, 4000)}\nstderr: ${stderr.slice(0, 2000)}`));
+          reject(
+            new Error(
+              `timed out after ${ms} ms waiting for ${what} in ${ns}; child output:\n${lines.join('\n').slice(0, 4000)}\nstderr: ${stderr.slice(0, 2000)}`,
+            ),
+          );
         }, ms);
         const cleanup = () => {
           clearTimeout(timer);
@@ -216,7 +224,7 @@ function parseTcp(f: Buffer): TcpView | undefined {
   if (f.length < t + 20) return undefined;
   const doff = ((f[t + 12] ?? 0) >> 4) * 4;
   let mss: number | undefined;
-  for (let o = t + 20; o < t + doff && o < f.length; ) {
+  for (let o = t + 20; o < t + doff && o < f.length;) {
     const kind = f[o] ?? 0;
     if (kind === 0) break;
     if (kind === 1) {
@@ -282,8 +290,16 @@ describe('IprouteNetOps and pcap LinkIO in network namespaces', { skip: SKIP, ti
   test('probeTunnelTypes finds vxlan, and every reported type can really be created', async () => {
     const types = await netA.probeTunnelTypes('tt');
     assert.ok(types.includes('vxlan'), `probe found ${types.join(', ')}`);
-    assert.deepEqual(types, ['ipip', 'gre', 'vxlan'].filter((t) => (types as string[]).includes(t)), 'in TUNNEL_TYPES order');
-    assert.deepEqual((await linkNames(NS.a)).filter((n) => n.startsWith('ttp')), [], 'no scratch device left');
+    assert.deepEqual(
+      types,
+      ['ipip', 'gre', 'vxlan'].filter((t) => (types as string[]).includes(t)),
+      'in TUNNEL_TYPES order',
+    );
+    assert.deepEqual(
+      (await linkNames(NS.a)).filter((n) => n.startsWith('ttp')),
+      [],
+      'no scratch device left',
+    );
     for (const [i, type] of types.entries()) {
       const spec: TunnelSpec = { name: `tt9${i}`, type, local: A_ADDR, remote: ip('10.251.0.99'), key: 90 + i, mtu: 1400 };
       await netA.ensureTunnel(spec);
@@ -301,7 +317,9 @@ describe('IprouteNetOps and pcap LinkIO in network namespaces', { skip: SKIP, ti
     await netA.ensureTunnel(tunA);
     await netB.ensureTunnel(tunB);
     const first = await ifindex(NS.a, 'tt7');
-    const [details] = await json<Array<{ address: string; mtu: number; flags: string[]; linkinfo: { info_kind: string; info_data: Record<string, unknown> } }>>(NS.a, ['-d', 'link', 'show', 'dev', 'tt7']);
+    const [details] = await json<
+      Array<{ address: string; mtu: number; flags: string[]; linkinfo: { info_kind: string; info_data: Record<string, unknown> } }>
+    >(NS.a, ['-d', 'link', 'show', 'dev', 'tt7']);
     assert.ok(details);
     assert.equal(details.linkinfo.info_kind, 'vxlan');
     assert.equal(details.linkinfo.info_data['id'], 7);
@@ -325,7 +343,13 @@ describe('IprouteNetOps and pcap LinkIO in network namespaces', { skip: SKIP, ti
     await netA.ensureTunnel({ ...tunA, key: 8, remote: ip('10.251.0.9') });
     assert.notEqual(await ifindex(NS.a, 'tt7'), second, 'changed VNI: device re-created');
     await netA.ensureTunnel(tunA);
-    const [back] = await json<Array<{ mtu: number; linkinfo: { info_data: Record<string, unknown> } }>>(NS.a, ['-d', 'link', 'show', 'dev', 'tt7']);
+    const [back] = await json<Array<{ mtu: number; linkinfo: { info_data: Record<string, unknown> } }>>(NS.a, [
+      '-d',
+      'link',
+      'show',
+      'dev',
+      'tt7',
+    ]);
     assert.equal(back?.linkinfo.info_data['remote'], '10.251.0.2');
     assert.equal(back?.mtu, 1450);
 
@@ -339,7 +363,10 @@ describe('IprouteNetOps and pcap LinkIO in network namespaces', { skip: SKIP, ti
     await netA.addAddress('va', ip('10.66.0.2'), 30, 'va:tm');
     await netA.addAddress('va', ip('10.66.0.2'), 30, 'va:tm');
     const info = await netA.interfaceInfo('va');
-    assert.deepEqual(info.addresses.filter((a) => a.label === 'va:tm'), [{ ip: ip('10.66.0.2'), prefix: 30, label: 'va:tm' }]);
+    assert.deepEqual(
+      info.addresses.filter((a) => a.label === 'va:tm'),
+      [{ ip: ip('10.66.0.2'), prefix: 30, label: 'va:tm' }],
+    );
     const [raw] = await json<Array<{ addr_info: Array<{ local: string; broadcast?: string }> }>>(NS.a, ['addr', 'show', 'dev', 'va']);
     assert.equal(raw?.addr_info.find((a) => a.local === '10.66.0.2')?.broadcast, '10.66.0.3', 'broadcast address set');
     await netA.deleteAddress('va', ip('10.66.0.2'), 30);
@@ -361,11 +388,13 @@ describe('IprouteNetOps and pcap LinkIO in network namespaces', { skip: SKIP, ti
     assert.equal(neigh?.lladdr, vxlanMacFor(B_ADDR));
     assert.ok(neigh?.state.includes('PERMANENT'));
 
-    const rxBefore = (await json<Array<{ stats64: { rx: { packets: number } } }>>(NS.b, ['-s', 'link', 'show', 'dev', 'tt7']))[0]?.stats64.rx.packets ?? 0;
+    const rxBefore =
+      (await json<Array<{ stats64: { rx: { packets: number } } }>>(NS.b, ['-s', 'link', 'show', 'dev', 'tt7']))[0]?.stats64.rx.packets ?? 0;
     let r = await ping();
     for (let i = 0; i < 2 && r.code !== 0; i++) r = await ping();
     assert.equal(r.code, 0, `ping through the tunnel failed:\n${r.stdout}${r.stderr}`);
-    const rxAfter = (await json<Array<{ stats64: { rx: { packets: number } } }>>(NS.b, ['-s', 'link', 'show', 'dev', 'tt7']))[0]?.stats64.rx.packets ?? 0;
+    const rxAfter =
+      (await json<Array<{ stats64: { rx: { packets: number } } }>>(NS.b, ['-s', 'link', 'show', 'dev', 'tt7']))[0]?.stats64.rx.packets ?? 0;
     assert.ok(rxAfter > rxBefore, `B's tunnel received the echo request (rx ${rxBefore} -> ${rxAfter})`);
 
     assert.deepEqual(await netA.listTunnelRoutes('tt'), [{ ip: ip('10.77.0.2'), dev: 'tt7' }]);
@@ -393,7 +422,10 @@ describe('IprouteNetOps and pcap LinkIO in network namespaces', { skip: SKIP, ti
     await netA.setMssClamp('tmip_tt', 'vm', 1410, [C_ADDR, ip('10.252.0.9')]);
     let listing = (await inNs(NS.a, 'nft', ['list', 'table', 'ip', 'tmip_tt'])).stdout;
     assert.match(listing, /elements = \{ 10\.252\.0\.2, 10\.252\.0\.9 \}/);
-    assert.match(listing, /iifname "vm" ip saddr @roamed tcp flags syn \/ syn,rst tcp option maxseg size > 1410 tcp option maxseg size set 1410/);
+    assert.match(
+      listing,
+      /iifname "vm" ip saddr @roamed tcp flags syn \/ syn,rst tcp option maxseg size > 1410 tcp option maxseg size set 1410/,
+    );
     assert.match(listing, /oifname "vm" ip daddr @roamed /);
 
     const childC = startPcapChild(NS.c, { ifname: 'vc', filter: 'tcp', listenTcp: 5000 });
@@ -401,10 +433,23 @@ describe('IprouteNetOps and pcap LinkIO in network namespaces', { skip: SKIP, ti
     try {
       await childC.waitFor((l) => l.startsWith('READY') || l.startsWith('ERROR'), 10_000, 'READY');
       await childB.waitFor((l) => l.startsWith('READY') || l.startsWith('ERROR'), 10_000, 'READY');
-      assert.ok(childC.lines.some((l) => l.startsWith('READY')), childC.lines.join('\n'));
-      assert.ok(childB.lines.some((l) => l.startsWith('READY')), childB.lines.join('\n'));
+      assert.ok(
+        childC.lines.some((l) => l.startsWith('READY')),
+        childC.lines.join('\n'),
+      );
+      assert.ok(
+        childB.lines.some((l) => l.startsWith('READY')),
+        childB.lines.join('\n'),
+      );
       const connect = () =>
-        runOk(process.execPath, ['-e', `const s = require('net').connect(5000, '10.252.0.2', () => s.end()); s.on('error', () => {}); s.on('close', () => process.exit(0)); setTimeout(() => process.exit(1), 3000);`], { netns: NS.b, timeoutMs: 6000 });
+        runOk(
+          process.execPath,
+          [
+            '-e',
+            `const s = require('net').connect(5000, '10.252.0.2', () => s.end()); s.on('error', () => {}); s.on('close', () => process.exit(0)); setTimeout(() => process.exit(1), 3000);`,
+          ],
+          { netns: NS.b, timeoutMs: 6000 },
+        );
       await connect();
       const isFrame = (l: string) => l.startsWith('FRAME ');
       const tcpOf = (l: string) => (isFrame(l) ? parseTcp(Buffer.from(l.slice(6), 'hex')) : undefined);
@@ -449,19 +494,31 @@ describe('IprouteNetOps and pcap LinkIO in network namespaces', { skip: SKIP, ti
       const fakeIp = ip('10.251.0.77');
       child.write(`SEND ${arpRequest(fakeMac, fakeIp, B_ADDR).toString('hex')}`);
       assert.equal(await child.waitFor((l) => l.startsWith('SENT '), 5000, 'SENT'), 'SENT ok');
-      await child.waitFor((l) => {
-        const a = l.startsWith('FRAME ') ? parseArp(Buffer.from(l.slice(6), 'hex')) : undefined;
-        return a !== undefined && a.op === 2 && a.dst === fakeMac && a.spa === B_ADDR && a.tpa === fakeIp;
-      }, 5000, 'B\'s ARP reply to the injected request');
+      await child.waitFor(
+        (l) => {
+          const a = l.startsWith('FRAME ') ? parseArp(Buffer.from(l.slice(6), 'hex')) : undefined;
+          return a !== undefined && a.op === 2 && a.dst === fakeMac && a.spa === B_ADDR && a.tpa === fakeIp;
+        },
+        5000,
+        "B's ARP reply to the injected request",
+      );
       const neigh = await json<Array<{ lladdr?: string }>>(NS.b, ['neigh', 'show', formatIPv4(fakeIp), 'dev', 'vb']);
       assert.equal(neigh[0]?.lladdr, fakeMac, 'B learned the injected sender');
 
       // The kernel's own traffic on va (echo request, src = va's MAC) is not delivered; B's reply is.
       const r = await run('ping', ['-c', '1', '-W', '2', '10.251.0.2'], { netns: NS.a, timeoutMs: 5000 });
       assert.equal(r.code, 0, r.stderr);
-      await child.waitFor((l) => l.startsWith('FRAME ') && Buffer.from(l.slice(6), 'hex').readUInt16BE(12) === 0x0800, 5000, 'the echo reply');
+      await child.waitFor(
+        (l) => l.startsWith('FRAME ') && Buffer.from(l.slice(6), 'hex').readUInt16BE(12) === 0x0800,
+        5000,
+        'the echo reply',
+      );
       const own = child.frames().filter((f) => macFromBytes(f, 6) === ownMac);
-      assert.deepEqual(own.map((f) => f.toString('hex')), [], 'frames sent by this host are filtered out');
+      assert.deepEqual(
+        own.map((f) => f.toString('hex')),
+        [],
+        'frames sent by this host are filtered out',
+      );
     } finally {
       child.stop();
     }

@@ -124,7 +124,12 @@ function describeClient(kind: 'udhcpc' | 'dhclient'): void {
       assert.deepEqual(await t.gateways('cn2'), []);
       assert.ok(await t.ping('srv', ip));
       const summary = await stream.summary();
-      report(`${kind} stream summary`, { records: summary.records, maxGapMs: summary.maxGapMs, resets: summary.resets, seqErrors: summary.seqErrors });
+      report(`${kind} stream summary`, {
+        records: summary.records,
+        maxGapMs: summary.maxGapMs,
+        resets: summary.resets,
+        seqErrors: summary.seqErrors,
+      });
       assert.equal(summary.resets, 0);
       assert.equal(summary.seqErrors, 0);
       assert.equal(summary.connections, 1, 'the same TCP connection throughout');
@@ -187,7 +192,21 @@ describe('CN restarts while a client is away', { skip, timeout: 120_000 }, () =>
     await t.cn('cn2').stop();
     assert.deepEqual(await t.gateways('cn2'), ['10.1.0.6'], 'a clean stop leaves the gateway in place');
     // Leftovers a crashed run could have left that no binding wants any more: they must be purged.
-    await t.lab.ip('cn2', ['link', 'add', `${TUNNEL_PREFIX}999`, 'type', 'vxlan', 'id', '999', 'local', LAB.cn2Ip, 'remote', LAB.srvIp, 'dstport', '4789']);
+    await t.lab.ip('cn2', [
+      'link',
+      'add',
+      `${TUNNEL_PREFIX}999`,
+      'type',
+      'vxlan',
+      'id',
+      '999',
+      'local',
+      LAB.cn2Ip,
+      'remote',
+      LAB.srvIp,
+      'dstport',
+      '4789',
+    ]);
     await t.lab.ip('cn2', ['addr', 'add', '10.2.0.42/30', 'dev', LAB.mobileIf, 'label', `${LAB.mobileIf}:${TUNNEL_PREFIX}`]);
     await t.lab.ip('cn2', ['addr', 'add', '10.2.0.50/30', 'dev', LAB.mobileIf]); // not ours: no label
     const p = await t.startCn('cn2');

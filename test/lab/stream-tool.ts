@@ -178,7 +178,14 @@ function sink(opts: Map<string, string>): void {
   });
   server.listen(port, '0.0.0.0', () => emit({ event: 'listening', port }));
   setInterval(() => {
-    emit({ event: 'progress', seq: lastSeq, records, maxGapMs: +maxGapMs.toFixed(3), lastAt: +lastAt.toFixed(3), sinceLastMs: lastAt ? +(now() - lastAt).toFixed(3) : null });
+    emit({
+      event: 'progress',
+      seq: lastSeq,
+      records,
+      maxGapMs: +maxGapMs.toFixed(3),
+      lastAt: +lastAt.toFixed(3),
+      sinceLastMs: lastAt ? +(now() - lastAt).toFixed(3) : null,
+    });
   }, progressMs);
 }
 

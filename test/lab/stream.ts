@@ -142,7 +142,11 @@ export class StreamRun {
       };
       const timer = setTimeout(() => {
         finish();
-        reject(new Error(`stream: ${what} not within ${timeoutMs} ms; sink: ${this.describeTail(this.sinkEvents)}; source: ${this.describeTail(this.sourceEvents)}`));
+        reject(
+          new Error(
+            `stream: ${what} not within ${timeoutMs} ms; sink: ${this.describeTail(this.sinkEvents)}; source: ${this.describeTail(this.sourceEvents)}`,
+          ),
+        );
       }, timeoutMs);
       this.waiters.add(check);
     });
@@ -162,7 +166,10 @@ export class StreamRun {
 
   /** Sink error/reset events (seq or payload errors, resets, socket errors) and source errors. */
   failures(): ToolEvent[] {
-    return [...this.sinkEvents.filter((e) => e.event === 'error' || e.event === 'reset'), ...this.sourceEvents.filter((e) => e.event === 'error')];
+    return [
+      ...this.sinkEvents.filter((e) => e.event === 'error' || e.event === 'reset'),
+      ...this.sourceEvents.filter((e) => e.event === 'error'),
+    ];
   }
 
   /** Epoch ms of the last record arrival known from the sink's events (0 when none yet). */
@@ -204,7 +211,14 @@ export class StreamRun {
     // gap has closed since. Count it up to now.
     const last = this.lastArrival();
     const prog = [...this.sinkEvents].reverse().find((e) => e.event === 'progress');
-    if (!this.sink.exitStatus && prog && prog.lastAt === last && typeof prog.sinceLastMs === 'number' && prog.sinceLastMs > this.gapMs && last <= hi) {
+    if (
+      !this.sink.exitStatus &&
+      prog &&
+      prog.lastAt === last &&
+      typeof prog.sinceLastMs === 'number' &&
+      prog.sinceLastMs > this.gapMs &&
+      last <= hi
+    ) {
       max = Math.max(max, toEpoch(performance.now()) - last);
     }
     return +max.toFixed(3);
@@ -212,7 +226,12 @@ export class StreamRun {
 
   /** Resolves when the sink has accepted the source's connection and both said so. */
   async waitConnected(timeoutMs = 10_000): Promise<void> {
-    await this.until(() => (this.sinkEvents.some((e) => e.event === 'connected') && this.sourceEvents.some((e) => e.event === 'connected') ? true : undefined), timeoutMs, 'connection');
+    await this.until(
+      () =>
+        this.sinkEvents.some((e) => e.event === 'connected') && this.sourceEvents.some((e) => e.event === 'connected') ? true : undefined,
+      timeoutMs,
+      'connection',
+    );
   }
 
   /** Resolves once at least n records have arrived. */
@@ -241,7 +260,11 @@ export class StreamRun {
   async summary(timeoutMs = 3000): Promise<StreamSummary> {
     const since = this.sinkEvents.length;
     this.sink.signal('SIGUSR2');
-    return this.until(() => this.sinkEvents.slice(since).find((e) => e.event === 'summary') as unknown as StreamSummary | undefined, timeoutMs, 'summary');
+    return this.until(
+      () => this.sinkEvents.slice(since).find((e) => e.event === 'summary') as unknown as StreamSummary | undefined,
+      timeoutMs,
+      'summary',
+    );
   }
 
   /** Stop source, then sink; resolves with the sink's final summary (null if it printed none). */
@@ -259,9 +282,24 @@ export async function startStream(lab: Lab, opts: StartStreamOptions): Promise<S
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const msIp = opts.msIp ?? (await lab.addressOf(opts.ms));
   if (!msIp) throw new Error(`MS ${opts.ms} has no IPv4 address on eth0`);
-  const sink = spawnTool(lab, opts.ms, 'sink', ['--port', String(port), '--gap-ms', String(opts.gapMs ?? 50), '--progress-ms', String(opts.progressMs ?? 200)], opts.sinkLog);
+  const sink = spawnTool(
+    lab,
+    opts.ms,
+    'sink',
+    ['--port', String(port), '--gap-ms', String(opts.gapMs ?? 50), '--progress-ms', String(opts.progressMs ?? 200)],
+    opts.sinkLog,
+  );
   await sink.waitForLine(/"event":"listening"/, timeoutMs);
-  const srcArgs = ['--connect', `${msIp}:${port}`, '--interval-ms', String(opts.intervalMs ?? 10), '--payload', String(opts.payload ?? 64), '--connect-timeout-ms', String(timeoutMs)];
+  const srcArgs = [
+    '--connect',
+    `${msIp}:${port}`,
+    '--interval-ms',
+    String(opts.intervalMs ?? 10),
+    '--payload',
+    String(opts.payload ?? 64),
+    '--connect-timeout-ms',
+    String(timeoutMs),
+  ];
   if (opts.durationS !== undefined) srcArgs.push('--duration-s', String(opts.durationS));
   const source = spawnTool(lab, opts.from ?? 'srv', 'source', srcArgs, opts.sourceLog);
   const run = new StreamRun(sink, source, opts.gapMs ?? 50);
@@ -326,7 +364,13 @@ export async function bulkTransfer(lab: Lab, fromRole: Role, toRole: Role, bytes
     const line = await fetcher.waitForLine(/"event":"(done|error)"/, timeoutMs + 5000);
     const e = JSON.parse(line) as ToolEvent;
     if (e.event === 'error') return { ok: false, bytes: 0, ms: 0, error: typeof e.message === 'string' ? e.message : line };
-    return { ok: e.ok === true, bytes: Number(e.bytes), ms: Number(e.ms), sha256: String(e.sha256), ...(e.ok === true ? {} : { error: `received ${Number(e.bytes)} of ${Number(e.expectedBytes)} bytes or wrong content` }) };
+    return {
+      ok: e.ok === true,
+      bytes: Number(e.bytes),
+      ms: Number(e.ms),
+      sha256: String(e.sha256),
+      ...(e.ok === true ? {} : { error: `received ${Number(e.bytes)} of ${Number(e.expectedBytes)} bytes or wrong content` }),
+    };
   } catch (err) {
     return { ok: false, bytes: 0, ms: 0, error: (err as Error).message };
   } finally {

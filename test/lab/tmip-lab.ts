@@ -59,7 +59,10 @@ export class TmipLab {
       path.join(this.dir, 'mlr.conf'),
       `config mlr\n\toption network_name '${NETWORK}'\n\toption port '6554'\n\toption state_file '${path.join(this.dir, 'mlr.state')}'\n\toption debug_level '${debug}'\n`,
     );
-    for (const [name, cell] of [['cn1', 1], ['cn2', 2]] as const) {
+    for (const [name, cell] of [
+      ['cn1', 1],
+      ['cn2', 2],
+    ] as const) {
       fs.writeFileSync(
         path.join(this.dir, `${name}.conf`),
         [
@@ -100,7 +103,9 @@ export class TmipLab {
 
   /** `tmip-cn -E`: the connectivity evaluation, run in a CN's namespace beside the live daemon. */
   evaluate(name: CnName) {
-    return this.lab.exec(name, process.execPath, [path.join(DIST, 'tmip-cn.js'), '-E', '-f', path.join(this.dir, `${name}.conf`)], { timeoutMs: 15_000 });
+    return this.lab.exec(name, process.execPath, [path.join(DIST, 'tmip-cn.js'), '-E', '-f', path.join(this.dir, `${name}.conf`)], {
+      timeoutMs: 15_000,
+    });
   }
 
   cn(name: CnName): LabProcess {

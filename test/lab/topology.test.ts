@@ -171,7 +171,16 @@ test('the DHCP client scripts apply leases without flushing (busybox udhcpd as a
     fs.writeFileSync(path.join(lab.tmpDir, 'udhcpd.leases'), '');
     fs.writeFileSync(
       conf,
-      [`interface ${LAB.mobileIf}`, 'start 10.1.0.100', 'end 10.1.0.150', `lease_file ${lab.tmpDir}/udhcpd.leases`, 'option subnet 255.255.255.0', `option router ${LAB.cn1WlIp}`, 'option lease 120', ''].join('\n'),
+      [
+        `interface ${LAB.mobileIf}`,
+        'start 10.1.0.100',
+        'end 10.1.0.150',
+        `lease_file ${lab.tmpDir}/udhcpd.leases`,
+        'option subnet 255.255.255.0',
+        `option router ${LAB.cn1WlIp}`,
+        'option lease 120',
+        '',
+      ].join('\n'),
     );
     const server = lab.spawn('cn1', 'busybox', ['udhcpd', '-f', conf]);
     await server.waitForLine(/started/, 5000, { stream: 'both' });
@@ -222,10 +231,13 @@ test('the DHCP client scripts apply leases without flushing (busybox udhcpd as a
 const labModule = path.join(path.dirname(fileURLToPath(import.meta.url)), 'lab.js');
 const helpersModule = path.join(path.dirname(fileURLToPath(import.meta.url)), '../support/helpers.js');
 for (const how of ['SIGTERM', 'SIGINT', 'uncaught'] as const) {
-  test(`a lab is torn down when its process gets ${how === 'uncaught' ? 'an uncaught exception' : how}`, { skip, timeout: 60_000 }, async () => {
-    // The child reports its lab once the process it spawned runs inside the lab (exec'd into
-    // sleep), and throws (uncaught) only when told to on stdin, after we have looked at its lab.
-    const code = `
+  test(
+    `a lab is torn down when its process gets ${how === 'uncaught' ? 'an uncaught exception' : how}`,
+    { skip, timeout: 60_000 },
+    async () => {
+      // The child reports its lab once the process it spawned runs inside the lab (exec'd into
+      // sleep), and throws (uncaught) only when told to on stdin, after we have looked at its lab.
+      const code = `
       import fs from 'node:fs';
       import { until } from ${JSON.stringify(helpersModule)};
       import { Lab } from ${JSON.stringify(labModule)};
@@ -237,32 +249,33 @@ for (const how of ['SIGTERM', 'SIGINT', 'uncaught'] as const) {
       console.log(JSON.stringify({ prefix: lab.prefix, pid: p.pid }));
       ${how === 'uncaught' ? "process.stdin.once('data', () => { throw new Error('boom'); });" : 'setInterval(() => {}, 1000);'}
     `;
-    const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-    const exited = new Promise<number | null>((r) => child.on('close', (c) => r(c)));
-    const printed = new Promise<void>((resolve) => {
-      child.stdout.on('data', () => out.includes('\n') && resolve());
-      void exited.then(() => resolve());
-    });
-    await within(printed, 20_000, 'the lab owner to print its lab (or exit)').catch((e: Error) => {
-      child.kill('SIGKILL');
-      assert.fail(`${e.message}; its stderr: ${err}`);
-    });
-    const info = JSON.parse(out.split('\n')[0] || '{}') as { prefix?: string; pid?: number };
-    assert.ok(info.prefix, `child did not build its lab: ${err}`);
-    const before = (await listNamespaces()).filter((n) => n.startsWith(info.prefix!));
-    assert.equal(before.length, 7);
-    if (how === 'uncaught') child.stdin.write('throw\n');
-    else child.kill(how);
-    const status = await Promise.race([exited, timeout(20_000, 'hung' as const)]);
-    if (status === 'hung') child.kill('SIGKILL');
-    assert.notEqual(status, 'hung', 'lab owner did not exit');
-    await assertGone(info.prefix);
-    assert.ok(!running(info.pid!), 'process spawned in the lab survived');
-  });
+      const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+      child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+      const exited = new Promise<number | null>((r) => child.on('close', (c) => r(c)));
+      const printed = new Promise<void>((resolve) => {
+        child.stdout.on('data', () => out.includes('\n') && resolve());
+        void exited.then(() => resolve());
+      });
+      await within(printed, 20_000, 'the lab owner to print its lab (or exit)').catch((e: Error) => {
+        child.kill('SIGKILL');
+        assert.fail(`${e.message}; its stderr: ${err}`);
+      });
+      const info = JSON.parse(out.split('\n')[0] || '{}') as { prefix?: string; pid?: number };
+      assert.ok(info.prefix, `child did not build its lab: ${err}`);
+      const before = (await listNamespaces()).filter((n) => n.startsWith(info.prefix!));
+      assert.equal(before.length, 7);
+      if (how === 'uncaught') child.stdin.write('throw\n');
+      else child.kill(how);
+      const status = await Promise.race([exited, timeout(20_000, 'hung' as const)]);
+      if (status === 'hung') child.kill('SIGKILL');
+      assert.notEqual(status, 'hung', 'lab owner did not exit');
+      await assertGone(info.prefix);
+      assert.ok(!running(info.pid!), 'process spawned in the lab survived');
+    },
+  );
 }
 
 test('no namespace of this file remains', { skip }, async () => {

@@ -14,7 +14,14 @@ import path from 'node:path';
 import { UbusClient, UbusError, type UbusClientOptions, type UbusInvokeContext } from '../../src/platform/ubus-client.js';
 import { neverWithin, nextEvent as nextEventOf, until, within as withinMs } from './helpers.js';
 import type { BlobmsgTable } from '../../src/proto/blob.js';
-import { encodeUbusMessage, UbusFrameReader, UBUS_MSG, UBUS_STATUS, type UbusMessage, type UbusMessageInput } from '../../src/proto/ubus.js';
+import {
+  encodeUbusMessage,
+  UbusFrameReader,
+  UBUS_MSG,
+  UBUS_STATUS,
+  type UbusMessage,
+  type UbusMessageInput,
+} from '../../src/proto/ubus.js';
 
 /** A ubusd (fake or real) listening on `socketPath` that can be stopped and started again. */
 export interface UbusServerEnv {
@@ -53,7 +60,14 @@ export class Harness {
   constructor(readonly env: UbusServerEnv) {}
 
   async client(opts: UbusClientOptions = {}): Promise<UbusClient> {
-    const c = new UbusClient({ socketPath: this.env.socketPath, reconnectDelayMs: RECONNECT_DELAY_MS, reconnectMaxDelayMs: 200, connectTimeoutMs: 2000, requestTimeoutMs: 3000, ...opts });
+    const c = new UbusClient({
+      socketPath: this.env.socketPath,
+      reconnectDelayMs: RECONNECT_DELAY_MS,
+      reconnectMaxDelayMs: 200,
+      connectTimeoutMs: 2000,
+      requestTimeoutMs: 3000,
+      ...opts,
+    });
     this.clients.push(c);
     await within(c.connect(), 3000, 'connect');
     return c;
@@ -65,7 +79,9 @@ export class Harness {
 }
 
 /** A raw protocol connection (no UbusClient) for byte-level checks of the server. */
-export async function rawConnection(socketPath: string): Promise<{ socket: net.Socket; next(): Promise<UbusMessage>; send(m: UbusMessageInput): void }> {
+export async function rawConnection(
+  socketPath: string,
+): Promise<{ socket: net.Socket; next(): Promise<UbusMessage>; send(m: UbusMessageInput): void }> {
   const socket = net.connect({ path: socketPath });
   const reader = new UbusFrameReader();
   const queue: UbusMessage[] = [];
@@ -207,7 +223,11 @@ export const scenarios: Record<string, Scenario> = {
       ['disassoc', { address: MAC }],
     ]);
     // notifications that want answers: ubusd lists the subscribers, each answers status 0
-    const res = await within(hostapd.notify('hostapd.wl0', 'probe', { address: MAC }, { wait: true, timeoutMs: 2000 }), 3000, 'notify with replies');
+    const res = await within(
+      hostapd.notify('hostapd.wl0', 'probe', { address: MAC }, { wait: true, timeoutMs: 2000 }),
+      3000,
+      'notify with replies',
+    );
     assert.equal(res.subscribers?.length, 2);
     for (const id of res.subscribers ?? []) assert.equal(res.statuses[id], 0);
     await waitFor(() => got.length === 3, 2000, 'probe');
@@ -231,8 +251,17 @@ export const scenarios: Record<string, Scenario> = {
     let gone = 0;
     let goneOnce = 0;
     const got: string[] = [];
-    const sub = await tmip.subscribe('hostapd.wlan1', (type) => void got.push(type), () => gone++);
-    const once = await tmip.subscribe('hostapd.wlan2', (type) => void got.push('once:' + type), () => goneOnce++, { follow: false });
+    const sub = await tmip.subscribe(
+      'hostapd.wlan1',
+      (type) => void got.push(type),
+      () => gone++,
+    );
+    const once = await tmip.subscribe(
+      'hostapd.wlan2',
+      (type) => void got.push('once:' + type),
+      () => goneOnce++,
+      { follow: false },
+    );
     await obj.remove();
     await waitFor(() => gone === 1, 2000, 'onGone');
     assert.equal(sub.active, false);
@@ -251,7 +280,10 @@ export const scenarios: Record<string, Scenario> = {
     await waitFor(() => got.includes('marker'), 2000, 'the marker notification from the new object');
     assert.deepEqual(got, ['assoc', 'marker']);
     assert.equal(once.active, false);
-    await assert.rejects(tmip.subscribe('hostapd.nothing', () => {}), ubusStatus('NOT_FOUND'));
+    await assert.rejects(
+      tmip.subscribe('hostapd.nothing', () => {}),
+      ubusStatus('NOT_FOUND'),
+    );
   },
 
   async 'events: ubus.object.add/remove, custom events, patterns, no loop-back'(h) {
@@ -265,7 +297,11 @@ export const scenarios: Record<string, Scenario> = {
     assert.equal(Number(add?.[1]['id']) >>> 0, obj.id);
     const id = obj.id;
     await obj.remove();
-    await waitFor(() => objEvents.some(([ev, d]) => ev === 'ubus.object.remove' && d['path'] === 'hostapd.wlan9'), 2000, 'ubus.object.remove');
+    await waitFor(
+      () => objEvents.some(([ev, d]) => ev === 'ubus.object.remove' && d['path'] === 'hostapd.wlan9'),
+      2000,
+      'ubus.object.remove',
+    );
     const rm = objEvents.find(([ev, d]) => ev === 'ubus.object.remove' && d['path'] === 'hostapd.wlan9');
     assert.equal(Number(rm?.[1]['id']) >>> 0, id);
 
@@ -297,7 +333,10 @@ export const scenarios: Record<string, Scenario> = {
   async 'lookup by path and by pattern'(h) {
     const p = await h.client();
     const q = await h.client();
-    const sig = { get_clients: { handler: () => ({}) }, del_client: { args: { addr: 'string' as const, reason: 'int32' as const }, handler: () => undefined } };
+    const sig = {
+      get_clients: { handler: () => ({}) },
+      del_client: { args: { addr: 'string' as const, reason: 'int32' as const }, handler: () => undefined },
+    };
     const wl0 = await p.addObject('hostapd.wl0', sig);
     await p.addObject('hostapd.wl1', sig);
     await p.addObject('hostapd', { config_add: { args: { iface: 'string' }, handler: () => undefined } });
@@ -383,10 +422,9 @@ export const scenarios: Record<string, Scenario> = {
     assert.equal(closed, 1);
     await assert.rejects(b.ping(), ubusStatus('CONNECTION_FAILED'));
     // connect() again works, and restores what was published before close()
-    await b.addObject('tmip.b', { hi: { handler: () => ({ hi: 1 }) } }).then(
-      () => assert.fail('addObject while closed should fail'),
-      ubusStatus('CONNECTION_FAILED'),
-    );
+    await b
+      .addObject('tmip.b', { hi: { handler: () => ({ hi: 1 }) } })
+      .then(() => assert.fail('addObject while closed should fail'), ubusStatus('CONNECTION_FAILED'));
     await within(b.connect(), 3000, 'connect after close');
     await b.addObject('tmip.b', { hi: { handler: () => ({ hi: 1 }) } });
     assert.deepEqual(await a.call('tmip.b', 'hi'), { hi: 1 });
@@ -435,7 +473,10 @@ export const scenarios: Record<string, Scenario> = {
       for (const type of [UBUS_MSG.HELLO, UBUS_MSG.MONITOR, 42]) {
         raw.send({ type, seq: 8, peer: 5 });
         const st = await raw.next();
-        assert.deepEqual({ type: st.type, seq: st.seq, peer: st.peer, attrs: st.attrs }, { type: UBUS_MSG.STATUS, seq: 8, peer: 5, attrs: { status: UBUS_STATUS.INVALID_COMMAND } });
+        assert.deepEqual(
+          { type: st.type, seq: st.seq, peer: st.peer, attrs: st.attrs },
+          { type: UBUS_MSG.STATUS, seq: 8, peer: 5, attrs: { status: UBUS_STATUS.INVALID_COMMAND } },
+        );
       }
       const status = async (m: UbusMessageInput) => {
         raw.send(m);
@@ -445,18 +486,46 @@ export const scenarios: Record<string, Scenario> = {
       };
       // INVOKE without METHOD, on a missing object, on the event object with an unknown method
       assert.equal(await status({ type: UBUS_MSG.INVOKE, seq: 9, peer: 0, attrs: { objid: 1 } }), UBUS_STATUS.INVALID_ARGUMENT);
-      assert.equal(await status({ type: UBUS_MSG.INVOKE, seq: 10, peer: 0, attrs: { objid: 77777, method: 'x', data: {} } }), UBUS_STATUS.NOT_FOUND);
-      assert.equal(await status({ type: UBUS_MSG.INVOKE, seq: 11, peer: 1, attrs: { objid: 1, method: 'nope', data: {} } }), UBUS_STATUS.INVALID_COMMAND);
+      assert.equal(
+        await status({ type: UBUS_MSG.INVOKE, seq: 10, peer: 0, attrs: { objid: 77777, method: 'x', data: {} } }),
+        UBUS_STATUS.NOT_FOUND,
+      );
+      assert.equal(
+        await status({ type: UBUS_MSG.INVOKE, seq: 11, peer: 1, attrs: { objid: 1, method: 'nope', data: {} } }),
+        UBUS_STATUS.INVALID_COMMAND,
+      );
       // register with an INT64 object id fails ubusd's blobmsg policy (INT32), so the field counts as missing
-      assert.equal(await status({ type: UBUS_MSG.INVOKE, seq: 12, peer: 1, attrs: { objid: 1, method: 'register', data: { object: 5_000_000_000, pattern: 'x' } } }), UBUS_STATUS.INVALID_ARGUMENT);
-      assert.equal(await status({ type: UBUS_MSG.INVOKE, seq: 12, peer: 1, attrs: { objid: 1, method: 'register', data: { object: 1, pattern: 'x' } } }), UBUS_STATUS.PERMISSION_DENIED);
-      assert.equal(await status({ type: UBUS_MSG.INVOKE, seq: 12, peer: 1, attrs: { objid: 1, method: 'send', data: { id: 'x' } } }), UBUS_STATUS.INVALID_ARGUMENT);
+      assert.equal(
+        await status({
+          type: UBUS_MSG.INVOKE,
+          seq: 12,
+          peer: 1,
+          attrs: { objid: 1, method: 'register', data: { object: 5_000_000_000, pattern: 'x' } },
+        }),
+        UBUS_STATUS.INVALID_ARGUMENT,
+      );
+      assert.equal(
+        await status({
+          type: UBUS_MSG.INVOKE,
+          seq: 12,
+          peer: 1,
+          attrs: { objid: 1, method: 'register', data: { object: 1, pattern: 'x' } },
+        }),
+        UBUS_STATUS.PERMISSION_DENIED,
+      );
+      assert.equal(
+        await status({ type: UBUS_MSG.INVOKE, seq: 12, peer: 1, attrs: { objid: 1, method: 'send', data: { id: 'x' } } }),
+        UBUS_STATUS.INVALID_ARGUMENT,
+      );
       // removing a system object, or one that does not exist; subscribing without a target
       assert.equal(await status({ type: UBUS_MSG.REMOVE_OBJECT, seq: 13, peer: 0, attrs: { objid: 1 } }), UBUS_STATUS.PERMISSION_DENIED);
       assert.equal(await status({ type: UBUS_MSG.REMOVE_OBJECT, seq: 14, peer: 0, attrs: { objid: 77777 } }), UBUS_STATUS.NOT_FOUND);
       assert.equal(await status({ type: UBUS_MSG.SUBSCRIBE, seq: 15, peer: 0, attrs: { objid: 77777 } }), UBUS_STATUS.INVALID_ARGUMENT);
       assert.equal(await status({ type: UBUS_MSG.LOOKUP, seq: 16, peer: 0, attrs: { objpath: '' } }), UBUS_STATUS.INVALID_ARGUMENT);
-      assert.equal(await status({ type: UBUS_MSG.NOTIFY, seq: 17, peer: 0, attrs: { objid: 1, method: 'x' } }), UBUS_STATUS.PERMISSION_DENIED);
+      assert.equal(
+        await status({ type: UBUS_MSG.NOTIFY, seq: 17, peer: 0, attrs: { objid: 1, method: 'x' } }),
+        UBUS_STATUS.PERMISSION_DENIED,
+      );
     } finally {
       raw.socket.destroy();
     }
@@ -487,29 +556,56 @@ export const scenarios: Record<string, Scenario> = {
 
       watcher.send({ type: UBUS_MSG.SUBSCRIBE, seq: 2, peer: 0, attrs: { objid: subObj, target: objid } });
       const active = await owner.next();
-      assert.deepEqual({ type: active.type, seq: active.seq, peer: active.peer, attrs: active.attrs }, { type: UBUS_MSG.NOTIFY, seq: 1, peer: 0, attrs: { objid, active: true } });
+      assert.deepEqual(
+        { type: active.type, seq: active.seq, peer: active.peer, attrs: active.attrs },
+        { type: UBUS_MSG.NOTIFY, seq: 1, peer: 0, attrs: { objid, active: true } },
+      );
       assert.deepEqual((await watcher.next()).attrs, { status: 0 });
       // without NO_REPLY: STATUS {OBJID, SUBSCRIBERS, STATUS} first, then the INVOKE, whose answer comes back with peer = subscriber
       owner.send({ type: UBUS_MSG.NOTIFY, seq: 5, peer: objid, attrs: { objid, method: 'assoc', data: { address: MAC } } });
       const listed = await owner.next();
-      assert.deepEqual({ type: listed.type, seq: listed.seq, peer: listed.peer, attrs: listed.attrs }, { type: UBUS_MSG.STATUS, seq: 5, peer: objid, attrs: { objid, subscribers: [subObj], status: 0 } });
+      assert.deepEqual(
+        { type: listed.type, seq: listed.seq, peer: listed.peer, attrs: listed.attrs },
+        { type: UBUS_MSG.STATUS, seq: 5, peer: objid, attrs: { objid, subscribers: [subObj], status: 0 } },
+      );
       const inv = await watcher.next();
       assert.deepEqual(
-        { type: inv.type, seq: inv.seq, objid: inv.attrs.objid, method: inv.attrs.method, noReply: inv.attrs.noReply, data: inv.attrs.data },
+        {
+          type: inv.type,
+          seq: inv.seq,
+          objid: inv.attrs.objid,
+          method: inv.attrs.method,
+          noReply: inv.attrs.noReply,
+          data: inv.attrs.data,
+        },
         { type: UBUS_MSG.INVOKE, seq: 5, objid: subObj, method: 'assoc', noReply: undefined, data: { address: MAC } },
       );
       assert.equal(typeof inv.attrs.user, 'string');
       watcher.send({ type: UBUS_MSG.STATUS, seq: 5, peer: inv.peer, attrs: { status: 0, objid: subObj } });
       const ack = await owner.next();
-      assert.deepEqual({ type: ack.type, seq: ack.seq, peer: ack.peer, status: ack.attrs.status }, { type: UBUS_MSG.STATUS, seq: 5, peer: subObj, status: 0 });
+      assert.deepEqual(
+        { type: ack.type, seq: ack.seq, peer: ack.peer, status: ack.attrs.status },
+        { type: UBUS_MSG.STATUS, seq: 5, peer: subObj, status: 0 },
+      );
       // with NO_REPLY: nothing back to the owner, NO_REPLY copied to the subscriber
-      owner.send({ type: UBUS_MSG.NOTIFY, seq: 6, peer: objid, attrs: { objid, method: 'disassoc', data: { address: MAC }, noReply: true } });
+      owner.send({
+        type: UBUS_MSG.NOTIFY,
+        seq: 6,
+        peer: objid,
+        attrs: { objid, method: 'disassoc', data: { address: MAC }, noReply: true },
+      });
       const inv2 = await watcher.next();
-      assert.deepEqual({ seq: inv2.seq, method: inv2.attrs.method, noReply: inv2.attrs.noReply }, { seq: 6, method: 'disassoc', noReply: true });
+      assert.deepEqual(
+        { seq: inv2.seq, method: inv2.attrs.method, noReply: inv2.attrs.noReply },
+        { seq: 6, method: 'disassoc', noReply: true },
+      );
       // the owner disconnects: the subscriber is told
       owner.socket.destroy();
       const uns = await watcher.next();
-      assert.deepEqual({ type: uns.type, peer: uns.peer, attrs: uns.attrs }, { type: UBUS_MSG.UNSUBSCRIBE, peer: 0, attrs: { objid: subObj, target: objid } });
+      assert.deepEqual(
+        { type: uns.type, peer: uns.peer, attrs: uns.attrs },
+        { type: UBUS_MSG.UNSUBSCRIBE, peer: 0, attrs: { objid: subObj, target: objid } },
+      );
     } finally {
       owner.socket.destroy();
       watcher.socket.destroy();
@@ -527,10 +623,16 @@ export const scenarios: Record<string, Scenario> = {
       // ubusd forwards an INVOKE without DATA; the client answers INVALID_ARGUMENT as libubus does
       raw.send({ type: UBUS_MSG.INVOKE, seq: 3, peer: obj.id, attrs: { objid: obj.id, method: 'm' } });
       const st = await raw.next();
-      assert.deepEqual({ type: st.type, seq: st.seq, peer: st.peer, attrs: st.attrs }, { type: UBUS_MSG.STATUS, seq: 3, peer: obj.id, attrs: { status: UBUS_STATUS.INVALID_ARGUMENT, objid: obj.id } });
+      assert.deepEqual(
+        { type: st.type, seq: st.seq, peer: st.peer, attrs: st.attrs },
+        { type: UBUS_MSG.STATUS, seq: 3, peer: obj.id, attrs: { status: UBUS_STATUS.INVALID_ARGUMENT, objid: obj.id } },
+      );
       raw.send({ type: UBUS_MSG.INVOKE, seq: 4, peer: obj.id, attrs: { objid: obj.id, method: 'm', data: {} } });
       const data = await raw.next();
-      assert.deepEqual({ type: data.type, seq: data.seq, peer: data.peer, attrs: data.attrs }, { type: UBUS_MSG.DATA, seq: 4, peer: obj.id, attrs: { objid: obj.id, data: { ok: 1 }, dataRaw: data.attrs.dataRaw } });
+      assert.deepEqual(
+        { type: data.type, seq: data.seq, peer: data.peer, attrs: data.attrs },
+        { type: UBUS_MSG.DATA, seq: 4, peer: obj.id, attrs: { objid: obj.id, data: { ok: 1 }, dataRaw: data.attrs.dataRaw } },
+      );
       assert.deepEqual((await raw.next()).attrs, { status: 0, objid: obj.id });
     } finally {
       raw.socket.destroy();

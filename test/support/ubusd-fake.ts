@@ -26,7 +26,15 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
-import { blobAttrs, blobmsgTyped, blobPadLen, checkBlobmsgNamedElement, decodeBlobmsgElement, encodeBlobmsgTable, BLOBMSG_TYPE } from '../../src/proto/blob.js';
+import {
+  blobAttrs,
+  blobmsgTyped,
+  blobPadLen,
+  checkBlobmsgNamedElement,
+  decodeBlobmsgElement,
+  encodeBlobmsgTable,
+  BLOBMSG_TYPE,
+} from '../../src/proto/blob.js';
 import {
   encodeUbusBody,
   encodeUbusFrame,
@@ -486,7 +494,10 @@ export class FakeUbusd {
   }
 
   private notifySubscription(obj: Obj): void {
-    this.send(obj.client, UBUS_MSG.NOTIFY, (obj.invokeSeq = (obj.invokeSeq + 1) & 0xffff), 0, { objid: obj.id, active: obj.subscribers.length > 0 });
+    this.send(obj.client, UBUS_MSG.NOTIFY, (obj.invokeSeq = (obj.invokeSeq + 1) & 0xffff), 0, {
+      objid: obj.id,
+      active: obj.subscribers.length > 0,
+    });
   }
 
   private notifyUnsubscribe(s: Sub): void {

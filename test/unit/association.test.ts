@@ -22,7 +22,10 @@ test('assoc is an arrival once per BSS; departures only from the BSS the station
 
 test('WDS stations are never mobile stations', () => {
   const t = new AssociationTable();
-  const present = t.loadClients('phy0-ap0', { freq: 5180, clients: { [A]: { wds: true, authorized: true }, '02:00:00:00:00:0b': { authorized: true }, junk: {} } });
+  const present = t.loadClients('phy0-ap0', {
+    freq: 5180,
+    clients: { [A]: { wds: true, authorized: true }, '02:00:00:00:00:0b': { authorized: true }, junk: {} },
+  });
   assert.deepEqual(present, ['02:00:00:00:00:0b']);
   assert.equal(t.isWds(A), true);
   assert.equal(t.mayMigrate(A, false), false);
@@ -32,7 +35,8 @@ test('WDS stations are never mobile stations', () => {
 
 test('hostile notifications are ignored', () => {
   const t = new AssociationTable();
-  for (const data of [null, 1, 'x', [], { address: 5 }, { address: 'zz:zz' }, { address: '' }]) assert.deepEqual(t.notify('wlan0', 'assoc', data), { kind: 'none' });
+  for (const data of [null, 1, 'x', [], { address: 5 }, { address: 'zz:zz' }, { address: '' }])
+    assert.deepEqual(t.notify('wlan0', 'assoc', data), { kind: 'none' });
   assert.deepEqual(t.notify('wlan0', 'probe', { address: A }), { kind: 'none' });
   assert.deepEqual(t.loadClients('wlan0', { clients: 'nope' }), []);
 });

@@ -70,7 +70,15 @@ test('every blobmsg type matches libubox byte for byte, signed on decode', () =>
     t: { k: 'vé' },
   };
   assert.equal(encodeBlobmsgTable(input).toString('hex'), ALL_TYPES.toString('hex'));
-  assert.deepEqual(value(decodeBlobmsgTable(ALL_TYPES)), { i8: true, i16: -2, i32: -2, i64: 0x123456789abcdef0n, d: -2.5, nil: null, t: { k: 'vé' } });
+  assert.deepEqual(value(decodeBlobmsgTable(ALL_TYPES)), {
+    i8: true,
+    i16: -2,
+    i32: -2,
+    i64: 0x123456789abcdef0n,
+    d: -2.5,
+    nil: null,
+    t: { k: 'vé' },
+  });
   assert.equal(value(decodeBlobmsgTable(ALL_TYPES, { int8: 'number' }))['i8'], -2);
 });
 
@@ -113,7 +121,7 @@ test('round trips: nested tables and arrays, every int size, double, bool, strin
     no: false,
     nil: null,
     arr: [1, 'two', [3, [4, []]], { five: 5 }, null, false],
-    tbl: { a: { b: { c: { d: 'deep' } } }, '': 'empty name', 'ключ': 'unicode key' },
+    tbl: { a: { b: { c: { d: 'deep' } } }, '': 'empty name', ключ: 'unicode key' },
     emptyTable: {},
     emptyArray: [],
   };
@@ -133,7 +141,7 @@ test('round trips: nested tables and arrays, every int size, double, bool, strin
     no: 0,
     nil: null,
     arr: [1, 'two', [3, [4, []]], { five: 5 }, null, 0],
-    tbl: { a: { b: { c: { d: 'deep' } } }, '': 'empty name', 'ключ': 'unicode key' },
+    tbl: { a: { b: { c: { d: 'deep' } } }, '': 'empty name', ключ: 'unicode key' },
     emptyTable: {},
     emptyArray: [],
   });
@@ -227,7 +235,10 @@ test('raw blob readers check sizes and the NUL terminator', () => {
   assert.match(errorOf(readBlobU32(attr(hex('03000007 010203 00')))), /3 payload bytes, expected 4/);
   assert.match(errorOf(readBlobU8(attr(hex('09000006 0101 0000')))), /expected 1/);
   const nested = putBlobNested(11, [putBlobU32(0, 1), putBlobU32(0, 2)]);
-  assert.deepEqual(value(readBlobNested(attr(nested))).map((a) => value(readBlobU32(a))), [1, 2]);
+  assert.deepEqual(
+    value(readBlobNested(attr(nested))).map((a) => value(readBlobU32(a))),
+    [1, 2],
+  );
   assert.equal(putBlobAttr(1, new Uint8Array(5)).length, 12);
   assert.equal(putBlobAttr(1, new Uint8Array(5)).readUInt32BE(0), 0x01000009);
   assert.equal(putBlobAttr(1, new Uint8Array(0), true).readUInt32BE(0), 0x81000004);
@@ -263,7 +274,8 @@ test('hostile blobmsg: missing NUL, name length past the end, bad sizes, unknown
 function depthBomb(levels: number): Buffer {
   const leaf = encodeBlobmsgElement('', 1);
   const out = Buffer.alloc(levels * 8 + leaf.length);
-  for (let i = 0; i < levels; i++) out.writeUInt32BE((0x80000000 | (BLOBMSG_TYPE.ARRAY << 24) | ((levels - i) * 8 + leaf.length)) >>> 0, i * 8);
+  for (let i = 0; i < levels; i++)
+    out.writeUInt32BE((0x80000000 | (BLOBMSG_TYPE.ARRAY << 24) | ((levels - i) * 8 + leaf.length)) >>> 0, i * 8);
   leaf.copy(out, levels * 8);
   return out;
 }

@@ -25,7 +25,9 @@ function tmpConf(text: string): string {
 }
 
 test('tmip-cn refuses a config with bad options, naming each', () => {
-  const file = tmpConf("config cn\n\toption mlr '10.0.0.1:99999'\n\toption network_name 'x'\n\toption cn_if 'eth0'\n\toption lease_time '10x'\n");
+  const file = tmpConf(
+    "config cn\n\toption mlr '10.0.0.1:99999'\n\toption network_name 'x'\n\toption cn_if 'eth0'\n\toption lease_time '10x'\n",
+  );
   const r = run(CN, ['-f', file]);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /mlr/);

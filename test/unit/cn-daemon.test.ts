@@ -66,7 +66,15 @@ function clientDhcp(type: number, opts: { ciaddr?: string; requested?: string; s
   if (opts.requested) opt(50, ipBytes(opts.requested));
   if (opts.serverId) opt(54, ipBytes(opts.serverId));
   b[o++] = 255;
-  return buildUdpFrame({ srcMac: mac, dstMac: 'ff:ff:ff:ff:ff:ff', srcIp: opts.ciaddr ? ip(opts.ciaddr) : 0, dstIp: 0xffffffff, srcPort: 68, dstPort: 67, payload: b });
+  return buildUdpFrame({
+    srcMac: mac,
+    dstMac: 'ff:ff:ff:ff:ff:ff',
+    srcIp: opts.ciaddr ? ip(opts.ciaddr) : 0,
+    dstIp: 0xffffffff,
+    srcPort: 68,
+    dstPort: 67,
+    payload: b,
+  });
 }
 
 /** The CN's handover counters, as `ubus call tmip status` shows them. */
@@ -81,7 +89,8 @@ function handoverStats(d: CnDaemon): CnHandover['stats'] {
 function remainingPlan(service: MlrService, cn: string, n: number, net: FakeNetOps): DataplaneOp[] {
   const have = emptyDataplane();
   for (const a of net.interfaces.get('wl0')!.addresses) if (a.label === 'wl0:tm' && a.prefix === 30) have.gateways.add(a.ip);
-  for (const [name, t] of net.tunnels) have.tunnels.set(name, { name, type: t.type, local: t.local, remote: t.remote, key: t.key, mtu: t.mtu });
+  for (const [name, t] of net.tunnels)
+    have.tunnels.set(name, { name, type: t.type, local: t.local, remote: t.remote, key: t.key, mtu: t.mtu });
   for (const [host, dev] of net.routes) have.routes.set(host, dev);
   for (const h of net.clamps.get('tmip_tm')?.hosts ?? []) have.clamped.add(h);
   const views = service.registry.involving(cn).map((b) => value(service.registry.view(b)));
@@ -100,25 +109,45 @@ function replies(link: FakeLinkIO) {
 }
 
 async function world(ubus: Partial<Record<'cn1' | 'cn2', FakeUbus>> = {}) {
-  const service = new MlrService(new Registry(['ipip', 'gre', 'vxlan']), { networkName: 'lab', offerHoldMs: 60_000, leaseGraceMs: 60_000, log: () => {} });
+  const service = new MlrService(new Registry(['ipip', 'gre', 'vxlan']), {
+    networkName: 'lab',
+    offerHoldMs: 60_000,
+    leaseGraceMs: 60_000,
+    log: () => {},
+  });
   const make = async (name: 'cn1' | 'cn2', n: number) => {
     const net = new FakeNetOps();
     net.supported = ['vxlan'];
-    net.addInterface({ ifname: 'bb0', mac: `02:bb:00:00:00:0${n}`, mtu: 1500, up: true, addresses: [{ ip: ip(`10.200.0.1${n}`), prefix: 24, label: 'bb0' }] });
-    net.addInterface({ ifname: 'wl0', mac: `02:cc:00:00:00:0${n}`, mtu: 1500, up: true, addresses: [{ ip: ip(`10.${n}.0.1`), prefix: 24, label: 'wl0' }] });
+    net.addInterface({
+      ifname: 'bb0',
+      mac: `02:bb:00:00:00:0${n}`,
+      mtu: 1500,
+      up: true,
+      addresses: [{ ip: ip(`10.200.0.1${n}`), prefix: 24, label: 'bb0' }],
+    });
+    net.addInterface({
+      ifname: 'wl0',
+      mac: `02:cc:00:00:00:0${n}`,
+      mtu: 1500,
+      up: true,
+      addresses: [{ ip: ip(`10.${n}.0.1`), prefix: 24, label: 'wl0' }],
+    });
     const link = new FakeLinkIO('wl0', `02:cc:00:00:00:0${n}`);
     const port = ubus[name];
-    const daemon = new CnDaemon({ ...cnConfig(name), hostapd: port !== undefined }, {
-      net,
-      ...(port ? { openUbus: async () => port } : {}),
-      openLink: () => ({ ok: true, value: link }),
-      connect: async () => {
-        const [cnEnd, mlrEnd] = memoryChannelPair(name, 'mlr');
-        service.attach(new RpcPeer(mlrEnd), `10.200.0.1${n}`);
-        return cnEnd;
+    const daemon = new CnDaemon(
+      { ...cnConfig(name), hostapd: port !== undefined },
+      {
+        net,
+        ...(port ? { openUbus: async () => port } : {}),
+        openLink: () => ({ ok: true, value: link }),
+        connect: async () => {
+          const [cnEnd, mlrEnd] = memoryChannelPair(name, 'mlr');
+          service.attach(new RpcPeer(mlrEnd), `10.200.0.1${n}`);
+          return cnEnd;
+        },
+        log: process.env.TMIP_TEST_LOG ? (l, m) => console.error(`${name} [${l}] ${m}`) : () => {},
       },
-      log: process.env.TMIP_TEST_LOG ? (l, m) => console.error(`${name} [${l}] ${m}`) : () => {},
-    });
+    );
     await daemon.start();
     return { net, link, daemon };
   };
@@ -144,10 +173,17 @@ test('DHCP in cell 1, a roam to cell 2 detected from IP activity, renew at the n
     await until('an ACK', () => cn1.link.sent.some((f) => f.length > 300));
     const ack = replies(cn1.link).find((r) => r.dhcp);
     assert.equal(ack?.dhcp?.messageType, DHCP_MESSAGE.ACK);
-    assert.ok(cn1.net.interfaces.get('wl0')!.addresses.some((a) => formatIPv4(a.ip) === '10.1.0.6' && a.prefix === 30 && a.label === 'wl0:tm'));
+    assert.ok(
+      cn1.net.interfaces.get('wl0')!.addresses.some((a) => formatIPv4(a.ip) === '10.1.0.6' && a.prefix === 30 && a.label === 'wl0:tm'),
+    );
 
     // The MS, now in cell 2, still sends to CN1's MAC: CN2's capture sees it.
-    const ipFrame = encodeEthernet({ dst: '02:cc:00:00:00:01', src: MS, etherType: 0x0800, payload: encodeIPv4Udp({ srcIp: ip('10.1.0.5'), dstIp: ip('10.200.0.10'), srcPort: 5000, dstPort: 5001, payload: Buffer.from('hi') }) });
+    const ipFrame = encodeEthernet({
+      dst: '02:cc:00:00:00:01',
+      src: MS,
+      etherType: 0x0800,
+      payload: encodeIPv4Udp({ srcIp: ip('10.1.0.5'), dstIp: ip('10.200.0.10'), srcPort: 5000, dstPort: 5001, payload: Buffer.from('hi') }),
+    });
     cn2.link.deliver(ipFrame);
     await until('CN2 to take the gateway', () => cn2.net.interfaces.get('wl0')!.addresses.some((a) => formatIPv4(a.ip) === '10.1.0.6'));
     await until('CN1 to withdraw', () => !cn1.net.interfaces.get('wl0')!.addresses.some((a) => formatIPv4(a.ip) === '10.1.0.6'));
@@ -182,7 +218,12 @@ test('a commit that fails on the parent after the registry write converges: both
     await until('the binding at CN1', () => w.service.registry.binding(MS)?.current === 'cn1');
     // The parent's kernel refuses the tunnel once: its commit fails after the MLR stored the move.
     cn1.net.failNext('ensureTunnel', 'RTNETLINK answers: No buffer space available');
-    const ipFrame = encodeEthernet({ dst: '02:cc:00:00:00:01', src: MS, etherType: 0x0800, payload: encodeIPv4Udp({ srcIp: ip('10.1.0.5'), dstIp: ip('10.200.0.10'), srcPort: 5000, dstPort: 5001, payload: Buffer.from('hi') }) });
+    const ipFrame = encodeEthernet({
+      dst: '02:cc:00:00:00:01',
+      src: MS,
+      etherType: 0x0800,
+      payload: encodeIPv4Udp({ srcIp: ip('10.1.0.5'), dstIp: ip('10.200.0.10'), srcPort: 5000, dstPort: 5001, payload: Buffer.from('hi') }),
+    });
     cn2.link.deliver(ipFrame);
     await until('the registry to hold the move', () => w.service.registry.binding(MS)?.current === 'cn2');
     await until('the failed ensureTunnel', () => cn1.net.callsOf('ensureTunnel').length >= 1);
@@ -262,10 +303,19 @@ test('with hostapd: an association moves the station before it sends anything; a
     assert.deepEqual(status.hostapd.bss.sort(), ['wl0', 'wl1']);
     assert.equal(status.mlr.connected, true);
     const list = (await ubus2.call('tmip', 'clients', {})) as { clients: { mac: string; here: boolean; ip: string }[] };
-    assert.deepEqual(list.clients.map((c) => [c.mac, c.ip, c.here]), [[MS, '10.1.0.5', true]]);
+    assert.deepEqual(
+      list.clients.map((c) => [c.mac, c.ip, c.here]),
+      [[MS, '10.1.0.5', true]],
+    );
     const tunnels = (await ubus1.call('tmip', 'tunnels', {})) as { tunnels: { type: string; peer: string }[] };
-    assert.deepEqual(tunnels.tunnels.map((t) => [t.type, t.peer]), [['vxlan', '10.200.0.12']]);
-    assert.deepEqual(((await ubus1.call('tmip', 'peers', {})) as { peers: { name: string }[] }).peers.map((p) => p.name), ['cn2']);
+    assert.deepEqual(
+      tunnels.tunnels.map((t) => [t.type, t.peer]),
+      [['vxlan', '10.200.0.12']],
+    );
+    assert.deepEqual(
+      ((await ubus1.call('tmip', 'peers', {})) as { peers: { name: string }[] }).peers.map((p) => p.name),
+      ['cn2'],
+    );
   } finally {
     w.stop();
   }

@@ -14,7 +14,15 @@ const MS = '02:aa:00:00:00:01';
 const cn1 = { name: 'cn1', addr: ip('10.200.0.11') };
 const cn2 = { name: 'cn2', addr: ip('10.200.0.12') };
 const cn3 = { name: 'cn3', addr: ip('10.200.0.13') };
-const toCn2: BindingView = { mac: MS, cell: ip('10.1.0.4'), parent: cn1, current: cn2, tunnel: { type: 'vxlan', key: 1 }, expires: 1e15, state: 'bound' };
+const toCn2: BindingView = {
+  mac: MS,
+  cell: ip('10.1.0.4'),
+  parent: cn1,
+  current: cn2,
+  tunnel: { type: 'vxlan', key: 1 },
+  expires: 1e15,
+  state: 'bound',
+};
 
 function setup(opts: { tunnels?: ('vxlan' | 'ipip')[]; seen?: ReplyBody<'seen'>; maxIdleStations?: number } = {}) {
   const clock = { t: 1_000_000 };

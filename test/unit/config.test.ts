@@ -91,7 +91,12 @@ test('a complete CN config parses into the model', () => {
     cnIf: 'eth0.10',
     mobileIf: 'br-lan',
     pools: [
-      { source: { kind: 'cidr', cidr: value(parseCidr('10.20.0.0/16')) }, first: ip('10.20.1.0'), last: ip('10.20.1.255'), text: '10.20.0.0/16 10.20.1.0 10.20.1.255' },
+      {
+        source: { kind: 'cidr', cidr: value(parseCidr('10.20.0.0/16')) },
+        first: ip('10.20.1.0'),
+        last: ip('10.20.1.255'),
+        text: '10.20.0.0/16 10.20.1.0 10.20.1.255',
+      },
       { source: { kind: 'interface', ifname: 'br-guest' }, first: null, last: null, text: 'br-guest * *' },
     ],
     dnsServers: [ip('10.0.0.53'), ip('9.9.9.9')],
@@ -192,15 +197,39 @@ test('bad values: each message names the option, its line, what was found and wh
     ["option lease_time '-5'", "tmip.@cn[0].lease_time (line 6): '-5' is not a number of seconds; expected an integer 60..31536000"],
     ["option debug_level '8'", "tmip.@cn[0].debug_level (line 6): '8' is out of range; expected an integer 0..7"],
     ["option debug_level 'high'", "tmip.@cn[0].debug_level (line 6): 'high' is not a whole number; expected an integer 0..7"],
-    ["option mss_clamp 'maybe'", "tmip.@cn[0].mss_clamp (line 6): 'maybe' is not a boolean; expected '1'/'0', 'yes'/'no', 'true'/'false', 'on'/'off' or 'enabled'/'disabled'"],
-    ["option enabled 'True'", "tmip.@cn[0].enabled (line 6): 'True' is not a boolean; expected '1'/'0', 'yes'/'no', 'true'/'false', 'on'/'off' or 'enabled'/'disabled'"],
-    ["option tunnel_prefix 'tmip_abc'", "tmip.@cn[0].tunnel_prefix (line 6): 'tmip_abc' is longer than 7 characters; expected 1..7 characters of a-z, 0-9 and '_' starting with a letter (devices are named prefix + pair id in at most 15 bytes), e.g. 'tmip0'"],
-    ["option tunnel_prefix '0tm'", "tmip.@cn[0].tunnel_prefix (line 6): '0tm' is not a valid tunnel prefix; expected 1..7 characters of a-z, 0-9 and '_' starting with a letter (devices are named prefix + pair id in at most 15 bytes), e.g. 'tmip0'"],
+    [
+      "option mss_clamp 'maybe'",
+      "tmip.@cn[0].mss_clamp (line 6): 'maybe' is not a boolean; expected '1'/'0', 'yes'/'no', 'true'/'false', 'on'/'off' or 'enabled'/'disabled'",
+    ],
+    [
+      "option enabled 'True'",
+      "tmip.@cn[0].enabled (line 6): 'True' is not a boolean; expected '1'/'0', 'yes'/'no', 'true'/'false', 'on'/'off' or 'enabled'/'disabled'",
+    ],
+    [
+      "option tunnel_prefix 'tmip_abc'",
+      "tmip.@cn[0].tunnel_prefix (line 6): 'tmip_abc' is longer than 7 characters; expected 1..7 characters of a-z, 0-9 and '_' starting with a letter (devices are named prefix + pair id in at most 15 bytes), e.g. 'tmip0'",
+    ],
+    [
+      "option tunnel_prefix '0tm'",
+      "tmip.@cn[0].tunnel_prefix (line 6): '0tm' is not a valid tunnel prefix; expected 1..7 characters of a-z, 0-9 and '_' starting with a letter (devices are named prefix + pair id in at most 15 bytes), e.g. 'tmip0'",
+    ],
     ["list tunnel_type 'ipsec'", "tmip.@cn[0].tunnel_type (line 6): 'ipsec' is not a tunnel type; expected one of ipip, gre, vxlan"],
-    ["list dns_server '8.8.8'", "tmip.@cn[0].dns_server (line 6): '8.8.8' is not an IPv4 address; expected an IPv4 address a.b.c.d (one per 'list dns_server')"],
-    ["option domain 'campus..lan'", "tmip.@cn[0].domain (line 6): 'campus..lan' is not a DNS domain; expected labels of letters, digits and '-' separated by dots, e.g. 'campus.lan'"],
-    ["option status_file 'cn.status'", "tmip.@cn[0].status_file (line 6): 'cn.status' is not an absolute path; expected an absolute path, e.g. '/var/run/tmip/cn.status'"],
-    ["option cn_name '" + 'x'.repeat(65) + "'", `tmip.@cn[0].cn_name (line 6): '${'x'.repeat(65).slice(0, 77)}' is longer than 64 characters; expected free text of at most 64 characters without control characters`],
+    [
+      "list dns_server '8.8.8'",
+      "tmip.@cn[0].dns_server (line 6): '8.8.8' is not an IPv4 address; expected an IPv4 address a.b.c.d (one per 'list dns_server')",
+    ],
+    [
+      "option domain 'campus..lan'",
+      "tmip.@cn[0].domain (line 6): 'campus..lan' is not a DNS domain; expected labels of letters, digits and '-' separated by dots, e.g. 'campus.lan'",
+    ],
+    [
+      "option status_file 'cn.status'",
+      "tmip.@cn[0].status_file (line 6): 'cn.status' is not an absolute path; expected an absolute path, e.g. '/var/run/tmip/cn.status'",
+    ],
+    [
+      "option cn_name '" + 'x'.repeat(65) + "'",
+      `tmip.@cn[0].cn_name (line 6): '${'x'.repeat(65).slice(0, 77)}' is longer than 64 characters; expected free text of at most 64 characters without control characters`,
+    ],
   ];
   for (const [line, message] of cases) assert.equal(errorOf(cn([...REQUIRED, line])), message, line);
 
@@ -211,14 +240,26 @@ test('bad values: each message names the option, its line, what was found and wh
     replace('network_name', 'my campus'),
     "tmip.@cn[0].network_name (line 3): 'my campus' contains spaces or non-printable characters; expected 1..64 printable characters without spaces, the same on every CN and the MLR, e.g. 'campus'",
   );
-  assert.match(replace('network_name', 'n'.repeat(65)), /^tmip\.@cn\[0\]\.network_name \(line 3\): '.*' is longer than 64 characters; expected/);
+  assert.match(
+    replace('network_name', 'n'.repeat(65)),
+    /^tmip\.@cn\[0\]\.network_name \(line 3\): '.*' is longer than 64 characters; expected/,
+  );
   assert.equal(
     replace('cn_if', 'eth0:1'),
     "tmip.@cn[0].cn_if (line 4): 'eth0:1' contains a character not allowed in interface names; expected a Linux interface name of 1..15 bytes without '/', ':' or spaces, e.g. 'br-lan'",
   );
-  assert.match(replace('mobile_if', 'wlan0-very-long-name'), /^tmip\.@cn\[0\]\.mobile_if \(line 5\): 'wlan0-very-long-name' is longer than 15 bytes; expected a Linux interface name/);
-  assert.match(replace('mlr', '10.0.0.300'), /^tmip\.@cn\[0\]\.mlr \(line 2\): '10\.0\.0\.300': '10\.0\.0\.300' is not an IPv4 address; expected 'host' or 'host:port'/);
-  assert.match(replace('mlr', 'mlr:0'), /^tmip\.@cn\[0\]\.mlr \(line 2\): 'mlr:0' has port 0, out of range; expected 'host' or 'host:port'/);
+  assert.match(
+    replace('mobile_if', 'wlan0-very-long-name'),
+    /^tmip\.@cn\[0\]\.mobile_if \(line 5\): 'wlan0-very-long-name' is longer than 15 bytes; expected a Linux interface name/,
+  );
+  assert.match(
+    replace('mlr', '10.0.0.300'),
+    /^tmip\.@cn\[0\]\.mlr \(line 2\): '10\.0\.0\.300': '10\.0\.0\.300' is not an IPv4 address; expected 'host' or 'host:port'/,
+  );
+  assert.match(
+    replace('mlr', 'mlr:0'),
+    /^tmip\.@cn\[0\]\.mlr \(line 2\): 'mlr:0' has port 0, out of range; expected 'host' or 'host:port'/,
+  );
 });
 
 test('a value with control characters or quotes is shown escaped in messages', () => {
@@ -344,7 +385,8 @@ test('parseBool accepts what OpenWrt config_get_bool accepts', () => {
 
 test('interface names follow the kernel rules', () => {
   for (const ok of ['eth0', 'br-lan', 'eth0.10', 'wlan0-1', 'a', 'abcdefghijklmno', 'phy0-ap0']) assert.ok(checkIfname(ok).ok, ok);
-  for (const bad of ['', '.', '..', 'abcdefghijklmnop', 'eth 0', 'eth0/1', 'eth0:1', 'tab\tx', 'ééééééééé']) assert.equal(checkIfname(bad).ok, false, bad);
+  for (const bad of ['', '.', '..', 'abcdefghijklmnop', 'eth 0', 'eth0/1', 'eth0:1', 'tab\tx', 'ééééééééé'])
+    assert.equal(checkIfname(bad).ok, false, bad);
   // cn_if and mobile_if may be the same device
   const cfg = value(cn(["option mlr '192.0.2.1'", "option network_name 'campus'", "option cn_if 'br-lan'", "option mobile_if 'br-lan'"]));
   assert.equal(cfg.cnIf, cfg.mobileIf);
@@ -367,12 +409,18 @@ test('a single-valued option given as a list is an error', () => {
     errorOf(cn([...REQUIRED, "list lease_time '60'", "list lease_time '120'"])),
     "tmip.@cn[0].lease_time (line 6): '60', '120' given as a list; expected a single value: option lease_time '...'",
   );
-  assert.match(errorOf(cn(["list mlr '192.0.2.1'", "option network_name 'campus'", "option cn_if 'eth0'", "option mobile_if 'br-lan'"])), /^tmip\.@cn\[0\]\.mlr \(line 2\): '192\.0\.2\.1' given as a list/);
+  assert.match(
+    errorOf(cn(["list mlr '192.0.2.1'", "option network_name 'campus'", "option cn_if 'eth0'", "option mobile_if 'br-lan'"])),
+    /^tmip\.@cn\[0\]\.mlr \(line 2\): '192\.0\.2\.1' given as a list/,
+  );
 });
 
 test('unknown options are warnings, not errors', () => {
   const cfg = value(cn([...REQUIRED, "option colour 'blue'", "list extra 'x'"]));
-  assert.deepEqual(cfg.warnings, ["tmip.@cn[0].colour (line 6): unknown option 'colour' ignored", "tmip.@cn[0].extra (line 7): unknown option 'extra' ignored"]);
+  assert.deepEqual(cfg.warnings, [
+    "tmip.@cn[0].colour (line 6): unknown option 'colour' ignored",
+    "tmip.@cn[0].extra (line 7): unknown option 'extra' ignored",
+  ]);
   const mlr = value(parseMlrConfig(uci("config mlr 'm'\n\toption network_name 'x'\n\toption mlr 'oops'\n")));
   assert.deepEqual(mlr.warnings, ["tmip.m.mlr (line 3): unknown option 'mlr' ignored"]);
 });
@@ -432,7 +480,10 @@ test('MLR config: bad values are all reported', () => {
     "tmip.@mlr[0].tunnel_type (line 8): 'wireguard' is not a tunnel type; expected one of ipip, gre, vxlan",
     "tmip.@mlr[0].enabled (line 9): 'perhaps' is not a boolean; expected '1'/'0', 'yes'/'no', 'true'/'false', 'on'/'off' or 'enabled'/'disabled'",
   ]);
-  assert.match(errorOf(parseMlrConfig(uci("config mlr\n\toption network_name 'x'\n\toption port 'http'\n"))), /'http' is not a port number; expected an integer 1\.\.65535/);
+  assert.match(
+    errorOf(parseMlrConfig(uci("config mlr\n\toption network_name 'x'\n\toption port 'http'\n"))),
+    /'http' is not a port number; expected an integer 1\.\.65535/,
+  );
 });
 
 // ---------------------------------------------------------------------------------------------

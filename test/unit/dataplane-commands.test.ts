@@ -12,21 +12,52 @@ import { ip } from '../support/helpers.js';
 
 const cn1 = { name: 'cn1', addr: ip('10.200.0.11') };
 const cn2 = { name: 'cn2', addr: ip('10.200.0.12') };
-const away: BindingView = { mac: '02:aa:00:00:00:01', cell: ip('10.1.0.4'), parent: cn1, current: cn2, tunnel: { type: 'vxlan', key: 7 }, expires: 1e15, state: 'bound' };
+const away: BindingView = {
+  mac: '02:aa:00:00:00:01',
+  cell: ip('10.1.0.4'),
+  parent: cn1,
+  current: cn2,
+  tunnel: { type: 'vxlan', key: 7 },
+  expires: 1e15,
+  state: 'bound',
+};
 const home: BindingView = { mac: away.mac, cell: away.cell, parent: cn1, current: cn1, expires: 1e15, state: 'bound' };
 
 /** A kernel that has the mobile interface and nothing of ours; every command is recorded as one line. */
 function recordingKernel() {
   const lines: string[] = [];
   const runner = async (cmd: string, args: readonly string[], opts: RunOptions): Promise<RunResult> => {
-    lines.push([cmd, ...args].join(' ') + (opts.input !== undefined ? ' <<< ' + opts.input.split('\n').filter((l) => /elements|iifname/.test(l)).map((l) => l.trim()).join(' | ') : ''));
+    lines.push(
+      [cmd, ...args].join(' ') +
+        (opts.input !== undefined
+          ? ' <<< ' +
+            opts.input
+              .split('\n')
+              .filter((l) => /elements|iifname/.test(l))
+              .map((l) => l.trim())
+              .join(' | ')
+          : ''),
+    );
     const line = args.join(' ');
     if (line === '-j addr show dev wl0') {
-      return { code: 0, stdout: JSON.stringify([{ ifname: 'wl0', address: '02:cc:00:00:00:01', mtu: 1500, operstate: 'UP', addr_info: [{ family: 'inet', local: '10.1.0.1', prefixlen: 24, label: 'wl0' }] }]), stderr: '' };
+      return {
+        code: 0,
+        stdout: JSON.stringify([
+          {
+            ifname: 'wl0',
+            address: '02:cc:00:00:00:01',
+            mtu: 1500,
+            operstate: 'UP',
+            addr_info: [{ family: 'inet', local: '10.1.0.1', prefixlen: 24, label: 'wl0' }],
+          },
+        ]),
+        stderr: '',
+      };
     }
     if (line.startsWith('-j -d link show dev ')) return { code: 1, stdout: '', stderr: `Device "${args.at(-1)}" does not exist.` };
     if (line === '-j -d link show' || line === '-j route show table main') return { code: 0, stdout: '[]', stderr: '' };
-    if (cmd === 'nft' && args[0] === 'delete') return { code: 1, stdout: '', stderr: 'Error: Could not process rule: No such file or directory' };
+    if (cmd === 'nft' && args[0] === 'delete')
+      return { code: 1, stdout: '', stderr: 'Error: Could not process rule: No such file or directory' };
     return { code: 0, stdout: '', stderr: '' };
   };
   return { lines, runner };
@@ -97,7 +128,11 @@ const cases: { name: string; self: typeof cn1; steps: { bindings: BindingView[];
 for (const c of cases) {
   test(`bindings to commands: ${c.name}`, async () => {
     const { d, lines } = await driverFor(c.self);
-    assert.deepEqual(lines, ['ip -j -d link show', 'ip -j addr show dev wl0', 'ip -j route show table main', 'nft delete table ip tmip_tm'], 'start-up reads what an earlier run left');
+    assert.deepEqual(
+      lines,
+      ['ip -j -d link show', 'ip -j addr show dev wl0', 'ip -j route show table main', 'nft delete table ip tmip_tm'],
+      'start-up reads what an earlier run left',
+    );
     for (const [i, step] of c.steps.entries()) {
       lines.length = 0;
       await d.apply(step.bindings);

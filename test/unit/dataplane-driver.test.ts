@@ -10,14 +10,37 @@ const ip = (s: string) => (parseIPv4(s) as { value: number }).value;
 const cn1 = { name: 'cn1', addr: ip('10.200.0.11') };
 const cn2 = { name: 'cn2', addr: ip('10.200.0.12') };
 const cn3 = { name: 'cn3', addr: ip('10.200.0.13') };
-const at = (mac: string, cell: string, current: typeof cn2, key: number): BindingView => ({ mac, cell: ip(cell), parent: cn1, current, tunnel: { type: 'vxlan', key }, expires: 1, state: 'bound' });
+const at = (mac: string, cell: string, current: typeof cn2, key: number): BindingView => ({
+  mac,
+  cell: ip(cell),
+  parent: cn1,
+  current,
+  tunnel: { type: 'vxlan', key },
+  expires: 1,
+  state: 'bound',
+});
 
 async function parentDriver() {
   const net = new FakeNetOps();
   net.supported = ['vxlan'];
-  net.addInterface({ ifname: 'wl0', mac: '02:cc:00:00:00:01', mtu: 1500, up: true, addresses: [{ ip: ip('10.1.0.1'), prefix: 24, label: 'wl0' }] });
+  net.addInterface({
+    ifname: 'wl0',
+    mac: '02:cc:00:00:00:01',
+    mtu: 1500,
+    up: true,
+    addresses: [{ ip: ip('10.1.0.1'), prefix: 24, label: 'wl0' }],
+  });
   const added: string[] = [];
-  const d = new DataplaneDriver(net, { self: 'cn1', selfAddr: ip('10.200.0.11'), tunnelPrefix: 'tm', underlayMtu: 1500, mobileIf: 'wl0', mssClamp: true, log: () => {}, onGatewayAdded: (g) => added.push(formatIPv4(g)) });
+  const d = new DataplaneDriver(net, {
+    self: 'cn1',
+    selfAddr: ip('10.200.0.11'),
+    tunnelPrefix: 'tm',
+    underlayMtu: 1500,
+    mobileIf: 'wl0',
+    mssClamp: true,
+    log: () => {},
+    onGatewayAdded: (g) => added.push(formatIPv4(g)),
+  });
   await d.load();
   return { net, d, added };
 }
@@ -43,7 +66,15 @@ test('gateways are reported as they are added; a restarted driver keeps what is 
   await d.apply([home]);
   assert.deepEqual(added, ['10.1.0.6']);
   assert.ok(net.interfaces.get('wl0')!.addresses.some((x) => x.label === gatewayLabel('wl0', 'tm') && formatIPv4(x.ip) === '10.1.0.6'));
-  const again = new DataplaneDriver(net, { self: 'cn1', selfAddr: ip('10.200.0.11'), tunnelPrefix: 'tm', underlayMtu: 1500, mobileIf: 'wl0', mssClamp: true, log: () => {} });
+  const again = new DataplaneDriver(net, {
+    self: 'cn1',
+    selfAddr: ip('10.200.0.11'),
+    tunnelPrefix: 'tm',
+    underlayMtu: 1500,
+    mobileIf: 'wl0',
+    mssClamp: true,
+    log: () => {},
+  });
   await again.load();
   assert.deepEqual([...again.state.gateways].map(formatIPv4), ['10.1.0.6']);
   assert.deepEqual(await again.apply([home]), [], 'the gateway is kept, not re-added');

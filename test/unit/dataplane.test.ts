@@ -8,14 +8,25 @@ const ip = (s: string) => (parseIPv4(s) as { value: number }).value;
 const cn1 = { name: 'cn1', addr: ip('10.200.0.11') };
 const cn2 = { name: 'cn2', addr: ip('10.200.0.12') };
 const ctx = (self: string, addr: string): DataplaneContext => ({ self, selfAddr: ip(addr), tunnelPrefix: 'tm', underlayMtu: 1500 });
-const away: BindingView = { mac: '02:00:00:00:00:01', cell: ip('10.1.0.4'), parent: cn1, current: cn2, tunnel: { type: 'vxlan', key: 7 }, expires: 1, state: 'bound' };
+const away: BindingView = {
+  mac: '02:00:00:00:00:01',
+  cell: ip('10.1.0.4'),
+  parent: cn1,
+  current: cn2,
+  tunnel: { type: 'vxlan', key: 7 },
+  expires: 1,
+  state: 'bound',
+};
 const { tunnel: _tunnel, ...atHome } = away;
 const home: BindingView = { ...atHome, current: cn1 };
 
 test('parent of an away MS: tunnel and host route, no gateway', () => {
   const d = desiredDataplane([away], ctx('cn1', '10.200.0.11'));
   assert.deepEqual([...d.gateways], []);
-  assert.deepEqual([...d.routes].map(([h, t]) => [formatIPv4(h), t]), [['10.1.0.5', 'tm7']]);
+  assert.deepEqual(
+    [...d.routes].map(([h, t]) => [formatIPv4(h), t]),
+    [['10.1.0.5', 'tm7']],
+  );
   const t = d.tunnels.get('tm7')!;
   assert.equal(formatIPv4(t.remote), '10.200.0.12');
   assert.equal(t.mtu, 1450);
@@ -40,10 +51,16 @@ test('plans build before they tear down, and coming home removes the tunnel', ()
   const c = ctx('cn1', '10.200.0.11');
   const awayState = desiredDataplane([away], c);
   const first = planDataplane(emptyDataplane(), awayState);
-  assert.deepEqual(first.map((o) => o.op), ['ensure-tunnel', 'route']);
+  assert.deepEqual(
+    first.map((o) => o.op),
+    ['ensure-tunnel', 'route'],
+  );
   assert.deepEqual(planDataplane(awayState, awayState), [], 'nothing to do when nothing changed');
   const back = planDataplane(awayState, desiredDataplane([home], c));
-  assert.deepEqual(back.map((o) => o.op), ['add-gateway', 'del-tunnel']);
+  assert.deepEqual(
+    back.map((o) => o.op),
+    ['add-gateway', 'del-tunnel'],
+  );
 });
 
 test('a tunnel shared by two MSs stays until the last one leaves', () => {
@@ -51,6 +68,12 @@ test('a tunnel shared by two MSs stays until the last one leaves', () => {
   const second: BindingView = { ...away, mac: '02:00:00:00:00:02', cell: ip('10.1.0.8') };
   const both = desiredDataplane([away, second], c);
   const one = desiredDataplane([second], c);
-  assert.deepEqual(planDataplane(both, one).map((o) => o.op), ['unroute']);
-  assert.deepEqual(planDataplane(one, desiredDataplane([], c)).map((o) => o.op), ['del-tunnel']);
+  assert.deepEqual(
+    planDataplane(both, one).map((o) => o.op),
+    ['unroute'],
+  );
+  assert.deepEqual(
+    planDataplane(one, desiredDataplane([], c)).map((o) => o.op),
+    ['del-tunnel'],
+  );
 });

@@ -23,7 +23,17 @@ const SNAME_FILE = '00'.repeat(64 + 128);
 const COOKIE = '63825363';
 
 /** A BOOTREQUEST header (236 bytes) + cookie; fields as hex. */
-function header(o: { op?: string; htype?: string; hlen?: string; xid?: string; secs?: string; flags?: string; ciaddr?: string; giaddr?: string; chaddr: string }): string {
+function header(o: {
+  op?: string;
+  htype?: string;
+  hlen?: string;
+  xid?: string;
+  secs?: string;
+  flags?: string;
+  ciaddr?: string;
+  giaddr?: string;
+  chaddr: string;
+}): string {
   return (
     (o.op ?? '01') +
     (o.htype ?? '01') +
@@ -64,7 +74,10 @@ const DHCLIENT_DISCOVER = hex(
 );
 
 // The same udhcpc message inside its Ethernet/IPv4/UDP frame (checksums computed independently).
-const UDHCPC_FRAME = Buffer.concat([hex('ffffffffffff 020000aabb01 0800 4500 0148 0000 0000 4011 79a6 00000000 ffffffff 0044 0043 0134 c839'), UDHCPC_DISCOVER]);
+const UDHCPC_FRAME = Buffer.concat([
+  hex('ffffffffffff 020000aabb01 0800 4500 0148 0000 0000 4011 79a6 00000000 ffffffff 0044 0043 0134 c839'),
+  UDHCPC_DISCOVER,
+]);
 
 test('message type constants and names', () => {
   assert.deepEqual(DHCP_MESSAGE, { DISCOVER: 1, OFFER: 2, REQUEST: 3, DECLINE: 4, ACK: 5, NAK: 6, RELEASE: 7, INFORM: 8 });
@@ -131,7 +144,10 @@ test('truncation at every byte offset returns an error or a valid result, never 
     }
   }
   // Cut inside udhcpc's option 61 value: the length runs past the end.
-  assert.match(errorOf(decodeDhcp(UDHCPC_DISCOVER.subarray(0, 240 + 3 + 5))), /option 61 at offset 243 has length 7 but only 3 bytes remain/);
+  assert.match(
+    errorOf(decodeDhcp(UDHCPC_DISCOVER.subarray(0, 240 + 3 + 5))),
+    /option 61 at offset 243 has length 7 but only 3 bytes remain/,
+  );
   // Cut right after option 61's code: no length byte.
   assert.match(errorOf(decodeDhcp(UDHCPC_DISCOVER.subarray(0, 240 + 3 + 1))), /option 61 at offset 243 has no length byte/);
   // Cut between options (no end option): accepted.
@@ -180,7 +196,10 @@ test('header checks: cookie, hlen, op, minimum length', () => {
   assert.match(errorOf(decodeDhcp(noCookie)), /magic cookie 0x63825364/);
   const bootp = Buffer.from(good.subarray(0, 236)); // plain BOOTP header, no cookie at all
   assert.match(errorOf(decodeDhcp(bootp)), /too short: 236 bytes < 240/);
-  assert.match(errorOf(decodeDhcp(message(header({ hlen: '11', chaddr: '020000000001' }), '350101'))), /hlen 17 exceeds the 16-byte chaddr/);
+  assert.match(
+    errorOf(decodeDhcp(message(header({ hlen: '11', chaddr: '020000000001' }), '350101'))),
+    /hlen 17 exceeds the 16-byte chaddr/,
+  );
   assert.match(errorOf(decodeDhcp(message(header({ hlen: 'ff', chaddr: '020000000001' }), '350101'))), /hlen 255 exceeds/);
   assert.match(errorOf(decodeDhcp(message(header({ hlen: '10', chaddr: '020000000001' }), '350101'))), /hlen 16 is not 6/);
   assert.match(errorOf(decodeDhcp(message(header({ hlen: '00', chaddr: '020000000001' }), '350101'))), /hlen 0 is not 6/);
@@ -213,7 +232,7 @@ function request(o: Partial<DhcpMessage> = {}): DhcpMessage {
 /** Walk a reply's options, returning codes in order (pads skipped, stops at end). */
 function optionCodes(b: Uint8Array): number[] {
   const codes: number[] = [];
-  for (let i = 240; i < b.length; ) {
+  for (let i = 240; i < b.length;) {
     const code = b[i] ?? 0;
     if (code === 0) {
       i++;
@@ -295,7 +314,13 @@ test('ACK: ciaddr per RFC 2131 table 3, and no lease times for INFORM', () => {
 
 test('NAK carries only 53, 54, 56; yiaddr 0; broadcast flag when relayed', () => {
   const req = request({ messageType: DHCP_MESSAGE.REQUEST, requestedIp: ip('10.99.0.1'), ciaddr: ip('10.99.0.1') });
-  const b = encodeDhcpReply({ request: req, messageType: DHCP_MESSAGE.NAK, yiaddr: ip('10.20.0.1'), ...FULL, message: 'address not valid here' });
+  const b = encodeDhcpReply({
+    request: req,
+    messageType: DHCP_MESSAGE.NAK,
+    yiaddr: ip('10.20.0.1'),
+    ...FULL,
+    message: 'address not valid here',
+  });
   assert.equal(b.length, 300); // short replies are padded to the BOOTP minimum
   assert.deepEqual(optionCodes(b), [53, 54, 56]);
   const m = decoded(b);
@@ -304,10 +329,15 @@ test('NAK carries only 53, 54, 56; yiaddr 0; broadcast flag when relayed', () =>
   assert.equal(m.ciaddr, 0);
   assert.equal(m.flags, 0);
   assert.equal(Buffer.from(m.options.get(56) ?? []).toString(), 'address not valid here');
-  const relayed = decoded(encodeDhcpReply({ request: { ...req, giaddr: ip('10.0.0.1') }, messageType: DHCP_MESSAGE.NAK, yiaddr: 0, serverId: FULL.serverId }));
+  const relayed = decoded(
+    encodeDhcpReply({ request: { ...req, giaddr: ip('10.0.0.1') }, messageType: DHCP_MESSAGE.NAK, yiaddr: 0, serverId: FULL.serverId }),
+  );
   assert.equal(relayed.flags & 0x8000, 0x8000);
   assert.equal(relayed.giaddr, ip('10.0.0.1'));
-  assert.deepEqual(optionCodes(encodeDhcpReply({ request: req, messageType: DHCP_MESSAGE.NAK, yiaddr: 0, serverId: FULL.serverId })), [53, 54]);
+  assert.deepEqual(
+    optionCodes(encodeDhcpReply({ request: req, messageType: DHCP_MESSAGE.NAK, yiaddr: 0, serverId: FULL.serverId })),
+    [53, 54],
+  );
 });
 
 test('options longer than 255 bytes are split and decode back concatenated', () => {
@@ -327,17 +357,23 @@ test('reply destination follows RFC 2131 §4.1 (every branch)', () => {
   const nak = { messageType: DHCP_MESSAGE.NAK, yiaddr: 0 };
   const mac = '02:00:00:aa:bb:01';
   // giaddr → relay, even for a NAK and with ciaddr/broadcast set.
-  assert.deepEqual(dhcpReplyDestination(request({ giaddr: ip('10.0.0.1'), ciaddr: ip('10.1.1.1'), flags: 0x8000 }), nak), { kind: 'relay', ip: ip('10.0.0.1') });
+  assert.deepEqual(dhcpReplyDestination(request({ giaddr: ip('10.0.0.1'), ciaddr: ip('10.1.1.1'), flags: 0x8000 }), nak), {
+    kind: 'relay',
+    ip: ip('10.0.0.1'),
+  });
   assert.deepEqual(dhcpReplyDestination(request({ giaddr: ip('10.0.0.1') }), offer), { kind: 'relay', ip: ip('10.0.0.1') });
   // NAK without a relay is always broadcast, even when ciaddr is set.
   assert.deepEqual(dhcpReplyDestination(request({ ciaddr: ip('10.20.0.1') }), nak), { kind: 'broadcast' });
   assert.deepEqual(dhcpReplyDestination(request(), nak), { kind: 'broadcast' });
   // ciaddr → unicast to ciaddr at chaddr (even with the broadcast bit).
-  assert.deepEqual(dhcpReplyDestination(request({ ciaddr: ip('10.20.0.1'), flags: 0x8000 }), { messageType: DHCP_MESSAGE.ACK, yiaddr: yi }), {
-    kind: 'unicast',
-    ip: ip('10.20.0.1'),
-    mac,
-  });
+  assert.deepEqual(
+    dhcpReplyDestination(request({ ciaddr: ip('10.20.0.1'), flags: 0x8000 }), { messageType: DHCP_MESSAGE.ACK, yiaddr: yi }),
+    {
+      kind: 'unicast',
+      ip: ip('10.20.0.1'),
+      mac,
+    },
+  );
   // broadcast bit → broadcast.
   assert.deepEqual(dhcpReplyDestination(request({ flags: 0x8000 }), offer), { kind: 'broadcast' });
   // otherwise unicast to yiaddr at chaddr.
@@ -356,7 +392,10 @@ test('classifyRequest follows RFC 2131 §4.3.2', () => {
   // Decoded from the wire: a dhclient-style INIT-REBOOT request.
   const h = header({ chaddr: '525400123456' });
   assert.equal(classifyRequest(decoded(message(h, '350103 3204 c0a80164'))), 'init-reboot');
-  assert.equal(classifyRequest(decoded(message(header({ chaddr: '525400123456', ciaddr: 'c0a80164' }), '350103'))), 'renewing-or-rebinding');
+  assert.equal(
+    classifyRequest(decoded(message(header({ chaddr: '525400123456', ciaddr: 'c0a80164' }), '350103'))),
+    'renewing-or-rebinding',
+  );
   assert.equal(classifyRequest(decoded(message(h, '350103 3204 c0a80164 3604 c0a80101'))), 'selecting');
 });
 
@@ -384,7 +423,8 @@ test('fuzz: random buffers, random option areas and mutations never throw (seede
   for (let i = 0; i < 2000; i++) {
     const b = Buffer.from(i % 2 ? UDHCPC_DISCOVER : DHCLIENT_DISCOVER);
     const flips = 1 + Math.floor(next() * 6);
-    for (let k = 0; k < flips; k++) b[next() < 0.7 ? 236 + Math.floor(next() * 64) : Math.floor(next() * b.length)] = Math.floor(next() * 256);
+    for (let k = 0; k < flips; k++)
+      b[next() < 0.7 ? 236 + Math.floor(next() * 64) : Math.floor(next() * b.length)] = Math.floor(next() * 256);
     const r = decodeDhcp(b);
     assertResult(r, `mutation #${i}`);
     if (r.ok) {

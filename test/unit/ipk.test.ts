@@ -139,7 +139,10 @@ before(() => {
   assert.equal(r.code, 0, `bash build.sh ipk:\n${r.stdout}\n${r.stderr}`);
   // and the packing step alone, from another directory
   OUT2 = tmpdir('ipk2');
-  const r2 = run('sh', [path.join(ROOT, 'openwrt/build-ipk.sh'), OUT2], { cwd: os.tmpdir(), env: { ...process.env, SOURCE_DATE_EPOCH: EPOCH } });
+  const r2 = run('sh', [path.join(ROOT, 'openwrt/build-ipk.sh'), OUT2], {
+    cwd: os.tmpdir(),
+    env: { ...process.env, SOURCE_DATE_EPOCH: EPOCH },
+  });
   assert.equal(r2.code, 0, `openwrt/build-ipk.sh:\n${r2.stderr}`);
   for (const pkg of PACKAGES) ipk[pkg] = unpack(fileOf(OUT, pkg));
 });
@@ -159,7 +162,10 @@ test('each .ipk is a gzipped tar of ./debian-binary "2.0", ./data.tar.gz and ./c
     const u = ipk[pkg]!;
     const raw = fs.readFileSync(fileOf(OUT, pkg));
     assert.equal(raw.readUInt16BE(0), 0x1f8b, `${pkg} is gzip`);
-    assert.deepEqual(u.outer.map((e) => e.name), ['./debian-binary', './data.tar.gz', './control.tar.gz']);
+    assert.deepEqual(
+      u.outer.map((e) => e.name),
+      ['./debian-binary', './data.tar.gz', './control.tar.gz'],
+    );
     for (const e of u.outer) {
       assert.equal(e.type, '-');
       assert.deepEqual([e.uid, e.gid, e.mode], [0, 0, 0o644], `${pkg} ${e.name}`);
@@ -196,7 +202,23 @@ test('control: Package, Version, Depends, Source, License, Section, Architecture
     assert.ok(ipk[pkg]!.controlText.endsWith('\n'));
   }
   const fieldOrder = Object.keys(ipk['tmip-cn']!.control);
-  assert.deepEqual(fieldOrder, ['Package', 'Version', 'Depends', 'Source', 'SourceName', 'License', 'Section', 'SourceDateEpoch', 'Architecture', 'Installed-Size', 'Description'], "ipkg's field order");
+  assert.deepEqual(
+    fieldOrder,
+    [
+      'Package',
+      'Version',
+      'Depends',
+      'Source',
+      'SourceName',
+      'License',
+      'Section',
+      'SourceDateEpoch',
+      'Architecture',
+      'Installed-Size',
+      'Description',
+    ],
+    "ipkg's field order",
+  );
 });
 
 test('control.tar.gz: control and conffiles 0644, postinst and prerm 0755, all owned 0:0', () => {
@@ -238,7 +260,8 @@ test('maintainer scripts pass sh -n and shellcheck, and hand over to OpenWrt def
     );
     const info = path.join(root, 'usr/lib/opkg/info');
     fs.mkdirSync(info, { recursive: true });
-    for (const script of ['postinst', 'prerm']) fs.copyFileSync(path.join(ipk[pkg]!.dir, 'control', script), path.join(info, `${pkg}.${script}`));
+    for (const script of ['postinst', 'prerm'])
+      fs.copyFileSync(path.join(ipk[pkg]!.dir, 'control', script), path.join(info, `${pkg}.${script}`));
     const env = { PATH: process.env.PATH, IPKG_INSTROOT: root };
     assert.equal(run('sh', [path.join(info, `${pkg}.postinst`), 'configure'], { env }).code, 0);
     assert.equal(run('sh', [path.join(info, `${pkg}.prerm`), 'remove'], { env }).code, 0);
@@ -250,12 +273,17 @@ test('maintainer scripts pass sh -n and shellcheck, and hand over to OpenWrt def
     );
     // without /lib/functions.sh (not OpenWrt) they do nothing and succeed
     const bare = tmpdir('bare');
-    assert.equal(run('sh', [path.join(info, `${pkg}.postinst`), 'configure'], { env: { PATH: process.env.PATH, IPKG_INSTROOT: bare } }).code, 0);
+    assert.equal(
+      run('sh', [path.join(info, `${pkg}.postinst`), 'configure'], { env: { PATH: process.env.PATH, IPKG_INSTROOT: bare } }).code,
+      0,
+    );
     fs.rmSync(root, { recursive: true, force: true });
     fs.rmSync(bare, { recursive: true, force: true });
   }
   // luci.mk's postinst: nothing in an image build
-  const r = run('/bin/sh', [path.join(ipk['luci-app-tmip']!.dir, 'control/postinst-pkg')], { env: { PATH: '/nonexistent', IPKG_INSTROOT: '/tmp' } });
+  const r = run('/bin/sh', [path.join(ipk['luci-app-tmip']!.dir, 'control/postinst-pkg')], {
+    env: { PATH: '/nonexistent', IPKG_INSTROOT: '/tmp' },
+  });
   assert.equal(r.code, 0);
   assert.equal(r.stderr, '', 'no commands run with IPKG_INSTROOT set');
 });
@@ -283,8 +311,14 @@ const EXPECT_FILES: Record<Pkg, Record<string, [number, string]>> = {
     '/etc/uci-defaults/90-tmip-mlr': [0o755, 'files/etc/uci-defaults/90-tmip-mlr'],
   },
   'luci-app-tmip': {
-    '/www/luci-static/resources/view/tmip/settings.js': [0o644, 'openwrt/luci/luci-app-tmip/htdocs/luci-static/resources/view/tmip/settings.js'],
-    '/www/luci-static/resources/view/tmip/status.js': [0o644, 'openwrt/luci/luci-app-tmip/htdocs/luci-static/resources/view/tmip/status.js'],
+    '/www/luci-static/resources/view/tmip/settings.js': [
+      0o644,
+      'openwrt/luci/luci-app-tmip/htdocs/luci-static/resources/view/tmip/settings.js',
+    ],
+    '/www/luci-static/resources/view/tmip/status.js': [
+      0o644,
+      'openwrt/luci/luci-app-tmip/htdocs/luci-static/resources/view/tmip/status.js',
+    ],
     '/usr/share/luci/menu.d/luci-app-tmip.json': [0o644, 'openwrt/luci/luci-app-tmip/root/usr/share/luci/menu.d/luci-app-tmip.json'],
     '/usr/share/rpcd/acl.d/luci-app-tmip.json': [0o644, 'openwrt/luci/luci-app-tmip/root/usr/share/rpcd/acl.d/luci-app-tmip.json'],
   },
@@ -296,7 +330,13 @@ test('data.tar.gz holds exactly the expected files and their directories, with i
     const expected = EXPECT_FILES[pkg];
     const files = u.data.filter((e) => e.type !== 'd');
     const dirs = u.data.filter((e) => e.type === 'd');
-    assert.deepEqual(files.map((e) => e.name).sort(), Object.keys(expected).map((p) => `.${p}`).sort(), `${pkg} files`);
+    assert.deepEqual(
+      files.map((e) => e.name).sort(),
+      Object.keys(expected)
+        .map((p) => `.${p}`)
+        .sort(),
+      `${pkg} files`,
+    );
     assert.deepEqual(new Set(dirs.map((e) => e.name)), DIRS(...Object.keys(expected)), `${pkg} directories, each listed`);
     for (const e of u.data) {
       assert.deepEqual([e.uid, e.gid], [0, 0], `${pkg} ${e.name} is root's`);
@@ -307,17 +347,30 @@ test('data.tar.gz holds exactly the expected files and their directories, with i
       assert.equal(e.type, '-', `${pkg} ${e.name} is a regular file`);
       const [mode, source] = expected[e.name.slice(1)]!;
       assert.equal(e.mode, mode, `${pkg} ${e.name} mode ${e.mode.toString(8)}, expected ${mode.toString(8)}`);
-      assert.ok(fs.readFileSync(path.join(u.dataDir, e.name)).equals(fs.readFileSync(path.join(ROOT, source))), `${pkg} ${e.name} is ${source}`);
+      assert.ok(
+        fs.readFileSync(path.join(u.dataDir, e.name)).equals(fs.readFileSync(path.join(ROOT, source))),
+        `${pkg} ${e.name} is ${source}`,
+      );
     }
-    assert.deepEqual(u.data.map((e) => e.name), [...u.data.map((e) => e.name)].sort(), 'names sorted, as tar --sort=name');
+    assert.deepEqual(
+      u.data.map((e) => e.name),
+      [...u.data.map((e) => e.name)].sort(),
+      'names sorted, as tar --sort=name',
+    );
   }
 });
 
 test('the config in tmip-cn is the shipped files/etc/config/tmip, mode 0600, and its only conffile', () => {
   const u = ipk['tmip-cn']!;
-  assert.equal(fs.readFileSync(path.join(u.dataDir, 'etc/config/tmip'), 'utf8'), fs.readFileSync(path.join(ROOT, 'files/etc/config/tmip'), 'utf8'));
+  assert.equal(
+    fs.readFileSync(path.join(u.dataDir, 'etc/config/tmip'), 'utf8'),
+    fs.readFileSync(path.join(ROOT, 'files/etc/config/tmip'), 'utf8'),
+  );
   assert.equal(u.data.find((e) => e.name === './etc/config/tmip')?.mode, 0o600);
-  assert.ok(!fs.existsSync(path.join(ipk['tmip-mlr']!.dir, 'control/conffiles')), 'tmip-mlr does not own the config (no file clash between the two)');
+  assert.ok(
+    !fs.existsSync(path.join(ipk['tmip-mlr']!.dir, 'control/conffiles')),
+    'tmip-mlr does not own the config (no file clash between the two)',
+  );
   assert.ok(!ipk['tmip-mlr']!.data.some((e) => e.name === './etc/config/tmip'));
 });
 
@@ -388,12 +441,26 @@ function stubSdk(): string {
 }
 
 function make(top: string, dir: string, goals: string[], vars: Record<string, string> = {}) {
-  const r = run('make', ['--no-print-directory', '-C', path.join(ROOT, dir), `TOPDIR=${top}`, ...Object.entries(vars).map(([k, v]) => `${k}=${v}`), ...goals]);
+  const r = run('make', [
+    '--no-print-directory',
+    '-C',
+    path.join(ROOT, dir),
+    `TOPDIR=${top}`,
+    ...Object.entries(vars).map(([k, v]) => `${k}=${v}`),
+    ...goals,
+  ]);
   assert.equal(r.code, 0, `make -C ${dir} ${goals.join(' ')}:\n${r.stdout}\n${r.stderr}`);
   const info = new Map<string, { arch: string; section: string; depends: string[]; version: string; conffiles: string }>();
   for (const line of r.stdout.split('\n')) {
     const m = /^package ([\w-]+)\|([^|]*)\|([^|]*)\|([^|]*)\|([^|]*)\|(.*)$/.exec(line);
-    if (m) info.set(m[1]!, { arch: m[2]!, section: m[3]!, depends: m[4]!.split(/\s+/).filter((d) => d !== ''), version: m[5]!, conffiles: m[6]! });
+    if (m)
+      info.set(m[1]!, {
+        arch: m[2]!,
+        section: m[3]!,
+        depends: m[4]!.split(/\s+/).filter((d) => d !== ''),
+        version: m[5]!,
+        conffiles: m[6]!,
+      });
   }
   return { ...r, info };
 }
@@ -432,13 +499,24 @@ test('the feed Makefiles install the same files, modes and dependencies as the .
     assert.equal(meta.arch, 'all', `${pkg} PKGARCH`);
     assert.equal(meta.section, ipk[pkg]!.control.Section);
     assert.equal(meta.version, PKG_VERSION);
-    assert.deepEqual(['libc', ...meta.depends.map((d) => d.replace(/^\+/, ''))], ipk[pkg]!.control.Depends!.split(', '), `${pkg}: Makefile DEPENDS = control Depends`);
-    assert.ok(meta.depends.every((d) => d.startsWith('+')), `${pkg} DEPENDS select their packages (+)`);
+    assert.deepEqual(
+      ['libc', ...meta.depends.map((d) => d.replace(/^\+/, ''))],
+      ipk[pkg]!.control.Depends!.split(', '),
+      `${pkg}: Makefile DEPENDS = control Depends`,
+    );
+    assert.ok(
+      meta.depends.every((d) => d.startsWith('+')),
+      `${pkg} DEPENDS select their packages (+)`,
+    );
 
     const fromMake = tree(path.join(dest, pkg));
     const fromIpk = tree(ipk[pkg]!.dataDir);
     const files = (m: Map<string, [string, number, string]>) => new Map([...m].filter(([, v]) => v[0] !== 'd'));
-    const dirs = (m: Map<string, [string, number, string]>) => [...m].filter(([, v]) => v[0] === 'd').map(([k]) => k).sort();
+    const dirs = (m: Map<string, [string, number, string]>) =>
+      [...m]
+        .filter(([, v]) => v[0] === 'd')
+        .map(([k]) => k)
+        .sort();
     assert.deepEqual(files(fromMake), files(fromIpk), `${pkg}: same files, modes and contents`);
     assert.deepEqual(dirs(fromMake), dirs(fromIpk), `${pkg}: same directories`);
   }
@@ -458,7 +536,9 @@ test('the tmip Makefile stops with a hint when the bundles are missing', (t) => 
   fs.mkdirSync(path.join(repo, 'openwrt/net/tmip'), { recursive: true });
   fs.copyFileSync(path.join(ROOT, 'openwrt/net/tmip/Makefile'), path.join(repo, 'openwrt/net/tmip/Makefile'));
   fs.cpSync(path.join(ROOT, 'files'), path.join(repo, 'files'), { recursive: true });
-  const r = spawnSync('make', ['--no-print-directory', '-C', path.join(repo, 'openwrt/net/tmip'), `TOPDIR=${top}`, 'prepare'], { encoding: 'utf8' });
+  const r = spawnSync('make', ['--no-print-directory', '-C', path.join(repo, 'openwrt/net/tmip'), `TOPDIR=${top}`, 'prepare'], {
+    encoding: 'utf8',
+  });
   assert.notEqual(r.status, 0);
   assert.match(r.stderr, /run 'bash build\.sh' there first/);
   fs.rmSync(top, { recursive: true, force: true });
@@ -481,7 +561,16 @@ test('node-cap: cross-built by npm with the target settings, installed where Nod
   // the compile step, printed (make -n): npm in the build directory with the target toolchain
   const dry = make(top, 'openwrt/lang/node-cap', ['-n', 'compile'], { ARCH: 'aarch64' });
   const cmd = dry.stdout.replace(/\\\n/g, ' ');
-  for (const s of ['CC="stub-target-gcc"', 'CXX="stub-target-g++"', 'npm_config_arch=arm64', 'npm_config_target_arch=arm64', 'npm_config_build_from_source=true', `npm_config_nodedir=${top}/staging_dir/target/usr/`, 'npm install', '-fPIC']) {
+  for (const s of [
+    'CC="stub-target-gcc"',
+    'CXX="stub-target-g++"',
+    'npm_config_arch=arm64',
+    'npm_config_target_arch=arm64',
+    'npm_config_build_from_source=true',
+    `npm_config_nodedir=${top}/staging_dir/target/usr/`,
+    'npm install',
+    '-fPIC',
+  ]) {
     assert.ok(cmd.includes(s), `the compile step has ${s}:\n${cmd}`);
   }
   assert.match(cmd, new RegExp(`cd ${top}/build_dir/node-cap-[\\d.]+;`));
@@ -490,14 +579,16 @@ test('node-cap: cross-built by npm with the target settings, installed where Nod
   const version = /^PKG_VERSION=(.+)$/m.exec(make(top, 'openwrt/lang/node-cap', ['print-PKG_VERSION']).stdout)![1]!;
   const build = path.join(top, 'build_dir', `node-cap-${version}`);
   fs.mkdirSync(path.join(build, 'build/Release'), { recursive: true });
-  for (const f of ['package.json', 'LICENSE', 'README.md', 'lib']) fs.cpSync(path.join(ROOT, 'node_modules/cap', f), path.join(build, f), { recursive: true });
+  for (const f of ['package.json', 'LICENSE', 'README.md', 'lib'])
+    fs.cpSync(path.join(ROOT, 'node_modules/cap', f), path.join(build, f), { recursive: true });
   fs.writeFileSync(path.join(build, 'build/Release/cap.node'), 'not really an ELF file');
   const dest = path.join(top, 'dest');
   make(top, 'openwrt/lang/node-cap', ['install-node-cap'], { DESTDIR: dest });
   const root = path.join(dest, 'node-cap');
   const installed = tree(root);
   assert.deepEqual(installed.get('/usr/lib/node_modules/cap'), ['l', 0, '../node/cap']);
-  for (const f of ['/usr/lib/node/cap/package.json', '/usr/lib/node/cap/lib/Cap.js', '/usr/lib/node/cap/build/Release/cap.node']) assert.ok(installed.has(f), f);
+  for (const f of ['/usr/lib/node/cap/package.json', '/usr/lib/node/cap/lib/Cap.js', '/usr/lib/node/cap/build/Release/cap.node'])
+    assert.ok(installed.has(f), f);
 
   // the bundle (in /usr/lib/tmip) loads cap with createRequire: Node's own lookup reaches
   // /usr/lib/node_modules/cap even without OpenWrt's extra search path /usr/lib/node
@@ -533,9 +624,15 @@ test('opkg installs and removes the packages in an offline root, running their s
   fs.writeFileSync(conf, 'dest root /\narch all 1\narch noarch 1\n');
   // what the packages depend on, as if installed
   const deps = [...new Set(Object.values(EXPECT_DEPENDS).flat())].filter((d) => !(PACKAGES as readonly string[]).includes(d));
-  fs.writeFileSync(path.join(root, 'usr/lib/opkg/status'), deps.map((d) => `Package: ${d}\nVersion: 1\nStatus: install user installed\nArchitecture: all\nInstalled-Time: 1\n\n`).join(''));
+  fs.writeFileSync(
+    path.join(root, 'usr/lib/opkg/status'),
+    deps.map((d) => `Package: ${d}\nVersion: 1\nStatus: install user installed\nArchitecture: all\nInstalled-Time: 1\n\n`).join(''),
+  );
   for (const d of deps) fs.writeFileSync(path.join(root, `usr/lib/opkg/info/${d}.list`), '');
-  fs.writeFileSync(path.join(root, 'lib/functions.sh'), 'default_postinst() { echo "postinst $1" >> "$IPKG_INSTROOT/calls"; }\ndefault_prerm() { echo "prerm $1" >> "$IPKG_INSTROOT/calls"; }\n');
+  fs.writeFileSync(
+    path.join(root, 'lib/functions.sh'),
+    'default_postinst() { echo "postinst $1" >> "$IPKG_INSTROOT/calls"; }\ndefault_prerm() { echo "prerm $1" >> "$IPKG_INSTROOT/calls"; }\n',
+  );
   const env = { ...process.env, IPKG_INSTROOT: root };
   const base = ['--offline-root', root, '-f', conf, '--force-postinstall'];
   const inst = run(opkg, [...base, 'install', ...PACKAGES.map((p) => fileOf(OUT, p))], { env });
@@ -545,9 +642,17 @@ test('opkg installs and removes the packages in an offline root, running their s
   }
   assert.equal(fs.statSync(path.join(root, 'etc/config/tmip')).mode & 0o777, 0o600);
   const status = fs.readFileSync(path.join(root, 'usr/lib/opkg/status'), 'utf8');
-  assert.match(status, /Package: tmip-cn\nVersion: [^\n]+\nDepends: [^\n]+\nStatus: install user installed\nArchitecture: all\nConffiles:\n \/etc\/config\/tmip [0-9a-f]+\n/);
+  assert.match(
+    status,
+    /Package: tmip-cn\nVersion: [^\n]+\nDepends: [^\n]+\nStatus: install user installed\nArchitecture: all\nConffiles:\n \/etc\/config\/tmip [0-9a-f]+\n/,
+  );
   const calls = fs.readFileSync(path.join(root, 'calls'), 'utf8');
-  for (const pkg of PACKAGES) assert.ok(calls.includes(`postinst ${root}/usr/lib/opkg/info/${pkg}.postinst`) || calls.includes(`postinst ${root}//usr/lib/opkg/info/${pkg}.postinst`), calls);
+  for (const pkg of PACKAGES)
+    assert.ok(
+      calls.includes(`postinst ${root}/usr/lib/opkg/info/${pkg}.postinst`) ||
+        calls.includes(`postinst ${root}//usr/lib/opkg/info/${pkg}.postinst`),
+      calls,
+    );
   const rm = run(opkg, [...base, 'remove', ...[...PACKAGES].reverse()], { env });
   assert.equal(rm.code, 0, rm.stdout + rm.stderr);
   assert.ok(!fs.existsSync(path.join(root, 'usr/lib/tmip/tmip-cn.js')));

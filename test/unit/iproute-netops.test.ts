@@ -74,10 +74,48 @@ const IPIP: TunnelSpec = { ...VX, type: 'ipip', mtu: 1480 };
 const VX_MAC = '02:74:0a:00:00:01';
 
 const SHOW_TM7 = ['ip', '-j', '-d', 'link', 'show', 'dev', 'tm7'];
-const ADD_VX = ['ip', 'link', 'add', 'tm7', 'address', VX_MAC, 'mtu', '1450', 'up', 'type', 'vxlan', 'id', '7',
-  'local', '10.0.0.1', 'remote', '10.0.0.2', 'dstport', '4789', 'ttl', '64'];
-const ADD_GRE = ['ip', 'link', 'add', 'tm7', 'mtu', '1472', 'up', 'type', 'gre', 'local', '10.0.0.1', 'remote', '10.0.0.2',
-  'key', '7', 'ttl', '64'];
+const ADD_VX = [
+  'ip',
+  'link',
+  'add',
+  'tm7',
+  'address',
+  VX_MAC,
+  'mtu',
+  '1450',
+  'up',
+  'type',
+  'vxlan',
+  'id',
+  '7',
+  'local',
+  '10.0.0.1',
+  'remote',
+  '10.0.0.2',
+  'dstport',
+  '4789',
+  'ttl',
+  '64',
+];
+const ADD_GRE = [
+  'ip',
+  'link',
+  'add',
+  'tm7',
+  'mtu',
+  '1472',
+  'up',
+  'type',
+  'gre',
+  'local',
+  '10.0.0.1',
+  'remote',
+  '10.0.0.2',
+  'key',
+  '7',
+  'ttl',
+  '64',
+];
 const ADD_IPIP = ['ip', 'link', 'add', 'tm7', 'mtu', '1480', 'up', 'type', 'ipip', 'local', '10.0.0.1', 'remote', '10.0.0.2', 'ttl', '64'];
 const DEL_TM7 = ['ip', 'link', 'del', 'dev', 'tm7'];
 const RP_TM7 = ['sysctl', '-w', 'net.ipv4.conf.tm7.rp_filter=0'];
@@ -86,20 +124,27 @@ const NO_TM7 = fail(1, 'Device "tm7" does not exist.'); // [ip2][obs] ip -j -d l
 
 /** `ip -j -d link show dev X` output for one link (the fields the adapter reads, as iproute2 6.1 prints them). */
 function linkJson(name: string, kind: string | undefined, data: Record<string, unknown> = {}, address = VX_MAC): string {
-  return JSON.stringify([{
-    ifindex: 7,
-    ifname: name,
-    flags: ['BROADCAST', 'MULTICAST', 'UP', 'LOWER_UP'],
-    mtu: 1450,
-    operstate: 'UNKNOWN',
-    link_type: 'ether',
-    address,
-    ...(kind !== undefined ? { linkinfo: { info_kind: kind, ...(Object.keys(data).length ? { info_data: data } : {}) } } : {}),
-  }]);
+  return JSON.stringify([
+    {
+      ifindex: 7,
+      ifname: name,
+      flags: ['BROADCAST', 'MULTICAST', 'UP', 'LOWER_UP'],
+      mtu: 1450,
+      operstate: 'UNKNOWN',
+      link_type: 'ether',
+      address,
+      ...(kind !== undefined ? { linkinfo: { info_kind: kind, ...(Object.keys(data).length ? { info_data: data } : {}) } } : {}),
+    },
+  ]);
 }
 const vxData = (over: Record<string, unknown> = {}) => ({ id: 7, remote: '10.0.0.2', local: '10.0.0.1', port: 4789, ttl: 64, ...over });
 const greData = (over: Record<string, unknown> = {}) => ({
-  remote: '10.0.0.2', local: '10.0.0.1', ttl: 64, ikey: '0.0.0.7', okey: '0.0.0.7', ...over,
+  remote: '10.0.0.2',
+  local: '10.0.0.1',
+  ttl: 64,
+  ikey: '0.0.0.7',
+  okey: '0.0.0.7',
+  ...over,
 });
 
 // ---- the case table ----
@@ -122,7 +167,12 @@ const add = (group: string, list: Case[]) => {
 
 /** The same command answered with each of `stderrs`, all of which must count as success. */
 function understood(
-  name: string, call: Case['call'], before: Step[], argv: string[], after: Step[], stderrs: Array<[string, number, string]>,
+  name: string,
+  call: Case['call'],
+  before: Step[],
+  argv: string[],
+  after: Step[],
+  stderrs: Array<[string, number, string]>,
 ): Case[] {
   return stderrs.map(([origin, code, stderr]) => ({
     name: `${name} — ${origin}: ${JSON.stringify(stderr)} (exit ${code}) is success`,
@@ -147,26 +197,52 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
 // interfaceInfo: `ip -j addr show dev X`
 {
   const SHOW = ['ip', '-j', 'addr', 'show', 'dev', 'br-lan'];
-  const brLan = JSON.stringify([{
-    ifindex: 3, ifname: 'br-lan', flags: ['BROADCAST', 'MULTICAST', 'UP', 'LOWER_UP'], mtu: 1500, operstate: 'UP',
-    link_type: 'ether', address: '02:00:00:00:00:AA',
-    addr_info: [
-      { family: 'inet', local: '192.168.1.1', prefixlen: 24, scope: 'global', label: 'br-lan' },
-      { family: 'inet', local: '10.1.0.2', prefixlen: 30, scope: 'global', label: 'br-lan:tm' },
-      { family: 'inet', local: '10.1.0.9', prefixlen: 32, scope: 'global' },
-      { family: 'inet6', local: 'fe80::1', prefixlen: 64, scope: 'link' },
-    ],
-  }]);
+  const brLan = JSON.stringify([
+    {
+      ifindex: 3,
+      ifname: 'br-lan',
+      flags: ['BROADCAST', 'MULTICAST', 'UP', 'LOWER_UP'],
+      mtu: 1500,
+      operstate: 'UP',
+      link_type: 'ether',
+      address: '02:00:00:00:00:AA',
+      addr_info: [
+        { family: 'inet', local: '192.168.1.1', prefixlen: 24, scope: 'global', label: 'br-lan' },
+        { family: 'inet', local: '10.1.0.2', prefixlen: 30, scope: 'global', label: 'br-lan:tm' },
+        { family: 'inet', local: '10.1.0.9', prefixlen: 32, scope: 'global' },
+        { family: 'inet6', local: 'fe80::1', prefixlen: 64, scope: 'link' },
+      ],
+    },
+  ]);
   // An ipip device: no MAC, iproute2 prints the local address as "address" (POINTOPOINT, NOARP).
-  const ipipDev = JSON.stringify([{
-    ifindex: 9, ifname: 'tm7', flags: ['POINTOPOINT', 'NOARP', 'UP', 'LOWER_UP'], mtu: 1480, operstate: 'UNKNOWN',
-    link_type: 'ipip', address: '10.0.0.1', link_pointtopoint: true, broadcast: '10.0.0.2', addr_info: [],
-  }]);
+  const ipipDev = JSON.stringify([
+    {
+      ifindex: 9,
+      ifname: 'tm7',
+      flags: ['POINTOPOINT', 'NOARP', 'UP', 'LOWER_UP'],
+      mtu: 1480,
+      operstate: 'UNKNOWN',
+      link_type: 'ipip',
+      address: '10.0.0.1',
+      link_pointtopoint: true,
+      broadcast: '10.0.0.2',
+      addr_info: [],
+    },
+  ]);
   // A veth whose peer is down [obs]: no UP flag, operstate DOWN.
-  const down = JSON.stringify([{
-    ifindex: 4, link: 'v2', ifname: 'br-lan', flags: ['BROADCAST', 'MULTICAST', 'M-DOWN'], mtu: 1500, operstate: 'DOWN',
-    link_type: 'ether', address: 'd2:fb:90:a1:a8:41', addr_info: [],
-  }]);
+  const down = JSON.stringify([
+    {
+      ifindex: 4,
+      link: 'v2',
+      ifname: 'br-lan',
+      flags: ['BROADCAST', 'MULTICAST', 'M-DOWN'],
+      mtu: 1500,
+      operstate: 'DOWN',
+      link_type: 'ether',
+      address: 'd2:fb:90:a1:a8:41',
+      addr_info: [],
+    },
+  ]);
   const info = (net: IprouteNetOps) => net.interfaceInfo('br-lan');
   add('interfaceInfo', [
     {
@@ -174,7 +250,10 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
       call: info,
       steps: [{ argv: SHOW, reply: ok(brLan) }],
       result: {
-        ifname: 'br-lan', mac: '02:00:00:00:00:aa', mtu: 1500, up: true,
+        ifname: 'br-lan',
+        mac: '02:00:00:00:00:aa',
+        mtu: 1500,
+        up: true,
         addresses: [
           { ip: ip('192.168.1.1'), prefix: 24, label: 'br-lan' },
           { ip: ip('10.1.0.2'), prefix: 30, label: 'br-lan:tm' },
@@ -195,13 +274,13 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
       result: { ifname: 'br-lan', mac: 'd2:fb:90:a1:a8:41', mtu: 1500, up: false, addresses: [] },
     },
     {
-      name: 'iproute2\'s \'Device "x" does not exist.\' [ip2][obs]',
+      name: "iproute2's 'Device \"x\" does not exist.' [ip2][obs]",
       call: info,
       steps: [{ argv: SHOW, reply: fail(1, 'Device "br-lan" does not exist.') }],
       rejects: /^interface 'br-lan' does not exist$/,
     },
     {
-      name: 'BusyBox\'s "ip: can\'t find device \'x\'" [bb][obs]',
+      name: "BusyBox's \"ip: can't find device 'x'\" [bb][obs]",
       call: info,
       steps: [{ argv: SHOW, reply: fail(1, "ip: can't find device 'br-lan'") }],
       rejects: /^interface 'br-lan' does not exist$/,
@@ -252,9 +331,13 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
       name: 'only vxlan: "Error: Unknown device type." [obs] means unsupported; the scratch device is deleted',
       call: probe,
       steps: [
-        absent(0), { argv: addIpip, reply: unknownType },
-        absent(1), { argv: addGre, reply: unknownType },
-        absent(2), { argv: addVx }, { argv: del(2) },
+        absent(0),
+        { argv: addIpip, reply: unknownType },
+        absent(1),
+        { argv: addGre, reply: unknownType },
+        absent(2),
+        { argv: addVx },
+        { argv: del(2) },
       ],
       result: ['vxlan'],
     },
@@ -262,9 +345,15 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
       name: 'all three types, in TUNNEL_TYPES order',
       call: probe,
       steps: [
-        absent(0), { argv: addIpip }, { argv: del(0) },
-        absent(1), { argv: addGre }, { argv: del(1) },
-        absent(2), { argv: addVx }, { argv: del(2) },
+        absent(0),
+        { argv: addIpip },
+        { argv: del(0) },
+        absent(1),
+        { argv: addGre },
+        { argv: del(1) },
+        absent(2),
+        { argv: addVx },
+        { argv: del(2) },
       ],
       result: ['ipip', 'gre', 'vxlan'],
     },
@@ -272,15 +361,19 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
       name: 'a tunnel left over by an interrupted probe is deleted first (BusyBox "can\'t find device" also means absent)',
       call: probe,
       steps: [
-        { argv: show(0), reply: fail(1, "ip: can't find device 'tmp0'") }, { argv: addIpip, reply: unknownType },
-        absent(1), { argv: addGre, reply: unknownType },
+        { argv: show(0), reply: fail(1, "ip: can't find device 'tmp0'") },
+        { argv: addIpip, reply: unknownType },
+        absent(1),
+        { argv: addGre, reply: unknownType },
         { argv: show(2), reply: ok(linkJson('tmp2', 'vxlan', vxData({ id: 16777215, port: 4790 }))) },
-        { argv: del(2) }, { argv: addVx }, { argv: del(2) },
+        { argv: del(2) },
+        { argv: addVx },
+        { argv: del(2) },
       ],
       result: ['vxlan'],
     },
     {
-      name: 'a link of the probe\'s name that is not a tunnel stops the probe',
+      name: "a link of the probe's name that is not a tunnel stops the probe",
       call: probe,
       steps: [{ argv: show(0), reply: ok(linkJson('tmp0', 'veth')) }],
       rejects: /cannot probe tunnel types: link tmp0 exists and is not a tunnel \(kind veth\)/,
@@ -335,7 +428,7 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
       result: ['tm1', 'tm2', 'tm3'],
     },
     {
-      name: 'the kernel\'s fallback devices (tunl0, gre0) are never ours',
+      name: "the kernel's fallback devices (tunl0, gre0) are never ours",
       call: (net) => net.listTunnels(''),
       steps: [{ argv: LIST, reply: ok(links) }],
       result: ['tm1', 'tm2', 'tm3', 'xtm5'],
@@ -423,13 +516,15 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
         { argv: RP_TM7, reply: RP_OK },
       ],
     },
-    ...([
-      ['another remote', linkJson('tm7', 'vxlan', vxData({ remote: '10.0.0.9' }))],
-      ['another local', linkJson('tm7', 'vxlan', vxData({ local: '10.0.0.9' }))],
-      ['another VNI', linkJson('tm7', 'vxlan', vxData({ id: 8 }))],
-      ['another UDP port', linkJson('tm7', 'vxlan', vxData({ port: 8472 }))],
-      ['another type (gre)', linkJson('tm7', 'gre', greData(), '10.0.0.1')],
-    ] as const).map(([what, json]): Case => ({
+    ...(
+      [
+        ['another remote', linkJson('tm7', 'vxlan', vxData({ remote: '10.0.0.9' }))],
+        ['another local', linkJson('tm7', 'vxlan', vxData({ local: '10.0.0.9' }))],
+        ['another VNI', linkJson('tm7', 'vxlan', vxData({ id: 8 }))],
+        ['another UDP port', linkJson('tm7', 'vxlan', vxData({ port: 8472 }))],
+        ['another type (gre)', linkJson('tm7', 'gre', greData(), '10.0.0.1')],
+      ] as const
+    ).map(([what, json]): Case => ({
       name: `a vxlan device with ${what} is deleted and re-created`,
       call: ensure(VX),
       steps: [{ argv: SHOW_TM7, reply: ok(json) }, { argv: DEL_TM7 }, { argv: ADD_VX }, { argv: RP_TM7, reply: RP_OK }],
@@ -437,38 +532,52 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
     {
       name: 'a gre device with another key is re-created',
       call: ensure(GRE),
-      steps: [{ argv: SHOW_TM7, reply: ok(linkJson('tm7', 'gre', greData({ ikey: '0.0.0.8', okey: '0.0.0.8' }), '10.0.0.1')) },
-        { argv: DEL_TM7 }, { argv: ADD_GRE }, { argv: RP_TM7, reply: RP_OK }],
+      steps: [
+        { argv: SHOW_TM7, reply: ok(linkJson('tm7', 'gre', greData({ ikey: '0.0.0.8', okey: '0.0.0.8' }), '10.0.0.1')) },
+        { argv: DEL_TM7 },
+        { argv: ADD_GRE },
+        { argv: RP_TM7, reply: RP_OK },
+      ],
     },
     {
       name: 'a device that vanished between the look and the delete is simply created',
       call: ensure(VX),
-      steps: [{ argv: SHOW_TM7, reply: ok(linkJson('tm7', 'vxlan', vxData({ id: 8 }))) },
-        { argv: DEL_TM7, reply: fail(1, 'Cannot find device "tm7"') }, { argv: ADD_VX }, { argv: RP_TM7, reply: RP_OK }],
+      steps: [
+        { argv: SHOW_TM7, reply: ok(linkJson('tm7', 'vxlan', vxData({ id: 8 }))) },
+        { argv: DEL_TM7, reply: fail(1, 'Cannot find device "tm7"') },
+        { argv: ADD_VX },
+        { argv: RP_TM7, reply: RP_OK },
+      ],
     },
     {
       name: 'a mismatching device that cannot be deleted stops it',
       call: ensure(VX),
-      steps: [{ argv: SHOW_TM7, reply: ok(linkJson('tm7', 'vxlan', vxData({ id: 8 }))) },
-        { argv: DEL_TM7, reply: fail(2, 'RTNETLINK answers: Operation not permitted') }],
+      steps: [
+        { argv: SHOW_TM7, reply: ok(linkJson('tm7', 'vxlan', vxData({ id: 8 }))) },
+        { argv: DEL_TM7, reply: fail(2, 'RTNETLINK answers: Operation not permitted') },
+      ],
       rejects: /`ip link del dev tm7` failed \(exit 2\): RTNETLINK answers: Operation not permitted/,
     },
-    ...([
-      ['veth', 'veth'],
-      ['a bridge', 'bridge'],
-      ['gretap (not one of our kinds)', 'gretap'],
-      ['no link kind (a physical port)', undefined],
-    ] as const)
-      .map(([what, kind]): Case => ({
-        name: `an existing link of the tunnel's name that is ${what} is refused, untouched`,
-        call: ensure(VX),
-        steps: [{ argv: SHOW_TM7, reply: ok(linkJson('tm7', kind)) }],
-        rejects: new RegExp(`link tm7 exists and is not a tunnel \\(kind ${kind ?? 'unknown'}\\); not touching it`),
-      })),
+    ...(
+      [
+        ['veth', 'veth'],
+        ['a bridge', 'bridge'],
+        ['gretap (not one of our kinds)', 'gretap'],
+        ['no link kind (a physical port)', undefined],
+      ] as const
+    ).map(([what, kind]): Case => ({
+      name: `an existing link of the tunnel's name that is ${what} is refused, untouched`,
+      call: ensure(VX),
+      steps: [{ argv: SHOW_TM7, reply: ok(linkJson('tm7', kind)) }],
+      rejects: new RegExp(`link tm7 exists and is not a tunnel \\(kind ${kind ?? 'unknown'}\\); not touching it`),
+    })),
     {
-      name: 'a failing create names the command line and the kernel\'s answer',
+      name: "a failing create names the command line and the kernel's answer",
       call: ensure(GRE),
-      steps: [{ argv: SHOW_TM7, reply: NO_TM7 }, { argv: ADD_GRE, reply: fail(2, 'Error: Unknown device type.') }],
+      steps: [
+        { argv: SHOW_TM7, reply: NO_TM7 },
+        { argv: ADD_GRE, reply: fail(2, 'Error: Unknown device type.') },
+      ],
       rejects: new RegExp(
         '`ip link add tm7 mtu 1472 up type gre local 10\\.0\\.0\\.1 remote 10\\.0\\.0\\.2 key 7 ttl 64` failed \\(exit 2\\): ' +
           'Error: Unknown device type\\.',
@@ -477,7 +586,10 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
     {
       name: 'a create racing another one ("RTNETLINK answers: File exists") is a failure',
       call: ensure(VX),
-      steps: [{ argv: SHOW_TM7, reply: NO_TM7 }, { argv: ADD_VX, reply: fail(2, 'RTNETLINK answers: File exists') }],
+      steps: [
+        { argv: SHOW_TM7, reply: NO_TM7 },
+        { argv: ADD_VX, reply: fail(2, 'RTNETLINK answers: File exists') },
+      ],
       rejects: /`ip link add tm7 .*` failed \(exit 2\): RTNETLINK answers: File exists/,
     },
     {
@@ -501,26 +613,34 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
     {
       name: 'a failing rp_filter write fails it (BusyBox printing an error yet exiting 0 [bb])',
       call: ensure(VX),
-      steps: [{ argv: SHOW_TM7, reply: NO_TM7 }, { argv: ADD_VX },
-        { argv: RP_TM7, reply: { code: 0, stderr: "sysctl: error: 'net.ipv4.conf.tm7.rp_filter' is an unknown key\n" } }],
+      steps: [
+        { argv: SHOW_TM7, reply: NO_TM7 },
+        { argv: ADD_VX },
+        { argv: RP_TM7, reply: { code: 0, stderr: "sysctl: error: 'net.ipv4.conf.tm7.rp_filter' is an unknown key\n" } },
+      ],
       rejects: /cannot set sysctl net\.ipv4\.conf\.tm7\.rp_filter=0/,
     },
     {
       name: 'a dotted (VLAN-style) name is written with a slash in the sysctl key',
       call: ensure({ ...IPIP, name: 'tm.7' }),
-      steps: [{ argv: ['ip', '-j', '-d', 'link', 'show', 'dev', 'tm.7'], reply: fail(1, 'Device "tm.7" does not exist.') },
-        { argv: ADD_IPIP.map((a) => (a === 'tm7' ? 'tm.7' : a)) }, { argv: ['sysctl', '-w', 'net.ipv4.conf.tm/7.rp_filter=0'] }],
+      steps: [
+        { argv: ['ip', '-j', '-d', 'link', 'show', 'dev', 'tm.7'], reply: fail(1, 'Device "tm.7" does not exist.') },
+        { argv: ADD_IPIP.map((a) => (a === 'tm7' ? 'tm.7' : a)) },
+        { argv: ['sysctl', '-w', 'net.ipv4.conf.tm/7.rp_filter=0'] },
+      ],
     },
-    ...([
-      ['a name longer than 15 bytes', { name: 'x'.repeat(16) }, /invalid tunnel name/],
-      ['a name with a space', { name: 'tm 7' }, /invalid tunnel name/],
-      ['an unknown type', { type: 'sit' as unknown as TunnelSpec['type'] }, /unknown tunnel type 'sit'/],
-      ['VNI 0', { key: 0 }, /invalid key 0/],
-      ['a VNI above 2^24-1', { key: 0x1000000 }, /invalid key 16777216/],
-      ['MTU 67', { mtu: 67 }, /invalid MTU 67/],
-      ['a local address that is not an IPv4 address', { local: -1 }, /invalid IPv4 tunnel local address/],
-      ['a remote address that is not an IPv4 address', { remote: 2 ** 32 }, /invalid IPv4 tunnel remote address/],
-    ] as const).map(([what, over, re]): Case => ({
+    ...(
+      [
+        ['a name longer than 15 bytes', { name: 'x'.repeat(16) }, /invalid tunnel name/],
+        ['a name with a space', { name: 'tm 7' }, /invalid tunnel name/],
+        ['an unknown type', { type: 'sit' as unknown as TunnelSpec['type'] }, /unknown tunnel type 'sit'/],
+        ['VNI 0', { key: 0 }, /invalid key 0/],
+        ['a VNI above 2^24-1', { key: 0x1000000 }, /invalid key 16777216/],
+        ['MTU 67', { mtu: 67 }, /invalid MTU 67/],
+        ['a local address that is not an IPv4 address', { local: -1 }, /invalid IPv4 tunnel local address/],
+        ['a remote address that is not an IPv4 address', { remote: 2 ** 32 }, /invalid IPv4 tunnel remote address/],
+      ] as const
+    ).map(([what, over, re]): Case => ({
       name: `${what} runs nothing`,
       call: ensure({ ...VX, ...over }),
       steps: [],
@@ -534,12 +654,19 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
   const call = (net: IprouteNetOps) => net.deleteLink('tm7');
   add('deleteLink', [
     { name: 'deletes', call, steps: [{ argv: DEL_TM7 }] },
-    ...understood('already gone', call, [], DEL_TM7, [], [
-      ['iproute2 [ip2][obs]', 1, 'Cannot find device "tm7"'],
-      ['BusyBox ip [bb][obs]', 2, "ip: can't find device 'tm7'"],
-      ['gone between lookup and delete (ENODEV)', 2, 'RTNETLINK answers: No such device'],
-      ['BusyBox ioctl [bb][obs: `busybox ip link set dev x up`]', 2, 'ip: SIOCGIFFLAGS: No such device'],
-    ]),
+    ...understood(
+      'already gone',
+      call,
+      [],
+      DEL_TM7,
+      [],
+      [
+        ['iproute2 [ip2][obs]', 1, 'Cannot find device "tm7"'],
+        ['BusyBox ip [bb][obs]', 2, "ip: can't find device 'tm7'"],
+        ['gone between lookup and delete (ENODEV)', 2, 'RTNETLINK answers: No such device'],
+        ['BusyBox ioctl [bb][obs: `busybox ip link set dev x up`]', 2, 'ip: SIOCGIFFLAGS: No such device'],
+      ],
+    ),
     ...refused('not gone', call, [], DEL_TM7, [
       ['no permission', fail(2, 'RTNETLINK answers: Operation not permitted')],
       ['a timeout that printed "Cannot find device"', timedOut('Cannot find device "tm7"')],
@@ -566,11 +693,18 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
         { argv: ['ip', 'addr', 'add', '10.1.0.10/31', 'dev', 'br-lan', 'label', 'br-lan:tm'] },
       ],
     },
-    ...understood('already there', call, [], ADD30, [], [
-      ['kernel extack via iproute2 [kern][obs]', 2, 'Error: ipv4: Address already assigned.'],
-      ['EEXIST without extack [ip2]', 2, 'RTNETLINK answers: File exists'],
-      ['BusyBox ip [bb][obs]', 2, 'ip: RTNETLINK answers: File exists'],
-    ]),
+    ...understood(
+      'already there',
+      call,
+      [],
+      ADD30,
+      [],
+      [
+        ['kernel extack via iproute2 [kern][obs]', 2, 'Error: ipv4: Address already assigned.'],
+        ['EEXIST without extack [ip2]', 2, 'RTNETLINK answers: File exists'],
+        ['BusyBox ip [bb][obs]', 2, 'ip: RTNETLINK answers: File exists'],
+      ],
+    ),
     ...refused('not there', call, [], ADD30, [
       ['missing interface, iproute2 [ip2][obs]', fail(1, 'Cannot find device "br-lan"')],
       ['missing interface, BusyBox [bb][obs]', fail(1, "ip: can't find device 'br-lan'")],
@@ -590,13 +724,20 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
   const call = (net: IprouteNetOps) => net.deleteAddress('br-lan', ip('10.1.0.2'), 30);
   add('deleteAddress', [
     { name: 'deletes', call, steps: [{ argv: DEL }] },
-    ...understood('already gone', call, [], DEL, [], [
-      ['kernel extack via iproute2 [kern][obs]', 2, 'Error: ipv4: Address not found.'],
-      ['EADDRNOTAVAIL without extack [ip2]', 2, 'RTNETLINK answers: Cannot assign requested address'],
-      ['BusyBox ip [bb][obs]', 2, 'ip: RTNETLINK answers: Cannot assign requested address'],
-      ['interface gone, iproute2 [ip2][obs]', 1, 'Cannot find device "br-lan"'],
-      ['interface gone, BusyBox [bb][obs]', 1, "ip: can't find device 'br-lan'"],
-    ]),
+    ...understood(
+      'already gone',
+      call,
+      [],
+      DEL,
+      [],
+      [
+        ['kernel extack via iproute2 [kern][obs]', 2, 'Error: ipv4: Address not found.'],
+        ['EADDRNOTAVAIL without extack [ip2]', 2, 'RTNETLINK answers: Cannot assign requested address'],
+        ['BusyBox ip [bb][obs]', 2, 'ip: RTNETLINK answers: Cannot assign requested address'],
+        ['interface gone, iproute2 [ip2][obs]', 1, 'Cannot find device "br-lan"'],
+        ['interface gone, BusyBox [bb][obs]', 1, "ip: can't find device 'br-lan'"],
+      ],
+    ),
     ...refused('not gone', call, [], DEL, [
       ['no permission', fail(2, 'RTNETLINK answers: Operation not permitted')],
       ['a timeout that printed "Address not found"', timedOut('Error: ipv4: Address not found.')],
@@ -612,7 +753,7 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
   const vx = (net: IprouteNetOps) => net.routeHostIntoTunnel(ip('10.1.0.5'), VX);
   add('routeHostIntoTunnel', [
     {
-      name: 'vxlan: a permanent neighbour for the peer CN\'s device MAC, then the /32',
+      name: "vxlan: a permanent neighbour for the peer CN's device MAC, then the /32",
       call: vx,
       steps: [{ argv: NEIGH }, { argv: ROUTE }],
     },
@@ -645,19 +786,33 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
   const call = (net: IprouteNetOps) => net.deleteHostRoute(ip('10.1.0.5'), 'tm7');
   add('deleteHostRoute', [
     { name: 'deletes the route and the neighbour', call, steps: [{ argv: ROUTE }, { argv: NEIGH }] },
-    ...understood('route already gone', call, [], ROUTE, [{ argv: NEIGH }], [
-      ['ESRCH, iproute2 [ip2][obs]', 2, 'RTNETLINK answers: No such process'],
-      ['ESRCH, BusyBox [bb][obs]', 2, 'ip: RTNETLINK answers: No such process'],
-      ['no route in the namespace at all [kern][obs]', 2, 'Error: FIB table does not exist.'],
-      ['the same with the family prefix [kern]', 2, 'Error: ipv4: FIB table does not exist.'],
-      ['tunnel gone, iproute2 [ip2][obs]', 1, 'Cannot find device "tm7"'],
-      ['tunnel gone, BusyBox [bb][obs]', 1, "ip: can't find device 'tm7'"],
-    ]),
-    ...understood('neighbour already gone', call, [{ argv: ROUTE }], NEIGH, [], [
-      ['ENOENT [kern][obs]', 2, 'RTNETLINK answers: No such file or directory'],
-      ['tunnel gone [ip2][obs]', 1, 'Cannot find device "tm7"'],
-      ['layer-3 tunnel (kept from the first adapter)', 2, 'RTNETLINK answers: Operation not supported'],
-    ]),
+    ...understood(
+      'route already gone',
+      call,
+      [],
+      ROUTE,
+      [{ argv: NEIGH }],
+      [
+        ['ESRCH, iproute2 [ip2][obs]', 2, 'RTNETLINK answers: No such process'],
+        ['ESRCH, BusyBox [bb][obs]', 2, 'ip: RTNETLINK answers: No such process'],
+        ['no route in the namespace at all [kern][obs]', 2, 'Error: FIB table does not exist.'],
+        ['the same with the family prefix [kern]', 2, 'Error: ipv4: FIB table does not exist.'],
+        ['tunnel gone, iproute2 [ip2][obs]', 1, 'Cannot find device "tm7"'],
+        ['tunnel gone, BusyBox [bb][obs]', 1, "ip: can't find device 'tm7'"],
+      ],
+    ),
+    ...understood(
+      'neighbour already gone',
+      call,
+      [{ argv: ROUTE }],
+      NEIGH,
+      [],
+      [
+        ['ENOENT [kern][obs]', 2, 'RTNETLINK answers: No such file or directory'],
+        ['tunnel gone [ip2][obs]', 1, 'Cannot find device "tm7"'],
+        ['layer-3 tunnel (kept from the first adapter)', 2, 'RTNETLINK answers: Operation not supported'],
+      ],
+    ),
     ...refused('route', call, [], ROUTE, [
       ['no permission', fail(2, 'RTNETLINK answers: Operation not permitted')],
       ['a timeout that printed "No such process"', timedOut('RTNETLINK answers: No such process')],
@@ -691,7 +846,11 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
       name: 'unicast /32s on devices with the prefix, in kernel order',
       call: (net) => net.listTunnelRoutes('tm'),
       steps: [{ argv: LIST, reply: ok(routes) }],
-      result: [{ ip: ip('10.1.0.5'), dev: 'tm7' }, { ip: ip('10.1.0.6'), dev: 'tm7' }, { ip: ip('10.1.0.8'), dev: 'tm8' }],
+      result: [
+        { ip: ip('10.1.0.5'), dev: 'tm7' },
+        { ip: ip('10.1.0.6'), dev: 'tm7' },
+        { ip: ip('10.1.0.8'), dev: 'tm8' },
+      ],
     },
     { name: 'another prefix', call: (net) => net.listTunnelRoutes('zz'), steps: [{ argv: LIST, reply: ok(routes) }], result: [] },
     { name: 'an empty table [obs]', call: (net) => net.listTunnelRoutes('tm'), steps: [{ argv: LIST, reply: ok('[]\n') }], result: [] },
@@ -711,18 +870,20 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
   add('setSysctl', [
     { name: 'writes', call, steps: [{ argv: FWD, reply: ok('net.ipv4.ip_forward = 1\n') }] },
     {
-      name: 'a VLAN interface\'s key (dots as slashes) is passed as given',
+      name: "a VLAN interface's key (dots as slashes) is passed as given",
       call: (net) => net.setSysctl('net.ipv4.conf.eth0/100.rp_filter', '0'),
       steps: [{ argv: ['sysctl', '-w', 'net.ipv4.conf.eth0/100.rp_filter=0'] }],
     },
-    ...([
-      ['procps, missing key [obs]', fail(1, 'sysctl: cannot stat /proc/sys/net/ipv4/ip_forward: No such file or directory')],
-      ['procps, not root', fail(255, "sysctl: permission denied on key 'net.ipv4.ip_forward'")],
-      ['BusyBox, missing key [bb][obs]', fail(1, "sysctl: error: 'net.ipv4.ip_forward' is an unknown key")],
-      ['BusyBox printing the error yet exiting 0 [bb]', { code: 0, stderr: "sysctl: error: 'net.ipv4.ip_forward' is an unknown key\n" }],
-      ['BusyBox, not root [bb]', fail(1, "sysctl: error setting key 'net.ipv4.ip_forward': Permission denied")],
-      ['a timeout', timedOut('')],
-    ] as const).map(([origin, reply]): Case => ({
+    ...(
+      [
+        ['procps, missing key [obs]', fail(1, 'sysctl: cannot stat /proc/sys/net/ipv4/ip_forward: No such file or directory')],
+        ['procps, not root', fail(255, "sysctl: permission denied on key 'net.ipv4.ip_forward'")],
+        ['BusyBox, missing key [bb][obs]', fail(1, "sysctl: error: 'net.ipv4.ip_forward' is an unknown key")],
+        ['BusyBox printing the error yet exiting 0 [bb]', { code: 0, stderr: "sysctl: error: 'net.ipv4.ip_forward' is an unknown key\n" }],
+        ['BusyBox, not root [bb]', fail(1, "sysctl: error setting key 'net.ipv4.ip_forward': Permission denied")],
+        ['a timeout', timedOut('')],
+      ] as const
+    ).map(([origin, reply]): Case => ({
       name: `${origin} is a failure naming key, command and message`,
       call,
       steps: [{ argv: FWD, reply }],
@@ -730,13 +891,15 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
         `^cannot set sysctl net\\.ipv4\\.ip_forward=1: \`sysctl -w net\\.ipv4\\.ip_forward=1\` failed \\(exit ${reply.code}\\): \\S`,
       ),
     })),
-    ...([
-      ['a key with a shell metacharacter', 'net.ipv4.ip_forward;reboot', '1', /invalid sysctl key/],
-      ['a key with ".."', 'net.ipv4..ip_forward', '1', /invalid sysctl key/],
-      ['a one-word key', 'kernel', '1', /invalid sysctl key/],
-      ['a value with a newline', 'net.ipv4.ip_forward', '1\nnet.ipv4.conf.all.rp_filter=2', /invalid value for sysctl/],
-      ['a value with a semicolon', 'net.ipv4.ip_forward', '1;2', /invalid value for sysctl/],
-    ] as const).map(([what, key, value, re]) => invalid(what, (net) => net.setSysctl(key, value), re)),
+    ...(
+      [
+        ['a key with a shell metacharacter', 'net.ipv4.ip_forward;reboot', '1', /invalid sysctl key/],
+        ['a key with ".."', 'net.ipv4..ip_forward', '1', /invalid sysctl key/],
+        ['a one-word key', 'kernel', '1', /invalid sysctl key/],
+        ['a value with a newline', 'net.ipv4.ip_forward', '1\nnet.ipv4.conf.all.rp_filter=2', /invalid value for sysctl/],
+        ['a value with a semicolon', 'net.ipv4.ip_forward', '1;2', /invalid value for sysctl/],
+      ] as const
+    ).map(([what, key, value, re]) => invalid(what, (net) => net.setSysctl(key, value), re)),
   ]);
 }
 
@@ -748,8 +911,8 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
   const DEL = ['nft', 'delete', 'table', 'ip', 'tmip_tm'];
   const del = (net: IprouteNetOps) => net.deleteMssClamp('tmip_tm');
   const NFT_ENOENT_1_0_6 = 'Error: Could not process rule: No such file or directory\ndelete table ip tmip_tm\n                ^^^^^^^';
-  const NFT_ENOENT_NEWER = 'Error: No such file or directory; did you mean table \u2018tmip_tm\u2019 in family inet?\n' +
-    'delete table ip tmip_tm';
+  const NFT_ENOENT_NEWER =
+    'Error: No such file or directory; did you mean table \u2018tmip_tm\u2019 in family inet?\n' + 'delete table ip tmip_tm';
   add('setMssClamp', [
     { name: 'feeds the whole-table replacement to `nft -f -`', call: set, steps: [{ argv: ['nft', '-f', '-'], input: ruleset }] },
     {
@@ -757,19 +920,27 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
       call: (net) => net.setMssClamp('tmip_tm', 'br-lan', 1410, []),
       steps: [{ argv: ['nft', '-f', '-'], input: mssClampRuleset('tmip_tm', 'br-lan', 1410, []) }],
     },
-    ...refused('nft', set, [], ['nft', '-f', '-'], [
-      ['not root [nft]', fail(1, 'Error: Could not process rule: Operation not permitted')],
-      ['ENOENT is no success here [nft]', fail(1, 'Error: Could not process rule: No such file or directory')],
-      ['a timeout', timedOut('')],
-    ]).map((c) => ({ ...c, steps: c.steps.map((s) => ({ ...s, input: ruleset })) })),
-    ...([
-      ['a table name with a space', 'bad table', 'br-lan', 1410, [], /invalid nftables table name/],
-      ['a table name with a dash', 'tmip-tm', 'br-lan', 1410, [], /invalid nftables table name/],
-      ['a bad interface', 'tmip_tm', 'br lan', 1410, [], /invalid interface name/],
-      ['MSS 0', 'tmip_tm', 'br-lan', 0, [], /invalid MSS 0/],
-      ['MSS 65536', 'tmip_tm', 'br-lan', 65536, [], /invalid MSS 65536/],
-      ['a bad host', 'tmip_tm', 'br-lan', 1410, [-1], /invalid IPv4 host address -1/],
-    ] as const).map(([what, table, dev, mss, hs, re]): Case => ({
+    ...refused(
+      'nft',
+      set,
+      [],
+      ['nft', '-f', '-'],
+      [
+        ['not root [nft]', fail(1, 'Error: Could not process rule: Operation not permitted')],
+        ['ENOENT is no success here [nft]', fail(1, 'Error: Could not process rule: No such file or directory')],
+        ['a timeout', timedOut('')],
+      ],
+    ).map((c) => ({ ...c, steps: c.steps.map((s) => ({ ...s, input: ruleset })) })),
+    ...(
+      [
+        ['a table name with a space', 'bad table', 'br-lan', 1410, [], /invalid nftables table name/],
+        ['a table name with a dash', 'tmip-tm', 'br-lan', 1410, [], /invalid nftables table name/],
+        ['a bad interface', 'tmip_tm', 'br lan', 1410, [], /invalid interface name/],
+        ['MSS 0', 'tmip_tm', 'br-lan', 0, [], /invalid MSS 0/],
+        ['MSS 65536', 'tmip_tm', 'br-lan', 65536, [], /invalid MSS 65536/],
+        ['a bad host', 'tmip_tm', 'br-lan', 1410, [-1], /invalid IPv4 host address -1/],
+      ] as const
+    ).map(([what, table, dev, mss, hs, re]): Case => ({
       name: `${what} runs nothing`,
       call: (net) => net.setMssClamp(table, dev, mss, [...hs]),
       steps: [],
@@ -778,10 +949,17 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
   ]);
   add('deleteMssClamp', [
     { name: 'deletes the table', call: del, steps: [{ argv: DEL }] },
-    ...understood('already gone', del, [], DEL, [], [
-      ['nftables 1.0.6 [nft][obs]', 1, NFT_ENOENT_1_0_6],
-      ['newer nftables [nft]', 1, NFT_ENOENT_NEWER],
-    ]),
+    ...understood(
+      'already gone',
+      del,
+      [],
+      DEL,
+      [],
+      [
+        ['nftables 1.0.6 [nft][obs]', 1, NFT_ENOENT_1_0_6],
+        ['newer nftables [nft]', 1, NFT_ENOENT_NEWER],
+      ],
+    ),
     ...refused('not gone', del, [], DEL, [
       ['`ip netns exec` of a missing nft [obs]', fail(1, 'exec of "nft" failed: No such file or directory')],
       ['not root [nft]', fail(1, 'Error: Could not process rule: Operation not permitted')],

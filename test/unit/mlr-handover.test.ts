@@ -27,7 +27,13 @@ interface StandIn {
 function world(handover: MlrServiceOptions['handover'] = {}) {
   const registry = new Registry(['vxlan']);
   const logs: string[] = [];
-  const service = new MlrService(registry, { networkName: 'n', offerHoldMs: 60_000, leaseGraceMs: 60_000, log: (_l, m) => logs.push(m), handover });
+  const service = new MlrService(registry, {
+    networkName: 'n',
+    offerHoldMs: 60_000,
+    leaseGraceMs: 60_000,
+    log: (_l, m) => logs.push(m),
+    handover,
+  });
   const hung: (() => void)[] = [];
   const connect = async (name: string, n: number, pool: boolean): Promise<StandIn> => {
     const [cnEnd, mlrEnd] = memoryChannelPair(name, 'mlr');
@@ -55,7 +61,9 @@ function world(handover: MlrServiceOptions['handover'] = {}) {
       network: 'n',
       cn: { name, addr: ip(`10.200.0.${n}`) },
       tunnels: ['vxlan'],
-      pools: pool ? [{ network: ip(`10.${n}.0.0`), prefix: 24, first: ip(`10.${n}.0.0`), last: ip(`10.${n}.0.255`), exclude: [ip(`10.${n}.0.1`)] }] : [],
+      pools: pool
+        ? [{ network: ip(`10.${n}.0.0`), prefix: 24, first: ip(`10.${n}.0.0`), last: ip(`10.${n}.0.255`), exclude: [ip(`10.${n}.0.1`)] }]
+        : [],
     };
     await cn.peer.request('bind', body);
     return cn;
@@ -107,7 +115,9 @@ test('a participant that never answers: the deadline frees the lock, and other s
     cn1.behave.prepare = ['hang'];
     const started = Date.now();
     const stuck = cn2.peer.request('seen', { mac: A, ip: hostA, via: 'ip' }, 10_000).then((r) => ({ r, at: Date.now() - started }));
-    await until('the stuck transaction to be preparing', () => [...w.service.handovers.active.values()].some((t) => t.mac === A && t.phase === 'preparing'));
+    await until('the stuck transaction to be preparing', () =>
+      [...w.service.handovers.active.values()].some((t) => t.mac === A && t.phase === 'preparing'),
+    );
     // B's move (cn2 -> cn3) does not involve cn1 and does not wait for A's lock.
     const other = await cn3.peer.request('seen', { mac: B, ip: hostB, via: 'ip' });
     const otherAt = Date.now() - started;

@@ -49,11 +49,27 @@ test('bad state is refused at load, naming the first bad record by its position'
   const good = JSON.parse(JSON.stringify(registryText())) as Record<string, unknown[]>;
   const cases: [string, (s: Record<string, unknown[]>) => void, RegExp][] = [
     ['a binding without a cell', (s) => delete (s['bindings']![0] as Record<string, unknown>)['cell'], /state\.bindings\[0\]\.cell/],
-    ['a cell that is not a /30', (s) => ((s['bindings']![0] as Record<string, unknown>)['cell'] = '10.1.0.5'), /bindings\[0\]\.cell: not the network address/],
-    ['a binding naming an unknown CN', (s) => ((s['bindings']![0] as Record<string, unknown>)['parent'] = 'ghost'), /bindings\[0\]: parent 'ghost'/],
-    ['two bindings on one cell', (s) => s['bindings']!.push({ ...(s['bindings']![0] as object), mac: '02:00:00:00:00:02' }), /bindings\[1\]: cell 10.1.0.4\/30 is bound/],
+    [
+      'a cell that is not a /30',
+      (s) => ((s['bindings']![0] as Record<string, unknown>)['cell'] = '10.1.0.5'),
+      /bindings\[0\]\.cell: not the network address/,
+    ],
+    [
+      'a binding naming an unknown CN',
+      (s) => ((s['bindings']![0] as Record<string, unknown>)['parent'] = 'ghost'),
+      /bindings\[0\]: parent 'ghost'/,
+    ],
+    [
+      'two bindings on one cell',
+      (s) => s['bindings']!.push({ ...(s['bindings']![0] as object), mac: '02:00:00:00:00:02' }),
+      /bindings\[1\]: cell 10.1.0.4\/30 is bound/,
+    ],
     ['a CN entry that is not an object', (s) => (s['cns']![1] = 7), /state\.cns\[1\]: expected an object/],
-    ['overlapping pools', (s) => ((s['cns']![1] as Record<string, unknown>)['pools'] = (s['cns']![0] as Record<string, unknown>)['pools']), /cns\[1\]: pool .* overlaps/],
+    [
+      'overlapping pools',
+      (s) => ((s['cns']![1] as Record<string, unknown>)['pools'] = (s['cns']![0] as Record<string, unknown>)['pools']),
+      /cns\[1\]: pool .* overlaps/,
+    ],
     ['a tunnel key at or past nextKey', (s) => ((s as Record<string, unknown>)['nextKey'] = 1), /pairs\[0\]: key 1 is not below nextKey 1/],
   ];
   for (const [what, spoil, expected] of cases) {

@@ -20,7 +20,13 @@ interface FakeCn {
 function setup(now = { t: 1_000_000 }) {
   const registry = new Registry(['ipip', 'gre', 'vxlan']);
   const logs: string[] = [];
-  const service = new MlrService(registry, { networkName: 'campus', offerHoldMs: 60_000, leaseGraceMs: 60_000, log: (_l, m) => logs.push(m), now: () => now.t });
+  const service = new MlrService(registry, {
+    networkName: 'campus',
+    offerHoldMs: 60_000,
+    leaseGraceMs: 60_000,
+    log: (_l, m) => logs.push(m),
+    now: () => now.t,
+  });
   const connect = (name: string): FakeCn => {
     const [cnEnd, mlrEnd] = memoryChannelPair(name, 'mlr');
     service.attach(new RpcPeer(mlrEnd), '10.200.0.1');
@@ -48,12 +54,19 @@ function setup(now = { t: 1_000_000 }) {
   return { registry, service, connect, logs, now };
 }
 
-function bindBody(name: string, addr: string, pool: string | null, tunnels: RequestBody<'bind'>['tunnels'] = ['vxlan']): RequestBody<'bind'> {
+function bindBody(
+  name: string,
+  addr: string,
+  pool: string | null,
+  tunnels: RequestBody<'bind'>['tunnels'] = ['vxlan'],
+): RequestBody<'bind'> {
   return {
     network: 'campus',
     cn: { name, addr: ip(addr) },
     tunnels,
-    pools: pool ? [{ network: ip(`${pool}.0`), prefix: 24, first: ip(`${pool}.0`), last: ip(`${pool}.255`), exclude: [ip(`${pool}.1`)] }] : [],
+    pools: pool
+      ? [{ network: ip(`${pool}.0`), prefix: 24, first: ip(`${pool}.0`), last: ip(`${pool}.255`), exclude: [ip(`${pool}.1`)] }]
+      : [],
   };
 }
 
@@ -103,7 +116,12 @@ test('DHCP at home: offer from own pool, ACK commits locally without a tunnel', 
   assert.equal(nak.outcome, 'nak');
   const other = await cn1.peer.request('request', { mac: '02:00:00:00:00:02', ip: ip('10.1.0.5'), leaseTime: 600, state: 'init-reboot' });
   assert.equal(other.outcome, 'nak', 'a cell bound to another MAC is refused');
-  const outside = await cn1.peer.request('request', { mac: '02:00:00:00:00:02', ip: ip('192.168.7.5'), leaseTime: 600, state: 'init-reboot' });
+  const outside = await cn1.peer.request('request', {
+    mac: '02:00:00:00:00:02',
+    ip: ip('192.168.7.5'),
+    leaseTime: 600,
+    state: 'init-reboot',
+  });
   assert.equal(outside.outcome, 'nak');
 });
 

@@ -49,7 +49,16 @@ test('bad magic, version, kind and oversized lengths fail and stay failed', () =
 });
 
 test('envelopes: junk, wrong version and wrong shapes are errors, never exceptions', () => {
-  for (const junk of ['', 'null', '[]', '{"v":1}', '{"v":2,"type":"ping","id":1,"body":{}}', '{"v":1,"type":5}', '\u0000\u00ff', '{"v":1,"type":"ping","id":-1}']) {
+  for (const junk of [
+    '',
+    'null',
+    '[]',
+    '{"v":1}',
+    '{"v":2,"type":"ping","id":1,"body":{}}',
+    '{"v":1,"type":5}',
+    '\u0000\u00ff',
+    '{"v":1,"type":"ping","id":-1}',
+  ]) {
     const r = decodeEnvelope(Buffer.from(junk));
     assert.equal(r.ok, false, junk);
   }
@@ -58,7 +67,10 @@ test('envelopes: junk, wrong version and wrong shapes are errors, never exceptio
   assert.equal(decodeRequestBody('seen', { mac: 'zz', via: 'ip' }).ok, false);
   assert.equal(decodeRequestBody('seen', { mac: '02:00:00:00:00:01', via: 'teleport' }).ok, false);
   assert.equal(decodeRequestBody('request', { mac: '02:00:00:00:00:01', ip: '10.1.0.5', leaseTime: 5, state: 'renewing' }).ok, false);
-  assert.equal(decodeRequestBody('bind', { network: 'n', cn: { name: 'a', addr: '1.2.3.4' }, tunnels: ['carrier-pigeon'], pools: [] }).ok, false);
+  assert.equal(
+    decodeRequestBody('bind', { network: 'n', cn: { name: 'a', addr: '1.2.3.4' }, tunnels: ['carrier-pigeon'], pools: [] }).ok,
+    false,
+  );
   const canon = decodeRequestBody('seen', { mac: '02-00-00-00-00-0A', ip: '10.1.0.5', via: 'arp' });
   assert.ok(canon.ok);
   assert.equal(canon.value.mac, '02:00:00:00:00:0a');
@@ -75,7 +87,10 @@ test('RPC: replies match requests, bad bodies are refused, unknown types answere
   const [p1, p2] = await Promise.all([client.request('ping', {}), client.request('seen', { mac: '02:00:00:00:00:01', via: 'arp' })]);
   assert.equal(p1.time, 42);
   assert.equal(p2.outcome, 'here');
-  await assert.rejects(client.request('seen', { mac: 'not-a-mac', via: 'arp' } as never), (e: unknown) => e instanceof RpcError && e.code === 'bad-request');
+  await assert.rejects(
+    client.request('seen', { mac: 'not-a-mac', via: 'arp' } as never),
+    (e: unknown) => e instanceof RpcError && e.code === 'bad-request',
+  );
   await assert.rejects(client.request('status', {}), (e: unknown) => e instanceof RpcError && e.code === 'unsupported');
   assert.equal(problems.length, 1);
 });

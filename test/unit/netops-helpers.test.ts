@@ -37,7 +37,10 @@ test('mssClampRuleset replaces the table atomically and omits elements when empt
   assert.equal(lines[0], 'table ip tmip_t {}');
   assert.equal(lines[1], 'delete table ip tmip_t');
   assert.match(text, /elements = \{ 10\.1\.0\.5, 10\.1\.0\.9 \}/);
-  assert.match(text, /iifname "br-lan" ip saddr @roamed tcp flags & \(syn \| rst\) == syn tcp option maxseg size > 1410 tcp option maxseg size set 1410/);
+  assert.match(
+    text,
+    /iifname "br-lan" ip saddr @roamed tcp flags & \(syn \| rst\) == syn tcp option maxseg size > 1410 tcp option maxseg size set 1410/,
+  );
   assert.match(text, /oifname "br-lan" ip daddr @roamed /);
   assert.doesNotMatch(mssClampRuleset('tmip_t', 'br-lan', 1410, []), /elements/);
 });
@@ -51,11 +54,13 @@ test('linkMatchesTunnel reads iproute2 JSON for each type', () => {
   const gre = { linkinfo: { info_kind: 'gre', info_data: { local: '10.0.0.1', remote: '10.0.0.2', ikey: '0.0.1.2', okey: '0.0.1.2' } } };
   assert.ok(linkMatchesTunnel(gre, spec({ type: 'gre', key: 258 })));
   assert.ok(!linkMatchesTunnel(gre, spec({ type: 'gre', key: 259 })));
-  assert.ok(linkMatchesTunnel({ linkinfo: { info_kind: 'ipip', info_data: { local: '10.0.0.1', remote: '10.0.0.2' } } }, spec({ type: 'ipip' })));
+  assert.ok(
+    linkMatchesTunnel({ linkinfo: { info_kind: 'ipip', info_data: { local: '10.0.0.1', remote: '10.0.0.2' } } }, spec({ type: 'ipip' })),
+  );
   assert.ok(!linkMatchesTunnel(vx, spec({ type: 'gre' })));
 });
 
-test('pcap filter excludes the interface\'s own transmissions unless asked', () => {
+test("pcap filter excludes the interface's own transmissions unless asked", () => {
   assert.equal(effectiveFilter('arp', '02:00:00:00:00:01'), 'not ether src 02:00:00:00:00:01 and (arp)');
   assert.equal(effectiveFilter('', '02:00:00:00:00:01'), 'not ether src 02:00:00:00:00:01');
   assert.equal(effectiveFilter(' arp ', '02:00:00:00:00:01', true), 'arp');

@@ -112,9 +112,16 @@ function readJson(p: string): unknown {
 }
 
 /** luci/menu.d: what these tests read of an entry. */
-type LuciMenu = Record<string, { action: { type: string; path?: string }; depends: { acl?: string[]; uci?: Record<string, boolean> } } | undefined>;
+type LuciMenu = Record<
+  string,
+  { action: { type: string; path?: string }; depends: { acl?: string[]; uci?: Record<string, boolean> } } | undefined
+>;
 /** rpcd/acl.d: what these tests read of a group. */
-type RpcdAcl = Record<string, { description?: unknown; read: { ubus: { tmip: string[] }; uci: string[] }; write: { ubus: { tmip: string[] }; uci: string[] } } | undefined>;
+type RpcdAcl = Record<
+  string,
+  | { description?: unknown; read: { ubus: { tmip: string[] }; uci: string[] }; write: { ubus: { tmip: string[] }; uci: string[] } }
+  | undefined
+>;
 const ACL_FILE = path.join(LUCI_APP, 'root/usr/share/rpcd/acl.d/luci-app-tmip.json');
 
 test('the LuCI menu puts Settings and Status under Services, behind the ACL and the uci config', () => {
@@ -173,11 +180,15 @@ function loadView(file: string, modules: Record<string, unknown>, globals: Recor
      };`,
     ctx,
   );
-  const factory = vm.runInContext(`(function(${names.join(', ')}) {\n${source}\n})`, ctx, { filename: file }) as (...modules: unknown[]) => LuciView;
-  return factory(...names.map((n) => {
-    assert.ok(n in modules, `${path.basename(file)} requires '${n}', which the stub LuCI does not provide`);
-    return modules[n];
-  }));
+  const factory = vm.runInContext(`(function(${names.join(', ')}) {\n${source}\n})`, ctx, { filename: file }) as (
+    ...modules: unknown[]
+  ) => LuciView;
+  return factory(
+    ...names.map((n) => {
+      assert.ok(n in modules, `${path.basename(file)} requires '${n}', which the stub LuCI does not provide`);
+      return modules[n];
+    }),
+  );
 }
 
 test('the LuCI views are plain scripts LuCI can compile, with their directives first', () => {
@@ -276,7 +287,11 @@ function stubForm() {
 
 async function settingsSections(): Promise<Record<string, StubSection>> {
   const { form, widgets, maps } = stubForm();
-  const view = loadView(path.join(VIEWS, 'tmip/settings.js'), { view: { extend: (o: unknown) => o }, form, widgets }, { _: (s: string) => s, L: {}, E: () => ({}) });
+  const view = loadView(
+    path.join(VIEWS, 'tmip/settings.js'),
+    { view: { extend: (o: unknown) => o }, form, widgets },
+    { _: (s: string) => s, L: {}, E: () => ({}) },
+  );
   await view.render();
   assert.equal(maps.length, 1);
   assert.equal(maps[0]!.config, 'tmip');
@@ -333,7 +348,10 @@ function daemonAccepts(type: 'cn' | 'mlr', opt: string, value: string, list: boo
   const pkg = uci(sectionText(type, type === 'cn' ? BASE_CN : BASE_MLR, opt, value, list));
   const r = type === 'cn' ? parseCnConfig(pkg) : parseMlrConfig(pkg);
   if (r.ok) {
-    assert.ok(!r.value.warnings.some((w) => w.includes('unknown option')), `the daemon knows ${type}.${opt}: ${r.value.warnings.join('; ')}`);
+    assert.ok(
+      !r.value.warnings.some((w) => w.includes('unknown option')),
+      `the daemon knows ${type}.${opt}: ${r.value.warnings.join('; ')}`,
+    );
     return true;
   }
   assert.ok(r.error.includes(`.${opt}`), `errors of ${type}.${opt}=${JSON.stringify(value)} name the option only:\n${r.error}`);
@@ -343,12 +361,56 @@ function daemonAccepts(type: 'cn' | 'mlr', opt: string, value: string, list: boo
 const x = (c: string, n: number) => c.repeat(n);
 
 const CN_SAMPLES: Record<string, string[]> = {
-  mlr: ['10.0.0.1', '10.0.0.1:6554', 'mlr.example.org', 'mlr.example.org:1', 'host:0', 'host:65536', 'host:', ':80', '10.0.0.256', '1.2.3', '01.2.3.4', 'a_b', '::1', 'fe80::1:80', '-x.org', x('a', 64), `${x('a', 63)}.${x('b', 63)}.${x('c', 63)}.${x('d', 61)}`, `${x('a', 63)}.${x('b', 63)}.${x('c', 63)}.${x('d', 62)}`, 'x.org.', ''],
+  mlr: [
+    '10.0.0.1',
+    '10.0.0.1:6554',
+    'mlr.example.org',
+    'mlr.example.org:1',
+    'host:0',
+    'host:65536',
+    'host:',
+    ':80',
+    '10.0.0.256',
+    '1.2.3',
+    '01.2.3.4',
+    'a_b',
+    '::1',
+    'fe80::1:80',
+    '-x.org',
+    x('a', 64),
+    `${x('a', 63)}.${x('b', 63)}.${x('c', 63)}.${x('d', 61)}`,
+    `${x('a', 63)}.${x('b', 63)}.${x('c', 63)}.${x('d', 62)}`,
+    'x.org.',
+    '',
+  ],
   network_name: ['campus', "it's", 'a b', x('n', 64), x('n', 65), 'é', '!~', ''],
   cn_name: ['AP library', x('c', 64), x('c', 65), x('ü', 64), x('ü', 65), 'tab\there'],
   cn_if: ['eth0', 'br-lan', 'lan1.100', x('a', 15), x('a', 16), 'eth0:1', 'a/b', 'a b', '.', '..', x('ü', 7), x('ü', 8), ''],
   mobile_if: ['wlan0', 'phy0-ap0', x('z', 16), ''],
-  addr_pool: ['br-lan * *', '10.20.0.0/16 10.20.1.0 10.20.1.255', '10.20.0.0/16 * *', '10.20.0.1/16 * *', '10.20.0.0/30 * *', '10.20.0.0/31 * *', '10.20.0.0/33 * *', '10.20.0.0/016 * *', '10.20.0.0/16 10.21.0.0 *', '10.20.0.0/16 * 10.20.255.255', '10.20.0.0/16 * 10.21.0.0', '10.20.0.0/16 10.20.1.255 10.20.1.0', 'br-lan 10.0.0.1 10.0.0.9', 'br-lan 10.0.0.9 10.0.0.1', 'br-lan', 'br-lan * * *', '10.1.2.3 * *', 'br-lan x *', '  br-lan \t * *  ', 'eth0:1 * *', `${x('a', 16)} * *`, '0.0.0.0/0 * *'],
+  addr_pool: [
+    'br-lan * *',
+    '10.20.0.0/16 10.20.1.0 10.20.1.255',
+    '10.20.0.0/16 * *',
+    '10.20.0.1/16 * *',
+    '10.20.0.0/30 * *',
+    '10.20.0.0/31 * *',
+    '10.20.0.0/33 * *',
+    '10.20.0.0/016 * *',
+    '10.20.0.0/16 10.21.0.0 *',
+    '10.20.0.0/16 * 10.20.255.255',
+    '10.20.0.0/16 * 10.21.0.0',
+    '10.20.0.0/16 10.20.1.255 10.20.1.0',
+    'br-lan 10.0.0.1 10.0.0.9',
+    'br-lan 10.0.0.9 10.0.0.1',
+    'br-lan',
+    'br-lan * * *',
+    '10.1.2.3 * *',
+    'br-lan x *',
+    '  br-lan \t * *  ',
+    'eth0:1 * *',
+    `${x('a', 16)} * *`,
+    '0.0.0.0/0 * *',
+  ],
   dns_server: ['192.0.2.53', '256.1.1.1', 'dns.example', '1.2.3.4 5.6.7.8', '1.2.3'],
   domain: ['lan', 'campus.lan', 'campus.lan.', '-bad', 'a..b', x('l', 63), x('l', 64), 'under_score'],
   lease_time: ['60', '59', '3600', '0060', '31536000', '31536001', '-1', '1e3', ' 60', '60s'],
@@ -396,7 +458,29 @@ test('the settings page exposes every option of the shipped config and of the CN
 
 test('every option on the settings page is one the daemons know', async () => {
   const sections = await settingsSections();
-  const valid: Record<string, string> = { ...BASE_CN, ...BASE_MLR, enabled: '1', mss_clamp: '0', hostapd: '1', require_association: '0', debug_level: '3', port: '6554', listen: '0.0.0.0', offer_hold: '60', lease_grace: '60', lease_time: '600', tunnel_prefix: 'tm', tunnel_type: 'gre', addr_pool: 'br-lan * *', dns_server: '192.0.2.53', domain: 'lan', cn_name: 'ap', status_file: '/tmp/s', ubus_socket: '/tmp/u', state_file: '/tmp/m' };
+  const valid: Record<string, string> = {
+    ...BASE_CN,
+    ...BASE_MLR,
+    enabled: '1',
+    mss_clamp: '0',
+    hostapd: '1',
+    require_association: '0',
+    debug_level: '3',
+    port: '6554',
+    listen: '0.0.0.0',
+    offer_hold: '60',
+    lease_grace: '60',
+    lease_time: '600',
+    tunnel_prefix: 'tm',
+    tunnel_type: 'gre',
+    addr_pool: 'br-lan * *',
+    dns_server: '192.0.2.53',
+    domain: 'lan',
+    cn_name: 'ap',
+    status_file: '/tmp/s',
+    ubus_socket: '/tmp/u',
+    state_file: '/tmp/m',
+  };
   for (const type of ['cn', 'mlr'] as const) {
     const lines = [`config ${type}`];
     for (const o of sections[type]!.options) {
@@ -422,7 +506,11 @@ test('the settings validators accept exactly what the daemons accept', async () 
         const luci = o.validate!('cfg0123ab', value);
         assert.ok(luci === true || (typeof luci === 'string' && luci.length > 0), `${type}.${opt}: validator returns true or a message`);
         const daemon = daemonAccepts(type, opt, value, list);
-        assert.equal(luci === true, daemon, `${type}.${opt} = ${JSON.stringify(value)}: LuCI says ${luci === true ? 'ok' : JSON.stringify(luci)}, the daemon ${daemon ? 'accepts' : 'refuses'} it`);
+        assert.equal(
+          luci === true,
+          daemon,
+          `${type}.${opt} = ${JSON.stringify(value)}: LuCI says ${luci === true ? 'ok' : JSON.stringify(luci)}, the daemon ${daemon ? 'accepts' : 'refuses'} it`,
+        );
       }
     }
   };
@@ -447,7 +535,13 @@ test('optional settings may be left empty, required ones may not', async () => {
 
 test('flags default to on and are written as 0 when cleared; levels and tunnel types match the daemon', async () => {
   const sections = await settingsSections();
-  const flags: [string, string][] = [['cn', 'enabled'], ['cn', 'mss_clamp'], ['cn', 'hostapd'], ['cn', 'require_association'], ['mlr', 'enabled']];
+  const flags: [string, string][] = [
+    ['cn', 'enabled'],
+    ['cn', 'mss_clamp'],
+    ['cn', 'hostapd'],
+    ['cn', 'require_association'],
+    ['mlr', 'enabled'],
+  ];
   for (const [type, name] of flags) {
     const o = optionNamed(sections[type]!, name);
     assert.equal(o.kind, 'Flag', `${type}.${name} is a Flag`);
@@ -457,10 +551,16 @@ test('flags default to on and are written as 0 when cleared; levels and tunnel t
   for (const type of ['cn', 'mlr']) {
     const level = optionNamed(sections[type]!, 'debug_level');
     assert.equal(level.kind, 'ListValue');
-    assert.deepEqual(level.values.map((v) => v[0]), ['0', '1', '2', '3', '4', '5', '6', '7']);
+    assert.deepEqual(
+      level.values.map((v) => v[0]),
+      ['0', '1', '2', '3', '4', '5', '6', '7'],
+    );
     assert.equal(level.default, '2');
     for (const [v] of level.values) assert.ok(daemonAccepts(type as 'cn' | 'mlr', 'debug_level', v, false));
-    assert.deepEqual(optionNamed(sections[type]!, 'tunnel_type').values.map((v) => v[0]), [...TUNNEL_TYPES]);
+    assert.deepEqual(
+      optionNamed(sections[type]!, 'tunnel_type').values.map((v) => v[0]),
+      [...TUNNEL_TYPES],
+    );
   }
   for (const name of ['cn_if', 'mobile_if']) assert.equal(optionNamed(sections.cn!, name).kind, 'DeviceSelect');
 });
@@ -517,7 +617,11 @@ function statusPage(replies: Record<string, () => Promise<unknown>>) {
   };
   const modules = {
     view: { extend: (o: unknown) => o },
-    dom: { content: (node: Node, children: unknown) => { node.children = children; } },
+    dom: {
+      content: (node: Node, children: unknown) => {
+        node.children = children;
+      },
+    },
     poll: { add: (fn: () => Promise<unknown>, interval: number) => polls.push({ fn, interval }) },
     rpc,
     ui: {
@@ -526,7 +630,8 @@ function statusPage(replies: Record<string, () => Promise<unknown>>) {
         assert.ok(typeof handler === 'function', `the view has a method ${name}`);
         return (handler as () => unknown).call(self);
       },
-      addNotification: (_t: unknown, body: unknown, cls: string) => notes.push([body, cls]) },
+      addNotification: (_t: unknown, body: unknown, cls: string) => notes.push([body, cls]),
+    },
   };
   const globals = {
     _: (s: string) => s,
@@ -557,68 +662,96 @@ const STATUS = {
 };
 const CLIENTS_REPLY = {
   clients: [
-    { mac: '02:00:00:00:00:01', ip: '10.13.150.5', parent: 'ap-library', current: 'ap-library', here: true, associated: false, expires: 3600 },
-    { mac: '02:00:00:00:00:02', ip: '10.14.0.9', parent: 'ap-gym', current: 'ap-library', here: true, expires: Math.floor(Date.now() / 1000) + 120 },
+    {
+      mac: '02:00:00:00:00:01',
+      ip: '10.13.150.5',
+      parent: 'ap-library',
+      current: 'ap-library',
+      here: true,
+      associated: false,
+      expires: 3600,
+    },
+    {
+      mac: '02:00:00:00:00:02',
+      ip: '10.14.0.9',
+      parent: 'ap-gym',
+      current: 'ap-library',
+      here: true,
+      expires: Math.floor(Date.now() / 1000) + 120,
+    },
   ],
 };
 const TUNNELS_REPLY = { tunnels: [{ name: 'tmip07', type: 'ipip', peer: '10.200.0.7', key: 7, mtu: 1480 }] };
 const PEERS_REPLY = { peers: [{ name: 'ap-gym', addr: '10.200.0.7', online: 'unknown' }] };
 
-for (const [shape, statusReply] of [['flat', STATUS], ['wrapped', { status: STATUS }]] as const)
-test(`the status page calls the CN ubus methods the ACL grants, and renders their replies (${shape} status)`, async () => {
-  const replies = {
-    status: async (): Promise<unknown> => statusReply,
-    clients: async () => CLIENTS_REPLY,
-    tunnels: async () => TUNNELS_REPLY,
-    peers: async () => PEERS_REPLY,
-    reload: async () => ({}),
-  };
-  const { view, declared, polls, notes } = statusPage(replies);
-  const acl = (readJson(ACL_FILE) as RpcdAcl)['luci-app-tmip'];
-  assert.ok(acl);
-  const granted = [...acl.read.ubus.tmip, ...acl.write.ubus.tmip].sort();
-  assert.ok(declared.every((d) => d.object === 'tmip'));
-  assert.deepEqual(declared.map((d) => d.method).sort(), granted, 'the page calls exactly the methods the ACL grants');
+for (const [shape, statusReply] of [
+  ['flat', STATUS],
+  ['wrapped', { status: STATUS }],
+] as const)
+  test(`the status page calls the CN ubus methods the ACL grants, and renders their replies (${shape} status)`, async () => {
+    const replies = {
+      status: async (): Promise<unknown> => statusReply,
+      clients: async () => CLIENTS_REPLY,
+      tunnels: async () => TUNNELS_REPLY,
+      peers: async () => PEERS_REPLY,
+      reload: async () => ({}),
+    };
+    const { view, declared, polls, notes } = statusPage(replies);
+    const acl = (readJson(ACL_FILE) as RpcdAcl)['luci-app-tmip'];
+    assert.ok(acl);
+    const granted = [...acl.read.ubus.tmip, ...acl.write.ubus.tmip].sort();
+    assert.ok(declared.every((d) => d.object === 'tmip'));
+    assert.deepEqual(declared.map((d) => d.method).sort(), granted, 'the page calls exactly the methods the ACL grants');
 
-  const page = view.render(await view.load()) as Node;
-  assert.equal(polls.length, 1);
-  assert.equal(polls[0]!.interval, 5);
-  const all = textOf(page);
-  for (const s of ['ap-library', 'campus', '10.200.0.5', 'backbone eth0, clients br-lan', '10.200.0.2:6554', 'connected', '10.13.150.0/24 [10.13.150.4 - 10.13.150.251]', 'ipip, vxlan', 'hostapd not running']) {
-    assert.ok(all.includes(s), `status shows ${s}`);
-  }
-  assert.ok(!all.includes('not connected'));
+    const page = view.render(await view.load()) as Node;
+    assert.equal(polls.length, 1);
+    assert.equal(polls[0]!.interval, 5);
+    const all = textOf(page);
+    for (const s of [
+      'ap-library',
+      'campus',
+      '10.200.0.5',
+      'backbone eth0, clients br-lan',
+      '10.200.0.2:6554',
+      'connected',
+      '10.13.150.0/24 [10.13.150.4 - 10.13.150.251]',
+      'ipip, vxlan',
+      'hostapd not running',
+    ]) {
+      assert.ok(all.includes(s), `status shows ${s}`);
+    }
+    assert.ok(!all.includes('not connected'));
 
-  const tables = findAll(page, (n) => Array.isArray(n.rows));
-  const rowsOf = (placeholder: string) => {
-    const t = tables.find((n) => textOf(n.placeholder).includes(placeholder));
-    assert.ok(t, `a table with the placeholder '${placeholder}'`);
-    return JSON.parse(JSON.stringify(t.rows)) as unknown[][]; // arrays of the view's realm, made plain
-  };
-  const clients = rowsOf('No clients');
-  assert.equal(clients.length, 2);
-  assert.deepEqual(clients[0], ['02:00:00:00:00:01', '10.13.150.5', 'ap-library', 'ap-library', 'yes', 'no', '3600s']);
-  assert.equal(clients[1]![5], '-', 'a field the reply lacks shows as -');
-  assert.match(String(clients[1]![6]), /^1[12]\ds$/, 'an absolute expiry time is shown as the time left');
-  assert.deepEqual(rowsOf('No tunnels'), [['tmip07', 'ipip', '10.200.0.7', '7', '1480']]);
-  assert.deepEqual(rowsOf('No peer CNs'), [['ap-gym', '10.200.0.7', 'unknown']]);
-  const notice = findAll(page, (n) => typeof n.attrs.class === 'string' && n.attrs.class.includes('alert-message'))[0]!;
-  assert.equal(notice.style.display, 'none', 'no warning while the CN answers');
+    const tables = findAll(page, (n) => Array.isArray(n.rows));
+    const rowsOf = (placeholder: string) => {
+      const t = tables.find((n) => textOf(n.placeholder).includes(placeholder));
+      assert.ok(t, `a table with the placeholder '${placeholder}'`);
+      return JSON.parse(JSON.stringify(t.rows)) as unknown[][]; // arrays of the view's realm, made plain
+    };
+    const clients = rowsOf('No clients');
+    assert.equal(clients.length, 2);
+    assert.deepEqual(clients[0], ['02:00:00:00:00:01', '10.13.150.5', 'ap-library', 'ap-library', 'yes', 'no', '3600s']);
+    assert.equal(clients[1]![5], '-', 'a field the reply lacks shows as -');
+    assert.match(String(clients[1]![6]), /^1[12]\ds$/, 'an absolute expiry time is shown as the time left');
+    assert.deepEqual(rowsOf('No tunnels'), [['tmip07', 'ipip', '10.200.0.7', '7', '1480']]);
+    assert.deepEqual(rowsOf('No peer CNs'), [['ap-gym', '10.200.0.7', 'unknown']]);
+    const notice = findAll(page, (n) => typeof n.attrs.class === 'string' && n.attrs.class.includes('alert-message'))[0]!;
+    assert.equal(notice.style.display, 'none', 'no warning while the CN answers');
 
-  // the CN goes away: the next poll shows a warning and empty tables
-  replies.status = async () => Promise.reject(new Error('Object not found'));
-  replies.clients = async () => Promise.reject(new Error('Object not found'));
-  await polls[0]!.fn();
-  assert.equal(notice.style.display, '');
-  assert.match(textOf(notice), /not running.*Object not found/);
-  assert.deepEqual(rowsOf('No clients'), []);
-  assert.equal(rowsOf('No tunnels').length, 1, 'a method that still answers keeps its table');
+    // the CN goes away: the next poll shows a warning and empty tables
+    replies.status = async () => Promise.reject(new Error('Object not found'));
+    replies.clients = async () => Promise.reject(new Error('Object not found'));
+    await polls[0]!.fn();
+    assert.equal(notice.style.display, '');
+    assert.match(textOf(notice), /not running.*Object not found/);
+    assert.deepEqual(rowsOf('No clients'), []);
+    assert.equal(rowsOf('No tunnels').length, 1, 'a method that still answers keeps its table');
 
-  // the reload button
-  const button = findAll(page, (n) => n.tag === 'button')[0]!;
-  await (button.attrs.click as () => Promise<unknown>)();
-  assert.equal(notes.length, 1);
-});
+    // the reload button
+    const button = findAll(page, (n) => n.tag === 'button')[0]!;
+    await (button.attrs.click as () => Promise<unknown>)();
+    assert.equal(notes.length, 1);
+  });
 
 // ---------------------------------------------------------------------------------------------
 // Init scripts under a stub rc.common
@@ -634,12 +767,12 @@ CONFIG_SECTIONS=""
 CONFIG_NUM_SECTIONS=0
 config() {
 	CONFIG_NUM_SECTIONS=$((CONFIG_NUM_SECTIONS + 1))
-	CONFIG_SECTION=${"$"}{2:-$(printf 'cfg%02x%04x' "$CONFIG_NUM_SECTIONS" 51966)}
+	CONFIG_SECTION=${'$'}{2:-$(printf 'cfg%02x%04x' "$CONFIG_NUM_SECTIONS" 51966)}
 	CONFIG_SECTIONS="$CONFIG_SECTIONS $CONFIG_SECTION"
-	eval "CONFIG_${"$"}{CONFIG_SECTION}_TYPE=\$1"
+	eval "CONFIG_${'$'}{CONFIG_SECTION}_TYPE=\$1"
 }
-option() { eval "CONFIG_${"$"}{CONFIG_SECTION}_$1=\$2"; }
-list() { eval "CONFIG_${"$"}{CONFIG_SECTION}_$1=\"\${CONFIG_${"$"}{CONFIG_SECTION}_$1:+\$CONFIG_${"$"}{CONFIG_SECTION}_$1 }\$2\""; }
+option() { eval "CONFIG_${'$'}{CONFIG_SECTION}_$1=\$2"; }
+list() { eval "CONFIG_${'$'}{CONFIG_SECTION}_$1=\"\${CONFIG_${'$'}{CONFIG_SECTION}_$1:+\$CONFIG_${'$'}{CONFIG_SECTION}_$1 }\$2\""; }
 config_load() { echo "config_load $1"; . "$HARNESS_CONFIG"; }
 config_get() { eval "$1=\${CONFIG_$2_$3:-\$4}"; }
 config_get_bool() {
@@ -649,7 +782,7 @@ config_get_bool() {
 config_foreach() {
 	_fn=$1; _type=$2; shift 2
 	for _s in $CONFIG_SECTIONS; do
-		eval "_t=\$CONFIG_${"$"}{_s}_TYPE"
+		eval "_t=\$CONFIG_${'$'}{_s}_TYPE"
 		[ "$_t" = "$_type" ] && "$_fn" "$_s" "$@"
 	done
 	return 0
@@ -758,7 +891,11 @@ test('tmip-cn init: one procd instance per enabled cn section, with a command li
   const pkg = uci(CN_CONFIG);
   for (const shell of SHELLS) {
     const { instances, other } = runInit('tmip-cn', CN_CONFIG, [], shell);
-    assert.deepEqual(instances.map((i) => i.name), ['ap1', 'cfg04cafe'], `instances (${shell.join(' ')})`);
+    assert.deepEqual(
+      instances.map((i) => i.name),
+      ['ap1', 'cfg04cafe'],
+      `instances (${shell.join(' ')})`,
+    );
     const expect: [string, string, string[]][] = [
       ['ap1', 'eth0', ['br-lan', 'eth0']],
       ['@cn[2]', 'eth1', ['eth1']],
@@ -770,7 +907,10 @@ test('tmip-cn init: one procd instance per enabled cn section, with a command li
       const args = parseArgs(cmd.slice(2), '/nonexistent');
       assert.ok(args.ok, `tmip-cn accepts ${cmd.slice(2).join(' ')}`);
       const { file, foreground, section, help, debug } = args.value;
-      assert.deepEqual({ file, foreground, section, help, debug }, { file: '/etc/config/tmip', foreground: true, section: ref, help: false, debug: undefined });
+      assert.deepEqual(
+        { file, foreground, section, help, debug },
+        { file: '/etc/config/tmip', foreground: true, section: ref, help: false, debug: undefined },
+      );
       const cfg = parseCnConfig(pkg, ref);
       assert.ok(cfg.ok, `-s ${ref} names a valid cn section: ${cfg.ok ? '' : cfg.error}`);
       assert.equal(cfg.value.cnIf, cnIf, `-s ${ref} is the section the init script read`);
@@ -789,7 +929,10 @@ test('tmip-cn init: one procd instance per enabled cn section, with a command li
 
 test('tmip-cn init: start with a section name starts that instance only', () => {
   const { instances } = runInit('tmip-cn', CN_CONFIG, ['ap1']);
-  assert.deepEqual(instances.map((i) => i.name), ['ap1']);
+  assert.deepEqual(
+    instances.map((i) => i.name),
+    ['ap1'],
+  );
   assert.deepEqual(runInit('tmip-cn', CN_CONFIG, ['ap4']).instances, [], 'a disabled section stays stopped');
 });
 
@@ -797,7 +940,10 @@ test('tmip-cn init: the shipped config starts nothing until the MLR address is s
   const shipped = fs.readFileSync(SHIPPED_CONFIG, 'utf8');
   const before = runInit('tmip-cn', shipped);
   assert.deepEqual(before.instances, []);
-  assert.ok(before.other.some((l) => l.startsWith('logger ') && l.includes('tmip.@cn[0].mlr')), before.other.join('\n'));
+  assert.ok(
+    before.other.some((l) => l.startsWith('logger ') && l.includes('tmip.@cn[0].mlr')),
+    before.other.join('\n'),
+  );
 
   const configured = shipped.replace("option mlr '192.0.2.1'", "option mlr '10.200.0.2'");
   assert.notEqual(configured, shipped);
@@ -862,7 +1008,10 @@ test("tmip-mlr's uci-defaults adds an mlr section the daemon accepts, with the s
   assert.equal(cfg.value.enabled, true);
   // the same values as the commented-out 'config mlr' of the shipped file
   const shipped = fs.readFileSync(SHIPPED_CONFIG, 'utf8');
-  const sample = shipped.slice(shipped.indexOf('#config mlr')).replace(/^#\t?(?!\t?#)/gm, '').replace(/^#.*$/gm, '');
+  const sample = shipped
+    .slice(shipped.indexOf('#config mlr'))
+    .replace(/^#\t?(?!\t?#)/gm, '')
+    .replace(/^#.*$/gm, '');
   const ref = parseMlrConfig(uci(sample));
   assert.ok(ref.ok, ref.ok ? '' : ref.error);
   const { warnings: _a, ...added } = cfg.value;
@@ -878,7 +1027,11 @@ test('the feed Makefiles follow the OpenWrt layout and carry the package.json ve
   const tmip = fs.readFileSync(path.join(FEED, 'net/tmip/Makefile'), 'utf8');
   const luci = fs.readFileSync(path.join(LUCI_APP, 'Makefile'), 'utf8');
   const cap = fs.readFileSync(path.join(FEED, 'lang/node-cap/Makefile'), 'utf8');
-  for (const [name, mk] of [['net/tmip', tmip], ['luci-app-tmip', luci], ['node-cap', cap]] as const) {
+  for (const [name, mk] of [
+    ['net/tmip', tmip],
+    ['luci-app-tmip', luci],
+    ['node-cap', cap],
+  ] as const) {
     assert.match(mk, /^include \$\(TOPDIR\)\/rules\.mk$/m, `${name} includes rules.mk`);
     // recipe lines inside define blocks are tab-indented
     for (const block of mk.matchAll(/^define (Build\/\w+|Package\/[\w-]+\/install)\n([\s\S]*?)^endef$/gm)) {
@@ -901,7 +1054,13 @@ test('the feed Makefiles follow the OpenWrt layout and carry the package.json ve
   assert.match(cap, new RegExp(`^PKG_VERSION:=${String(lock.packages['node_modules/cap']?.version).replace(/\./g, '\\.')}$`, 'm'));
   assert.match(cap, /^PKG_HASH:=[0-9a-f]{64}$/m);
   assert.match(cap, /^PKG_BUILD_DEPENDS:=node\/host$/m);
-  for (const s of ['npm_config_arch=$(NODEJS_CPU)', 'npm_config_target_arch=$(NODEJS_CPU)', 'npm_config_build_from_source=true', 'npm_config_nodedir=$(STAGING_DIR)/usr/', '$(MAKE_FLAGS)']) {
+  for (const s of [
+    'npm_config_arch=$(NODEJS_CPU)',
+    'npm_config_target_arch=$(NODEJS_CPU)',
+    'npm_config_build_from_source=true',
+    'npm_config_nodedir=$(STAGING_DIR)/usr/',
+    '$(MAKE_FLAGS)',
+  ]) {
     assert.ok(cap.includes(s), `node-cap's build passes ${s}`);
   }
   assert.match(cap, /\/usr\/lib\/node\/\$\(PKG_NPM_NAME\)\/build\/Release/);

@@ -166,7 +166,15 @@ test('the udhcpc frame decodes, checksums verify, and the encoder reproduces it 
   assert.equal(c.value.udp.checksummed, true);
   assert.deepEqual(Buffer.from(c.value.udp.payload), UDHCPC_DHCP);
 
-  const built = buildUdpFrame({ srcMac: UDHCPC_MAC, dstMac: BROADCAST_MAC, srcIp: 0, dstIp: 0xffffffff, srcPort: 68, dstPort: 67, payload: UDHCPC_DHCP });
+  const built = buildUdpFrame({
+    srcMac: UDHCPC_MAC,
+    dstMac: BROADCAST_MAC,
+    srcIp: 0,
+    dstIp: 0xffffffff,
+    srcPort: 68,
+    dstPort: 67,
+    payload: UDHCPC_DHCP,
+  });
   assert.deepEqual(built, UDHCPC_FRAME);
 });
 
@@ -250,7 +258,13 @@ test('Ethernet round trip, padding to 60 bytes, and one 802.1Q tag', () => {
 });
 
 test('ARP round trip and validation', () => {
-  const a = { op: ARP_OP.REPLY, senderMac: '02:00:00:00:00:01', senderIp: ip('10.0.0.1'), targetMac: '02:00:00:00:00:02', targetIp: ip('10.0.0.2') };
+  const a = {
+    op: ARP_OP.REPLY,
+    senderMac: '02:00:00:00:00:01',
+    senderIp: ip('10.0.0.1'),
+    targetMac: '02:00:00:00:00:02',
+    targetIp: ip('10.0.0.2'),
+  };
   const body = encodeArp(a);
   assert.equal(body.length, 28);
   assert.deepEqual(body.subarray(0, 8), hex('0001 0800 06 04 0002'));
@@ -281,7 +295,13 @@ test('gratuitous ARP and ARP reply builders', () => {
   if (c.value.kind !== 'arp') return;
   assert.equal(c.value.eth.dst, BROADCAST_MAC);
   assert.equal(c.value.eth.src, '02:00:00:00:00:01');
-  assert.deepEqual(c.value.arp, { op: 1, senderMac: '02:00:00:00:00:01', senderIp: ip('10.9.8.6'), targetMac: '00:00:00:00:00:00', targetIp: ip('10.9.8.6') });
+  assert.deepEqual(c.value.arp, {
+    op: 1,
+    senderMac: '02:00:00:00:00:01',
+    senderIp: ip('10.9.8.6'),
+    targetMac: '00:00:00:00:00:00',
+    targetIp: ip('10.9.8.6'),
+  });
 
   const r = buildArpReply({ srcMac: '02:00:00:00:00:01', srcIp: ip('10.9.8.6'), dstMac: '02:00:00:00:00:99', dstIp: ip('10.9.8.5') });
   const rc = classifyFrame(r);
@@ -289,11 +309,25 @@ test('gratuitous ARP and ARP reply builders', () => {
   assert.equal(rc.value.kind, 'arp');
   if (rc.value.kind !== 'arp') return;
   assert.equal(rc.value.eth.dst, '02:00:00:00:00:99');
-  assert.deepEqual(rc.value.arp, { op: 2, senderMac: '02:00:00:00:00:01', senderIp: ip('10.9.8.6'), targetMac: '02:00:00:00:00:99', targetIp: ip('10.9.8.5') });
+  assert.deepEqual(rc.value.arp, {
+    op: 2,
+    senderMac: '02:00:00:00:00:01',
+    senderIp: ip('10.9.8.6'),
+    targetMac: '02:00:00:00:00:99',
+    targetIp: ip('10.9.8.5'),
+  });
 });
 
 test('encodeIPv4Udp round trip with ttl and id; DF is unset', () => {
-  const b = encodeIPv4Udp({ srcIp: ip('192.0.2.1'), dstIp: ip('198.51.100.7'), srcPort: 67, dstPort: 68, payload: Buffer.from('xyz'), ttl: 5, id: 0xbeef });
+  const b = encodeIPv4Udp({
+    srcIp: ip('192.0.2.1'),
+    dstIp: ip('198.51.100.7'),
+    srcPort: 67,
+    dstPort: 68,
+    payload: Buffer.from('xyz'),
+    ttl: 5,
+    id: 0xbeef,
+  });
   const d = decodeIPv4(b);
   assert.ok(d.ok, d.ok ? '' : d.error);
   assert.equal(d.value.ttl, 5);
@@ -311,7 +345,15 @@ test('encodeIPv4Udp round trip with ttl and id; DF is unset', () => {
 });
 
 test('classifyFrame: ipv4 (non-DHCP UDP), other EtherTypes, malformed ARP/IPv4', () => {
-  const dns = buildUdpFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', srcIp: ip('10.0.0.1'), dstIp: ip('10.0.0.2'), srcPort: 5353, dstPort: 53, payload: Buffer.alloc(12) });
+  const dns = buildUdpFrame({
+    srcMac: '02:00:00:00:00:01',
+    dstMac: '02:00:00:00:00:02',
+    srcIp: ip('10.0.0.1'),
+    dstIp: ip('10.0.0.2'),
+    srcPort: 5353,
+    dstPort: 53,
+    payload: Buffer.alloc(12),
+  });
   const c = classifyFrame(dns);
   assert.ok(c.ok);
   assert.equal(c.value.kind, 'ipv4');
@@ -330,7 +372,13 @@ test('classifyFrame: ipv4 (non-DHCP UDP), other EtherTypes, malformed ARP/IPv4',
   badIp[14 + 8] = 1; // TTL change without checksum update
   assert.match((classifyFrame(badIp) as { error: string }).error, /IPv4 header checksum/);
 
-  const tagged = encodeEthernet({ dst: BROADCAST_MAC, src: UDHCPC_MAC, etherType: ETHERTYPE.IPV4, payload: UDHCPC_FRAME.subarray(14), vlan: 7 });
+  const tagged = encodeEthernet({
+    dst: BROADCAST_MAC,
+    src: UDHCPC_MAC,
+    etherType: ETHERTYPE.IPV4,
+    payload: UDHCPC_FRAME.subarray(14),
+    vlan: 7,
+  });
   const t = classifyFrame(tagged);
   assert.ok(t.ok);
   assert.equal(t.value.kind, 'dhcp');
@@ -378,7 +426,22 @@ test('fuzz: 2000 random buffers and 2000 mutated frames never throw (seeded)', (
     const d = decodeIPv4(b);
     assertResult(d, label);
     if (d.ok) assertResult(decodeUdp(d.value), label);
-    assertResult(decodeUdp({ src: 0, dst: 0, protocol: 17, ttl: 1, id: 0, flags: 0, fragmentOffset: 0, fragment: false, headerLength: 20, totalLength: 20 + b.length, payload: b }), label);
+    assertResult(
+      decodeUdp({
+        src: 0,
+        dst: 0,
+        protocol: 17,
+        ttl: 1,
+        id: 0,
+        flags: 0,
+        fragmentOffset: 0,
+        fragment: false,
+        headerLength: 20,
+        totalLength: 20 + b.length,
+        payload: b,
+      }),
+      label,
+    );
   }
   const seeds = [UDHCPC_FRAME, buildGratuitousArp('02:00:00:00:00:01', 0x0a000001)];
   let decoded = 0;

@@ -1,7 +1,16 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { cellOf, formatIPv4, parseCidr, parseIPv4 } from '../../src/core/ip.js';
-import { cellsOf, countCells, describeAvailable, firstCell, lastCell, poolHasCell, poolsOverlap, resolvePool } from '../../src/core/pool.js';
+import {
+  cellsOf,
+  countCells,
+  describeAvailable,
+  firstCell,
+  lastCell,
+  poolHasCell,
+  poolsOverlap,
+  resolvePool,
+} from '../../src/core/pool.js';
 import { ip } from '../support/helpers.js';
 
 const cidr = (s: string) => {
@@ -11,7 +20,8 @@ const cidr = (s: string) => {
 };
 
 test('IPv4 parsing rejects junk and formats back', () => {
-  for (const bad of ['', '1.2.3', '1.2.3.4.5', '256.1.1.1', '1.2.3.-4', '01.2.3.4x', 'a.b.c.d', '1..2.3']) assert.equal(parseIPv4(bad).ok, false, bad);
+  for (const bad of ['', '1.2.3', '1.2.3.4.5', '256.1.1.1', '1.2.3.-4', '01.2.3.4x', 'a.b.c.d', '1..2.3'])
+    assert.equal(parseIPv4(bad).ok, false, bad);
   assert.equal(formatIPv4(ip('10.13.150.4')), '10.13.150.4');
   assert.equal(formatIPv4(ip('255.255.255.255')), '255.255.255.255');
   assert.equal(parseCidr('10.1.2.3/33').ok, false);
@@ -20,7 +30,12 @@ test('IPv4 parsing rejects junk and formats back', () => {
 
 test('a cell is N, N+1 host, N+2 gateway, N+3 broadcast', () => {
   const c = cellOf(ip('10.13.102.6'));
-  assert.deepEqual([c.network, c.host, c.gateway, c.broadcast].map(formatIPv4), ['10.13.102.4', '10.13.102.5', '10.13.102.6', '10.13.102.7']);
+  assert.deepEqual([c.network, c.host, c.gateway, c.broadcast].map(formatIPv4), [
+    '10.13.102.4',
+    '10.13.102.5',
+    '10.13.102.6',
+    '10.13.102.7',
+  ]);
 });
 
 test("an interface pool '* *' offers what the original offered: .4 to .248 of a /24", () => {

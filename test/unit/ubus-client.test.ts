@@ -59,7 +59,11 @@ test('a client dropped by ubusd comes back; its subscribers follow it', { timeou
     const wl0 = await hostapd.addObject('hostapd.wl0', {});
     let gone = 0;
     const got: string[] = [];
-    const sub = await tmip.subscribe('hostapd.wl0', (t) => void got.push(t), () => gone++);
+    const sub = await tmip.subscribe(
+      'hostapd.wl0',
+      (t) => void got.push(t),
+      () => gone++,
+    );
     const up = nextEvent(hostapd, 'reconnected', 5000);
     fake.dropClients(hostapd.clientId);
     await waitFor(() => gone === 1, 2000, 'onGone');
@@ -68,7 +72,10 @@ test('a client dropped by ubusd comes back; its subscribers follow it', { timeou
     assert.equal(sub.targetId, wl0.id);
     await wl0.notify('deauth', { address: '02:00:00:00:00:01' });
     await waitFor(() => got.length === 1, 2000, 'a notification');
-    assert.equal(fake.log.some((e) => e.method === 'notify_response'), false);
+    assert.equal(
+      fake.log.some((e) => e.method === 'notify_response'),
+      false,
+    );
   }),
 );
 
@@ -112,4 +119,3 @@ test('a server that never says HELLO, or says something else first, is refused',
     tmp.cleanup();
   }
 });
-

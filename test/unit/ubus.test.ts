@@ -27,7 +27,10 @@ function decoded(b: Uint8Array): UbusMessage {
 function stream(b: Uint8Array): UbusMessage[] {
   const r = new UbusFrameReader().push(b);
   assert.ok(r.ok, r.ok ? '' : r.error);
-  assert.equal(r.value.reduce((n, m) => n + 8 + m.body.length, 0), b.length);
+  assert.equal(
+    r.value.reduce((n, m) => n + 8 + m.body.length, 0),
+    b.length,
+  );
   return r.value;
 }
 
@@ -135,7 +138,9 @@ const SEND = hex(`
   00050001000000010000004803000008000000010400000973656e640000000007000030830000140002696400000000
   666f6f2e626172008200001800046461746100008500000c0001780000000001
 `);
-const SEND_DELIVERED = hex('00 05 0001 00000000 00000028 03000008 a2bf36df 0400000c 666f6f2e626172 00 07000010 8500000c 0001 78 00 00000001');
+const SEND_DELIVERED = hex(
+  '00 05 0001 00000000 00000028 03000008 a2bf36df 0400000c 666f6f2e626172 00 07000010 8500000c 0001 78 00 00000001',
+);
 
 // ---------------------------------------------------------------------------------------------
 
@@ -153,11 +158,14 @@ test('constants and names follow ubusmsg.h', () => {
 
 test('HELLO: 00 00 00 00 <peer> 00 00 00 04', () => {
   const m = decoded(HELLO);
-  assert.deepEqual({ type: m.type, seq: m.seq, peer: m.peer, attrs: m.attrs }, { type: UBUS_MSG.HELLO, seq: 0, peer: SUB_CLIENT, attrs: {} });
+  assert.deepEqual(
+    { type: m.type, seq: m.seq, peer: m.peer, attrs: m.attrs },
+    { type: UBUS_MSG.HELLO, seq: 0, peer: SUB_CLIENT, attrs: {} },
+  );
   assertEncodes({ type: UBUS_MSG.HELLO, seq: 0, peer: SUB_CLIENT }, HELLO, 'hello');
 });
 
-test('ADD_OBJECT with a signature, and ubusd\'s DATA {OBJID, OBJTYPE} + STATUS', () => {
+test("ADD_OBJECT with a signature, and ubusd's DATA {OBJID, OBJTYPE} + STATUS", () => {
   const signature = { get_clients: {}, del_client: { addr: 3, reason: 5 } };
   assertEncodes({ type: UBUS_MSG.ADD_OBJECT, seq: 1, peer: 0, attrs: { objpath: 'hostapd.wl0', signature } }, ADD_OBJECT, 'add object');
   const m = decoded(ADD_OBJECT);
@@ -166,7 +174,11 @@ test('ADD_OBJECT with a signature, and ubusd\'s DATA {OBJID, OBJTYPE} + STATUS',
   const [data, status] = stream(ADD_OBJECT_REPLY);
   assert.deepEqual(data?.attrs, { objid: OBJ, objtype: OBJTYPE });
   assert.deepEqual({ type: status?.type, seq: status?.seq, attrs: status?.attrs }, { type: UBUS_MSG.STATUS, seq: 1, attrs: { status: 0 } });
-  assertEncodes({ type: UBUS_MSG.DATA, seq: 1, peer: 0, attrs: { objid: OBJ, objtype: OBJTYPE } }, ADD_OBJECT_REPLY.subarray(0, 28), 'reply data');
+  assertEncodes(
+    { type: UBUS_MSG.DATA, seq: 1, peer: 0, attrs: { objid: OBJ, objtype: OBJTYPE } },
+    ADD_OBJECT_REPLY.subarray(0, 28),
+    'reply data',
+  );
 });
 
 test('LOOKUP and its reply: DATA {OBJPATH, OBJID, OBJTYPE, SIGNATURE} then STATUS', () => {
@@ -180,7 +192,12 @@ test('LOOKUP and its reply: DATA {OBJPATH, OBJID, OBJTYPE, SIGNATURE} then STATU
   assert.equal(status?.attrs.status, UBUS_STATUS.OK);
   // The signature is kept raw, so a server can hand it on verbatim.
   assertEncodes(
-    { type: UBUS_MSG.DATA, seq: 1, peer: 0, attrs: { objpath: 'hostapd.wl0', objid: OBJ, objtype: OBJTYPE, signatureRaw: data?.attrs.signatureRaw ?? new Uint8Array(0) } },
+    {
+      type: UBUS_MSG.DATA,
+      seq: 1,
+      peer: 0,
+      attrs: { objpath: 'hostapd.wl0', objid: OBJ, objtype: OBJTYPE, signatureRaw: data?.attrs.signatureRaw ?? new Uint8Array(0) },
+    },
     LOOKUP_REPLY.subarray(0, 8 + 0x74),
     'lookup data',
   );
@@ -190,14 +207,21 @@ test('INVOKE, its forwarded form, and the DATA/STATUS reply in both directions',
   assertEncodes({ type: UBUS_MSG.INVOKE, seq: 2, peer: OBJ, attrs: { objid: OBJ, method: 'get_clients', data: {} } }, INVOKE, 'invoke');
   const fwd = decoded(INVOKE_FORWARDED);
   assert.equal(fwd.peer, PUBLISHER);
-  assert.deepEqual({ objid: fwd.attrs.objid, method: fwd.attrs.method, user: fwd.attrs.user, group: fwd.attrs.group, data: fwd.attrs.data }, {
-    objid: OBJ,
-    method: 'get_clients',
-    user: 'root',
-    group: 'root',
-    data: {},
-  });
-  assertEncodes({ type: UBUS_MSG.INVOKE, seq: 2, peer: PUBLISHER, attrs: { objid: OBJ, method: 'get_clients', user: 'root', group: 'root', data: {} } }, INVOKE_FORWARDED, 'forwarded');
+  assert.deepEqual(
+    { objid: fwd.attrs.objid, method: fwd.attrs.method, user: fwd.attrs.user, group: fwd.attrs.group, data: fwd.attrs.data },
+    {
+      objid: OBJ,
+      method: 'get_clients',
+      user: 'root',
+      group: 'root',
+      data: {},
+    },
+  );
+  assertEncodes(
+    { type: UBUS_MSG.INVOKE, seq: 2, peer: PUBLISHER, attrs: { objid: OBJ, method: 'get_clients', user: 'root', group: 'root', data: {} } },
+    INVOKE_FORWARDED,
+    'forwarded',
+  );
 
   const clients = { freq: 2412, clients: { '02:00:00:00:00:01': { auth: blobmsgTyped('bool', true), assoc: true, signal: -40 } } };
   assertEncodes({ type: UBUS_MSG.DATA, seq: 2, peer: PUBLISHER, attrs: { objid: OBJ, data: clients } }, REPLY_DATA, 'reply data');
@@ -206,7 +230,10 @@ test('INVOKE, its forwarded form, and the DATA/STATUS reply in both directions',
   assert.equal(data.peer, OBJ);
   assert.deepEqual(data.attrs.data, { freq: 2412, clients: { '02:00:00:00:00:01': { auth: true, assoc: true, signal: -40 } } });
   const status = decoded(REPLY_STATUS_DELIVERED);
-  assert.deepEqual({ type: status.type, seq: status.seq, peer: status.peer, attrs: status.attrs }, { type: UBUS_MSG.STATUS, seq: 2, peer: OBJ, attrs: { status: 0, objid: OBJ } });
+  assert.deepEqual(
+    { type: status.type, seq: status.seq, peer: status.peer, attrs: status.attrs },
+    { type: UBUS_MSG.STATUS, seq: 2, peer: OBJ, attrs: { status: 0, objid: OBJ } },
+  );
   // Forwarding keeps the body and only rewrites the header's peer.
   assert.deepEqual(encodeUbusFrame({ type: UBUS_MSG.DATA, seq: 2, peer: OBJ }, decoded(REPLY_DATA).body), REPLY_DATA_DELIVERED);
 });
@@ -218,7 +245,10 @@ test('INVOKE of a missing method is answered METHOD_NOT_FOUND', () => {
 
 test('subscribing: unnamed ADD_OBJECT, SUBSCRIBE, NOTIFY {OBJID, ACTIVE} to the owner', () => {
   assertEncodes({ type: UBUS_MSG.ADD_OBJECT, seq: 1, peer: 0 }, ADD_UNNAMED, 'unnamed');
-  assert.deepEqual(stream(ADD_UNNAMED_REPLY).map((m) => m.attrs), [{ objid: SUB_OBJ }, { status: 0 }]);
+  assert.deepEqual(
+    stream(ADD_UNNAMED_REPLY).map((m) => m.attrs),
+    [{ objid: SUB_OBJ }, { status: 0 }],
+  );
   assertEncodes({ type: UBUS_MSG.SUBSCRIBE, seq: 3, peer: 0, attrs: { objid: SUB_OBJ, target: OBJ } }, SUBSCRIBE, 'subscribe');
   assert.deepEqual(decoded(ACTIVE_TO_OWNER).attrs, { objid: OBJ, active: true });
   assert.deepEqual(decoded(INACTIVE_TO_OWNER).attrs, { objid: OBJ, active: false });
@@ -230,19 +260,49 @@ test('hostapd-style assoc/disassoc: NOTIFY from the publisher, INVOKE to the sub
   const [assoc, disassoc] = stream(NOTIFIES);
   assert.deepEqual(assoc?.attrs.data, { address, signal: -40, freq: 2412 });
   assert.equal(assoc?.attrs.noReply, true);
-  assertEncodes({ type: UBUS_MSG.NOTIFY, seq: 2, peer: OBJ, attrs: { objid: OBJ, method: 'assoc', data: { address, signal: -40, freq: 2412 }, noReply: true } }, NOTIFIES.subarray(0, 8 + 0x6c), 'notify assoc');
+  assertEncodes(
+    {
+      type: UBUS_MSG.NOTIFY,
+      seq: 2,
+      peer: OBJ,
+      attrs: { objid: OBJ, method: 'assoc', data: { address, signal: -40, freq: 2412 }, noReply: true },
+    },
+    NOTIFIES.subarray(0, 8 + 0x6c),
+    'notify assoc',
+  );
   assert.equal(disassoc?.attrs.method, 'disassoc');
 
   const delivered = stream(Buffer.concat([ASSOC_DELIVERED, DISASSOC_DELIVERED]));
   assert.deepEqual(
-    delivered.map((m) => ({ type: m.type, seq: m.seq, peer: m.peer, objid: m.attrs.objid, method: m.attrs.method, noReply: m.attrs.noReply, data: m.attrs.data })),
+    delivered.map((m) => ({
+      type: m.type,
+      seq: m.seq,
+      peer: m.peer,
+      objid: m.attrs.objid,
+      method: m.attrs.method,
+      noReply: m.attrs.noReply,
+      data: m.attrs.data,
+    })),
     [
-      { type: UBUS_MSG.INVOKE, seq: 2, peer: SUB_CLIENT, objid: SUB_OBJ, method: 'assoc', noReply: true, data: { address, signal: -40, freq: 2412 } },
+      {
+        type: UBUS_MSG.INVOKE,
+        seq: 2,
+        peer: SUB_CLIENT,
+        objid: SUB_OBJ,
+        method: 'assoc',
+        noReply: true,
+        data: { address, signal: -40, freq: 2412 },
+      },
       { type: UBUS_MSG.INVOKE, seq: 3, peer: SUB_CLIENT, objid: SUB_OBJ, method: 'disassoc', noReply: true, data: { address } },
     ],
   );
   assertEncodes(
-    { type: UBUS_MSG.INVOKE, seq: 2, peer: SUB_CLIENT, attrs: { noReply: true, objid: SUB_OBJ, method: 'assoc', user: 'root', group: 'root', data: { address, signal: -40, freq: 2412 } } },
+    {
+      type: UBUS_MSG.INVOKE,
+      seq: 2,
+      peer: SUB_CLIENT,
+      attrs: { noReply: true, objid: SUB_OBJ, method: 'assoc', user: 'root', group: 'root', data: { address, signal: -40, freq: 2412 } },
+    },
     ASSOC_DELIVERED,
     'assoc delivered',
   );
@@ -250,31 +310,62 @@ test('hostapd-style assoc/disassoc: NOTIFY from the publisher, INVOKE to the sub
 
 test('events: register with the event object, a ubus.object.remove delivery and its ack; send', () => {
   assertEncodes(
-    { type: UBUS_MSG.INVOKE, seq: 2, peer: 1, attrs: { objid: 1, method: 'register', data: { object: blobmsgTyped('int32', 0x49e4d6e5), pattern: 'ubus.object.*' } } },
+    {
+      type: UBUS_MSG.INVOKE,
+      seq: 2,
+      peer: 1,
+      attrs: { objid: 1, method: 'register', data: { object: blobmsgTyped('int32', 0x49e4d6e5), pattern: 'ubus.object.*' } },
+    },
     REGISTER,
     'register',
   );
   assert.deepEqual(decoded(REGISTER_STATUS).attrs, { status: 0 });
   assert.equal(decoded(REGISTER_STATUS).peer, 1);
   const ev = decoded(REMOVE_EVENT);
-  assert.deepEqual({ peer: ev.peer, objid: ev.attrs.objid, method: ev.attrs.method, data: ev.attrs.data }, { peer: 0, objid: 0x49e4d6e5, method: 'ubus.object.remove', data: { id: OBJ, path: 'hostapd.wl0' } });
+  assert.deepEqual(
+    { peer: ev.peer, objid: ev.attrs.objid, method: ev.attrs.method, data: ev.attrs.data },
+    { peer: 0, objid: 0x49e4d6e5, method: 'ubus.object.remove', data: { id: OBJ, path: 'hostapd.wl0' } },
+  );
   assertEncodes({ type: UBUS_MSG.STATUS, seq: 1, peer: 0, attrs: { status: 0, objid: 0x49e4d6e5 } }, EVENT_ACK, 'ack');
-  assertEncodes({ type: UBUS_MSG.INVOKE, seq: 1, peer: 1, attrs: { objid: 1, method: 'send', data: { id: 'foo.bar', data: { x: 1 } } } }, SEND, 'send');
+  assertEncodes(
+    { type: UBUS_MSG.INVOKE, seq: 1, peer: 1, attrs: { objid: 1, method: 'send', data: { id: 'foo.bar', data: { x: 1 } } } },
+    SEND,
+    'send',
+  );
   assert.deepEqual(decoded(SEND_DELIVERED).attrs.data, { x: 1 });
   // A listener id of 2^31 or more must still travel as INT32, so it decodes as a negative int32.
-  const big = decoded(encodeUbusMessage({ type: UBUS_MSG.INVOKE, seq: 1, peer: 1, attrs: { objid: 1, method: 'register', data: { object: blobmsgTyped('int32', 0xf0000000), pattern: 'x' } } }));
+  const big = decoded(
+    encodeUbusMessage({
+      type: UBUS_MSG.INVOKE,
+      seq: 1,
+      peer: 1,
+      attrs: { objid: 1, method: 'register', data: { object: blobmsgTyped('int32', 0xf0000000), pattern: 'x' } },
+    }),
+  );
   assert.equal(((big.attrs.data?.['object'] as number) >>> 0).toString(16), 'f0000000');
 });
 
-test('the CLI\'s JSON → blobmsg typing matches ours (INT32, INT8, INT64, DOUBLE, UNSPEC, ARRAY)', () => {
+test("the CLI's JSON → blobmsg typing matches ours (INT32, INT8, INT64, DOUBLE, UNSPEC, ARRAY)", () => {
   const data = { s: 'x', n: 5, b: true, big: 5000000000, neg: -7, d: 1.5, a: [1, 'x'], t: { k: null } };
-  assertEncodes({ type: UBUS_MSG.INVOKE, seq: 2, peer: 0xf8cd2cc5, attrs: { objid: 0xf8cd2cc5, method: 'del_client', data } }, INVOKE_TYPES, 'typed invoke');
+  assertEncodes(
+    { type: UBUS_MSG.INVOKE, seq: 2, peer: 0xf8cd2cc5, attrs: { objid: 0xf8cd2cc5, method: 'del_client', data } },
+    INVOKE_TYPES,
+    'typed invoke',
+  );
   assert.deepEqual(decoded(INVOKE_TYPES).attrs.data, data);
 });
 
 test('STATUS from ubusd for a NOTIFY that wants replies lists the subscribers', () => {
-  const bytes = encodeUbusMessage({ type: UBUS_MSG.STATUS, seq: 9, peer: OBJ, attrs: { objid: OBJ, subscribers: [SUB_OBJ, 0x12345678], status: 0 } });
-  assert.equal(bytes.subarray(8).toString('hex'), '00000028' + '030000080eb3c7b1' + '0b000014' + '00000008ec6d7905' + '0000000812345678' + '0100000800000000');
+  const bytes = encodeUbusMessage({
+    type: UBUS_MSG.STATUS,
+    seq: 9,
+    peer: OBJ,
+    attrs: { objid: OBJ, subscribers: [SUB_OBJ, 0x12345678], status: 0 },
+  });
+  assert.equal(
+    bytes.subarray(8).toString('hex'),
+    '00000028' + '030000080eb3c7b1' + '0b000014' + '00000008ec6d7905' + '0000000812345678' + '0100000800000000',
+  );
   assert.deepEqual(decoded(bytes).attrs, { objid: OBJ, subscribers: [SUB_OBJ, 0x12345678], status: 0 });
 });
 
@@ -285,8 +376,14 @@ test('decoder rejects malformed messages and skips unknown attributes', () => {
   assert.match(errorOf(decodeUbusMessage(hex('00000000 00000000 00000008 00000000'.slice(0, -8)))), /does not match/);
   assert.match(errorOf(decodeUbusMessage(hex('00000000 00000000 00000004 00'))), /does not match/);
   // OBJID with three bytes, METHOD without its NUL, NO_REPLY with four bytes, SUBSCRIBERS with a short id
-  assert.match(errorOf(decodeUbusMessage(hex('00050001 00000000 0000000c 03000007 010203 00'))), /OBJID: int32 attribute 3 has 3 payload bytes/);
-  assert.match(errorOf(decodeUbusMessage(hex('00050001 00000000 0000000c 04000008 61626364'))), /METHOD: string attribute 4 is not NUL-terminated/);
+  assert.match(
+    errorOf(decodeUbusMessage(hex('00050001 00000000 0000000c 03000007 010203 00'))),
+    /OBJID: int32 attribute 3 has 3 payload bytes/,
+  );
+  assert.match(
+    errorOf(decodeUbusMessage(hex('00050001 00000000 0000000c 04000008 61626364'))),
+    /METHOD: string attribute 4 is not NUL-terminated/,
+  );
   assert.match(errorOf(decodeUbusMessage(hex('00050001 00000000 0000000c 0a000008 00000001'))), /NO_REPLY/);
   assert.match(errorOf(decodeUbusMessage(hex('00010001 00000000 00000010 0b00000c 00000006 000001 00'))), /SUBSCRIBERS/);
   // DATA whose blobmsg is broken
@@ -311,7 +408,16 @@ test('every truncation of a real message is an error', () => {
 });
 
 test('deframer: every split point of a real multi-message stream yields the same messages', () => {
-  const all = Buffer.concat([HELLO, ADD_OBJECT_REPLY, LOOKUP_REPLY, INVOKE_FORWARDED, ASSOC_DELIVERED, DISASSOC_DELIVERED, REMOVE_EVENT, INVOKE_TYPES]);
+  const all = Buffer.concat([
+    HELLO,
+    ADD_OBJECT_REPLY,
+    LOOKUP_REPLY,
+    INVOKE_FORWARDED,
+    ASSOC_DELIVERED,
+    DISASSOC_DELIVERED,
+    REMOVE_EVENT,
+    INVOKE_TYPES,
+  ]);
   const whole = stream(all).map((m) => ({ type: m.type, seq: m.seq, peer: m.peer, attrs: m.attrs }));
   assert.equal(whole.length, 10);
   for (let split = 0; split <= all.length; split++) {
@@ -319,7 +425,11 @@ test('deframer: every split point of a real multi-message stream yields the same
     const a = reader.push(all.subarray(0, split));
     const b = reader.push(all.subarray(split));
     assert.ok(a.ok && b.ok, `split ${split}`);
-    assert.deepEqual([...a.value, ...b.value].map((m) => ({ type: m.type, seq: m.seq, peer: m.peer, attrs: m.attrs })), whole, `split ${split}`);
+    assert.deepEqual(
+      [...a.value, ...b.value].map((m) => ({ type: m.type, seq: m.seq, peer: m.peer, attrs: m.attrs })),
+      whole,
+      `split ${split}`,
+    );
     assert.equal(reader.pending, 0);
   }
   // one byte at a time
@@ -370,7 +480,18 @@ test('encoder: attribute order follows the keys; raw DATA wins; oversize throws'
 
 test('seeded fuzz: mutated real messages and random streams never throw', () => {
   const r = rng(0x0b05);
-  const seeds = [HELLO, ADD_OBJECT, LOOKUP_REPLY, INVOKE_FORWARDED, REPLY_DATA, NOTIFIES, ASSOC_DELIVERED, REGISTER, REMOVE_EVENT, INVOKE_TYPES];
+  const seeds = [
+    HELLO,
+    ADD_OBJECT,
+    LOOKUP_REPLY,
+    INVOKE_FORWARDED,
+    REPLY_DATA,
+    NOTIFIES,
+    ASSOC_DELIVERED,
+    REGISTER,
+    REMOVE_EVENT,
+    INVOKE_TYPES,
+  ];
   let decodedCount = 0;
   for (let i = 0; i < 8000; i++) {
     const seed = seeds[i % seeds.length] as Buffer;

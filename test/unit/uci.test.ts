@@ -138,7 +138,7 @@ test('hand-written /etc/config file: no package line, tabs/spaces, unquoted valu
     '        option htmode   "VHT80"',
     '',
     'config wifi-iface',
-    "\toption device radio0 # trailing comment",
+    '\toption device radio0 # trailing comment',
     "\toption ssid 'Campus Wi-Fi'",
     '\toption encryption none',
     '',
@@ -155,7 +155,7 @@ test('hand-written /etc/config file: no package line, tabs/spaces, unquoted valu
   assert.deepEqual(shape(parse(exported)), shape(p));
 });
 
-test('quoting: single, double with escapes, unquoted, concatenation, the \'\\\'\' idiom', () => {
+test("quoting: single, double with escapes, unquoted, concatenation, the '\\'' idiom", () => {
   const text = [
     'config t',
     "\toption a 'it'\\''s'",
@@ -186,7 +186,16 @@ test('quoting: single, double with escapes, unquoted, concatenation, the \'\\\'\
 });
 
 test('multi-line values: quotes span lines, backslash-newline splices', () => {
-  const text = ['config t', "\toption a 'line1", "line2'", '\toption b "one \\', 'two"', '\toption c abc\\', 'def', "\toption d 'after'"].join('\n');
+  const text = [
+    'config t',
+    "\toption a 'line1",
+    "line2'",
+    '\toption b "one \\',
+    'two"',
+    '\toption c abc\\',
+    'def',
+    "\toption d 'after'",
+  ].join('\n');
   const s = parse(text).sections[0];
   assert.deepEqual(opts(s), { a: 'line1\nline2', b: 'one two', c: 'abcdef', d: 'after' });
   assert.equal(s?.lines.get('a'), 2);
@@ -261,7 +270,7 @@ test('comments: whole line, after whitespace, mid-word (as libuci), never inside
   assert.deepEqual(opts(p.sections[0]), { a: 'one', b: 'two', c: 'in#quotes', d: 'in # double' });
 });
 
-test('keywords abbreviate to one letter; ; separates commands with libuci\'s exact quirks', () => {
+test("keywords abbreviate to one letter; ; separates commands with libuci's exact quirks", () => {
   const p = parse("p abbrev\nc t 'n'; o a 'b'; l c 'x'; l c y\nconfig u 'u'; option z 'q;r'\n");
   assert.equal(p.name, 'abbrev');
   assert.deepEqual(opts(p.sections[0]), { a: 'b', c: ['x', 'y'] });
@@ -295,11 +304,14 @@ test('same name and type merges into the first section; last option wins in plac
   const lan = p.sections[0];
   assert.equal(lan?.name, 'lan');
   assert.equal(lan?.index, 0);
-  assert.deepEqual([...(lan?.options ?? [])], [
-    ['proto', 'none'],
-    ['ipaddr', '10.0.0.1'],
-    ['mtu', '1400'],
-  ]);
+  assert.deepEqual(
+    [...(lan?.options ?? [])],
+    [
+      ['proto', 'none'],
+      ['ipaddr', '10.0.0.1'],
+      ['mtu', '1400'],
+    ],
+  );
   assert.equal(lan?.lines.get('ipaddr'), 7);
 });
 
@@ -364,7 +376,7 @@ test('invalid names, types, commands and argument counts are errors; all are rep
     'config t',
     "\toption bad-name 'x'", // 2
     "config t 'bad-name'", // 3
-    "config \"ty'pe\"", // 4: quote in type
+    'config "ty\'pe"', // 4: quote in type
     'config', // 5
     'frobnicate x', // 6
     "config ok 'fine'",
@@ -437,7 +449,7 @@ test('exportUci writes exactly the uci export format', () => {
 test('round trip: random packages with hostile values survive export → parse unchanged', () => {
   const rand = rng(0x7a1b);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
-  const valueChars = ["'", '"', '\\', '#', ';', ' ', '\t', '\n', 'a', 'Z', '0', '$', '`', 'é', '✓', '\\\'', "'\\''"];
+  const valueChars = ["'", '"', '\\', '#', ';', ' ', '\t', '\n', 'a', 'Z', '0', '$', '`', 'é', '✓', "\\'", "'\\''"];
   const value = (): string => {
     let s = '';
     const n = 1 + Math.floor(rand() * 12);
@@ -473,8 +485,35 @@ test('round trip: random packages with hostile values survive export → parse u
 test('fuzz: thousands of random files never throw; errors are line-numbered; successes round-trip', () => {
   const rand = rng(20240611);
   const tokens = [
-    'config', 'option', 'list', 'package', 'c', 'o', 'l', 'cn', 'name', 'a_1', 'x-y', 'value',
-    ' ', ' ', '\t', '\n', '\n', '\r\n', "'", "'", '"', '"', '\\', '#', ';', "'\\''", '\0', 'é', '',
+    'config',
+    'option',
+    'list',
+    'package',
+    'c',
+    'o',
+    'l',
+    'cn',
+    'name',
+    'a_1',
+    'x-y',
+    'value',
+    ' ',
+    ' ',
+    '\t',
+    '\n',
+    '\n',
+    '\r\n',
+    "'",
+    "'",
+    '"',
+    '"',
+    '\\',
+    '#',
+    ';',
+    "'\\''",
+    '\0',
+    'é',
+    '',
   ];
   let oks = 0;
   for (let i = 0; i < 4000; i++) {
