@@ -1,5 +1,5 @@
-# tmip: the usual targets. `make check` installs what the tests need and runs them all (unit + lab,
-# the lab needs root); `make demo` shows a client roaming between two routed cells in a namespace lab.
+# tmip: the usual targets. `make check` installs what the tests need, lints, and runs every test
+# (unit + lab, the lab needs root); `make demo` shows a client roaming between two routed cells in a namespace lab.
 .PHONY: all deps build typecheck lint test unit lab check demo bench clean
 
 all: build
@@ -13,10 +13,10 @@ build:
 typecheck:
 	npx tsc -p tsconfig.json --noEmit
 
-# ESLint (type-aware) and Prettier in check mode; `npm run format` rewrites, `npm run deadcode` runs knip
-# (both run, so one report shows every problem)
+# ESLint (type-aware), Prettier in check mode and knip (unused files, exports, dependencies); all three
+# run, so one report shows every problem. `npm run format` rewrites what Prettier owns.
 lint:
-	@status=0; npm run lint || status=1; npm run format:check || status=1; exit $$status
+	@status=0; npm run lint || status=1; npm run format:check || status=1; npm run deadcode || status=1; exit $$status
 
 unit:
 	npm run test:unit
@@ -27,7 +27,7 @@ lab:
 test:
 	npm test
 
-check: deps
+check: deps lint
 	npm test
 
 demo: deps
