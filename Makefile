@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 # tmip: the usual targets. `make check` installs what the tests need, lints, and runs every test
 # (unit + lab, the lab needs root); `make demo` shows a client roaming between two routed cells in a namespace lab.
 .PHONY: all deps build typecheck lint test unit lab check demo bench clean

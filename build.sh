@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only
 # Bundles the daemons into single files with esbuild: dist/tmip-cn.js and dist/tmip-mlr.js.
 # The packet-capture addon (cap) stays external: it is a native module installed beside Node.
 set -euo pipefail

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // ESLint 9 flat config: `npm run lint` (eslint src test bench openwrt/luci). Formatting is Prettier's job
 // (`npm run format`); eslint-config-prettier, last below, switches off every rule that would fight it.
 import js from '@eslint/js';

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // bench/roam: N roams back and forth between cell 1 and cell 2 in the namespace lab while the
 // server streams a record every 10 ms to the client. Prints, per roam, the stream outage (largest
 // inter-arrival gap around the roam) and the CN's own detection-to-commit time, then median and p99,

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-only
 # Packs tmip into OpenWrt packages without the SDK: tmip-cn, tmip-mlr and luci-app-tmip, all
 # architecture-independent (Architecture: all), as <name>_<version>-r<release>_all.ipk in OUTDIR.
 #

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // The tmip release version, the one constant the code reads it from (start-up log lines, status
 // replies). The same string is package.json's "version" and PKG_VERSION in the OpenWrt feed's own
 // packages (openwrt/net/tmip/Makefile, openwrt/luci/luci-app-tmip/Makefile); openwrt/build-ipk.sh

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only
 # Installs what the build and the tests need on a Debian machine (run as root): the lab's tools
 # (iproute2, nftables, real DHCP clients, ping, tcpdump), libpcap for the capture addon, and the
 # npm dependencies. Idempotent.

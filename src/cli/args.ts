@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // Command-line flags shared by tmip-cn and tmip-mlr, as the original daemons took them:
 // -f FILE (config), -F (foreground; always true here, procd supervises), -D N (debug level),
 // -s SECTION (which config section to use), -E (connectivity evaluation, tmip-cn), -h (help).

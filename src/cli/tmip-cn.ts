@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // tmip-cn: the correspondent node daemon for one mobile interface.
 // `tmip-cn -f /etc/config/tmip [-F] [-D N] [-s SECTION]`.
 import fs from 'node:fs';

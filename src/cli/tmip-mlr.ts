@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // tmip-mlr: the mobile location register daemon. `tmip-mlr -f /etc/config/tmip [-F] [-D N]`.
 // Reads the config and assembles the MLR (mlr/mlr.ts) from the platform's parts: a TCP listener
 // and the state file.

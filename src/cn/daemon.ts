@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // CnDaemon: one correspondent node, assembled. Start-up follows the original's checklist —
 // interfaces, kernel settings, pools, tunnel types, state left by an earlier run, packet capture,
 // ubus, MLR bind — then it dispatches captured frames: DHCP to the DHCP server, ARP/IP activity to

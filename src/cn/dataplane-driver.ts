@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // DataplaneDriver: makes the kernel match core/dataplane.ts's desired state through NetOps. It reads
 // what a previous run left (tunnels named with tunnel_prefix, gateway addresses carrying our label,
 // routes into our tunnels), then applies plans one at a time, keeping a model of what it applied.

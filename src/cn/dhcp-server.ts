@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // The CN's integrated DHCP server. Every decision about addresses is the MLR's: DISCOVER asks it
 // for (or allocates) the MAC's cell, REQUEST confirms the cell and moves the binding here (running
 // the handover before the ACK is sent), RELEASE/DECLINE give it back, INFORM is answered locally.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // Network connectivity evaluation (`tmip-cn -E`), as the original offered: an application-level ping
 // of the MLR, then every CN the MLR knows with whether it is connected there. It does not bind, so
 // it can run beside the live daemon.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // The CN's side of a handover, for every station it hears of, with each station's state in one
 // record (Station):
 //

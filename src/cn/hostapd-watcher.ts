@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // HostapdWatcher: follows every hostapd BSS object on ubus (`hostapd.<ifname>`, present at start or
 // appearing later through `ubus.object.add`), subscribes to its notifications, loads its current
 // stations with `get_clients`, and follows netifd's `network.device` for WDS station netdevs

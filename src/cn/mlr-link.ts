@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // MlrLink: the CN's connection to its MLR. Connects, binds (network name, pools, tunnel types),
 // hands the bind reply to the daemon for re-establishment, serves the MLR's transaction requests
 // through handlers the daemon installs, and reconnects with back-off when the link drops.

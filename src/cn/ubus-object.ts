@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // The CN's `tmip` ubus object (what LuCI and `ubus call tmip ...` read): status, clients, tunnels,
 // peers and reload. The first CN on a router publishes `tmip`; a second instance, finding the name
 // taken, publishes `tmip.<cn_name>`. This module only maps methods to the CN's report; the figures

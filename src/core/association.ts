@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // AssociationTable: what hostapd has told this CN about Wi-Fi stations on its BSSes. An `assoc` or
 // `sta-authorized` notification is an arrival (the CN may move the station here before it sends a
 // packet); `disassoc`/`deauth` and friends a departure. 4-address (WDS) stations are links to other

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // A mobile station's binding as the MLR tells it to CNs, decoded once at the RPC boundary: its /30
 // cell as a number, the parent CN (whose pool the cell came from) and the current CN with their
 // backbone addresses, the tunnel agreed for that pair when they differ, the expiry and the state.

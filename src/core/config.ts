@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // The daemons' configuration model: builds a CnConfig (`config cn`) or MlrConfig (`config mlr`) from a
 // parsed UCI package and validates every option, collecting all problems at once. Each message names
 // the option as `uci show` would (tmip.@cn[0].lease_time), its line, what was found and what is

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // The CN's data plane as a pure function of the bindings it takes part in. `desiredDataplane` says
 // what the kernel should hold (gateway addresses N+2/30 on the mobile interface for MSs served here,
 // one tunnel per peer CN in use, /32 routes into tunnels for this CN's own MSs that are away, and the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // IPv4 address arithmetic: parsing and formatting dotted quads, CIDR prefixes, MAC addresses, and the
 // /30 "cell" every mobile station owns (network N, host N+1, gateway N+2, broadcast N+3).
 // Addresses are unsigned 32-bit integers held in JS numbers (0 .. 2^32-1).

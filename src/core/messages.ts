@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // The MLRP message schema (version 1): one envelope and a catalogue of typed bodies, each with a codec
 // that checks the JSON and decodes it (addresses into numbers, pools into ranges) so that the RPC
 // layer hands CN and MLR logic typed values only, and encodes their replies back. The same bytes travel over TCP (framed by proto/mlrp.ts) and, later, MQTT; a transport never looks

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // Address pools: a CN's `addr_pool` resolved to a range of /30 cells. A pool is a subnet (from an
 // interface's address or a literal CIDR) narrowed by optional first/last addresses; a cell is usable
 // when it lies wholly inside [first, last] and holds neither the subnet's network or broadcast

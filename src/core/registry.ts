@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // The MLR's registry: every CN (name, backbone address, tunnel types, pools), every MS binding
 // (MAC -> /30 cell, parent CN whose pool it came from, current CN, expiry), and the tunnel agreed for
 // each CN pair. Pure state and rules: allocation, conflicts, expiry, snapshots. The transactions

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // A small codec toolkit for JSON messages and files: each Codec decodes an unknown value into a
 // typed one (returning a Result that names the path of the first offending field, never throwing)
 // and encodes the typed value back into plain JSON. Addresses are decoded into numbers here, once,

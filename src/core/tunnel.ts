@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // Tunnel vocabulary shared by the MLR (which agrees a type per CN pair) and the CN (which builds it):
 // the known tunnel types in default preference order, their encapsulation overhead, and device naming.
 import type { IPv4 } from './ip.js';

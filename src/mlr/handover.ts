@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // The MLR's side of a handover: one transaction per move of a mobile station, run under that
 // station's lock, over the CNs that take part (new current, parent, old current).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // The MLR assembled from its parts: registry, persisted state, the service answering CNs, the expiry
 // timer. The transport and the state file are handed in (cli/tmip-mlr.ts passes TCP and a file;
 // tests pass loopback TCP or memory), so nothing here opens a socket or a file itself.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // RegistryStore: keeps the MLR's registry in a StateFile so a restarted MLR loses no binding. Loading
 // decodes the file with the registry's codec and restores it, reporting the first bad record by its
 // position; saving is coalesced (at most one write every `delayMs`) and done at shutdown.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // MlrService: the mobile location register's decisions over RPC sessions. It admits CNs (bind:
 // network name, pools, tunnel types), answers DHCP-driven requests (which cell, ACK or NAK) and
 // activity-driven ones (move, adopt, refuse), and expires bindings. Every move of a station runs

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // Reads a UCI config file from disk and hands it to the parser; errors name the file.
 import fs from 'node:fs';
 import { err, type Result } from '../core/result.js';

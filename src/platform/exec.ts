@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // Running external commands (ip, nft, sysctl) without a shell: arguments are passed as an array, the
 // output is collected, every run is bounded by a timeout, and a non-zero exit is a result, not an
 // exception (run); runOk turns it into an Error naming the command line and its stderr. CommandRunner

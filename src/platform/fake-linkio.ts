@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // FakeLinkIO: a LinkIO for unit tests. Frames the code under test sends are kept in `sent`;
 // deliver() hands a frame to the registered receiver as if it had been captured.
 import type { Mac } from '../core/ip.js';

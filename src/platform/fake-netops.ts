@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // FakeNetOps: an in-memory kernel for unit tests of the CN logic. It keeps interfaces (seeded with
 // addInterface), tunnels, addresses, /32 routes, neighbours, sysctls and MSS-clamp tables with the
 // same success/failure semantics as IprouteNetOps (idempotent adds and deletes, the same validation

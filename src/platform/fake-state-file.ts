@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // MemoryStateFile: a StateFile held in memory for tests. It stores the JSON text (so what is saved
 // goes through the same serialisation as on disk), counts saves, and can be told to fail.
 import { err, ok, type Result } from '../core/result.js';

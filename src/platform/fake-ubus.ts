@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // FakeUbus: an in-memory UbusPort for unit tests of the CN's ubus use: objects other "processes"
 // publish (with method handlers), subscriptions, events, and what the CN itself published.
 import type { UbusMethod, UbusPort } from './ubus-port.js';

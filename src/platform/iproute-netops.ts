@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // IprouteNetOps: NetOps on a real kernel through iproute2 (`ip`, using its JSON output), `sysctl`
 // and `nft`. Every name and number is validated and formatted here before it reaches a command
 // line; commands run without a shell through one CommandRunner (exec.ts's `run` unless a test injects

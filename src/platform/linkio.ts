@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // LinkIO: whole Ethernet frames taken from and sent on one interface (the CN's mobile-facing one).
 // The real implementation (pcap-linkio.ts) uses libpcap through the `cap` addon; tests use FakeLinkIO.
 import type { Mac } from '../core/ip.js';

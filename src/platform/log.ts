@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // Logging for both daemons: numbered levels as the original tmipd used them (0-7, default 2;
 // 1 errors, 2 start-up and state changes, 3 handovers, 4 detection, 5 every protocol message),
 // written as lines to stderr, which procd forwards to syslog (`logread`).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // An in-process MessageChannel pair (a fake transport for tests and for running MLR and CN logic in
 // one process). Delivery is asynchronous, as on a socket.
 import type { MessageChannel } from '../proto/rpc.js';

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // NetOps: the one interface through which the CN changes the kernel (addresses, tunnels, routes,
 // neighbours, sysctls, the MSS-clamp table). The real implementation drives iproute2 and nft
 // (iproute-netops.ts); tests use FakeNetOps (fake-netops.ts).

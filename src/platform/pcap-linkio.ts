@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // LinkIO over libpcap through the `cap` addon: a promiscuous capture on one Ethernet interface with
 // a BPF filter, and frame injection with pcap_sendpacket. The addon is loaded lazily, so a missing
 // or broken build is an error Result at open time, never a crash at import.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // StateFile: where the MLR keeps its registry between runs. The interface moves opaque JSON-able
 // values; what they mean and whether they are valid is decided in mlr/persistence.ts. The real
 // adapter writes atomically (temporary file, fsync, rename) so a crash leaves the old or the new

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // TCP transport for MLRP: wraps a net.Socket as a MessageChannel using the MLRP framing, with a
 // listener (MLR side) and a connector (CN side). A framing error closes the connection.
 import net from 'node:net';

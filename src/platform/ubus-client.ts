@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // ubus client over ubusd's unix stream socket, written against the wire protocol (no libubus):
 // connect and learn the client id from HELLO, look objects up, call methods, publish objects whose
 // methods answer INVOKE, subscribe to another client's notifications (e.g. hostapd.<ifname>: one

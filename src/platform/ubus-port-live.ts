@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // The CN's UbusPort on a real ubusd: connects a UbusClient (which re-establishes its objects,
 // subscriptions and event registrations after ubusd restarts) or reports that there is no ubus.
 import fs from 'node:fs';

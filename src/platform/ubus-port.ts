@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // UbusPort: the part of a ubus client the CN uses (lookup, call, publish, subscribe, events). The
 // live implementation is platform/ubus-client.ts; tests use the same client against a fake ubusd.
 /** Returns the reply data, or a promise of it. */

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // libubox "blob" and "blobmsg" encodings, the binary containers ubus carries: a blob attribute is a
 // 4-byte big-endian header (bit 31 extended flag, 7-bit id, 24-bit length including the header)
 // followed by its payload and zero padding to a multiple of 4; blobmsg elements are extended blob

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // Big-endian integer reads and writes on byte arrays, shared by the wire codecs in proto/
 // (packet, dhcp, blob, ubus). Reads never throw: a byte past the end of the array reads as 0, so
 // callers check lengths first. Writes store the low 16/32 bits of v. Pure functions, no I/O.

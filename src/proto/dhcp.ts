@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // DHCP wire format (RFC 2131 / RFC 2132) for tmip's server side: a total decoder for client
 // messages, an encoder for OFFER/ACK/NAK replies, the RFC 2131 §4.1 reply-destination rules and the
 // §4.3.2 DHCPREQUEST state classification. The decoder never throws; every option length is

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // MLRP framing: how one control-plane message travels over a byte stream (TCP). Each frame is an
 // 8-byte header — magic "TM", version, kind, payload length (u32, big endian) — then the payload
 // (UTF-8 JSON of one Envelope). The decoder is total: a truncated frame waits for more bytes, a bad

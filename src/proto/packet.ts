@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // Link-layer codecs the CN needs on its mobile-facing interface: Ethernet II (with at most one
 // 802.1Q tag), ARP for Ethernet/IPv4, IPv4 (header checksum, options skipped, fragments flagged)
 // and UDP (pseudo-header checksum). Decoders are total: they never throw, they return err(...).

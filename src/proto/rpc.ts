@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // RpcPeer: request/response over any MessageChannel (TCP now, MQTT next). It stamps request ids,
 // matches replies, enforces time-outs, decodes every incoming body with core/messages.ts's codecs
 // (handlers and callers see typed values only) and encodes every outgoing one, and dispatches

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // ubus wire messages as ubusd and libubus exchange them over the unix socket: an 8-byte big-endian
 // header (version 0, type, seq u16, peer u32) followed by one container blob of UBUS_ATTR_*
 // attributes. This module owns the protocol constants (message types, attribute ids, status codes),

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // UCI config files: a total parser for exactly what OpenWrt's libuci reads (a port of its file.c:
 // package/config/option/list, quoting, comments, ';', backslash continuation, same-name section
 // merges; checked against the real `uci` binary) and a writer for exactly what `uci export` prints.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // The live demo (`make demo`): builds the namespace lab, starts the MLR and two CNs, gives a client
 // an address in cell 1 by DHCP (busybox udhcpc), streams TCP from the server to it, roams it to
 // cell 2 and back, and narrates what the network did. Everything is torn down at the end.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // Real DHCP clients inside an MS namespace (busybox udhcpc, ISC dhclient), each with our own small
 // POSIX sh script that applies a lease idempotently: `ip addr replace` + `ip route replace default`,
 // never a flush, so a renew, a rebind or an INIT-REBOOT keeps the address and the TCP sessions on it.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // hostapd over ubus, in the lab: each CN talks to its own ubusd (our ubusd-compatible test server on
 // a unix socket) on which a stand-in hostapd publishes `hostapd.wl0` and announces associations.
 // A roaming client is moved by its association alone, before it sends a single frame; a MAC that

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // For humans poking around the lab:
 //   node build/test/lab/lab-cli.js up [--ms NAME[:CELL]]...   build a lab that stays up; prints its namespaces
 //   node build/test/lab/lab-cli.js list                       labs on this machine and whether their owner lives

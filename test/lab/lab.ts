@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // The network-namespace lab: a backbone switch (namespace `bb`, bridge br0) joining the MLR, two
 // CNs and the correspondent server, and an "air" namespace whose bridges cell1/cell2 are the two
 // Wi-Fi cells. Mobile stations are namespaces whose eth0 is a veth whose peer sits in a cell bridge;

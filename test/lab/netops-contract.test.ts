@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // The NetOps contract (test/support/netops-contract.ts) against IprouteNetOps on the real kernel, each
 // check in a network namespace of its own that this file creates (tmipnc-<pid>-<n>) and always
 // deletes: after each check, at process exit and on SIGINT/SIGTERM/SIGHUP. Every command, those of

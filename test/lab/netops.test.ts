@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // Lab tests (root) for the real kernel adapters: IprouteNetOps driving iproute2/sysctl/nft and the
 // libpcap LinkIO, inside network namespaces this test creates and always deletes:
 //

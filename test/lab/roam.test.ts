@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // The heart of tmip, proven against real parts: the bundled MLR and CNs in network namespaces, the
 // kernel's vxlan tunnels, real DHCP clients (busybox udhcpc, ISC dhclient) and real TCP streams.
 // A client gets a /30 in cell 1, roams to cell 2 (its link moves between the cell bridges, carrier

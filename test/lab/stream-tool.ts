@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // Standalone TCP continuity tool for the lab, run inside a namespace:
 //   node build/test/lab/stream-tool.js sink --port P [--gap-ms 50] [--progress-ms 1000]
 //   node build/test/lab/stream-tool.js source --connect IP:P [--interval-ms 10] [--payload 64] [--duration-s D]

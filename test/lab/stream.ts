@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // Test-side helpers around stream-tool: a paced TCP stream from the server to an MS (the MS runs the
 // sink and the server connects to the MS's address, so the connection is inbound to the MS), and bulk
 // transfers with content verification. Times passed in and out are this process's performance.now();

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // tmip on the lab topology: writes UCI configs for the MLR and both CNs, starts the bundled daemons
 // (dist/tmip-mlr.js, dist/tmip-cn.js) inside their namespaces, and offers the checks the lab tests,
 // the demo and the roam benchmark share (tunnels present, gateway addresses, arrival log lines).

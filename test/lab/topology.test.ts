@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // The namespace lab itself, without tmip: the topology routes, a TCP stream and a bulk transfer reach a
 // statically addressed MS, the real DHCP clients start and broadcast a DISCOVER, and every lab is torn
 // down completely, also when its process dies of a signal or an uncaught exception.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // A stand-in hostapd for lab tests and benchmarks: publishes `hostapd.<bss>` on a ubusd with a
 // `get_clients` method whose station list the caller controls, and sends `assoc`/`disassoc`
 // notifications as hostapd does (no reply expected).

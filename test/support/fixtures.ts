@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // Captured-format packets shared by several tests.
 import { hex } from './helpers.js';
 

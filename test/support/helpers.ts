@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // Small helpers shared by the unit tests: parsing a dotted quad or failing the test, hex literals,
 // a seeded PRNG for reproducible fuzz loops, assertions on Result values, and the bounded waits
 // (until, within, nextEvent, neverWithin) every test uses instead of fixed sleeps.

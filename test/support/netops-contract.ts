@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // The NetOps contract: the behaviour the CN relies on from any NetOps, as one suite that runs against
 // FakeNetOps (test/unit/netops-contract.test.ts) and against IprouteNetOps on a real kernel inside
 // network namespaces (test/lab/netops-contract.test.ts), so the fake cannot drift from the kernel.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // Client scenarios run both against the fake ubusd (test/unit/ubus-client.test.ts) and, when a
 // real ubusd binary is supplied, against it (test/unit/ubus-real.test.ts): publish and call,
 // hostapd-style subscribe/notify, following an object that goes and comes back, events, lookup

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // A ubusd-compatible test server on a unix socket, written from the protocol as ubusd implements
 // it (OpenWrt ubus, checked against ubusd_proto.c / ubusd_obj.c / ubusd_event.c at commit
 // 3cc98db, 2025-12): HELLO with a random client id >= 1024; LOOKUP (all, exact, trailing-`*`

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // The daemons' command lines: bad flags and bad configuration stop start-up with exit code 2 and a
 // message that names the option and what is expected.
 import test from 'node:test';

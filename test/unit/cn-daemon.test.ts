@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // Two CN daemons and an MLR in one process, on fakes (FakeNetOps kernels, FakeLinkIO captures,
 // in-memory channels): DHCP gives a /30, ARP/IP activity in the other cell moves the binding, the
 // kernels of both CNs follow, a renew at the new CN is ACKed, and hostile frames change nothing.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // The CN's side of a handover (src/cn/handover.ts) on stand-ins: what prepare reserves and abort gives
 // back, a lapsing reservation, a commit without prepare, refusals at prepare, and the detection rules
 // (one request per station at a time, a cool-down, association gating, bounded records).

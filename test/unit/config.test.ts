@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // Unit tests for the daemons' config model (src/core/config.ts): a complete CN config, defaults,
 // every required option missing, bad values with their messages, pools, the MLR address, the MLR
 // section, and the commented default /etc/config/tmip shipped in files/.

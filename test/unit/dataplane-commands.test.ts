@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // From bindings to kernel commands without root: the data-plane driver on the real iproute2/nft
 // adapter, whose command runner records every command line and answers like a kernel with nothing
 // of ours in it yet. Table-driven: each case is a CN, the bindings it takes part in, and the exact

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // The data-plane driver against FakeNetOps: what it applies and the model it keeps of it.
 import test from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // The OpenWrt packages: `bash build.sh ipk` (openwrt/build-ipk.sh) writes tmip-cn, tmip-mlr and
 // luci-app-tmip .ipk files in the format of OpenWrt's ipkg-build (a gzipped tar of debian-binary,
 // data.tar.gz, control.tar.gz), with the right control fields, conffiles, maintainer scripts, file

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // Unit tests of IprouteNetOps without root and without running anything: a scripted CommandRunner
 // checks the exact argument vector of every command each NetOps method issues and answers with canned
 // {code, stdout, stderr}. The tables cover iproute2's JSON as the adapter reads it and every error

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // The MLR's handover transaction (src/mlr/handover.ts), one test per failure rule, with stand-in
 // CNs on in-memory channels: a participant refuses at prepare; a participant never answers (the
 // deadline frees the station's lock while other stations' moves go on); a participant fails its

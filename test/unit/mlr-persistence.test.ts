@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // The MLR's state through the StateFile port (MemoryStateFile): a round trip, and every kind of bad
 // state refused at load with the first bad record named by its position.
 import test from 'node:test';

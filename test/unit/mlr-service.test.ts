@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // The MLR's behaviour end to end over in-process channels: binding, allocation, DHCP outcomes,
 // handover transactions with their participants, offline participants, expiry.
 import test from 'node:test';

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // The MLR over real TCP on loopback: a CN binds and gets answers; hostile bytes close only the
 // offending connection; persisted state survives a restart.
 import test from 'node:test';

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // MLRP framing and RPC: frames split anywhere reassemble; hostile frames fail cleanly; request/reply
 // matching, time-outs, validation of every body, and closure.
 import test from 'node:test';

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // The NetOps contract (test/support/netops-contract.ts) against FakeNetOps: the in-memory kernel the CN
 // unit tests run on must behave like IprouteNetOps on a real kernel (the same suite runs there in
 // test/lab/netops-contract.test.ts).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // Unit tests for the in-memory test doubles' extras (FakeNetOps' supported types, call log and
 // failNext; FakeLinkIO) and the pure helpers of the real adapters (name validation, VXLAN MAC, nft
 // ruleset text). No root, no commands run. IprouteNetOps' commands: iproute-netops.test.ts.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // The OpenWrt files (files/ and openwrt/): every shell script passes `sh -n` and `shellcheck -s sh`,
 // every JSON file parses, the LuCI views compile and behave in a stub LuCI (settings validators agree
 // with the daemons' config reader option by option; the status page renders the CN's ubus replies),

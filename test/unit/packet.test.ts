@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { BROADCAST_MAC } from '../../src/core/ip.js';

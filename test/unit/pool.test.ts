@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { cellOf, formatIPv4, parseCidr, parseIPv4 } from '../../src/core/ip.js';

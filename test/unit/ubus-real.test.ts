@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // Optional: the client scenarios against a real ubusd. Runs only when the environment variable
 // UBUSD names a ubusd binary (e.g. one built from openwrt/ubus; put its libraries on
 // LD_LIBRARY_PATH yourself) and the tests run as root (ubusd applies ACLs to every other user).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // Unit tests for the UCI parser and `uci export` writer (src/proto/uci.ts): real export output,
 // quoting, sections, comments, merges, error reporting, round trips and a seeded fuzz.
 import test from 'node:test';

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 // One version: src/version.ts (what the daemons report), package.json and its lock, and PKG_VERSION of
 // every package the OpenWrt feed builds from this repository agree, so a bump that misses one fails
 // `make unit`. A feed package built from an upstream tarball (PKG_SOURCE, e.g. node-cap) carries the

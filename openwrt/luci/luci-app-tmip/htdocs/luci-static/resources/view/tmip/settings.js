@@ -2,6 +2,7 @@
 'require view';
 'require form';
 'require tools.widgets as widgets';
+// SPDX-License-Identifier: GPL-2.0-only
 
 /*
  * Settings of /etc/config/tmip: the correspondent node sections ('config cn') and, for the router that

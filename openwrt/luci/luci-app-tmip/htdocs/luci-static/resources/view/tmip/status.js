@@ -4,6 +4,7 @@
 'require poll';
 'require rpc';
 'require ui';
+// SPDX-License-Identifier: GPL-2.0-only
 
 /*
  * Live state of the correspondent node from its ubus object 'tmip' (published by tmip-cn):
