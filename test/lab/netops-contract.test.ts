@@ -4,36 +4,17 @@
 // deletes: after each check, at process exit and on SIGINT/SIGTERM/SIGHUP. Every command, those of
 // IprouteNetOps (`netns` option) and those that seed or read state, runs through `ip netns exec`;
 // nothing in the root namespace is touched. Needs root; skipped otherwise.
-import { execFileSync } from 'node:child_process';
 import { formatIPv4, parseIPv4, type IPv4 } from '../../src/core/ip.js';
 import { run, runOk, type CommandRunner } from '../../src/platform/exec.js';
 import { IprouteNetOps } from '../../src/platform/iproute-netops.js';
 import { netopsContract, type ClampView, type ContractEnv } from '../support/netops-contract.js';
+import { scratchNamespaces } from './scratch-namespaces.js';
 
 const ROOT = process.getuid?.() === 0;
 const SKIP = ROOT ? false : 'needs root to create network namespaces';
 /** At most this many namespaces per run (each check takes one). */
 const MAX_NAMESPACES = 64;
-const created = new Set<string>();
 let made = 0;
-
-function deleteNamespacesSync(): void {
-  for (const ns of created) {
-    try {
-      execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore', timeout: 5000 });
-    } catch {
-      // already gone
-    }
-    created.delete(ns);
-  }
-}
-process.on('exit', deleteNamespacesSync);
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.once(sig, () => {
-    deleteNamespacesSync();
-    process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1));
-  });
-}
 
 /** The /proc/sys path of a dotted sysctl key (a '/' inside a component is a '.' of an interface name). */
 function sysctlPath(key: string): string {
@@ -67,7 +48,7 @@ async function namespaceEnv(): Promise<ContractEnv> {
   if (++made > MAX_NAMESPACES) throw new Error(`more than ${MAX_NAMESPACES} namespaces in one run`);
   const ns = `tmipnc-${process.pid}-${made}`;
   await runOk('ip', ['netns', 'add', ns]);
-  created.add(ns);
+  scratchNamespaces.add(ns);
   const inNs = (cmd: string, args: string[]) => runOk(cmd, args, { netns: ns, timeoutMs: 5000 });
   await inNs('ip', ['link', 'set', 'dev', 'lo', 'up']);
   const commands: string[] = [];
@@ -115,8 +96,8 @@ async function namespaceEnv(): Promise<ContractEnv> {
       return commands.join('\n');
     },
     async close() {
-      // Left in `created` (for the exit handler) unless really gone.
-      if ((await run('ip', ['netns', 'del', ns], { timeoutMs: 5000 })).code === 0) created.delete(ns);
+      // Left in `scratchNamespaces` (for the exit handler) unless really gone.
+      if ((await run('ip', ['netns', 'del', ns], { timeoutMs: 5000 })).code === 0) scratchNamespaces.delete(ns);
     },
   };
 }

@@ -9,17 +9,17 @@
 // command goes through `ip netns exec`, and pcap runs in child processes started inside a namespace.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { formatIPv4, macFromBytes, parseIPv4, type IPv4 } from '../../src/core/ip.js';
 import type { TunnelSpec } from '../../src/core/tunnel.js';
 import { run, runOk, type RunResult } from '../../src/platform/exec.js';
 import { IprouteNetOps, vxlanMacFor } from '../../src/platform/iproute-netops.js';
 import { openPcapLink } from '../../src/platform/pcap-linkio.js';
+import { deleteScratchNamespacesSync, scratchNamespaces } from './scratch-namespaces.js';
 
 const ROOT = process.getuid?.() === 0;
 const SKIP = ROOT ? false : 'needs root to create network namespaces';
 const NS = { a: `tmiptest-${process.pid}-a`, b: `tmiptest-${process.pid}-b`, c: `tmiptest-${process.pid}-c` };
-const created = new Set<string>();
 
 const ip = (s: string): IPv4 => {
   const r = parseIPv4(s);
@@ -48,24 +48,6 @@ async function ifindex(ns: string, dev: string): Promise<number> {
 
 async function linkNames(ns: string): Promise<string[]> {
   return (await json<Array<{ ifname: string }>>(ns, ['link', 'show'])).map((l) => l.ifname);
-}
-
-function deleteNamespacesSync(): void {
-  for (const ns of created) {
-    try {
-      execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore', timeout: 5000 });
-    } catch {
-      // already gone
-    }
-    created.delete(ns);
-  }
-}
-process.on('exit', deleteNamespacesSync);
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.once(sig, () => {
-    deleteNamespacesSync();
-    process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1));
-  });
 }
 
 // ---- pcap child processes (a capture must be opened from inside the interface's namespace) ----
@@ -255,7 +237,7 @@ describe('IprouteNetOps and pcap LinkIO in network namespaces', { skip: SKIP, ti
     if (!ROOT) return;
     for (const ns of Object.values(NS)) {
       await runOk('ip', ['netns', 'add', ns]);
-      created.add(ns);
+      scratchNamespaces.add(ns);
       await inNs(ns, 'ip', ['link', 'set', 'dev', 'lo', 'up']);
     }
     await inNs(NS.a, 'ip', ['link', 'add', 'va', 'type', 'veth', 'peer', 'name', 'vb', 'netns', NS.b]);
@@ -273,7 +255,7 @@ describe('IprouteNetOps and pcap LinkIO in network namespaces', { skip: SKIP, ti
   });
 
   after(() => {
-    deleteNamespacesSync();
+    deleteScratchNamespacesSync();
   });
 
   test('interfaceInfo reads MAC, MTU, state and labelled addresses', async () => {

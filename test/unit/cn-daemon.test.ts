@@ -179,13 +179,7 @@ test('DHCP in cell 1, a roam to cell 2 detected from IP activity, renew at the n
     );
 
     // The MS, now in cell 2, still sends to CN1's MAC: CN2's capture sees it.
-    const ipFrame = encodeEthernet({
-      dst: '02:cc:00:00:00:01',
-      src: MS,
-      etherType: 0x0800,
-      payload: encodeIPv4Udp({ srcIp: ip('10.1.0.5'), dstIp: ip('10.200.0.10'), srcPort: 5000, dstPort: 5001, payload: Buffer.from('hi') }),
-    });
-    cn2.link.deliver(ipFrame);
+    cn2.link.deliver(trafficToOldGateway());
     await until('CN2 to take the gateway', () => cn2.net.interfaces.get('wl0')!.addresses.some((a) => formatIPv4(a.ip) === '10.1.0.6'));
     await until('CN1 to withdraw', () => !cn1.net.interfaces.get('wl0')!.addresses.some((a) => formatIPv4(a.ip) === '10.1.0.6'));
     assert.equal(cn1.net.routes.get(ip('10.1.0.5')), 'tm1', 'parent routes the host into the tunnel');
@@ -213,19 +207,10 @@ test('a commit that fails on the parent after the registry write converges: both
   const w = await world();
   try {
     const { cn1, cn2 } = w;
-    cn1.link.deliver(clientDhcp(DHCP_MESSAGE.DISCOVER));
-    await until('an OFFER', () => cn1.link.sent.length > 0);
-    cn1.link.deliver(clientDhcp(DHCP_MESSAGE.REQUEST, { requested: '10.1.0.5', serverId: '10.1.0.6' }));
-    await until('the binding at CN1', () => w.service.registry.binding(MS)?.current === 'cn1');
+    await leaseAtCn1(w);
     // The parent's kernel refuses the tunnel once: its commit fails after the MLR stored the move.
     cn1.net.failNext('ensureTunnel', 'RTNETLINK answers: No buffer space available');
-    const ipFrame = encodeEthernet({
-      dst: '02:cc:00:00:00:01',
-      src: MS,
-      etherType: 0x0800,
-      payload: encodeIPv4Udp({ srcIp: ip('10.1.0.5'), dstIp: ip('10.200.0.10'), srcPort: 5000, dstPort: 5001, payload: Buffer.from('hi') }),
-    });
-    cn2.link.deliver(ipFrame);
+    cn2.link.deliver(trafficToOldGateway());
     await until('the registry to hold the move', () => w.service.registry.binding(MS)?.current === 'cn2');
     await until('the failed ensureTunnel', () => cn1.net.callsOf('ensureTunnel').length >= 1);
     await until('the MLR to reconcile CN1', () => w.service.handovers.stats.reconciled >= 1, 5000);
@@ -270,11 +255,8 @@ test('with hostapd: an association moves the station before it sends anything; a
   ubus2.publish('network.device');
   const w = await world({ cn1: ubus1, cn2: ubus2 });
   try {
-    const { cn1, cn2 } = w;
-    cn1.link.deliver(clientDhcp(DHCP_MESSAGE.DISCOVER));
-    await until('an OFFER', () => cn1.link.sent.length > 0);
-    cn1.link.deliver(clientDhcp(DHCP_MESSAGE.REQUEST, { requested: '10.1.0.5', serverId: '10.1.0.6' }));
-    await until('the binding at CN1', () => w.service.registry.binding(MS)?.current === 'cn1');
+    const { cn2 } = w;
+    await leaseAtCn1(w);
 
     // Not associated at CN2: its ARP and DHCP there move nothing.
     const before = cn2.link.sent.length;
@@ -321,6 +303,24 @@ test('with hostapd: an association moves the station before it sends anything; a
     w.stop();
   }
 });
+
+/** MS takes 10.1.0.5 at CN1 (DISCOVER, OFFER, REQUEST) and is bound there. */
+async function leaseAtCn1(w: Awaited<ReturnType<typeof world>>): Promise<void> {
+  w.cn1.link.deliver(clientDhcp(DHCP_MESSAGE.DISCOVER));
+  await until('an OFFER', () => w.cn1.link.sent.length > 0);
+  w.cn1.link.deliver(clientDhcp(DHCP_MESSAGE.REQUEST, { requested: '10.1.0.5', serverId: '10.1.0.6' }));
+  await until('the binding at CN1', () => w.service.registry.binding(MS)?.current === 'cn1');
+}
+
+/** An IPv4 packet from MS, now in cell 2, still addressed to its old gateway's MAC (CN1's). */
+function trafficToOldGateway(): Buffer {
+  return encodeEthernet({
+    dst: '02:cc:00:00:00:01',
+    src: MS,
+    etherType: 0x0800,
+    payload: encodeIPv4Udp({ srcIp: ip('10.1.0.5'), dstIp: ip('10.200.0.10'), srcPort: 5000, dstPort: 5001, payload: Buffer.from('hi') }),
+  });
+}
 
 /** The 28-byte ARP request body MS sends: who has `target`? tell `sender`. */
 function arpRequest(sender: string, target: string): Buffer {
