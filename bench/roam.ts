@@ -7,7 +7,10 @@
 // With --assoc each CN has a ubusd with a stand-in hostapd that announces the association as the
 // link moves (as a Wi-Fi AP would), and the client sends no background traffic: detection is the
 // association event alone.
-// Usage: node build/bench/roam.js [--roams N] [--dwell-ms MS] [--assoc]   (root; `make bench` builds first)
+// With --transport mqtt the CNs reach the MLR through a mosquitto in the MLR's namespace (MQTT 5)
+// instead of MLRP over TCP.
+// Usage: node build/bench/roam.js [--roams N] [--dwell-ms MS] [--assoc] [--transport tcp|mqtt]
+//        (root; `make bench` builds first)
 import { LAB } from '../test/lab/lab.js';
 import { startUdhcpc } from '../test/lab/dhcp-clients.js';
 import { startStream } from '../test/lab/stream.js';
@@ -41,6 +44,9 @@ async function main(): Promise<void> {
   const dwell = Math.min(arg('--dwell-ms', 1500), 60_000);
   const GAP_THRESHOLD = 15;
   const assoc = process.argv.includes('--assoc');
+  const ti = process.argv.indexOf('--transport');
+  const transport = ti >= 0 ? process.argv[ti + 1] : 'tcp';
+  if (transport !== 'tcp' && transport !== 'mqtt') throw new Error('--transport wants tcp or mqtt');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmip-bench-'));
   const ubusd = { cn1: new FakeUbusd(path.join(dir, 'cn1.sock')), cn2: new FakeUbusd(path.join(dir, 'cn2.sock')) };
   const hostapd = {} as Record<CnName, FakeHostapd>;
@@ -57,6 +63,7 @@ async function main(): Promise<void> {
   }
   const t = await TmipLab.start({
     debug: 3,
+    transport,
     ...(assoc ? { cnExtra: { cn1: [`\toption ubus_socket '${ubusd.cn1.path}'`], cn2: [`\toption ubus_socket '${ubusd.cn2.path}'`] } } : {}),
   });
   try {
@@ -65,6 +72,7 @@ async function main(): Promise<void> {
     const client = startUdhcpc(t.lab, 'ms1');
     await client.waitForLease(20_000);
     if (!assoc) t.lab.spawn('ms1', 'ping', ['-q', '-i', '0.1', LAB.srvIp]);
+    console.log(`transport: ${transport === 'mqtt' ? 'MQTT 5 through mosquitto in the MLR namespace' : 'MLRP over TCP'}`);
     console.log(
       `detection: ${assoc ? 'hostapd association events (no background traffic from the client)' : "the client's own traffic (10 Hz ping to the server)"}`,
     );

@@ -10,7 +10,8 @@ import { readUciFile, DEFAULT_CONFIG_FILE } from '../platform/config-file.js';
 import { IprouteNetOps } from '../platform/iproute-netops.js';
 import { createLogger, LOG } from '../platform/log.js';
 import { openPcapLink } from '../platform/pcap-linkio.js';
-import { connectTcp } from '../platform/tcp-channel.js';
+import { connectMlr } from '../platform/mlr-transport.js';
+import { tlsClientContext } from '../platform/tls-channel.js';
 import { openUbusPort } from '../platform/ubus-port-live.js';
 import { fail, parseArgs } from './args.js';
 
@@ -35,16 +36,24 @@ async function main(): Promise<void> {
   if (args.value.evaluate) {
     const ok = await evaluateConnectivity(
       cfg.value,
-      (host, port) => connectTcp(host, port),
+      (mlr) => connectMlr(mlr, cfg.value, { probe: true }),
       (l) => process.stdout.write(l + '\n'),
     );
     process.exit(ok ? 0 : 1);
+  }
+  // tls://: read and check the certificate files once, now, so a wrong one stops start-up.
+  if (cfg.value.mlr.scheme === 'tls') {
+    try {
+      tlsClientContext(cfg.value.tls);
+    } catch (e) {
+      fail('tmip-cn', e instanceof Error ? e.message : String(e));
+    }
   }
   const logger = createLogger(args.value.debug ?? cfg.value.debugLevel, 'tmip-cn');
   const daemon = new CnDaemon(cfg.value, {
     net: new IprouteNetOps({ log: logger.log }),
     openLink: (ifname, filter) => openPcapLink(ifname, filter),
-    connect: (host, port) => connectTcp(host, port),
+    connect: (mlr) => connectMlr(mlr, cfg.value, { log: logger.log }),
     openUbus: () => openUbusPort(cfg.value.ubusSocket, logger.log),
     log: logger.log,
   });

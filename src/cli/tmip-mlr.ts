@@ -1,23 +1,36 @@
 // SPDX-License-Identifier: GPL-2.0-only
 // tmip-mlr: the mobile location register daemon. `tmip-mlr -f /etc/config/tmip [-F] [-D N]`.
 // Reads the config and assembles the MLR (mlr/mlr.ts) from the platform's parts: a TCP listener
-// and the state file.
+// and the state file, plus an MQTT broker connection when 'option mqtt' is set and a TLS listener
+// when 'option tls_port' is.
 import { parseMlrConfig } from '../core/config.js';
-import { startMlr } from '../mlr/mlr.js';
+import { startMlr, type ListenFn } from '../mlr/mlr.js';
 import { readUciFile, DEFAULT_CONFIG_FILE } from '../platform/config-file.js';
 import { createLogger, LOG } from '../platform/log.js';
 import { FileStateFile } from '../platform/state-file.js';
 import { serveTcp } from '../platform/tcp-channel.js';
+import { serveTls } from '../platform/tls-channel.js';
+import { serveMqtt } from '../platform/mqtt-channel.js';
 import { VERSION } from '../version.js';
 import { fail, parseArgs } from './args.js';
+import { keygen } from './keygen.js';
 
 const USAGE = `usage: tmip-mlr [-f FILE] [-F] [-D LEVEL] [-s SECTION]
   -f FILE     UCI config file (default ${DEFAULT_CONFIG_FILE}); uses its 'config mlr' section
   -F          stay in the foreground (always the case; kept for compatibility)
   -D LEVEL    debug level 0..7 (overrides debug_level)
-  -s SECTION  use this named mlr section`;
+  -s SECTION  use this named mlr section
+       tmip-mlr keygen NAME
+              print a fresh key for the CN NAME: its 'option secret' line and the MLR's 'config key'`;
 
 async function main(): Promise<void> {
+  if (process.argv[2] === 'keygen') {
+    if (process.argv.length !== 4) fail('tmip-mlr', `keygen takes one CN name\n${USAGE}`);
+    const k = keygen(process.argv[3]!);
+    if (!k.ok) fail('tmip-mlr', k.error);
+    process.stdout.write(k.value);
+    return;
+  }
   const args = parseArgs(process.argv.slice(2), DEFAULT_CONFIG_FILE);
   if (!args.ok) fail('tmip-mlr', `${args.error}\n${USAGE}`);
   if (args.value.help) {
@@ -31,16 +44,44 @@ async function main(): Promise<void> {
   const logger = createLogger(args.value.debug ?? cfg.value.debugLevel, 'tmip-mlr');
   logger.log(LOG.info, `Starting MLR Server [tmip-mlr ${VERSION}] using ${args.value.file}`);
   for (const w of cfg.value.warnings) logger.log(LOG.info, `config: ${w}`);
-  const { listen, port, stateFile } = cfg.value;
+  const { listen, port, stateFile, mqtt } = cfg.value;
+  const tlsCfg = cfg.value.tls;
   const server = await startMlr(
     {
       networkName: cfg.value.networkName,
       offerHoldSeconds: cfg.value.offerHold,
       leaseGraceSeconds: cfg.value.leaseGrace,
       tunnelTypes: cfg.value.tunnelTypes,
+      ...(cfg.value.auth ? { keys: cfg.value.keys } : {}),
     },
     {
-      listen: (onChannel) => serveTcp(listen, port, onChannel),
+      listen: [
+        (onChannel) => serveTcp(listen, port, onChannel, { log: (m) => logger.log(LOG.error, m) }),
+        // `option tls_port`: also serve MLRP over TLS (platform/tls-channel.ts).
+        ...(tlsCfg
+          ? [
+              (onChannel: Parameters<ListenFn>[0]) =>
+                serveTls(listen, tlsCfg.port, tlsCfg, onChannel, { log: (m) => logger.log(LOG.info, m) }),
+            ]
+          : []),
+        // `option mqtt`: also serve CNs through an MQTT broker (platform/mqtt-channel.ts).
+        ...(mqtt
+          ? [
+              (onChannel: Parameters<ListenFn>[0]) =>
+                serveMqtt(
+                  mqtt,
+                  {
+                    networkName: cfg.value.networkName,
+                    username: cfg.value.mqttUsername,
+                    ...(cfg.value.mqttPassword !== undefined ? { password: cfg.value.mqttPassword } : {}),
+                    ...(cfg.value.mqttCa !== undefined ? { ca: cfg.value.mqttCa } : {}),
+                    log: logger.log,
+                  },
+                  onChannel,
+                ),
+            ]
+          : []),
+      ],
       ...(stateFile ? { state: new FileStateFile(stateFile) } : {}),
       log: logger.log,
     },

@@ -6,7 +6,8 @@
 // cn/ubus-object.ts; the kernel is reached only through NetOps.
 import { AssociationTable } from '../core/association.js';
 import type { CnRef } from '../core/binding.js';
-import type { CnConfig } from '../core/config.js';
+import { formatMlrAddress, type CnConfig, type MlrAddress } from '../core/config.js';
+import { cnGuards } from '../proto/auth.js';
 import { cellOf, formatIPv4, maskOf, type Mac } from '../core/ip.js';
 import type { RequestBody } from '../core/messages.js';
 import { describeAvailable, describePool, resolvePool, type PoolRange } from '../core/pool.js';
@@ -32,7 +33,8 @@ export const SOFTWARE = `tmip-cn ${VERSION}`;
 export interface CnDeps {
   net: NetOps;
   openLink: (ifname: string, filter: string) => Result<LinkIO>;
-  connect: (host: string, port: number) => Promise<MessageChannel>;
+  /** Open a channel to the MLR at this address (TCP, TLS or MQTT, by its scheme). */
+  connect: (mlr: MlrAddress) => Promise<MessageChannel>;
   /** Connect to ubusd; resolves undefined when there is none (not on OpenWrt). */
   openUbus?: () => Promise<UbusPort | undefined>;
   log: LogFn;
@@ -128,9 +130,11 @@ export class CnDaemon implements CnReport {
     log(LOG.info, 'Using DHCP and IP/ARP activity for migration detection');
 
     const mlr: MlrLink = new MlrLink({
-      describe: `${cfg.mlr.host}:${cfg.mlr.port}`,
-      connect: () => deps.connect(cfg.mlr.host, cfg.mlr.port),
+      describe: formatMlrAddress(cfg.mlr),
+      connect: () => deps.connect(cfg.mlr),
       bindBody: () => this.bindBody(),
+      name: cfg.cnName,
+      ...(cfg.secret !== undefined ? { guard: cnGuards(cfg.cnName, cfg.secret, (m) => log(LOG.error, `auth: ${m}`)) } : {}),
       serve: (peer) => handover.serve(peer),
       onBound: (reply) => {
         this.peerList = reply.peers;
@@ -223,7 +227,7 @@ export class CnDaemon implements CnReport {
       address: formatIPv4(run?.selfAddr ?? 0),
       cn_if: cfg.cnIf,
       mobile_if: cfg.mobileIf,
-      mlr: { address: `${cfg.mlr.host}:${cfg.mlr.port}`, connected: run?.mlr.connected ?? false },
+      mlr: { address: formatMlrAddress(cfg.mlr), connected: run?.mlr.connected ?? false },
       pools: (run?.pools ?? []).map(describePool),
       tunnel_types: run?.tunnels ?? [],
       hostapd: {

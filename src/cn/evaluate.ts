@@ -2,21 +2,23 @@
 // Network connectivity evaluation (`tmip-cn -E`), as the original offered: an application-level ping
 // of the MLR, then every CN the MLR knows with whether it is connected there. It does not bind, so
 // it can run beside the live daemon.
-import type { CnConfig } from '../core/config.js';
+import { formatMlrAddress, type CnConfig, type MlrAddress } from '../core/config.js';
 import { formatIPv4 } from '../core/ip.js';
+import { cnGuards } from '../proto/auth.js';
 import { RpcPeer, type MessageChannel } from '../proto/rpc.js';
 
 export async function evaluateConnectivity(
   cfg: CnConfig,
-  connect: (host: string, port: number) => Promise<MessageChannel>,
+  connect: (mlr: MlrAddress) => Promise<MessageChannel>,
   print: (line: string) => void,
 ): Promise<boolean> {
   print('Network Connectivity Evaluation');
-  const where = `${cfg.mlr.host}:${cfg.mlr.port}`;
+  const where = formatMlrAddress(cfg.mlr);
   let peer: RpcPeer;
   const t0 = performance.now();
   try {
-    peer = new RpcPeer(await connect(cfg.mlr.host, cfg.mlr.port));
+    const guard = cfg.secret !== undefined ? cnGuards(cfg.cnName, cfg.secret, (m) => print(`+ ${m}`))(`MLR ${where}`) : undefined;
+    peer = new RpcPeer(await connect(cfg.mlr), guard ? { guard } : {});
     await peer.request('ping', {}, 3000);
   } catch (e) {
     print(`+ MLR @ ${where}: Failed (${e instanceof Error ? e.message : String(e)})`);

@@ -4,7 +4,7 @@
 // through handlers the daemon installs, and reconnects with back-off when the link drops.
 import type { ReplyBody, RequestBody, RequestType } from '../core/messages.js';
 import { LOG, type LogFn } from '../platform/log.js';
-import { RpcError, RpcPeer, type MessageChannel } from '../proto/rpc.js';
+import { AUTH_FAILED, RpcError, RpcPeer, type MessageChannel, type RpcGuard } from '../proto/rpc.js';
 import type { MlrApi } from './mlr-api.js';
 
 export interface MlrLinkOptions {
@@ -15,6 +15,10 @@ export interface MlrLinkOptions {
   serve: (peer: RpcPeer) => void;
   onBound: (reply: ReplyBody<'bind'>) => Promise<void>;
   log: LogFn;
+  /** A guard per connection when this CN has a key (`option secret`); none = unauthenticated. */
+  guard?: (describe: string) => RpcGuard;
+  /** This CN's name, for the hint when the MLR demands authentication. */
+  name?: string;
   minBackoffMs?: number;
   maxBackoffMs?: number;
 }
@@ -78,7 +82,7 @@ export class MlrLink implements MlrApi {
       this.schedule();
       return;
     }
-    const peer = new RpcPeer(channel);
+    const peer = new RpcPeer(channel, this.opts.guard ? { guard: this.opts.guard(`MLR ${this.opts.describe}`) } : {});
     peer.onProtocolError = (m) => log(LOG.error, `protocol error from MLR: ${m}`);
     this.opts.serve(peer);
     channel.onClose((reason) => {
@@ -99,11 +103,20 @@ export class MlrLink implements MlrApi {
       this.firstBind?.resolve();
       this.firstBind = undefined;
     } catch (e) {
-      const refused = e instanceof RpcError && e.code === 'bind-refused';
-      log(LOG.error, `Binding CN to the mobile network: ${refused ? 'refused' : 'failed'}: ${e instanceof Error ? e.message : String(e)}`);
+      const authFailed = e instanceof RpcError && e.code === AUTH_FAILED;
+      // Without a key, an MLR that demands authentication will never accept us: a configuration
+      // error, reported like any refusal. With a key it may be a clock still unsynchronised at boot.
+      const refused = e instanceof RpcError && (e.code === 'bind-refused' || (authFailed && !this.opts.guard));
+      let why = e instanceof Error ? e.message : String(e);
+      if (authFailed && !this.opts.guard) {
+        why = `the MLR requires authenticated messages but this CN has no key (${why}); run 'tmip-mlr keygen ${this.opts.name ?? 'NAME'}' on the MLR and add the printed 'option secret' line to this CN's section`;
+      } else if (authFailed) {
+        why = `the MLR rejected our authentication (${why}); check that option secret equals the MLR's 'config key' for this CN and that both clocks are synchronised`;
+      }
+      log(LOG.error, `Binding CN to the mobile network: ${refused ? 'refused' : 'failed'}: ${why}`);
       peer.close('bind failed');
       if (refused && this.firstBind) {
-        this.firstBind.reject(e);
+        this.firstBind.reject(new RpcError('bind-refused', why));
         this.firstBind = undefined;
         this.stopped = true;
         return;

@@ -9,6 +9,11 @@ import { isTunnelType, TUNNEL_TYPES, type TunnelType } from './tunnel.js';
 import type { UciPackage, UciSection } from '../proto/uci.js';
 
 export const DEFAULT_MLR_PORT = 6554;
+/** Default ports of the MLR transports: MLRP over TCP, MLRP over TLS, MQTT, MQTT over TLS. */
+export const DEFAULT_PORTS = { tcp: DEFAULT_MLR_PORT, tls: 6555, mqtt: 1883, mqtts: 8883 } as const;
+export type MlrScheme = keyof typeof DEFAULT_PORTS;
+/** Default MQTT user name of the MLR (its ACL entry in the broker). */
+export const DEFAULT_MLR_MQTT_USER = 'tmip-mlr';
 export const DEFAULT_LEASE_TIME = 3600;
 export const LEASE_TIME_MIN = 60;
 export const LEASE_TIME_MAX = 31536000;
@@ -27,9 +32,25 @@ export const DEFAULT_TUNNEL_TYPES: readonly TunnelType[] = TUNNEL_TYPES;
 export const DEFAULT_PACKAGE = 'tmip';
 
 export interface MlrAddress {
+  /** tcp (MLRP over TCP, the default), tls (MLRP over TLS), mqtt or mqtts (through a broker). */
+  scheme: MlrScheme;
   /** An IPv4 literal (canonical dotted quad) or a DNS name. */
   host: string;
   port: number;
+}
+
+/** TLS files: the CA that signs the peer's certificate, and our own certificate and key (optional). */
+export interface TlsFiles {
+  ca?: string;
+  cert?: string;
+  key?: string;
+}
+
+/** A CN's key as the MLR holds it (`config key`). */
+export interface CnKey {
+  cn: string;
+  /** 32 bytes as 64 lower-case hex digits. */
+  secret: string;
 }
 
 export type PoolSource = { kind: 'interface'; ifname: string } | { kind: 'cidr'; cidr: Cidr };
@@ -67,6 +88,13 @@ export interface CnConfig {
   ubusSocket?: string;
   /** Informational: `option enabled '0'` is for the init script to honour. */
   enabled: boolean;
+  /** HMAC key shared with the MLR (64 hex digits); without it the CN speaks unauthenticated. */
+  secret?: string;
+  /** For tls:// and mqtts://: the CA to check the server with, and an optional client certificate. */
+  tls: TlsFiles;
+  /** For mqtt:// and mqtts://: the broker account (user name defaults to cn_name). */
+  mqttUsername: string;
+  mqttPassword?: string;
   warnings: string[];
 }
 
@@ -81,6 +109,18 @@ export interface MlrConfig {
   leaseGrace: number;
   tunnelTypes: TunnelType[];
   enabled: boolean;
+  /** Authenticate every message (on unless `option auth '0'`). */
+  auth: boolean;
+  /** One per CN allowed to bind, from the `config key` sections. */
+  keys: CnKey[];
+  /** Also serve CNs through this MQTT broker (`option mqtt 'mqtt://host:1883'`). */
+  mqtt?: MlrAddress;
+  mqttUsername: string;
+  mqttPassword?: string;
+  /** CA of the broker's certificate, for mqtts://. */
+  mqttCa?: string;
+  /** Also serve MLRP over TLS on this port (`option tls_port`), with this certificate and key. */
+  tls?: { port: number; cert: string; key: string; ca?: string };
   warnings: string[];
 }
 
@@ -134,16 +174,28 @@ function checkIPv4(text: string, expected = 'expected an IPv4 address a.b.c.d'):
   return r.ok ? r : err(`${quote(text)} is not an IPv4 address; ${expected}`);
 }
 
-const MLR_EXPECTED = "expected 'host' or 'host:port' where host is an IPv4 address or DNS name and port is 1..65535, e.g. '192.0.2.1:6554'";
+const MLR_EXPECTED =
+  "expected 'host' or 'host:port' (MLRP over TCP) or a URL tcp://, tls://, mqtt:// or mqtts://host[:port], where host is an IPv4 address or DNS name and port is 1..65535, e.g. '192.0.2.1:6554' or 'mqtts://broker.lan'";
 
-/** The MLR address: 'host' or 'host:port' (port defaults to 6554). */
+/** The MLR address: 'host', 'host:port' (MLRP over TCP, port 6554), or scheme://host[:port]. */
 export function parseMlrAddress(text: string): Result<MlrAddress> {
-  const colon = text.lastIndexOf(':');
-  let hostText = text;
-  let port = DEFAULT_MLR_PORT;
+  let scheme: MlrScheme = 'tcp';
+  let rest = text;
+  const m = /^([a-z]+):\/\/(.*)$/.exec(text);
+  if (m) {
+    const s = m[1]!;
+    if (!Object.prototype.hasOwnProperty.call(DEFAULT_PORTS, s)) {
+      return err(`${quote(text)} has scheme ${quote(s)}; ${MLR_EXPECTED}`);
+    }
+    scheme = s as MlrScheme;
+    rest = m[2]!.endsWith('/') ? m[2]!.slice(0, -1) : m[2]!;
+  }
+  const colon = rest.lastIndexOf(':');
+  let hostText = rest;
+  let port: number = DEFAULT_PORTS[scheme];
   if (colon >= 0) {
-    hostText = text.slice(0, colon);
-    const portText = text.slice(colon + 1);
+    hostText = rest.slice(0, colon);
+    const portText = rest.slice(colon + 1);
     if (hostText.includes(':')) return err(`${quote(text)} is not a host or host:port (IPv6 is not supported); ${MLR_EXPECTED}`);
     if (!/^\d{1,5}$/.test(portText)) return err(`${quote(text)} has port ${quote(portText)}, not a number; ${MLR_EXPECTED}`);
     port = Number(portText);
@@ -153,10 +205,28 @@ export function parseMlrAddress(text: string): Result<MlrAddress> {
   if (/^[0-9.]+$/.test(hostText)) {
     const ip = parseIPv4(hostText);
     if (!ip.ok) return err(`${quote(text)}: ${quote(hostText)} is not an IPv4 address; ${MLR_EXPECTED}`);
-    return ok({ host: formatIPv4(ip.value), port });
+    return ok({ scheme, host: formatIPv4(ip.value), port });
   }
   if (!isDnsName(hostText)) return err(`${quote(text)}: ${quote(hostText)} is neither an IPv4 address nor a DNS name; ${MLR_EXPECTED}`);
-  return ok({ host: hostText, port });
+  return ok({ scheme, host: hostText, port });
+}
+
+/** How an MLR address is shown in logs and status: host:port for plain TCP, else the URL. */
+export function formatMlrAddress(a: MlrAddress): string {
+  return a.scheme === 'tcp' ? `${a.host}:${a.port}` : `${a.scheme}://${a.host}:${a.port}`;
+}
+
+/** The characters a CN name may hold: letters, digits, space and . _ - : (so 'Library 2nd floor' works). */
+export const CN_NAME_RE = /^[A-Za-z0-9._:-](?:[A-Za-z0-9 ._:-]{0,62}[A-Za-z0-9._:-])?$/;
+
+/** A 32-byte HMAC key as 64 hex digits (any case; returned lower-case). */
+export function parseSecret(text: string): Result<string> {
+  if (!/^[0-9A-Fa-f]{64}$/.test(text)) {
+    return err(
+      `${text.length === 64 ? 'the value' : `a value of ${text.length} characters`} is not 64 hex digits; expected the 32-byte key that 'tmip-mlr keygen NAME' prints`,
+    );
+  }
+  return ok(text.toLowerCase());
 }
 
 const POOL_EXPECTED = "expected '<interface or CIDR> <first|*> <last|*>', e.g. 'br-lan * *' or '10.20.0.0/16 10.20.1.0 10.20.1.255'";
@@ -351,6 +421,18 @@ class SectionReader {
     return out;
   }
 
+  /** tls_ca, tls_cert and tls_key (absolute paths); a certificate needs its key and the other way round. */
+  tlsFiles(prefix = 'tls'): TlsFiles {
+    const ca = this.path(`${prefix}_ca`, '/etc/tmip/ca.pem');
+    const cert = this.path(`${prefix}_cert`, '/etc/tmip/cert.pem');
+    const key = this.path(`${prefix}_key`, '/etc/tmip/key.pem');
+    if ((cert === undefined) !== (key === undefined)) {
+      const [has, lacks] = cert === undefined ? [`${prefix}_key`, `${prefix}_cert`] : [`${prefix}_cert`, `${prefix}_key`];
+      this.bad(lacks, `required with option ${has}; expected the absolute path of the PEM file`);
+    }
+    return { ...(ca !== undefined ? { ca } : {}), ...(cert !== undefined ? { cert } : {}), ...(key !== undefined ? { key } : {}) };
+  }
+
   /** Warn about every option not read so far. */
   unknown(): void {
     for (const opt of this.section.options.keys()) {
@@ -431,10 +513,16 @@ export function parseCnConfig(pkg: UciPackage, sectionName?: string): Result<CnC
   let cnName = section.anonymous || section.name === undefined ? 'cn' : section.name;
   const nameItem = r.scalar('cn_name');
   if (nameItem) {
-    const expected = 'expected free text of at most 64 characters without control characters';
+    const expected = "expected 1..64 letters, digits, spaces and . _ - : (not starting or ending with a space), e.g. 'Library 2nd floor'";
     if ([...nameItem.text].length > 64) r.bad('cn_name', `${quote(nameItem.text)} is longer than 64 characters; ${expected}`);
-    else if (CONTROL_CHARS.test(nameItem.text)) r.bad('cn_name', `${quote(nameItem.text)} contains control characters; ${expected}`);
+    else if (!CN_NAME_RE.test(nameItem.text))
+      r.bad('cn_name', `${quote(nameItem.text)} contains a character not allowed in a CN name; ${expected}`);
     else cnName = nameItem.text;
+  } else if (!CN_NAME_RE.test(cnName)) {
+    r.bad(
+      'cn_name',
+      `the section name ${quote(cnName)} is not a valid CN name; set option cn_name to 1..64 letters, digits, spaces and . _ - :`,
+    );
   }
 
   const ifname = (opt: string, example: string): string | undefined => {
@@ -498,9 +586,25 @@ export function parseCnConfig(pkg: UciPackage, sectionName?: string): Result<CnC
   const hostapd = r.bool('hostapd', true);
   const requireAssociation = r.bool('require_association', true);
   const ubusSocket = r.path('ubus_socket', '/var/run/ubus/ubus.sock');
+  let secret: string | undefined;
+  const secretItem = r.scalar('secret');
+  if (secretItem) {
+    const s = parseSecret(secretItem.text);
+    if (s.ok) secret = s.value;
+    else r.bad('secret', s.error);
+  }
+  const tls = r.tlsFiles();
+  const mqttUserItem = r.scalar('mqtt_username');
+  const mqttUsername = mqttUserItem?.text ?? cnName;
+  const mqttPassword = r.scalar('mqtt_password')?.text;
+  if (mlr && (mlr.scheme === 'tls' || mlr.scheme === 'mqtts') && tls.ca === undefined) {
+    r.warnings.push(`${r.at('tls_ca')}: not set; the ${mlr.scheme} server's certificate is checked against the system's CA store`);
+  }
 
   return done(r, extra, () => {
     const cfg: CnConfig = {
+      tls,
+      mqttUsername,
       hostapd,
       requireAssociation,
       networkName: networkName!,
@@ -521,6 +625,8 @@ export function parseCnConfig(pkg: UciPackage, sectionName?: string): Result<CnC
     if (domain !== undefined) cfg.domain = domain;
     if (statusFile !== undefined) cfg.statusFile = statusFile;
     if (ubusSocket !== undefined) cfg.ubusSocket = ubusSocket;
+    if (secret !== undefined) cfg.secret = secret;
+    if (mqttPassword !== undefined) cfg.mqttPassword = mqttPassword;
     return cfg;
   });
 }
@@ -549,9 +655,67 @@ export function parseMlrConfig(pkg: UciPackage, sectionName?: string): Result<Ml
   const leaseGrace = r.integer('lease_grace', 0, 86400, DEFAULT_LEASE_GRACE, 'a number of seconds');
   const tunnelTypes = r.tunnelTypes();
   const enabled = r.bool('enabled', true);
+  const auth = r.bool('auth', true);
+
+  let mqtt: MlrAddress | undefined;
+  const mqttItem = r.scalar('mqtt');
+  if (mqttItem) {
+    const a = parseMlrAddress(mqttItem.text);
+    if (!a.ok) r.bad('mqtt', a.error);
+    else if (a.value.scheme !== 'mqtt' && a.value.scheme !== 'mqtts') {
+      r.bad('mqtt', `${quote(mqttItem.text)} is not an MQTT broker URL; expected 'mqtt://host[:port]' or 'mqtts://host[:port]'`);
+    } else mqtt = a.value;
+  }
+  const mqttUsername = r.scalar('mqtt_username')?.text ?? DEFAULT_MLR_MQTT_USER;
+  const mqttPassword = r.scalar('mqtt_password')?.text;
+  const mqttCa = r.path('mqtt_ca', '/etc/tmip/broker-ca.pem');
+
+  let tls: MlrConfig['tls'];
+  const tlsPortItem = r.scalar('tls_port');
+  const files = r.tlsFiles();
+  if (tlsPortItem) {
+    const port = r.integer('tls_port', 1, 65535, DEFAULT_PORTS.tls, 'a port number');
+    if (files.cert === undefined || files.key === undefined) {
+      r.bad('tls_port', 'needs option tls_cert and option tls_key (absolute paths of the PEM certificate and key)');
+    } else tls = { port, cert: files.cert, key: files.key, ...(files.ca !== undefined ? { ca: files.ca } : {}) };
+  }
+
+  const base = sectionPath(pkg, found.value);
+  const keys: CnKey[] = [];
+  for (const s of pkg.sections.filter((x) => x.type === 'key')) {
+    const kr = new SectionReader(pkg, s);
+    const cnItem = kr.required('cn', "expected the name of the CN this key belongs to (its cn_name), e.g. 'ap-library'");
+    const secretItem = kr.required('secret', "expected 64 hex digits, as 'tmip-mlr keygen NAME' prints");
+    let cn: string | undefined;
+    if (cnItem) {
+      if (!CN_NAME_RE.test(cnItem.text))
+        kr.bad('cn', `${quote(cnItem.text)} is not a valid CN name; expected 1..64 letters, digits, spaces and . _ - :`);
+      else if (keys.some((k) => k.cn === cnItem.text))
+        kr.bad('cn', `${quote(cnItem.text)} has a key already; expected one 'config key' section per CN`);
+      else cn = cnItem.text;
+    }
+    let secret: string | undefined;
+    if (secretItem) {
+      const p = parseSecret(secretItem.text);
+      if (p.ok) secret = p.value;
+      else kr.bad('secret', p.error);
+    }
+    kr.unknown();
+    r.errors.push(...kr.errors);
+    r.warnings.push(...kr.warnings);
+    if (cn !== undefined && secret !== undefined) keys.push({ cn, secret });
+  }
+  if (auth && keys.length === 0) {
+    r.errors.push(
+      `${base}.auth: authentication is on but there is no 'config key' section; add one per CN ('tmip-mlr keygen NAME' prints it), or set option auth '0' for a closed lab`,
+    );
+  }
 
   return done(r, extra, () => {
     const cfg: MlrConfig = {
+      auth,
+      keys,
+      mqttUsername,
       networkName: networkName!,
       port,
       listen,
@@ -563,6 +727,10 @@ export function parseMlrConfig(pkg: UciPackage, sectionName?: string): Result<Ml
       warnings: [],
     };
     if (stateFile !== undefined) cfg.stateFile = stateFile;
+    if (mqtt !== undefined) cfg.mqtt = mqtt;
+    if (mqttPassword !== undefined) cfg.mqttPassword = mqttPassword;
+    if (mqttCa !== undefined) cfg.mqttCa = mqttCa;
+    if (tls !== undefined) cfg.tls = tls;
     return cfg;
   });
 }

@@ -2,10 +2,12 @@
 // The MLR assembled from its parts: registry, persisted state, the service answering CNs, the expiry
 // timer. The transport and the state file are handed in (cli/tmip-mlr.ts passes TCP and a file;
 // tests pass loopback TCP or memory), so nothing here opens a socket or a file itself.
+import type { CnKey } from '../core/config.js';
 import { Registry } from '../core/registry.js';
 import type { TunnelType } from '../core/tunnel.js';
 import { LOG, type LogFn } from '../platform/log.js';
 import type { StateFile } from '../platform/state-file.js';
+import { Authenticator, MLR_ID } from '../proto/auth.js';
 import { RpcPeer, type MessageChannel } from '../proto/rpc.js';
 import { RegistryStore } from './persistence.js';
 import { MlrService, type MlrServiceOptions } from './service.js';
@@ -17,6 +19,10 @@ export interface MlrOptions {
   tunnelTypes: TunnelType[];
   expiryIntervalMs?: number;
   handover?: MlrServiceOptions['handover'];
+  /** The CNs' keys (`config key`): every message is authenticated. Undefined = authentication off. */
+  keys?: readonly CnKey[];
+  /** How often "authentication is OFF" is logged again while it is off (default 10 minutes). */
+  authOffReminderMs?: number;
 }
 
 /** A listening transport: calls `onChannel` for every CN that connects. */
@@ -26,8 +32,12 @@ export interface MlrListener {
   close(): Promise<void>;
 }
 
+/** Starts one listening transport (TCP, TLS, MQTT) that hands every CN connection to `onChannel`. */
+export type ListenFn = (onChannel: (channel: MessageChannel, remoteAddr: string | undefined) => void) => Promise<MlrListener>;
+
 export interface MlrDeps {
-  listen: (onChannel: (channel: MessageChannel, remoteAddr: string | undefined) => void) => Promise<MlrListener>;
+  /** One transport, or several served at once (e.g. TCP and MQTT). */
+  listen: ListenFn | ListenFn[];
   state?: StateFile;
   log: LogFn;
 }
@@ -61,15 +71,24 @@ export async function startMlr(opts: MlrOptions, deps: MlrDeps): Promise<Mlr> {
     onChange: () => store?.touch(),
     ...(opts.handover ? { handover: opts.handover } : {}),
   });
+  const keys = opts.keys ? new Map(opts.keys.map((k) => [k.cn, k.secret])) : undefined;
+  const auth = keys
+    ? new Authenticator({ self: MLR_ID, role: 'mlr', keyOf: (cn) => keys.get(cn), log: (m) => log(LOG.error, `auth: ${m}`) })
+    : undefined;
   const peers = new Set<RpcPeer>();
-  const listener = await deps.listen((channel, remoteAddr) => {
-    const peer = new RpcPeer(channel);
+  const listener = await listenAll(Array.isArray(deps.listen) ? deps.listen : [deps.listen], (channel, remoteAddr) => {
+    const peer = new RpcPeer(channel, auth ? { guard: auth.session(channel.peer) } : {});
     peers.add(peer);
     channel.onClose(() => peers.delete(peer));
     log(LOG.proto, `connection from ${channel.peer}`);
     service.attach(peer, remoteAddr);
   });
   log(LOG.info, `serving network [${opts.networkName}] on ${listener.describe}`);
+  const authOff = 'WARNING: authentication is OFF (option auth 0): anyone who reaches this port can bind as any CN';
+  if (auth) log(LOG.info, `authentication on: ${keys?.size ?? 0} CN key(s)`);
+  else log(LOG.error, authOff);
+  const reminder = auth ? undefined : setInterval(() => log(LOG.error, authOff), opts.authOffReminderMs ?? 600_000);
+  reminder?.unref();
   const expiry = setInterval(() => {
     service.expire().catch((e: unknown) => log(LOG.error, `expiry: ${String(e)}`));
   }, opts.expiryIntervalMs ?? 5000);
@@ -78,10 +97,24 @@ export async function startMlr(opts: MlrOptions, deps: MlrDeps): Promise<Mlr> {
     listener,
     async close() {
       clearInterval(expiry);
+      if (reminder) clearInterval(reminder);
       service.stop();
       for (const p of peers) p.close('MLR shutting down');
       await listener.close();
       store?.flush();
     },
   };
+}
+
+/** Starts every listener in turn (closing those already up if one fails) as one MlrListener. */
+async function listenAll(fns: ListenFn[], onChannel: Parameters<ListenFn>[0]): Promise<MlrListener> {
+  const up: MlrListener[] = [];
+  try {
+    for (const fn of fns) up.push(await fn(onChannel));
+  } catch (e) {
+    await Promise.all(up.map((l) => l.close()));
+    throw e;
+  }
+  if (up.length === 1) return up[0]!;
+  return { describe: up.map((l) => l.describe).join(' and '), close: async () => void (await Promise.all(up.map((l) => l.close()))) };
 }

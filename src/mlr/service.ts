@@ -3,17 +3,31 @@
 // network name, pools, tunnel types), answers DHCP-driven requests (which cell, ACK or NAK) and
 // activity-driven ones (move, adopt, refuse), and expires bindings. Every move of a station runs
 // as one transaction in mlr/handover.ts, under that station's lock.
+//
+// Authorization (on top of proto/auth.ts, which says who sent a message): a session binds only as
+// the CN it authenticated as (with authentication off, as the name of its first bind); the name must
+// be a valid CN name; a pool another CN holds is refused (registry); release/decline only of a
+// binding the sender currently serves; a `seen` whose ip is not the binding's host address moves
+// nothing; the MLR serves no prepare/commit/abort/remove (those are its own requests to CNs). Each
+// CN creates at most MAX_BINDINGS_PER_CN bindings (offers and bindings it serves).
 import type { BindingView } from '../core/binding.js';
+import { CN_NAME_RE } from '../core/config.js';
 import { cellOf, formatIPv4, type IPv4 } from '../core/ip.js';
 import type { ReplyBody, RequestBody } from '../core/messages.js';
 import type { Binding, Registry } from '../core/registry.js';
 import { err, ok, type Result } from '../core/result.js';
 import { LOG, type LogFn } from '../platform/log.js';
+import { RateLimitedLog } from '../proto/auth.js';
 import { RpcError, type RpcPeer } from '../proto/rpc.js';
 import { Handovers, type HandoverOptions } from './handover.js';
 
 /** How long an adopted static host holds its cell when the CN does not say (seconds). */
 const DEFAULT_STATIC_HOLD_S = 3600;
+/**
+ * Bindings one CN may create and hold (offers made through it plus bindings it serves): far above
+ * what one AP serves, low enough that a misbehaving CN cannot grow the MLR's memory without bound.
+ */
+export const MAX_BINDINGS_PER_CN = 4096;
 
 export interface MlrServiceOptions {
   networkName: string;
@@ -21,6 +35,8 @@ export interface MlrServiceOptions {
   leaseGraceMs: number;
   now?: () => number;
   log: LogFn;
+  /** Bindings one CN may create and hold (default MAX_BINDINGS_PER_CN; tests lower it). */
+  maxBindingsPerCn?: number;
   /** Called after every change of the registry (to persist it). */
   onChange?: () => void;
   /** Transaction time-outs and retries (mlr/handover.ts); defaults suit a campus backbone. */
@@ -30,6 +46,10 @@ export interface MlrServiceOptions {
 export class MlrService {
   private readonly sessions = new Map<string, RpcPeer>();
   private readonly now: () => number;
+  /** Which CN each still-offered binding was offered through (for MAX_BINDINGS_PER_CN). */
+  private readonly offeredVia = new Map<string, string>();
+  /** Protocol errors of all sessions, logged at a bounded rate. */
+  private readonly protoLog: RateLimitedLog;
   readonly handovers: Handovers;
 
   constructor(
@@ -37,6 +57,7 @@ export class MlrService {
     private readonly opts: MlrServiceOptions,
   ) {
     this.now = opts.now ?? Date.now;
+    this.protoLog = new RateLimitedLog((m) => opts.log(LOG.error, m), this.now);
     this.handovers = new Handovers({
       registry,
       session: (cn) => this.sessions.get(cn),
@@ -60,9 +81,27 @@ export class MlrService {
       if (!name) throw new RpcError('not-bound', 'bind first');
       return fn(name);
     };
-    peer.onProtocolError = (m) => log(LOG.error, `protocol error from ${peer.channel.peer}: ${m}`);
+    peer.onProtocolError = (m) => this.protoLog.log(`protocol error from ${peer.channel.peer}: ${m}`);
     peer.handle('ping', () => ({ time: this.now() }));
     peer.handle('bind', (body) => {
+      const claimed = body.cn.name;
+      const shown = JSON.stringify(claimed);
+      if (peer.authenticated && claimed !== peer.identity) {
+        log(LOG.error, `refused bind as ${shown} from ${peer.channel.peer}: the session authenticated as '${peer.identity ?? '?'}'`);
+        throw new RpcError('bind-refused', `this session authenticated as '${peer.identity ?? '?'}' and cannot bind as ${shown}`);
+      }
+      const vouched = peer.channel.transportIdentity;
+      if (vouched !== undefined && claimed !== vouched) {
+        log(LOG.error, `refused bind as ${shown} from ${peer.channel.peer}: its transport vouches for ${JSON.stringify(vouched)}`);
+        throw new RpcError('bind-refused', `this channel belongs to ${JSON.stringify(vouched)} and cannot bind as ${shown}`);
+      }
+      if (name !== undefined && claimed !== name) {
+        log(LOG.error, `refused bind as ${shown} from ${peer.channel.peer}: the session is bound as '${name}'`);
+        throw new RpcError('bind-refused', `this session is bound as '${name}' and cannot bind as ${shown}`);
+      }
+      if (!CN_NAME_RE.test(claimed)) {
+        throw new RpcError('bind-refused', `${shown} is not a valid CN name; expected 1..64 letters, digits, spaces and . _ - :`);
+      }
       const r = this.bind(peer, body, remoteAddr);
       if (!r.ok) throw new RpcError('bind-refused', r.error);
       name = body.cn.name;
@@ -103,7 +142,13 @@ export class MlrService {
     const rec = this.registry.registerCn({ name: body.cn.name, addr: body.cn.addr, tunnels: body.tunnels, pools });
     if (!rec.ok) return rec;
     const old = this.sessions.get(body.cn.name);
-    if (old && old !== peer) old.close('replaced by a new connection of the same CN');
+    if (old && old !== peer) {
+      this.opts.log(
+        peer.authenticated ? LOG.info : LOG.error,
+        `CN '${body.cn.name}' bound again from ${peer.channel.peer}${peer.authenticated ? ' (authenticated with its key)' : ' WITHOUT authentication'}; closing its previous connection ${old.channel.peer}`,
+      );
+      old.close('replaced by a new connection of the same CN');
+    }
     this.sessions.set(body.cn.name, peer);
     this.registry.setOnline(body.cn.name, true);
     this.opts.onChange?.();
@@ -128,6 +173,7 @@ export class MlrService {
       if (existing.state === 'offered') existing.expires = now + this.opts.offerHoldMs;
       return { binding: this.mustView(existing) };
     }
+    this.checkLimit(cn);
     let cell: IPv4 | undefined;
     let parent: string | undefined;
     if (body.requested !== undefined) {
@@ -152,6 +198,7 @@ export class MlrService {
       expires: now + this.opts.offerHoldMs,
     });
     if (!b.ok) throw new RpcError('conflict', b.error);
+    this.offeredVia.set(body.mac, cn);
     this.opts.log(LOG.handover, `offer ${formatIPv4(cell + 1)} (parent ${parent}) to ${body.mac} via ${cn}`);
     this.opts.onChange?.();
     return { binding: this.mustView(b.value) };
@@ -175,6 +222,7 @@ export class MlrService {
     if (!owner) return { outcome: 'nak', reason: `${formatIPv4(body.ip)} is in no pool of this network` };
     const holder = this.registry.bindingAtCell(cell.network);
     if (holder) return { outcome: 'nak', reason: `${formatIPv4(body.ip)} is bound to ${holder.mac}` };
+    this.checkLimit(cn);
     const fresh: Binding = {
       mac: body.mac,
       cell: cell.network,
@@ -191,6 +239,13 @@ export class MlrService {
   private async release(cn: string, body: RequestBody<'release'>): Promise<ReplyBody<'release'>> {
     const b = this.registry.binding(body.mac);
     if (!b || b.cell + 1 !== body.ip) return {};
+    if (b.current !== cn) {
+      this.opts.log(
+        LOG.error,
+        `refused ${body.decline ? 'decline' : 'release'} of ${body.mac} from CN '${cn}': it is served by ${b.current ?? 'no CN yet'}`,
+      );
+      throw new RpcError('forbidden', `${body.mac} is not served by '${cn}'`);
+    }
     await this.handovers.drop(b, body.decline ? `declined via ${cn}` : `released via ${cn}`);
     return {};
   }
@@ -199,6 +254,9 @@ export class MlrService {
 
   private async seen(cn: string, body: RequestBody<'seen'>): Promise<ReplyBody<'seen'>> {
     const b = this.registry.binding(body.mac);
+    if (b && body.ip !== undefined && body.ip !== b.cell + 1) {
+      return { outcome: 'refused', reason: `${body.mac} holds ${formatIPv4(b.cell + 1)}, not ${formatIPv4(body.ip)}` };
+    }
     if (b && b.state === 'bound') {
       if (b.current === cn) return { outcome: 'here', binding: this.mustView(b) };
       const moved = await this.handovers.move(b, cn, b.expires, body.via);
@@ -210,6 +268,7 @@ export class MlrService {
     if (body.ip !== undefined && body.via !== 'assoc') {
       const owner = this.registry.ownerOfHost(body.ip);
       if (owner && this.registry.isCellFree(owner.cell) && (!b || b.cell === owner.cell)) {
+        if (!b) this.checkLimit(cn);
         const fresh: Binding = { mac: body.mac, cell: owner.cell, parent: owner.owner.name, current: null, state: 'offered', expires: 0 };
         const expires = this.now() + (body.leaseTime ?? DEFAULT_STATIC_HOLD_S) * 1000 + this.opts.leaseGraceMs;
         const moved = await this.handovers.move(fresh, cn, expires, body.via);
@@ -218,6 +277,18 @@ export class MlrService {
       }
     }
     return { outcome: 'unknown' };
+  }
+
+  /** Refuse a new binding through `cn` when it already has MAX_BINDINGS_PER_CN. */
+  private checkLimit(cn: string): void {
+    for (const mac of this.offeredVia.keys()) if (this.registry.binding(mac)?.state !== 'offered') this.offeredVia.delete(mac);
+    let count = 0;
+    for (const b of this.registry.allBindings()) if (b.current === cn || this.offeredVia.get(b.mac) === cn) count++;
+    const max = this.opts.maxBindingsPerCn ?? MAX_BINDINGS_PER_CN;
+    if (count >= max) {
+      this.protoLog.log(`CN '${cn}' holds ${count} bindings, the most one CN may; refusing another`);
+      throw new RpcError('limit', `CN '${cn}' already holds ${count} bindings (at most ${max})`);
+    }
   }
 
   /** Drop every expired binding. Called periodically. */

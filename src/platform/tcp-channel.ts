@@ -1,9 +1,33 @@
 // SPDX-License-Identifier: GPL-2.0-only
 // TCP transport for MLRP: wraps a net.Socket as a MessageChannel using the MLRP framing, with a
 // listener (MLR side) and a connector (CN side). A framing error closes the connection.
+// Bounded: a frame must be completed within FRAME_TIMEOUT_MS of its first byte (a slow peer that
+// sends half a frame is closed), a server-side connection must send its first frame within that
+// time too, and the listener takes at most MAX_CONNECTIONS_PER_SOURCE connections per source
+// address (MAX_CONNECTIONS in all); more are closed at once. A peer that does not read what it is
+// sent is closed once MAX_WRITE_BUFFER bytes wait for it.
 import net from 'node:net';
+import { RateLimitedLog } from '../proto/auth.js';
 import { FrameDecoder, encodeFrame } from '../proto/mlrp.js';
 import type { MessageChannel } from '../proto/rpc.js';
+
+/** A frame started must be complete within this time, or the connection is closed. */
+export const FRAME_TIMEOUT_MS = 10_000;
+/** Connections the MLR's listener accepts from one source address (a CN needs one or two). */
+export const MAX_CONNECTIONS_PER_SOURCE = 8;
+/** Connections the listener accepts in all. */
+export const MAX_CONNECTIONS = 4096;
+/** Bytes queued for a peer that does not read before it is dropped (a bind reply is at most 256 KiB). */
+export const MAX_WRITE_BUFFER = 4 * 1024 * 1024;
+
+export interface TcpChannelOptions {
+  /** Close when a frame stays incomplete this long (default FRAME_TIMEOUT_MS; 0 = never). */
+  frameTimeoutMs?: number;
+  /** Server side: close when no frame at all has arrived this long after connecting. */
+  firstFrameTimeoutMs?: number;
+  /** Close when more than this many bytes wait to be sent (default MAX_WRITE_BUFFER). */
+  maxWriteBuffer?: number;
+}
 
 export class TcpChannel implements MessageChannel {
   readonly peer: string;
@@ -11,16 +35,35 @@ export class TcpChannel implements MessageChannel {
   private receiver: (payload: Buffer) => void = () => {};
   private closeReceivers: ((reason: string) => void)[] = [];
   private closedReason: string | undefined;
+  private frameTimer: NodeJS.Timeout | undefined;
+  private readonly maxWriteBuffer: number;
 
-  constructor(private readonly socket: net.Socket) {
+  constructor(
+    private readonly socket: net.Socket,
+    opts: TcpChannelOptions = {},
+  ) {
     this.peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 10_000);
+    const frameTimeout = opts.frameTimeoutMs ?? FRAME_TIMEOUT_MS;
+    this.maxWriteBuffer = opts.maxWriteBuffer ?? MAX_WRITE_BUFFER;
+    const arm = (ms: number, why: string) => {
+      this.frameTimer = setTimeout(() => this.close(why), ms);
+      this.frameTimer.unref();
+    };
+    if (opts.firstFrameTimeoutMs) arm(opts.firstFrameTimeoutMs, `no message within ${opts.firstFrameTimeoutMs} ms of connecting`);
     socket.on('data', (chunk) => {
       const frames = this.decoder.push(chunk);
       if (!frames.ok) {
         this.close(`framing error: ${frames.error}`);
         return;
+      }
+      if (frames.value.length > 0 || this.decoder.pending === 0) {
+        clearTimeout(this.frameTimer);
+        this.frameTimer = undefined;
+      }
+      if (this.decoder.pending > 0 && this.frameTimer === undefined && frameTimeout > 0) {
+        arm(frameTimeout, `incomplete frame for ${frameTimeout} ms (${this.decoder.pending} bytes held)`);
       }
       for (const f of frames.value) this.receiver(f);
     });
@@ -38,6 +81,10 @@ export class TcpChannel implements MessageChannel {
 
   send(payload: Buffer): void {
     if (this.closedReason) return;
+    if (this.socket.writableLength > this.maxWriteBuffer) {
+      this.close(`peer does not read: ${this.socket.writableLength} bytes wait to be sent`);
+      return;
+    }
     this.socket.write(encodeFrame(payload));
   }
 
@@ -57,15 +104,65 @@ export class TcpChannel implements MessageChannel {
 
   private finish(reason: string): void {
     if (this.closedReason) return;
+    clearTimeout(this.frameTimer);
     this.closedReason = reason;
     for (const r of this.closeReceivers) r(reason);
     this.closeReceivers = [];
   }
 }
 
-export function listenTcp(host: string, port: number, onChannel: (ch: TcpChannel) => void): Promise<net.Server> {
+export interface ListenTcpOptions extends TcpChannelOptions {
+  maxPerSource?: number;
+  maxConnections?: number;
+  /** Refused connections are logged here, at a bounded rate. */
+  log?: (line: string) => void;
+}
+
+/** Counts open connections per source address; refuses beyond the limits. */
+export function connectionLimiter(opts: ListenTcpOptions): (socket: net.Socket) => boolean {
+  const perSource = new Map<string, number>();
+  let total = 0;
+  const max = opts.maxPerSource ?? MAX_CONNECTIONS_PER_SOURCE;
+  const maxTotal = opts.maxConnections ?? MAX_CONNECTIONS;
+  const refusals = new RateLimitedLog(opts.log ?? (() => {}));
+  return (socket) => {
+    const addr = socket.remoteAddress?.replace(/^::ffff:/, '') ?? '?';
+    const n = perSource.get(addr) ?? 0;
+    if (n >= max || total >= maxTotal) {
+      refusals.log(
+        `refused a connection from ${addr}: ${n >= max ? `${n} open from that address (at most ${max})` : `${total} open (at most ${maxTotal})`}`,
+      );
+      socket.destroy();
+      return false;
+    }
+    perSource.set(addr, n + 1);
+    total++;
+    socket.once('close', () => {
+      total--;
+      const left = (perSource.get(addr) ?? 1) - 1;
+      if (left <= 0) perSource.delete(addr);
+      else perSource.set(addr, left);
+    });
+    return true;
+  };
+}
+
+export function listenTcp(
+  host: string,
+  port: number,
+  onChannel: (ch: TcpChannel) => void,
+  opts: ListenTcpOptions = {},
+): Promise<net.Server> {
+  const admit = connectionLimiter(opts);
+  const channelOpts: TcpChannelOptions = {
+    ...(opts.frameTimeoutMs !== undefined ? { frameTimeoutMs: opts.frameTimeoutMs } : {}),
+    ...(opts.maxWriteBuffer !== undefined ? { maxWriteBuffer: opts.maxWriteBuffer } : {}),
+    firstFrameTimeoutMs: opts.firstFrameTimeoutMs ?? opts.frameTimeoutMs ?? FRAME_TIMEOUT_MS,
+  };
   return new Promise((resolve, reject) => {
-    const server = net.createServer((socket) => onChannel(new TcpChannel(socket)));
+    const server = net.createServer((socket) => {
+      if (admit(socket)) onChannel(new TcpChannel(socket, channelOpts));
+    });
     server.once('error', reject);
     server.listen(port, host, () => {
       server.off('error', reject);
@@ -98,8 +195,9 @@ export async function serveTcp(
   host: string,
   port: number,
   onChannel: (channel: TcpChannel, remoteAddr: string | undefined) => void,
+  opts: ListenTcpOptions = {},
 ): Promise<{ describe: string; port: number; close(): Promise<void> }> {
-  const server = await listenTcp(host, port, (ch) => onChannel(ch, ch.remoteAddress));
+  const server = await listenTcp(host, port, (ch) => onChannel(ch, ch.remoteAddress), opts);
   const address = server.address();
   const bound = typeof address === 'object' && address ? address.port : port;
   return {

@@ -3,6 +3,11 @@
 // matches replies, enforces time-outs, decodes every incoming body with core/messages.ts's codecs
 // (handlers and callers see typed values only) and encodes every outgoing one, and dispatches
 // requests to registered handlers. It knows message types but nothing of their meaning.
+// An optional guard (proto/auth.ts) seals every outgoing envelope and opens every incoming one before
+// anything else looks at it; without a guard messages travel unauthenticated (`option auth '0'`).
+// Bounded: at most `maxInbound` handler calls run at once (more get a 'busy' error) and at most
+// `maxPending` own requests wait for replies (more are refused at once).
+import type { Result } from '../core/result.js';
 import {
   SCHEMA_VERSION,
   decodeEnvelope,
@@ -22,7 +27,17 @@ import {
 /** A bidirectional, message-oriented link: it moves whole payloads and knows nothing of their meaning. */
 export interface MessageChannel {
   readonly peer: string;
-  send(payload: Buffer): void;
+  /**
+   * Send one message. `meta` says whether it is a request (`id`) or the reply to one (`re`), for
+   * transports that correlate on their own (MQTT 5 correlation data); a byte stream ignores it.
+   */
+  send(payload: Buffer, meta?: { id?: number; re?: number }): void;
+  /**
+   * The sender the transport itself vouches for, when it does: over MQTT the CN whose topic the
+   * message came from (the broker's ACL confines each CN account to its own topic). A byte stream
+   * vouches for nobody.
+   */
+  readonly transportIdentity?: string;
   onMessage(receiver: (payload: Buffer) => void): void;
   onClose(receiver: (reason: string) => void): void;
   close(reason?: string): void;
@@ -35,6 +50,30 @@ export class RpcError extends Error {
   ) {
     super(message);
   }
+}
+
+/** Authenticates one session: proto/auth.ts's SessionGuard. */
+export interface RpcGuard {
+  /** Sign an outgoing envelope. */
+  seal(env: Envelope): Envelope;
+  /** Check an incoming envelope; ok(sender id) or the failed check. */
+  open(env: Envelope): Result<string>;
+  /** The peer's authenticated id, once a message from it checked out. */
+  readonly identity: string | undefined;
+}
+
+/** Handler calls one peer may have running at once; a flood beyond it is answered 'busy'. */
+export const MAX_INBOUND = 64;
+/** Own requests one peer may have waiting for replies. */
+export const MAX_PENDING = 1024;
+/** Error code of a message refused by the guard (sent unsigned, so an unkeyed sender can read it). */
+export const AUTH_FAILED = 'auth-failed';
+
+export interface RpcPeerOptions {
+  timeoutMs?: number;
+  guard?: RpcGuard;
+  maxInbound?: number;
+  maxPending?: number;
 }
 
 type Handler<T extends RequestType> = (body: RequestBody<T>) => Promise<ReplyBody<T>> | ReplyBody<T>;
@@ -51,13 +90,23 @@ export class RpcPeer {
   private readonly pending = new Map<number, Pending>();
   private readonly handlers = new Map<string, Handler<RequestType>>();
   private closed: string | undefined;
+  private inbound = 0;
+  private readonly defaultTimeoutMs: number;
+  private readonly guard: RpcGuard | undefined;
+  private readonly maxInbound: number;
+  private readonly maxPending: number;
   /** Called for every protocol problem the peer caused (bad JSON, bad body, unknown reply). */
   onProtocolError: (message: string) => void = () => {};
 
   constructor(
     readonly channel: MessageChannel,
-    private readonly defaultTimeoutMs = 3000,
+    options: number | RpcPeerOptions = {},
   ) {
+    const o = typeof options === 'number' ? { timeoutMs: options } : options;
+    this.defaultTimeoutMs = o.timeoutMs ?? 3000;
+    this.guard = o.guard;
+    this.maxInbound = o.maxInbound ?? MAX_INBOUND;
+    this.maxPending = o.maxPending ?? MAX_PENDING;
     channel.onMessage((payload) => this.receive(payload));
     channel.onClose((reason) => this.shutdown(reason));
   }
@@ -66,12 +115,25 @@ export class RpcPeer {
     return this.closed !== undefined;
   }
 
+  /** Whether this session authenticates its messages (a guard is installed). */
+  get authenticated(): boolean {
+    return this.guard !== undefined;
+  }
+
+  /** The peer's authenticated id (its CN name, or 'mlr'); undefined before or without authentication. */
+  get identity(): string | undefined {
+    return this.guard?.identity;
+  }
+
   handle<T extends RequestType>(type: T, handler: Handler<T>): void {
     this.handlers.set(type, handler);
   }
 
   request<T extends RequestType>(type: T, body: RequestBody<T>, timeoutMs = this.defaultTimeoutMs): Promise<ReplyBody<T>> {
     if (this.closed) return Promise.reject(new RpcError('closed', `connection closed: ${this.closed}`));
+    if (this.pending.size >= this.maxPending) {
+      return Promise.reject(new RpcError('busy', `${this.pending.size} requests to ${this.channel.peer} are already waiting for replies`));
+    }
     const id = this.nextId++;
     return new Promise<ReplyBody<T>>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -88,9 +150,10 @@ export class RpcPeer {
     this.shutdown(reason);
   }
 
-  private send(env: Envelope): void {
+  private send(env: Envelope, sign = true): void {
     if (this.closed) return;
-    this.channel.send(encodeEnvelope(env));
+    if (sign && this.guard) env = this.guard.seal(env);
+    this.channel.send(encodeEnvelope(env), env.id !== undefined ? { id: env.id } : env.re !== undefined ? { re: env.re } : {});
   }
 
   private shutdown(reason: string): void {
@@ -110,6 +173,28 @@ export class RpcPeer {
       return;
     }
     const env = decoded.value;
+    if (this.guard) {
+      const opened = this.guard.open(env);
+      if (!opened.ok) {
+        if (env.re !== undefined && env.type === 'error' && env.auth === undefined) {
+          // An unsigned error is believed only when it says our own authentication failed (the peer
+          // could not check or sign): it ends that request, as a lost reply would, and says why.
+          const body = decodeErrorBody(env.body);
+          if (body.ok && body.value.code === AUTH_FAILED) this.receiveReply(env, env.re);
+        } else if (env.re === undefined && env.id !== undefined) {
+          this.send(
+            {
+              v: SCHEMA_VERSION,
+              type: 'error',
+              re: env.id,
+              body: { code: AUTH_FAILED, message: `authentication failed: ${opened.error}` },
+            },
+            false,
+          );
+        }
+        return;
+      }
+    }
     if (env.re !== undefined) {
       this.receiveReply(env, env.re);
       return;
@@ -149,12 +234,16 @@ export class RpcPeer {
       this.onProtocolError(body.error);
       return fail('bad-request', body.error);
     }
+    if (this.inbound >= this.maxInbound) return fail('busy', `${this.inbound} requests are already being handled; try again later`);
+    this.inbound++;
     try {
       const reply = await handler(body.value);
       this.send({ v: SCHEMA_VERSION, type: 'reply', re: id, body: encodeReplyBody(env.type, reply) });
     } catch (e) {
       if (e instanceof RpcError) fail(e.code, e.message);
       else fail('internal', e instanceof Error ? e.message : String(e));
+    } finally {
+      this.inbound--;
     }
   }
 }

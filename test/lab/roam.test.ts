@@ -8,13 +8,18 @@
 // (like any frame it sends to its old gateway) is what the new CN detects it by.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import { LAB } from './lab.js';
 import { startDhclient, startUdhcpc, type DhcpClient } from './dhcp-clients.js';
 import { bulkTransfer, startStream, toEpoch, type StreamRun } from './stream.js';
-import { TmipLab, TUNNEL_PREFIX } from './tmip-lab.js';
+import { TmipLab, TUNNEL_PREFIX, type TmipLabOptions } from './tmip-lab.js';
 
 const isRoot = process.getuid?.() === 0;
 const skip = isRoot ? false : 'lab tests need root (network namespaces)';
+const mqttSkip = spawnSync('mosquitto', ['-h']).error ? 'mosquitto is not installed (make deps installs it)' : false;
+const tlsSkip = spawnSync('openssl', ['version']).error ? 'openssl is not installed (make deps installs it)' : false;
 const BULK_BYTES = 8_000_000;
 
 function report(label: string, value: unknown): void {
@@ -40,116 +45,140 @@ async function roam(t: TmipLab, stream: StreamRun, ms: string, mac: string, to: 
   return Math.max(0, ...own.map((g) => g.ms));
 }
 
-function describeClient(kind: 'udhcpc' | 'dhclient'): void {
-  describe(`roaming with ${kind}`, { skip, timeout: 180_000 }, () => {
-    let t: TmipLab;
-    let client: DhcpClient;
-    let stream: StreamRun;
-    let ip = '';
-    let mac = '';
+/** A variant of the roam run: its title, the lab's options, how `tmip-cn -E` names the MLR. */
+interface RoamVariant {
+  title?: string;
+  lab?: TmipLabOptions;
+  mlrWhere?: RegExp;
+}
 
-    before(async () => {
-      t = await TmipLab.start();
-    });
-    after(async () => {
-      await stream?.stop().catch(() => null);
-      await t?.destroy();
-    });
+function describeClient(kind: 'udhcpc' | 'dhclient', variant: RoamVariant = {}): void {
+  describe(
+    variant.title ?? `roaming with ${kind}`,
+    {
+      skip: variant.lab?.transport === 'mqtt' ? skip || mqttSkip : variant.lab?.transport === 'tls' ? skip || tlsSkip : skip,
+      timeout: 180_000,
+    },
+    () => {
+      let t: TmipLab;
+      let client: DhcpClient;
+      let stream: StreamRun;
+      let ip = '';
+      let mac = '';
 
-    it('both CNs pass the connectivity evaluation (tmip-cn -E)', { skip: kind !== 'udhcpc' }, async () => {
-      const r = await t.evaluate('cn1');
-      assert.equal(r.code, 0, r.stdout + r.stderr);
-      assert.match(r.stdout, /MLR @ 10\.200\.0\.2:6554: Passed/);
-      assert.match(r.stdout, /CN @ 10\.200\.0\.12 \[cn2\]: Passed/);
-    });
-
-    it('gets its own /30 from CN1 in cell 1 and reaches the server', async () => {
-      const ms = await t.lab.addMs('ms1', 1);
-      mac = ms.mac;
-      client = kind === 'udhcpc' ? startUdhcpc(t.lab, 'ms1') : startDhclient(t.lab, 'ms1');
-      const lease = await client.waitForLease(20_000);
-      assert.equal(lease.ip, '10.1.0.5', 'first cell of CN1 pool 10.1.0.0/24 (.0/30 holds CN1 own .1)');
-      assert.equal(lease.router, '10.1.0.6');
-      assert.equal(lease.mask, '255.255.255.252');
-      assert.equal(lease.serverId, '10.1.0.6');
-      ip = lease.ip;
-      assert.ok(await t.ping('ms1', LAB.srvIp), 'MS -> server');
-      assert.ok(await t.ping('srv', ip), 'server -> MS');
-      t.lab.spawn('ms1', 'ping', ['-q', '-i', '0.1', LAB.srvIp]);
-      stream = await startStream(t.lab, { ms: 'ms1', intervalMs: 10 });
-      await stream.waitConnected();
-      await stream.waitRecords(50, 5000);
-    });
-
-    it('roams to cell 2 and keeps its address and TCP session', async () => {
-      const gap = await roam(t, stream, 'ms1', mac, 2);
-      report(`${kind} largest stream gap around the roam to cell 2 (ms)`, gap);
-      assert.deepEqual(stream.failures(), [], 'no reset, no sequence error');
-      assert.equal(await t.lab.addressOf('ms1'), ip);
-      assert.deepEqual(await t.gateways('cn2'), ['10.1.0.6'], 'CN2 now plays the gateway');
-      await t.until('CN1 to withdraw the gateway', async () => (await t.gateways('cn1')).length === 0);
-      assert.equal((await t.tunnels('cn1')).length, 1, 'parent tunnels to CN2');
-      assert.equal((await t.tunnels('cn2')).length, 1);
-      const clamp = await t.lab.exec('cn2', 'nft', ['list', 'table', 'ip', `tmip_${TUNNEL_PREFIX}`]);
-      assert.match(clamp.stdout, new RegExp(`elements = \\{ ${ip.replace(/\./g, '\\.')} \\}`), 'MSS clamp covers the roamed client');
-      assert.ok(await t.ping('srv', ip), 'server -> roamed MS');
-      assert.ok(await t.ping('ms1', LAB.srvIp), 'roamed MS -> server');
-    });
-
-    it('asks for its address again in cell 2 and gets an ACK, not a NAK', async () => {
-      const before = client.leases().length;
-      if (kind === 'udhcpc') (client as ReturnType<typeof startUdhcpc>).renew();
-      else await (client as ReturnType<typeof startDhclient>).reboot();
-      const lease = await client.waitForLease(20_000);
-      assert.equal(client.leases().length, before + 1);
-      assert.equal(lease.ip, ip);
-      assert.equal(lease.event, kind === 'udhcpc' ? 'renew' : 'REBOOT');
-      assert.equal(lease.serverId, '10.1.0.6');
-      assert.ok(!client.events().some((e) => /nak/i.test(e)), 'no NAK seen by the client');
-      assert.deepEqual(stream.failures(), []);
-    });
-
-    it('downloads several MB in full-size segments through the tunnel, intact', async () => {
-      const r = await bulkTransfer(t.lab, 'srv', 'ms1', BULK_BYTES);
-      report(`${kind} bulk download away from home`, `${r.bytes} bytes in ${r.ms} ms`);
-      assert.equal(r.ok, true);
-      assert.equal(r.bytes, BULK_BYTES);
-    });
-
-    it('roams home; the tunnel is removed on both CNs', async () => {
-      const gap = await roam(t, stream, 'ms1', mac, 1);
-      report(`${kind} largest stream gap around the roam home (ms)`, gap);
-      assert.deepEqual(stream.failures(), []);
-      await t.until('tunnels to go', async () => (await t.tunnels('cn1')).length === 0 && (await t.tunnels('cn2')).length === 0);
-      assert.deepEqual(await t.gateways('cn1'), ['10.1.0.6']);
-      assert.deepEqual(await t.gateways('cn2'), []);
-      assert.ok(await t.ping('srv', ip));
-      const summary = await stream.summary();
-      report(`${kind} stream summary`, {
-        records: summary.records,
-        maxGapMs: summary.maxGapMs,
-        resets: summary.resets,
-        seqErrors: summary.seqErrors,
+      before(async () => {
+        t = await TmipLab.start(variant.lab);
       });
-      assert.equal(summary.resets, 0);
-      assert.equal(summary.seqErrors, 0);
-      assert.equal(summary.connections, 1, 'the same TCP connection throughout');
-    });
+      after(async () => {
+        await stream?.stop().catch(() => null);
+        await t?.destroy();
+      });
 
-    it('a second MS that first appears in cell 2 gets a cell from CN2', async () => {
-      await t.lab.addMs('ms2', 2);
-      const c2 = kind === 'udhcpc' ? startUdhcpc(t.lab, 'ms2') : startDhclient(t.lab, 'ms2');
-      const lease = await c2.waitForLease(20_000);
-      assert.equal(lease.ip, '10.2.0.5');
-      assert.equal(lease.router, '10.2.0.6');
-      assert.ok(await t.ping('ms2', LAB.srvIp));
-      assert.deepEqual(await t.tunnels('cn2'), [], 'at home: no tunnel');
-    });
-  });
+      it('both CNs pass the connectivity evaluation (tmip-cn -E)', { skip: kind !== 'udhcpc' }, async () => {
+        const r = await t.evaluate('cn1');
+        assert.equal(r.code, 0, r.stdout + r.stderr);
+        assert.match(r.stdout, variant.mlrWhere ?? /MLR @ 10\.200\.0\.2:6554: Passed/);
+        assert.match(r.stdout, /CN @ 10\.200\.0\.12 \[cn2\]: Passed/);
+      });
+
+      it('gets its own /30 from CN1 in cell 1 and reaches the server', async () => {
+        const ms = await t.lab.addMs('ms1', 1);
+        mac = ms.mac;
+        client = kind === 'udhcpc' ? startUdhcpc(t.lab, 'ms1') : startDhclient(t.lab, 'ms1');
+        const lease = await client.waitForLease(20_000);
+        assert.equal(lease.ip, '10.1.0.5', 'first cell of CN1 pool 10.1.0.0/24 (.0/30 holds CN1 own .1)');
+        assert.equal(lease.router, '10.1.0.6');
+        assert.equal(lease.mask, '255.255.255.252');
+        assert.equal(lease.serverId, '10.1.0.6');
+        ip = lease.ip;
+        assert.ok(await t.ping('ms1', LAB.srvIp), 'MS -> server');
+        assert.ok(await t.ping('srv', ip), 'server -> MS');
+        t.lab.spawn('ms1', 'ping', ['-q', '-i', '0.1', LAB.srvIp]);
+        stream = await startStream(t.lab, { ms: 'ms1', intervalMs: 10 });
+        await stream.waitConnected();
+        await stream.waitRecords(50, 5000);
+      });
+
+      it('roams to cell 2 and keeps its address and TCP session', async () => {
+        const gap = await roam(t, stream, 'ms1', mac, 2);
+        report(`${kind} largest stream gap around the roam to cell 2 (ms)`, gap);
+        assert.deepEqual(stream.failures(), [], 'no reset, no sequence error');
+        assert.equal(await t.lab.addressOf('ms1'), ip);
+        assert.deepEqual(await t.gateways('cn2'), ['10.1.0.6'], 'CN2 now plays the gateway');
+        await t.until('CN1 to withdraw the gateway', async () => (await t.gateways('cn1')).length === 0);
+        assert.equal((await t.tunnels('cn1')).length, 1, 'parent tunnels to CN2');
+        assert.equal((await t.tunnels('cn2')).length, 1);
+        const clamp = await t.lab.exec('cn2', 'nft', ['list', 'table', 'ip', `tmip_${TUNNEL_PREFIX}`]);
+        assert.match(clamp.stdout, new RegExp(`elements = \\{ ${ip.replace(/\./g, '\\.')} \\}`), 'MSS clamp covers the roamed client');
+        assert.ok(await t.ping('srv', ip), 'server -> roamed MS');
+        assert.ok(await t.ping('ms1', LAB.srvIp), 'roamed MS -> server');
+      });
+
+      it('asks for its address again in cell 2 and gets an ACK, not a NAK', async () => {
+        const before = client.leases().length;
+        if (kind === 'udhcpc') (client as ReturnType<typeof startUdhcpc>).renew();
+        else await (client as ReturnType<typeof startDhclient>).reboot();
+        const lease = await client.waitForLease(20_000);
+        assert.equal(client.leases().length, before + 1);
+        assert.equal(lease.ip, ip);
+        assert.equal(lease.event, kind === 'udhcpc' ? 'renew' : 'REBOOT');
+        assert.equal(lease.serverId, '10.1.0.6');
+        assert.ok(!client.events().some((e) => /nak/i.test(e)), 'no NAK seen by the client');
+        assert.deepEqual(stream.failures(), []);
+      });
+
+      it('downloads several MB in full-size segments through the tunnel, intact', async () => {
+        const r = await bulkTransfer(t.lab, 'srv', 'ms1', BULK_BYTES);
+        report(`${kind} bulk download away from home`, `${r.bytes} bytes in ${r.ms} ms`);
+        assert.equal(r.ok, true);
+        assert.equal(r.bytes, BULK_BYTES);
+      });
+
+      it('roams home; the tunnel is removed on both CNs', async () => {
+        const gap = await roam(t, stream, 'ms1', mac, 1);
+        report(`${kind} largest stream gap around the roam home (ms)`, gap);
+        assert.deepEqual(stream.failures(), []);
+        await t.until('tunnels to go', async () => (await t.tunnels('cn1')).length === 0 && (await t.tunnels('cn2')).length === 0);
+        assert.deepEqual(await t.gateways('cn1'), ['10.1.0.6']);
+        assert.deepEqual(await t.gateways('cn2'), []);
+        assert.ok(await t.ping('srv', ip));
+        const summary = await stream.summary();
+        report(`${kind} stream summary`, {
+          records: summary.records,
+          maxGapMs: summary.maxGapMs,
+          resets: summary.resets,
+          seqErrors: summary.seqErrors,
+        });
+        assert.equal(summary.resets, 0);
+        assert.equal(summary.seqErrors, 0);
+        assert.equal(summary.connections, 1, 'the same TCP connection throughout');
+      });
+
+      it('a second MS that first appears in cell 2 gets a cell from CN2', async () => {
+        await t.lab.addMs('ms2', 2);
+        const c2 = kind === 'udhcpc' ? startUdhcpc(t.lab, 'ms2') : startDhclient(t.lab, 'ms2');
+        const lease = await c2.waitForLease(20_000);
+        assert.equal(lease.ip, '10.2.0.5');
+        assert.equal(lease.router, '10.2.0.6');
+        assert.ok(await t.ping('ms2', LAB.srvIp));
+        assert.deepEqual(await t.tunnels('cn2'), [], 'at home: no tunnel');
+      });
+    },
+  );
 }
 
 describeClient('udhcpc');
 describeClient('dhclient');
+describeClient('udhcpc', {
+  title: 'roaming over MQTT (udhcpc)',
+  lab: { transport: 'mqtt' },
+  mlrWhere: /MLR @ mqtt:\/\/10\.200\.0\.2:1883: Passed/,
+});
+describeClient('udhcpc', {
+  title: 'roaming over TLS (udhcpc)',
+  lab: { transport: 'tls' },
+  mlrWhere: /MLR @ tls:\/\/10\.200\.0\.2:6555: Passed/,
+});
 
 describe('CN restarts while a client is away', { skip, timeout: 120_000 }, () => {
   let t: TmipLab;
@@ -233,5 +262,75 @@ describe('CN restarts while a client is away', { skip, timeout: 120_000 }, () =>
     process.stdout.write(`# largest stream gap around the roam home after the MLR restart (ms): ${gap}\n`);
     await t.until('tunnels to go', async () => (await t.tunnels('cn1')).length === 0 && (await t.tunnels('cn2')).length === 0);
     assert.deepEqual(stream.failures(), []);
+  });
+});
+
+/** The MLR's record of `mac` in its state file (the registry as saved), or undefined. */
+function bindingInState(t: TmipLab, mac: string): Record<string, unknown> | undefined {
+  const file = path.join(t.dir, 'mlr.state');
+  if (!fs.existsSync(file)) return undefined;
+  let found: Record<string, unknown> | undefined;
+  const walk = (v: unknown): void => {
+    if (found || v === null || typeof v !== 'object') return;
+    if (!Array.isArray(v) && Object.values(v).some((x) => typeof x === 'string' && x.toLowerCase() === mac))
+      found = v as Record<string, unknown>;
+    else for (const x of Object.values(v)) walk(x);
+  };
+  try {
+    walk(JSON.parse(fs.readFileSync(file, 'utf8')));
+  } catch {
+    return undefined; // being rewritten
+  }
+  return found;
+}
+
+describe('MQTT broker restarts during a roam', { skip: skip || mqttSkip, timeout: 120_000 }, () => {
+  let t: TmipLab;
+  let stream: StreamRun;
+  before(async () => {
+    t = await TmipLab.start({ transport: 'mqtt' });
+  });
+  after(async () => {
+    await stream?.stop().catch(() => null);
+    await t?.destroy();
+  });
+
+  it('the roam completes once the broker is back, the MLR holds the binding and the TCP stream survives', async () => {
+    const ms = await t.lab.addMs('ms1', 1);
+    const client = startUdhcpc(t.lab, 'ms1');
+    const lease = await client.waitForLease(20_000);
+    t.lab.spawn('ms1', 'ping', ['-q', '-i', '0.1', LAB.srvIp]);
+    stream = await startStream(t.lab, { ms: 'ms1', intervalMs: 10 });
+    await stream.waitConnected();
+    await stream.waitRecords(50, 5000);
+
+    // The broker dies as the client moves: CN2's request cannot reach the MLR until it is back.
+    const marks = { cn1: t.cn('cn1').mark(), cn2: t.cn('cn2').mark(), mlr: t.mlr.mark() };
+    t.broker!.signal('SIGKILL');
+    await t.broker!.exited;
+    const at = await t.lab.moveMs('ms1', 2);
+    for (const cn of ['cn1', 'cn2'] as const) await t.cn(cn).waitForLine(/lost the MLR/, 10_000, { since: marks[cn], stream: 'both' });
+    await t.mlr.waitForLine(/lost the MQTT broker/, 10_000, { since: marks.mlr, stream: 'both' });
+    await t.startBroker();
+    await t.mlr.waitForLine(/connected to the MQTT broker/, 20_000, { since: marks.mlr, stream: 'both' });
+    for (const cn of ['cn1', 'cn2'] as const) await t.cn(cn).waitForLine(/Bind accepted/, 30_000, { since: marks[cn], stream: 'both' });
+    await t.waitArrival('cn2', ms.mac, marks.cn2, 30_000);
+    await stream.waitResumed(at, 30_000);
+    process.stdout.write(`# stream gap across the broker outage and roam (ms): ${Math.max(0, ...stream.gaps().map((g) => g.ms))}\n`);
+
+    assert.deepEqual(await t.gateways('cn2'), [lease.ip.replace(/\.5$/, '.6')], 'CN2 plays the gateway');
+    await t.until('CN1 to withdraw the gateway', async () => (await t.gateways('cn1')).length === 0);
+    assert.equal((await t.tunnels('cn1')).length, 1, 'the parent tunnels to CN2');
+    await t.until(
+      'the MLR to record the binding at CN2',
+      async () => JSON.stringify(bindingInState(t, ms.mac) ?? {}).includes('"cn2"'),
+      10_000,
+    );
+    assert.equal(await t.lab.addressOf('ms1'), lease.ip);
+    assert.ok(await t.ping('srv', lease.ip), 'server -> roamed MS');
+    assert.deepEqual(stream.failures(), [], 'the TCP session survived');
+    const summary = await stream.summary();
+    assert.equal(summary.connections, 1, 'the same TCP connection throughout');
+    assert.equal(summary.resets, 0);
   });
 });

@@ -2,17 +2,23 @@
 // tmip on the lab topology: writes UCI configs for the MLR and both CNs, starts the bundled daemons
 // (dist/tmip-mlr.js, dist/tmip-cn.js) inside their namespaces, and offers the checks the lab tests,
 // the demo and the roam benchmark share (tunnels present, gateway addresses, arrival log lines).
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { until } from '../support/helpers.js';
+import { makeTlsFixtures, type TlsFixtures } from '../support/tls-fixtures.js';
 import { LAB, Lab, type LabProcess } from './lab.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const DIST = path.join(REPO, 'dist');
 export const TUNNEL_PREFIX = 'tmip';
 export const NETWORK = 'lab-campus';
+const MQTT_PORT = 1883;
+export const MQTT_URL = `mqtt://${LAB.mlrIp}:${MQTT_PORT}`;
+const TLS_PORT = 6555;
+const TLS_URL = `tls://${LAB.mlrIp}:${TLS_PORT}`;
 
 export type CnName = 'cn1' | 'cn2';
 
@@ -21,14 +27,29 @@ export interface TmipLabOptions {
   /** Debug level of the daemons; 3 shows every handover step (the tests parse those lines). */
   debug?: number;
   leaseTime?: number;
+  /**
+   * How the CNs reach the MLR: MLRP over TCP (default), or MQTT through a mosquitto the lab starts in
+   * the MLR's namespace on the MLR's lab address, port 1883 (anonymous: the lab is closed), or
+   * MLRP over TLS to the MLR's port 6555, both ways authenticated: certificates made in the lab's
+   * directory at start (test/support/tls-fixtures.ts), the server's for the MLR's lab address.
+   */
+  transport?: 'tcp' | 'tls' | 'mqtt';
   /** Extra UCI lines for a CN's section (e.g. "\toption ubus_socket '/tmp/x.sock'"). */
   cnExtra?: Partial<Record<CnName, string[]>>;
+  /** Authenticate MLRP with a fresh key per CN (default true); false writes `option auth '0'`. */
+  auth?: boolean;
 }
 
 export class TmipLab {
   readonly dir: string;
   mlr!: LabProcess;
+  /** Certificates of transport 'tls'. */
+  private tls: TlsFixtures | undefined;
+  /** The MQTT broker (transport 'mqtt'). */
+  broker: LabProcess | undefined;
   readonly cns: Partial<Record<CnName, LabProcess>> = {};
+  /** Each CN's key (64 hex digits), fresh per lab; empty with auth off. */
+  readonly keys: Partial<Record<CnName, string>> = {};
 
   private constructor(
     readonly lab: Lab,
@@ -45,6 +66,7 @@ export class TmipLab {
     const t = new TmipLab(lab, opts);
     try {
       t.writeConfigs();
+      if (opts.transport === 'mqtt') await t.startBroker();
       await t.startMlr();
       await Promise.all([t.startCn('cn1'), t.startCn('cn2')]);
     } catch (e) {
@@ -58,7 +80,8 @@ export class TmipLab {
     const debug = this.opts.debug ?? 4;
     fs.writeFileSync(
       path.join(this.dir, 'mlr.conf'),
-      `config mlr\n\toption network_name '${NETWORK}'\n\toption port '6554'\n\toption state_file '${path.join(this.dir, 'mlr.state')}'\n\toption debug_level '${debug}'\n`,
+      `config mlr\n\toption network_name '${NETWORK}'\n${this.opts.transport === 'mqtt' ? `\toption mqtt '${MQTT_URL}'\n` : ''}${this.opts.auth === false ? "\toption auth '0'\n" : ''}\toption port '6554'\n${this.mlrTlsLines()}\toption state_file '${path.join(this.dir, 'mlr.state')}'\n\toption debug_level '${debug}'\n` +
+        this.keySections(),
     );
     for (const [name, cell] of [
       ['cn1', 1],
@@ -68,7 +91,7 @@ export class TmipLab {
         path.join(this.dir, `${name}.conf`),
         [
           `config cn '${name}'`,
-          `\toption mlr '${LAB.mlrIp}'`,
+          `\toption mlr '${this.opts.transport === 'mqtt' ? MQTT_URL : this.opts.transport === 'tls' ? TLS_URL : LAB.mlrIp}'`,
           `\toption network_name '${NETWORK}'`,
           `\toption cn_if '${LAB.backboneIf}'`,
           `\toption mobile_if '${LAB.mobileIf}'`,
@@ -78,6 +101,8 @@ export class TmipLab {
           `\toption lease_time '${this.opts.leaseTime ?? 600}'`,
           `\toption tunnel_prefix '${TUNNEL_PREFIX}'`,
           `\toption debug_level '${debug}'`,
+          ...(this.keys[name] !== undefined ? [`\toption secret '${this.keys[name]}'`] : []),
+          ...this.cnTlsLines(),
           ...(this.opts.cnExtra?.[name] ?? []),
           '',
         ].join('\n'),
@@ -85,11 +110,61 @@ export class TmipLab {
     }
   }
 
+  /** Certificates for transport 'tls', made on first use in the lab's directory. */
+  private tlsFixtures(): TlsFixtures {
+    this.tls ??= makeTlsFixtures(this.dir, { serverIps: [LAB.mlrIp], serverDns: [] });
+    return this.tls;
+  }
+
+  /** transport 'tls': the MLR also serves MLRP over TLS and requires a client certificate. */
+  private mlrTlsLines(): string {
+    if (this.opts.transport !== 'tls') return '';
+    const f = this.tlsFixtures();
+    return `\toption tls_port '${TLS_PORT}'\n\toption tls_cert '${f.server.cert}'\n\toption tls_key '${f.server.key}'\n\toption tls_ca '${f.ca}'\n`;
+  }
+
+  /** transport 'tls': the CA that checks the MLR, and the CN's client certificate. */
+  private cnTlsLines(): string[] {
+    if (this.opts.transport !== 'tls') return [];
+    const f = this.tlsFixtures();
+    return [`\toption tls_ca '${f.ca}'`, `\toption tls_cert '${f.client.cert}'`, `\toption tls_key '${f.client.key}'`];
+  }
+
+  /** The MLR's `config key` sections: a fresh key per CN, unless auth is off. */
+  private keySections(): string {
+    if (this.opts.auth === false) return '';
+    let out = '';
+    for (const name of ['cn1', 'cn2'] as const) {
+      this.keys[name] ??= crypto.randomBytes(32).toString('hex');
+      out += `\nconfig key\n\toption cn '${name}'\n\toption secret '${this.keys[name]}'\n`;
+    }
+    return out;
+  }
+
+  /** mosquitto in the MLR's namespace (transport 'mqtt'); again after a kill, on the same port. */
+  async startBroker(): Promise<LabProcess> {
+    const conf = path.join(this.dir, 'mosquitto.conf');
+    fs.writeFileSync(
+      conf,
+      // Anonymous and without persistence: a closed lab, and a restart forgets everything (retained
+      // presence too), the harder case for the daemons.
+      `listener ${MQTT_PORT} ${LAB.mlrIp}\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n`,
+    );
+    const p = this.lab.spawn('mlr', 'mosquitto', ['-c', conf], { logFile: path.join(this.dir, 'broker.log') });
+    this.broker = p;
+    await p.waitForLine(/mosquitto version \S+ running/, 10_000, { stream: 'both' });
+    return p;
+  }
+
   async startMlr(): Promise<LabProcess> {
     this.mlr = this.lab.spawn('mlr', process.execPath, [path.join(DIST, 'tmip-mlr.js'), '-f', path.join(this.dir, 'mlr.conf'), '-F'], {
       logFile: path.join(this.dir, 'mlr.log'),
     });
     await this.mlr.waitForLine(/MLR up and listening/, 10_000, { stream: 'both' });
+    // the lab runs authenticated unless told otherwise: make sure the MLR says so
+    await this.mlr.waitForLine(this.opts.auth === false ? /authentication is OFF/ : /authentication on: 2 CN key/, 1000, {
+      stream: 'both',
+    });
     return this.mlr;
   }
 
@@ -143,7 +218,7 @@ export class TmipLab {
   }
 
   logs(): string {
-    return ['mlr', 'cn1', 'cn2']
+    return ['mlr', 'cn1', 'cn2', 'broker']
       .map((n) => {
         const f = path.join(this.dir, `${n}.log`);
         return fs.existsSync(f) ? `---- ${n}.log (last 40 lines)\n${fs.readFileSync(f, 'utf8').split('\n').slice(-40).join('\n')}` : '';

@@ -27,7 +27,9 @@ function cnConfig(name: string): CnConfig {
   return {
     networkName: 'lab',
     cnName: name,
-    mlr: { host: 'mlr', port: 6554 },
+    mlr: { scheme: 'tcp', host: 'mlr', port: 6554 },
+    tls: {},
+    mqttUsername: name,
     cnIf: 'bb0',
     mobileIf: 'wl0',
     pools: [{ source: { kind: 'interface', ifname: 'wl0' }, first: null, last: null, text: 'wl0 * *' }],

@@ -54,7 +54,7 @@ config cn 'main'
 \toption enabled '1'
 \toption mlr 'mlr.campus.example:7000'
 \toption network_name 'campus'
-\toption cn_name 'Library AP, 2nd floor'
+\toption cn_name 'Library AP: 2nd floor'
 \toption cn_if 'eth0.10'
 \toption mobile_if 'br-lan'
 \tlist addr_pool '10.20.0.0/16 10.20.1.0 10.20.1.255'
@@ -80,6 +80,14 @@ config mlr 'registry'
 \toption lease_grace '120'
 \tlist tunnel_type 'vxlan'
 \toption enabled 'no'
+\toption mqtt 'mqtts://broker.campus.example'
+\toption tls_port '6555'
+\toption tls_cert '/etc/tmip/mlr.pem'
+\toption tls_key '/etc/tmip/mlr.key'
+
+config key
+\toption cn 'Library AP: 2nd floor'
+\toption secret '00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff'
 
 `;
 
@@ -87,8 +95,10 @@ test('a complete CN config parses into the model', () => {
   const cfg = value(parseCnConfig(uci(FULL)));
   assert.deepEqual(cfg, {
     networkName: 'campus',
-    cnName: 'Library AP, 2nd floor',
-    mlr: { host: 'mlr.campus.example', port: 7000 },
+    cnName: 'Library AP: 2nd floor',
+    mlr: { scheme: 'tcp', host: 'mlr.campus.example', port: 7000 },
+    tls: {},
+    mqttUsername: 'Library AP: 2nd floor',
     cnIf: 'eth0.10',
     mobileIf: 'br-lan',
     pools: [
@@ -127,6 +137,11 @@ test('a complete MLR config parses into the model', () => {
     leaseGrace: 120,
     tunnelTypes: ['vxlan'],
     enabled: false,
+    auth: true,
+    keys: [{ cn: 'Library AP: 2nd floor', secret: '00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff' }],
+    mqtt: { scheme: 'mqtts', host: 'broker.campus.example', port: 8883 },
+    mqttUsername: 'tmip-mlr',
+    tls: { port: 6555, cert: '/etc/tmip/mlr.pem', key: '/etc/tmip/mlr.key' },
     warnings: [],
   } satisfies MlrConfig);
 });
@@ -136,7 +151,9 @@ test('defaults: only the required options given', () => {
   assert.deepEqual(cfg, {
     networkName: 'campus',
     cnName: 'cn',
-    mlr: { host: '192.0.2.1', port: 6554 },
+    mlr: { scheme: 'tcp', host: '192.0.2.1', port: 6554 },
+    tls: {},
+    mqttUsername: 'cn',
     cnIf: 'eth0',
     mobileIf: 'br-lan',
     pools: [],
@@ -155,8 +172,11 @@ test('defaults: only the required options given', () => {
   assert.equal('statusFile' in cfg, false);
   // a named section's name is the default cn_name
   assert.equal(value(cn(REQUIRED, "config cn 'ap_kitchen'")).cnName, 'ap_kitchen');
-  const mlr = value(parseMlrConfig(uci("config mlr\n\toption network_name 'campus'\n")));
+  const mlr = value(parseMlrConfig(uci("config mlr\n\toption network_name 'campus'\n\toption auth '0'\n")));
   assert.deepEqual(mlr, {
+    auth: false,
+    keys: [],
+    mqttUsername: 'tmip-mlr',
     networkName: 'campus',
     port: 6554,
     listen: '0.0.0.0',
@@ -229,7 +249,23 @@ test('bad values: each message names the option, its line, what was found and wh
     ],
     [
       "option cn_name '" + 'x'.repeat(65) + "'",
-      `tmip.@cn[0].cn_name (line 6): '${'x'.repeat(65).slice(0, 77)}' is longer than 64 characters; expected free text of at most 64 characters without control characters`,
+      `tmip.@cn[0].cn_name (line 6): '${'x'.repeat(65).slice(0, 77)}' is longer than 64 characters; expected 1..64 letters, digits, spaces and . _ - : (not starting or ending with a space), e.g. 'Library 2nd floor'`,
+    ],
+    [
+      "option cn_name 'ap/1'",
+      "tmip.@cn[0].cn_name (line 6): 'ap/1' contains a character not allowed in a CN name; expected 1..64 letters, digits, spaces and . _ - : (not starting or ending with a space), e.g. 'Library 2nd floor'",
+    ],
+    [
+      "option cn_name ' ap1'",
+      "tmip.@cn[0].cn_name (line 6): ' ap1' contains a character not allowed in a CN name; expected 1..64 letters, digits, spaces and . _ - : (not starting or ending with a space), e.g. 'Library 2nd floor'",
+    ],
+    [
+      "option secret 'abc'",
+      "tmip.@cn[0].secret (line 6): a value of 3 characters is not 64 hex digits; expected the 32-byte key that 'tmip-mlr keygen NAME' prints",
+    ],
+    [
+      `option secret '${'g'.repeat(64)}'`,
+      "tmip.@cn[0].secret (line 6): the value is not 64 hex digits; expected the 32-byte key that 'tmip-mlr keygen NAME' prints",
     ],
   ];
   for (const [line, message] of cases) assert.equal(errorOf(cn([...REQUIRED, line])), message, line);
@@ -267,7 +303,7 @@ test('a value with control characters or quotes is shown escaped in messages', (
   const e = errorOf(cn([...REQUIRED, `option lease_time "1'2"`]));
   assert.equal(e, `tmip.@cn[0].lease_time (line 6): "1'2" is not a number of seconds; expected an integer 60..31536000`);
   const e2 = errorOf(cn([...REQUIRED, "option cn_name 'two\nlines'"]));
-  assert.match(e2, /^tmip\.@cn\[0\]\.cn_name \(line 6\): "two\\nlines" contains control characters/);
+  assert.match(e2, /^tmip\.@cn\[0\]\.cn_name \(line 6\): "two\\nlines" contains a character not allowed in a CN name/);
 });
 
 test('all errors are reported together, one per line, in option order', () => {
@@ -355,7 +391,7 @@ test('mlr: host or host:port, IPv4 literal or DNS name', () => {
     ['mlr.campus.example:1', 'mlr.campus.example', 1],
     ['MLR-1.Example.:65535', 'MLR-1.Example.', 65535],
   ];
-  for (const [text, host, port] of good) assert.deepEqual(value(parseMlrAddress(text)), { host, port }, text);
+  for (const [text, host, port] of good) assert.deepEqual(value(parseMlrAddress(text)), { scheme: 'tcp', host, port }, text);
   const bad: Array<[string, RegExp]> = [
     ['', /has no host/],
     [':6554', /has no host/],
@@ -422,8 +458,8 @@ test('unknown options are warnings, not errors', () => {
     "tmip.@cn[0].colour (line 6): unknown option 'colour' ignored",
     "tmip.@cn[0].extra (line 7): unknown option 'extra' ignored",
   ]);
-  const mlr = value(parseMlrConfig(uci("config mlr 'm'\n\toption network_name 'x'\n\toption mlr 'oops'\n")));
-  assert.deepEqual(mlr.warnings, ["tmip.m.mlr (line 3): unknown option 'mlr' ignored"]);
+  const mlr = value(parseMlrConfig(uci("config mlr 'm'\n\toption network_name 'x'\n\toption auth '0'\n\toption mlr 'oops'\n")));
+  assert.deepEqual(mlr.warnings, ["tmip.m.mlr (line 4): unknown option 'mlr' ignored"]);
 });
 
 test('section selection: first, by name, by @cn[n]; missing and wrong-type sections', () => {
@@ -443,7 +479,7 @@ test('section selection: first, by name, by @cn[n]; missing and wrong-type secti
   assert.match(errorOf(parseMlrConfig(pkg, 'nope')), /^tmip\.nope: no such section; the 'config mlr' sections are: reg$/);
   assert.match(errorOf(parseMlrConfig(uci(''))), /^tmip: no 'config mlr' section found/);
   // errors in another section do not matter
-  assert.ok(parseMlrConfig(uci("config cn\n\toption lease_time 'bad'\nconfig mlr\n\toption network_name 'x'\n")).ok);
+  assert.ok(parseMlrConfig(uci("config cn\n\toption lease_time 'bad'\nconfig mlr\n\toption network_name 'x'\n\toption auth '0'\n")).ok);
 });
 
 test('messages use the package name when the file has a package line', () => {
@@ -480,11 +516,51 @@ test('MLR config: bad values are all reported', () => {
     "tmip.@mlr[0].lease_grace (line 7): 'soon' is not a number of seconds; expected an integer 0..86400",
     "tmip.@mlr[0].tunnel_type (line 8): 'wireguard' is not a tunnel type; expected one of ipip, gre, vxlan",
     "tmip.@mlr[0].enabled (line 9): 'perhaps' is not a boolean; expected '1'/'0', 'yes'/'no', 'true'/'false', 'on'/'off' or 'enabled'/'disabled'",
+    "tmip.@mlr[0].auth: authentication is on but there is no 'config key' section; add one per CN ('tmip-mlr keygen NAME' prints it), or set option auth '0' for a closed lab",
   ]);
   assert.match(
-    errorOf(parseMlrConfig(uci("config mlr\n\toption network_name 'x'\n\toption port 'http'\n"))),
+    errorOf(parseMlrConfig(uci("config mlr\n\toption network_name 'x'\n\toption auth '0'\n\toption port 'http'\n"))),
     /'http' is not a port number; expected an integer 1\.\.65535/,
   );
+});
+
+test("MLR config: 'config key' sections and option auth", () => {
+  const key = 'ab'.repeat(32);
+  const mlr = (extra: string): string => `config mlr\n\toption network_name 'x'\n${extra}`;
+  const good = value(parseMlrConfig(uci(`${mlr('')}config key\n\toption cn 'ap 1'\n\toption secret '${key.toUpperCase()}'\n`)));
+  assert.deepEqual(good.keys, [{ cn: 'ap 1', secret: key }]);
+  assert.equal(good.auth, true);
+  const e = errorOf(
+    parseMlrConfig(
+      uci(
+        [
+          'config mlr', // 1
+          "\toption network_name 'x'", // 2
+          "\toption auth 'maybe'", // 3
+          'config key', // 4
+          "\toption cn 'ap/1'", // 5
+          "\toption secret 'short'", // 6
+          'config key', // 7
+          "\toption cn 'ap1'", // 8
+          `\toption secret '${key}'`, // 9
+          'config key', // 10
+          "\toption cn 'ap1'", // 11
+          `\toption secret '${key}'`, // 12
+          'config key', // 13
+        ].join('\n') + '\n',
+      ),
+    ),
+  );
+  assert.deepEqual(e.split('\n'), [
+    "tmip.@mlr[0].auth (line 3): 'maybe' is not a boolean; expected '1'/'0', 'yes'/'no', 'true'/'false', 'on'/'off' or 'enabled'/'disabled'",
+    "tmip.@key[0].cn (line 5): 'ap/1' is not a valid CN name; expected 1..64 letters, digits, spaces and . _ - :",
+    "tmip.@key[0].secret (line 6): a value of 5 characters is not 64 hex digits; expected the 32-byte key that 'tmip-mlr keygen NAME' prints",
+    "tmip.@key[2].cn (line 11): 'ap1' has a key already; expected one 'config key' section per CN",
+    "tmip.@key[3].cn: required option is missing (section begins on line 13); expected the name of the CN this key belongs to (its cn_name), e.g. 'ap-library'",
+    "tmip.@key[3].secret: required option is missing (section begins on line 13); expected 64 hex digits, as 'tmip-mlr keygen NAME' prints",
+  ]);
+  // auth off: no key needed
+  assert.deepEqual(value(parseMlrConfig(uci(mlr("\toption auth '0'\n")))).keys, []);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -529,20 +605,32 @@ test('the shipped file stays valid with every commented-out example enabled, and
   assert.equal(cfg.cnName, 'ap-library');
   assert.ok(cfg.statusFile?.startsWith('/'));
   assert.equal(cfg.domain, 'lan');
-  // uncomment the config mlr block: "#config mlr" and its "#\t..." lines
-  const withMlr = withExamples.replace(/^#(config mlr\b.*)$/m, '$1').replace(/^#\t/gm, '\t');
+  assert.match(cfg.secret ?? '', /^[0-9a-f]{64}$/);
+  assert.equal(cfg.tls.cert !== undefined && cfg.tls.key !== undefined && cfg.tls.ca !== undefined, true);
+  assert.equal(cfg.mqttUsername, 'ap-library');
+  // uncomment the config mlr and config key blocks: "#config mlr", "#config key" and their "#\t..." lines
+  const withMlr = withExamples.replace(/^#(config (mlr|key)\b.*)$/gm, '$1').replace(/^#\t/gm, '\t');
   const pkg = uci(withMlr);
   assert.deepEqual(
     pkg.sections.map((s) => s.type),
-    ['cn', 'mlr'],
+    ['cn', 'mlr', 'key'],
   );
   const mlr = value(parseMlrConfig(pkg));
   assert.deepEqual(mlr.warnings, []);
   assert.equal(mlr.networkName, cfg.networkName, 'the MLR and CN network names match as shipped');
   assert.equal(mlr.port, cfg.mlr.port);
-  // enable the commented state_file example too
-  const full = value(parseMlrConfig(uci(withMlr.replace(/^\t#option state_file/m, '\toption state_file'))));
+  assert.equal(mlr.auth, true, 'authentication ships on');
+  assert.deepEqual(mlr.keys, [{ cn: cfg.cnName, secret: cfg.secret }], "the key example is the CN example's");
+  // without the key section, the MLR with auth on is refused; with auth '0' it starts (a closed lab)
+  const noKey = withMlr.slice(0, withMlr.indexOf('config key'));
+  assert.match(errorOf(parseMlrConfig(uci(noKey))), /authentication is on but there is no 'config key' section/);
+  assert.equal(value(parseMlrConfig(uci(noKey.replace("option auth '1'", "option auth '0'")))).auth, false);
+  // enable every commented example of the mlr section too (state_file, MQTT, TLS)
+  const full = value(parseMlrConfig(uci(withMlr.replace(/^\t#option /gm, '\toption '))));
+  assert.deepEqual(full.warnings, []);
   assert.ok(full.stateFile?.startsWith('/'));
+  assert.equal(full.mqtt?.scheme, 'mqtts');
+  assert.equal(full.tls?.port, 6555);
   // the CN section still validates with the mlr section present
   assert.ok(parseCnConfig(pkg).ok);
 });

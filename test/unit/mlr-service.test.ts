@@ -8,7 +8,7 @@ import type { RequestBody } from '../../src/core/messages.js';
 import { Registry } from '../../src/core/registry.js';
 import { MlrService } from '../../src/mlr/service.js';
 import { memoryChannelPair } from '../../src/platform/memory-channel.js';
-import { RpcError, RpcPeer } from '../../src/proto/rpc.js';
+import { RpcError, RpcPeer, type MessageChannel } from '../../src/proto/rpc.js';
 import { ip } from '../support/helpers.js';
 
 interface FakeCn {
@@ -231,4 +231,23 @@ test('a statically addressed host seen by ARP is adopted when its cell is free',
   assert.equal(r.binding?.parent.name, 'cn1');
   const unknown = await cn2.peer.request('seen', { mac: '02:00:00:00:00:09', ip: ip('172.16.0.9'), via: 'arp' });
   assert.equal(unknown.outcome, 'unknown');
+});
+
+test('a channel whose transport vouches for a CN (its MQTT topic) binds only as that CN', async () => {
+  const { service, registry } = setup();
+  const [cnEnd, mlrEnd] = memoryChannelPair('cn-x', 'mlr');
+  const vouched: MessageChannel = {
+    peer: 'mqtt:cn1',
+    transportIdentity: 'cn1',
+    send: (p, m) => mlrEnd.send(p, m),
+    onMessage: (r) => mlrEnd.onMessage(r),
+    onClose: (r) => mlrEnd.onClose(r),
+    close: (r) => mlrEnd.close(r),
+  };
+  service.attach(new RpcPeer(vouched), undefined);
+  const cn = new RpcPeer(cnEnd);
+  await assert.rejects(cn.request('bind', bindBody('cn2', '10.200.0.12', '10.2.0')), /belongs to "cn1" and cannot bind as "cn2"/);
+  assert.equal(registry.cn('cn2'), undefined, 'nothing registered');
+  await cn.request('bind', bindBody('cn1', '10.200.0.11', '10.1.0'));
+  assert.ok(service.isOnline('cn1'));
 });

@@ -206,22 +206,36 @@ interface StubOption {
   name: string;
   kind: string;
   section: StubSection;
+  title?: string | undefined;
+  description?: string | undefined;
   values: [string, string | undefined][];
-  validate?: (sid: string, value: string) => true | string;
+  validate?: (this: StubOption, sid: string, value: string) => true | string;
   default?: string;
   rmempty?: boolean;
   enabled?: string;
+  password?: boolean;
   placeholder?: string;
 }
 interface StubSection {
   type: string;
+  kind: string;
   anonymous?: boolean;
   addremove?: boolean;
+  title?: string | undefined;
+  description?: string | undefined;
   options: StubOption[];
+  tabs: string[];
+  triggered: string[];
 }
 
-function stubForm() {
-  const maps: { config: string; sections: StubSection[] }[] = [];
+/**
+ * What the form holds while the validators run, per section type, section id and option: what
+ * LuCI's section.formvalue()/cfgvalue() and cfgsections() answer from.
+ */
+type FormState = Record<string, Record<string, Record<string, string>>>;
+
+function stubForm(state: FormState = {}) {
+  const maps: { config: string; title?: string | undefined; description?: string | undefined; sections: StubSection[] }[] = [];
   const option = (kind: string) =>
     class {
       name: string;
@@ -239,33 +253,73 @@ function stubForm() {
       }
       depends() {}
     };
+  type OptionClass = new (s: StubSection, n: string) => StubOption;
   class TypedSection {
+    kind = 'TypedSection';
     options: StubOption[] = [];
     tabs: string[] = [];
     constructor(
       public map: unknown,
       public type: string,
+      public title?: string,
+      public description?: string,
     ) {}
     tab(name: string) {
       this.tabs.push(name);
     }
-    option(cls: new (s: StubSection, n: string) => StubOption, name: string) {
+    option(cls: OptionClass, name: string, title?: string, description?: string) {
       const o = new cls(this, name);
+      o.title = title;
+      o.description = description;
       this.options.push(o);
       return o;
     }
-    taboption(tab: string, cls: new (s: StubSection, n: string) => StubOption, name: string) {
+    taboption(tab: string, cls: OptionClass, name: string, title?: string, description?: string) {
       assert.ok(this.tabs.includes(tab), `tab '${tab}' is declared before option '${name}' uses it`);
-      return this.option(cls, name);
+      return this.option(cls, name, title, description);
     }
+    cfgsections() {
+      return Object.keys(state[this.type] ?? {});
+    }
+    formvalue(sid: string, opt: string) {
+      return state[this.type]?.[sid]?.[opt] ?? null;
+    }
+    cfgvalue(sid: string, opt: string) {
+      return this.formvalue(sid, opt);
+    }
+    /** validations of other options that a validator asked for, as `type.option` */
+    triggered: string[] = [];
+    getUIElement(sid: string, opt: string) {
+      const o = this.options.find((x) => x.name === opt);
+      return o
+        ? {
+            triggerValidation: () => {
+              this.triggered.push(`${this.type}.${opt}`);
+              return o.validate?.call(o, sid, this.formvalue(sid, opt) ?? '');
+            },
+          }
+        : null;
+    }
+  }
+  class TableSection extends TypedSection {
+    override kind = 'TableSection';
   }
   class Map {
     sections: StubSection[] = [];
-    constructor(public config: string) {
+    constructor(
+      public config: string,
+      public title?: string,
+      public description?: string,
+    ) {
       maps.push(this);
     }
-    section(cls: new (m: unknown, t: string) => StubSection, type: string) {
-      const s = new cls(this, type);
+    section(
+      cls: new (m: unknown, t: string, title?: string, description?: string) => StubSection,
+      type: string,
+      title?: string,
+      description?: string,
+    ) {
+      const s = new cls(this, type, title, description);
       this.sections.push(s);
       return s;
     }
@@ -276,6 +330,7 @@ function stubForm() {
   const form = {
     Map,
     TypedSection,
+    TableSection,
     Flag: option('Flag'),
     Value: option('Value'),
     ListValue: option('ListValue'),
@@ -286,8 +341,8 @@ function stubForm() {
   return { form, widgets, maps };
 }
 
-async function settingsSections(): Promise<Record<string, StubSection>> {
-  const { form, widgets, maps } = stubForm();
+async function settingsPage(state: FormState = {}) {
+  const { form, widgets, maps } = stubForm(state);
   const view = loadView(
     path.join(VIEWS, 'tmip/settings.js'),
     { view: { extend: (o: unknown) => o }, form, widgets },
@@ -296,7 +351,11 @@ async function settingsSections(): Promise<Record<string, StubSection>> {
   await view.render();
   assert.equal(maps.length, 1);
   assert.equal(maps[0]!.config, 'tmip');
-  return Object.fromEntries(maps[0]!.sections.map((s) => [s.type, s]));
+  return maps[0]!;
+}
+
+async function settingsSections(state: FormState = {}): Promise<Record<string, StubSection>> {
+  return Object.fromEntries((await settingsPage(state)).sections.map((s) => [s.type, s]));
 }
 
 function optionNamed(s: StubSection, name: string): StubOption {
@@ -322,32 +381,57 @@ function shippedOptions(): Record<string, Set<string>> {
   return out;
 }
 
-/** Option names parseCnConfig reads, from config.ts (best effort: a refactor can only shrink the set). */
-function daemonCnOptions(): Set<string> {
+/**
+ * Option names the config reader reads, from config.ts (best effort: a refactor can only shrink the
+ * set): parseCnConfig's section ('cn'), parseMlrConfig's own section ('mlr') or its key sections ('key').
+ */
+function daemonOptions(type: 'cn' | 'mlr' | 'key'): Set<string> {
   const src = fs.readFileSync(path.join(ROOT, 'src/core/config.ts'), 'utf8');
-  const start = src.indexOf('export function parseCnConfig');
-  const end = src.indexOf('export function parseMlrConfig');
-  const body = src.slice(start, end);
-  const names = new Set([...body.matchAll(/(?:r\.\w+|ifname)\('([a-z_]+)'/g)].map((m) => m[1]!));
+  const cn = src.indexOf('export function parseCnConfig');
+  const mlr = src.indexOf('export function parseMlrConfig');
+  const body = type === 'cn' ? src.slice(cn, mlr) : src.slice(mlr);
+  const reader = type === 'key' ? 'kr' : type === 'mlr' ? 'r' : '(?:r|ifname)';
+  const names = new Set([...body.matchAll(new RegExp(`(?<![\\w.])${reader}(?:\\.\\w+)?\\('([a-z_]+)'`, 'g'))].map((m) => m[1]!));
+  if (type === 'key') return names;
   if (body.includes('r.networkName()')) names.add('network_name');
   if (body.includes('r.tunnelTypes()')) names.add('tunnel_type');
+  if (body.includes('r.tlsFiles()')) for (const n of ['tls_ca', 'tls_cert', 'tls_key']) names.add(n);
   return names;
 }
 
+const HEX = '5e0c1a5b9d3f4e7a8c2b6d0f1e3a5c7b9d1f3e5a7c9b0d2f4e6a8c0b2d4f6e8a';
 const BASE_CN: Record<string, string> = { mlr: '10.0.0.2', network_name: 'campus', cn_if: 'eth0', mobile_if: 'wlan0' };
 const BASE_MLR: Record<string, string> = { network_name: 'campus' };
+const BASE_KEY: Record<string, string> = { cn: 'ap1', secret: HEX };
+const BASES: Record<SettingsType, Record<string, string>> = { cn: BASE_CN, mlr: BASE_MLR, key: BASE_KEY };
+type SettingsType = 'cn' | 'mlr' | 'key';
 
-function sectionText(type: string, base: Record<string, string>, opt: string, value: string, list: boolean): string {
+function sectionLines(type: string, options: Record<string, string>, lists: Set<string> = new Set()): string[] {
   const lines = [`config ${type}`];
-  for (const [k, v] of Object.entries(base)) if (k !== opt) lines.push(`\toption ${k} ${q(v)}`);
-  lines.push(`\t${list ? 'list' : 'option'} ${opt} ${q(value)}`);
-  return lines.join('\n') + '\n';
+  for (const [k, v] of Object.entries(options)) lines.push(`\t${lists.has(k) ? 'list' : 'option'} ${k} ${q(v)}`);
+  return lines;
 }
 
-/** Whether the daemon's config reader accepts `value` for `opt` (no error naming the option). */
-function daemonAccepts(type: 'cn' | 'mlr', opt: string, value: string, list: boolean): boolean {
-  const pkg = uci(sectionText(type, type === 'cn' ? BASE_CN : BASE_MLR, opt, value, list));
-  const r = type === 'cn' ? parseCnConfig(pkg) : parseMlrConfig(pkg);
+/**
+ * The config for a sample: the type's base section with `options` on top; an mlr section comes with one
+ * key section (authentication is on by default) and a key section with the mlr section it belongs to.
+ */
+function sampleConfig(type: SettingsType, options: Record<string, string>, lists: Set<string> = new Set(), keys = 1): string {
+  const own = sectionLines(type, { ...BASES[type], ...options }, lists);
+  const extraKeys = Array.from({ length: keys }, (_x, i) => sectionLines('key', { cn: `ap${i + 1}`, secret: HEX }));
+  const sections =
+    type === 'cn' ? [own] : type === 'mlr' ? [own, ...extraKeys] : [sectionLines('mlr', BASE_MLR), own, ...extraKeys.slice(1)];
+  return sections.map((s) => s.join('\n') + '\n').join('\n');
+}
+
+function parseFor(type: SettingsType, text: string) {
+  const pkg = uci(text);
+  return type === 'cn' ? parseCnConfig(pkg) : parseMlrConfig(pkg);
+}
+
+/** Whether the daemon's config reader accepts `value` for `opt` (no error naming another option). */
+function daemonAccepts(type: SettingsType, opt: string, value: string, list: boolean, companions: Record<string, string> = {}): boolean {
+  const r = parseFor(type, sampleConfig(type, { ...companions, [opt]: value }, new Set(list ? [opt] : [])));
   if (r.ok) {
     assert.ok(
       !r.value.warnings.some((w) => w.includes('unknown option')),
@@ -355,7 +439,8 @@ function daemonAccepts(type: 'cn' | 'mlr', opt: string, value: string, list: boo
     );
     return true;
   }
-  assert.ok(r.error.includes(`.${opt}`), `errors of ${type}.${opt}=${JSON.stringify(value)} name the option only:\n${r.error}`);
+  const at = type === 'key' ? `@key[0].${opt}` : `.${opt}`;
+  assert.ok(r.error.includes(at), `errors of ${type}.${opt}=${JSON.stringify(value)} name the option only:\n${r.error}`);
   return false;
 }
 
@@ -371,6 +456,8 @@ const CN_SAMPLES: Record<string, string[]> = {
     'host:65536',
     'host:',
     ':80',
+    'host:00080',
+    'host:000080',
     '10.0.0.256',
     '1.2.3',
     '01.2.3.4',
@@ -383,9 +470,46 @@ const CN_SAMPLES: Record<string, string[]> = {
     `${x('a', 63)}.${x('b', 63)}.${x('c', 63)}.${x('d', 62)}`,
     'x.org.',
     '',
+    // the transports
+    'tcp://10.0.0.1',
+    'tcp://mlr.lan:6554',
+    'tls://mlr.lan',
+    'tls://10.0.0.1:6555',
+    'mqtt://broker.lan',
+    'mqtts://broker.lan:8883',
+    'mqtts://broker.lan/',
+    'mqtts://broker.lan//',
+    'mqtts://broker.lan/path',
+    'http://mlr.lan',
+    'TCP://mlr.lan',
+    'tcp:/mlr.lan',
+    'tcp://',
+    'tls:///',
+    'mqtt://:1883',
+    'mqtt://broker.lan:0',
+    'mqtt://broker.lan:99999',
+    'tls://::1',
+    'mqtt://a b',
+    'tls://1.2.3',
   ],
   network_name: ['campus', "it's", 'a b', x('n', 64), x('n', 65), 'é', '!~', ''],
-  cn_name: ['AP library', x('c', 64), x('c', 65), x('ü', 64), x('ü', 65), 'tab\there'],
+  cn_name: [
+    'AP library',
+    'Library 2nd floor',
+    'ap-1.lab_2:x',
+    'a',
+    x('c', 64),
+    x('c', 65),
+    x('ü', 64),
+    'ü',
+    'tab\there',
+    ' lead',
+    'trail ',
+    '<img src=x onerror=alert(1)>',
+    'a"b',
+    "a'b",
+    'a&b',
+  ],
   cn_if: ['eth0', 'br-lan', 'lan1.100', x('a', 15), x('a', 16), 'eth0:1', 'a/b', 'a b', '.', '..', x('ü', 7), x('ü', 8), ''],
   mobile_if: ['wlan0', 'phy0-ap0', x('z', 16), ''],
   addr_pool: [
@@ -419,6 +543,10 @@ const CN_SAMPLES: Record<string, string[]> = {
   tunnel_type: ['ipip', 'gre', 'vxlan', 'GRE', 'sit', 'ipip gre'],
   status_file: ['/var/run/tmip/cn.status', 'relative/path', '/with\ttab', `/${x('p', 4094)}`, `/${x('p', 4095)}`],
   ubus_socket: ['/var/run/ubus/ubus.sock', 'ubus.sock'],
+  secret: [HEX, HEX.toUpperCase(), HEX.slice(1), `${HEX}0`, x('g', 64), `${HEX.slice(1)} `, 'secret'],
+  tls_ca: ['/etc/tmip/ca.pem', 'ca.pem', '/with\ttab'],
+  tls_cert: ['/etc/tmip/cn.pem', 'cn.pem', '/with\nnewline'],
+  tls_key: ['/etc/tmip/cn.key', 'cn.key'],
 };
 const LIST_OPTIONS = new Set(['addr_pool', 'dns_server', 'tunnel_type']);
 
@@ -430,31 +558,94 @@ const MLR_SAMPLES: Record<string, string[]> = {
   offer_hold: ['1', '3600', '0', '3601'],
   lease_grace: ['0', '86400', '86401', 'x'],
   tunnel_type: ['ipip', 'vxlan', 'udp'],
+  mqtt: [
+    'mqtt://broker.lan',
+    'mqtts://broker.lan',
+    'mqtts://10.0.0.1:8883',
+    'mqtt://broker.lan/',
+    'broker.lan',
+    'broker.lan:1883',
+    'tcp://broker.lan',
+    'tls://broker.lan',
+    'http://broker.lan',
+    'mqtt://',
+    'mqtt://broker.lan:0',
+    'mqtts://::1',
+  ],
+  mqtt_ca: ['/etc/tmip/broker-ca.pem', 'broker-ca.pem'],
+  tls_port: ['6555', '1', '65535', '0', '65536', 'x'],
+  tls_cert: ['/etc/tmip/mlr.pem', 'mlr.pem'],
+  tls_key: ['/etc/tmip/mlr.key', 'mlr.key'],
+  tls_ca: ['/etc/tmip/ca.pem', 'ca.pem'],
 };
 
-test('the settings page has an anonymous, addable cn section and an mlr section', async () => {
+const KEY_SAMPLES: Record<string, string[]> = {
+  cn: ['ap-library', 'Library 2nd floor', 'cn', ' ap', x('k', 64), x('k', 65), '<script>alert(1)</script>', ''],
+  secret: [HEX, HEX.toUpperCase(), HEX.slice(2), 'x', ''],
+};
+
+/** Options that only make sense with others set: those are set too, in the form and in the config. */
+const COMPANIONS: Record<string, Record<string, string>> = {
+  'cn.tls_cert': { tls_key: '/etc/tmip/cn.key' },
+  'cn.tls_key': { tls_cert: '/etc/tmip/cn.pem' },
+  'mlr.tls_cert': { tls_key: '/etc/tmip/mlr.key' },
+  'mlr.tls_key': { tls_cert: '/etc/tmip/mlr.pem' },
+  'mlr.tls_port': { tls_cert: '/etc/tmip/mlr.pem', tls_key: '/etc/tmip/mlr.key' },
+};
+
+const SID = 'cfg0123ab';
+
+/** LuCI's verdict on `value` for `type.opt`, with the form holding `others` in the same section. */
+async function luciVerdict(type: SettingsType, opt: string, value: string, others: Record<string, string> = {}, state: FormState = {}) {
+  const sections = await settingsSections({ ...state, [type]: { ...state[type], [SID]: { ...others, [opt]: value } } });
+  const o = optionNamed(sections[type]!, opt);
+  assert.equal(typeof o.validate, 'function', `${type}.${opt} has a validator`);
+  const verdict = o.validate!(SID, value);
+  assert.ok(verdict === true || (typeof verdict === 'string' && verdict.length > 0), `${type}.${opt}: validator returns true or a message`);
+  return verdict;
+}
+
+test('the settings page has anonymous, addable cn and mlr sections and a table of CN keys', async () => {
   const sections = await settingsSections();
-  for (const type of ['cn', 'mlr']) {
+  for (const type of ['cn', 'mlr', 'key']) {
     const s = sections[type];
-    assert.ok(s, `a TypedSection '${type}'`);
+    assert.ok(s, `a section of type '${type}'`);
     assert.equal(s.anonymous, true, `${type} is anonymous`);
     assert.equal(s.addremove, true, `${type} sections can be added and removed`);
   }
+  assert.equal(sections.key!.kind, 'TableSection', 'the keys are a table');
+  assert.deepEqual(
+    sections.key!.options.map((o) => o.name),
+    ['cn', 'secret'],
+  );
+  const page = await settingsPage();
+  assert.deepEqual(
+    page.sections.map((s) => s.type),
+    ['cn', 'mlr', 'key'],
+    'the keys come right after the MLR section they belong to',
+  );
 });
 
-test('the settings page exposes every option of the shipped config and of the CN config reader', async () => {
+test('the settings page exposes every option of the shipped config and of the config readers', async () => {
   const sections = await settingsSections();
   const shipped = shippedOptions();
-  assert.ok(shipped.cn && shipped.cn.size >= 14, `options found in the shipped config: ${[...(shipped.cn ?? [])].join(' ')}`);
-  assert.ok(shipped.mlr && shipped.mlr.size >= 7);
-  for (const type of ['cn', 'mlr']) {
-    const exposed = new Set(sections[type]!.options.map((o) => o.name));
+  assert.ok(shipped.cn && shipped.cn.size >= 20, `options found in the shipped config: ${[...(shipped.cn ?? [])].join(' ')}`);
+  assert.ok(shipped.mlr && shipped.mlr.size >= 16);
+  for (const type of Object.keys(shipped)) {
+    assert.ok(sections[type], `the settings page has the '${type}' sections of files/etc/config/tmip`);
+    const exposed = new Set(sections[type].options.map((o) => o.name));
     for (const opt of shipped[type]!) assert.ok(exposed.has(opt), `${type}.${opt} (in files/etc/config/tmip) is on the settings page`);
   }
-  const cnExposed = new Set(sections.cn!.options.map((o) => o.name));
-  const read = daemonCnOptions();
-  assert.ok(read.size >= 15, `options read by parseCnConfig: ${[...read].join(' ')}`);
-  for (const opt of read) assert.ok(cnExposed.has(opt), `cn.${opt} (read by parseCnConfig) is on the settings page`);
+  for (const [type, min] of [
+    ['cn', 20],
+    ['mlr', 16],
+    ['key', 2],
+  ] as const) {
+    const exposed = new Set(sections[type]!.options.map((o) => o.name));
+    const read = daemonOptions(type);
+    assert.ok(read.size >= min, `options read for ${type}: ${[...read].join(' ')}`);
+    for (const opt of read) assert.ok(exposed.has(opt), `${type}.${opt} (read by the daemon) is on the settings page`);
+  }
 });
 
 test('every option on the settings page is one the daemons know', async () => {
@@ -481,32 +672,51 @@ test('every option on the settings page is one the daemons know', async () => {
     status_file: '/tmp/s',
     ubus_socket: '/tmp/u',
     state_file: '/tmp/m',
+    secret: HEX,
+    tls_ca: '/etc/tmip/ca.pem',
+    tls_cert: '/etc/tmip/cert.pem',
+    tls_key: '/etc/tmip/key.pem',
+    tls_port: '6555',
+    mqtt_username: 'user',
+    mqtt_password: 'pass word',
+    mqtt: 'mqtts://broker.lan',
+    mqtt_ca: '/etc/tmip/broker-ca.pem',
+    auth: '1',
+    cn: 'ap1',
   };
-  for (const type of ['cn', 'mlr'] as const) {
-    const lines = [`config ${type}`];
+  const all = (type: SettingsType) => {
+    const opts: Record<string, string> = {};
     for (const o of sections[type]!.options) {
       assert.ok(o.name in valid, `test knows a valid value for ${type}.${o.name}`);
-      lines.push(`\t${o.kind === 'DynamicList' ? 'list' : 'option'} ${o.name} ${q(valid[o.name]!)}`);
+      opts[o.name] = valid[o.name]!;
     }
-    const pkg = uci(lines.join('\n') + '\n');
-    const r = type === 'cn' ? parseCnConfig(pkg) : parseMlrConfig(pkg);
+    return { opts, lists: new Set(sections[type]!.options.filter((o) => o.kind === 'DynamicList').map((o) => o.name)) };
+  };
+  const cn = all('cn');
+  const mlr = all('mlr');
+  const key = all('key');
+  const cnText = sectionLines('cn', cn.opts, cn.lists).join('\n') + '\n';
+  const mlrText = [sectionLines('mlr', mlr.opts, mlr.lists), sectionLines('key', key.opts)].map((s) => s.join('\n') + '\n').join('\n');
+  for (const [type, text] of [
+    ['cn', cnText],
+    ['mlr', mlrText],
+  ] as const) {
+    const r = parseFor(type, text);
     assert.ok(r.ok, `${type} with every option of the page parses: ${r.ok ? '' : r.error}`);
     assert.deepEqual(r.value.warnings, [], `no unknown options in ${type}`);
   }
 });
 
 test('the settings validators accept exactly what the daemons accept', async () => {
-  const sections = await settingsSections();
-  const check = (type: 'cn' | 'mlr', samples: Record<string, string[]>) => {
+  const check = async (type: SettingsType, samples: Record<string, string[]>) => {
     for (const [opt, values] of Object.entries(samples)) {
-      const o = optionNamed(sections[type]!, opt);
-      assert.equal(typeof o.validate, 'function', `${type}.${opt} has a validator`);
       const list = LIST_OPTIONS.has(opt);
+      const o = optionNamed((await settingsSections())[type]!, opt);
       assert.equal(o.kind === 'DynamicList', list, `${type}.${opt} is ${list ? '' : 'not '}a list`);
+      const companions = COMPANIONS[`${type}.${opt}`] ?? {};
       for (const value of values) {
-        const luci = o.validate!('cfg0123ab', value);
-        assert.ok(luci === true || (typeof luci === 'string' && luci.length > 0), `${type}.${opt}: validator returns true or a message`);
-        const daemon = daemonAccepts(type, opt, value, list);
+        const luci = await luciVerdict(type, opt, value, companions);
+        const daemon = daemonAccepts(type, opt, value, list, companions);
         assert.equal(
           luci === true,
           daemon,
@@ -515,23 +725,152 @@ test('the settings validators accept exactly what the daemons accept', async () 
       }
     }
   };
-  check('cn', CN_SAMPLES);
-  check('mlr', MLR_SAMPLES);
+  await check('cn', CN_SAMPLES);
+  await check('mlr', MLR_SAMPLES);
+  await check('key', KEY_SAMPLES);
+});
+
+test('the settings validators check the options that go together as the daemons do', async () => {
+  const cases: { what: string; type: SettingsType; opt: string; value: string; form: Record<string, string>; config: string }[] = [];
+  for (const [type, cert, key] of [
+    ['cn', '/etc/tmip/cn.pem', '/etc/tmip/cn.key'],
+    ['mlr', '/etc/tmip/mlr.pem', '/etc/tmip/mlr.key'],
+  ] as const) {
+    cases.push(
+      {
+        what: 'a certificate without its key',
+        type,
+        opt: 'tls_cert',
+        value: cert,
+        form: {},
+        config: sampleConfig(type, { tls_cert: cert }),
+      },
+      { what: 'a key without its certificate', type, opt: 'tls_key', value: key, form: {}, config: sampleConfig(type, { tls_key: key }) },
+      {
+        what: 'no certificate, with a key',
+        type,
+        opt: 'tls_cert',
+        value: '',
+        form: { tls_key: key },
+        config: sampleConfig(type, { tls_key: key }),
+      },
+      {
+        what: 'no key, with a certificate',
+        type,
+        opt: 'tls_key',
+        value: '',
+        form: { tls_cert: cert },
+        config: sampleConfig(type, { tls_cert: cert }),
+      },
+      { what: 'neither', type, opt: 'tls_cert', value: '', form: {}, config: sampleConfig(type, {}) },
+      {
+        what: 'both',
+        type,
+        opt: 'tls_key',
+        value: key,
+        form: { tls_cert: cert },
+        config: sampleConfig(type, { tls_cert: cert, tls_key: key }),
+      },
+    );
+  }
+  cases.push(
+    {
+      what: 'a TLS port without certificate and key',
+      type: 'mlr',
+      opt: 'tls_port',
+      value: '6555',
+      form: {},
+      config: sampleConfig('mlr', { tls_port: '6555' }),
+    },
+    {
+      what: 'a TLS port with a certificate only',
+      type: 'mlr',
+      opt: 'tls_port',
+      value: '6555',
+      form: { tls_cert: '/etc/tmip/mlr.pem' },
+      config: sampleConfig('mlr', { tls_port: '6555', tls_cert: '/etc/tmip/mlr.pem' }),
+    },
+  );
+  for (const c of cases) {
+    const luci = await luciVerdict(c.type, c.opt, c.value, c.form);
+    const daemon = parseFor(c.type, c.config).ok;
+    assert.equal(
+      luci === true,
+      daemon,
+      `${c.type}: ${c.what}: LuCI says ${luci === true ? 'ok' : JSON.stringify(luci)}, the daemon ${daemon ? 'accepts' : 'refuses'} it`,
+    );
+  }
+
+  // a certificate's check validates its key again (and the TLS port), whose check does not come back
+  const pair = await settingsSections({ mlr: { [SID]: { tls_cert: '/etc/tmip/mlr.pem', tls_port: '6555' } } });
+  const cert = optionNamed(pair.mlr!, 'tls_cert');
+  assert.notEqual(cert.validate!(SID, '/etc/tmip/mlr.pem'), true, 'the certificate needs its key');
+  assert.deepEqual(pair.mlr!.triggered, ['mlr.tls_key', 'mlr.tls_port']);
+
+  // authentication on needs a key; off does not
+  for (const [auth, keys] of [
+    ['1', 0],
+    ['1', 1],
+    ['1', 2],
+    ['0', 0],
+  ] as const) {
+    const state: FormState = {
+      key: Object.fromEntries(Array.from({ length: keys }, (_x, i) => [`cfgkey${i}`, { cn: `ap${i + 1}`, secret: HEX }])),
+    };
+    const luci = await luciVerdict('mlr', 'auth', auth, {}, state);
+    const daemon = parseFor('mlr', sampleConfig('mlr', { auth }, new Set(), keys)).ok;
+    assert.equal(
+      luci === true,
+      daemon,
+      `auth ${auth} with ${keys} keys: LuCI says ${String(luci)}, the daemon ${daemon ? 'accepts' : 'refuses'} it`,
+    );
+  }
+
+  // one key per CN: the daemon refuses the later duplicates
+  const state: FormState = {
+    key: { cfgkey0: { cn: 'ap1', secret: HEX }, cfgkey1: { cn: 'ap2', secret: HEX }, cfgkey2: { cn: 'ap1', secret: HEX } },
+  };
+  const keyCn = optionNamed((await settingsSections(state)).key!, 'cn');
+  assert.equal(keyCn.validate!('cfgkey0', 'ap1'), true, 'the first key of a CN is fine');
+  assert.equal(keyCn.validate!('cfgkey1', 'ap2'), true);
+  assert.notEqual(keyCn.validate!('cfgkey2', 'ap1'), true, 'a second key of the same CN is not');
+  const dup = parseMlrConfig(uci(sampleConfig('mlr', {}, new Set(), 2).replace("option cn 'ap2'", "option cn 'ap1'")));
+  assert.ok(!dup.ok && dup.error.includes('@key[1].cn'), dup.ok ? 'accepted' : dup.error);
 });
 
 test('optional settings may be left empty, required ones may not', async () => {
   const sections = await settingsSections();
-  const required = new Set(['mlr', 'network_name', 'cn_if', 'mobile_if']);
-  for (const type of ['cn', 'mlr']) {
+  const required = new Set(['cn.mlr', 'cn.network_name', 'cn.cn_if', 'cn.mobile_if', 'mlr.network_name', 'key.cn', 'key.secret']);
+  for (const type of ['cn', 'mlr', 'key']) {
     for (const o of sections[type]!.options) {
       if (!o.validate) continue;
-      const empty = o.validate('cfg0123ab', '');
-      if (required.has(o.name)) {
+      const empty = o.validate(SID, '');
+      if (required.has(`${type}.${o.name}`)) {
         assert.notEqual(empty, true, `${type}.${o.name} is required`);
         assert.equal(o.rmempty, false, `${type}.${o.name} keeps its value`);
       } else assert.equal(empty, true, `${type}.${o.name} may be empty`);
     }
   }
+});
+
+test('keys and passwords are password fields', async () => {
+  const sections = await settingsSections();
+  for (const [type, name] of [
+    ['cn', 'secret'],
+    ['cn', 'mqtt_password'],
+    ['mlr', 'mqtt_password'],
+    ['key', 'secret'],
+  ] as const) {
+    assert.equal(optionNamed(sections[type]!, name).password, true, `${type}.${name} is a password field`);
+  }
+  for (const type of ['cn', 'key'] as const) {
+    assert.match(
+      String(optionNamed(sections[type]!, 'secret').description),
+      /tmip-mlr keygen NAME/,
+      'the key help points at tmip-mlr keygen',
+    );
+  }
+  assert.match(String(sections.key!.description), /tmip-mlr keygen NAME/);
 });
 
 test('flags default to on and are written as 0 when cleared; levels and tunnel types match the daemon', async () => {
@@ -542,6 +881,7 @@ test('flags default to on and are written as 0 when cleared; levels and tunnel t
     ['cn', 'hostapd'],
     ['cn', 'require_association'],
     ['mlr', 'enabled'],
+    ['mlr', 'auth'],
   ];
   for (const [type, name] of flags) {
     const o = optionNamed(sections[type]!, name);
@@ -566,43 +906,245 @@ test('flags default to on and are written as 0 when cleared; levels and tunnel t
   for (const name of ['cn_if', 'mobile_if']) assert.equal(optionNamed(sections.cn!, name).kind, 'DeviceSelect');
 });
 
+test('titles and help texts of the settings page are markup as meant: no text is swallowed as a tag', async () => {
+  // LuCI's form.js renders them with E('div', {...}, text): markup (see the fake DOM below)
+  const page = await settingsPage();
+  const texts: [string, string][] = [
+    ['map title', page.title ?? ''],
+    ['map description', page.description ?? ''],
+  ];
+  for (const s of page.sections) {
+    texts.push([`${s.type} title`, s.title ?? ''], [`${s.type} description`, s.description ?? '']);
+    for (const o of s.options)
+      texts.push([`${s.type}.${o.name} title`, o.title ?? ''], [`${s.type}.${o.name} description`, o.description ?? '']);
+  }
+  const { parseHtml } = fakeDom();
+  for (const [what, text] of texts) {
+    const tags = parseHtml(text)
+      .flatMap((n) => descendants(n))
+      .filter((n) => n.nodeType === 1)
+      .map((n) => n.tag);
+    assert.ok(
+      tags.every((t) => t === 'code'),
+      `${what} holds no markup but <code>: ${JSON.stringify(text)}`,
+    );
+    assert.doesNotMatch(text, /&(?![a-z]+;|#\d+;)/, `${what}: a literal & is written &amp;`);
+  }
+  const pool = optionNamed(Object.fromEntries(page.sections.map((s) => [s.type, s])).cn!, 'addr_pool');
+  const shown = parseHtml(pool.description ?? '')
+    .map((n) => n.textContent)
+    .join('');
+  assert.ok(shown.includes('"<interface or subnet> <first|*> <last|*>"'), `the addr_pool help shows its syntax: ${shown}`);
+});
+
 // -- status page -------------------------------------------------------------------------------
 
-interface Node {
-  tag: unknown;
-  attrs: Record<string, unknown>;
-  children: unknown;
-  style: Record<string, string>;
-  rows?: unknown[][];
-  placeholder?: unknown;
-}
-
-function textOf(n: unknown): string {
-  if (n == null) return '';
-  if (typeof n === 'string' || typeof n === 'number') return String(n);
-  if (Array.isArray(n)) return n.map(textOf).join(' ');
-  const node = n as Node;
-  return [textOf(node.children), node.rows ? textOf(node.rows) : ''].join(' ');
-}
-
-function findAll(n: unknown, pred: (x: Node) => boolean, out: Node[] = []): Node[] {
-  if (Array.isArray(n)) n.forEach((c) => findAll(c, pred, out));
-  else if (n && typeof n === 'object' && 'tag' in n) {
-    if (pred(n as Node)) out.push(n as Node);
-    findAll((n as Node).children, pred, out);
+/**
+ * A small DOM, and LuCI's E(), dom.content() and cbi_update_table() on it, behaving as LuCI's do for
+ * what matters here, text versus markup. From openwrt/luci, modules/luci-base/htdocs/luci-static/
+ * resources/luci.js (dom.create, dom.append, dom.content):
+ *   - dom.create(tag, attrs, children): attrs is any non-array object; a tag starting with '<' is
+ *     parsed as HTML; then dom.attr() (functions become listeners) and dom.append();
+ *   - dom.append(node, children): an ARRAY's items are appended, DOM nodes as they are and anything
+ *     else as document.createTextNode(String(item)); a function is called and its result appended;
+ *     a node is appended; ANY OTHER VALUE, A STRING INCLUDED, IS ASSIGNED TO node.innerHTML;
+ *   - dom.content(node, children) empties node, then dom.append(node, children).
+ * And from ui.js (Table.update, what cbi_update_table() calls): every cell becomes
+ * E('td', { 'class': 'td', 'data-value': raw }, cell) (cell = [raw, shown] or shown), so a string
+ * cell is markup too; an empty table gets a placeholder row.
+ * innerHTML is parsed by a sketch of the browser's parser: an element per tag, entities decoded, the
+ * body of <script>/<style> kept as text. Elements it makes are marked fromMarkup, and every string
+ * assigned to innerHTML is logged.
+ */
+class FakeNode {
+  childNodes: FakeNode[] = [];
+  attrs: Record<string, string> = {};
+  listeners: Record<string, (...a: unknown[]) => unknown> = {};
+  style: Record<string, string> = {};
+  parentNode: FakeNode | null = null;
+  fromMarkup = false;
+  /** cbi_update_table: the cells of each row, and the placeholder it was given */
+  rows?: FakeNode[][];
+  placeholder?: FakeNode;
+  constructor(
+    public nodeType: 1 | 3 | 11,
+    public tag: string,
+    public data = '',
+  ) {}
+  get textContent(): string {
+    return this.nodeType === 3 ? this.data : this.childNodes.map((c) => c.textContent).join('');
   }
-  return out;
+  appendChild(n: FakeNode): FakeNode {
+    if (n.nodeType === 11) {
+      for (const c of [...n.childNodes]) this.appendChild(c);
+      return n;
+    }
+    n.parentNode?.removeChild(n);
+    n.parentNode = this;
+    this.childNodes.push(n);
+    return n;
+  }
+  removeChild(n: FakeNode): FakeNode {
+    this.childNodes = this.childNodes.filter((c) => c !== n);
+    n.parentNode = null;
+    return n;
+  }
+}
+
+function descendants(n: FakeNode): FakeNode[] {
+  return [n, ...n.childNodes.flatMap(descendants)];
+}
+
+const isNode = (v: unknown): v is FakeNode => v instanceof FakeNode;
+
+/** A value as JavaScript makes a string of it (LuCI's `'' + value`). */
+function str(v: unknown): string {
+  return String(v);
+}
+
+function fakeDom() {
+  const innerHtmlWrites: string[] = [];
+  const VOID = new Set(['area', 'base', 'br', 'col', 'embed', 'hr', 'img', 'input', 'link', 'meta', 'source', 'track', 'wbr']);
+  const RAW = new Set(['script', 'style', 'textarea', 'title']);
+  const ENTITIES: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'", nbsp: '\u00a0' };
+  const decode = (s: string) =>
+    s.replace(/&(#\d+|#x[0-9a-f]+|[a-z]+);/gi, (m, e: string) =>
+      e[0] === '#'
+        ? String.fromCodePoint(parseInt(e.slice(e[1] === 'x' || e[1] === 'X' ? 2 : 1), e[1] === 'x' || e[1] === 'X' ? 16 : 10))
+        : (ENTITIES[e.toLowerCase()] ?? m),
+    );
+  const text = (s: string) => new FakeNode(3, '#text', s);
+
+  function parseHtml(html: string): FakeNode[] {
+    const root = new FakeNode(11, '#fragment');
+    const stack = [root];
+    const re = /<!--[\s\S]*?(?:-->|$)|<\/([A-Za-z][^\s/>]*)[^>]*>|<([A-Za-z][^\s/>]*)((?:[^>"']|"[^"]*"|'[^']*')*)>|[^<]+|</g;
+    let m: RegExpExecArray | null;
+    while ((m = re.exec(html)) !== null) {
+      const top = stack[stack.length - 1]!;
+      if (m[0].startsWith('<!--')) continue;
+      if (m[1] !== undefined) {
+        const tag = m[1].toLowerCase();
+        const i = stack.map((n) => n.tag).lastIndexOf(tag);
+        if (i > 0) stack.length = i;
+        continue;
+      }
+      if (m[2] !== undefined) {
+        const tag = m[2].toLowerCase();
+        const el = new FakeNode(1, tag);
+        el.fromMarkup = true;
+        for (const a of (m[3] ?? '').matchAll(/([^\s=/]+)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s>]+))?/g)) {
+          el.attrs[a[1]!.toLowerCase()] = decode((a[2] ?? '').replace(/^(["'])([\s\S]*)\1$/, '$2'));
+        }
+        top.appendChild(el);
+        if (RAW.has(tag)) {
+          const end = html.toLowerCase().indexOf(`</${tag}`, re.lastIndex);
+          const body = html.slice(re.lastIndex, end < 0 ? html.length : end);
+          if (body !== '') el.appendChild(text(tag === 'textarea' || tag === 'title' ? decode(body) : body));
+          re.lastIndex = end < 0 ? html.length : end;
+        } else if (!VOID.has(tag) && !/\/\s*$/.test(m[3] ?? '')) stack.push(el);
+        continue;
+      }
+      top.appendChild(text(decode(m[0])));
+    }
+    return [...root.childNodes];
+  }
+
+  function setInnerHTML(node: FakeNode, html: string) {
+    innerHtmlWrites.push(html);
+    for (const c of [...node.childNodes]) node.removeChild(c);
+    for (const n of parseHtml(html)) node.appendChild(n);
+  }
+
+  const dom = {
+    attr(node: FakeNode, attrs: unknown) {
+      if (attrs == null || typeof attrs !== 'object') return;
+      for (const [k, v] of Object.entries(attrs as Record<string, unknown>)) {
+        if (v == null) continue;
+        if (typeof v === 'function') node.listeners[k] = v as (...a: unknown[]) => unknown;
+        else node.attrs[k] = typeof v === 'object' ? JSON.stringify(v) : str(v);
+      }
+    },
+    append(node: FakeNode, children: unknown): FakeNode | null {
+      if (Array.isArray(children)) {
+        for (const c of children as unknown[]) {
+          if (isNode(c)) node.appendChild(c);
+          else if (c != null) node.appendChild(text(str(c)));
+        }
+        return node.childNodes[node.childNodes.length - 1] ?? null;
+      }
+      if (typeof children === 'function') return dom.append(node, (children as (n: FakeNode) => unknown)(node));
+      if (isNode(children)) return node.appendChild(children);
+      if (children != null) {
+        setInnerHTML(node, str(children));
+        return node.childNodes[node.childNodes.length - 1] ?? null;
+      }
+      return null;
+    },
+    content(node: FakeNode, children: unknown) {
+      for (const c of [...node.childNodes]) node.removeChild(c);
+      return dom.append(node, children);
+    },
+    create(tag: unknown, attrs?: unknown, children?: unknown): FakeNode {
+      if (attrs == null || typeof attrs !== 'object' || Array.isArray(attrs) || isNode(attrs)) {
+        // (LuCI takes any Object for attributes, a node included; the views never pass one there)
+        assert.ok(!isNode(attrs), 'E(tag, node): LuCI would take the node for attributes');
+        children = attrs;
+        attrs = null;
+      }
+      let elem: FakeNode;
+      if (Array.isArray(tag)) {
+        elem = new FakeNode(11, '#fragment');
+        for (const t of tag as unknown[]) elem.appendChild(dom.create(t));
+      } else if (isNode(tag)) elem = tag;
+      else if (str(tag).charCodeAt(0) === 60) elem = parseHtml(str(tag))[0] ?? new FakeNode(11, '#fragment');
+      else elem = new FakeNode(1, str(tag));
+      dom.attr(elem, attrs);
+      dom.append(elem, children);
+      return elem;
+    },
+  };
+  const E = (tag: unknown, attrs?: unknown, children?: unknown) => dom.create(tag, attrs, children);
+
+  function cbi_update_table(table: FakeNode, data: unknown[][], placeholder: FakeNode) {
+    const titles = table.childNodes.find((n) => (n.attrs.class ?? '').includes('table-titles'));
+    assert.ok(titles, 'the table has a title row');
+    const columns = titles.childNodes.filter((n) => n.tag === 'th').length;
+    for (const row of table.childNodes.filter((n) => n !== titles)) table.removeChild(row);
+    table.rows = Array.from(data, (row) => {
+      const tr = table.appendChild(E('tr', { class: 'tr' }));
+      const cells: FakeNode[] = [];
+      for (let i = 0; i < columns; i++) {
+        const cell = row[i];
+        const raw: unknown = Array.isArray(cell) ? cell[0] : null;
+        const shown: unknown = Array.isArray(cell) ? cell[1] : cell;
+        cells.push(tr.appendChild(E('td', { class: 'td', 'data-value': raw }, shown != null ? shown : '')));
+      }
+      return cells;
+    });
+    table.placeholder = placeholder;
+    if (data.length === 0) table.appendChild(E('tr', { class: 'tr placeholder' }, E('td', { class: 'td' }, placeholder)));
+  }
+
+  const document = { createTextNode: (s: unknown) => text(str(s)) };
+  return { E, dom, cbi_update_table, document, parseHtml, innerHtmlWrites };
+}
+
+/** The text of a node, with a space between elements (for "shows X somewhere" checks). */
+function textOf(n: FakeNode | undefined): string {
+  if (!n) return '';
+  return n.nodeType === 3 ? n.data : n.childNodes.map(textOf).join(' ');
+}
+
+function findAll(n: FakeNode, pred: (x: FakeNode) => boolean): FakeNode[] {
+  return descendants(n).filter((x) => x.nodeType === 1 && pred(x));
 }
 
 function statusPage(replies: Record<string, () => Promise<unknown>>) {
   const declared: { object: string; method: string; expect?: Record<string, unknown> }[] = [];
   const polls: { fn: () => Promise<unknown>; interval: number }[] = [];
-  const notes: unknown[] = [];
-  const E = (tag: unknown, attrs?: unknown, children?: unknown): Node => {
-    if (Array.isArray(tag)) return { tag: 'fragment', attrs: {}, children: tag.length ? tag : attrs, style: {} };
-    const hasAttrs = attrs && typeof attrs === 'object' && !Array.isArray(attrs) && !('tag' in attrs);
-    return { tag, attrs: hasAttrs ? (attrs as Record<string, unknown>) : {}, children: hasAttrs ? children : attrs, style: {} };
-  };
+  const notes: [FakeNode, string][] = [];
+  const fake = fakeDom();
   const rpc = {
     declare(opts: { object: string; method: string; expect?: Record<string, unknown> }) {
       declared.push(opts);
@@ -618,11 +1160,7 @@ function statusPage(replies: Record<string, () => Promise<unknown>>) {
   };
   const modules = {
     view: { extend: (o: unknown) => o },
-    dom: {
-      content: (node: Node, children: unknown) => {
-        node.children = children;
-      },
-    },
+    dom: { content: (node: FakeNode, children: unknown) => fake.dom.content(node, children) },
     poll: { add: (fn: () => Promise<unknown>, interval: number) => polls.push({ fn, interval }) },
     rpc,
     ui: {
@@ -631,20 +1169,23 @@ function statusPage(replies: Record<string, () => Promise<unknown>>) {
         assert.ok(typeof handler === 'function', `the view has a method ${name}`);
         return (handler as () => unknown).call(self);
       },
-      addNotification: (_t: unknown, body: unknown, cls: string) => notes.push([body, cls]),
+      // ui.addNotification(title, children, classes) puts children in with dom.append()
+      addNotification: (_t: unknown, body: unknown, cls: string) => {
+        const box = fake.E('div', { class: `alert-message ${cls}` });
+        fake.dom.append(box, body);
+        notes.push([box, cls]);
+      },
     },
   };
   const globals = {
     _: (s: string) => s,
-    E,
+    E: fake.E,
     L: { bind: (fn: (...a: unknown[]) => unknown, self: unknown, ...args: unknown[]) => fn.bind(self, ...args) },
-    cbi_update_table: (table: Node, rows: unknown[][], placeholder: unknown) => {
-      table.rows = rows;
-      table.placeholder = placeholder;
-    },
+    cbi_update_table: fake.cbi_update_table,
+    document: fake.document,
   };
   const view = loadView(path.join(VIEWS, 'tmip/status.js'), modules, globals);
-  return { view, declared, polls, notes };
+  return { view, declared, polls, notes, innerHtmlWrites: fake.innerHtmlWrites };
 }
 
 // What `ubus call tmip <method>` answers (the CN's status reply is flat; a reply wrapped as
@@ -685,6 +1226,19 @@ const CLIENTS_REPLY = {
 const TUNNELS_REPLY = { tunnels: [{ name: 'tmip07', type: 'ipip', peer: '10.200.0.7', key: 7, mtu: 1480 }] };
 const PEERS_REPLY = { peers: [{ name: 'ap-gym', addr: '10.200.0.7', online: 'unknown' }] };
 
+function tableRows(page: FakeNode, placeholder: string): string[][] {
+  const t = findAll(page, (n) => Array.isArray(n.rows)).find((n) => textOf(n.placeholder).includes(placeholder));
+  assert.ok(t?.rows, `a table with the placeholder '${placeholder}'`);
+  return t.rows.map((cells) => cells.map((td) => td.textContent));
+}
+
+/** The status table's value cell for a label. */
+function statusValue(page: FakeNode, label: string): FakeNode {
+  const row = findAll(page, (n) => n.tag === 'tr' && n.childNodes[0]?.textContent === label)[0];
+  assert.ok(row, `the status table has a row '${label}'`);
+  return row.childNodes[1]!;
+}
+
 for (const [shape, statusReply] of [
   ['flat', STATUS],
   ['wrapped', { status: STATUS }],
@@ -692,7 +1246,7 @@ for (const [shape, statusReply] of [
   test(`the status page calls the CN ubus methods the ACL grants, and renders their replies (${shape} status)`, async () => {
     const replies = {
       status: async (): Promise<unknown> => statusReply,
-      clients: async () => CLIENTS_REPLY,
+      clients: async (): Promise<unknown> => CLIENTS_REPLY,
       tunnels: async () => TUNNELS_REPLY,
       peers: async () => PEERS_REPLY,
       reload: async () => ({}),
@@ -704,7 +1258,7 @@ for (const [shape, statusReply] of [
     assert.ok(declared.every((d) => d.object === 'tmip'));
     assert.deepEqual(declared.map((d) => d.method).sort(), granted, 'the page calls exactly the methods the ACL grants');
 
-    const page = view.render(await view.load()) as Node;
+    const page = view.render(await view.load()) as FakeNode;
     assert.equal(polls.length, 1);
     assert.equal(polls[0]!.interval, 5);
     const all = textOf(page);
@@ -723,21 +1277,20 @@ for (const [shape, statusReply] of [
     }
     assert.ok(!all.includes('not connected'));
 
-    const tables = findAll(page, (n) => Array.isArray(n.rows));
-    const rowsOf = (placeholder: string) => {
-      const t = tables.find((n) => textOf(n.placeholder).includes(placeholder));
-      assert.ok(t, `a table with the placeholder '${placeholder}'`);
-      return JSON.parse(JSON.stringify(t.rows)) as unknown[][]; // arrays of the view's realm, made plain
-    };
-    const clients = rowsOf('No clients');
+    const clients = tableRows(page, 'No clients');
     assert.equal(clients.length, 2);
     assert.deepEqual(clients[0], ['02:00:00:00:00:01', '10.13.150.5', 'ap-library', 'ap-library', 'yes', 'no', '3600s']);
     assert.equal(clients[1]![5], '-', 'a field the reply lacks shows as -');
     assert.match(String(clients[1]![6]), /^1[12]\ds$/, 'an absolute expiry time is shown as the time left');
-    assert.deepEqual(rowsOf('No tunnels'), [['tmip07', 'ipip', '10.200.0.7', '7', '1480']]);
-    assert.deepEqual(rowsOf('No peer CNs'), [['ap-gym', '10.200.0.7', 'unknown']]);
-    const notice = findAll(page, (n) => typeof n.attrs.class === 'string' && n.attrs.class.includes('alert-message'))[0]!;
+    assert.deepEqual(tableRows(page, 'No tunnels'), [['tmip07', 'ipip', '10.200.0.7', '7', '1480']]);
+    assert.deepEqual(tableRows(page, 'No peer CNs'), [['ap-gym', '10.200.0.7', 'unknown']]);
+    const notice = findAll(page, (n) => (n.attrs.class ?? '').includes('alert-message'))[0]!;
     assert.equal(notice.style.display, 'none', 'no warning while the CN answers');
+
+    // hostapd in use: the BSSes it watches
+    replies.status = async () => ({ ...STATUS, hostapd: { enabled: true, present: true, bss: ['hostapd.phy0-ap0', 'hostapd.phy1-ap0'] } });
+    await polls[0]!.fn();
+    assert.equal(statusValue(page, 'hostapd events').textContent, 'in use (hostapd.phy0-ap0, hostapd.phy1-ap0)');
 
     // the CN goes away: the next poll shows a warning and empty tables
     replies.status = async () => Promise.reject(new Error('Object not found'));
@@ -745,14 +1298,134 @@ for (const [shape, statusReply] of [
     await polls[0]!.fn();
     assert.equal(notice.style.display, '');
     assert.match(textOf(notice), /not running.*Object not found/);
-    assert.deepEqual(rowsOf('No clients'), []);
-    assert.equal(rowsOf('No tunnels').length, 1, 'a method that still answers keeps its table');
+    assert.deepEqual(tableRows(page, 'No clients'), []);
+    assert.ok(textOf(page).includes('No clients'), 'an empty table shows its placeholder');
+    assert.equal(tableRows(page, 'No tunnels').length, 1, 'a method that still answers keeps its table');
 
     // the reload button
     const button = findAll(page, (n) => n.tag === 'button')[0]!;
-    await (button.attrs.click as () => Promise<unknown>)();
+    await button.listeners.click!();
     assert.equal(notes.length, 1);
+    assert.equal(notes[0]![1], 'info');
   });
+
+test('the fake DOM treats strings as LuCI does: text in an array, markup when alone', () => {
+  const { E, dom, cbi_update_table, innerHtmlWrites } = fakeDom();
+  const img = '<img src=x onerror=alert(1)>';
+  const asMarkup = E('td', {}, img);
+  assert.equal(asMarkup.childNodes[0]?.tag, 'img', "E('td', {}, string) parses the string");
+  assert.equal(asMarkup.childNodes[0]?.attrs.onerror, 'alert(1)');
+  const asText = E('td', {}, [img]);
+  assert.equal(asText.childNodes[0]?.nodeType, 3, "E('td', {}, [string]) makes a text node");
+  assert.equal(asText.textContent, img);
+  const p = E('p');
+  dom.content(p, '<script>alert(1)</script>&amp;');
+  assert.equal(p.childNodes[0]?.tag, 'script', 'dom.content(node, string) parses the string');
+  assert.equal(p.textContent, 'alert(1)&');
+  const table = E('table', {}, [E('tr', { class: 'tr table-titles' }, [E('th', {}, ['a']), E('th', {}, ['b'])])]);
+  cbi_update_table(table, [[img, [1, '<b>x</b>']]], E('em', {}, ['none']));
+  assert.equal(table.rows![0]![0]!.childNodes[0]?.tag, 'img', 'cbi_update_table parses a string cell');
+  assert.equal(table.rows![0]![1]!.attrs['data-value'], '1');
+  assert.equal(table.rows![0]![1]!.childNodes[0]?.tag, 'b');
+  assert.deepEqual(innerHtmlWrites, [img, '<script>alert(1)</script>&amp;', img, '<b>x</b>']);
+});
+
+test('the status page shows hostile names from ubus as text, never as markup', async () => {
+  // what a stranger can choose: a CN name registered at an MLR with auth off reaches every CN's peer
+  // list; the rest stands for any value the CN passes on
+  const H = {
+    img: '<img src=x onerror=alert(1)>',
+    script: '<script>alert(document.cookie)</script>',
+    quotes: `"'><svg onload=alert(2)>`,
+    entity: '&lt;b&gt;bold?&lt;/b&gt; &amp; &#60;i&#62;',
+    closing: '</td></tr></table><iframe src=javascript:alert(3)>',
+  };
+  const status = {
+    cn_name: H.img,
+    network_name: H.script,
+    address: H.quotes,
+    cn_if: '<b>eth0</b>',
+    mobile_if: H.entity,
+    mlr: { address: '<a href="javascript:alert(4)">mlr</a>', connected: false },
+    pools: [H.img, H.closing],
+    tunnel_types: ['<u>ipip</u>'],
+    clients_here: '<marquee>2</marquee>',
+    hostapd: { enabled: true, present: true, bss: [H.script, H.img] },
+  };
+  const clients = {
+    clients: [{ mac: H.img, ip: H.script, parent: H.quotes, current: H.entity, here: H.closing, associated: true, expires: '<i>soon</i>' }],
+  };
+  const tunnels = { tunnels: [{ name: H.script, type: H.img, peer: H.quotes, key: H.entity, mtu: '<b>1480</b>' }] };
+  const peers = {
+    peers: [
+      { name: H.img, addr: H.script, online: H.quotes },
+      { name: H.closing, addr: '10.200.0.9', online: true },
+    ],
+  };
+  const replies: Record<string, () => Promise<unknown>> = {
+    status: async () => status,
+    clients: async () => clients,
+    tunnels: async () => tunnels,
+    peers: async () => peers,
+    reload: async () => Promise.reject(new Error(H.script)),
+  };
+  const { view, polls, notes, innerHtmlWrites } = statusPage(replies);
+  const page = view.render(await view.load()) as FakeNode;
+
+  const noMarkup = (where: string, root: FakeNode) => {
+    const made = descendants(root).filter((n) => n.fromMarkup);
+    assert.deepEqual(
+      made.map((n) => n.tag),
+      [],
+      `${where}: no element is made from a string`,
+    );
+    for (const html of innerHtmlWrites) {
+      assert.ok(!/[<&]/.test(html), `${where}: nothing but plain text is assigned to innerHTML: ${JSON.stringify(html)}`);
+    }
+  };
+  noMarkup('status page', page);
+
+  const shows = (label: string, text: string) => assert.equal(statusValue(page, label).textContent, text, `${label} shows the raw text`);
+  shows('CN name', H.img);
+  shows('Network name', H.script);
+  shows('Backbone address', H.quotes);
+  shows('Interfaces', `backbone <b>eth0</b>, clients ${H.entity}`);
+  shows('MLR', '<a href="javascript:alert(4)">mlr</a>');
+  shows('MLR connection', 'not connected');
+  shows('Address pools', `${H.img}, ${H.closing}`);
+  shows('Tunnel types', '<u>ipip</u>');
+  shows('Clients here', '<marquee>2</marquee>');
+  shows('hostapd events', `in use (${H.script}, ${H.img})`);
+  for (const label of ['CN name', 'Network name', 'Address pools', 'hostapd events']) {
+    const cell = statusValue(page, label);
+    assert.ok(
+      cell.childNodes.every((n) => n.nodeType === 3),
+      `${label}: the cell holds text nodes only`,
+    );
+  }
+
+  assert.deepEqual(tableRows(page, 'No clients'), [[H.img, H.script, H.quotes, H.entity, H.closing, 'yes', '-']]);
+  assert.deepEqual(tableRows(page, 'No tunnels'), [[H.script, H.img, H.quotes, H.entity, '<b>1480</b>']]);
+  assert.deepEqual(tableRows(page, 'No peer CNs'), [
+    [H.img, H.script, H.quotes],
+    [H.closing, '10.200.0.9', 'yes'],
+  ]);
+
+  // an error text (from rpc, but say it came from the other end) is text too
+  replies.status = async () => Promise.reject(new Error(H.img));
+  await polls[0]!.fn();
+  const notice = findAll(page, (n) => (n.attrs.class ?? '').includes('alert-message'))[0]!;
+  assert.equal(notice.style.display, '');
+  assert.ok(notice.textContent.includes(`(${H.img})`), notice.textContent);
+  noMarkup('status page after an error', page);
+
+  const button = findAll(page, (n) => n.tag === 'button')[0]!;
+  await button.listeners.click!();
+  assert.equal(notes.length, 1);
+  assert.equal(notes[0]![1], 'error');
+  assert.equal(notes[0]![0].textContent, `Reload failed: ${H.script}`);
+  noMarkup('reload notification', notes[0]![0]);
+});
 
 // ---------------------------------------------------------------------------------------------
 // Init scripts under a stub rc.common
@@ -968,6 +1641,10 @@ config mlr
 config mlr 'spare'
 	option enabled '0'
 	option network_name 'other'
+
+config key
+	option cn 'ap1'
+	option secret '${'5e0c1a5b9d3f4e7a8c2b6d0f1e3a5c7b9d1f3e5a7c9b0d2f4e6a8c0b2d4f6e8a'}'
 `;
 
 test('tmip-mlr init: one procd instance per enabled mlr section, with a command line the daemon accepts', () => {
@@ -994,7 +1671,21 @@ test('tmip-mlr init: one procd instance per enabled mlr section, with a command 
   }
 });
 
-test("tmip-mlr's uci-defaults adds an mlr section the daemon accepts, with the shipped defaults", () => {
+test('tmip-mlr init: with authentication on and no CN key, nothing is started and the log says what to add', () => {
+  const keyless = MLR_CONFIG.slice(0, MLR_CONFIG.indexOf('config key'));
+  for (const shell of SHELLS) {
+    const { instances, other } = runInit('tmip-mlr', keyless, [], shell);
+    assert.deepEqual(instances, [], 'not started without a key');
+    assert.ok(
+      other.some((l) => l.startsWith('logger ') && l.includes("no 'config key' section") && l.includes('tmip-mlr keygen NAME')),
+      other.join('\n'),
+    );
+    const off = runInit('tmip-mlr', keyless.replace("option port '7000'", "option port '7000'\n\toption auth '0'"), [], shell);
+    assert.equal(off.instances.length, 1, "option auth '0' (a closed lab) starts without keys");
+  }
+});
+
+test("tmip-mlr's uci-defaults adds an mlr section the daemon accepts once a CN key is added, with the shipped defaults", () => {
   const text = fs.readFileSync(path.join(FILES, 'etc/uci-defaults/90-tmip-mlr'), 'utf8');
   const lines = ['config mlr'];
   for (const m of text.matchAll(/^\s*(set|add_list) tmip\.@mlr\[-1\]\.(\w+)='([^']*)'$/gm)) {
@@ -1003,20 +1694,27 @@ test("tmip-mlr's uci-defaults adds an mlr section the daemon accepts, with the s
   assert.ok(lines.length >= 8, lines.join('\n'));
   assert.match(text, /^\s*add tmip mlr$/m);
   assert.match(text, /^\s*commit tmip$/m);
-  const cfg = parseMlrConfig(uci(lines.join('\n') + '\n'));
+  // Authentication is on: without a key the daemon refuses the section, naming the fix...
+  const keyless = parseMlrConfig(uci(lines.join('\n') + '\n'));
+  assert.ok(!keyless.ok && /no 'config key' section.*tmip-mlr keygen NAME/.test(keyless.error), 'refused until a key is added');
+  // ...and with the section `tmip-mlr keygen NAME` prints, it starts.
+  const KEY = `config key\n\toption cn 'ap1'\n\toption secret '${'ab'.repeat(32)}'\n`;
+  const cfg = parseMlrConfig(uci(lines.join('\n') + '\n' + KEY));
   assert.ok(cfg.ok, cfg.ok ? '' : cfg.error);
   assert.deepEqual(cfg.value.warnings, []);
   assert.equal(cfg.value.enabled, true);
   // the same values as the commented-out 'config mlr' of the shipped file
   const shipped = fs.readFileSync(SHIPPED_CONFIG, 'utf8');
+  const mlrStart = shipped.indexOf('#config mlr');
+  const mlrEnd = shipped.indexOf('\n\n', mlrStart);
   const sample = shipped
-    .slice(shipped.indexOf('#config mlr'))
+    .slice(mlrStart, mlrEnd < 0 ? undefined : mlrEnd)
     .replace(/^#\t?(?!\t?#)/gm, '')
     .replace(/^#.*$/gm, '');
-  const ref = parseMlrConfig(uci(sample));
+  const ref = parseMlrConfig(uci(sample + KEY));
   assert.ok(ref.ok, ref.ok ? '' : ref.error);
-  const { warnings: _a, ...added } = cfg.value;
-  const { warnings: _b, ...documented } = ref.value;
+  const { warnings: _a, keys: _k1, ...added } = cfg.value;
+  const { warnings: _b, keys: _k2, ...documented } = ref.value;
   assert.deepEqual(added, documented);
 });
 

@@ -6,14 +6,25 @@
 
 /*
  * Settings of /etc/config/tmip: the correspondent node sections ('config cn') and, for the router that
- * runs the location register, the 'config mlr' section. Every check below accepts exactly what the
- * daemons' config reader (src/core/config.ts) accepts, so a value saved here never stops a daemon at
- * start-up. Saving and applying commits the config; procd then restarts the instances.
+ * runs the location register, the 'config mlr' section and its CN keys ('config key'). Every check
+ * below accepts exactly what the daemons' config reader (src/core/config.ts) accepts, so a value saved
+ * here never stops a daemon at start-up. Saving and applying commits the config; procd then restarts
+ * the instances.
+ *
+ * Titles and help texts are markup to LuCI (form.js hands them to E() as a bare string, which
+ * dom.append() assigns to innerHTML): a literal '<', '>' or '&' in them is written as an entity.
+ * Configured values never go through them; LuCI shows those in input fields.
  */
 
 var TUNNEL_TYPES = [ 'ipip', 'gre', 'vxlan' ];
 var LEASE_TIME_MIN = 60, LEASE_TIME_MAX = 31536000;
 var TUNNEL_PREFIX_MAX = 7;
+/* Transports of the MLR address (config.ts DEFAULT_PORTS): scheme -> default port */
+var MLR_SCHEMES = { tcp: 6554, tls: 6555, mqtt: 1883, mqtts: 8883 };
+/* config.ts CN_NAME_RE: letters, digits, space and . _ - :, 1..64, no space first or last */
+var CN_NAME_RE = /^[A-Za-z0-9._:-](?:[A-Za-z0-9 ._:-]{0,62}[A-Za-z0-9._:-])?$/;
+/* config.ts parseSecret: a 32-byte key as 64 hex digits */
+var SECRET_RE = /^[0-9A-Fa-f]{64}$/;
 
 /* An IPv4 address a.b.c.d as a number, or null. */
 function parseIPv4(text) {
@@ -87,13 +98,88 @@ function integerIn(value, min, max) {
 	return /^\d+$/.test(value) && Number(value) >= min && Number(value) <= max;
 }
 
-/* Validators: function(section_id, value) returning true or a message, as LuCI's form expects. */
+function isEmpty(value) {
+	return value == null || value === '';
+}
+
+/*
+ * An MLR address as config.ts's parseMlrAddress reads it: 'host', 'host:port', or scheme://host[:port]
+ * (one '/' may follow) with a scheme of MLR_SCHEMES. Null if fine, else the problem.
+ */
+function mlrAddressProblem(value) {
+	var rest = value, url = /^([a-z]+):\/\/(.*)$/.exec(value);
+
+	if (url) {
+		if (!Object.prototype.hasOwnProperty.call(MLR_SCHEMES, url[1]))
+			return _('Unknown scheme "%s"; expecting tcp://, tls://, mqtt:// or mqtts://').format(url[1]);
+		rest = (url[2].slice(-1) === '/') ? url[2].slice(0, -1) : url[2];
+	}
+
+	var host = rest, colon = rest.lastIndexOf(':');
+
+	if (colon >= 0) {
+		host = rest.slice(0, colon);
+		if (host.indexOf(':') >= 0)
+			return _('IPv6 addresses are not supported; expecting "host" or "host:port"');
+		if (!/^\d{1,5}$/.test(rest.slice(colon + 1)) || !integerIn(rest.slice(colon + 1), 1, 65535))
+			return _('Expecting a port number 1..65535 after ":"');
+	}
+
+	if (host === '')
+		return _('Expecting "host", "host:port" or a URL such as "mqtts://broker.lan", e.g. "192.0.2.1:6554"');
+	if (/^[0-9.]+$/.test(host))
+		return (parseIPv4(host) !== null) ? null : _('Expecting a valid IPv4 address');
+	return isDnsName(host) ? null : _('Expecting an IPv4 address or a DNS name');
+}
+
+/* What the form holds for another option of the same section (its saved value before that renders). */
+function fieldValue(option, section_id, name) {
+	var section = option.section, value = null;
+
+	if (section && typeof section.formvalue === 'function')
+		value = section.formvalue(section_id, name);
+	if (value == null && section && typeof section.cfgvalue === 'function')
+		value = section.cfgvalue(section_id, name);
+
+	return (value == null) ? '' : String(value);
+}
+
+/*
+ * Validate another option of the section again (the two halves of a certificate/key pair, a port that
+ * needs them): LuCI validates a field only when it changes, which would leave the other one's verdict
+ * stale. Guarded, since that other option's check comes back here.
+ */
+var revalidating = false;
+
+function revalidate(option, section_id, names) {
+	var section = option.section;
+
+	if (revalidating || !section || typeof section.getUIElement !== 'function')
+		return;
+
+	revalidating = true;
+	try {
+		names.forEach(function(name) {
+			var widget = section.getUIElement(section_id, name);
+			if (widget && typeof widget.triggerValidation === 'function')
+				widget.triggerValidation();
+		});
+	}
+	finally {
+		revalidating = false;
+	}
+}
+
+/*
+ * Validators: function(section_id, value) returning true or a message, as LuCI's form expects; LuCI
+ * calls them with the option as `this` (form.js binds validate to it).
+ */
 
 function validateRequired(check) {
 	return function(section_id, value) {
 		if (value == null || value === '')
 			return _('This option is required');
-		return check(section_id, value);
+		return check.call(this, section_id, value);
 	};
 }
 
@@ -101,29 +187,41 @@ function validateOptional(check) {
 	return function(section_id, value) {
 		if (value == null || value === '')
 			return true;
-		return check(section_id, value);
+		return check.call(this, section_id, value);
+	};
+}
+
+/*
+ * A TLS certificate or key path (tls_cert, tls_key): an absolute path, and set together with its
+ * partner (config.ts tlsFiles: each needs the other).
+ */
+function validatePairedPath(partner) {
+	return function(section_id, value) {
+		var other = fieldValue(this, section_id, partner);
+
+		revalidate(this, section_id, [ partner, 'tls_port' ]);
+
+		if (isEmpty(value))
+			return isEmpty(other) || _('Required with %s (a certificate and its key go together)').format(partner);
+		if (!isPath(value))
+			return _('Expecting an absolute path');
+		return !isEmpty(other) || _('Needs %s too (a certificate and its key go together)').format(partner);
 	};
 }
 
 var validate = {
-	/* 'host' or 'host:port': an IPv4 address or a DNS name, port 1..65535 (default 6554) */
+	/* 'host', 'host:port' (MLRP over TCP, default port 6554) or tcp://, tls://, mqtt://, mqtts://host[:port] */
 	mlr: validateRequired(function(section_id, value) {
-		var host = value, colon = value.lastIndexOf(':');
+		return mlrAddressProblem(value) || true;
+	}),
 
-		if (colon >= 0) {
-			var port = value.slice(colon + 1);
-			host = value.slice(0, colon);
-			if (host.indexOf(':') >= 0)
-				return _('IPv6 addresses are not supported; expecting "host" or "host:port"');
-			if (!integerIn(port, 1, 65535))
-				return _('Expecting a port number 1..65535 after ":"');
-		}
+	/* the MLR's broker: mqtt:// or mqtts://host[:port] */
+	mqtt: validateOptional(function(section_id, value) {
+		var problem = mlrAddressProblem(value);
 
-		if (host === '')
-			return _('Expecting "host" or "host:port", e.g. "192.0.2.1:6554"');
-		if (/^[0-9.]+$/.test(host))
-			return (parseIPv4(host) !== null) || _('Expecting a valid IPv4 address');
-		return isDnsName(host) || _('Expecting an IPv4 address or a DNS name');
+		if (problem)
+			return problem;
+		return /^mqtts?:\/\//.test(value) || _('Expecting an MQTT broker URL, "mqtt://host[:port]" or "mqtts://host[:port]"');
 	}),
 
 	network_name: validateRequired(function(section_id, value) {
@@ -132,9 +230,42 @@ var validate = {
 	}),
 
 	cn_name: validateOptional(function(section_id, value) {
-		if (Array.from(value).length > 64)
-			return _('At most 64 characters');
-		return !/[\x00-\x1f\x7f]/.test(value) || _('No control characters');
+		return CN_NAME_RE.test(value) ||
+			_('Expecting 1..64 letters, digits, spaces and . _ - : (no space first or last), e.g. "Library 2nd floor"');
+	}),
+
+	/* 'config key' cn: a CN name, one key per CN (the daemon refuses the later duplicates) */
+	key_cn: validateRequired(function(section_id, value) {
+		var section = this.section, sids = (section && typeof section.cfgsections === 'function') ? section.cfgsections() : [];
+
+		if (!CN_NAME_RE.test(value))
+			return _('Expecting the CN\'s name: 1..64 letters, digits, spaces and . _ - : (no space first or last)');
+
+		for (var i = 0; i < sids.length && sids[i] !== section_id; i++)
+			if (fieldValue(this, sids[i], 'cn') === value)
+				return _('This CN has a key already; one key per CN');
+
+		return true;
+	}),
+
+	secret: validateOptional(function(section_id, value) {
+		return SECRET_RE.test(value) || _('Expecting 64 hex digits, as "tmip-mlr keygen NAME" prints them');
+	}),
+
+	key_secret: validateRequired(function(section_id, value) {
+		return SECRET_RE.test(value) || _('Expecting 64 hex digits, as "tmip-mlr keygen NAME" prints them');
+	}),
+
+	tls_cert: validatePairedPath('tls_key'),
+	tls_key: validatePairedPath('tls_cert'),
+
+	/* the MLR's TLS port: a port, and only with a certificate and key */
+	tls_port: validateOptional(function(section_id, value) {
+		if (!integerIn(value, 1, 65535))
+			return _('Expecting a port number 1..65535');
+		if (isEmpty(fieldValue(this, section_id, 'tls_cert')) || isEmpty(fieldValue(this, section_id, 'tls_key')))
+			return _('Needs a TLS certificate and key (below)');
+		return true;
 	}),
 
 	ifname: validateRequired(function(section_id, value) {
@@ -244,7 +375,7 @@ function tunnelTypes(o) {
 
 return view.extend({
 	render: function() {
-		var m, s, o;
+		var m, s, o, keys;
 
 		m = new form.Map('tmip', _('Transparent Mobile IP'),
 			_('Wireless clients keep their IPv4 address and open connections while roaming between access points on different routed subnets. Each access point runs a correspondent node (CN); one router of the network runs the mobile location register (MLR).'));
@@ -257,6 +388,7 @@ return view.extend({
 		s.tab('general', _('General Settings'));
 		s.tab('addresses', _('Addresses'));
 		s.tab('tunnels', _('Tunnels'));
+		s.tab('security', _('MLR connection'));
 		s.tab('advanced', _('Advanced Settings'));
 
 		o = s.taboption('general', form.Flag, 'enabled', _('Enable'),
@@ -265,7 +397,7 @@ return view.extend({
 		o.rmempty = false;
 
 		o = s.taboption('general', form.Value, 'mlr', _('MLR address'),
-			_('The location register as "host" or "host:port" (default port 6554).'));
+			_('The location register as "host" or "host:port" (MLRP over TCP, default port 6554), or as a URL: tls://host[:port] for MLRP over TLS (default port 6555), mqtt://host[:port] or mqtts://host[:port] through an MQTT broker (default port 1883 or 8883).'));
 		o.placeholder = '192.0.2.1:6554';
 		o.rmempty = false;
 		o.validate = validate.mlr;
@@ -277,7 +409,8 @@ return view.extend({
 		o.validate = validate.network_name;
 
 		o = s.taboption('general', form.Value, 'cn_name', _('CN name'),
-			_('This CN in logs and status; unique in the network. Default: the section name, else "cn".'));
+			_('This CN in logs and status; unique in the network. 1..64 letters, digits, spaces and . _ - : (no space first or last). Default: the section name, else "cn".'));
+		o.placeholder = 'Library 2nd floor';
 		o.validate = validate.cn_name;
 
 		o = s.taboption('general', widgets.DeviceSelect, 'cn_if', _('Backbone interface'),
@@ -293,7 +426,7 @@ return view.extend({
 		o.validate = validate.ifname;
 
 		o = s.taboption('addresses', form.DynamicList, 'addr_pool', _('Address pools'),
-			_('"<interface or subnet> <first|*> <last|*>": hands out the whole /30 cells of the interface\'s subnet or of a subnet a.b.c.d/len, narrowed to first..last. Without a pool the CN borrows cells from other CNs.'));
+			_('"&lt;interface or subnet&gt; &lt;first|*&gt; &lt;last|*&gt;": hands out the whole /30 cells of the interface\'s subnet or of a subnet a.b.c.d/len, narrowed to first..last. Without a pool the CN borrows cells from other CNs.'));
 		o.placeholder = 'br-lan * *';
 		o.validate = validate.addr_pool;
 
@@ -326,6 +459,33 @@ return view.extend({
 		o.default = o.enabled;
 		o.rmempty = false;
 
+		o = s.taboption('security', form.Value, 'secret', _('Key'),
+			_('The key this CN shares with the MLR: 64 hex digits, as <code>tmip-mlr keygen NAME</code> prints them on the MLR router (NAME: this CN\'s name; the same key goes into a CN key there). Empty: unauthenticated, which only an MLR with authentication off accepts.'));
+		o.password = true;
+		o.validate = validate.secret;
+
+		o = s.taboption('security', form.Value, 'tls_ca', _('TLS CA certificate'),
+			_('For tls:// and mqtts://: the CA certificate (PEM file) that signs the server\'s certificate. Empty: the system\'s CA store.'));
+		o.placeholder = '/etc/tmip/ca.pem';
+		o.validate = validate.path;
+
+		o = s.taboption('security', form.Value, 'tls_cert', _('TLS client certificate'),
+			_('Optional client certificate (PEM file) for tls:// and mqtts://; needs its key.'));
+		o.placeholder = '/etc/tmip/cn.pem';
+		o.validate = validate.tls_cert;
+
+		o = s.taboption('security', form.Value, 'tls_key', _('TLS client key'),
+			_('The private key (PEM file) of the client certificate.'));
+		o.placeholder = '/etc/tmip/cn.key';
+		o.validate = validate.tls_key;
+
+		o = s.taboption('security', form.Value, 'mqtt_username', _('MQTT user name'),
+			_('For mqtt:// and mqtts://: the broker account. Default: the CN name.'));
+
+		o = s.taboption('security', form.Value, 'mqtt_password', _('MQTT password'),
+			_('The broker account\'s password (optional).'));
+		o.password = true;
+
 		o = s.taboption('advanced', form.ListValue, 'debug_level', _('Log level'));
 		debugLevels(o);
 
@@ -354,46 +514,112 @@ return view.extend({
 		s.anonymous = true;
 		s.addremove = true;
 
-		o = s.option(form.Flag, 'enabled', _('Enable'), _('Run the MLR on this router.'));
+		s.tab('general', _('General Settings'));
+		s.tab('tls', _('TLS'));
+		s.tab('mqtt', _('MQTT'));
+
+		o = s.taboption('general', form.Flag, 'enabled', _('Enable'), _('Run the MLR on this router.'));
 		o.default = o.enabled;
 		o.rmempty = false;
 
-		o = s.option(form.Value, 'network_name', _('Network name'),
+		o = s.taboption('general', form.Value, 'network_name', _('Network name'),
 			_('Identical to the CNs\' network name.'));
 		o.placeholder = 'tmip';
 		o.rmempty = false;
 		o.validate = validate.network_name;
 
-		o = s.option(form.Value, 'port', _('Port'), _('TCP port the CNs connect to.'));
+		o = s.taboption('general', form.Flag, 'auth', _('Authentication'),
+			_('Accept only CNs that sign their messages with a key listed under CN keys below. Switch it off only in a closed lab: without it anyone on the backbone can register a CN and take over addresses.'));
+		o.default = o.enabled;
+		o.rmempty = false;
+		o.validate = function(section_id, value) {
+			if (value !== this.enabled || !keys || keys.cfgsections().length > 0)
+				return true;
+			return _('Authentication needs a CN key (below) for each CN; add them, or switch authentication off in a closed lab');
+		};
+
+		o = s.taboption('general', form.Value, 'port', _('Port'), _('TCP port the CNs connect to (MLRP over TCP).'));
 		o.placeholder = '6554';
 		o.validate = validate.port;
 
-		o = s.option(form.Value, 'listen', _('Listen address'),
+		o = s.taboption('general', form.Value, 'listen', _('Listen address'),
 			_('IPv4 address to listen on; 0.0.0.0 for all.'));
 		o.placeholder = '0.0.0.0';
 		o.validate = validate.ipv4;
 
-		o = s.option(form.Value, 'state_file', _('State file'),
+		o = s.taboption('general', form.Value, 'state_file', _('State file'),
 			_('File where bindings persist across restarts (optional; each change is written to it).'));
 		o.placeholder = '/etc/tmip/mlr.state';
 		o.validate = validate.path;
 
-		o = s.option(form.Value, 'offer_hold', _('Offer hold time'),
+		o = s.taboption('general', form.Value, 'offer_hold', _('Offer hold time'),
 			_('Seconds an address offered to a client is held before it returns to the pool (1..3600).'));
 		o.placeholder = '60';
 		o.validate = validate.offer_hold;
 
-		o = s.option(form.Value, 'lease_grace', _('Lease grace time'),
+		o = s.taboption('general', form.Value, 'lease_grace', _('Lease grace time'),
 			_('Seconds a binding outlives its lease before it is reclaimed (0..86400).'));
 		o.placeholder = '60';
 		o.validate = validate.lease_grace;
 
-		o = s.option(form.DynamicList, 'tunnel_type', _('Tunnel types'),
+		o = s.taboption('general', form.DynamicList, 'tunnel_type', _('Tunnel types'),
 			_('Order of preference when agreeing on a tunnel type for a pair of CNs. Empty: all of them.'));
 		tunnelTypes(o);
 
-		o = s.option(form.ListValue, 'debug_level', _('Log level'));
+		o = s.taboption('general', form.ListValue, 'debug_level', _('Log level'));
 		debugLevels(o);
+
+		o = s.taboption('tls', form.Value, 'tls_port', _('TLS port'),
+			_('Also serve MLRP over TLS on this port (CNs use tls://host[:port]; default port 6555). Needs the certificate and key below. Empty: no TLS.'));
+		o.placeholder = '6555';
+		o.validate = validate.tls_port;
+
+		o = s.taboption('tls', form.Value, 'tls_cert', _('TLS certificate'),
+			_('The MLR\'s certificate (PEM file).'));
+		o.placeholder = '/etc/tmip/mlr.pem';
+		o.validate = validate.tls_cert;
+
+		o = s.taboption('tls', form.Value, 'tls_key', _('TLS key'),
+			_('The private key (PEM file) of the certificate.'));
+		o.placeholder = '/etc/tmip/mlr.key';
+		o.validate = validate.tls_key;
+
+		o = s.taboption('tls', form.Value, 'tls_ca', _('TLS client CA'),
+			_('CA certificate (PEM file) to check the CNs\' client certificates with (optional).'));
+		o.placeholder = '/etc/tmip/ca.pem';
+		o.validate = validate.path;
+
+		o = s.taboption('mqtt', form.Value, 'mqtt', _('MQTT broker'),
+			_('Also serve the CNs through this MQTT broker: mqtt://host[:port] or mqtts://host[:port] (default port 1883 or 8883). Empty: no MQTT.'));
+		o.placeholder = 'mqtts://broker.lan';
+		o.validate = validate.mqtt;
+
+		o = s.taboption('mqtt', form.Value, 'mqtt_username', _('MQTT user name'),
+			_('The MLR\'s broker account. Default: tmip-mlr.'));
+		o.placeholder = 'tmip-mlr';
+
+		o = s.taboption('mqtt', form.Value, 'mqtt_password', _('MQTT password'),
+			_('The broker account\'s password (optional).'));
+		o.password = true;
+
+		o = s.taboption('mqtt', form.Value, 'mqtt_ca', _('MQTT CA certificate'),
+			_('For mqtts://: the CA certificate (PEM file) of the broker\'s certificate. Empty: the system\'s CA store.'));
+		o.placeholder = '/etc/tmip/broker-ca.pem';
+		o.validate = validate.path;
+
+		keys = s = m.section(form.TableSection, 'key', _('CN keys'),
+			_('For the MLR: one key per CN allowed to bind. <code>tmip-mlr keygen NAME</code> prints a fresh key for the CN named NAME; enter the same key in that CN\'s settings.'));
+		s.anonymous = true;
+		s.addremove = true;
+
+		o = s.option(form.Value, 'cn', _('CN name'), _('The CN\'s name (its CN name setting, or its section name).'));
+		o.rmempty = false;
+		o.validate = validate.key_cn;
+
+		o = s.option(form.Value, 'secret', _('Key'), _('64 hex digits, as <code>tmip-mlr keygen NAME</code> prints them.'));
+		o.password = true;
+		o.rmempty = false;
+		o.validate = validate.key_secret;
 
 		return m.render();
 	}

@@ -9,7 +9,7 @@
 /*
  * Live state of the correspondent node from its ubus object 'tmip' (published by tmip-cn):
  *   status  -> { cn_name, network_name, address, cn_if, mobile_if, mlr: { address, connected },
- *                pools: [...], tunnel_types: [...], clients_here, hostapd: { enabled, present } }
+ *                pools: [...], tunnel_types: [...], clients_here, hostapd: { enabled, present, bss: [...] } }
  *              (or the same wrapped as { status: {...} })
  *   clients -> { clients: [ { mac, ip, parent, current, here, associated, expires } ] }
  *              (expires: seconds left, or a Unix time)
@@ -17,6 +17,15 @@
  *   peers   -> { peers: [ { name, addr, online } ] }
  *   reload  -> the button below
  * Fields a reply lacks show as '-'. Polled every 5 seconds.
+ *
+ * Everything these replies hold may be chosen by a stranger: a CN name or peer name registered at an
+ * MLR with auth off, a pool text, a BSS name. It must reach the page as text, never as markup, and
+ * LuCI's helpers do not do that for a bare string: dom.append() (luci.js, under E(), dom.content() and
+ * ui.addNotification()) makes text nodes of the items of an ARRAY, but assigns a lone string child to
+ * innerHTML; and cbi_update_table() (ui.Table.update) builds every cell as E('td', {...}, cell), so a
+ * string cell is markup as well. Hence the rule of this file: every string child of E() or
+ * dom.content() is passed inside an array, and every table cell is a DOM text node (cell() below).
+ * Translated texts follow the same rule, so that a value .format()ted into them stays text too.
  */
 
 var callStatus = rpc.declare({ object: 'tmip', method: 'status', reject: true });
@@ -31,6 +40,11 @@ function text(value) {
 	if (typeof value === 'object')
 		return (value.text != null) ? String(value.text) : JSON.stringify(value);
 	return String(value);
+}
+
+/* A table cell as a text node: cbi_update_table() would parse a string cell as HTML. */
+function cell(value) {
+	return document.createTextNode(value);
 }
 
 function list(values) {
@@ -59,6 +73,18 @@ function expiry(value) {
 	return '%t'.format(Math.floor(left));
 }
 
+/* The hostapd row: off, in use (with the BSSes it watches), or not running. */
+function hostapdText(hostapd) {
+	if (!hostapd || typeof hostapd !== 'object')
+		return '-';
+	if (!hostapd.enabled)
+		return _('off');
+	if (!hostapd.present)
+		return _('hostapd not running');
+	return (Array.isArray(hostapd.bss) && hostapd.bss.length)
+		? _('in use (%s)').format(list(hostapd.bss)) : _('in use');
+}
+
 function fetchAll() {
 	function settle(promise) {
 		return promise.then(function(value) {
@@ -76,7 +102,7 @@ function fetchAll() {
 function table(titles) {
 	return E('table', { 'class': 'table' }, [
 		E('tr', { 'class': 'tr table-titles' }, titles.map(function(title) {
-			return E('th', { 'class': 'th' }, title);
+			return E('th', { 'class': 'th' }, [ title ]);
 		}))
 	]);
 }
@@ -97,13 +123,13 @@ return view.extend({
 
 		if (status.error) {
 			dom.content(nodes.notice, E('p', {}, [
-				E('em', {}, _('The correspondent node is not running or not reachable over ubus (%s). Start it with /etc/init.d/tmip-cn start; see logread -e tmip-cn.')
-					.format(status.error.message || status.error))
+				E('em', {}, [ _('The correspondent node is not running or not reachable over ubus (%s). Start it with /etc/init.d/tmip-cn start; see logread -e tmip-cn.')
+					.format(status.error.message || status.error) ])
 			]));
 			nodes.notice.style.display = '';
 		}
 		else {
-			dom.content(nodes.notice, '');
+			dom.content(nodes.notice, []);
 			nodes.notice.style.display = 'none';
 		}
 
@@ -117,33 +143,32 @@ return view.extend({
 			[ _('Address pools'), list(st.pools) ],
 			[ _('Tunnel types'), list(st.tunnel_types) ],
 			[ _('Clients here'), text(st.clients_here) ],
-			[ _('hostapd events'), (hostapd && typeof hostapd === 'object')
-				? (!hostapd.enabled ? _('off') : (hostapd.present ? _('in use') : _('hostapd not running'))) : '-' ]
+			[ _('hostapd events'), hostapdText(hostapd) ]
 		].map(function(row) {
 			return E('tr', { 'class': 'tr' }, [
-				E('td', { 'class': 'td left', 'width': '33%' }, row[0]),
-				E('td', { 'class': 'td left' }, row[1])
+				E('td', { 'class': 'td left', 'width': '33%' }, [ row[0] ]),
+				E('td', { 'class': 'td left' }, [ row[1] ])
 			]);
 		}));
 
 		cbi_update_table(nodes.clients, (Array.isArray(clients.value) ? clients.value : []).map(function(c) {
-			return [ text(c.mac), text(c.ip), text(c.parent), text(c.current), yesNo(c.here), yesNo(c.associated), expiry(c.expires) ];
-		}), E('em', {}, _('No clients')));
+			return [ text(c.mac), text(c.ip), text(c.parent), text(c.current), yesNo(c.here), yesNo(c.associated), expiry(c.expires) ].map(cell);
+		}), E('em', {}, [ _('No clients') ]));
 
 		cbi_update_table(nodes.tunnels, (Array.isArray(tunnels.value) ? tunnels.value : []).map(function(t) {
-			return [ text(t.name), text(t.type), text(t.peer), text(t.key), text(t.mtu) ];
-		}), E('em', {}, _('No tunnels')));
+			return [ text(t.name), text(t.type), text(t.peer), text(t.key), text(t.mtu) ].map(cell);
+		}), E('em', {}, [ _('No tunnels') ]));
 
 		cbi_update_table(nodes.peers, (Array.isArray(peers.value) ? peers.value : []).map(function(p) {
-			return [ text(p.name), text(p.addr), yesNo(p.online) ];
-		}), E('em', {}, _('No peer CNs known')));
+			return [ text(p.name), text(p.addr), yesNo(p.online) ].map(cell);
+		}), E('em', {}, [ _('No peer CNs known') ]));
 	},
 
 	handleReload: function() {
 		return callReload().then(function() {
-			ui.addNotification(null, E('p', {}, _('The correspondent node is reloading.')), 'info');
+			ui.addNotification(null, E('p', {}, [ _('The correspondent node is reloading.') ]), 'info');
 		}, function(err) {
-			ui.addNotification(null, E('p', {}, _('Reload failed: %s').format(err.message || err)), 'error');
+			ui.addNotification(null, E('p', {}, [ _('Reload failed: %s').format((err && err.message) || err) ]), 'error');
 		});
 	},
 
@@ -163,23 +188,23 @@ return view.extend({
 		}, this), 5);
 
 		return E([], [
-			E('h2', {}, _('Transparent Mobile IP')),
+			E('h2', {}, [ _('Transparent Mobile IP') ]),
 			E('div', { 'class': 'cbi-map-descr' },
-				_('Clients of this access point, the tunnels to other correspondent nodes and the connection to the location register.')),
+				[ _('Clients of this access point, the tunnels to other correspondent nodes and the connection to the location register.') ]),
 			nodes.notice,
 			E('div', { 'class': 'cbi-section' }, [
-				E('h3', {}, _('Correspondent node')),
+				E('h3', {}, [ _('Correspondent node') ]),
 				nodes.status,
 				E('div', { 'class': 'right' }, [
 					E('button', {
 						'class': 'cbi-button cbi-button-action',
 						'click': ui.createHandlerFn(this, 'handleReload')
-					}, _('Reload'))
+					}, [ _('Reload') ])
 				])
 			]),
-			E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Clients')), nodes.clients ]),
-			E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Tunnels')), nodes.tunnels ]),
-			E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Peer CNs')), nodes.peers ])
+			E('div', { 'class': 'cbi-section' }, [ E('h3', {}, [ _('Clients') ]), nodes.clients ]),
+			E('div', { 'class': 'cbi-section' }, [ E('h3', {}, [ _('Tunnels') ]), nodes.tunnels ]),
+			E('div', { 'class': 'cbi-section' }, [ E('h3', {}, [ _('Peer CNs') ]), nodes.peers ])
 		]);
 	},
 
