@@ -51,6 +51,8 @@ async function main(): Promise<void> {
       networkName: cfg.value.networkName,
       offerHoldSeconds: cfg.value.offerHold,
       leaseGraceSeconds: cfg.value.leaseGrace,
+      maxOffers: cfg.value.maxOffers,
+      declineQuarantineSeconds: cfg.value.declineQuarantine,
       tunnelTypes: cfg.value.tunnelTypes,
       ...(cfg.value.auth ? { keys: cfg.value.keys } : {}),
     },

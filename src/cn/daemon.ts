@@ -7,7 +7,7 @@
 import { AssociationTable } from '../core/association.js';
 import type { CnRef } from '../core/binding.js';
 import { formatMlrAddress, type CnConfig, type MlrAddress } from '../core/config.js';
-import { cnGuards } from '../proto/auth.js';
+import { cnGuards, RateLimitedLog } from '../proto/auth.js';
 import { cellOf, formatIPv4, maskOf, type Mac } from '../core/ip.js';
 import type { RequestBody } from '../core/messages.js';
 import { describeAvailable, describePool, resolvePool, type PoolRange } from '../core/pool.js';
@@ -17,13 +17,13 @@ import type { LinkIO } from '../platform/linkio.js';
 import { LOG, type LogFn } from '../platform/log.js';
 import { ipv4ConfKey, type InterfaceInfo, type NetOps } from '../platform/netops.js';
 import type { UbusPort } from '../platform/ubus-port.js';
-import { decodeDhcp } from '../proto/dhcp.js';
+import { decodeDhcp, DHCP_MESSAGE } from '../proto/dhcp.js';
 import { classifyFrame } from '../proto/packet.js';
 import type { MessageChannel } from '../proto/rpc.js';
 import { VERSION } from '../version.js';
 import { DataplaneDriver } from './dataplane-driver.js';
 import { DhcpServer } from './dhcp-server.js';
-import { CnHandover } from './handover.js';
+import { CnHandover, GUARD_LOG_INTERVAL_MS } from './handover.js';
 import { HostapdWatcher } from './hostapd-watcher.js';
 import { MlrLink } from './mlr-link.js';
 import { publishTmipObject, type CnReport } from './ubus-object.js';
@@ -38,6 +38,8 @@ export interface CnDeps {
   /** Connect to ubusd; resolves undefined when there is none (not on OpenWrt). */
   openUbus?: () => Promise<UbusPort | undefined>;
   log: LogFn;
+  /** The clock of the cell's guards (new-station budget, rate-limited logs); tests pass a fake one. */
+  now?: () => number;
 }
 
 /** Only what might concern us: ARP, DHCP to servers, and IPv4 sent to some other gateway's MAC. */
@@ -63,6 +65,10 @@ export class CnDaemon implements CnReport {
   private peerList: CnRef[] = [];
   private ubus: UbusPort | undefined;
   private watcher: HostapdWatcher | undefined;
+  private guardFlush: NodeJS.Timeout | undefined;
+  /** Malformed DHCP on the mobile interface, logged at a bounded rate. */
+  private malformed: RateLimitedLog | undefined;
+  private malformedCount = 0;
   readonly associations = new AssociationTable();
 
   constructor(
@@ -149,16 +155,26 @@ export class CnDaemon implements CnReport {
       link,
       associations: this.associations,
       requireAssociation: cfg.requireAssociation,
+      newStationRate: cfg.newStationRate,
       tunnels: () => tunnels,
       leaseTime: cfg.leaseTime,
       log,
+      ...(deps.now ? { now: deps.now } : {}),
     });
     const dhcp = new DhcpServer(link, mlr, {
       leaseTime: cfg.leaseTime,
       dnsServers: cfg.dnsServers,
       ...(cfg.domain ? { domain: cfg.domain } : {}),
       log,
+      ...(deps.now ? { now: deps.now } : {}),
     });
+    this.malformed = new RateLimitedLog((m) => log(LOG.detect, m), deps.now, 3, GUARD_LOG_INTERVAL_MS, 'malformed DHCP messages ignored');
+    this.guardFlush = setInterval(() => {
+      handover.flushGuardLogs();
+      dhcp.flushLogs();
+      this.malformed?.flush();
+    }, 1000); // each log writes its summary once its own interval is over
+    this.guardFlush.unref();
     this.run = { selfAddr, mobile, pools, tunnels, link, dataplane, mlr, dhcp, handover };
     link.onFrame((frame) => this.frame(frame));
     // ubus first: `ubus call tmip status` must answer (mlr.connected: false) while the MLR is unreachable.
@@ -168,6 +184,7 @@ export class CnDaemon implements CnReport {
   }
 
   stop(): void {
+    clearInterval(this.guardFlush);
     this.run?.mlr.stop();
     this.run?.link.close();
     this.ubus?.close();
@@ -239,6 +256,15 @@ export class CnDaemon implements CnReport {
       clients_here: run?.handover.servedCount() ?? 0,
       dhcp: run ? { ...run.dhcp.stats } : {},
       handover: run ? { ...run.handover.stats } : {},
+      // What the cell's guards refused (issue 8): frames dropped or ignored, counted since start.
+      guard: run
+        ? {
+            ...run.handover.guard,
+            malformed_dhcp: this.malformedCount,
+            mlr_refused: run.dhcp.stats.refused,
+            new_station_rate: this.cfg.newStationRate,
+          }
+        : {},
     };
   }
 
@@ -323,10 +349,15 @@ export class CnDaemon implements CnReport {
     if (f.kind === 'dhcp') {
       const msg = decodeDhcp(f.udp.payload);
       if (!msg.ok) {
-        this.deps.log(LOG.detect, `ignored malformed DHCP from ${f.eth.src}: ${msg.error}`);
+        this.malformedCount++;
+        this.malformed?.log(`ignored malformed DHCP from ${f.eth.src}: ${msg.error}`);
         return;
       }
-      if (run.handover.acceptDhcp(msg.value.chaddr)) void run.dhcp.handle(msg.value);
+      const m = msg.value;
+      const type = m.messageType;
+      if (type === DHCP_MESSAGE.RELEASE || type === DHCP_MESSAGE.DECLINE) {
+        if (run.handover.mayRelease(type === DHCP_MESSAGE.RELEASE ? 'RELEASE' : 'DECLINE', f.eth.src, m.chaddr)) void run.dhcp.handle(m);
+      } else if (run.handover.acceptDhcp(m.chaddr)) void run.dhcp.handle(m);
     } else if (f.kind === 'arp') {
       run.handover.observe(f.eth.src, f.arp.senderIp, 'arp');
     } else if (f.kind === 'ipv4') {

@@ -2,10 +2,15 @@
 // The CN's integrated DHCP server. Every decision about addresses is the MLR's: DISCOVER asks it
 // for (or allocates) the MAC's cell, REQUEST confirms the cell and moves the binding here (running
 // the handover before the ACK is sent), RELEASE/DECLINE give it back, INFORM is answered locally.
+// Which frames reach this server is decided by the daemon and the handover (cn/handover.ts: the
+// new-station budget, association, the rules for RELEASE/DECLINE). Errors and the MLR's refusals
+// (budgets, exhausted pools) are counted and logged at a bounded rate: a DISCOVER flood must not
+// become a flood of log lines.
 // Each MS gets its own /30: yiaddr N+1, router and server identifier N+2, mask 255.255.255.252.
 // Replies are built as whole Ethernet frames and injected on the mobile interface.
 import { BROADCAST_MAC, CELL_MASK, cellOf, formatIPv4, type IPv4, type Mac } from '../core/ip.js';
 import { LOG, type LogFn } from '../platform/log.js';
+import { RateLimitedLog } from '../proto/auth.js';
 import type { LinkIO } from '../platform/linkio.js';
 import { classifyRequest, dhcpReplyDestination, DHCP_MESSAGE, encodeDhcpReply, type DhcpMessage } from '../proto/dhcp.js';
 import { buildUdpFrame } from '../proto/packet.js';
@@ -17,17 +22,46 @@ export interface DhcpServerOptions {
   dnsServers: IPv4[];
   domain?: string;
   log: LogFn;
+  now?: () => number;
 }
+
+/** The MLR's answers that mean "not now" (a budget or the pools), not a fault. */
+const REFUSALS = new Set(['limit', 'offer-limit', 'exhausted']);
 
 export class DhcpServer {
   /** Counters for status output and tests. */
-  readonly stats = { discover: 0, offer: 0, request: 0, ack: 0, nak: 0, release: 0, decline: 0, inform: 0, ignored: 0, errors: 0 };
+  readonly stats = {
+    discover: 0,
+    offer: 0,
+    request: 0,
+    ack: 0,
+    nak: 0,
+    release: 0,
+    decline: 0,
+    inform: 0,
+    ignored: 0,
+    errors: 0,
+    /** DISCOVERs the MLR refused for a budget or an exhausted pool. */
+    refused: 0,
+  };
+  private readonly errorLog: RateLimitedLog;
+  private readonly refusalLog: RateLimitedLog;
 
   constructor(
     private readonly link: LinkIO,
     private readonly mlr: MlrApi,
     private readonly opts: DhcpServerOptions,
-  ) {}
+  ) {
+    const now = opts.now ?? Date.now;
+    this.errorLog = new RateLimitedLog((m) => opts.log(LOG.error, m), now, 3, 10_000, 'DHCP errors');
+    this.refusalLog = new RateLimitedLog((m) => opts.log(LOG.info, m), now, 3, 10_000, 'DHCP requests refused by the MLR');
+  }
+
+  /** Write pending summaries of the rate-limited logs. */
+  flushLogs(): void {
+    this.errorLog.flush();
+    this.refusalLog.flush();
+  }
 
   async handle(msg: DhcpMessage): Promise<void> {
     if (msg.op !== 1) return;
@@ -51,8 +85,14 @@ export class DhcpServer {
           this.stats.ignored++;
       }
     } catch (e) {
-      this.stats.errors++;
-      this.opts.log(LOG.error, `DHCP ${msg.chaddr}: ${e instanceof RpcError ? `${e.code}: ${e.message}` : String(e)}`);
+      const line = `DHCP ${msg.chaddr}: ${e instanceof RpcError ? `${e.code}: ${e.message}` : String(e)}`;
+      if (e instanceof RpcError && REFUSALS.has(e.code)) {
+        this.stats.refused++;
+        this.refusalLog.log(line);
+      } else {
+        this.stats.errors++;
+        this.errorLog.log(line);
+      }
     }
   }
 

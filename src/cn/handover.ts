@@ -12,14 +12,30 @@
 // A commit that arrives without a prepare (the MLR reconciling us, or after our restart) is applied
 // all the same: a commit always says what the binding is now. A reservation the MLR never confirms
 // nor aborts (it died mid-transaction) lapses after `reservationMs`.
+//
+// The cell's guards (what a frame from the air may make the CN do, issue 8):
+// - A new station — a MAC with no binding involving this CN and not admitted in the last
+//   ADMITTED_MS — is admitted (DHCP answered, ARP/IP reported to the MLR) only while a token bucket
+//   holds a token: `newStationRate` per second, a burst of twice that. Beyond it the frame is dropped
+//   and counted (guard.new_station_dropped). hostapd's own association events are not limited.
+// - With hostapd present and association required, a MAC's DHCP/ARP/IP traffic moves or allocates
+//   nothing unless it is associated here (core/association.ts); a DISCOVER from an unassociated MAC
+//   is never answered, so no cell is offered to it.
+// - DHCPRELEASE/DHCPDECLINE act only when the frame's Ethernet source is the chaddr, the station is
+//   served in this cell, and (hostapd present, association required) associated here; else they are
+//   ignored and counted (guard.release_ignored / decline_ignored).
+// Every refusal is logged through a RateLimitedLog per kind: a few lines per GUARD_LOG_INTERVAL_MS,
+// then one "N more <event> in the last T s" line.
 import type { AssociationTable } from '../core/association.js';
 import { involves, servedBy, type BindingView } from '../core/binding.js';
 import { cellOf, formatIPv4, type IPv4, type Mac } from '../core/ip.js';
+import { DEFAULT_NEW_STATION_RATE } from '../core/config.js';
 import type { DetectedVia, RequestBody } from '../core/messages.js';
 import type { TunnelType } from '../core/tunnel.js';
 import type { LinkIO } from '../platform/linkio.js';
 import { LOG, type LogFn } from '../platform/log.js';
 import { buildArpReply, buildGratuitousArp } from '../proto/packet.js';
+import { RateLimitedLog } from '../proto/auth.js';
 import { RpcError, type RpcPeer } from '../proto/rpc.js';
 import type { MlrApi } from './mlr-api.js';
 
@@ -45,8 +61,8 @@ export interface Station {
   reserved: { tx: number; binding: BindingView; until: number } | undefined;
   /** No new report to the MLR before this time. */
   quietUntil: number;
-  /** When a refusal of this MAC's traffic was last logged (keeps the log quiet). */
-  refusalLoggedAt: number;
+  /** Admitted as a new station (took a token) until this time: its next frames take none. */
+  admittedUntil: number;
 }
 
 /** What the handover needs of the data plane (DataplaneDriver). */
@@ -72,6 +88,24 @@ export interface CnHandoverOptions {
   reservationMs?: number;
   /** Records kept for stations that hold no binding here (cool-downs, refusals); the oldest go first. */
   maxIdleStations?: number;
+  /** New stations admitted per second (burst twice that); default DEFAULT_NEW_STATION_RATE. */
+  newStationRate?: number;
+}
+
+/** How long an admitted new station takes no further token (DISCOVER, then REQUEST and retries). */
+const ADMITTED_MS = 60_000;
+/** Guard log lines: at most GUARD_LOG_BURST per kind and interval, then one summary. */
+const GUARD_LOG_BURST = 3;
+export const GUARD_LOG_INTERVAL_MS = 10_000;
+
+/** What the cell's guards refused, for `ubus call tmip status` (guard). */
+export interface GuardStats {
+  /** DHCP/ARP/IP from a new station beyond new_station_rate. */
+  new_station_dropped: number;
+  /** DHCP/ARP/IP from a MAC not associated here (hostapd present, association required). */
+  unassociated: number;
+  release_ignored: number;
+  decline_ignored: number;
 }
 
 const ANNOUNCE_REPEATS_MS = [50, 300, 1000];
@@ -81,9 +115,33 @@ export class CnHandover {
   private readonly byTx = new Map<number, Mac>();
   private readonly now: () => number;
   readonly stats = { reports: 0, suppressed: 0, refused: 0, prepared: 0, aborted: 0, committed: 0, lapsed: 0 };
+  readonly guard: GuardStats = { new_station_dropped: 0, unassociated: 0, release_ignored: 0, decline_ignored: 0 };
+  private readonly rate: number;
+  private readonly burst: number;
+  private tokens: number;
+  private refilledAt: number;
+  /** One rate-limited log per kind of refusal. */
+  readonly guardLogs: Record<'unassociated' | 'budget' | 'release' | 'decline', RateLimitedLog>;
 
   constructor(private readonly o: CnHandoverOptions) {
     this.now = o.now ?? Date.now;
+    this.rate = o.newStationRate ?? DEFAULT_NEW_STATION_RATE;
+    this.burst = this.rate * 2;
+    this.tokens = this.burst;
+    this.refilledAt = this.now();
+    const limited = (level: number, what: string) =>
+      new RateLimitedLog((m) => o.log(level, m), this.now, GUARD_LOG_BURST, GUARD_LOG_INTERVAL_MS, what);
+    this.guardLogs = {
+      unassociated: limited(LOG.detect, 'frames from MACs not associated here ignored'),
+      budget: limited(LOG.info, 'frames from new stations dropped (new_station_rate)'),
+      release: limited(LOG.info, 'DHCPRELEASEs ignored'),
+      decline: limited(LOG.info, 'DHCPDECLINEs ignored'),
+    };
+  }
+
+  /** Write the guard logs' pending summaries (the daemon calls it every GUARD_LOG_INTERVAL_MS). */
+  flushGuardLogs(): void {
+    for (const l of Object.values(this.guardLogs)) l.flush();
   }
 
   // ---- what the rest of the CN asks ----
@@ -117,6 +175,7 @@ export class CnHandover {
     if (mac === this.o.link.mac || ip === 0 || this.isServed(mac)) return;
     if ((parseInt(mac.slice(0, 2), 16) & 1) === 1) return; // group addresses are never stations
     if (!this.mayMigrate(mac, via.toUpperCase())) return;
+    if (!this.admit(mac, via.toUpperCase())) return;
     this.report(mac, ip, via);
   }
 
@@ -129,7 +188,44 @@ export class CnHandover {
   acceptDhcp(mac: Mac): boolean {
     if (this.isServed(mac)) return true;
     if (!this.mayMigrate(mac, 'DHCP')) return false;
+    if (!this.admit(mac, 'DHCP')) return false;
     this.record(mac).detected = { at: this.now(), via: 'dhcp' };
+    return true;
+  }
+
+  /**
+   * May a DHCPRELEASE or DHCPDECLINE (`kind`) sent from Ethernet source `src` for `chaddr` be passed
+   * to the MLR? Only the station itself, served in this cell, and associated here when that is required.
+   */
+  mayRelease(kind: 'RELEASE' | 'DECLINE', src: Mac, chaddr: Mac): boolean {
+    let why: string | undefined;
+    if (src !== chaddr) why = `sent from ${src}, not from the client's own MAC`;
+    else if (!this.isServed(chaddr)) why = 'not served in this cell';
+    else if (!this.o.associations.mayMigrate(chaddr, this.o.requireAssociation)) why = 'not associated with this AP';
+    if (why === undefined) return true;
+    if (kind === 'RELEASE') this.guard.release_ignored++;
+    else this.guard.decline_ignored++;
+    this.guardLogs[kind === 'RELEASE' ? 'release' : 'decline'].log(`ignoring DHCP${kind} for ${chaddr}: ${why}`);
+    return false;
+  }
+
+  /**
+   * A MAC with no binding involving this CN and not admitted lately is a new station: it takes a
+   * token of the new-station budget, or its frame is dropped.
+   */
+  private admit(mac: Mac, what: string): boolean {
+    const t = this.now();
+    const known = this.stations.get(mac);
+    if (known && (known.binding !== undefined || known.admittedUntil > t || known.phase !== 'idle')) return true;
+    this.tokens = Math.min(this.burst, this.tokens + ((t - this.refilledAt) / 1000) * this.rate);
+    this.refilledAt = t;
+    if (this.tokens < 1) {
+      this.guard.new_station_dropped++;
+      this.guardLogs.budget.log(`dropping ${what} from new station ${mac}: more than ${this.rate} new stations per second`);
+      return false;
+    }
+    this.tokens -= 1;
+    this.record(mac).admittedUntil = t + ADMITTED_MS;
     return true;
   }
 
@@ -142,13 +238,9 @@ export class CnHandover {
   private mayMigrate(mac: Mac, what: string): boolean {
     if (this.o.associations.mayMigrate(mac, this.o.requireAssociation)) return true;
     this.stats.refused++;
-    const s = this.record(mac);
-    const t = this.now();
-    if (t - s.refusalLoggedAt > 5000) {
-      s.refusalLoggedAt = t;
-      const why = this.o.associations.isWds(mac) ? 'a WDS link, not a mobile station' : 'not associated with this AP';
-      this.o.log(LOG.detect, `ignoring ${what} from ${mac}: ${why}`);
-    }
+    this.guard.unassociated++;
+    const why = this.o.associations.isWds(mac) ? 'a WDS link, not a mobile station' : 'not associated with this AP';
+    this.guardLogs.unassociated.log(`ignoring ${what} from ${mac}: ${why}`);
     return false;
   }
 
@@ -329,7 +421,7 @@ export class CnHandover {
     let s = this.stations.get(mac);
     if (!s) {
       this.trim();
-      s = { mac, phase: 'idle', binding: undefined, detected: undefined, reserved: undefined, quietUntil: 0, refusalLoggedAt: 0 };
+      s = { mac, phase: 'idle', binding: undefined, detected: undefined, reserved: undefined, quietUntil: 0, admittedUntil: 0 };
       this.stations.set(mac, s);
     }
     return s;
@@ -348,7 +440,7 @@ export class CnHandover {
   /** Drop a record that holds nothing but expired timers. */
   private forgetIfEmpty(s: Station): void {
     const t = this.now();
-    if (s.binding || s.reserved || s.phase !== 'idle' || s.quietUntil > t || t - s.refusalLoggedAt <= 5000) return;
+    if (s.binding || s.reserved || s.phase !== 'idle' || s.quietUntil > t || s.admittedUntil > t) return;
     this.stations.delete(s.mac);
   }
 

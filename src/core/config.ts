@@ -26,6 +26,12 @@ export const TUNNEL_PREFIX_MAX = 7;
 export const DEFAULT_DEBUG_LEVEL = 2;
 export const DEFAULT_OFFER_HOLD = 60;
 export const DEFAULT_LEASE_GRACE = 60;
+/** New stations (MACs without a binding here) a CN admits per second; the burst is twice this. */
+export const DEFAULT_NEW_STATION_RATE = 20;
+/** Cells one CN may hold as offers (offered, not yet requested) at the MLR. */
+export const DEFAULT_MAX_OFFERS = 256;
+/** Seconds a cell declined by its client (DHCPDECLINE) is not handed out again. */
+export const DEFAULT_DECLINE_QUARANTINE = 600;
 export const DEFAULT_LISTEN = '0.0.0.0';
 export const DEFAULT_TUNNEL_TYPES: readonly TunnelType[] = TUNNEL_TYPES;
 /** Package name used in messages when the parsed text had no `package` line (as in /etc/config). */
@@ -84,6 +90,8 @@ export interface CnConfig {
   hostapd: boolean;
   /** With hostapd present, move a MAC on ARP/IP/DHCP activity only if it is associated here. */
   requireAssociation: boolean;
+  /** New stations (DHCP or ARP/IP from a MAC without a binding here) admitted per second; burst twice that. */
+  newStationRate: number;
   /** ubusd socket; default /var/run/ubus/ubus.sock, then /var/run/ubus.sock. */
   ubusSocket?: string;
   /** Informational: `option enabled '0'` is for the init script to honour. */
@@ -107,6 +115,10 @@ export interface MlrConfig {
   stateFile?: string;
   offerHold: number;
   leaseGrace: number;
+  /** Cells one CN may hold as offers at a time (`option max_offers`). */
+  maxOffers: number;
+  /** Seconds a declined cell is quarantined (`option decline_quarantine`). */
+  declineQuarantine: number;
   tunnelTypes: TunnelType[];
   enabled: boolean;
   /** Authenticate every message (on unless `option auth '0'`). */
@@ -585,6 +597,7 @@ export function parseCnConfig(pkg: UciPackage, sectionName?: string): Result<CnC
   const statusFile = r.path('status_file', '/var/run/tmip/cn.status');
   const hostapd = r.bool('hostapd', true);
   const requireAssociation = r.bool('require_association', true);
+  const newStationRate = r.integer('new_station_rate', 1, 10000, DEFAULT_NEW_STATION_RATE, 'a number of new stations per second');
   const ubusSocket = r.path('ubus_socket', '/var/run/ubus/ubus.sock');
   let secret: string | undefined;
   const secretItem = r.scalar('secret');
@@ -607,6 +620,7 @@ export function parseCnConfig(pkg: UciPackage, sectionName?: string): Result<CnC
       mqttUsername,
       hostapd,
       requireAssociation,
+      newStationRate,
       networkName: networkName!,
       cnName,
       mlr: mlr!,
@@ -653,6 +667,8 @@ export function parseMlrConfig(pkg: UciPackage, sectionName?: string): Result<Ml
   const stateFile = r.path('state_file', '/etc/tmip/mlr.state');
   const offerHold = r.integer('offer_hold', 1, 3600, DEFAULT_OFFER_HOLD, 'a number of seconds');
   const leaseGrace = r.integer('lease_grace', 0, 86400, DEFAULT_LEASE_GRACE, 'a number of seconds');
+  const maxOffers = r.integer('max_offers', 1, 4096, DEFAULT_MAX_OFFERS, 'a number of cells');
+  const declineQuarantine = r.integer('decline_quarantine', 0, 86400, DEFAULT_DECLINE_QUARANTINE, 'a number of seconds');
   const tunnelTypes = r.tunnelTypes();
   const enabled = r.bool('enabled', true);
   const auth = r.bool('auth', true);
@@ -722,6 +738,8 @@ export function parseMlrConfig(pkg: UciPackage, sectionName?: string): Result<Ml
       debugLevel,
       offerHold,
       leaseGrace,
+      maxOffers,
+      declineQuarantine,
       tunnelTypes,
       enabled,
       warnings: [],

@@ -2,7 +2,9 @@
 // The MLR's registry: every CN (name, backbone address, tunnel types, pools), every MS binding
 // (MAC -> /30 cell, parent CN whose pool it came from, current CN, expiry), and the tunnel agreed for
 // each CN pair. Pure state and rules: allocation, conflicts, expiry, snapshots. The transactions
-// that change CNs' kernels live in mlr/handover.ts.
+// that change CNs' kernels live in mlr/handover.ts. Cells a client declined (DHCPDECLINE) are
+// quarantined for a while: allocate() skips them and isCellAvailable() says no (kept in memory only,
+// at most MAX_QUARANTINED cells; the oldest quarantine goes first).
 import { involves, MAX_TUNNEL_KEY, type BindingState, type BindingView, type CnRef } from './binding.js';
 import { cellOf, formatIPv4, type IPv4, type Mac } from './ip.js';
 import { array, int, ipv4, literal, mac, nullable, object, refine, str, tunnelType, type Codec } from './schema.js';
@@ -41,6 +43,16 @@ export interface RegistrySnapshot {
   nextKey: number;
 }
 
+/** Quarantined cells remembered at most (each needs a DECLINE of a cell its sender was given). */
+const MAX_QUARANTINED = 65_536;
+
+export interface Quarantine {
+  /** Epoch milliseconds the quarantine ends. */
+  until: number;
+  /** The MAC whose DECLINE put the cell here. */
+  by: Mac;
+}
+
 function pairId(a: string, b: string): string {
   return a < b ? `${a}\u0000${b}` : `${b}\u0000${a}`;
 }
@@ -50,6 +62,7 @@ export class Registry {
   private readonly bindings = new Map<Mac, Binding>();
   private readonly byCell = new Map<IPv4, Mac>();
   private readonly pairs = new Map<string, PairTunnel>();
+  private readonly quarantined = new Map<IPv4, Quarantine>();
   private nextKey = 1;
 
   constructor(readonly tunnelPreference: readonly TunnelType[]) {}
@@ -109,13 +122,46 @@ export class Registry {
     return !this.byCell.has(cell);
   }
 
-  /** Lowest free cell: from the asking CN's own pools, else borrowed from another CN's (online first). */
-  allocate(forCn: string): { cell: IPv4; parent: string } | undefined {
+  /** Free and not quarantined at `now`: may be handed to a station. */
+  isCellAvailable(cell: IPv4, now: number): boolean {
+    return !this.byCell.has(cell) && this.quarantineOf(cell, now) === undefined;
+  }
+
+  /** Keep `cell` from being handed out until `until` (a client declined it). */
+  quarantine(cell: IPv4, until: number, by: Mac): void {
+    this.quarantined.delete(cell);
+    if (this.quarantined.size >= MAX_QUARANTINED) {
+      const oldest = this.quarantined.keys().next();
+      if (!oldest.done) this.quarantined.delete(oldest.value);
+    }
+    this.quarantined.set(cell, { until, by });
+  }
+
+  /** The cell's quarantine while it lasts (an ended one is forgotten). */
+  quarantineOf(cell: IPv4, now: number): Quarantine | undefined {
+    const q = this.quarantined.get(cell);
+    if (q && q.until <= now) {
+      this.quarantined.delete(cell);
+      return undefined;
+    }
+    return q;
+  }
+
+  quarantinedCount(now: number): number {
+    for (const [c, q] of this.quarantined) if (q.until <= now) this.quarantined.delete(c);
+    return this.quarantined.size;
+  }
+
+  /**
+   * Lowest available cell: from the asking CN's own pools, else borrowed from another CN's (online
+   * first). Cells quarantined at `now` are skipped.
+   */
+  allocate(forCn: string, now = 0): { cell: IPv4; parent: string } | undefined {
     const self = this.cns.get(forCn);
     const others = [...this.cns.values()].filter((c) => c.name !== forCn).sort((a, b) => Number(b.online) - Number(a.online));
     for (const c of self ? [self, ...others] : others) {
       for (const pool of c.pools) {
-        for (const cell of cellsOf(pool)) if (!this.byCell.has(cell)) return { cell, parent: c.name };
+        for (const cell of cellsOf(pool)) if (this.isCellAvailable(cell, now)) return { cell, parent: c.name };
       }
     }
     return undefined;

@@ -16,6 +16,10 @@ export interface MlrOptions {
   networkName: string;
   offerHoldSeconds: number;
   leaseGraceSeconds: number;
+  /** Cells one CN may hold as offers (`option max_offers`); default DEFAULT_MAX_OFFERS. */
+  maxOffers?: number;
+  /** Seconds a declined cell is quarantined (`option decline_quarantine`); default DEFAULT_DECLINE_QUARANTINE. */
+  declineQuarantineSeconds?: number;
   tunnelTypes: TunnelType[];
   expiryIntervalMs?: number;
   handover?: MlrServiceOptions['handover'];
@@ -67,6 +71,8 @@ export async function startMlr(opts: MlrOptions, deps: MlrDeps): Promise<Mlr> {
     networkName: opts.networkName,
     offerHoldMs: opts.offerHoldSeconds * 1000,
     leaseGraceMs: opts.leaseGraceSeconds * 1000,
+    ...(opts.maxOffers !== undefined ? { maxOffersPerCn: opts.maxOffers } : {}),
+    ...(opts.declineQuarantineSeconds !== undefined ? { declineQuarantineMs: opts.declineQuarantineSeconds * 1000 } : {}),
     log,
     onChange: () => store?.touch(),
     ...(opts.handover ? { handover: opts.handover } : {}),

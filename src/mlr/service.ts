@@ -7,11 +7,30 @@
 // Authorization (on top of proto/auth.ts, which says who sent a message): a session binds only as
 // the CN it authenticated as (with authentication off, as the name of its first bind); the name must
 // be a valid CN name; a pool another CN holds is refused (registry); release/decline only of a
-// binding the sender currently serves; a `seen` whose ip is not the binding's host address moves
-// nothing; the MLR serves no prepare/commit/abort/remove (those are its own requests to CNs). Each
-// CN creates at most MAX_BINDINGS_PER_CN bindings (offers and bindings it serves).
+// binding the sender currently serves (a decline also of an offer made through it); a `seen` whose
+// ip is not the binding's host address moves nothing; the MLR serves no prepare/commit/abort/remove
+// (those are its own requests to CNs). Each CN creates at most MAX_BINDINGS_PER_CN bindings (offers
+// and bindings it serves).
+//
+// Budgets and DHCPDECLINE (issue 8):
+// - Offers: a CN holds at most `maxOffersPerCn` cells as offers (DISCOVER answered, no REQUEST yet;
+//   `option max_offers`, default 256). Each offer lapses after offer_hold seconds (expire()), so a
+//   DISCOVER flood through one CN holds at most that many cells; beyond it discover fails with
+//   'offer-limit' and the CN sends no OFFER. Offers count against MAX_BINDINGS_PER_CN too.
+// - DHCPDECLINE means the client found its address in use (RFC 2131 §3.1 step 5 and §4.4.1: it
+//   probes the address after the ACK, declines it and restarts after at least 10 s; §4.3.3: the
+//   server MUST mark the address as not available). A decline is accepted from the CN serving the
+//   binding, or the CN an offer was made through, for the binding's own host address; then:
+//   - the cell is quarantined for `declineQuarantineMs` (`option decline_quarantine`, default 600 s,
+//     0 = none): nobody is offered, ACKed or adopted into it until then (core/registry.ts);
+//   - an *offered* binding of the decliner is dropped (it holds nothing in any kernel);
+//   - a *bound* binding is never removed by a DECLINE: whoever uses the cell keeps it. Only when the
+//     same MAC then sends a DISCOVER (the restart RFC 2131 prescribes after a decline) is its binding
+//     replaced by a fresh cell: the holder itself asks for another address.
+//   The CN passes a DECLINE on only if the frame came from the client's own MAC, served in its cell
+//   (and associated there, with hostapd): cn/handover.ts.
 import type { BindingView } from '../core/binding.js';
-import { CN_NAME_RE } from '../core/config.js';
+import { CN_NAME_RE, DEFAULT_DECLINE_QUARANTINE, DEFAULT_MAX_OFFERS } from '../core/config.js';
 import { cellOf, formatIPv4, type IPv4 } from '../core/ip.js';
 import type { ReplyBody, RequestBody } from '../core/messages.js';
 import type { Binding, Registry } from '../core/registry.js';
@@ -37,6 +56,10 @@ export interface MlrServiceOptions {
   log: LogFn;
   /** Bindings one CN may create and hold (default MAX_BINDINGS_PER_CN; tests lower it). */
   maxBindingsPerCn?: number;
+  /** Cells one CN may hold as offers at a time (default DEFAULT_MAX_OFFERS). */
+  maxOffersPerCn?: number;
+  /** How long a declined cell is not handed out (default DEFAULT_DECLINE_QUARANTINE s; 0 = not at all). */
+  declineQuarantineMs?: number;
   /** Called after every change of the registry (to persist it). */
   onChange?: () => void;
   /** Transaction time-outs and retries (mlr/handover.ts); defaults suit a campus backbone. */
@@ -107,7 +130,7 @@ export class MlrService {
       name = body.cn.name;
       return r.value;
     });
-    peer.handle('discover', (body) => bound((cn) => this.discover(cn, body)));
+    peer.handle('discover', (body) => bound((cn) => this.handovers.withLock(body.mac, () => this.discover(cn, body))));
     peer.handle('request', (body) => bound((cn) => this.handovers.withLock(body.mac, () => this.request(cn, body))));
     peer.handle('seen', (body) => bound((cn) => this.handovers.withLock(body.mac, () => this.seen(cn, body))));
     peer.handle('release', (body) => bound((cn) => this.handovers.withLock(body.mac, () => this.release(cn, body))));
@@ -166,25 +189,31 @@ export class MlrService {
 
   // ---- DHCP ----
 
-  private discover(cn: string, body: RequestBody<'discover'>): ReplyBody<'discover'> {
-    const existing = this.registry.binding(body.mac);
+  private async discover(cn: string, body: RequestBody<'discover'>): Promise<ReplyBody<'discover'>> {
+    let existing = this.registry.binding(body.mac);
     const now = this.now();
+    if (existing && this.registry.quarantineOf(existing.cell, now)?.by === body.mac) {
+      // The station declined this cell and starts over (RFC 2131 §3.1.5): it gets another.
+      await this.handovers.drop(existing, `declined by ${body.mac}, which asks for a new address via ${cn}`);
+      existing = undefined;
+    }
     if (existing) {
       if (existing.state === 'offered') existing.expires = now + this.opts.offerHoldMs;
       return { binding: this.mustView(existing) };
     }
     this.checkLimit(cn);
+    this.checkOffers(cn);
     let cell: IPv4 | undefined;
     let parent: string | undefined;
     if (body.requested !== undefined) {
       const requested = this.registry.ownerOfHost(body.requested);
-      if (requested && this.registry.isCellFree(requested.cell)) {
+      if (requested && this.registry.isCellAvailable(requested.cell, now)) {
         cell = requested.cell;
         parent = requested.owner.name;
       }
     }
     if (cell === undefined) {
-      const a = this.registry.allocate(cn);
+      const a = this.registry.allocate(cn, now);
       if (!a) throw new RpcError('exhausted', 'no free cell in any pool of the network');
       cell = a.cell;
       parent = a.parent;
@@ -222,6 +251,9 @@ export class MlrService {
     if (!owner) return { outcome: 'nak', reason: `${formatIPv4(body.ip)} is in no pool of this network` };
     const holder = this.registry.bindingAtCell(cell.network);
     if (holder) return { outcome: 'nak', reason: `${formatIPv4(body.ip)} is bound to ${holder.mac}` };
+    if (this.registry.quarantineOf(cell.network, this.now())) {
+      return { outcome: 'nak', reason: `${formatIPv4(body.ip)} was declined (in use by some host); it is quarantined` };
+    }
     this.checkLimit(cn);
     const fresh: Binding = {
       mac: body.mac,
@@ -239,14 +271,24 @@ export class MlrService {
   private async release(cn: string, body: RequestBody<'release'>): Promise<ReplyBody<'release'>> {
     const b = this.registry.binding(body.mac);
     if (!b || b.cell + 1 !== body.ip) return {};
-    if (b.current !== cn) {
-      this.opts.log(
-        LOG.error,
-        `refused ${body.decline ? 'decline' : 'release'} of ${body.mac} from CN '${cn}': it is served by ${b.current ?? 'no CN yet'}`,
+    const decline = body.decline === 'yes';
+    const offeredHere = decline && b.state === 'offered' && this.offeredVia.get(b.mac) === cn;
+    if (b.current !== cn && !offeredHere) {
+      this.protoLog.log(
+        `refused ${decline ? 'decline' : 'release'} of ${body.mac} from CN '${cn}': it is served by ${b.current ?? 'no CN yet'}`,
       );
       throw new RpcError('forbidden', `${body.mac} is not served by '${cn}'`);
     }
-    await this.handovers.drop(b, body.decline ? `declined via ${cn}` : `released via ${cn}`);
+    if (!decline) {
+      await this.handovers.drop(b, `released via ${cn}`);
+      return {};
+    }
+    const holdMs = this.opts.declineQuarantineMs ?? DEFAULT_DECLINE_QUARANTINE * 1000;
+    if (holdMs > 0) this.registry.quarantine(b.cell, this.now() + holdMs, b.mac);
+    this.protoLog.log(
+      `${body.mac} declined ${formatIPv4(body.ip)} via ${cn} (the address is in use by some other host): cell quarantined for ${Math.round(holdMs / 1000)} s`,
+    );
+    if (b.state === 'offered') await this.handovers.drop(b, `declined via ${cn}`);
     return {};
   }
 
@@ -267,7 +309,7 @@ export class MlrService {
     // cell for one lease time of the reporting CN; after that its next ARP/IP activity adopts it again.
     if (body.ip !== undefined && body.via !== 'assoc') {
       const owner = this.registry.ownerOfHost(body.ip);
-      if (owner && this.registry.isCellFree(owner.cell) && (!b || b.cell === owner.cell)) {
+      if (owner && this.registry.isCellAvailable(owner.cell, this.now()) && (!b || b.cell === owner.cell)) {
         if (!b) this.checkLimit(cn);
         const fresh: Binding = { mac: body.mac, cell: owner.cell, parent: owner.owner.name, current: null, state: 'offered', expires: 0 };
         const expires = this.now() + (body.leaseTime ?? DEFAULT_STATIC_HOLD_S) * 1000 + this.opts.leaseGraceMs;
@@ -288,6 +330,29 @@ export class MlrService {
     if (count >= max) {
       this.protoLog.log(`CN '${cn}' holds ${count} bindings, the most one CN may; refusing another`);
       throw new RpcError('limit', `CN '${cn}' already holds ${count} bindings (at most ${max})`);
+    }
+  }
+
+  /** Offers (offered, not yet requested) made through `cn` that still stand. */
+  offersVia(cn: string): number {
+    let n = 0;
+    for (const [mac, via] of this.offeredVia) {
+      if (this.registry.binding(mac)?.state !== 'offered') this.offeredVia.delete(mac);
+      else if (via === cn) n++;
+    }
+    return n;
+  }
+
+  /** Refuse a new offer through `cn` when it already holds maxOffersPerCn of them. */
+  private checkOffers(cn: string): void {
+    const max = this.opts.maxOffersPerCn ?? DEFAULT_MAX_OFFERS;
+    const n = this.offersVia(cn);
+    if (n >= max) {
+      this.protoLog.log(`CN '${cn}' holds ${n} offered cells, the most it may (max_offers); refusing another`);
+      throw new RpcError(
+        'offer-limit',
+        `CN '${cn}' already holds ${n} offered cells not yet requested (max_offers ${max}); each lapses after offer_hold ${Math.round(this.opts.offerHoldMs / 1000)} s`,
+      );
     }
   }
 

@@ -123,32 +123,56 @@ export class ReplayCache {
   }
 }
 
-/** Lets `burst` lines through per `intervalMs`, then reports how many it held back. */
+/**
+ * Lets `burst` lines through per `intervalMs`, then reports how many it held back in one line:
+ * "N more <what> in the last T s" (default "N more similar message(s) suppressed ..."). The summary is
+ * written by the first line of the next interval, or by flush().
+ */
 export class RateLimitedLog {
   private windowStart = -Infinity;
   private count = 0;
   private suppressed = 0;
+  /** Lines held back since this log was made. */
+  suppressedTotal = 0;
 
   constructor(
     private readonly write: (line: string) => void,
     private readonly now: () => number = Date.now,
     private readonly burst = LOG_BURST,
     private readonly intervalMs = LOG_INTERVAL_MS,
+    private readonly what?: string,
   ) {}
 
   log(line: string): void {
     const now = this.now();
-    if (now - this.windowStart >= this.intervalMs) {
-      if (this.suppressed > 0)
-        this.write(`${this.suppressed} more similar message(s) suppressed in the last ${Math.round((now - this.windowStart) / 1000)} s`);
-      this.windowStart = now;
-      this.count = 0;
-      this.suppressed = 0;
-    }
+    if (now - this.windowStart >= this.intervalMs) this.summarize(now);
     if (this.count < this.burst) {
       this.count++;
       this.write(line);
-    } else this.suppressed++;
+    } else {
+      this.suppressed++;
+      this.suppressedTotal++;
+    }
+  }
+
+  /** Write the pending summary once its interval is over (call it from a timer). */
+  flush(): void {
+    const now = this.now();
+    if (this.suppressed > 0 && now - this.windowStart >= this.intervalMs) this.summarize(now);
+  }
+
+  private summarize(now: number): void {
+    if (this.suppressed > 0) {
+      const s = Math.round((now - this.windowStart) / 1000);
+      this.write(
+        this.what !== undefined
+          ? `${this.suppressed} more ${this.what} in the last ${s} s`
+          : `${this.suppressed} more similar message(s) suppressed in the last ${s} s`,
+      );
+    }
+    this.windowStart = now;
+    this.count = 0;
+    this.suppressed = 0;
   }
 }
 

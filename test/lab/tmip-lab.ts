@@ -34,6 +34,8 @@ export interface TmipLabOptions {
    * directory at start (test/support/tls-fixtures.ts), the server's for the MLR's lab address.
    */
   transport?: 'tcp' | 'tls' | 'mqtt';
+  /** Extra UCI lines for the MLR's section (e.g. "\toption max_offers '16'"). */
+  mlrExtra?: string[];
   /** Extra UCI lines for a CN's section (e.g. "\toption ubus_socket '/tmp/x.sock'"). */
   cnExtra?: Partial<Record<CnName, string[]>>;
   /** Authenticate MLRP with a fresh key per CN (default true); false writes `option auth '0'`. */
@@ -81,6 +83,7 @@ export class TmipLab {
     fs.writeFileSync(
       path.join(this.dir, 'mlr.conf'),
       `config mlr\n\toption network_name '${NETWORK}'\n${this.opts.transport === 'mqtt' ? `\toption mqtt '${MQTT_URL}'\n` : ''}${this.opts.auth === false ? "\toption auth '0'\n" : ''}\toption port '6554'\n${this.mlrTlsLines()}\toption state_file '${path.join(this.dir, 'mlr.state')}'\n\toption debug_level '${debug}'\n` +
+        (this.opts.mlrExtra ?? []).map((l) => `${l}\n`).join('') +
         this.keySections(),
     );
     for (const [name, cell] of [

@@ -10,7 +10,7 @@ import { Registry } from '../../src/core/registry.js';
 import { CnDaemon } from '../../src/cn/daemon.js';
 import type { CnHandover } from '../../src/cn/handover.js';
 import { desiredDataplane, emptyDataplane, planDataplane, type DataplaneOp } from '../../src/core/dataplane.js';
-import { MlrService } from '../../src/mlr/service.js';
+import { MlrService, type MlrServiceOptions } from '../../src/mlr/service.js';
 import { FakeLinkIO } from '../../src/platform/fake-linkio.js';
 import { FakeNetOps } from '../../src/platform/fake-netops.js';
 import { FakeUbus } from '../../src/platform/fake-ubus.js';
@@ -42,13 +42,17 @@ function cnConfig(name: string): CnConfig {
     debugLevel: 0,
     hostapd: false,
     requireAssociation: true,
+    newStationRate: 20,
     enabled: true,
     warnings: [],
   };
 }
 
 /** A DHCP client message as a client would send it, wrapped in a broadcast Ethernet/IPv4/UDP frame. */
-function clientDhcp(type: number, opts: { ciaddr?: string; requested?: string; serverId?: string; xid?: number; mac?: Mac } = {}): Buffer {
+function clientDhcp(
+  type: number,
+  opts: { ciaddr?: string; requested?: string; serverId?: string; xid?: number; mac?: Mac; src?: Mac } = {},
+): Buffer {
   const mac = opts.mac ?? MS;
   const b = Buffer.alloc(300);
   b[0] = 1; // BOOTREQUEST
@@ -70,7 +74,7 @@ function clientDhcp(type: number, opts: { ciaddr?: string; requested?: string; s
   if (opts.serverId) opt(54, ipBytes(opts.serverId));
   b[o++] = 255;
   return buildUdpFrame({
-    srcMac: mac,
+    srcMac: opts.src ?? mac,
     dstMac: 'ff:ff:ff:ff:ff:ff',
     srcIp: opts.ciaddr ? ip(opts.ciaddr) : 0,
     dstIp: 0xffffffff,
@@ -111,12 +115,24 @@ function replies(link: FakeLinkIO) {
   });
 }
 
-async function world(ubus: Partial<Record<'cn1' | 'cn2', FakeUbus>> = {}) {
+interface WorldOptions {
+  service?: Partial<MlrServiceOptions>;
+  cfg?: Partial<CnConfig>;
+  /** A clock shared by the MLR and both CNs' guards. */
+  clock?: { t: number };
+  /** Every CN log line, per CN. */
+  logs?: Record<'cn1' | 'cn2', string[]>;
+}
+
+async function world(ubus: Partial<Record<'cn1' | 'cn2', FakeUbus>> = {}, o: WorldOptions = {}) {
+  const clock = o.clock;
   const service = new MlrService(new Registry(['ipip', 'gre', 'vxlan']), {
     networkName: 'lab',
     offerHoldMs: 60_000,
     leaseGraceMs: 60_000,
     log: () => {},
+    ...(clock ? { now: () => clock.t } : {}),
+    ...o.service,
   });
   const make = async (name: 'cn1' | 'cn2', n: number) => {
     const net = new FakeNetOps();
@@ -138,7 +154,7 @@ async function world(ubus: Partial<Record<'cn1' | 'cn2', FakeUbus>> = {}) {
     const link = new FakeLinkIO('wl0', `02:cc:00:00:00:0${n}`);
     const port = ubus[name];
     const daemon = new CnDaemon(
-      { ...cnConfig(name), hostapd: port !== undefined },
+      { ...cnConfig(name), hostapd: port !== undefined, ...o.cfg },
       {
         net,
         ...(port ? { openUbus: async () => port } : {}),
@@ -148,7 +164,11 @@ async function world(ubus: Partial<Record<'cn1' | 'cn2', FakeUbus>> = {}) {
           service.attach(new RpcPeer(mlrEnd), `10.200.0.1${n}`);
           return cnEnd;
         },
-        log: process.env.TMIP_TEST_LOG ? (l, m) => console.error(`${name} [${l}] ${m}`) : () => {},
+        log: (l, m) => {
+          o.logs?.[name].push(m);
+          if (process.env.TMIP_TEST_LOG) console.error(`${name} [${l}] ${m}`);
+        },
+        ...(clock ? { now: () => clock.t } : {}),
       },
     );
     await daemon.start();
@@ -301,6 +321,111 @@ test('with hostapd: an association moves the station before it sends anything; a
       ((await ubus1.call('tmip', 'peers', {})) as { peers: { name: string }[] }).peers.map((p) => p.name),
       ['cn2'],
     );
+  } finally {
+    w.stop();
+  }
+});
+
+/** The CN's guard counters, as `ubus call tmip status` shows them. */
+function guardStats(d: CnDaemon): Record<string, number> {
+  return d.status()['guard'] as Record<string, number>;
+}
+
+test("forged DHCPRELEASE and DHCPDECLINE change nothing; the station's own RELEASE in its cell works", async () => {
+  const logs = { cn1: [] as string[], cn2: [] as string[] };
+  const w = await world({}, { logs });
+  try {
+    const { cn1, cn2 } = w;
+    await leaseAtCn1(w);
+    const attacker: Mac = '02:ee:00:00:00:01';
+    const gateway = () => cn1.net.interfaces.get('wl0')!.addresses.some((a) => formatIPv4(a.ip) === '10.1.0.6');
+    // The attacker's own source MAC, chaddr the victim's: in the victim's cell.
+    cn1.link.deliver(clientDhcp(DHCP_MESSAGE.RELEASE, { ciaddr: '10.1.0.5', serverId: '10.1.0.6', src: attacker }));
+    for (let i = 0; i < 1000; i++) cn1.link.deliver(clientDhcp(DHCP_MESSAGE.DECLINE, { requested: '10.1.0.5', src: attacker, xid: i }));
+    // The victim's MAC spoofed from the other cell, where it is not served.
+    cn2.link.deliver(clientDhcp(DHCP_MESSAGE.RELEASE, { ciaddr: '10.1.0.5', serverId: '10.1.0.6' }));
+    cn2.link.deliver(clientDhcp(DHCP_MESSAGE.DECLINE, { requested: '10.1.0.5' }));
+    assert.deepEqual({ r1: guardStats(cn1.daemon).release_ignored, d1: guardStats(cn1.daemon).decline_ignored }, { r1: 1, d1: 1000 });
+    assert.deepEqual({ r2: guardStats(cn2.daemon).release_ignored, d2: guardStats(cn2.daemon).decline_ignored }, { r2: 1, d2: 1 });
+    // A marker through the same MLR channel: whatever the frames caused has happened once it is answered.
+    cn1.link.deliver(clientDhcp(DHCP_MESSAGE.DISCOVER, { mac: '02:aa:00:00:00:98' }));
+    await until('the marker OFFER', () => replies(cn1.link).some((r) => r.dhcp?.chaddr === '02:aa:00:00:00:98'));
+    assert.equal(w.service.registry.binding(MS)?.state, 'bound');
+    assert.equal(w.service.registry.binding(MS)?.current, 'cn1');
+    assert.ok(gateway(), 'the victim keeps its gateway');
+    assert.equal(w.service.registry.quarantinedCount(Date.now()), 0, 'no forged decline quarantined anything');
+    const ignoredLines = logs.cn1.filter((l) => /^ignoring DHCP(RELEASE|DECLINE)/.test(l)).length;
+    assert.ok(ignoredLines <= 6, `at most 3 lines per kind in the interval (${ignoredLines})`);
+    // The station itself, in its cell: the release takes effect.
+    cn1.link.deliver(clientDhcp(DHCP_MESSAGE.RELEASE, { ciaddr: '10.1.0.5', serverId: '10.1.0.6' }));
+    await until('the binding to go', () => w.service.registry.binding(MS) === undefined);
+    await until('the gateway to go', () => !gateway());
+  } finally {
+    w.stop();
+  }
+});
+
+test('with hostapd: a RELEASE from a station that left this AP is ignored, even from its own MAC', async () => {
+  const ubus1 = new FakeUbus();
+  ubus1.publish('hostapd.wl0', { get_clients: () => ({ freq: 2412, clients: { [MS]: { authorized: true } } }) });
+  const w = await world({ cn1: ubus1 });
+  try {
+    await leaseAtCn1(w);
+    assert.equal(ubus1.notify('hostapd.wl0', 'disassoc', { address: MS }), 1);
+    w.cn1.link.deliver(clientDhcp(DHCP_MESSAGE.RELEASE, { ciaddr: '10.1.0.5', serverId: '10.1.0.6' }));
+    w.cn1.link.deliver(clientDhcp(DHCP_MESSAGE.DECLINE, { requested: '10.1.0.5' }));
+    assert.equal(guardStats(w.cn1.daemon).release_ignored, 1);
+    assert.equal(guardStats(w.cn1.daemon).decline_ignored, 1);
+    // A DISCOVER from a MAC that never associated here is not answered: no cell is offered to it.
+    w.cn1.link.deliver(clientDhcp(DHCP_MESSAGE.DISCOVER, { mac: '02:aa:00:00:00:55' }));
+    assert.equal(guardStats(w.cn1.daemon).unassociated, 1);
+    // It associates again: now its own RELEASE works.
+    ubus1.notify('hostapd.wl0', 'assoc', { address: MS });
+    w.cn1.link.deliver(clientDhcp(DHCP_MESSAGE.RELEASE, { ciaddr: '10.1.0.5', serverId: '10.1.0.6' }));
+    await until('the binding to go', () => w.service.registry.binding(MS) === undefined);
+    assert.equal(w.service.registry.binding('02:aa:00:00:00:55'), undefined);
+  } finally {
+    w.stop();
+  }
+});
+
+test('a DISCOVER flood from random MACs is capped by new_station_rate and max_offers; a new client gets a lease after it', async () => {
+  const clock = { t: 1_000_000 };
+  const logs = { cn1: [] as string[], cn2: [] as string[] };
+  const w = await world({}, { clock, logs, cfg: { newStationRate: 20 }, service: { maxOffersPerCn: 16 } });
+  try {
+    const { cn1 } = w;
+    const dhcp = () => cn1.daemon.status()['dhcp'] as { offer: number; refused: number };
+    const macOf = (i: number) =>
+      `02:f0:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+    const rss = process.memoryUsage().rss;
+    const startLines = logs.cn1.length;
+    for (let i = 0; i < 10_000; i++) cn1.link.deliver(clientDhcp(DHCP_MESSAGE.DISCOVER, { mac: macOf(i), xid: i }));
+    // The burst (twice the rate) is admitted; of those, max_offers get an offer, the MLR refuses the rest.
+    assert.equal(guardStats(cn1.daemon).new_station_dropped, 10_000 - 40);
+    await until('the admitted 40 to be answered', () => dhcp().offer + dhcp().refused === 40);
+    assert.equal(dhcp().offer, 16);
+    assert.equal(dhcp().refused, 24);
+    assert.equal(w.service.offersVia('cn1'), 16);
+    assert.equal(guardStats(cn1.daemon).mlr_refused, 24);
+    assert.ok(process.memoryUsage().rss - rss < 64 * 1024 * 1024, 'memory stays bounded');
+    // 3 lines of drops, one per offer (state changes), 3 of the MLR's refusals; the rest are summaries to come.
+    const lines = logs.cn1.slice(startLines);
+    assert.equal(lines.length, 3 + 16 + 3, `the flood is logged in a few lines, not 10 000:\n${lines.join('\n')}`);
+    assert.equal(logs.cn1.filter((l) => l.startsWith('dropping DHCP from new station')).length, 3);
+
+    // The legitimate client during the flood: the bucket is empty, and then the offers are all held.
+    cn1.link.takeSent();
+    cn1.link.deliver(clientDhcp(DHCP_MESSAGE.DISCOVER));
+    assert.equal(guardStats(cn1.daemon).new_station_dropped, 10_000 - 40 + 1);
+    clock.t += 1000;
+    cn1.link.deliver(clientDhcp(DHCP_MESSAGE.DISCOVER));
+    await until('the MLR to refuse it (offer budget)', () => dhcp().refused === 25);
+    // The offers lapse after offer_hold: the client (retrying, as clients do) gets its lease.
+    clock.t += 60_001;
+    assert.equal(await w.service.expire(), 16);
+    await leaseAtCn1(w);
+    assert.equal(w.service.registry.binding(MS)?.state, 'bound');
   } finally {
     w.stop();
   }

@@ -25,7 +25,15 @@ const toCn2: BindingView = {
   state: 'bound',
 };
 
-function setup(opts: { tunnels?: ('vxlan' | 'ipip')[]; seen?: ReplyBody<'seen'>; maxIdleStations?: number } = {}) {
+function setup(
+  opts: {
+    tunnels?: ('vxlan' | 'ipip')[];
+    seen?: ReplyBody<'seen'>;
+    maxIdleStations?: number;
+    newStationRate?: number;
+    log?: string[];
+  } = {},
+) {
   const clock = { t: 1_000_000 };
   const applied: BindingView[][] = [];
   const requests: { type: string; body: unknown; answer: (r: ReplyBody<'seen'>) => void }[] = [];
@@ -48,11 +56,12 @@ function setup(opts: { tunnels?: ('vxlan' | 'ipip')[]; seen?: ReplyBody<'seen'>;
     requireAssociation: true,
     tunnels: () => opts.tunnels ?? ['vxlan'],
     leaseTime: 600,
-    log: () => {},
+    log: (_level, m) => opts.log?.push(m),
     now: () => clock.t,
     cooldownMs: 1000,
     reservationMs: 5000,
     ...(opts.maxIdleStations !== undefined ? { maxIdleStations: opts.maxIdleStations } : {}),
+    ...(opts.newStationRate !== undefined ? { newStationRate: opts.newStationRate } : {}),
   });
   return { h, clock, applied, requests, associations };
 }
@@ -129,7 +138,7 @@ test('detection: one request per station at a time, then a cool-down; associatio
 });
 
 test('records of stations that hold nothing here stay bounded under a flood of MACs', async () => {
-  const { h, requests } = setup({ maxIdleStations: 100 });
+  const { h, requests } = setup({ maxIdleStations: 100, newStationRate: 100_000 });
   const macOf = (i: number) => `02:bb:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
   const live = (from: number, to: number) => {
     let n = 0;
@@ -145,4 +154,69 @@ test('records of stations that hold nothing here stay bounded under a flood of M
   for (let i = 1000; i < 2000; i++) h.observe(macOf(i), ip('10.9.0.1') + i, 'ip');
   assert.ok(live(0, 1000) <= 100, `idle records are bounded (${live(0, 1000)} of the first flood left)`);
   assert.equal(live(1000, 2000), 1000);
+});
+
+test('new stations are admitted at new_station_rate with a burst of twice that; known ones take no token', async () => {
+  const log: string[] = [];
+  const { h, clock, requests } = setup({ newStationRate: 5, log });
+  const macOf = (i: number) => `02:dd:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+  // 10 000 DHCP frames from distinct MACs in one instant: the burst (10) is admitted, the rest dropped.
+  let accepted = 0;
+  for (let i = 0; i < 10_000; i++) if (h.acceptDhcp(macOf(i))) accepted++;
+  assert.equal(accepted, 10);
+  assert.equal(h.guard.new_station_dropped, 9990);
+  // ARP/IP from new MACs draws on the same budget: nothing left.
+  h.observe(macOf(20_000), ip('10.9.0.1'), 'arp');
+  assert.equal(requests.length, 0);
+  assert.equal(h.guard.new_station_dropped, 9991);
+  // An admitted station's next frames (its REQUEST after the OFFER) take no token.
+  assert.equal(h.acceptDhcp(macOf(3)), true);
+  // The bucket refills at the rate: after 1 s, 5 more; never more than the burst.
+  clock.t += 1000;
+  accepted = 0;
+  for (let i = 30_000; i < 30_100; i++) if (h.acceptDhcp(macOf(i))) accepted++;
+  assert.equal(accepted, 5);
+  clock.t += 60_000;
+  accepted = 0;
+  for (let i = 40_000; i < 40_100; i++) if (h.acceptDhcp(macOf(i))) accepted++;
+  assert.equal(accepted, 10, 'the burst is the cap however long the pause');
+  // The log stays bounded: 3 lines per 10 s interval, then one summary line.
+  assert.equal(log.filter((l) => /^dropping DHCP from new station/.test(l)).length, 6, log.join('\n'));
+  clock.t += 10_000;
+  h.flushGuardLogs(); // the daemon's timer: the last interval's summary is written even if the flood stopped
+  assert.deepEqual(
+    log.filter((l) => /more frames from new stations dropped/.test(l)),
+    [
+      '10083 more frames from new stations dropped (new_station_rate) in the last 61 s',
+      '87 more frames from new stations dropped (new_station_rate) in the last 10 s',
+    ],
+  );
+  await h.commit(1, toCn2);
+  assert.equal(h.acceptDhcp(MS), true, 'a station served here is never budgeted');
+});
+
+test('RELEASE/DECLINE pass only from the station itself, served here, associated when hostapd is present', async () => {
+  const log: string[] = [];
+  const { h, associations } = setup({ log });
+  const other = '02:aa:00:00:00:77';
+  assert.equal(h.mayRelease('RELEASE', MS, MS), false, 'not served here');
+  await h.commit(1, toCn2);
+  assert.equal(h.mayRelease('RELEASE', other, MS), false, 'another source MAC');
+  assert.equal(h.mayRelease('DECLINE', other, MS), false);
+  assert.equal(h.mayRelease('RELEASE', MS, MS), true);
+  assert.equal(h.mayRelease('DECLINE', MS, MS), true);
+  associations.bssAdded('wl0');
+  assert.equal(h.mayRelease('RELEASE', MS, MS), false, 'hostapd present, not associated here');
+  associations.notify('wl0', 'assoc', { address: MS });
+  assert.equal(h.mayRelease('RELEASE', MS, MS), true);
+  assert.deepEqual(h.guard, { new_station_dropped: 0, unassociated: 0, release_ignored: 3, decline_ignored: 1 });
+  assert.deepEqual(
+    log.filter((l) => l.startsWith('ignoring')),
+    [
+      `ignoring DHCPRELEASE for ${MS}: not served in this cell`,
+      `ignoring DHCPRELEASE for ${MS}: sent from ${other}, not from the client's own MAC`,
+      `ignoring DHCPDECLINE for ${MS}: sent from ${other}, not from the client's own MAC`,
+      `ignoring DHCPRELEASE for ${MS}: not associated with this AP`,
+    ],
+  );
 });

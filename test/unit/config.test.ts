@@ -69,6 +69,7 @@ config cn 'main'
 \toption mss_clamp 'off'
 \toption debug_level '5'
 \toption status_file '/var/run/tmip/cn.status'
+\toption new_station_rate '50'
 
 config mlr 'registry'
 \toption network_name 'campus'
@@ -78,6 +79,8 @@ config mlr 'registry'
 \toption state_file '/etc/tmip/mlr.state'
 \toption offer_hold '30'
 \toption lease_grace '120'
+\toption max_offers '128'
+\toption decline_quarantine '300'
 \tlist tunnel_type 'vxlan'
 \toption enabled 'no'
 \toption mqtt 'mqtts://broker.campus.example'
@@ -120,6 +123,7 @@ test('a complete CN config parses into the model', () => {
     statusFile: '/var/run/tmip/cn.status',
     hostapd: true,
     requireAssociation: true,
+    newStationRate: 50,
     enabled: true,
     warnings: [],
   } satisfies CnConfig);
@@ -135,6 +139,8 @@ test('a complete MLR config parses into the model', () => {
     stateFile: '/etc/tmip/mlr.state',
     offerHold: 30,
     leaseGrace: 120,
+    maxOffers: 128,
+    declineQuarantine: 300,
     tunnelTypes: ['vxlan'],
     enabled: false,
     auth: true,
@@ -165,6 +171,7 @@ test('defaults: only the required options given', () => {
     debugLevel: 2,
     hostapd: true,
     requireAssociation: true,
+    newStationRate: 20,
     enabled: true,
     warnings: [],
   } satisfies CnConfig);
@@ -183,6 +190,8 @@ test('defaults: only the required options given', () => {
     debugLevel: 2,
     offerHold: 60,
     leaseGrace: 60,
+    maxOffers: 256,
+    declineQuarantine: 600,
     tunnelTypes: ['ipip', 'gre', 'vxlan'],
     enabled: true,
     warnings: [],
@@ -218,6 +227,11 @@ test('bad values: each message names the option, its line, what was found and wh
     ["option lease_time '-5'", "tmip.@cn[0].lease_time (line 6): '-5' is not a number of seconds; expected an integer 60..31536000"],
     ["option debug_level '8'", "tmip.@cn[0].debug_level (line 6): '8' is out of range; expected an integer 0..7"],
     ["option debug_level 'high'", "tmip.@cn[0].debug_level (line 6): 'high' is not a whole number; expected an integer 0..7"],
+    ["option new_station_rate '0'", "tmip.@cn[0].new_station_rate (line 6): '0' is out of range; expected an integer 1..10000"],
+    [
+      "option new_station_rate 'fast'",
+      "tmip.@cn[0].new_station_rate (line 6): 'fast' is not a number of new stations per second; expected an integer 1..10000",
+    ],
     [
       "option mss_clamp 'maybe'",
       "tmip.@cn[0].mss_clamp (line 6): 'maybe' is not a boolean; expected '1'/'0', 'yes'/'no', 'true'/'false', 'on'/'off' or 'enabled'/'disabled'",
@@ -522,6 +536,24 @@ test('MLR config: bad values are all reported', () => {
     errorOf(parseMlrConfig(uci("config mlr\n\toption network_name 'x'\n\toption auth '0'\n\toption port 'http'\n"))),
     /'http' is not a port number; expected an integer 1\.\.65535/,
   );
+});
+
+test('MLR config: the budgets max_offers and decline_quarantine are checked', () => {
+  const e = errorOf(
+    parseMlrConfig(
+      uci(
+        [
+          "config mlr\n\toption network_name 'x'\n\toption auth '0'",
+          "\toption max_offers '5000'",
+          "\toption decline_quarantine 'long'",
+        ].join('\n'),
+      ),
+    ),
+  );
+  assert.deepEqual(e.split('\n'), [
+    "tmip.@mlr[0].max_offers (line 4): '5000' is out of range; expected an integer 1..4096",
+    "tmip.@mlr[0].decline_quarantine (line 5): 'long' is not a number of seconds; expected an integer 0..86400",
+  ]);
 });
 
 test("MLR config: 'config key' sections and option auth", () => {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import type { BindingView } from '../../src/core/binding.js';
 import type { RequestBody } from '../../src/core/messages.js';
 import { Registry } from '../../src/core/registry.js';
-import { MlrService } from '../../src/mlr/service.js';
+import { MlrService, type MlrServiceOptions } from '../../src/mlr/service.js';
 import { memoryChannelPair } from '../../src/platform/memory-channel.js';
 import { RpcError, RpcPeer, type MessageChannel } from '../../src/proto/rpc.js';
 import { ip } from '../support/helpers.js';
@@ -18,7 +18,7 @@ interface FakeCn {
   failPrepare?: string;
 }
 
-function setup(now = { t: 1_000_000 }) {
+function setup(now = { t: 1_000_000 }, extra: Partial<MlrServiceOptions> = {}) {
   const registry = new Registry(['ipip', 'gre', 'vxlan']);
   const logs: string[] = [];
   const service = new MlrService(registry, {
@@ -27,6 +27,7 @@ function setup(now = { t: 1_000_000 }) {
     leaseGraceMs: 60_000,
     log: (_l, m) => logs.push(m),
     now: () => now.t,
+    ...extra,
   });
   const connect = (name: string): FakeCn => {
     const [cnEnd, mlrEnd] = memoryChannelPair(name, 'mlr');
@@ -250,4 +251,88 @@ test('a channel whose transport vouches for a CN (its MQTT topic) binds only as 
   assert.equal(registry.cn('cn2'), undefined, 'nothing registered');
   await cn.request('bind', bindBody('cn1', '10.200.0.11', '10.1.0'));
   assert.ok(service.isOnline('cn1'));
+});
+
+const host = (b: { binding: BindingView }) => formatCell(b.binding.cell + 1);
+function formatCell(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+}
+
+test('DHCPDECLINE quarantines the cell; it never removes a bound binding; the decliner restarting gets another cell', async () => {
+  const now = { t: 1_000_000 };
+  const { connect, registry, service } = setup(now, { declineQuarantineMs: 600_000 });
+  const { cn1, cn2 } = await twoCns(connect);
+  await lease(cn1);
+  assert.equal(registry.binding(MS)?.state, 'bound');
+  // Only the serving CN may pass a decline on; a decline of another address changes nothing.
+  await assert.rejects(cn2.peer.request('release', { mac: MS, ip: ip('10.1.0.5'), decline: 'yes' }), /not served by 'cn2'/);
+  await cn1.peer.request('release', { mac: MS, ip: ip('10.1.0.9'), decline: 'yes' });
+  assert.equal(registry.quarantinedCount(now.t), 0);
+  // The serving CN passes it on: the cell is quarantined, the bound binding stays where it is.
+  await cn1.peer.request('release', { mac: MS, ip: ip('10.1.0.5'), decline: 'yes' });
+  assert.equal(registry.quarantinedCount(now.t), 1);
+  assert.equal(registry.binding(MS)?.state, 'bound');
+  assert.equal(registry.binding(MS)?.current, 'cn1');
+  assert.ok(!cn1.events.includes(`remove ${MS}`), 'nobody is told to remove it');
+  // The decliner restarts with a DISCOVER (RFC 2131 §3.1.5): its binding is replaced by another cell.
+  const b = '02:00:00:00:00:0b';
+  assert.equal(host(await cn1.peer.request('discover', { mac: b })), '10.1.0.9');
+  assert.equal(host(await cn1.peer.request('discover', { mac: MS })), '10.1.0.13');
+  assert.ok(cn1.events.includes(`remove ${MS}`), "the old binding is gone, at the decliner's own request");
+  // Nobody gets the declined cell during the quarantine: not by DISCOVER, REQUEST, nor ARP adoption.
+  const c = '02:00:00:00:00:0c';
+  assert.equal(host(await cn1.peer.request('discover', { mac: c, requested: ip('10.1.0.5') })), '10.1.0.17');
+  const d = '02:00:00:00:00:0d';
+  const nak = await cn1.peer.request('request', { mac: d, ip: ip('10.1.0.5'), leaseTime: 600, state: 'init-reboot' });
+  assert.equal(nak.outcome, 'nak');
+  assert.match(nak.reason ?? '', /quarantined/);
+  const seen = await cn1.peer.request('seen', { mac: d, ip: ip('10.1.0.5'), via: 'arp', leaseTime: 600 });
+  assert.equal(seen.outcome, 'unknown');
+  assert.equal(registry.bindingAtCell(ip('10.1.0.4')), undefined);
+  // After the quarantine (and the offers' hold) the cell is handed out again.
+  now.t += 600_001;
+  await service.expire();
+  assert.equal(registry.quarantinedCount(now.t), 0);
+  assert.equal(host(await cn1.peer.request('discover', { mac: d })), '10.1.0.5');
+});
+
+test("a DHCPDECLINE of an offer drops the decliner's offer, from the CN it was offered through only", async () => {
+  const now = { t: 1_000_000 };
+  const { connect, registry } = setup(now);
+  const { cn1, cn2 } = await twoCns(connect);
+  assert.equal(host(await cn1.peer.request('discover', { mac: MS })), '10.1.0.5');
+  await assert.rejects(cn2.peer.request('release', { mac: MS, ip: ip('10.1.0.5'), decline: 'yes' }), /not served by 'cn2'/);
+  assert.equal(registry.binding(MS)?.state, 'offered');
+  await assert.rejects(cn1.peer.request('release', { mac: MS, ip: ip('10.1.0.5') }), /not served by 'cn1'/, 'an offer is not released');
+  await cn1.peer.request('release', { mac: MS, ip: ip('10.1.0.5'), decline: 'yes' });
+  assert.equal(registry.binding(MS), undefined);
+  assert.equal(host(await cn1.peer.request('discover', { mac: MS })), '10.1.0.9', 'the default quarantine (600 s) holds');
+  now.t += 599_000;
+  assert.equal(host(await cn1.peer.request('discover', { mac: '02:00:00:00:00:0e' })), '10.1.0.13');
+  now.t += 1_001;
+  assert.equal(host(await cn1.peer.request('discover', { mac: '02:00:00:00:00:0f' })), '10.1.0.5');
+});
+
+test('max_offers: a CN holds at most that many offers; they lapse after offer_hold; a REQUEST frees its offer', async () => {
+  const now = { t: 1_000_000 };
+  const { connect, registry, service } = setup(now, { maxOffersPerCn: 3 });
+  const { cn1, cn2 } = await twoCns(connect);
+  const mac = (i: number) => `02:00:00:00:01:${i.toString(16).padStart(2, '0')}`;
+  for (let i = 0; i < 3; i++) await cn1.peer.request('discover', { mac: mac(i) });
+  await assert.rejects(cn1.peer.request('discover', { mac: mac(3) }), /offer_hold 60 s/);
+  assert.equal(registry.binding(mac(3)), undefined);
+  assert.equal(service.offersVia('cn1'), 3);
+  // An existing offer is renewed, not counted twice; another CN has its own budget.
+  await cn1.peer.request('discover', { mac: mac(0) });
+  await cn2.peer.request('discover', { mac: mac(10) });
+  // A REQUEST turns an offer into a binding: the slot is free again.
+  const r = await cn1.peer.request('request', { mac: mac(1), ip: ip('10.1.0.9'), leaseTime: 600, state: 'selecting' });
+  assert.equal(r.outcome, 'ack');
+  assert.equal(host(await cn1.peer.request('discover', { mac: mac(3) })), '10.1.0.17');
+  await assert.rejects(cn1.peer.request('discover', { mac: mac(4) }), /max_offers 3/);
+  now.t += 60_001;
+  assert.equal(await service.expire(), 4, 'the standing offers (three of cn1, one of cn2) lapse');
+  assert.equal(service.offersVia('cn1'), 0);
+  await cn1.peer.request('discover', { mac: mac(4) });
+  assert.equal(registry.binding(mac(1))?.state, 'bound');
 });

@@ -350,6 +350,18 @@ var validate = {
 
 	lease_grace: validateOptional(function(section_id, value) {
 		return integerIn(value, 0, 86400) || _('Expecting a number of seconds 0..86400');
+	}),
+
+	new_station_rate: validateOptional(function(section_id, value) {
+		return integerIn(value, 1, 10000) || _('Expecting a number of new stations per second 1..10000');
+	}),
+
+	max_offers: validateOptional(function(section_id, value) {
+		return integerIn(value, 1, 4096) || _('Expecting a number of cells 1..4096');
+	}),
+
+	decline_quarantine: validateOptional(function(section_id, value) {
+		return integerIn(value, 0, 86400) || _('Expecting a number of seconds 0..86400');
 	})
 };
 
@@ -499,6 +511,11 @@ return view.extend({
 		o.default = o.enabled;
 		o.rmempty = false;
 
+		o = s.taboption('advanced', form.Value, 'new_station_rate', _('New stations per second'),
+			_('Clients without an address here that are answered per second (bursts of twice as many); more are dropped (1..10000).'));
+		o.placeholder = '20';
+		o.validate = validate.new_station_rate;
+
 		o = s.taboption('advanced', form.Value, 'ubus_socket', _('ubus socket'),
 			_('Path of the ubusd socket; default /var/run/ubus/ubus.sock, then /var/run/ubus.sock.'));
 		o.placeholder = '/var/run/ubus/ubus.sock';
@@ -561,6 +578,16 @@ return view.extend({
 			_('Seconds a binding outlives its lease before it is reclaimed (0..86400).'));
 		o.placeholder = '60';
 		o.validate = validate.lease_grace;
+
+		o = s.taboption('general', form.Value, 'max_offers', _('Offers per CN'),
+			_('Addresses one access point may hold as offers not yet requested (1..4096).'));
+		o.placeholder = '256';
+		o.validate = validate.max_offers;
+
+		o = s.taboption('general', form.Value, 'decline_quarantine', _('Decline quarantine'),
+			_('Seconds an address a client declined (in use by another host) is not handed out again; 0 = none (0..86400).'));
+		o.placeholder = '600';
+		o.validate = validate.decline_quarantine;
 
 		o = s.taboption('general', form.DynamicList, 'tunnel_type', _('Tunnel types'),
 			_('Order of preference when agreeing on a tunnel type for a pair of CNs. Empty: all of them.'));
