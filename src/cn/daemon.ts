@@ -359,6 +359,7 @@ export class CnDaemon implements CnReport {
         if (run.handover.mayRelease(type === DHCP_MESSAGE.RELEASE ? 'RELEASE' : 'DECLINE', f.eth.src, m.chaddr)) void run.dhcp.handle(m);
       } else if (run.handover.acceptDhcp(m.chaddr)) void run.dhcp.handle(m);
     } else if (f.kind === 'arp') {
+      run.handover.arpHeard(f.eth.src, f.arp);
       run.handover.observe(f.eth.src, f.arp.senderIp, 'arp');
     } else if (f.kind === 'ipv4') {
       run.handover.observe(f.eth.src, f.ip.src, 'ip');

@@ -24,6 +24,13 @@
 // - DHCPRELEASE/DHCPDECLINE act only when the frame's Ethernet source is the chaddr, the station is
 //   served in this cell, and (hostapd present, association required) associated here; else they are
 //   ignored and counted (guard.release_ignored / decline_ignored).
+// - Presence check (the MLR's `probe`, before it moves a station detected by traffic alone away from
+//   this CN): a unicast ARP request for the station's N+1 from its gateway N+2 (source MAC: our
+//   mobile interface) goes to the station's MAC, and again after PROBE_RESEND_MS; an ARP reply whose
+//   Ethernet source and sender MAC are the station's and whose sender IP is its N+1, heard within
+//   PROBE_TIMEOUT_MS, means it is still here (present: yes). Anything else — no reply, a reply from
+//   another MAC or for another address — is no (the MLR then moves it). Only a station served here
+//   is probed; for any other the probe is refused (not-served), which the MLR takes as no answer.
 // Every refusal is logged through a RateLimitedLog per kind: a few lines per GUARD_LOG_INTERVAL_MS,
 // then one "N more <event> in the last T s" line.
 import type { AssociationTable } from '../core/association.js';
@@ -34,7 +41,7 @@ import type { DetectedVia, RequestBody } from '../core/messages.js';
 import type { TunnelType } from '../core/tunnel.js';
 import type { LinkIO } from '../platform/linkio.js';
 import { LOG, type LogFn } from '../platform/log.js';
-import { buildArpReply, buildGratuitousArp } from '../proto/packet.js';
+import { ARP_OP, buildArpReply, buildArpRequest, buildGratuitousArp, type ArpPacket } from '../proto/packet.js';
 import { RateLimitedLog } from '../proto/auth.js';
 import { RpcError, type RpcPeer } from '../proto/rpc.js';
 import type { MlrApi } from './mlr-api.js';
@@ -110,9 +117,28 @@ export interface GuardStats {
 
 const ANNOUNCE_REPEATS_MS = [50, 300, 1000];
 
+/**
+ * How long a presence probe waits for the station's ARP reply. A present station answers a unicast
+ * ARP request within a few milliseconds (in the lab the whole probe took 2–3 ms, as the MLR sees it).
+ * A legitimate roam always waits the whole time (the station has left), and the check may add at
+ * most 20 ms to it at the median: this wait plus the MLR's round trip came to 13 ms at the median in
+ * the lab (BENCHMARKS.md). A station asleep in Wi-Fi power save may answer later than this: it is
+ * then taken as absent and the move proceeds (fail open, as before the check).
+ */
+export const PROBE_TIMEOUT_MS = 10;
+/** The probe's second ARP request, in case the first was lost. */
+const PROBE_RESEND_MS = 4;
+
+interface ProbeWaiter {
+  ip: IPv4;
+  done: (present: boolean) => void;
+}
+
 export class CnHandover {
   private readonly stations = new Map<Mac, Station>();
   private readonly byTx = new Map<number, Mac>();
+  /** Presence probes waiting for the station's ARP reply, by the station's MAC. */
+  private readonly probes = new Map<Mac, ProbeWaiter[]>();
   private readonly now: () => number;
   readonly stats = { reports: 0, suppressed: 0, refused: 0, prepared: 0, aborted: 0, committed: 0, lapsed: 0 };
   readonly guard: GuardStats = { new_station_dropped: 0, unassociated: 0, release_ignored: 0, decline_ignored: 0 };
@@ -294,6 +320,49 @@ export class CnHandover {
       await this.remove(body.binding);
       return {};
     });
+    peer.handle('probe', async (body) => ({ present: (await this.probe(body.mac, body.ip)) ? 'yes' : 'no' }));
+  }
+
+  // ---- the presence check ----
+
+  /**
+   * Does `mac`, served here at `ip`, still answer in this cell? A unicast ARP request from its
+   * gateway, sent twice; resolves true on its reply, false after PROBE_TIMEOUT_MS.
+   */
+  probe(mac: Mac, ip: IPv4): Promise<boolean> {
+    const b = this.stations.get(mac)?.binding;
+    const cell = b ? cellOf(b.cell) : undefined;
+    if (!b || !cell || !servedBy(b, this.o.self) || cell.host !== ip) {
+      return Promise.reject(new RpcError('not-served', `${this.o.self} does not serve ${mac} at ${formatIPv4(ip)}`));
+    }
+    const link = this.o.link;
+    const send = () => link.send(buildArpRequest({ srcMac: link.mac, srcIp: cell.gateway, dstMac: mac, dstIp: ip }));
+    return new Promise<boolean>((resolve) => {
+      const timers: NodeJS.Timeout[] = [];
+      const waiter: ProbeWaiter = {
+        ip,
+        done: (present) => {
+          for (const t of timers) clearTimeout(t);
+          const list = this.probes.get(mac)?.filter((w) => w !== waiter) ?? [];
+          if (list.length > 0) this.probes.set(mac, list);
+          else this.probes.delete(mac);
+          resolve(present);
+        },
+      };
+      this.probes.set(mac, [...(this.probes.get(mac) ?? []), waiter]);
+      timers.push(
+        setTimeout(send, PROBE_RESEND_MS),
+        setTimeout(() => waiter.done(false), PROBE_TIMEOUT_MS),
+      );
+      send();
+    });
+  }
+
+  /** An ARP packet heard in the cell from Ethernet source `src`: the answer to a probe, if one waits for it. */
+  arpHeard(src: Mac, arp: ArpPacket): void {
+    const waiting = this.probes.get(src);
+    if (!waiting || arp.op !== ARP_OP.REPLY || arp.senderMac !== src) return;
+    for (const w of [...waiting]) if (w.ip === arp.senderIp) w.done(true);
   }
 
   prepare(body: RequestBody<'prepare'>): Record<string, never> {

@@ -87,6 +87,11 @@ export const requests = {
   commit: { body: object({ tx: txId, binding: bindingCodec, previous: nullable(cnRefCodec) }), reply: object({}) },
   abort: { body: object({ tx: txId }), reply: object({}) },
   remove: { body: object({ binding: bindingCodec }), reply: object({}) },
+  /**
+   * Presence check before a traffic-detected move: does the station `mac` still answer in your cell, at
+   * `ip` (its N+1)? Sent to the previous current CN, which asks by a unicast ARP request from N+2.
+   */
+  probe: { body: object({ mac, ip: ipv4 }), reply: object({ present: literal('yes', 'no') }) },
 } satisfies Record<string, { body: Codec<unknown>; reply: Codec<unknown> }>;
 
 export type RequestType = keyof typeof requests;

@@ -2,12 +2,26 @@
 // The MLR's side of a handover: one transaction per move of a mobile station, run under that
 // station's lock, over the CNs that take part (new current, parent, old current).
 //
-//   locked ──> preparing ──> stored ──> committing ──> done
-//                  │            │
-//                  └────────────┴──────> rolled-back
+//   locked ──> [probing] ──> preparing ──> stored ──> committing ──> done
+//                  │              │            │
+//                  └──────────────┴────────────┴──────> rolled-back
+//
+// Presence check, the `probing` phase: a move detected by the station's traffic alone
+// (`via` 'arp' or 'ip': no association event, no DHCP from it) of a binding that is bound at another
+// CN first asks that previous current CN, when it is online, to `probe` its cell: it sends a unicast
+// ARP request for N+1 from N+2 and waits up to PROBE_TIMEOUT_MS (cn/handover.ts). The station
+// answering there means the frames in the new cell carry a duplicate of its MAC (and IP): the move is
+// rolled back before anybody is prepared, the registry is untouched, and the refusal is logged at
+// error level as "duplicate MAC" (at most DUPLICATE_LOG_BURST lines per MAC and interval, then a
+// summary). Every other outcome proceeds with the move, as before the check existed (fail open): no
+// answer, the previous CN offline, an error, or no reply within PROBE_RPC_TIMEOUT_MS (clipped to the
+// transaction's deadline). Moves via 'assoc', 'dhcp' or 'restore' are never probed: association (or
+// the client's own DHCP exchange) decides, as before.
 //
 // Rules, one per failure:
 // - The new current CN is offline: rolled back at once (nobody was asked anything).
+// - The previous current CN says the station still answers in its cell (probe): rolled back at once
+//   (nobody was prepared); a probe that fails or times out lets the move proceed.
 // - Another participant is offline: skipped; it learns the binding when it binds again.
 // - A participant refuses `prepare`, or does not answer before its time-out: every participant that
 //   was asked gets `abort` (not awaited: a CN also drops an unconfirmed reservation by itself), the
@@ -26,8 +40,9 @@ import type { ReplyBody, RequestBody, RequestType } from '../core/messages.js';
 import type { Binding, Registry } from '../core/registry.js';
 import { err, ok, type Result } from '../core/result.js';
 import { LOG, type LogFn } from '../platform/log.js';
+import { RateLimitedLog } from '../proto/auth.js';
 
-export type TxPhase = 'locked' | 'preparing' | 'stored' | 'committing' | 'done' | 'rolled-back';
+export type TxPhase = 'locked' | 'probing' | 'preparing' | 'stored' | 'committing' | 'done' | 'rolled-back';
 
 /** What the handover needs of a connected CN (RpcPeer is one). */
 export interface CnSession {
@@ -45,6 +60,8 @@ export interface HandoverOptions {
   onChange: () => void;
   prepareTimeoutMs?: number;
   commitTimeoutMs?: number;
+  /** How long the MLR waits for the previous CN's `probe` reply (its own wait plus the round trip). */
+  probeTimeoutMs?: number;
   /** The longest a transaction holds its station's lock. */
   deadlineMs?: number;
   /** Delays of the reconcile retries after a failed commit; then the CN's session is closed. */
@@ -63,7 +80,26 @@ export interface HandoverTx {
   deadline: number;
 }
 
-const DEFAULTS = { prepareTimeoutMs: 3000, commitTimeoutMs: 3000, deadlineMs: 8000, reconcileDelaysMs: [200, 1000, 5000] };
+/**
+ * The MLR's wait for a probe reply. The CN itself waits at most PROBE_TIMEOUT_MS (10 ms) for the
+ * station; the rest is the backbone round trip and a busy CN. Past it the move proceeds (fail open).
+ */
+export const PROBE_RPC_TIMEOUT_MS = 500;
+/** Duplicate-MAC refusals: at most this many log lines per MAC and interval, then one summary. */
+const DUPLICATE_LOG_BURST = 2;
+const DUPLICATE_LOG_INTERVAL_MS = 60_000;
+/** Per-MAC duplicate logs kept; the oldest are dropped beyond this (hostile MACs must not grow us). */
+const DUPLICATE_LOG_MACS = 1024;
+/** The detections that carry no association information and so are checked by a probe. */
+const PROBED_VIA: ReadonlySet<string> = new Set(['arp', 'ip']);
+
+const DEFAULTS = {
+  prepareTimeoutMs: 3000,
+  commitTimeoutMs: 3000,
+  probeTimeoutMs: PROBE_RPC_TIMEOUT_MS,
+  deadlineMs: 8000,
+  reconcileDelaysMs: [200, 1000, 5000],
+};
 /** A commit is always given at least this long, even when the deadline is nearly spent. */
 const MIN_COMMIT_MS = 250;
 
@@ -76,7 +112,8 @@ export class Handovers {
   private readonly locks = new Map<Mac, Promise<unknown>>();
   private nextTx = 1;
   readonly active = new Map<number, HandoverTx>();
-  readonly stats = { done: 0, rolledBack: 0, reconciled: 0, reconcileFailed: 0 };
+  readonly stats = { done: 0, rolledBack: 0, reconciled: 0, reconcileFailed: 0, probed: 0, duplicates: 0 };
+  private readonly duplicateLogs = new Map<Mac, RateLimitedLog>();
   private readonly reconciling = new Set<string>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly o: Required<Omit<HandoverOptions, 'reconcileDelaysMs'>> & { reconcileDelaysMs: readonly number[] };
@@ -145,6 +182,12 @@ export class Handovers {
     try {
       const body = { tx: tx.id, binding: view.value, previous };
 
+      if (previous && PROBED_VIA.has(via) && online.includes(previous.name)) {
+        tx.phase = 'probing';
+        const where = await this.probe(tx, previous.name, b.cell + 1);
+        if (where !== undefined) return this.refuseDuplicate(tx, where);
+      }
+
       tx.phase = 'preparing';
       const prepared = await Promise.allSettled(
         online.map((n) => this.ask(n, 'prepare', body, this.phaseTimeout(tx, this.o.prepareTimeoutMs))),
@@ -188,6 +231,52 @@ export class Handovers {
     results.forEach((r, i) => {
       if (r.status === 'rejected') this.reconcile(names[i]!, b.mac, view.value);
     });
+  }
+
+  /**
+   * Ask `cn` whether the station still answers at `host` in its cell. Resolves with `cn` when it does,
+   * undefined otherwise (no answer, an error, a time-out: the move proceeds).
+   */
+  private async probe(tx: HandoverTx, cn: string, host: number): Promise<string | undefined> {
+    this.stats.probed++;
+    const started = this.o.now();
+    try {
+      const r = await this.ask(cn, 'probe', { mac: tx.mac, ip: host }, this.phaseTimeout(tx, this.o.probeTimeoutMs));
+      this.o.log(
+        LOG.handover,
+        `tx ${tx.id}: probe at ${cn}: ${tx.mac} ${r.present === 'yes' ? 'answers' : 'does not answer'} (${this.o.now() - started} ms)`,
+      );
+      return r.present === 'yes' ? cn : undefined;
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      this.o.log(LOG.handover, `tx ${tx.id}: probe at ${cn} failed (${why}); moving on without it`);
+      return undefined;
+    }
+  }
+
+  /** The station answered in its old cell: the frames that asked for the move carry a duplicate MAC. */
+  private refuseDuplicate(tx: HandoverTx, at: string): Result<BindingView> {
+    tx.phase = 'rolled-back';
+    this.stats.rolledBack++;
+    this.stats.duplicates++;
+    const why = `duplicate MAC: ${tx.mac} still answers at ${at}`;
+    let l = this.duplicateLogs.get(tx.mac);
+    if (!l) {
+      if (this.duplicateLogs.size >= DUPLICATE_LOG_MACS) {
+        const oldest = this.duplicateLogs.keys().next().value;
+        if (oldest !== undefined) this.duplicateLogs.delete(oldest);
+      }
+      l = new RateLimitedLog(
+        (m) => this.o.log(LOG.error, m),
+        this.o.now,
+        DUPLICATE_LOG_BURST,
+        DUPLICATE_LOG_INTERVAL_MS,
+        `moves of ${tx.mac} refused as duplicate MAC`,
+      );
+      this.duplicateLogs.set(tx.mac, l);
+    }
+    l.log(`tx ${tx.id}: rolled back (${why}; move to ${tx.to} via ${tx.via} refused)`);
+    return err(why);
   }
 
   private phaseTimeout(tx: HandoverTx, phaseMs: number): number {

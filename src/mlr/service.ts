@@ -8,7 +8,7 @@
 // the CN it authenticated as (with authentication off, as the name of its first bind); the name must
 // be a valid CN name; a pool another CN holds is refused (registry); release/decline only of a
 // binding the sender currently serves (a decline also of an offer made through it); a `seen` whose
-// ip is not the binding's host address moves nothing; the MLR serves no prepare/commit/abort/remove
+// ip is not the binding's host address moves nothing; the MLR serves no prepare/commit/abort/remove/probe
 // (those are its own requests to CNs). Each CN creates at most MAX_BINDINGS_PER_CN bindings (offers
 // and bindings it serves).
 //
@@ -63,7 +63,7 @@ export interface MlrServiceOptions {
   /** Called after every change of the registry (to persist it). */
   onChange?: () => void;
   /** Transaction time-outs and retries (mlr/handover.ts); defaults suit a campus backbone. */
-  handover?: Pick<HandoverOptions, 'prepareTimeoutMs' | 'commitTimeoutMs' | 'deadlineMs' | 'reconcileDelaysMs'>;
+  handover?: Pick<HandoverOptions, 'prepareTimeoutMs' | 'commitTimeoutMs' | 'probeTimeoutMs' | 'deadlineMs' | 'reconcileDelaysMs'>;
 }
 
 export class MlrService {

@@ -225,6 +225,15 @@ export function buildArpReply(r: { srcMac: Mac; srcIp: IPv4; dstMac: Mac; dstIp:
   return encodeEthernet({ dst: r.dstMac, src: r.srcMac, etherType: ETHERTYPE.ARP, payload: arp });
 }
 
+/**
+ * Unicast ARP request "who has dstIp? tell srcIp", sent to dstMac only (a presence probe, RFC 1122
+ * 2.3.2.1's unicast poll): only the station with that MAC hears it, and it answers if it holds dstIp.
+ */
+export function buildArpRequest(r: { srcMac: Mac; srcIp: IPv4; dstMac: Mac; dstIp: IPv4 }): Buffer {
+  const arp = encodeArp({ op: ARP_OP.REQUEST, senderMac: r.srcMac, senderIp: r.srcIp, targetMac: ZERO_MAC, targetIp: r.dstIp });
+  return encodeEthernet({ dst: r.dstMac, src: r.srcMac, etherType: ETHERTYPE.ARP, payload: arp });
+}
+
 // ---------------------------------------------------------------------------------------------
 // IPv4
 

@@ -4,7 +4,9 @@
 // AF_PACKET socket (python3, inside the attacker's namespace only). The victim, a real udhcpc client
 // with a TCP stream, must keep its address, binding and session through a forged DHCPRELEASE (the
 // attacker's own source MAC, and the victim's MAC spoofed from the other cell), a DHCPDECLINE flood
-// for its MAC (also with its MAC spoofed in its own cell), and a DISCOVER flood from random MACs;
+// for its MAC (also with its MAC spoofed in its own cell), its MAC and IP spoofed in ARP and IP
+// frames from the other cell (refused by the old CN's presence check as a duplicate MAC), and a
+// DISCOVER flood from random MACs;
 // a new client still gets a lease, the CN's memory stays bounded and its log shows summary lines.
 // Without hostapd (this lab): a flood through one CN cannot take another CN's cells or offers; in
 // the flooded cell a new client is served once the flood stops (the bucket refills in 2 s, the
@@ -53,6 +55,43 @@ for i in range(count):
     iph = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, ci, ip('255.255.255.255'))
     iph = iph[:10] + struct.pack('!H', csum(iph)) + iph[12:]
     sock.send(b'\\xff' * 6 + sm + b'\\x08\\x00' + iph + udp)
+    sent += 1
+    now = time.monotonic()
+    if now > deadline: break
+    if rate > 0 and sent / rate > now - start: time.sleep(sent / rate - (now - start))
+print(sent)
+`;
+
+/**
+ * Sends `count` frames, half ARP requests and half ICMP echo requests, claiming MAC `src` and IPv4
+ * `ip`, unicast to `dst` (the victim's gateway MAC), at `rate` per second:
+ * argv ifname src ip dst gateway server count rate.
+ */
+const SPOOF_SCRIPT = `
+import socket, struct, sys, time
+ifname, src_s, ip_s, dst_s, gw_s, server_s, count, rate = sys.argv[1:9]
+count = int(count); rate = float(rate)
+mac = lambda s: bytes.fromhex(s.replace(':', ''))
+ip = lambda s: socket.inet_aton(s)
+def csum(b):
+    if len(b) % 2: b += b'\\x00'
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b)); s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return (~s) & 0xffff
+src, dst = mac(src_s), mac(dst_s)
+arp = dst + src + b'\\x08\\x06' + struct.pack('!HHBBH6s4s6s4s', 1, 0x0800, 6, 4, 1, src, ip(ip_s), bytes(6), ip(gw_s))
+sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+sock.bind((ifname, 0))
+start = time.monotonic(); deadline = start + 20; sent = 0
+for i in range(count):
+    if i % 2 == 0:
+        frame = arp
+    else:
+        icmp = struct.pack('!BBHHH', 8, 0, 0, 0x7a7a, i & 0xffff) + bytes(32)
+        icmp = icmp[:2] + struct.pack('!H', csum(icmp)) + icmp[4:]
+        iph = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(icmp), i & 0xffff, 0, 64, 1, 0, ip(ip_s), ip(server_s))
+        iph = iph[:10] + struct.pack('!H', csum(iph)) + iph[12:]
+        frame = dst + src + b'\\x08\\x00' + iph + icmp
+    sock.send(frame)
     sent += 1
     now = time.monotonic()
     if now > deadline: break
@@ -147,6 +186,34 @@ describe('attacks from inside the cells', { skip, timeout: 120_000 }, () => {
     });
     await t.cn('cn2').waitForLine(/ignoring DHCPRELEASE for \S+: not served in this cell/, 5000, { stream: 'both' });
     await victimIntact('forged RELEASE');
+  });
+
+  it("the victim's MAC and IP spoofed from the other cell: the move is refused as a duplicate MAC", async () => {
+    // The victim's gateway MAC (CN1's mobile interface), as the victim itself resolved it.
+    const neigh = await t.lab.execOk('victim', 'ip', ['neigh', 'show', '10.1.0.6']);
+    const gwMac = /lladdr (\S+)/.exec(neigh)?.[1];
+    assert.ok(gwMac, `the victim has resolved its gateway: ${neigh}`);
+    const mlrMark = t.mlr.mark();
+    const cn2Mark = t.cn('cn2').mark();
+    // 3 s of ARP and IP from the victim's MAC and IP in cell 2: past CN2's 1 s cool-down, so the
+    // move is asked for (and refused) more than once.
+    const args = [LAB.msIf, victimMac, victimIp, gwMac, '10.1.0.6', LAB.srvIp, '300', '100'];
+    const spoof = t.lab.exec('atk2', PYTHON, ['-c', SPOOF_SCRIPT, ...args], { timeoutMs: 30_000 });
+    const refused = new RegExp(`rolled back \\(duplicate MAC: ${victimMac} still answers at cn1; move to cn2 via (ip|arp) refused\\)`);
+    await t.mlr.waitForLine(refused, 5000, { since: mlrMark, stream: 'both' });
+    await t.cn('cn2').waitForLine(new RegExp(`${victimMac}: refused \\(duplicate MAC`), 5000, { since: cn2Mark, stream: 'both' });
+    const r = await spoof;
+    assert.equal(r.code, 0, `spoofer failed: ${r.stderr}`);
+    assert.equal(Number(r.stdout.trim()), 300);
+    const mlr = logLines(t, 'mlr.log');
+    assert.ok(mlr.filter((l) => refused.test(l)).length >= 2, 'refused on every report, not only the first');
+    assert.deepEqual(
+      mlr.filter((l) => l.includes(`committed ${victimMac} at cn2`)),
+      [],
+      'the victim never moved',
+    );
+    assert.ok(!(await t.gateways('cn2')).includes('10.1.0.6'), "CN2 never took the victim's gateway");
+    await victimIntact('MAC+IP spoofed from cell 2');
   });
 
   it("a DHCPDECLINE flood for the victim's MAC never removes its binding, even with its MAC spoofed in its own cell", async () => {

@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0-only
 // The CN's side of a handover (src/cn/handover.ts) on stand-ins: what prepare reserves and abort gives
 // back, a lapsing reservation, a commit without prepare, refusals at prepare, and the detection rules
-// (one request per station at a time, a cool-down, association gating, bounded records).
+// (one request per station at a time, a cool-down, association gating, bounded records), and the
+// presence probe (the unicast ARP it sends, the replies that count, its time-out).
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { AssociationTable } from '../../src/core/association.js';
 import type { BindingView } from '../../src/core/binding.js';
 import type { ReplyBody, RequestBody, RequestType } from '../../src/core/messages.js';
-import { CnHandover } from '../../src/cn/handover.js';
+import { CnHandover, PROBE_TIMEOUT_MS } from '../../src/cn/handover.js';
 import { FakeLinkIO } from '../../src/platform/fake-linkio.js';
+import { ARP_OP, decodeArp, decodeEthernet, encodeArp, encodeEthernet, ETHERTYPE } from '../../src/proto/packet.js';
 import { ip, until } from '../support/helpers.js';
 
 const MS = '02:aa:00:00:00:01';
@@ -38,6 +40,7 @@ function setup(
   const applied: BindingView[][] = [];
   const requests: { type: string; body: unknown; answer: (r: ReplyBody<'seen'>) => void }[] = [];
   const associations = new AssociationTable();
+  const link = new FakeLinkIO('wl0', '02:cc:00:00:00:02');
   const h = new CnHandover({
     self: 'cn2',
     mlr: {
@@ -51,7 +54,7 @@ function setup(
         return [];
       },
     },
-    link: new FakeLinkIO('wl0', '02:cc:00:00:00:02'),
+    link,
     associations,
     requireAssociation: true,
     tunnels: () => opts.tunnels ?? ['vxlan'],
@@ -63,7 +66,7 @@ function setup(
     ...(opts.maxIdleStations !== undefined ? { maxIdleStations: opts.maxIdleStations } : {}),
     ...(opts.newStationRate !== undefined ? { newStationRate: opts.newStationRate } : {}),
   });
-  return { h, clock, applied, requests, associations };
+  return { h, clock, applied, requests, associations, link };
 }
 
 test('prepare reserves the station for its transaction; abort gives it all back', () => {
@@ -219,4 +222,72 @@ test('RELEASE/DECLINE pass only from the station itself, served here, associated
       `ignoring DHCPRELEASE for ${MS}: not associated with this AP`,
     ],
   );
+});
+
+/** An ARP packet from Ethernet source `src`, as the capture would hand it over. */
+function arpFrom(src: string, a: { op: number; senderMac: string; senderIp: number }) {
+  const arp = { ...a, targetMac: '02:cc:00:00:00:02', targetIp: ip('10.1.0.6') };
+  return { src, arp, frame: encodeEthernet({ dst: '02:cc:00:00:00:02', src, etherType: ETHERTYPE.ARP, payload: encodeArp(arp) }) };
+}
+
+test('probe: a unicast ARP request for N+1 from N+2, answered by the station itself', async () => {
+  const { h, link } = setup();
+  await h.commit(1, toCn2);
+  link.sent.length = 0;
+  const started = Date.now();
+  const answer = h.probe(MS, ip('10.1.0.5'));
+  assert.equal(link.sent.length, 1, 'the first request goes out at once');
+  const eth = decodeEthernet(link.sent[0]!);
+  assert.ok(eth.ok);
+  assert.equal(eth.value.dst, MS, 'unicast to the station');
+  assert.equal(eth.value.src, '02:cc:00:00:00:02');
+  assert.equal(eth.value.etherType, ETHERTYPE.ARP);
+  const arp = decodeArp(eth.value.payload);
+  assert.ok(arp.ok);
+  assert.deepEqual(
+    { op: arp.value.op, senderMac: arp.value.senderMac, senderIp: arp.value.senderIp, targetIp: arp.value.targetIp },
+    { op: ARP_OP.REQUEST, senderMac: '02:cc:00:00:00:02', senderIp: ip('10.1.0.6'), targetIp: ip('10.1.0.5') },
+  );
+  // Not an answer: another MAC with the station's address, the station with another address, its request.
+  const wrong = [
+    arpFrom('02:ee:00:00:00:09', { op: ARP_OP.REPLY, senderMac: '02:ee:00:00:00:09', senderIp: ip('10.1.0.5') }),
+    arpFrom(MS, { op: ARP_OP.REPLY, senderMac: MS, senderIp: ip('10.1.0.9') }),
+    arpFrom(MS, { op: ARP_OP.REPLY, senderMac: '02:ee:00:00:00:09', senderIp: ip('10.1.0.5') }),
+    arpFrom(MS, { op: ARP_OP.REQUEST, senderMac: MS, senderIp: ip('10.1.0.5') }),
+  ];
+  for (const w of wrong) h.arpHeard(w.src, w.arp);
+  const right = arpFrom(MS, { op: ARP_OP.REPLY, senderMac: MS, senderIp: ip('10.1.0.5') });
+  h.arpHeard(right.src, right.arp);
+  assert.equal(await answer, true);
+  assert.ok(Date.now() - started < 15, 'resolved by the reply, not by the time-out');
+});
+
+test('probe: no reply (or only replies that do not count) is absent after PROBE_TIMEOUT_MS; two requests sent', async () => {
+  const { h, link } = setup();
+  await h.commit(1, toCn2);
+  link.sent.length = 0;
+  const started = Date.now();
+  const answer = h.probe(MS, ip('10.1.0.5'));
+  const other = arpFrom('02:ee:00:00:00:09', { op: ARP_OP.REPLY, senderMac: '02:ee:00:00:00:09', senderIp: ip('10.1.0.5') });
+  h.arpHeard(other.src, other.arp);
+  assert.equal(await answer, false);
+  const waited = Date.now() - started;
+  assert.ok(waited >= PROBE_TIMEOUT_MS - 1 && waited < 1000, `waited ${waited} ms`);
+  assert.equal(link.sent.length, 2, 'sent twice within the time-out');
+  assert.deepEqual(link.sent[0], link.sent[1]);
+  // a late reply resolves nothing and breaks nothing
+  const late = arpFrom(MS, { op: ARP_OP.REPLY, senderMac: MS, senderIp: ip('10.1.0.5') });
+  h.arpHeard(late.src, late.arp);
+});
+
+test('probe: refused for a station not served here, or at another address; nothing is sent', async () => {
+  const { h, link } = setup();
+  await assert.rejects(h.probe(MS, ip('10.1.0.5')), /does not serve/);
+  await h.commit(1, { ...toCn2, current: cn3 }); // cn2 takes no part: no binding kept
+  await h.commit(2, toCn2);
+  await assert.rejects(h.probe(MS, ip('10.1.0.9')), /does not serve/);
+  const sent = link.sent.filter(
+    (f) => f.readUInt16BE(12) === ETHERTYPE.ARP && decodeArp(f.subarray(14)).ok && f.readUInt16BE(20) === ARP_OP.REQUEST && f[0] !== 0xff,
+  );
+  assert.equal(sent.length, 0);
 });

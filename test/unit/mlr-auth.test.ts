@@ -339,7 +339,7 @@ test("a CN cannot claim another CN's name, pool or station, nor change identity 
   cn2.close();
 });
 
-test('a CN cannot send the MLR-only requests (prepare, commit, abort, remove)', async () => {
+test('a CN cannot send the MLR-only requests (prepare, commit, abort, remove, probe)', async () => {
   const { cn, state, registry } = setup();
   const cn1 = cn('cn1', K1);
   await cn1.request('bind', bindBody('cn1', '10.200.0.11', '10.1.0'));
@@ -353,6 +353,7 @@ test('a CN cannot send the MLR-only requests (prepare, commit, abort, remove)', 
     cn1.request('commit', { tx: 1, binding: other, previous: null }),
     cn1.request('abort', { tx: 1 }),
     cn1.request('remove', { binding }),
+    cn1.request('probe', { mac: MS, ip: ip('10.1.0.5') }),
   ];
   for (const t of tries) await assert.rejects(t, (e: RpcError) => e.code === 'unsupported');
   assert.equal(state(), before);

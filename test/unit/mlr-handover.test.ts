@@ -2,7 +2,9 @@
 // The MLR's handover transaction (src/mlr/handover.ts), one test per failure rule, with stand-in
 // CNs on in-memory channels: a participant refuses at prepare; a participant never answers (the
 // deadline frees the station's lock while other stations' moves go on); a participant fails its
-// commit after the registry was written (reconciled by retries, or by closing its session).
+// commit after the registry was written (reconciled by retries, or by closing its session); the
+// presence probe before a traffic-detected move (present: refused; absent, failing, hung or offline:
+// the move proceeds; assoc/dhcp moves are never probed).
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import type { BindingView } from '../../src/core/binding.js';
@@ -22,6 +24,8 @@ interface StandIn {
   seen: string[];
   commits: BindingView[];
   behave: Partial<Record<'prepare' | 'commit' | 'remove', Behaviour[]>>;
+  /** How the stand-in answers `probe`: the station there ('yes'), not ('no', the default), or as a Behaviour. */
+  probe: ('yes' | 'no' | 'refuse' | 'hang')[];
   closed: boolean;
 }
 
@@ -39,7 +43,7 @@ function world(handover: MlrServiceOptions['handover'] = {}) {
   const connect = async (name: string, n: number, pool: boolean): Promise<StandIn> => {
     const [cnEnd, mlrEnd] = memoryChannelPair(name, 'mlr');
     service.attach(new RpcPeer(mlrEnd), undefined);
-    const cn: StandIn = { peer: new RpcPeer(cnEnd), seen: [], commits: [], behave: {}, closed: false };
+    const cn: StandIn = { peer: new RpcPeer(cnEnd), seen: [], commits: [], behave: {}, probe: [], closed: false };
     cnEnd.onClose(() => (cn.closed = true));
     const answer = (type: 'prepare' | 'commit' | 'remove', mac: string): Promise<Record<string, never>> | Record<string, never> => {
       cn.seen.push(`${type} ${mac}`);
@@ -54,6 +58,13 @@ function world(handover: MlrServiceOptions['handover'] = {}) {
       return answer('commit', body.binding.mac);
     });
     cn.peer.handle('remove', (body) => answer('remove', body.binding.mac));
+    cn.peer.handle('probe', (body) => {
+      cn.seen.push(`probe ${body.mac} ${body.ip}`);
+      const p = cn.probe.shift() ?? 'no';
+      if (p === 'refuse') throw new RpcError('not-served', `${name} does not serve ${body.mac}`);
+      if (p === 'hang') return new Promise((resolve) => hung.push(() => resolve({ present: 'no' })));
+      return { present: p };
+    });
     cn.peer.handle('abort', () => {
       cn.seen.push('abort');
       return {};
@@ -186,4 +197,89 @@ test('a reconcile sends what the registry holds then, not what failed', async ()
   await until('the reconcile', () => w.service.handovers.stats.reconciled === 1);
   const last = cn2.commits.at(-1);
   assert.equal(last?.current?.name, 'cn3', 'cn2 is told the station is at cn3 now');
+});
+
+test('presence check: the station still answers at its previous CN, so a traffic-detected move is refused as a duplicate MAC', async () => {
+  const w = world();
+  const cn1 = await w.connect('cn1', 1, true);
+  const cn2 = await w.connect('cn2', 2, true);
+  const host = await w.lease(cn1, A);
+  const before = { ...w.registry.binding(A)! };
+  cn1.seen.length = cn2.seen.length = 0;
+  for (const via of ['ip', 'arp'] as const) {
+    cn1.probe.push('yes');
+    const r = await cn2.peer.request('seen', { mac: A, ip: host, via });
+    assert.equal(r.outcome, 'refused');
+    assert.equal(r.reason, `duplicate MAC: ${A} still answers at cn1`);
+  }
+  assert.deepEqual(
+    cn1.seen,
+    [`probe ${A} ${host}`, `probe ${A} ${host}`],
+    'the previous CN was probed for the station at N+1, and nothing else',
+  );
+  assert.deepEqual(cn2.seen, [], 'nobody was prepared, nobody asked to abort');
+  assert.deepEqual(w.registry.binding(A), before, 'the registry was not written');
+  assert.equal(w.service.handovers.stats.duplicates, 2);
+  assert.equal(w.logs.filter((l) => l.includes('duplicate MAC')).length, 2);
+  // the log is rate-limited per MAC: the third refusal within the interval writes nothing
+  cn1.probe.push('yes');
+  assert.equal((await cn2.peer.request('seen', { mac: A, ip: host, via: 'ip' })).outcome, 'refused');
+  assert.equal(w.logs.filter((l) => l.includes('duplicate MAC')).length, 2);
+  // positive control: once the station is gone from cn1, the same report moves it
+  const moved = await cn2.peer.request('seen', { mac: A, ip: host, via: 'ip' });
+  assert.equal(moved.outcome, 'moved');
+  assert.equal(w.registry.binding(A)?.current, 'cn2');
+  assert.ok(cn1.seen.some((e) => e.startsWith('prepare')) && cn1.seen.some((e) => e.startsWith('commit')));
+});
+
+test('presence check fails open: no answer, a refused or hung probe, an offline previous CN all let the move proceed', async () => {
+  const w = world({ probeTimeoutMs: 100 });
+  try {
+    const cn1 = await w.connect('cn1', 1, true);
+    const cn2 = await w.connect('cn2', 2, true);
+    const host = await w.lease(cn1, A);
+    // absent (the default answer), then back; refused, then back; hung past the probe time-out
+    for (const answer of ['no', 'refuse', 'hang'] as const) {
+      cn1.probe.push(answer);
+      const started = Date.now();
+      const r = await cn2.peer.request('seen', { mac: A, ip: host, via: 'ip' });
+      const took = Date.now() - started;
+      assert.equal(r.outcome, 'moved', `probe answered ${answer}`);
+      assert.equal(w.registry.binding(A)?.current, 'cn2');
+      assert.ok(cn1.seen.includes(`probe ${A} ${host}`), `cn1 was probed (${answer})`);
+      if (answer === 'hang') assert.ok(took >= 90 && took < 2000, `a hung probe costs its time-out (${took} ms)`);
+      cn1.seen.length = 0;
+      // back to cn1 (cn2 is probed on that move; it says no)
+      assert.equal((await cn1.peer.request('seen', { mac: A, ip: host, via: 'arp' })).outcome, 'moved');
+      assert.ok(cn2.seen.includes(`probe ${A} ${host}`));
+      cn2.seen.length = 0;
+    }
+    // the previous CN offline: nobody to probe, the move proceeds
+    cn1.peer.close();
+    await until('cn1 to be offline', () => !w.service.isOnline('cn1'));
+    cn2.seen.length = 0;
+    assert.equal((await cn2.peer.request('seen', { mac: A, ip: host, via: 'ip' })).outcome, 'moved');
+    assert.equal(w.registry.binding(A)?.current, 'cn2');
+    assert.equal(w.service.handovers.stats.probed, 6, 'one probe per move while the previous CN was online');
+    assert.equal(w.service.handovers.stats.duplicates, 0);
+  } finally {
+    w.release();
+  }
+});
+
+test('presence check: moves detected by association or DHCP are never probed', async () => {
+  const w = world();
+  const cn1 = await w.connect('cn1', 1, true);
+  const cn2 = await w.connect('cn2', 2, true);
+  const host = await w.lease(cn1, A);
+  cn1.probe.push('yes', 'yes', 'yes');
+  cn1.seen.length = 0;
+  assert.equal((await cn2.peer.request('seen', { mac: A, via: 'assoc' })).outcome, 'moved');
+  assert.equal(w.registry.binding(A)?.current, 'cn2');
+  cn2.probe.push('yes');
+  const r = await cn1.peer.request('request', { mac: A, ip: host, leaseTime: 600, state: 'init-reboot' });
+  assert.equal(r.outcome, 'ack');
+  assert.equal(w.registry.binding(A)?.current, 'cn1');
+  assert.ok(!cn1.seen.some((e) => e.startsWith('probe')) && !cn2.seen.some((e) => e.startsWith('probe')), 'nobody was probed');
+  assert.equal(w.service.handovers.stats.probed, 0);
 });
