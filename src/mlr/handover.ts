@@ -12,7 +12,7 @@
 // ARP request for N+1 from N+2 and waits up to PROBE_TIMEOUT_MS (cn/handover.ts). The station
 // answering there means the frames in the new cell carry a duplicate of its MAC (and IP): the move is
 // rolled back before anybody is prepared, the registry is untouched, and the refusal is logged at
-// error level as "duplicate MAC" (at most DUPLICATE_LOG_BURST lines per MAC and interval, then a
+// error level as "duplicate MAC" (at most DUPLICATE_LOG_BURST lines per interval, then a
 // summary). Every other outcome proceeds with the move, as before the check existed (fail open): no
 // answer, the previous CN offline, an error, or no reply within PROBE_RPC_TIMEOUT_MS (clipped to the
 // transaction's deadline). Moves via 'assoc', 'dhcp' or 'restore' are never probed: association (or
@@ -85,11 +85,9 @@ export interface HandoverTx {
  * station; the rest is the backbone round trip and a busy CN. Past it the move proceeds (fail open).
  */
 export const PROBE_RPC_TIMEOUT_MS = 500;
-/** Duplicate-MAC refusals: at most this many log lines per MAC and interval, then one summary. */
+/** Duplicate-MAC refusals, for all stations together: this many log lines per interval, then one summary. */
 const DUPLICATE_LOG_BURST = 2;
 const DUPLICATE_LOG_INTERVAL_MS = 60_000;
-/** Per-MAC duplicate logs kept; the oldest are dropped beyond this (hostile MACs must not grow us). */
-const DUPLICATE_LOG_MACS = 1024;
 /** The detections that carry no association information and so are checked by a probe. */
 const PROBED_VIA: ReadonlySet<string> = new Set(['arp', 'ip']);
 
@@ -113,13 +111,20 @@ export class Handovers {
   private nextTx = 1;
   readonly active = new Map<number, HandoverTx>();
   readonly stats = { done: 0, rolledBack: 0, reconciled: 0, reconcileFailed: 0, probed: 0, duplicates: 0 };
-  private readonly duplicateLogs = new Map<Mac, RateLimitedLog>();
+  private readonly duplicateLog: RateLimitedLog;
   private readonly reconciling = new Set<string>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly o: Required<Omit<HandoverOptions, 'reconcileDelaysMs'>> & { reconcileDelaysMs: readonly number[] };
 
   constructor(opts: HandoverOptions) {
     this.o = { ...DEFAULTS, ...opts };
+    this.duplicateLog = new RateLimitedLog(
+      (m) => this.o.log(LOG.error, m),
+      this.o.now,
+      DUPLICATE_LOG_BURST,
+      DUPLICATE_LOG_INTERVAL_MS,
+      'moves refused as duplicate MAC',
+    );
   }
 
   /** Run `fn` when every earlier transaction of `mac` has finished. */
@@ -260,22 +265,7 @@ export class Handovers {
     this.stats.rolledBack++;
     this.stats.duplicates++;
     const why = `duplicate MAC: ${tx.mac} still answers at ${at}`;
-    let l = this.duplicateLogs.get(tx.mac);
-    if (!l) {
-      if (this.duplicateLogs.size >= DUPLICATE_LOG_MACS) {
-        const oldest = this.duplicateLogs.keys().next().value;
-        if (oldest !== undefined) this.duplicateLogs.delete(oldest);
-      }
-      l = new RateLimitedLog(
-        (m) => this.o.log(LOG.error, m),
-        this.o.now,
-        DUPLICATE_LOG_BURST,
-        DUPLICATE_LOG_INTERVAL_MS,
-        `moves of ${tx.mac} refused as duplicate MAC`,
-      );
-      this.duplicateLogs.set(tx.mac, l);
-    }
-    l.log(`tx ${tx.id}: rolled back (${why}; move to ${tx.to} via ${tx.via} refused)`);
+    this.duplicateLog.log(`tx ${tx.id}: rolled back (${why}; move to ${tx.to} via ${tx.via} refused)`);
     return err(why);
   }
 

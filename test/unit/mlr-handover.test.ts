@@ -221,7 +221,7 @@ test('presence check: the station still answers at its previous CN, so a traffic
   assert.deepEqual(w.registry.binding(A), before, 'the registry was not written');
   assert.equal(w.service.handovers.stats.duplicates, 2);
   assert.equal(w.logs.filter((l) => l.includes('duplicate MAC')).length, 2);
-  // the log is rate-limited per MAC: the third refusal within the interval writes nothing
+  // the log is rate-limited: the third refusal within the interval writes nothing
   cn1.probe.push('yes');
   assert.equal((await cn2.peer.request('seen', { mac: A, ip: host, via: 'ip' })).outcome, 'refused');
   assert.equal(w.logs.filter((l) => l.includes('duplicate MAC')).length, 2);
