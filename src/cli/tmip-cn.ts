@@ -41,8 +41,9 @@ async function main(): Promise<void> {
     );
     process.exit(ok ? 0 : 1);
   }
-  // tls://: read and check the certificate files once, now, so a wrong one stops start-up.
-  if (cfg.value.mlr.scheme === 'tls') {
+  // tls:// and mqtts://: read and check the certificate files once, now, so a wrong one stops start-up
+  // (the transport reuses the checked context) instead of failing every connection attempt.
+  if (cfg.value.mlr.scheme === 'tls' || cfg.value.mlr.scheme === 'mqtts') {
     try {
       tlsClientContext(cfg.value.tls);
     } catch (e) {

@@ -230,6 +230,8 @@ export function formatMlrAddress(a: MlrAddress): string {
 
 /** The characters a CN name may hold: letters, digits, space and . _ - : (so 'Library 2nd floor' works). */
 export const CN_NAME_RE = /^[A-Za-z0-9._:-](?:[A-Za-z0-9 ._:-]{0,62}[A-Za-z0-9._:-])?$/;
+/** What CN_NAME_RE accepts, for messages: "... is not a valid CN name; ${CN_NAME_EXPECTED}". */
+export const CN_NAME_EXPECTED = 'expected 1..64 letters, digits, spaces and . _ - : (not starting or ending with a space)';
 
 /** A 32-byte HMAC key as 64 hex digits (any case; returned lower-case). */
 export function parseSecret(text: string): Result<string> {
@@ -525,16 +527,13 @@ export function parseCnConfig(pkg: UciPackage, sectionName?: string): Result<CnC
   let cnName = section.anonymous || section.name === undefined ? 'cn' : section.name;
   const nameItem = r.scalar('cn_name');
   if (nameItem) {
-    const expected = "expected 1..64 letters, digits, spaces and . _ - : (not starting or ending with a space), e.g. 'Library 2nd floor'";
+    const expected = `${CN_NAME_EXPECTED}, e.g. 'Library 2nd floor'`;
     if ([...nameItem.text].length > 64) r.bad('cn_name', `${quote(nameItem.text)} is longer than 64 characters; ${expected}`);
     else if (!CN_NAME_RE.test(nameItem.text))
       r.bad('cn_name', `${quote(nameItem.text)} contains a character not allowed in a CN name; ${expected}`);
     else cnName = nameItem.text;
   } else if (!CN_NAME_RE.test(cnName)) {
-    r.bad(
-      'cn_name',
-      `the section name ${quote(cnName)} is not a valid CN name; set option cn_name to 1..64 letters, digits, spaces and . _ - :`,
-    );
+    r.bad('cn_name', `the section name ${quote(cnName)} is not a valid CN name; set option cn_name (${CN_NAME_EXPECTED})`);
   }
 
   const ifname = (opt: string, example: string): string | undefined => {
@@ -704,8 +703,7 @@ export function parseMlrConfig(pkg: UciPackage, sectionName?: string): Result<Ml
     const secretItem = kr.required('secret', "expected 64 hex digits, as 'tmip-mlr keygen NAME' prints");
     let cn: string | undefined;
     if (cnItem) {
-      if (!CN_NAME_RE.test(cnItem.text))
-        kr.bad('cn', `${quote(cnItem.text)} is not a valid CN name; expected 1..64 letters, digits, spaces and . _ - :`);
+      if (!CN_NAME_RE.test(cnItem.text)) kr.bad('cn', `${quote(cnItem.text)} is not a valid CN name; ${CN_NAME_EXPECTED}`);
       else if (keys.some((k) => k.cn === cnItem.text))
         kr.bad('cn', `${quote(cnItem.text)} has a key already; expected one 'config key' section per CN`);
       else cn = cnItem.text;

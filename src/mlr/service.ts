@@ -10,7 +10,7 @@
 // binding the sender currently serves (a decline also of an offer made through it); a `seen` whose
 // ip is not the binding's host address moves nothing; the MLR serves no prepare/commit/abort/remove/probe
 // (those are its own requests to CNs). Each CN creates at most MAX_BINDINGS_PER_CN bindings (offers
-// and bindings it serves).
+// and bindings it serves); the register keeps at most MAX_CNS CNs (a new name beyond that is refused).
 //
 // Budgets and DHCPDECLINE (issue 8):
 // - Offers: a CN holds at most `maxOffersPerCn` cells as offers (DISCOVER answered, no REQUEST yet;
@@ -30,7 +30,7 @@
 //   The CN passes a DECLINE on only if the frame came from the client's own MAC, served in its cell
 //   (and associated there, with hostapd): cn/handover.ts.
 import type { BindingView } from '../core/binding.js';
-import { CN_NAME_RE, DEFAULT_DECLINE_QUARANTINE, DEFAULT_MAX_OFFERS } from '../core/config.js';
+import { CN_NAME_EXPECTED, CN_NAME_RE, DEFAULT_DECLINE_QUARANTINE, DEFAULT_MAX_OFFERS } from '../core/config.js';
 import { cellOf, formatIPv4, type IPv4 } from '../core/ip.js';
 import type { ReplyBody, RequestBody } from '../core/messages.js';
 import type { Binding, Registry } from '../core/registry.js';
@@ -47,6 +47,8 @@ const DEFAULT_STATIC_HOLD_S = 3600;
  * what one AP serves, low enough that a misbehaving CN cannot grow the MLR's memory without bound.
  */
 export const MAX_BINDINGS_PER_CN = 4096;
+/** CNs the registry keeps: bounds it when, with authentication off, anyone can bind under any name. */
+const MAX_CNS = 4096;
 
 export interface MlrServiceOptions {
   networkName: string;
@@ -56,6 +58,8 @@ export interface MlrServiceOptions {
   log: LogFn;
   /** Bindings one CN may create and hold (default MAX_BINDINGS_PER_CN; tests lower it). */
   maxBindingsPerCn?: number;
+  /** CNs the registry may hold (default MAX_CNS; tests lower it). */
+  maxCns?: number;
   /** Cells one CN may hold as offers at a time (default DEFAULT_MAX_OFFERS). */
   maxOffersPerCn?: number;
   /** How long a declined cell is not handed out (default DEFAULT_DECLINE_QUARANTINE s; 0 = not at all). */
@@ -110,20 +114,20 @@ export class MlrService {
       const claimed = body.cn.name;
       const shown = JSON.stringify(claimed);
       if (peer.authenticated && claimed !== peer.identity) {
-        log(LOG.error, `refused bind as ${shown} from ${peer.channel.peer}: the session authenticated as '${peer.identity ?? '?'}'`);
+        this.protoLog.log(`refused bind as ${shown} from ${peer.channel.peer}: the session authenticated as '${peer.identity ?? '?'}'`);
         throw new RpcError('bind-refused', `this session authenticated as '${peer.identity ?? '?'}' and cannot bind as ${shown}`);
       }
       const vouched = peer.channel.transportIdentity;
       if (vouched !== undefined && claimed !== vouched) {
-        log(LOG.error, `refused bind as ${shown} from ${peer.channel.peer}: its transport vouches for ${JSON.stringify(vouched)}`);
+        this.protoLog.log(`refused bind as ${shown} from ${peer.channel.peer}: its transport vouches for ${JSON.stringify(vouched)}`);
         throw new RpcError('bind-refused', `this channel belongs to ${JSON.stringify(vouched)} and cannot bind as ${shown}`);
       }
       if (name !== undefined && claimed !== name) {
-        log(LOG.error, `refused bind as ${shown} from ${peer.channel.peer}: the session is bound as '${name}'`);
+        this.protoLog.log(`refused bind as ${shown} from ${peer.channel.peer}: the session is bound as '${name}'`);
         throw new RpcError('bind-refused', `this session is bound as '${name}' and cannot bind as ${shown}`);
       }
       if (!CN_NAME_RE.test(claimed)) {
-        throw new RpcError('bind-refused', `${shown} is not a valid CN name; expected 1..64 letters, digits, spaces and . _ - :`);
+        throw new RpcError('bind-refused', `${shown} is not a valid CN name; ${CN_NAME_EXPECTED}`);
       }
       const r = this.bind(peer, body, remoteAddr);
       if (!r.ok) throw new RpcError('bind-refused', r.error);
@@ -160,6 +164,11 @@ export class MlrService {
   private bind(peer: RpcPeer, body: RequestBody<'bind'>, remoteAddr: string | undefined): Result<ReplyBody<'bind'>> {
     if (body.network !== this.opts.networkName) {
       return err(`network name '${body.network}' does not match this MLR's '${this.opts.networkName}'`);
+    }
+    const maxCns = this.opts.maxCns ?? MAX_CNS;
+    if (!this.registry.cn(body.cn.name) && this.registry.allCns().length >= maxCns) {
+      this.protoLog.log(`refused bind as '${body.cn.name}' from ${peer.channel.peer}: the register holds ${maxCns} CNs already`);
+      return err(`this MLR knows ${maxCns} CNs already, the most it keeps`);
     }
     const pools = body.pools;
     const rec = this.registry.registerCn({ name: body.cn.name, addr: body.cn.addr, tunnels: body.tunnels, pools });
@@ -323,7 +332,7 @@ export class MlrService {
 
   /** Refuse a new binding through `cn` when it already has MAX_BINDINGS_PER_CN. */
   private checkLimit(cn: string): void {
-    for (const mac of this.offeredVia.keys()) if (this.registry.binding(mac)?.state !== 'offered') this.offeredVia.delete(mac);
+    this.forgetStaleOffers();
     let count = 0;
     for (const b of this.registry.allBindings()) if (b.current === cn || this.offeredVia.get(b.mac) === cn) count++;
     const max = this.opts.maxBindingsPerCn ?? MAX_BINDINGS_PER_CN;
@@ -335,12 +344,15 @@ export class MlrService {
 
   /** Offers (offered, not yet requested) made through `cn` that still stand. */
   offersVia(cn: string): number {
+    this.forgetStaleOffers();
     let n = 0;
-    for (const [mac, via] of this.offeredVia) {
-      if (this.registry.binding(mac)?.state !== 'offered') this.offeredVia.delete(mac);
-      else if (via === cn) n++;
-    }
+    for (const via of this.offeredVia.values()) if (via === cn) n++;
     return n;
+  }
+
+  /** Forget where offers were made once they are no longer offers (requested, dropped, lapsed). */
+  private forgetStaleOffers(): void {
+    for (const mac of this.offeredVia.keys()) if (this.registry.binding(mac)?.state !== 'offered') this.offeredVia.delete(mac);
   }
 
   /** Refuse a new offer through `cn` when it already holds maxOffersPerCn of them. */

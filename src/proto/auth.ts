@@ -89,8 +89,13 @@ export function canonicalBytes(env: Envelope, role: Role): Buffer | undefined {
   return Buffer.from(`MLRP-HMAC-1\n${role}\n${head}\n${body}`, 'utf8');
 }
 
+function digest(key: Buffer, bytes: Buffer): Buffer {
+  return createHmac('sha256', key).update(bytes).digest();
+}
+
+/** HMAC-SHA256 of `bytes` as 64 lower-case hex digits (the `auth` field). */
 export function hmac(key: Buffer, bytes: Buffer): string {
-  return createHmac('sha256', key).update(bytes).digest('hex');
+  return digest(key, bytes).toString('hex');
 }
 
 /** A fresh 32-byte key as 64 lower-case hex digits. */
@@ -101,6 +106,8 @@ export function generateKey(): string {
 /** Nonces seen per sender, each until its expiry; bounded (see the module header). */
 export class ReplayCache {
   private readonly seen = new Map<string, number>();
+  /** The earliest expiry in `seen` (a lower bound): nothing can be pruned before it passes. */
+  private earliest = Infinity;
 
   constructor(private readonly max = REPLAY_CACHE_MAX) {}
 
@@ -112,14 +119,20 @@ export class ReplayCache {
   add(nonce: string, expires: number, now: number): 'ok' | 'replay' | 'full' {
     const known = this.seen.get(nonce);
     if (known !== undefined && known >= now) return 'replay';
-    if (this.seen.size >= this.max) this.prune(now);
+    if (this.seen.size >= this.max && this.earliest < now) this.prune(now);
     if (this.seen.size >= this.max) return 'full';
     this.seen.set(nonce, expires);
+    if (expires < this.earliest) this.earliest = expires;
     return 'ok';
   }
 
+  /** Forget expired nonces; a full cache is scanned at most once per expiry, not once per message. */
   private prune(now: number): void {
-    for (const [n, exp] of this.seen) if (exp < now) this.seen.delete(n);
+    this.earliest = Infinity;
+    for (const [n, exp] of this.seen) {
+      if (exp < now) this.seen.delete(n);
+      else if (exp < this.earliest) this.earliest = exp;
+    }
   }
 }
 
@@ -302,8 +315,7 @@ export class SessionGuard {
     const peerRole: Role = this.auth.role === 'mlr' ? 'cn' : 'mlr';
     const bytes = canonicalBytes(env, peerRole);
     if (!bytes) return err('body nested too deeply to authenticate');
-    const want = Buffer.from(hmac(key, bytes), 'hex');
-    if (!timingSafeEqual(want, Buffer.from(auth, 'hex'))) return err('bad HMAC (wrong key, or the message was altered)');
+    if (!timingSafeEqual(digest(key, bytes), Buffer.from(auth, 'hex'))) return err('bad HMAC (wrong key, or the message was altered)');
     const added = this.auth.cache(from).add(nonce, ts + this.auth.windowMs, now);
     if (added === 'replay') return err('replayed nonce');
     if (added === 'full') return err('replay cache full (too many messages within the window)');

@@ -585,7 +585,7 @@ test("MLR config: 'config key' sections and option auth", () => {
   );
   assert.deepEqual(e.split('\n'), [
     "tmip.@mlr[0].auth (line 3): 'maybe' is not a boolean; expected '1'/'0', 'yes'/'no', 'true'/'false', 'on'/'off' or 'enabled'/'disabled'",
-    "tmip.@key[0].cn (line 5): 'ap/1' is not a valid CN name; expected 1..64 letters, digits, spaces and . _ - :",
+    "tmip.@key[0].cn (line 5): 'ap/1' is not a valid CN name; expected 1..64 letters, digits, spaces and . _ - : (not starting or ending with a space)",
     "tmip.@key[0].secret (line 6): a value of 5 characters is not 64 hex digits; expected the 32-byte key that 'tmip-mlr keygen NAME' prints",
     "tmip.@key[2].cn (line 11): 'ap1' has a key already; expected one 'config key' section per CN",
     "tmip.@key[3].cn: required option is missing (section begins on line 13); expected the name of the CN this key belongs to (its cn_name), e.g. 'ap-library'",

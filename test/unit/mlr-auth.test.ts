@@ -180,6 +180,10 @@ test('replay cache: a nonce is refused while it lives; when full, new nonces are
   assert.equal(c.add('a', 100, 60), 'replay', 'still remembered');
   assert.equal(c.add('d', 300, 150), 'ok', 'expired entries make room');
   assert.equal(c.size, 2);
+  assert.equal(c.add('e', 300, 160), 'ok');
+  assert.equal(c.add('f', 300, 170), 'full', 'nothing has expired yet');
+  assert.equal(c.add('f', 300, 201), 'ok', "c's expiry makes room");
+  assert.equal(c.add('c', 300, 202), 'full', 'c was forgotten only after its expiry; the cache is full again');
 });
 
 test('rejection log: a burst, then one line counting what was held back', () => {

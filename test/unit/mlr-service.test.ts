@@ -336,3 +336,16 @@ test('max_offers: a CN holds at most that many offers; they lapse after offer_ho
   await cn1.peer.request('discover', { mac: mac(4) });
   assert.equal(registry.binding(mac(1))?.state, 'bound');
 });
+
+test('the register keeps at most maxCns CNs: a new name beyond that is refused, a known one binds again', async () => {
+  const { connect, registry, logs } = setup(undefined, { maxCns: 2 });
+  await connect('cn1').peer.request('bind', bindBody('cn1', '10.200.0.11', '10.1.0'));
+  await connect('cn2').peer.request('bind', bindBody('cn2', '10.200.0.12', null));
+  await assert.rejects(connect('cn3').peer.request('bind', bindBody('cn3', '10.200.0.13', null)), /knows 2 CNs already/);
+  assert.deepEqual(
+    registry.allCns().map((c) => c.name),
+    ['cn1', 'cn2'],
+  );
+  assert.ok(logs.some((l) => l.includes("refused bind as 'cn3'")));
+  await connect('cn2').peer.request('bind', bindBody('cn2', '10.200.0.12', null));
+});

@@ -191,6 +191,13 @@ function validateOptional(check) {
 	};
 }
 
+/* An optional whole number min..max (config.ts r.integer); `message` when it is not. */
+function validateInteger(min, max, message) {
+	return validateOptional(function(section_id, value) {
+		return integerIn(value, min, max) || message;
+	});
+}
+
 /*
  * A TLS certificate or key path (tls_cert, tls_key): an absolute path, and set together with its
  * partner (config.ts tlsFiles: each needs the other).
@@ -340,29 +347,12 @@ var validate = {
 		return isPath(value) || _('Expecting an absolute path');
 	}),
 
-	port: validateOptional(function(section_id, value) {
-		return integerIn(value, 1, 65535) || _('Expecting a port number 1..65535');
-	}),
-
-	offer_hold: validateOptional(function(section_id, value) {
-		return integerIn(value, 1, 3600) || _('Expecting a number of seconds 1..3600');
-	}),
-
-	lease_grace: validateOptional(function(section_id, value) {
-		return integerIn(value, 0, 86400) || _('Expecting a number of seconds 0..86400');
-	}),
-
-	new_station_rate: validateOptional(function(section_id, value) {
-		return integerIn(value, 1, 10000) || _('Expecting a number of new stations per second 1..10000');
-	}),
-
-	max_offers: validateOptional(function(section_id, value) {
-		return integerIn(value, 1, 4096) || _('Expecting a number of cells 1..4096');
-	}),
-
-	decline_quarantine: validateOptional(function(section_id, value) {
-		return integerIn(value, 0, 86400) || _('Expecting a number of seconds 0..86400');
-	})
+	port: validateInteger(1, 65535, _('Expecting a port number 1..65535')),
+	offer_hold: validateInteger(1, 3600, _('Expecting a number of seconds 1..3600')),
+	lease_grace: validateInteger(0, 86400, _('Expecting a number of seconds 0..86400')),
+	new_station_rate: validateInteger(1, 10000, _('Expecting a number of new stations per second 1..10000')),
+	max_offers: validateInteger(1, 4096, _('Expecting a number of cells 1..4096')),
+	decline_quarantine: validateInteger(0, 86400, _('Expecting a number of seconds 0..86400'))
 };
 
 function debugLevels(o) {
