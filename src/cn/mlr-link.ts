@@ -2,6 +2,7 @@
 // MlrLink: the CN's connection to its MLR. Connects, binds (network name, pools, tunnel types),
 // hands the bind reply to the daemon for re-establishment, serves the MLR's transaction requests
 // through handlers the daemon installs, and reconnects with back-off when the link drops.
+import { Backoff } from '../core/backoff.js';
 import type { ReplyBody, RequestBody, RequestType } from '../core/messages.js';
 import { LOG, type LogFn } from '../platform/log.js';
 import { AUTH_FAILED, RpcError, RpcPeer, type MessageChannel, type RpcGuard } from '../proto/rpc.js';
@@ -26,12 +27,12 @@ export interface MlrLinkOptions {
 export class MlrLink implements MlrApi {
   private peer: RpcPeer | undefined;
   private stopped = false;
-  private backoff: number;
+  private readonly backoff: Backoff;
   private timer: NodeJS.Timeout | undefined;
   private firstBind: { resolve: () => void; reject: (e: Error) => void } | undefined;
 
   constructor(private readonly opts: MlrLinkOptions) {
-    this.backoff = opts.minBackoffMs ?? 500;
+    this.backoff = new Backoff(opts.minBackoffMs, opts.maxBackoffMs);
   }
 
   get connected(): boolean {
@@ -66,9 +67,7 @@ export class MlrLink implements MlrApi {
 
   private schedule(): void {
     if (this.stopped) return;
-    const delay = this.backoff;
-    this.backoff = Math.min(this.backoff * 2, this.opts.maxBackoffMs ?? 10_000);
-    this.timer = setTimeout(() => void this.attempt(), delay);
+    this.timer = setTimeout(() => void this.attempt(), this.backoff.next());
   }
 
   private async attempt(): Promise<void> {
@@ -97,7 +96,7 @@ export class MlrLink implements MlrApi {
     try {
       const reply = await peer.request('bind', this.opts.bindBody(), 5000);
       this.peer = peer;
-      this.backoff = this.opts.minBackoffMs ?? 500;
+      this.backoff.reset();
       log(LOG.info, `Binding CN to the mobile network: Bind accepted (${this.opts.describe})`);
       await this.opts.onBound(reply);
       this.firstBind?.resolve();

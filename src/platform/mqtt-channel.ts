@@ -12,9 +12,10 @@
 //
 // Every message is QoS 1, retain false; presence is QoS 1, retain true, so an MLR that (re)connects
 // learns from the retained statuses who is online and tells each of them to re-bind. A request
-// carries responseTopic (the sender's inbox) and correlationData (its id); a reply goes to the
-// request's responseTopic (the MLR honours only the CN's own inbox) with the same correlationData.
-// The MLRP envelope carries id/re itself, so the receiver does not need them.
+// carries responseTopic (the sender's inbox) and correlationData (its id); a reply carries the same
+// correlationData and goes to that inbox, which is always the fixed peer topic: each side publishes
+// only to the other's topic for this CN, whatever response topic a packet names (the MLR logs a
+// foreign one). The MLRP envelope carries id/re itself, so the receiver does not need them.
 //
 // Sessions: clean start and session expiry 0 on both sides. A broker connection that drops closes
 // the channel(s) it carried; the CN then reconnects with back-off and re-binds (MlrLink), and the
@@ -30,15 +31,19 @@
 // channel, and its MlrLink re-binds.
 //
 // Bounds: payloads over 256 KiB (the TCP framing's limit) are dropped and logged; the broker is
-// asked not to send packets over 1 MiB at all; the MLR holds at most 4096 CN channels; malformed
-// input is logged at most once a minute per topic.
-import fs from 'node:fs';
+// asked not to send packets over 1 MiB at all; the MLR holds at most 4096 CN channels, 8 per CN; a
+// session id is 1..64 of [0-9A-Za-z_-] or the message is dropped; malformed input is logged at most
+// once a minute per topic and 32 lines a minute in all.
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
+import type { ConnectionOptions } from 'node:tls';
 import mqtt, { type IClientOptions, type IClientPublishOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import { Backoff } from '../core/backoff.js';
 import { CN_NAME_RE, type MlrAddress, type TlsFiles } from '../core/config.js';
+import { RateLimitedLog } from '../proto/auth.js';
 import type { MessageChannel } from '../proto/rpc.js';
 import { LOG, type LogFn } from './log.js';
+import { tlsClientContext } from './tls-channel.js';
 
 export const MQTT_MAX_PAYLOAD = 256 * 1024;
 /** What the broker may send us at most (MQTT 5 Maximum Packet Size); bigger packets never arrive. */
@@ -47,6 +52,12 @@ export const MQTT_MAX_CHANNELS = 4096;
 const SESSION_PROP = 'tmip-session';
 const CONTROL_PROP = 'tmip-control';
 const THROTTLE_MS = 60_000;
+/** Lines a ThrottledLog writes in one THROTTLE_MS, over all topics (then one summary line). */
+const THROTTLE_BURST = 32;
+/** What a session id may look like (ours: 12 hex digits); anything else is not a session of ours. */
+const SESSION_RE = /^[0-9A-Za-z_-]{1,64}$/;
+/** Channels one CN may hold at the MLR at once (its daemon, a probe, a session about to end). */
+export const MQTT_MAX_SESSIONS_PER_CN = 8;
 
 export interface MqttTopics {
   /** CN -> MLR. */
@@ -88,10 +99,17 @@ function checkCnName(cn: string): string | undefined {
   return badLevel(cn) ?? (CN_NAME_RE.test(cn) ? undefined : 'is not a CN name (1..64 letters, digits, spaces and . _ - :)');
 }
 
-/** Logs a problem at most once per THROTTLE_MS per key (a topic), saying how many were left out. */
+/**
+ * Logs a problem at most once per THROTTLE_MS per key (a topic), saying how many were left out, and
+ * at most THROTTLE_BURST lines per THROTTLE_MS in all (however many topics a stranger makes up).
+ * The topic is a stranger's text: control characters are replaced and it is cut at 200 characters.
+ */
 class ThrottledLog {
   private readonly seen = new Map<string, { at: number; suppressed: number }>();
-  constructor(private readonly log: LogFn) {}
+  private readonly lines: RateLimitedLog;
+  constructor(log: LogFn) {
+    this.lines = new RateLimitedLog((line) => log(LOG.error, line), Date.now, THROTTLE_BURST, THROTTLE_MS, 'MQTT input problem(s)');
+  }
 
   warn(key: string, message: string): void {
     const now = Date.now();
@@ -103,7 +121,9 @@ class ThrottledLog {
     if (this.seen.size >= 1024) this.seen.clear();
     const more = s && s.suppressed > 0 ? ` (${s.suppressed} more since the last report)` : '';
     this.seen.set(key, { at: now, suppressed: 0 });
-    this.log(LOG.error, `MQTT ${key}: ${message}${more}`);
+    // eslint-disable-next-line no-control-regex
+    const shown = key.slice(0, 200).replace(/[\u0000-\u001f\u007f]/g, '?');
+    this.lines.log(`MQTT ${shown}${key.length > 200 ? '...' : ''}: ${message}${more}`);
   }
 }
 
@@ -112,19 +132,32 @@ function userProp(packet: IPublishPacket, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
+/** The packet's session id, if it has one that can be ours (bounded: it becomes a map key). */
+function sessionOf(packet: IPublishPacket): string | undefined {
+  const s = userProp(packet, SESSION_PROP);
+  return s !== undefined && SESSION_RE.test(s) ? s : undefined;
+}
+
 function brokerUrl(address: MlrAddress): string {
   return `${address.scheme === 'mqtts' ? 'mqtts' : 'mqtt'}://${address.host}:${address.port}`;
 }
 
-function tlsOptions(address: MlrAddress, tls: TlsFiles | undefined): Partial<IClientOptions> {
+/**
+ * mqtts://: the same TLS context as tls:// (tls-channel.ts), so the files are read and checked once
+ * per `tls` object, not at every reconnect, and a bad one is reported naming its option. MQTT.js
+ * hands these options to tls.connect as they are.
+ */
+function tlsOptions(
+  address: MlrAddress,
+  tls: TlsFiles,
+  prefix = 'tls',
+): Partial<IClientOptions> & Pick<ConnectionOptions, 'secureContext'> {
   if (address.scheme !== 'mqtts') return {};
   return {
     rejectUnauthorized: true,
     // SNI for a DNS name; Node checks the certificate against the host either way.
     ...(net.isIP(address.host) ? {} : { servername: address.host }),
-    ...(tls?.ca ? { ca: fs.readFileSync(tls.ca) } : {}),
-    ...(tls?.cert ? { cert: fs.readFileSync(tls.cert) } : {}),
-    ...(tls?.key ? { key: fs.readFileSync(tls.key) } : {}),
+    secureContext: tlsClientContext(tls, prefix),
   };
 }
 
@@ -186,25 +219,6 @@ function publishOptions(session: string, meta: { id?: number; re?: number } | un
   };
 }
 
-/** Remembers the response topic of recent requests by correlation data (bounded, oldest first out). */
-class ResponseTopics {
-  private readonly map = new Map<string, string>();
-  remember(packet: IPublishPacket): void {
-    const topic = packet.properties?.responseTopic;
-    const corr = packet.properties?.correlationData;
-    if (!topic || !corr) return;
-    if (this.map.size >= 1024) this.map.delete(this.map.keys().next().value!);
-    this.map.set(corr.toString(), topic);
-  }
-  take(re: number | undefined): string | undefined {
-    if (re === undefined) return undefined;
-    const k = String(re);
-    const t = this.map.get(k);
-    this.map.delete(k);
-    return t;
-  }
-}
-
 /** Shared bookkeeping of a channel: one receiver, close receivers, a reason once closed. */
 abstract class BaseChannel implements MessageChannel {
   abstract readonly peer: string;
@@ -257,7 +271,6 @@ export class MqttCnChannel extends BaseChannel {
   readonly peer: string;
   private readonly inbox: string;
   private readonly outbox: string;
-  private readonly replies = new ResponseTopics();
   private readonly throttled: ThrottledLog;
 
   constructor(
@@ -282,9 +295,9 @@ export class MqttCnChannel extends BaseChannel {
 
   send(payload: Buffer, meta?: { id?: number; re?: number }): void {
     if (this.closed) return;
-    // A reply goes to the request's response topic; the broker's ACL lets us write our own only.
-    const topic = this.replies.take(meta?.re) ?? this.outbox;
-    this.client.publish(topic, payload, publishOptions(this.session, meta, this.inbox));
+    // Replies too go to our own topic: it is the response topic the MLR names, and the only one the
+    // broker's ACL lets us write (a response topic from the inbox is not used to steer us elsewhere).
+    this.client.publish(this.outbox, payload, publishOptions(this.session, meta, this.inbox));
   }
 
   close(reason = 'closed'): void {
@@ -312,7 +325,6 @@ export class MqttCnChannel extends BaseChannel {
       this.throttled.warn(topic, `dropped a message of ${payload.length} bytes (limit ${MQTT_MAX_PAYLOAD})`);
       return;
     }
-    this.replies.remember(packet);
     this.receiver(payload);
   }
 }
@@ -343,7 +355,7 @@ export async function connectMqtt(address: MlrAddress, opts: MqttCnOptions): Pro
         retain: !opts.probe,
         properties: { userProperties: { [SESSION_PROP]: session } },
       },
-      ...tlsOptions(address, opts.tls),
+      ...tlsOptions(address, opts.tls ?? {}),
     },
     opts.connectTimeoutMs ?? 5000,
   );
@@ -366,7 +378,6 @@ export async function connectMqtt(address: MlrAddress, opts: MqttCnOptions): Pro
 /** The MLR's end of one CN's connection (one CN, one session). */
 class MqttMlrChannel extends BaseChannel {
   readonly peer: string;
-  private readonly replies = new ResponseTopics();
 
   constructor(
     private readonly server: MqttMlrServer,
@@ -382,7 +393,7 @@ class MqttMlrChannel extends BaseChannel {
 
   send(payload: Buffer, meta?: { id?: number; re?: number }): void {
     if (this.closed) return;
-    this.server.publishToCn(this.cn, this.session, payload, meta, this.replies.take(meta?.re));
+    this.server.publishToCn(this.cn, this.session, payload, meta);
   }
 
   close(reason = 'closed'): void {
@@ -391,9 +402,8 @@ class MqttMlrChannel extends BaseChannel {
     this.server.closedByUs(this);
   }
 
-  deliver(payload: Buffer, packet: IPublishPacket): void {
+  deliver(payload: Buffer): void {
     if (this.closed) return;
-    this.replies.remember(packet);
     this.receiver(payload);
   }
 }
@@ -420,8 +430,10 @@ class MqttMlrServer {
   private readonly topics: MqttTopics;
   private readonly url: string;
   private readonly throttled: ThrottledLog;
+  /** One object for the life of the server, so its TLS context is built once. */
+  private readonly tlsFiles: TlsFiles;
   private stopped = false;
-  private backoff: number;
+  private readonly backoff: Backoff;
   private timer: NodeJS.Timeout | undefined;
   private firstUp: { resolve: () => void; reject: (e: Error) => void } | undefined;
 
@@ -433,7 +445,8 @@ class MqttMlrServer {
     this.topics = mqttTopics(opts.networkName);
     this.url = brokerUrl(address);
     this.throttled = new ThrottledLog(opts.log);
-    this.backoff = opts.minBackoffMs ?? 500;
+    this.tlsFiles = opts.ca !== undefined ? { ca: opts.ca } : {};
+    this.backoff = new Backoff(opts.minBackoffMs, opts.maxBackoffMs);
   }
 
   get describe(): string {
@@ -462,18 +475,9 @@ class MqttMlrServer {
     }
   }
 
-  publishToCn(
-    cn: string,
-    session: string,
-    payload: Buffer,
-    meta: { id?: number; re?: number } | undefined,
-    replyTopic: string | undefined,
-  ): void {
-    const inbox = this.topics.toCn(cn);
+  publishToCn(cn: string, session: string, payload: Buffer, meta: { id?: number; re?: number } | undefined): void {
     // Only ever the CN's own inbox: a CN must not steer our (all-topics) account at another CN's.
-    if (replyTopic !== undefined && replyTopic !== inbox)
-      this.throttled.warn(this.topics.toMlr(cn), `ignored response topic ${JSON.stringify(replyTopic)}`);
-    this.client?.publish(inbox, payload, publishOptions(session, meta, this.topics.toMlr(cn)));
+    this.client?.publish(this.topics.toCn(cn), payload, publishOptions(session, meta, this.topics.toMlr(cn)));
   }
 
   closedByUs(ch: MqttMlrChannel): void {
@@ -501,9 +505,7 @@ class MqttMlrServer {
 
   private schedule(): void {
     if (this.stopped) return;
-    const delay = this.backoff;
-    this.backoff = Math.min(this.backoff * 2, this.opts.maxBackoffMs ?? 10_000);
-    this.timer = setTimeout(() => void this.attempt(), delay);
+    this.timer = setTimeout(() => void this.attempt(), this.backoff.next());
   }
 
   private async attempt(): Promise<void> {
@@ -522,7 +524,7 @@ class MqttMlrServer {
           ...(this.opts.password !== undefined ? { password: this.opts.password } : {}),
           keepalive: this.opts.keepaliveSeconds ?? 15,
           properties: { sessionExpiryInterval: 0, maximumPacketSize: MQTT_MAX_PACKET },
-          ...tlsOptions(this.address, this.opts.ca !== undefined ? { ca: this.opts.ca } : undefined),
+          ...tlsOptions(this.address, this.tlsFiles, 'mqtt'),
         },
         5000,
       );
@@ -582,7 +584,7 @@ class MqttMlrServer {
       client.end(true);
       return;
     }
-    this.backoff = this.opts.minBackoffMs ?? 500;
+    this.backoff.reset();
     log(LOG.info, `connected to the MQTT broker ${this.url}`);
     this.firstUp?.resolve();
     this.firstUp = undefined;
@@ -594,8 +596,8 @@ class MqttMlrServer {
   }
 
   private presence(topic: string, cn: string, payload: Buffer, packet: IPublishPacket): void {
-    const session = userProp(packet, SESSION_PROP);
-    const state = payload.toString();
+    const session = sessionOf(packet);
+    const state = payload.length <= 7 ? payload.toString() : '';
     if (checkCnName(cn) || session === undefined || (state !== 'online' && state !== 'offline')) {
       if (payload.length > 0) this.throttled.warn(topic, 'ignored a malformed presence message');
       return;
@@ -618,28 +620,44 @@ class MqttMlrServer {
       this.throttled.warn(topic, `dropped a message: the CN name ${bad}`);
       return;
     }
-    const session = userProp(packet, SESSION_PROP);
+    const session = sessionOf(packet);
     if (session === undefined) {
-      this.throttled.warn(topic, `dropped a message without the ${SESSION_PROP} user property`);
+      this.throttled.warn(topic, `dropped a message without a valid ${SESSION_PROP} user property`);
       return;
     }
     if (payload.length > MQTT_MAX_PAYLOAD) {
       this.throttled.warn(topic, `dropped a message of ${payload.length} bytes (limit ${MQTT_MAX_PAYLOAD})`);
       return;
     }
-    if (this.closedSessions.has(key(cn, session))) return;
-    let ch = this.channels.get(key(cn, session));
+    const responseTopic = packet.properties?.responseTopic;
+    if (responseTopic !== undefined && responseTopic !== this.topics.toCn(cn)) {
+      // We reply to the CN's own inbox whatever it asks: a CN must not steer our account elsewhere.
+      this.throttled.warn(topic, `ignored response topic ${JSON.stringify(responseTopic.slice(0, 200))}`);
+    }
+    const k = key(cn, session);
+    if (this.closedSessions.has(k)) return;
+    let ch = this.channels.get(k);
     if (!ch) {
       if (this.channels.size >= (this.opts.maxChannels ?? MQTT_MAX_CHANNELS)) {
         this.throttled.warn(topic, `dropped a message: already ${this.channels.size} CN channels`);
         return;
       }
+      if (this.sessionsOf(cn) >= MQTT_MAX_SESSIONS_PER_CN) {
+        this.throttled.warn(topic, `dropped a message: already ${MQTT_MAX_SESSIONS_PER_CN} channels of CN '${cn}'`);
+        return;
+      }
       ch = new MqttMlrChannel(this, cn, session);
-      this.channels.set(key(cn, session), ch);
+      this.channels.set(k, ch);
       this.opts.log(LOG.proto, `MQTT: CN '${cn}' (session ${session}) on ${topic}`);
       this.onChannel(ch, `mqtt:${cn}`);
     }
-    ch.deliver(payload, packet);
+    ch.deliver(payload);
+  }
+
+  private sessionsOf(cn: string): number {
+    let n = 0;
+    for (const ch of this.channels.values()) if (ch.cn === cn) n++;
+    return n;
   }
 }
 

@@ -29,6 +29,11 @@ export interface TcpChannelOptions {
   maxWriteBuffer?: number;
 }
 
+/** A socket's remote address, an IPv4-mapped IPv6 one as plain IPv4. */
+export function remoteHost(socket: net.Socket): string | undefined {
+  return socket.remoteAddress?.replace(/^::ffff:/, '');
+}
+
 export class TcpChannel implements MessageChannel {
   readonly peer: string;
   private readonly decoder = new FrameDecoder();
@@ -72,7 +77,7 @@ export class TcpChannel implements MessageChannel {
   }
 
   get remoteAddress(): string | undefined {
-    return this.socket.remoteAddress?.replace(/^::ffff:/, '');
+    return remoteHost(this.socket);
   }
 
   get localAddress(): string | undefined {
@@ -126,7 +131,7 @@ export function connectionLimiter(opts: ListenTcpOptions): (socket: net.Socket) 
   const maxTotal = opts.maxConnections ?? MAX_CONNECTIONS;
   const refusals = new RateLimitedLog(opts.log ?? (() => {}));
   return (socket) => {
-    const addr = socket.remoteAddress?.replace(/^::ffff:/, '') ?? '?';
+    const addr = remoteHost(socket) ?? '?';
     const n = perSource.get(addr) ?? 0;
     if (n >= max || total >= maxTotal) {
       refusals.log(
@@ -147,6 +152,15 @@ export function connectionLimiter(opts: ListenTcpOptions): (socket: net.Socket) 
   };
 }
 
+/** The options of a channel the listener accepted: a first frame is due within the frame time-out. */
+export function acceptedChannelOptions(opts: ListenTcpOptions): TcpChannelOptions {
+  return {
+    ...(opts.frameTimeoutMs !== undefined ? { frameTimeoutMs: opts.frameTimeoutMs } : {}),
+    ...(opts.maxWriteBuffer !== undefined ? { maxWriteBuffer: opts.maxWriteBuffer } : {}),
+    firstFrameTimeoutMs: opts.firstFrameTimeoutMs ?? opts.frameTimeoutMs ?? FRAME_TIMEOUT_MS,
+  };
+}
+
 export function listenTcp(
   host: string,
   port: number,
@@ -154,11 +168,7 @@ export function listenTcp(
   opts: ListenTcpOptions = {},
 ): Promise<net.Server> {
   const admit = connectionLimiter(opts);
-  const channelOpts: TcpChannelOptions = {
-    ...(opts.frameTimeoutMs !== undefined ? { frameTimeoutMs: opts.frameTimeoutMs } : {}),
-    ...(opts.maxWriteBuffer !== undefined ? { maxWriteBuffer: opts.maxWriteBuffer } : {}),
-    firstFrameTimeoutMs: opts.firstFrameTimeoutMs ?? opts.frameTimeoutMs ?? FRAME_TIMEOUT_MS,
-  };
+  const channelOpts = acceptedChannelOptions(opts);
   return new Promise((resolve, reject) => {
     const server = net.createServer((socket) => {
       if (admit(socket)) onChannel(new TcpChannel(socket, channelOpts));

@@ -10,7 +10,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { TlsFiles } from '../core/config.js';
 import { RateLimitedLog } from '../proto/auth.js';
-import { connectionLimiter, FRAME_TIMEOUT_MS, TcpChannel, type ListenTcpOptions, type TcpChannelOptions } from './tcp-channel.js';
+import { acceptedChannelOptions, connectionLimiter, remoteHost, TcpChannel, type ListenTcpOptions } from './tcp-channel.js';
 
 /** A client that has not finished its handshake by then is dropped. */
 export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -109,11 +109,12 @@ const clientContexts = new WeakMap<TlsFiles, tls.SecureContext>();
 /**
  * The CN's TLS context for these files, read at the first call and kept for the life of `files`
  * (tmip-cn calls this at start-up, so a bad path stops it there; reconnects reuse the context).
+ * Errors name the options as `<prefix>_ca` etc. (the MLR's broker CA is `mqtt_ca`).
  */
-export function tlsClientContext(files: TlsFiles): tls.SecureContext {
+export function tlsClientContext(files: TlsFiles, prefix = 'tls'): tls.SecureContext {
   let ctx = clientContexts.get(files);
   if (!ctx) {
-    const m = loadTlsFiles(files);
+    const m = loadTlsFiles(files, prefix);
     ctx = tls.createSecureContext({
       minVersion: MIN_VERSION,
       ca: m.ca ?? systemCaList(),
@@ -170,7 +171,8 @@ export interface ServeTlsOptions extends ListenTcpOptions {
  * is the bound port. With `files.ca`, a client certificate signed by that CA is required. The files
  * are read before listening; a bad one rejects with an error naming its option (tls_cert, ...).
  * As on the TCP listener, connections per source address are limited (before any TLS work) and a
- * channel must bring its first frame within FRAME_TIMEOUT_MS.
+ * channel must bring its first frame within FRAME_TIMEOUT_MS (and, as there, is closed once more
+ * than maxWriteBuffer bytes wait for a peer that does not read).
  */
 export async function serveTls(
   host: string,
@@ -193,10 +195,7 @@ export async function serveTls(
     minVersion: MIN_VERSION,
     handshakeTimeout: opts.handshakeTimeoutMs ?? TLS_HANDSHAKE_TIMEOUT_MS,
   });
-  const channelOpts: TcpChannelOptions = {
-    ...(opts.frameTimeoutMs !== undefined ? { frameTimeoutMs: opts.frameTimeoutMs } : {}),
-    firstFrameTimeoutMs: opts.firstFrameTimeoutMs ?? opts.frameTimeoutMs ?? FRAME_TIMEOUT_MS,
-  };
+  const channelOpts = acceptedChannelOptions(opts);
   const failures = new RateLimitedLog(log, Date.now, 1, opts.failureLogIntervalMs ?? FAILURE_LOG_INTERVAL_MS);
   // Peer addresses are noted at accept: a connection reset during the handshake has none left to ask.
   // The TLS socket wraps the accepted one as `_parent` (not public API, hence the fallbacks).
@@ -204,7 +203,7 @@ export async function serveTls(
   const peerOf = (socket: tls.TLSSocket) => {
     const raw = (socket as unknown as { _parent?: unknown })._parent;
     const noted = raw instanceof net.Socket ? peers.get(raw) : undefined;
-    return noted ?? `${socket.remoteAddress?.replace(/^::ffff:/, '') ?? '?'}:${socket.remotePort ?? '?'}`;
+    return noted ?? `${remoteHost(socket) ?? '?'}:${socket.remotePort ?? '?'}`;
   };
   tlsServer.on('secureConnection', (socket: tls.TLSSocket) => {
     if (requireClientCert && !socket.authorized) {
@@ -228,7 +227,7 @@ export async function serveTls(
   const server = net.createServer((socket) => {
     if (!admit(socket)) return;
     sockets.add(socket);
-    peers.set(socket, `${socket.remoteAddress?.replace(/^::ffff:/, '') ?? '?'}:${socket.remotePort ?? '?'}`);
+    peers.set(socket, `${remoteHost(socket) ?? '?'}:${socket.remotePort ?? '?'}`);
     socket.once('close', () => sockets.delete(socket));
     tlsServer.emit('connection', socket);
   });

@@ -16,7 +16,7 @@ import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
 import type { MlrAddress } from '../../src/core/config.js';
 import type { RequestBody } from '../../src/core/messages.js';
 import { startMlr } from '../../src/mlr/mlr.js';
-import { connectMqtt, serveMqtt, MQTT_MAX_PAYLOAD, type MqttCnChannel } from '../../src/platform/mqtt-channel.js';
+import { connectMqtt, serveMqtt, MQTT_MAX_PAYLOAD, MQTT_MAX_SESSIONS_PER_CN, type MqttCnChannel } from '../../src/platform/mqtt-channel.js';
 import { RpcPeer, type MessageChannel } from '../../src/proto/rpc.js';
 import { ip, until, within } from '../support/helpers.js';
 
@@ -263,6 +263,23 @@ describe('MQTT transport (real mosquitto on loopback)', { skip, timeout: 60_000 
     for (let i = 0; i < 5; i++) await rogue.publishAsync(`tmip/${NET}/mlr/ap-nosession`, 'x', { qos: 1 });
     await rogue.publishAsync(`tmip/${NET}/mlr/`, 'x', { qos: 1, properties: props });
     await rogue.publishAsync(`tmip/${NET}/status/ap-junk`, Buffer.from([0xff, 0xfe]), { qos: 1, properties: props });
+    // A session id is a map key at the MLR: a huge one (or one with odd characters) opens nothing.
+    await rogue.publishAsync(`tmip/${NET}/mlr/ap-longsession`, 'x', {
+      qos: 1,
+      properties: { userProperties: { 'tmip-session': 'a'.repeat(65) } },
+    });
+    await rogue.publishAsync(`tmip/${NET}/mlr/ap-longsession`, 'x', { qos: 1, properties: { userProperties: { 'tmip-session': 'a b' } } });
+    // One CN's name with many sessions gets MQTT_MAX_SESSIONS_PER_CN channels, not one per session.
+    for (let i = 0; i < MQTT_MAX_SESSIONS_PER_CN + 3; i++) {
+      await rogue.publishAsync(`tmip/${NET}/mlr/ap-many`, 'x', { qos: 1, properties: { userProperties: { 'tmip-session': `s${i}` } } });
+    }
+    // A response topic other than the CN's own inbox is logged (and never used).
+    await rogue.publishAsync(`tmip/${NET}/mlr/ap-steer`, 'steer', {
+      qos: 1,
+      properties: { ...props, responseTopic: `tmip/${NET}/cn/victim`, correlationData: Buffer.from('9') },
+    });
+    // Made-up topics each log once, but all together no more than the burst a minute.
+    for (let i = 0; i < 40; i++) await rogue.publishAsync(`tmip/${NET}/mlr/flood-${i}`, 'x', { qos: 1 });
     await rogue.publishAsync(`tmip/${NET}/mlr/ap-junk`, 'not json at all', { qos: 1, properties: props });
     // To the CN too: an oversized message on its inbox.
     await rogue.publishAsync(`tmip/${NET}/cn/ap-junk`, Buffer.alloc(MQTT_MAX_PAYLOAD + 1, 0x42), { qos: 1, properties: props });
@@ -279,15 +296,45 @@ describe('MQTT transport (real mosquitto on loopback)', { skip, timeout: 60_000 
     const mine = logs.slice(before);
     assert.equal(mine.filter((l) => /mlr\/ap-junk: dropped a message of 262145 bytes/.test(l)).length, 1, mine.join('\n'));
     assert.equal(
-      mine.filter((l) => /ap-nosession: dropped a message without the tmip-session/.test(l)).length,
+      mine.filter((l) => /ap-nosession: dropped a message without a valid tmip-session/.test(l)).length,
       1,
       'logged once, not five times',
     );
+    assert.equal(mine.filter((l) => /ap-longsession: dropped a message without a valid tmip-session/.test(l)).length, 1, mine.join('\n'));
+    assert.equal(mine.filter((l) => /ap-many: dropped a message: already \d+ channels of CN 'ap-many'/.test(l)).length, 1, mine.join('\n'));
     assert.ok(mine.some((l) => /mlr\/: dropped a message: the CN name is empty/.test(l)));
+    assert.ok(
+      mine.some((l) => /mlr\/ap-steer: ignored response topic ".*\/cn\/victim"/.test(l)),
+      mine.join('\n'),
+    );
+    const flood = mine.filter((l) => /flood-/.test(l)).length;
+    assert.ok(flood > 0 && flood < 32, `${flood} lines for 40 made-up topics`);
     assert.ok(mine.some((l) => /status\/ap-junk: ignored a malformed presence/.test(l)));
     assert.ok(!received.some((p) => p.length > MQTT_MAX_PAYLOAD));
-    assert.equal(m.channels.length, 1, 'no channel for a nameless or session-less topic');
+    assert.equal(
+      m.channels.filter((c) => c.peer !== 'mqtt:ap-many' && c.peer !== 'mqtt:ap-steer').length,
+      1,
+      'no channel for a nameless or session-less topic, or a bad session id',
+    );
+    assert.equal(m.channels.filter((c) => c.peer === 'mqtt:ap-many').length, MQTT_MAX_SESSIONS_PER_CN);
     assert.equal(mch.peer, 'mqtt:ap-junk');
+    // A request on the CN's inbox that names another response topic: the CN still replies on its own.
+    const steered = nextMessage(cn, 'the steering request at the CN');
+    const at = seen.length;
+    await rogue.publishAsync(`tmip/${NET}/cn/ap-junk`, '{"id":5}', {
+      qos: 1,
+      properties: { ...props, responseTopic: `tmip/${NET}/mlr/victim`, correlationData: Buffer.from('5') },
+    });
+    await steered;
+    cn.send(Buffer.from('{"re":5}'), { re: 5 });
+    await until('the sniffer to see the reply', () => seen.slice(at).some((x) => x.payload.toString() === '{"re":5}'), 3000);
+    assert.deepEqual(
+      seen
+        .slice(at)
+        .filter((x) => x.payload.toString() === '{"re":5}')
+        .map((x) => x.topic),
+      [`tmip/${NET}/mlr/ap-junk`],
+    );
     // Still working both ways.
     const back = nextMessage(cn, 'a reply after the junk');
     mch.send(Buffer.from('{"ok":true}'), { re: 1 });
