@@ -46,6 +46,8 @@ export class DhcpServer {
   };
   private readonly errorLog: RateLimitedLog;
   private readonly refusalLog: RateLimitedLog;
+  /** NAKs answer whatever address a REQUEST names: one line each would be a line per frame. */
+  private readonly nakLog: RateLimitedLog;
 
   constructor(
     private readonly link: LinkIO,
@@ -55,12 +57,12 @@ export class DhcpServer {
     const now = opts.now ?? Date.now;
     this.errorLog = new RateLimitedLog((m) => opts.log(LOG.error, m), now, 3, 10_000, 'DHCP errors');
     this.refusalLog = new RateLimitedLog((m) => opts.log(LOG.info, m), now, 3, 10_000, 'DHCP requests refused by the MLR');
+    this.nakLog = new RateLimitedLog((m) => opts.log(LOG.handover, m), now, 3, 10_000, 'DHCPNAKs sent');
   }
 
   /** Write pending summaries of the rate-limited logs. */
   flushLogs(): void {
-    this.errorLog.flush();
-    this.refusalLog.flush();
+    for (const l of [this.errorLog, this.refusalLog, this.nakLog]) l.flush();
   }
 
   async handle(msg: DhcpMessage): Promise<void> {
@@ -139,7 +141,7 @@ export class DhcpServer {
       this.send(msg, DHCP_MESSAGE.ACK, cell.host, cell.gateway);
       this.stats.ack++;
     } else if (r.outcome === 'nak') {
-      this.opts.log(LOG.handover, `DHCPNAK ${formatIPv4(ip)} to ${msg.chaddr} (${state}): ${r.reason ?? ''}`);
+      this.nakLog.log(`DHCPNAK ${formatIPv4(ip)} to ${msg.chaddr} (${state}): ${r.reason ?? ''}`);
       this.send(msg, DHCP_MESSAGE.NAK, 0, cell.gateway);
       this.stats.nak++;
     } else {
@@ -186,8 +188,8 @@ export class DhcpServer {
       dstMac = dest.mac;
       dstIp = dest.ip;
     } else {
-      this.opts.log(
-        LOG.error,
+      // giaddr is whatever the frame says: a line per frame would let anyone in the cell flood the log.
+      this.errorLog.log(
         `DHCP ${request.chaddr}: request came through relay ${formatIPv4(dest.ip)}; relayed DHCP is not supported on the mobile interface`,
       );
       return;

@@ -41,19 +41,20 @@ import type { DetectedVia, RequestBody } from '../core/messages.js';
 import type { TunnelType } from '../core/tunnel.js';
 import type { LinkIO } from '../platform/linkio.js';
 import { LOG, type LogFn } from '../platform/log.js';
-import { ARP_OP, buildArpReply, buildArpRequest, buildGratuitousArp, type ArpPacket } from '../proto/packet.js';
+import { ARP_OP, buildArp, buildArpReply, buildGratuitousArp, type ArpPacket } from '../proto/packet.js';
 import { RateLimitedLog } from '../proto/auth.js';
 import { RpcError, type RpcPeer } from '../proto/rpc.js';
 import type { MlrApi } from './mlr-api.js';
 
-/** Where a station stands in a move that concerns this CN. */
+/**
+ * What this CN itself is doing for a station. A transaction the MLR prepared is not a phase of its
+ * own: it is `reserved`, and lasts until commit, abort or lapse whatever the phase is meanwhile.
+ */
 export type StationPhase =
   /** nothing in flight */
   | 'idle'
   /** we told the MLR we see it here and wait for the answer */
   | 'requested'
-  /** the MLR prepared a transaction we take part in; `reserved` holds it */
-  | 'prepared'
   /** a commit is being applied to the kernel */
   | 'applying';
 
@@ -137,6 +138,8 @@ interface ProbeWaiter {
 export class CnHandover {
   private readonly stations = new Map<Mac, Station>();
   private readonly byTx = new Map<number, Mac>();
+  /** How many records hold a binding (kept by setBinding, so that trim() need not count them). */
+  private bound = 0;
   /** Presence probes waiting for the station's ARP reply, by the station's MAC. */
   private readonly probes = new Map<Mac, ProbeWaiter[]>();
   private readonly now: () => number;
@@ -242,7 +245,7 @@ export class CnHandover {
   private admit(mac: Mac, what: string): boolean {
     const t = this.now();
     const known = this.stations.get(mac);
-    if (known && (known.binding !== undefined || known.admittedUntil > t || known.phase !== 'idle')) return true;
+    if (known && (known.binding !== undefined || known.admittedUntil > t || busy(known))) return true;
     this.tokens = Math.min(this.burst, this.tokens + ((t - this.refilledAt) / 1000) * this.rate);
     this.refilledAt = t;
     if (this.tokens < 1) {
@@ -275,7 +278,7 @@ export class CnHandover {
     const s = this.record(mac);
     const t = this.now();
     this.lapse(s, t);
-    if (s.phase !== 'idle' || s.quietUntil > t) {
+    if (busy(s) || s.quietUntil > t) {
       this.stats.suppressed++;
       return;
     }
@@ -336,7 +339,7 @@ export class CnHandover {
       return Promise.reject(new RpcError('not-served', `${this.o.self} does not serve ${mac} at ${formatIPv4(ip)}`));
     }
     const link = this.o.link;
-    const send = () => link.send(buildArpRequest({ srcMac: link.mac, srcIp: cell.gateway, dstMac: mac, dstIp: ip }));
+    const send = () => link.send(buildArp(ARP_OP.REQUEST, { srcMac: link.mac, srcIp: cell.gateway, dstMac: mac, dstIp: ip }));
     return new Promise<boolean>((resolve) => {
       const timers: NodeJS.Timeout[] = [];
       const waiter: ProbeWaiter = {
@@ -378,7 +381,6 @@ export class CnHandover {
     this.lapse(s, t);
     if (s.reserved && s.reserved.tx !== body.tx) throw new RpcError('busy', `${b.mac} is already in transaction ${s.reserved.tx}`);
     s.reserved = { tx: body.tx, binding: b, until: t + (this.o.reservationMs ?? 15_000) };
-    s.phase = 'prepared';
     this.byTx.set(body.tx, b.mac);
     this.stats.prepared++;
     return {};
@@ -391,7 +393,6 @@ export class CnHandover {
     this.byTx.delete(tx);
     if (s?.reserved?.tx === tx) {
       s.reserved = undefined;
-      s.phase = 'idle';
       s.detected = undefined;
       this.stats.aborted++;
       this.o.log(LOG.handover, `tx ${tx}: move of ${s.mac} aborted by the MLR`);
@@ -407,7 +408,7 @@ export class CnHandover {
     if (s.reserved) this.byTx.delete(s.reserved.tx);
     this.byTx.delete(tx);
     s.reserved = undefined;
-    s.binding = involves(b, self) ? b : undefined;
+    this.setBinding(s, involves(b, self) ? b : undefined);
     s.phase = 'applying';
     try {
       const added = await this.o.dataplane.apply(this.bindings());
@@ -438,7 +439,7 @@ export class CnHandover {
   async remove(b: BindingView): Promise<void> {
     const s = this.stations.get(b.mac);
     if (s) {
-      s.binding = undefined;
+      this.setBinding(s, undefined);
       this.forgetIfEmpty(s);
     }
     await this.o.dataplane.apply(this.bindings());
@@ -452,8 +453,8 @@ export class CnHandover {
    */
   async reestablish(list: BindingView[]): Promise<void> {
     const { self } = this.o;
-    for (const s of this.stations.values()) s.binding = undefined;
-    for (const b of list) if (involves(b, self)) this.record(b.mac).binding = b;
+    for (const s of this.stations.values()) this.setBinding(s, undefined);
+    for (const b of list) if (involves(b, self)) this.setBinding(this.record(b.mac), b);
     for (const s of [...this.stations.values()]) this.forgetIfEmpty(s);
     const added = await this.o.dataplane.apply(this.bindings());
     for (const b of this.bindings()) if (servedBy(b, self) && !added.includes(cellOf(b.cell).gateway)) this.announce(b);
@@ -496,12 +497,16 @@ export class CnHandover {
     return s;
   }
 
+  private setBinding(s: Station, b: BindingView | undefined): void {
+    this.bound += (b ? 1 : 0) - (s.binding ? 1 : 0);
+    s.binding = b;
+  }
+
   /** A reservation the MLR never confirmed nor aborted lapses. */
   private lapse(s: Station, t: number): void {
     if (s.reserved && s.reserved.until <= t) {
       this.byTx.delete(s.reserved.tx);
       s.reserved = undefined;
-      if (s.phase === 'prepared') s.phase = 'idle';
       this.stats.lapsed++;
     }
   }
@@ -509,23 +514,26 @@ export class CnHandover {
   /** Drop a record that holds nothing but expired timers. */
   private forgetIfEmpty(s: Station): void {
     const t = this.now();
-    if (s.binding || s.reserved || s.phase !== 'idle' || s.quietUntil > t || s.admittedUntil > t) return;
+    if (s.binding || busy(s) || s.quietUntil > t || s.admittedUntil > t) return;
     this.stations.delete(s.mac);
   }
 
   /** Keep the records of stations without a binding here bounded (hostile MACs must not grow us). */
   private trim(): void {
     const max = this.o.maxIdleStations ?? 4096;
-    if (this.stations.size < max) return;
-    let idle = 0;
-    for (const s of this.stations.values()) if (!s.binding) idle++;
+    let idle = this.stations.size - this.bound;
     if (idle < max) return;
     // Map order is insertion order: the oldest idle records go first.
     for (const s of this.stations.values()) {
       if (idle < max * 0.9) break;
-      if (s.binding || s.reserved || s.phase !== 'idle') continue;
+      if (s.binding || busy(s)) continue;
       this.stations.delete(s.mac);
       idle--;
     }
   }
+}
+
+/** A request, a reservation or a commit is in flight for the station: its record must stay. */
+function busy(s: Station): boolean {
+  return s.phase !== 'idle' || s.reserved !== undefined;
 }

@@ -297,7 +297,8 @@ export class Registry {
       loaded.pairs.set(pairId(p.a, p.b), { key: p.key, type: p.type });
     }
     for (const [k, v] of loaded.cns) this.cns.set(k, v);
-    for (const b of loaded.bindings.values()) this.put(b);
+    for (const [k, v] of loaded.bindings) this.bindings.set(k, v); // checked by loaded.put() above
+    for (const [k, v] of loaded.byCell) this.byCell.set(k, v);
     for (const [k, v] of loaded.pairs) this.pairs.set(k, v);
     this.nextKey = Math.max(this.nextKey, s.nextKey);
     return ok(undefined);

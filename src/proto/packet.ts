@@ -219,19 +219,21 @@ export function buildGratuitousArp(mac: Mac, ip: IPv4): Buffer {
   return encodeEthernet({ dst: BROADCAST_MAC, src: mac, etherType: ETHERTYPE.ARP, payload: arp });
 }
 
-/** Unicast ARP reply: "srcIp is at srcMac", sent to dstMac/dstIp. */
-export function buildArpReply(r: { srcMac: Mac; srcIp: IPv4; dstMac: Mac; dstIp: IPv4 }): Buffer {
-  const arp = encodeArp({ op: ARP_OP.REPLY, senderMac: r.srcMac, senderIp: r.srcIp, targetMac: r.dstMac, targetIp: r.dstIp });
+/**
+ * Unicast ARP packet from srcMac/srcIp to dstMac/dstIp. A REPLY says "srcIp is at srcMac"; a REQUEST
+ * asks "who has dstIp? tell srcIp" of dstMac only (a presence probe, RFC 1122 2.3.2.1's unicast poll):
+ * only the station with that MAC hears it, and it answers if it holds dstIp. A request's target MAC is
+ * zero, as in any ARP request.
+ */
+export function buildArp(op: (typeof ARP_OP)[keyof typeof ARP_OP], r: { srcMac: Mac; srcIp: IPv4; dstMac: Mac; dstIp: IPv4 }): Buffer {
+  const targetMac = op === ARP_OP.REPLY ? r.dstMac : ZERO_MAC;
+  const arp = encodeArp({ op, senderMac: r.srcMac, senderIp: r.srcIp, targetMac, targetIp: r.dstIp });
   return encodeEthernet({ dst: r.dstMac, src: r.srcMac, etherType: ETHERTYPE.ARP, payload: arp });
 }
 
-/**
- * Unicast ARP request "who has dstIp? tell srcIp", sent to dstMac only (a presence probe, RFC 1122
- * 2.3.2.1's unicast poll): only the station with that MAC hears it, and it answers if it holds dstIp.
- */
-export function buildArpRequest(r: { srcMac: Mac; srcIp: IPv4; dstMac: Mac; dstIp: IPv4 }): Buffer {
-  const arp = encodeArp({ op: ARP_OP.REQUEST, senderMac: r.srcMac, senderIp: r.srcIp, targetMac: ZERO_MAC, targetIp: r.dstIp });
-  return encodeEthernet({ dst: r.dstMac, src: r.srcMac, etherType: ETHERTYPE.ARP, payload: arp });
+/** Unicast ARP reply: "srcIp is at srcMac", sent to dstMac/dstIp. */
+export function buildArpReply(r: { srcMac: Mac; srcIp: IPv4; dstMac: Mac; dstIp: IPv4 }): Buffer {
+  return buildArp(ARP_OP.REPLY, r);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -24,24 +24,40 @@ const skip = process.getuid?.() === 0 ? false : 'lab tests need root (network na
 const PYTHON = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 
 /**
- * Sends `count` DHCP client frames on `ifname` at most `rate` per second (0 = as fast as it can):
- * argv ifname kind(discover|decline|release) count src(mac|'chaddr') chaddr(mac|'random') ip server rate.
+ * What both scripts below share: address helpers, the Internet checksum, and `send_paced`, which
+ * sends frame(i) for i in range(count) on `ifname` at most `rate` per second (0 = as fast as it can),
+ * for at most 20 s, and prints how many it sent.
  */
-const INJECT_SCRIPT = `
-import os, random, socket, struct, sys, time
-ifname, kind, count, src, chaddr, ip_s, server_s, rate = sys.argv[1:9]
-count = int(count); rate = float(rate)
+const PY_PRELUDE = `
+import random, socket, struct, sys, time
 mac = lambda s: bytes.fromhex(s.replace(':', ''))
 ip = lambda s: socket.inet_aton(s)
 def csum(b):
+    if len(b) % 2: b += b'\\x00'
     s = sum(struct.unpack('!%dH' % (len(b) // 2), b)); s = (s >> 16) + (s & 0xffff); s += s >> 16
     return (~s) & 0xffff
+def send_paced(ifname, count, rate, frame):
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    sock.bind((ifname, 0))
+    start = time.monotonic(); deadline = start + 20; sent = 0
+    for i in range(count):
+        sock.send(frame(i))
+        sent += 1
+        now = time.monotonic()
+        if now > deadline: break
+        if rate > 0 and sent / rate > now - start: time.sleep(sent / rate - (now - start))
+    print(sent)
+`;
+
+/**
+ * Sends `count` DHCP client frames on `ifname` at most `rate` per second (0 = as fast as it can):
+ * argv ifname kind(discover|decline|release) count src(mac|'chaddr') chaddr(mac|'random') ip server rate.
+ */
+const INJECT_SCRIPT = `${PY_PRELUDE}
+ifname, kind, count, src, chaddr, ip_s, server_s, rate = sys.argv[1:9]
 t = {'discover': 1, 'decline': 4, 'release': 7}[kind]
-sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-sock.bind((ifname, 0))
 rnd = random.Random(1)
-start = time.monotonic(); deadline = start + 20; sent = 0
-for i in range(count):
+def frame(i):
     ch = bytes([0x02] + [rnd.randrange(256) for _ in range(5)]) if chaddr == 'random' else mac(chaddr)
     sm = ch if src == 'chaddr' else mac(src)
     ci = ip(ip_s) if t == 7 else bytes(4)
@@ -54,12 +70,8 @@ for i in range(count):
     udp = struct.pack('!HHHH', 68, 67, 8 + len(payload), 0) + payload
     iph = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, ci, ip('255.255.255.255'))
     iph = iph[:10] + struct.pack('!H', csum(iph)) + iph[12:]
-    sock.send(b'\\xff' * 6 + sm + b'\\x08\\x00' + iph + udp)
-    sent += 1
-    now = time.monotonic()
-    if now > deadline: break
-    if rate > 0 and sent / rate > now - start: time.sleep(sent / rate - (now - start))
-print(sent)
+    return b'\\xff' * 6 + sm + b'\\x08\\x00' + iph + udp
+send_paced(ifname, int(count), float(rate), frame)
 `;
 
 /**
@@ -67,36 +79,19 @@ print(sent)
  * `ip`, unicast to `dst` (the victim's gateway MAC), at `rate` per second:
  * argv ifname src ip dst gateway server count rate.
  */
-const SPOOF_SCRIPT = `
-import socket, struct, sys, time
+const SPOOF_SCRIPT = `${PY_PRELUDE}
 ifname, src_s, ip_s, dst_s, gw_s, server_s, count, rate = sys.argv[1:9]
-count = int(count); rate = float(rate)
-mac = lambda s: bytes.fromhex(s.replace(':', ''))
-ip = lambda s: socket.inet_aton(s)
-def csum(b):
-    if len(b) % 2: b += b'\\x00'
-    s = sum(struct.unpack('!%dH' % (len(b) // 2), b)); s = (s >> 16) + (s & 0xffff); s += s >> 16
-    return (~s) & 0xffff
 src, dst = mac(src_s), mac(dst_s)
 arp = dst + src + b'\\x08\\x06' + struct.pack('!HHBBH6s4s6s4s', 1, 0x0800, 6, 4, 1, src, ip(ip_s), bytes(6), ip(gw_s))
-sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-sock.bind((ifname, 0))
-start = time.monotonic(); deadline = start + 20; sent = 0
-for i in range(count):
+def frame(i):
     if i % 2 == 0:
-        frame = arp
-    else:
-        icmp = struct.pack('!BBHHH', 8, 0, 0, 0x7a7a, i & 0xffff) + bytes(32)
-        icmp = icmp[:2] + struct.pack('!H', csum(icmp)) + icmp[4:]
-        iph = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(icmp), i & 0xffff, 0, 64, 1, 0, ip(ip_s), ip(server_s))
-        iph = iph[:10] + struct.pack('!H', csum(iph)) + iph[12:]
-        frame = dst + src + b'\\x08\\x00' + iph + icmp
-    sock.send(frame)
-    sent += 1
-    now = time.monotonic()
-    if now > deadline: break
-    if rate > 0 and sent / rate > now - start: time.sleep(sent / rate - (now - start))
-print(sent)
+        return arp
+    icmp = struct.pack('!BBHHH', 8, 0, 0, 0x7a7a, i & 0xffff) + bytes(32)
+    icmp = icmp[:2] + struct.pack('!H', csum(icmp)) + icmp[4:]
+    iph = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(icmp), i & 0xffff, 0, 64, 1, 0, ip(ip_s), ip(server_s))
+    iph = iph[:10] + struct.pack('!H', csum(iph)) + iph[12:]
+    return dst + src + b'\\x08\\x00' + iph + icmp
+send_paced(ifname, int(count), float(rate), frame)
 `;
 
 interface Injection {

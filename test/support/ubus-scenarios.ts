@@ -20,6 +20,7 @@ import {
   UbusFrameReader,
   UBUS_MSG,
   UBUS_STATUS,
+  type UbusAttrsInput,
   type UbusMessage,
   type UbusMessageInput,
 } from '../../src/proto/ubus.js';
@@ -485,39 +486,23 @@ export const scenarios: Record<string, Scenario> = {
         assert.equal(st.type, UBUS_MSG.STATUS);
         return st.attrs.status;
       };
-      // INVOKE without METHOD, on a missing object, on the event object with an unknown method
-      assert.equal(await status({ type: UBUS_MSG.INVOKE, seq: 9, peer: 0, attrs: { objid: 1 } }), UBUS_STATUS.INVALID_ARGUMENT);
-      assert.equal(
-        await status({ type: UBUS_MSG.INVOKE, seq: 10, peer: 0, attrs: { objid: 77777, method: 'x', data: {} } }),
-        UBUS_STATUS.NOT_FOUND,
-      );
-      assert.equal(
-        await status({ type: UBUS_MSG.INVOKE, seq: 11, peer: 1, attrs: { objid: 1, method: 'nope', data: {} } }),
-        UBUS_STATUS.INVALID_COMMAND,
-      );
+      // INVOKE without METHOD, on a missing object, on the event object (objid 1) with an unknown method;
       // register with an INT64 object id fails ubusd's blobmsg policy (INT32), so the field counts as missing
-      assert.equal(
-        await status({
-          type: UBUS_MSG.INVOKE,
-          seq: 12,
-          peer: 1,
-          attrs: { objid: 1, method: 'register', data: { object: 5_000_000_000, pattern: 'x' } },
-        }),
-        UBUS_STATUS.INVALID_ARGUMENT,
-      );
-      assert.equal(
-        await status({
-          type: UBUS_MSG.INVOKE,
-          seq: 12,
-          peer: 1,
-          attrs: { objid: 1, method: 'register', data: { object: 1, pattern: 'x' } },
-        }),
-        UBUS_STATUS.PERMISSION_DENIED,
-      );
-      assert.equal(
-        await status({ type: UBUS_MSG.INVOKE, seq: 12, peer: 1, attrs: { objid: 1, method: 'send', data: { id: 'x' } } }),
-        UBUS_STATUS.INVALID_ARGUMENT,
-      );
+      const invokes: [string, UbusAttrsInput, number][] = [
+        ['without METHOD', { objid: 1 }, UBUS_STATUS.INVALID_ARGUMENT],
+        ['on a missing object', { objid: 77777, method: 'x', data: {} }, UBUS_STATUS.NOT_FOUND],
+        ['an unknown method', { objid: 1, method: 'nope', data: {} }, UBUS_STATUS.INVALID_COMMAND],
+        [
+          'register, INT64 id',
+          { objid: 1, method: 'register', data: { object: 5_000_000_000, pattern: 'x' } },
+          UBUS_STATUS.INVALID_ARGUMENT,
+        ],
+        ['register', { objid: 1, method: 'register', data: { object: 1, pattern: 'x' } }, UBUS_STATUS.PERMISSION_DENIED],
+        ['send without an id', { objid: 1, method: 'send', data: { id: 'x' } }, UBUS_STATUS.INVALID_ARGUMENT],
+      ];
+      for (const [i, [what, attrs, expected]] of invokes.entries()) {
+        assert.equal(await status({ type: UBUS_MSG.INVOKE, seq: 9 + i, peer: 0, attrs }), expected, what);
+      }
       // removing a system object, or one that does not exist; subscribing without a target
       assert.equal(await status({ type: UBUS_MSG.REMOVE_OBJECT, seq: 13, peer: 0, attrs: { objid: 1 } }), UBUS_STATUS.PERMISSION_DENIED);
       assert.equal(await status({ type: UBUS_MSG.REMOVE_OBJECT, seq: 14, peer: 0, attrs: { objid: 77777 } }), UBUS_STATUS.NOT_FOUND);

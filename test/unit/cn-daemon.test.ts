@@ -16,7 +16,7 @@ import { FakeNetOps } from '../../src/platform/fake-netops.js';
 import { FakeUbus } from '../../src/platform/fake-ubus.js';
 import { memoryChannelPair } from '../../src/platform/memory-channel.js';
 import { DHCP_MESSAGE, decodeDhcp } from '../../src/proto/dhcp.js';
-import { buildUdpFrame, classifyFrame, encodeEthernet, encodeIPv4Udp } from '../../src/proto/packet.js';
+import { ARP_OP, buildArp, buildUdpFrame, classifyFrame, encodeEthernet, encodeIPv4Udp } from '../../src/proto/packet.js';
 import { RpcPeer } from '../../src/proto/rpc.js';
 import { until, value } from '../support/helpers.js';
 
@@ -217,7 +217,7 @@ test('DHCP in cell 1, a roam to cell 2 detected from IP activity, renew at the n
     assert.equal(formatIPv4(renew.dhcp.yiaddr), '10.1.0.5');
 
     // Home again, via ARP this time: the tunnel goes on both sides.
-    cn1.link.deliver(encodeEthernet({ dst: 'ff:ff:ff:ff:ff:ff', src: MS, etherType: 0x0806, payload: arpRequest('10.1.0.5', '10.1.0.6') }));
+    cn1.link.deliver(msArpRequest('10.1.0.5', '10.1.0.6'));
     await until('tunnels to go', () => cn1.net.tunnels.size === 0 && cn2.net.tunnels.size === 0);
     assert.equal(cn1.net.routes.size, 0);
   } finally {
@@ -282,7 +282,7 @@ test('with hostapd: an association moves the station before it sends anything; a
 
     // Not associated at CN2: its ARP and DHCP there move nothing.
     const before = cn2.link.sent.length;
-    cn2.link.deliver(encodeEthernet({ dst: 'ff:ff:ff:ff:ff:ff', src: MS, etherType: 0x0806, payload: arpRequest('10.1.0.5', '10.1.0.6') }));
+    cn2.link.deliver(msArpRequest('10.1.0.5', '10.1.0.6'));
     cn2.link.deliver(clientDhcp(DHCP_MESSAGE.REQUEST, { ciaddr: '10.1.0.5' }));
     await until('CN2 to refuse both frames', () => handoverStats(cn2.daemon).refused >= 2);
     assert.equal(handoverStats(cn2.daemon).reports, 0, 'nothing was reported to the MLR');
@@ -449,18 +449,9 @@ function trafficToOldGateway(): Buffer {
   });
 }
 
-/** The 28-byte ARP request body MS sends: who has `target`? tell `sender`. */
-function arpRequest(sender: string, target: string): Buffer {
-  const arp = Buffer.alloc(28);
-  arp.writeUInt16BE(1, 0);
-  arp.writeUInt16BE(0x0800, 2);
-  arp[4] = 6;
-  arp[5] = 4;
-  arp.writeUInt16BE(1, 6);
-  Buffer.from(macToBytes(MS)).copy(arp, 8);
-  arp.writeUInt32BE(ip(sender), 14);
-  arp.writeUInt32BE(ip(target), 24);
-  return arp;
+/** The broadcast ARP request MS sends: who has `target`? tell `sender`. */
+function msArpRequest(sender: string, target: string): Buffer {
+  return buildArp(ARP_OP.REQUEST, { srcMac: MS, srcIp: ip(sender), dstMac: 'ff:ff:ff:ff:ff:ff', dstIp: ip(target) });
 }
 
 test("a second CN on the same ubus publishes 'tmip.<cn_name>' instead of failing", async () => {

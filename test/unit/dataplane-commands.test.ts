@@ -9,20 +9,7 @@ import type { BindingView } from '../../src/core/binding.js';
 import { DataplaneDriver } from '../../src/cn/dataplane-driver.js';
 import type { RunOptions, RunResult } from '../../src/platform/exec.js';
 import { IprouteNetOps } from '../../src/platform/iproute-netops.js';
-import { ip } from '../support/helpers.js';
-
-const cn1 = { name: 'cn1', addr: ip('10.200.0.11') };
-const cn2 = { name: 'cn2', addr: ip('10.200.0.12') };
-const away: BindingView = {
-  mac: '02:aa:00:00:00:01',
-  cell: ip('10.1.0.4'),
-  parent: cn1,
-  current: cn2,
-  tunnel: { type: 'vxlan', key: 7 },
-  expires: 1e15,
-  state: 'bound',
-};
-const home: BindingView = { mac: away.mac, cell: away.cell, parent: cn1, current: cn1, expires: 1e15, state: 'bound' };
+import { away, cn1, cn2, home } from '../support/bindings.js';
 
 /** A kernel that has the mobile interface and nothing of ours; every command is recorded as one line. */
 function recordingKernel() {

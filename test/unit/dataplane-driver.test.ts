@@ -21,6 +21,17 @@ const at = (mac: string, cell: string, current: typeof cn2, key: number): Bindin
   state: 'bound',
 });
 
+/** cn1's driver options, on mobile interface wl0. */
+const cn1Options = {
+  self: 'cn1',
+  selfAddr: ip('10.200.0.11'),
+  tunnelPrefix: 'tm',
+  underlayMtu: 1500,
+  mobileIf: 'wl0',
+  mssClamp: true,
+  log: () => {},
+};
+
 async function parentDriver() {
   const net = new FakeNetOps();
   net.supported = ['vxlan'];
@@ -32,16 +43,7 @@ async function parentDriver() {
     addresses: [{ ip: ip('10.1.0.1'), prefix: 24, label: 'wl0' }],
   });
   const added: string[] = [];
-  const d = new DataplaneDriver(net, {
-    self: 'cn1',
-    selfAddr: ip('10.200.0.11'),
-    tunnelPrefix: 'tm',
-    underlayMtu: 1500,
-    mobileIf: 'wl0',
-    mssClamp: true,
-    log: () => {},
-    onGatewayAdded: (g) => added.push(formatIPv4(g)),
-  });
+  const d = new DataplaneDriver(net, { ...cn1Options, onGatewayAdded: (g) => added.push(formatIPv4(g)) });
   await d.load();
   return { net, d, added };
 }
@@ -67,15 +69,7 @@ test('gateways are reported as they are added; a restarted driver keeps what is 
   await d.apply([home]);
   assert.deepEqual(added, ['10.1.0.6']);
   assert.ok(net.interfaces.get('wl0')!.addresses.some((x) => x.label === gatewayLabel('wl0', 'tm') && formatIPv4(x.ip) === '10.1.0.6'));
-  const again = new DataplaneDriver(net, {
-    self: 'cn1',
-    selfAddr: ip('10.200.0.11'),
-    tunnelPrefix: 'tm',
-    underlayMtu: 1500,
-    mobileIf: 'wl0',
-    mssClamp: true,
-    log: () => {},
-  });
+  const again = new DataplaneDriver(net, cn1Options);
   await again.load();
   assert.deepEqual([...again.state.gateways].map(formatIPv4), ['10.1.0.6']);
   assert.deepEqual(await again.apply([home]), [], 'the gateway is kept, not re-added');

@@ -2,24 +2,12 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { desiredDataplane, emptyDataplane, planDataplane, type DataplaneContext } from '../../src/core/dataplane.js';
-import { formatIPv4, parseIPv4 } from '../../src/core/ip.js';
+import { formatIPv4 } from '../../src/core/ip.js';
 import type { BindingView } from '../../src/core/binding.js';
+import { away, home } from '../support/bindings.js';
+import { ip } from '../support/helpers.js';
 
-const ip = (s: string) => (parseIPv4(s) as { value: number }).value;
-const cn1 = { name: 'cn1', addr: ip('10.200.0.11') };
-const cn2 = { name: 'cn2', addr: ip('10.200.0.12') };
 const ctx = (self: string, addr: string): DataplaneContext => ({ self, selfAddr: ip(addr), tunnelPrefix: 'tm', underlayMtu: 1500 });
-const away: BindingView = {
-  mac: '02:00:00:00:00:01',
-  cell: ip('10.1.0.4'),
-  parent: cn1,
-  current: cn2,
-  tunnel: { type: 'vxlan', key: 7 },
-  expires: 1,
-  state: 'bound',
-};
-const { tunnel: _tunnel, ...atHome } = away;
-const home: BindingView = { ...atHome, current: cn1 };
 
 test('parent of an away MS: tunnel and host route, no gateway', () => {
   const d = desiredDataplane([away], ctx('cn1', '10.200.0.11'));
