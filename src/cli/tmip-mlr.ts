@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 // tmip-mlr: the mobile location register daemon. `tmip-mlr -f /etc/config/tmip [-F] [-D N]`.
 // Reads the config and assembles the MLR (mlr/mlr.ts) from the platform's parts: a TCP listener
-// and the state file, plus an MQTT broker connection when 'option mqtt' is set and a TLS listener
-// when 'option tls_port' is.
+// and the state file (snapshot and journal; a failed write ends the process), plus an MQTT broker
+// connection when 'option mqtt' is set and a TLS listener when 'option tls_port' is.
 import { parseMlrConfig } from '../core/config.js';
 import { startMlr, type ListenFn } from '../mlr/mlr.js';
 import { readUciFile, DEFAULT_CONFIG_FILE } from '../platform/config-file.js';
@@ -85,6 +85,8 @@ async function main(): Promise<void> {
           : []),
       ],
       ...(stateFile ? { state: new FileStateFile(stateFile) } : {}),
+      // A journal write failed: acknowledge nothing more; procd restarts us from what is on disk.
+      onStateFailure: () => process.exit(1),
       log: logger.log,
     },
   );

@@ -3,11 +3,14 @@
 // (MAC -> /30 cell, parent CN whose pool it came from, current CN, expiry), and the tunnel agreed for
 // each CN pair. Pure state and rules: allocation, conflicts, expiry, snapshots. The transactions
 // that change CNs' kernels live in mlr/handover.ts. Cells a client declined (DHCPDECLINE) are
-// quarantined for a while: allocate() skips them and isCellAvailable() says no (kept in memory only,
-// at most MAX_QUARANTINED cells; the oldest quarantine goes first).
+// quarantined for a while: allocate() skips them and isCellAvailable() says no (at most
+// MAX_QUARANTINED cells; the oldest quarantine goes first).
+// Every change of what a snapshot holds (a CN's record, a binding put or removed, a pair's tunnel, a
+// quarantine) is also told, in order, to the one watcher (watch(): the MLR's journal, mlr/persistence.ts)
+// as a RegistryChange; apply() replays such a change when the journal is loaded. No I/O here.
 import { involves, MAX_TUNNEL_KEY, type BindingState, type BindingView, type CnRef } from './binding.js';
 import { cellOf, formatIPv4, type IPv4, type Mac } from './ip.js';
-import { array, int, ipv4, literal, mac, nullable, object, refine, str, tunnelType, type Codec } from './schema.js';
+import { array, int, ipv4, literal, mac, nullable, object, optional, refine, str, tunnelType, type Codec } from './schema.js';
 import { poolForAddress, poolHasCell, poolsOverlap, cellsOf, describePool, type PoolRange } from './pool.js';
 import { err, ok, type Result } from './result.js';
 import { agreeTunnelType, type TunnelType } from './tunnel.js';
@@ -41,7 +44,21 @@ export interface RegistrySnapshot {
   bindings: Binding[];
   pairs: { a: string; b: string; key: number; type: TunnelType }[];
   nextKey: number;
+  /** Quarantined cells (absent in state written before quarantines were kept). */
+  quarantined?: { cell: IPv4; until: number; by: Mac }[];
 }
+
+/**
+ * One change of what the registry keeps on disk, as it happened: a record of the MLR's journal. Each
+ * carries the whole new value of what it names, so replaying the changes in order rebuilds the state.
+ * (Whether a CN is online is not kept: a restored CN is offline until it binds.)
+ */
+export type RegistryChange =
+  | { kind: 'cn'; cn: Omit<CnRecord, 'online'> }
+  | { kind: 'put'; binding: Binding }
+  | { kind: 'remove'; mac: Mac }
+  | { kind: 'pair'; a: string; b: string; key: number; type: TunnelType }
+  | { kind: 'quarantine'; cell: IPv4; until: number; by: Mac };
 
 /** Quarantined cells remembered at most (each needs a DECLINE of a cell its sender was given). */
 const MAX_QUARANTINED = 65_536;
@@ -64,8 +81,19 @@ export class Registry {
   private readonly pairs = new Map<string, PairTunnel>();
   private readonly quarantined = new Map<IPv4, Quarantine>();
   private nextKey = 1;
+  private watcher: ((change: RegistryChange) => void) | undefined;
 
   constructor(readonly tunnelPreference: readonly TunnelType[]) {}
+
+  /** Tell `fn` every change from now on, in order (one watcher; undefined stops telling). */
+  watch(fn: ((change: RegistryChange) => void) | undefined): void {
+    this.watcher = fn;
+  }
+
+  /** How many records a snapshot holds (CNs, bindings, pairs, quarantines): the journal's yardstick. */
+  liveRecords(): number {
+    return this.cns.size + this.bindings.size + this.pairs.size + this.quarantined.size;
+  }
 
   // ---- CNs ----
 
@@ -79,8 +107,11 @@ export class Registry {
       }
       if (other.addr === rec.addr) return err(`address ${formatIPv4(rec.addr)} is already registered by CN '${other.name}'`);
     }
+    const old = this.cns.get(rec.name);
     const record: CnRecord = { ...rec, online: true };
     this.cns.set(rec.name, record);
+    if (!old || !sameCn(old, rec))
+      this.watcher?.({ kind: 'cn', cn: { name: rec.name, addr: rec.addr, tunnels: rec.tunnels, pools: rec.pools } });
     return ok(record);
   }
 
@@ -135,6 +166,7 @@ export class Registry {
       if (!oldest.done) this.quarantined.delete(oldest.value);
     }
     this.quarantined.set(cell, { until, by });
+    this.watcher?.({ kind: 'quarantine', cell, until, by });
   }
 
   /** The cell's quarantine while it lasts (an ended one is forgotten). */
@@ -191,6 +223,7 @@ export class Registry {
     const copy = { ...b };
     this.bindings.set(b.mac, copy);
     this.byCell.set(b.cell, b.mac);
+    this.watcher?.({ kind: 'put', binding: { ...b } });
     return ok(copy);
   }
 
@@ -199,6 +232,7 @@ export class Registry {
     if (!b) return undefined;
     this.bindings.delete(mac);
     if (this.byCell.get(b.cell) === mac) this.byCell.delete(b.cell);
+    this.watcher?.({ kind: 'remove', mac });
     return b;
   }
 
@@ -233,12 +267,16 @@ export class Registry {
       return err(`CNs '${a}' (${ca.tunnels.join(',') || 'none'}) and '${b}' (${cb.tunnels.join(',') || 'none'}) share no tunnel type`);
     }
     if (existing) {
-      if (!(ca.tunnels.includes(existing.type) && cb.tunnels.includes(existing.type))) existing.type = type;
+      if (!(ca.tunnels.includes(existing.type) && cb.tunnels.includes(existing.type))) {
+        existing.type = type;
+        this.watcher?.({ kind: 'pair', a, b, key: existing.key, type });
+      }
       return ok(existing);
     }
     if (this.nextKey > MAX_TUNNEL_KEY) return err('tunnel keys exhausted');
     const pair = { key: this.nextKey++, type };
     this.pairs.set(id, pair);
+    this.watcher?.({ kind: 'pair', a, b, key: pair.key, type });
     return ok(pair);
   }
 
@@ -268,6 +306,7 @@ export class Registry {
         return { a, b, ...p };
       }),
       nextKey: this.nextKey,
+      quarantined: [...this.quarantined.entries()].map(([cell, q]) => ({ cell, ...q })),
     };
   }
 
@@ -296,13 +335,73 @@ export class Registry {
       if (p.key >= s.nextKey) return err(`pairs[${i}]: key ${p.key} is not below nextKey ${s.nextKey}`);
       loaded.pairs.set(pairId(p.a, p.b), { key: p.key, type: p.type });
     }
+    for (const q of s.quarantined ?? []) loaded.quarantine(q.cell, q.until, q.by);
     for (const [k, v] of loaded.cns) this.cns.set(k, v);
     for (const [k, v] of loaded.bindings) this.bindings.set(k, v); // checked by loaded.put() above
     for (const [k, v] of loaded.byCell) this.byCell.set(k, v);
     for (const [k, v] of loaded.pairs) this.pairs.set(k, v);
+    for (const [k, v] of loaded.quarantined) this.quarantined.set(k, v);
     this.nextKey = Math.max(this.nextKey, s.nextKey);
     return ok(undefined);
   }
+
+  /**
+   * Replay one journal record (loading the MLR's state), checking what the record codec cannot: a CN
+   * whose pools or address clash, a binding naming an unknown CN or a cell another MAC holds, a remove
+   * of a MAC that is not bound, a pair of unknown CNs. Not told to the watcher. The caller names the
+   * record's position in the error.
+   */
+  apply(c: RegistryChange): Result<void> {
+    const watcher = this.watcher;
+    this.watcher = undefined;
+    try {
+      return this.applyUnwatched(c);
+    } finally {
+      this.watcher = watcher;
+    }
+  }
+
+  private applyUnwatched(c: RegistryChange): Result<void> {
+    switch (c.kind) {
+      case 'cn': {
+        const was = this.cns.get(c.cn.name);
+        const r = this.registerCn(c.cn);
+        if (!r.ok) return r;
+        r.value.online = was?.online ?? false;
+        return ok(undefined);
+      }
+      case 'put': {
+        const b = c.binding;
+        if (!this.cns.has(b.parent)) return err(`parent '${b.parent}' of ${b.mac} is not a CN of this state`);
+        if (b.current !== null && !this.cns.has(b.current)) return err(`current '${b.current}' of ${b.mac} is not a CN of this state`);
+        const r = this.put(b);
+        return r.ok ? ok(undefined) : r;
+      }
+      case 'remove':
+        return this.remove(c.mac) ? ok(undefined) : err(`${c.mac} is removed but is not bound`);
+      case 'pair': {
+        for (const n of [c.a, c.b]) if (!this.cns.has(n)) return err(`pair names '${n}', which is not a CN of this state`);
+        const id = pairId(c.a, c.b);
+        const existing = this.pairs.get(id);
+        if (existing && existing.key !== c.key) return err(`pair '${c.a}'/'${c.b}' had key ${existing.key}, now ${c.key}`);
+        this.pairs.set(id, { key: c.key, type: c.type });
+        this.nextKey = Math.max(this.nextKey, c.key + 1);
+        return ok(undefined);
+      }
+      case 'quarantine':
+        this.quarantine(c.cell, c.until, c.by);
+        return ok(undefined);
+    }
+  }
+}
+
+function sameCn(a: Omit<CnRecord, 'online'>, b: Omit<CnRecord, 'online'>): boolean {
+  return (
+    a.addr === b.addr &&
+    a.tunnels.length === b.tunnels.length &&
+    a.tunnels.every((t, i) => b.tunnels[i] === t) &&
+    JSON.stringify(a.pools) === JSON.stringify(b.pools)
+  );
 }
 
 /** A state file's address: dotted text (written since 0.1.0's codec) or the 32-bit number older files held. */
@@ -319,20 +418,39 @@ const storedPool: Codec<PoolRange> = object({
   exclude: array(storedIPv4, 64),
 });
 
+/** A CN as kept on disk (snapshot and journal). */
+export const storedCnCodec: Codec<Omit<CnRecord, 'online'>> = object({
+  name: str(64),
+  addr: storedIPv4,
+  tunnels: array(tunnelType, 8),
+  pools: array(storedPool, 64),
+});
+
+/** A binding as kept on disk (snapshot and journal). */
+export const storedBindingCodec: Codec<Binding> = object({
+  mac,
+  cell: refine(storedIPv4, (c) => ((c & 3) !== 0 ? 'not the network address of a /30' : undefined)),
+  parent: str(64),
+  current: nullable(str(64)),
+  state: literal('offered', 'bound'),
+  expires: int(0, Number.MAX_SAFE_INTEGER),
+});
+
+/** A CN pair's tunnel as kept on disk. */
+export const storedPairCodec = object({ a: str(64), b: str(64), key: int(1, MAX_TUNNEL_KEY), type: tunnelType });
+
+/** A quarantined cell as kept on disk. */
+export const storedQuarantineCodec = object({
+  cell: storedIPv4,
+  until: int(0, Number.MAX_SAFE_INTEGER),
+  by: mac,
+});
+
 /** The registry as the MLR keeps it on disk: checked field by field when loaded. */
 export const registrySnapshotCodec: Codec<RegistrySnapshot> = object({
-  cns: array(object({ name: str(64), addr: storedIPv4, tunnels: array(tunnelType, 8), pools: array(storedPool, 64) }), 100_000),
-  bindings: array(
-    object({
-      mac,
-      cell: refine(storedIPv4, (c) => ((c & 3) !== 0 ? 'not the network address of a /30' : undefined)),
-      parent: str(64),
-      current: nullable(str(64)),
-      state: literal('offered', 'bound'),
-      expires: int(0, Number.MAX_SAFE_INTEGER),
-    }),
-    10_000_000,
-  ),
-  pairs: array(object({ a: str(64), b: str(64), key: int(1, MAX_TUNNEL_KEY), type: tunnelType }), 10_000_000),
+  cns: array(storedCnCodec, 100_000),
+  bindings: array(storedBindingCodec, 10_000_000),
+  pairs: array(storedPairCodec, 10_000_000),
   nextKey: int(1, MAX_TUNNEL_KEY + 1),
+  quarantined: optional(array(storedQuarantineCodec, MAX_QUARANTINED)),
 });

@@ -58,6 +58,11 @@ export interface HandoverOptions {
   now: () => number;
   /** Called after every registry change (to persist it). */
   onChange: () => void;
+  /**
+   * Resolves once every registry change made so far is on disk (mlr/persistence.ts). Awaited after the
+   * registry write and before anything acknowledges it: the commits, the removes, a renewal's reply.
+   */
+  durable?: () => Promise<void>;
   prepareTimeoutMs?: number;
   commitTimeoutMs?: number;
   /** How long the MLR waits for the previous CN's `probe` reply (its own wait plus the round trip). */
@@ -97,6 +102,7 @@ const DEFAULTS = {
   probeTimeoutMs: PROBE_RPC_TIMEOUT_MS,
   deadlineMs: 8000,
   reconcileDelaysMs: [200, 1000, 5000],
+  durable: (): Promise<void> => Promise.resolve(),
 };
 /** A commit is always given at least this long, even when the deadline is nearly spent. */
 const MIN_COMMIT_MS = 250;
@@ -160,6 +166,7 @@ export class Handovers {
       const stored = registry.put(proposed);
       if (!stored.ok) return stored;
       this.o.onChange();
+      await this.o.durable();
       return ok(view.value);
     }
     const previous: CnRef | null = previousName !== null ? registry.cnRef(previousName) : null;
@@ -204,6 +211,7 @@ export class Handovers {
       if (!stored.ok) return this.rollBack(tx, online, `handover aborted: ${stored.error}`);
       tx.phase = 'stored';
       this.o.onChange();
+      await this.o.durable();
 
       tx.phase = 'committing';
       const commitMs = Math.max(MIN_COMMIT_MS, this.phaseTimeout(tx, this.o.commitTimeoutMs));
@@ -229,6 +237,7 @@ export class Handovers {
     const view = registry.view(b);
     registry.remove(b.mac);
     this.o.onChange();
+    await this.o.durable();
     log(LOG.handover, `binding ${b.mac} ${formatIPv4(b.cell + 1)} removed (${why})`);
     if (!view.ok || b.state !== 'bound') return;
     const names = [...new Set([b.parent, ...(b.current !== null ? [b.current] : [])])];

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
-// The MLR assembled from its parts: registry, persisted state, the service answering CNs, the expiry
-// timer. The transport and the state file are handed in (cli/tmip-mlr.ts passes TCP and a file;
-// tests pass loopback TCP or memory), so nothing here opens a socket or a file itself.
+// The MLR assembled from its parts: registry, persisted state (a journal the service waits on before
+// it acknowledges a change: mlr/persistence.ts), the service answering CNs, the expiry timer. The
+// transport and the state file are handed in (cli/tmip-mlr.ts passes TCP and a file; tests pass
+// loopback TCP or memory), so nothing here opens a socket or a file itself.
 import type { CnKey } from '../core/config.js';
 import { Registry } from '../core/registry.js';
 import type { TunnelType } from '../core/tunnel.js';
@@ -43,6 +44,8 @@ export interface MlrDeps {
   /** One transport, or several served at once (e.g. TCP and MQTT). */
   listen: ListenFn | ListenFn[];
   state?: StateFile;
+  /** The state could not be written: nothing more is acknowledged (tmip-mlr exits so that procd restarts it). */
+  onStateFailure?: (message: string) => void;
   log: LogFn;
 }
 
@@ -57,16 +60,25 @@ export async function startMlr(opts: MlrOptions, deps: MlrDeps): Promise<Mlr> {
   const registry = new Registry(opts.tunnelTypes);
   let store: RegistryStore | undefined;
   if (deps.state) {
-    store = new RegistryStore(deps.state, registry, (m) => log(LOG.error, m));
+    const onStateFailure = deps.onStateFailure;
+    store = new RegistryStore(deps.state, registry, {
+      onFailure: (m) => {
+        log(LOG.error, m);
+        onStateFailure?.(m);
+      },
+    });
     const loaded = store.load();
     if (!loaded.ok) throw new Error(loaded.error);
-    if (loaded.value) {
+    for (const note of loaded.value.notes) log(LOG.info, note);
+    if (loaded.value.found) {
       log(
         LOG.info,
-        `restored ${registry.allBindings().length} binding(s) and ${registry.allCns().length} CN(s) from ${deps.state.describe}`,
+        `restored ${registry.allBindings().length} binding(s) and ${registry.allCns().length} CN(s) from ${deps.state.describe} and ${loaded.value.replayed} journal record(s)`,
       );
     }
+    await store.open();
   }
+  const durableStore = store;
   const service = new MlrService(registry, {
     networkName: opts.networkName,
     offerHoldMs: opts.offerHoldSeconds * 1000,
@@ -74,7 +86,7 @@ export async function startMlr(opts: MlrOptions, deps: MlrDeps): Promise<Mlr> {
     ...(opts.maxOffers !== undefined ? { maxOffersPerCn: opts.maxOffers } : {}),
     ...(opts.declineQuarantineSeconds !== undefined ? { declineQuarantineMs: opts.declineQuarantineSeconds * 1000 } : {}),
     log,
-    onChange: () => store?.touch(),
+    ...(durableStore ? { durable: () => durableStore.durable() } : {}),
     ...(opts.handover ? { handover: opts.handover } : {}),
   });
   const keys = opts.keys ? new Map(opts.keys.map((k) => [k.cn, k.secret])) : undefined;
@@ -88,6 +100,9 @@ export async function startMlr(opts: MlrOptions, deps: MlrDeps): Promise<Mlr> {
     channel.onClose(() => peers.delete(peer));
     log(LOG.proto, `connection from ${channel.peer}`);
     service.attach(peer, remoteAddr);
+  }).catch(async (e: unknown) => {
+    await store?.close();
+    throw e;
   });
   log(LOG.info, `serving network [${opts.networkName}] on ${listener.describe}`);
   const authOff = 'WARNING: authentication is OFF (option auth 0): anyone who reaches this port can bind as any CN';
@@ -107,7 +122,7 @@ export async function startMlr(opts: MlrOptions, deps: MlrDeps): Promise<Mlr> {
       service.stop();
       for (const p of peers) p.close('MLR shutting down');
       await listener.close();
-      store?.flush();
+      await store?.close();
     },
   };
 }

@@ -1,47 +1,229 @@
 // SPDX-License-Identifier: GPL-2.0-only
-// RegistryStore: keeps the MLR's registry in a StateFile so a restarted MLR loses no binding. Loading
-// decodes the file with the registry's codec and restores it, reporting the first bad record by its
-// position; saving is coalesced (at most one write every `delayMs`) and done at shutdown.
-import { registrySnapshotCodec, type Registry } from '../core/registry.js';
+// RegistryStore: keeps the MLR's registry durable in a StateFile (a snapshot and a journal, see
+// platform/state-file.ts) so that a restarted or killed MLR loses no change it acknowledged.
+//
+// - Every change the registry tells (Registry.watch: a CN's record, a binding put or removed, a pair's
+//   tunnel, a quarantine) is queued as one journal record (core/journal.ts). Group commit: the records
+//   queued in one turn of the event loop, and those queued while a write is on its way, are appended
+//   together and fdatasync'd once. durable() resolves once every change made before the call is on
+//   disk; the MLR awaits it before it acknowledges a change (mlr/service.ts, mlr/handover.ts).
+// - Compaction: when the journal has grown past `factor` times the live size (records, or bytes
+//   against the last snapshot), the registry is written as a new snapshot (generation + 1; write,
+//   fsync, rename) and a fresh journal is started. Its cost is the live size, spread over at least as
+//   many changes, so a change costs the same at 100 bindings or 100,000. open() compacts once at start,
+//   which also turns a state file of older builds (a lone snapshot) into the current pair.
+// - Loading: the snapshot (registrySnapshotCodec), then the journal's records in order, each decoded
+//   with the schema and replayed through Registry.apply(). The first bad record is reported with its
+//   file, line and the fix. A torn last line (a crash mid-write: never fsync'd, so never acknowledged)
+//   is the one defect tolerated: dropped, with a note. A journal of an older generation than the
+//   snapshot (a crash mid-compaction) is already in the snapshot and ignored.
+// - A write that fails leaves the store failed: durable() rejects from then on, so nothing more is
+//   acknowledged, and onFailure is told (tmip-mlr exits so that procd restarts it from the disk).
+import { DEFAULT_COMPACTION, encodeRecords, journalHeader, parseJournal, shouldCompact, type CompactionPolicy } from '../core/journal.js';
+import { registrySnapshotCodec, type Registry, type RegistryChange } from '../core/registry.js';
 import { err, ok, type Result } from '../core/result.js';
+import { int, object, optional } from '../core/schema.js';
 import type { StateFile } from '../platform/state-file.js';
 
+/** The store's own field of the snapshot: the generation the journal continues (0 for older files). */
+const snapshotGenCodec = object({ gen: optional(int(0, Number.MAX_SAFE_INTEGER)) });
+
+export interface LoadReport {
+  /** False when there was no state yet. */
+  found: boolean;
+  /** Journal records replayed on top of the snapshot. */
+  replayed: number;
+  /** What was tolerated (a torn last line, a stale journal), one line each, for the log. */
+  notes: string[];
+}
+
+export interface RegistryStoreOptions {
+  /** A write failed: nothing more will be acknowledged. */
+  onFailure?: (message: string) => void;
+  compaction?: CompactionPolicy;
+}
+
+interface Waiter {
+  upto: number;
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
 export class RegistryStore {
-  private timer: NodeJS.Timeout | undefined;
-  private dirty = false;
+  private gen = 0;
+  private pending: RegistryChange[] = [];
+  /** Changes queued so far / known to be on disk (sequence numbers). */
+  private queued = 0;
+  private synced = 0;
+  private readonly waiters: Waiter[] = [];
+  private scheduled = false;
+  private running: Promise<void> | undefined;
+  private failed: string | undefined;
+  private journal = { records: 0, bytes: 0 };
+  private snapshotBytes = 0;
+  readonly stats = { appends: 0, records: 0, compactions: 0 };
 
   constructor(
     private readonly file: StateFile,
     private readonly registry: Registry,
-    private readonly onError: (message: string) => void,
-    private readonly delayMs = 100,
+    private readonly opts: RegistryStoreOptions = {},
   ) {}
 
-  /** Fill the (empty) registry from the file; ok(false) when there was no file yet. */
-  load(): Result<boolean> {
-    const data = this.file.load();
+  /** Fill the (empty) registry from the snapshot and the journal. */
+  load(): Result<LoadReport> {
+    const data = this.file.read();
     if (!data.ok) return data;
-    if (data.value === undefined) return ok(false);
-    const fix = `(move ${this.file.describe} away to start empty)`;
-    const snapshot = registrySnapshotCodec.decode(data.value, 'state');
-    if (!snapshot.ok) return err(`state file ${this.file.describe} is not a valid tmip MLR state: ${snapshot.error} ${fix}`);
-    const restored = this.registry.restore(snapshot.value);
-    if (!restored.ok) return err(`state file ${this.file.describe} is inconsistent: ${restored.error} ${fix}`);
-    return ok(true);
+    const { snapshot, journal } = data.value;
+    const snap = this.file.describe;
+    const jour = this.file.describeJournal;
+    if (snapshot === undefined) {
+      if (journal === undefined) return ok({ found: false, replayed: 0, notes: [] });
+      return err(`state journal ${jour} exists but its snapshot ${snap} does not (put ${snap} back, or move ${jour} away to start empty)`);
+    }
+    const fix = `(move ${snap} and ${jour} away to start empty)`;
+    let json: unknown;
+    try {
+      json = JSON.parse(snapshot);
+    } catch {
+      return err(`state file ${snap} is not valid JSON ${fix}`);
+    }
+    const decoded = registrySnapshotCodec.decode(json, 'state');
+    if (!decoded.ok) return err(`state file ${snap} is not a valid tmip MLR state: ${decoded.error} ${fix}`);
+    const gen = snapshotGenCodec.decode(json, 'state');
+    if (!gen.ok) return err(`state file ${snap} is not a valid tmip MLR state: ${gen.error} ${fix}`);
+    const restored = this.registry.restore(decoded.value);
+    if (!restored.ok) return err(`state file ${snap} is inconsistent: ${restored.error} ${fix}`);
+    this.gen = gen.value.gen ?? 0;
+    this.snapshotBytes = Buffer.byteLength(snapshot);
+    const report: LoadReport = { found: true, replayed: 0, notes: [] };
+    if (journal === undefined) return ok(report);
+
+    const cut = (line: number) =>
+      `(the records before line ${line} are sound: keep them with 'head -n ${line - 1} ${jour} > ${jour}.new && mv ${jour}.new ${jour}', ` +
+      `which drops line ${line} and every change after it; or move ${snap} and ${jour} away to start empty)`;
+    const parsed = parseJournal(journal, `state journal ${jour}`, cut);
+    if (!parsed.ok) return parsed;
+    const j = parsed.value;
+    if (j.torn) {
+      report.notes.push(
+        `state journal ${jour} line ${j.torn.line}: incomplete last record (${j.torn.bytes} bytes) dropped; a crash cut its write short, so it was never acknowledged`,
+      );
+    }
+    if (j.gen < this.gen) {
+      if (j.gen >= 0 || j.changes.length > 0) {
+        report.notes.push(
+          `state journal ${jour} continues generation ${j.gen}, the snapshot is generation ${this.gen}: it is in the snapshot already (a compaction was cut short); ignored`,
+        );
+      }
+      return ok(report);
+    }
+    if (j.gen > this.gen) {
+      return err(
+        `state journal ${jour} continues generation ${j.gen} but the snapshot ${snap} is generation ${this.gen}: that is not the snapshot the journal belongs to (put the matching snapshot back, or ${fix.slice(1, -1)})`,
+      );
+    }
+    for (const [i, change] of j.changes.entries()) {
+      const r = this.registry.apply(change);
+      const line = j.lines[i] ?? 0;
+      if (!r.ok) return err(`state journal ${jour} line ${line}: ${r.error} ${cut(line)}`);
+    }
+    report.replayed = j.changes.length;
+    this.journal = { records: j.changes.length, bytes: Buffer.byteLength(journal) };
+    return ok(report);
   }
 
-  /** Ask for a write soon. */
-  touch(): void {
-    this.dirty = true;
-    if (!this.timer) this.timer = setTimeout(() => this.flush(), this.delayMs);
+  /**
+   * Start keeping the registry: a fresh snapshot of what was loaded and a fresh journal (which also
+   * migrates older state and drops a torn or stale journal), then every change the registry tells.
+   */
+  async open(): Promise<void> {
+    await this.compact();
+    this.registry.watch((c) => this.enqueue(c));
   }
 
-  flush(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-    if (!this.dirty) return;
-    this.dirty = false;
-    const r = this.file.save(registrySnapshotCodec.encode(this.registry.snapshot()));
-    if (!r.ok) this.onError(r.error);
+  /** Resolves once every change made so far is on disk; rejects once a write has failed. */
+  durable(): Promise<void> {
+    if (this.failed !== undefined) return Promise.reject(new Error(this.failed));
+    if (this.synced >= this.queued) return Promise.resolve();
+    return new Promise((resolve, reject) => this.waiters.push({ upto: this.queued, resolve, reject }));
+  }
+
+  /** Write what is queued, stop listening and close the files. */
+  async close(): Promise<void> {
+    await this.durable().catch(() => undefined);
+    await this.running;
+    this.registry.watch(undefined);
+    await this.file.close();
+  }
+
+  /** Journal records since the last snapshot (for status and tests). */
+  get journalRecords(): number {
+    return this.journal.records;
+  }
+
+  private enqueue(c: RegistryChange): void {
+    if (this.failed !== undefined) return;
+    this.pending.push(c);
+    this.queued++;
+    this.kick();
+  }
+
+  private kick(): void {
+    if (this.scheduled || this.running) return;
+    this.scheduled = true;
+    // The rest of this turn's changes join the batch.
+    setImmediate(() => {
+      this.scheduled = false;
+      this.running = this.drain().finally(() => {
+        this.running = undefined;
+        if (this.pending.length > 0) this.kick();
+      });
+    });
+  }
+
+  private async drain(): Promise<void> {
+    while (this.pending.length > 0 && this.failed === undefined) {
+      const upto = this.queued;
+      try {
+        const live = { records: this.registry.liveRecords(), snapshotBytes: this.snapshotBytes };
+        const grown = { records: this.journal.records + this.pending.length, bytes: this.journal.bytes };
+        if (shouldCompact(grown, live, this.opts.compaction ?? DEFAULT_COMPACTION)) {
+          await this.compact();
+        } else {
+          const batch = this.pending;
+          this.pending = [];
+          const text = encodeRecords(batch);
+          await this.file.append(text);
+          this.journal.records += batch.length;
+          this.journal.bytes += Buffer.byteLength(text);
+          this.stats.appends++;
+          this.stats.records += batch.length;
+        }
+      } catch (e) {
+        this.fail(e instanceof Error ? e.message : String(e));
+        return;
+      }
+      this.synced = upto;
+      while (this.waiters.length > 0 && this.waiters[0]!.upto <= this.synced) this.waiters.shift()!.resolve();
+    }
+  }
+
+  /** A new snapshot of the registry as it is now (it holds every queued change) and an empty journal. */
+  private async compact(): Promise<void> {
+    const gen = this.gen + 1;
+    const text = JSON.stringify({ gen, ...(registrySnapshotCodec.encode(this.registry.snapshot()) as object) });
+    this.pending = [];
+    await this.file.replace(text, journalHeader(gen));
+    this.gen = gen;
+    this.snapshotBytes = Buffer.byteLength(text);
+    this.journal = { records: 0, bytes: 0 };
+    this.stats.compactions++;
+  }
+
+  private fail(message: string): void {
+    this.failed = `${message}; the MLR acknowledges no change until it is restarted`;
+    this.pending = [];
+    for (const w of this.waiters.splice(0)) w.reject(new Error(this.failed));
+    this.opts.onFailure?.(this.failed);
   }
 }

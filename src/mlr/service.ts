@@ -66,6 +66,8 @@ export interface MlrServiceOptions {
   declineQuarantineMs?: number;
   /** Called after every change of the registry (to persist it). */
   onChange?: () => void;
+  /** Resolves once every registry change so far is on disk (mlr/persistence.ts): awaited before a reply acknowledges one. */
+  durable?: () => Promise<void>;
   /** Transaction time-outs and retries (mlr/handover.ts); defaults suit a campus backbone. */
   handover?: Pick<HandoverOptions, 'prepareTimeoutMs' | 'commitTimeoutMs' | 'probeTimeoutMs' | 'deadlineMs' | 'reconcileDelaysMs'>;
 }
@@ -91,6 +93,7 @@ export class MlrService {
       log: opts.log,
       now: this.now,
       onChange: () => opts.onChange?.(),
+      ...(opts.durable ? { durable: opts.durable } : {}),
       ...opts.handover,
     });
   }
@@ -132,7 +135,7 @@ export class MlrService {
       const r = this.bind(peer, body, remoteAddr);
       if (!r.ok) throw new RpcError('bind-refused', r.error);
       name = body.cn.name;
-      return r.value;
+      return (this.opts.durable?.() ?? Promise.resolve()).then(() => r.value);
     });
     peer.handle('discover', (body) => bound((cn) => this.handovers.withLock(body.mac, () => this.discover(cn, body))));
     peer.handle('request', (body) => bound((cn) => this.handovers.withLock(body.mac, () => this.request(cn, body))));
@@ -207,7 +210,11 @@ export class MlrService {
       existing = undefined;
     }
     if (existing) {
-      if (existing.state === 'offered') existing.expires = now + this.opts.offerHoldMs;
+      if (existing.state === 'offered') {
+        const held = this.registry.put({ ...existing, expires: now + this.opts.offerHoldMs });
+        if (held.ok) existing = held.value;
+        await this.opts.durable?.();
+      }
       return { binding: this.mustView(existing) };
     }
     this.checkLimit(cn);
@@ -239,6 +246,7 @@ export class MlrService {
     this.offeredVia.set(body.mac, cn);
     this.opts.log(LOG.handover, `offer ${formatIPv4(cell + 1)} (parent ${parent}) to ${body.mac} via ${cn}`);
     this.opts.onChange?.();
+    await this.opts.durable?.();
     return { binding: this.mustView(b.value) };
   }
 
@@ -298,6 +306,7 @@ export class MlrService {
       `${body.mac} declined ${formatIPv4(body.ip)} via ${cn} (the address is in use by some other host): cell quarantined for ${Math.round(holdMs / 1000)} s`,
     );
     if (b.state === 'offered') await this.handovers.drop(b, `declined via ${cn}`);
+    await this.opts.durable?.();
     return {};
   }
 

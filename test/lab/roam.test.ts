@@ -265,7 +265,7 @@ describe('CN restarts while a client is away', { skip, timeout: 120_000 }, () =>
   });
 });
 
-/** The MLR's record of `mac` in its state file (the registry as saved), or undefined. */
+/** The MLR's record of `mac` in its state files (the snapshot, then the journal's last record of it), or undefined. */
 function bindingInState(t: TmipLab, mac: string): Record<string, unknown> | undefined {
   const file = path.join(t.dir, 'mlr.state');
   if (!fs.existsSync(file)) return undefined;
@@ -280,6 +280,17 @@ function bindingInState(t: TmipLab, mac: string): Record<string, unknown> | unde
     walk(JSON.parse(fs.readFileSync(file, 'utf8')));
   } catch {
     return undefined; // being rewritten
+  }
+  const journal = `${file}.journal`;
+  if (!fs.existsSync(journal)) return found;
+  for (const line of fs.readFileSync(journal, 'utf8').split('\n')) {
+    let record: Record<string, unknown>;
+    try {
+      record = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      continue; // the torn tail of a write in progress
+    }
+    if (typeof record['mac'] === 'string' && record['mac'].toLowerCase() === mac) found = record['t'] === 'rm' ? undefined : record;
   }
   return found;
 }

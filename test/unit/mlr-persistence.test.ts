@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
-// The MLR's state through the StateFile port (MemoryStateFile): a round trip, and every kind of bad
-// state refused at load with the first bad record named by its position.
+// The MLR's state through the StateFile port (MemoryStateFile): a round trip, state of older builds,
+// every kind of bad snapshot refused at load with the first bad record named by its position, and a
+// store whose writes fail acknowledging nothing more. The journal on real files: mlr-journal.test.ts.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { Registry } from '../../src/core/registry.js';
@@ -16,38 +17,54 @@ function filled(): Registry {
   value(r.registerCn({ name: 'cn2', addr: ip('10.200.0.12'), tunnels: ['vxlan'], pools: [] }));
   value(r.put({ mac: '02:00:00:00:00:01', cell: ip('10.1.0.4'), parent: 'cn1', current: 'cn2', state: 'bound', expires: 5_000_000 }));
   value(r.pairTunnel('cn1', 'cn2'));
+  r.quarantine(ip('10.1.0.8'), 9_000_000, '02:00:00:00:00:09');
   return r;
 }
 
-function load(text: string) {
+function load(snapshot: string) {
   const file = new MemoryStateFile();
-  file.text = text;
+  file.snapshot = snapshot;
   const registry = new Registry(['vxlan']);
-  return { result: new RegistryStore(file, registry, () => {}).load(), registry };
+  return { result: new RegistryStore(file, registry).load(), registry };
 }
 
-test('the registry survives a save and a load, addresses written as text', () => {
+/** The snapshot the store writes of filled() when it opens. */
+async function savedText(): Promise<string> {
   const file = new MemoryStateFile();
-  const store = new RegistryStore(file, filled(), () => {});
-  store.touch();
-  store.flush();
-  assert.equal(file.saves, 1);
-  assert.match(file.text ?? '', /"addr":"10.200.0.11"/);
+  await new RegistryStore(file, filled()).open();
+  return file.snapshot!;
+}
+
+test('the registry survives a save and a load, addresses written as text', async () => {
+  const file = new MemoryStateFile();
+  await new RegistryStore(file, filled()).open();
+  assert.equal(file.replaces, 1, 'open() writes a snapshot and a fresh journal');
+  assert.match(file.snapshot ?? '', /"addr":"10.200.0.11"/);
+  assert.equal(file.journal, '{"t":"journal","gen":1}\n');
   const registry = new Registry(['vxlan']);
-  assert.equal(value(new RegistryStore(file, registry, () => {}).load()), true);
+  const report = value(new RegistryStore(file, registry).load());
+  assert.deepEqual(report, { found: true, replayed: 0, notes: [] });
   assert.deepEqual(registry.snapshot(), filled().snapshot());
   assert.equal(registry.cn('cn1')?.online, false, 'restored CNs are offline until they bind');
+  assert.equal(registry.isCellAvailable(ip('10.1.0.8'), 1000), false, 'the quarantine survives');
 });
 
-test('a state file of older builds (addresses as numbers) still loads', () => {
-  const old = JSON.parse(JSON.stringify(filled().snapshot())) as unknown;
+test('no state yet: load finds nothing, the registry stays empty', () => {
+  const registry = new Registry(['vxlan']);
+  assert.deepEqual(value(new RegistryStore(new MemoryStateFile(), registry).load()), { found: false, replayed: 0, notes: [] });
+  assert.equal(registry.allCns().length, 0);
+});
+
+test('a state file of older builds (addresses as numbers, no generation, no quarantines) still loads', () => {
+  const old = filled().snapshot();
+  delete old.quarantined;
   const { result, registry } = load(JSON.stringify(old));
-  assert.equal(value(result), true);
+  assert.equal(value(result).found, true);
   assert.equal(registry.binding('02:00:00:00:00:01')?.cell, ip('10.1.0.4'));
 });
 
-test('bad state is refused at load, naming the first bad record by its position', () => {
-  const good = JSON.parse(JSON.stringify(registryText())) as Record<string, unknown[]>;
+test('bad state is refused at load, naming the first bad record by its position', async () => {
+  const good = JSON.parse(await savedText()) as Record<string, unknown[]>;
   const cases: [string, (s: Record<string, unknown[]>) => void, RegExp][] = [
     ['a binding without a cell', (s) => delete (s['bindings']![0] as Record<string, unknown>)['cell'], /state\.bindings\[0\]\.cell/],
     [
@@ -72,21 +89,46 @@ test('bad state is refused at load, naming the first bad record by its position'
       /cns\[1\]: pool .* overlaps/,
     ],
     ['a tunnel key at or past nextKey', (s) => ((s as Record<string, unknown>)['nextKey'] = 1), /pairs\[0\]: key 1 is not below nextKey 1/],
+    ['a quarantine by no MAC', (s) => delete (s['quarantined']![0] as Record<string, unknown>)['by'], /state\.quarantined\[0\]\.by/],
+    ['a generation that is not a number', (s) => ((s as Record<string, unknown>)['gen'] = 'x'), /state\.gen: expected an integer/],
   ];
   for (const [what, spoil, expected] of cases) {
     const s = structuredClone(good);
     spoil(s);
     const { result, registry } = load(JSON.stringify(s));
-    assert.match(errorOf(result), expected, what);
+    const error = errorOf(result);
+    assert.match(error, expected, what);
+    assert.match(error, /move memory and memory journal away to start empty/, `${what}: the fix is in the message`);
     assert.equal(registry.allBindings().length + registry.allCns().length, 0, `${what}: nothing loaded`);
   }
   assert.match(errorOf(load('{"cns": [').result), /not valid JSON/);
 });
 
-function registryText(): unknown {
+test('a journal without its snapshot is refused, saying what to do', () => {
   const file = new MemoryStateFile();
-  const store = new RegistryStore(file, filled(), () => {});
-  store.touch();
-  store.flush();
-  return JSON.parse(file.text!);
-}
+  file.journal = '{"t":"journal","gen":1}\n';
+  assert.match(
+    errorOf(new RegistryStore(file, new Registry(['vxlan'])).load()),
+    /exists but its snapshot memory does not \(put memory back/,
+  );
+});
+
+test('a failed write: durable() rejects, the failure is told once, and nothing more is acknowledged', async () => {
+  const file = new MemoryStateFile();
+  const registry = filled();
+  const failures: string[] = [];
+  const store = new RegistryStore(file, registry, { onFailure: (m) => failures.push(m) });
+  await store.open();
+  registry.remove('02:00:00:00:00:01');
+  await store.durable();
+  assert.equal(file.appends, 1);
+  file.failWrite = 'disk full';
+  value(registry.put({ mac: '02:00:00:00:00:02', cell: ip('10.1.0.12'), parent: 'cn1', current: 'cn1', state: 'bound', expires: 1 }));
+  await assert.rejects(store.durable(), /disk full; the MLR acknowledges no change until it is restarted/);
+  await assert.rejects(store.durable(), /disk full/, 'still failed');
+  file.failWrite = undefined;
+  registry.remove('02:00:00:00:00:02');
+  await assert.rejects(store.durable(), /disk full/, 'a later change is not acknowledged either');
+  assert.equal(failures.length, 1);
+  assert.equal(file.appends, 1, 'nothing written after the failure');
+});
