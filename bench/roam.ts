@@ -9,18 +9,21 @@
 // association event alone.
 // With --transport mqtt the CNs reach the MLR through a mosquitto in the MLR's namespace (MQTT 5)
 // instead of MLRP over TCP.
-// Usage: node build/bench/roam.js [--roams N] [--dwell-ms MS] [--assoc] [--transport tcp|mqtt]
+// With --receive-only the client sends nothing at all: the stream is UDP (test/lab/udp-stream.ts), no
+// ping, no hostapd. Its old CN notices the loss (its ARP probes of the client fail while the stream
+// flows) and the MLR pages the other CNs; the outage is that whole chain. The detect->commit column is
+// then the time from the page's answer to the commit. Add --kernel-defaults to put Linux's own ARP
+// probe timers back on the CNs' mobile interfaces (what the kernel does untuned: the reference for
+// the tuning; each roam then takes up to a minute).
+// Usage: node build/bench/roam.js [--roams N] [--dwell-ms MS] [--assoc | --receive-only [--kernel-defaults]]
+//        [--transport tcp|mqtt]
 //        (root; `make bench` builds first)
 import { LAB } from '../test/lab/lab.js';
 import { startUdhcpc } from '../test/lab/dhcp-clients.js';
 import { startStream } from '../test/lab/stream.js';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { UbusClient } from '../src/platform/ubus-client.js';
-import { FakeHostapd } from '../test/support/fake-hostapd.js';
-import { FakeUbusd } from '../test/support/ubusd-fake.js';
-import { TmipLab, type CnName } from '../test/lab/tmip-lab.js';
+import { UdpStream } from '../test/lab/udp-stream.js';
+import { HostapdStandIns } from '../test/lab/hostapd-standins.js';
+import { TmipLab } from '../test/lab/tmip-lab.js';
 
 function arg(name: string, def: number): number {
   const i = process.argv.indexOf(name);
@@ -44,41 +47,59 @@ async function main(): Promise<void> {
   const dwell = Math.min(arg('--dwell-ms', 1500), 60_000);
   const GAP_THRESHOLD = 15;
   const assoc = process.argv.includes('--assoc');
+  const receiveOnly = process.argv.includes('--receive-only');
+  if (assoc && receiveOnly) throw new Error('--assoc and --receive-only exclude each other');
+  const kernelDefaults = process.argv.includes('--kernel-defaults');
+  if (kernelDefaults && !receiveOnly) throw new Error('--kernel-defaults goes with --receive-only');
+  const waitMs = kernelDefaults ? 70_000 : 15_000;
   const ti = process.argv.indexOf('--transport');
   const transport = ti >= 0 ? process.argv[ti + 1] : 'tcp';
   if (transport !== 'tcp' && transport !== 'mqtt') throw new Error('--transport wants tcp or mqtt');
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmip-bench-'));
-  const ubusd = { cn1: new FakeUbusd(path.join(dir, 'cn1.sock')), cn2: new FakeUbusd(path.join(dir, 'cn2.sock')) };
-  const hostapd = {} as Record<CnName, FakeHostapd>;
-  const ubusClients: UbusClient[] = [];
-  if (assoc) {
-    for (const name of ['cn1', 'cn2'] as const) {
-      await ubusd[name].start();
-      const c = new UbusClient({ socketPath: ubusd[name].path, reconnect: false });
-      await c.connect();
-      ubusClients.push(c);
-      hostapd[name] = new FakeHostapd(c);
-      await hostapd[name].publish();
-    }
-  }
+  const standIns = assoc ? await HostapdStandIns.start() : undefined;
+  const hostapd = standIns?.hostapd;
   const t = await TmipLab.start({
     debug: 3,
     transport,
-    ...(assoc ? { cnExtra: { cn1: [`\toption ubus_socket '${ubusd.cn1.path}'`], cn2: [`\toption ubus_socket '${ubusd.cn2.path}'`] } } : {}),
+    ...(standIns ? { cnExtra: standIns.cnExtra() } : {}),
   });
   try {
+    if (kernelDefaults) {
+      const neigh = `net.ipv4.neigh.${LAB.mobileIf}`;
+      for (const cn of ['cn1', 'cn2'] as const) {
+        await t.lab.sysctl(cn, [
+          `${neigh}.base_reachable_time_ms=30000`,
+          `${neigh}.delay_first_probe_time=5`,
+          `${neigh}.retrans_time_ms=1000`,
+          `${neigh}.ucast_solicit=3`,
+        ]);
+      }
+      console.log("ARP probing: Linux's defaults (30 s reachable, 5 s delay, 3 probes 1 s apart), not tmip's tuning");
+    }
     const ms = await t.lab.addMs('ms1', 1);
-    if (assoc) await hostapd.cn1.assoc(ms.mac);
+    if (hostapd) await hostapd.cn1.assoc(ms.mac);
     const client = startUdhcpc(t.lab, 'ms1');
-    await client.waitForLease(20_000);
-    if (!assoc) t.lab.spawn('ms1', 'ping', ['-q', '-i', '0.1', LAB.srvIp]);
+    const lease = await client.waitForLease(20_000);
+    if (!assoc && !receiveOnly) t.lab.spawn('ms1', 'ping', ['-q', '-i', '0.1', LAB.srvIp]);
     console.log(`transport: ${transport === 'mqtt' ? 'MQTT 5 through mosquitto in the MLR namespace' : 'MLRP over TCP'}`);
     console.log(
-      `detection: ${assoc ? 'hostapd association events (no background traffic from the client)' : "the client's own traffic (10 Hz ping to the server)"}`,
+      `detection: ${
+        assoc
+          ? 'hostapd association events (no background traffic from the client)'
+          : receiveOnly
+            ? 'paging (the client only receives a UDP stream and sends nothing)'
+            : "the client's own traffic (10 Hz ping to the server)"
+      }`,
     );
-    const stream = await startStream(t.lab, { ms: 'ms1', intervalMs: 10, gapMs: GAP_THRESHOLD });
-    await stream.waitConnected();
-    await stream.waitRecords(100, 10_000);
+    let stream: Awaited<ReturnType<typeof startStream>> | UdpStream;
+    if (receiveOnly) {
+      stream = await UdpStream.start(t.lab, 'ms1', lease.ip, { gapMs: GAP_THRESHOLD });
+      await sleep(1000);
+    } else {
+      const tcp = await startStream(t.lab, { ms: 'ms1', intervalMs: 10, gapMs: GAP_THRESHOLD });
+      await tcp.waitConnected();
+      await tcp.waitRecords(100, 10_000);
+      stream = tcp;
+    }
 
     // Reference: the same stream, same length of time, no roam.
     const refStart = performance.now();
@@ -92,11 +113,11 @@ async function main(): Promise<void> {
       const to = i % 2 === 1 ? 2 : 1;
       const cn = to === 1 ? 'cn1' : 'cn2';
       const mark = t.cn(cn).mark();
-      if (assoc) await hostapd[to === 1 ? 'cn2' : 'cn1'].disassoc(ms.mac);
+      if (hostapd) await hostapd[to === 1 ? 'cn2' : 'cn1'].disassoc(ms.mac);
       const at = await t.lab.moveMs('ms1', to);
-      if (assoc) await hostapd[cn].assoc(ms.mac);
-      const line = await t.waitArrival(cn, ms.mac, mark, 15_000);
-      await stream.waitResumed(at, 15_000);
+      if (hostapd) await hostapd[cn].assoc(ms.mac);
+      const line = await t.waitArrival(cn, ms.mac, mark, waitMs);
+      await stream.waitResumed(at, waitMs);
       await sleep(dwell);
       const outage = Math.max(stream.gapAround(at, dwell / 2), 0);
       const m = /(\d+) ms after detection via (\w+)/.exec(line);
@@ -107,13 +128,15 @@ async function main(): Promise<void> {
         `${String(i).padStart(4)}  cell${to}  ${(outage < GAP_THRESHOLD ? `<${GAP_THRESHOLD}` : outage.toFixed(1)).padStart(9)}  ${String(commit).padStart(17)}  ${m?.[2] ?? '?'}`,
       );
     }
-    const failures = stream.failures();
-    const summary = await stream.stop();
+    const failures = stream instanceof UdpStream ? [] : stream.failures();
+    const summary = stream instanceof UdpStream ? (await stream.stop(), undefined) : await stream.stop();
     const med = quantile(outages, 0.5);
     const p99 = quantile(outages, 0.99);
     console.log('');
     console.log(
-      `roams: ${roams}, stream records: ${summary?.records ?? '?'}, resets: ${summary?.resets ?? '?'}, sequence errors: ${summary?.seqErrors ?? '?'}, failures: ${failures.length}`,
+      stream instanceof UdpStream
+        ? `roams: ${roams}, stream: UDP to a receive-only client (no resets or sequence checks to report)`
+        : `roams: ${roams}, stream records: ${summary?.records ?? '?'}, resets: ${summary?.resets ?? '?'}, sequence errors: ${summary?.seqErrors ?? '?'}, failures: ${failures.length}`,
     );
     console.log(
       `outage per roam (ms): median ${med.toFixed(1)}, p99 ${p99.toFixed(1)}, max ${Math.max(...outages).toFixed(1)} (gaps under ${GAP_THRESHOLD} ms count as ${GAP_THRESHOLD})`,
@@ -127,9 +150,7 @@ async function main(): Promise<void> {
     );
   } finally {
     await t.destroy();
-    for (const c of ubusClients) c.close();
-    for (const d of Object.values(ubusd)) await d.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
+    await standIns?.stop();
   }
 }
 

@@ -13,6 +13,7 @@ import { openPcapLink } from '../platform/pcap-linkio.js';
 import { connectMlr } from '../platform/mlr-transport.js';
 import { tlsClientContext } from '../platform/tls-channel.js';
 import { openUbusPort } from '../platform/ubus-port-live.js';
+import { IpMonitorNeighbourWatch } from '../platform/neighbour-watch.js';
 import { fail, parseArgs } from './args.js';
 
 const USAGE = `usage: tmip-cn [-f FILE] [-F] [-D LEVEL] [-s SECTION]
@@ -56,6 +57,7 @@ async function main(): Promise<void> {
     openLink: (ifname, filter) => openPcapLink(ifname, filter),
     connect: (mlr) => connectMlr(mlr, cfg.value, { log: logger.log }),
     openUbus: () => openUbusPort(cfg.value.ubusSocket, logger.log),
+    neighbours: new IpMonitorNeighbourWatch(logger.log),
     log: logger.log,
   });
   const shutdown = (sig: string) => {

@@ -15,7 +15,8 @@ import { err, type Result } from '../core/result.js';
 import type { TunnelType } from '../core/tunnel.js';
 import type { LinkIO } from '../platform/linkio.js';
 import { LOG, type LogFn } from '../platform/log.js';
-import { ipv4ConfKey, type InterfaceInfo, type NetOps } from '../platform/netops.js';
+import type { NeighbourWatch } from '../platform/neighbour-watch.js';
+import { ipv4ConfKey, ipv4NeighKey, type InterfaceInfo, type NetOps } from '../platform/netops.js';
 import type { UbusPort } from '../platform/ubus-port.js';
 import { decodeDhcp, DHCP_MESSAGE } from '../proto/dhcp.js';
 import { classifyFrame } from '../proto/packet.js';
@@ -40,7 +41,27 @@ export interface CnDeps {
   log: LogFn;
   /** The clock of the cell's guards (new-station budget, rate-limited logs); tests pass a fake one. */
   now?: () => number;
+  /** Follows the mobile interface's neighbour table (stations that stop answering); none in unit tests. */
+  neighbours?: NeighbourWatch;
 }
+
+/**
+ * ARP probing of stations on the mobile interface, tuned so that a station that left while traffic
+ * flows to it is noticed within about a second (its entry FAILED, then paging): an entry is trusted
+ * for 0.2–0.6 s after the station last answered (base_reachable_time_ms 400, randomised by the
+ * kernel to between half and one and a half times that); the first packet after that sends a unicast
+ * ARP probe at once (delay_first_probe_time 0), and 3 probes 120 ms apart unanswered make it FAILED
+ * (worst case about 1 s from the station's last answer). The kernel probes only entries that traffic
+ * uses, so an idle station causes no ARP at all; one that receives costs two to five small unicast
+ * ARP requests a second. (Linux defaults: 30 s, 5 s, 1000 ms x 3: a lost receiver is noticed after
+ * 8–50 s.)
+ */
+export const NEIGHBOUR_TUNING: readonly (readonly [string, string])[] = [
+  ['base_reachable_time_ms', '400'],
+  ['delay_first_probe_time', '0'],
+  ['retrans_time_ms', '120'],
+  ['ucast_solicit', '3'],
+];
 
 /** Only what might concern us: ARP, DHCP to servers, and IPv4 sent to some other gateway's MAC. */
 export function captureFilter(ownMac: Mac): string {
@@ -96,6 +117,7 @@ export class CnDaemon implements CnReport {
       ['net.ipv4.conf.all.rp_filter', '0'],
       [ipv4ConfKey(cfg.cnIf, 'rp_filter'), '0'],
       [ipv4ConfKey(cfg.mobileIf, 'rp_filter'), '0'],
+      ...NEIGHBOUR_TUNING.map(([k, v]) => [ipv4NeighKey(cfg.mobileIf, k), v] as const),
     ] as const) {
       await deps.net.setSysctl(key, value);
     }
@@ -158,6 +180,7 @@ export class CnDaemon implements CnReport {
       newStationRate: cfg.newStationRate,
       tunnels: () => tunnels,
       leaseTime: cfg.leaseTime,
+      refreshAssociations: () => this.refreshAssociations(),
       log,
       ...(deps.now ? { now: deps.now } : {}),
     });
@@ -177,6 +200,7 @@ export class CnDaemon implements CnReport {
     this.guardFlush.unref();
     this.run = { selfAddr, mobile, pools, tunnels, link, dataplane, mlr, dhcp, handover };
     link.onFrame((frame) => this.frame(frame));
+    deps.neighbours?.start(cfg.mobileIf, (ip) => handover.neighbourFailed(ip));
     // ubus first: `ubus call tmip status` must answer (mlr.connected: false) while the MLR is unreachable.
     await this.startUbus();
     await mlr.start();
@@ -185,6 +209,7 @@ export class CnDaemon implements CnReport {
 
   stop(): void {
     clearInterval(this.guardFlush);
+    this.deps.neighbours?.close();
     this.run?.mlr.stop();
     this.run?.link.close();
     this.ubus?.close();
@@ -212,9 +237,20 @@ export class CnDaemon implements CnReport {
       ubus,
       table: this.associations,
       onArrive: (mac) => this.run?.handover.arrived(mac),
+      onLeave: (mac) => this.run?.handover.left(mac),
       log: deps.log,
     });
     await this.watcher.start();
+  }
+
+  /** Re-read every watched hostapd's station list (a paged station answered that hostapd never announced). */
+  private async refreshAssociations(): Promise<void> {
+    const ubus = this.ubus;
+    if (!ubus || !this.watcher) return;
+    for (const bss of this.watcher.bsses) {
+      const clients = await ubus.call(`hostapd.${bss}`, 'get_clients', {}, 1000).catch(() => undefined);
+      if (clients !== undefined) this.associations.loadClients(bss, clients);
+    }
   }
 
   /** Re-bind to the MLR and re-apply every binding (SIGHUP, ubus `reload`). */

@@ -33,6 +33,21 @@
 //   is probed; for any other the probe is refused (not-served), which the MLR takes as no answer.
 // Every refusal is logged through a RateLimitedLog per kind: a few lines per GUARD_LOG_INTERVAL_MS,
 // then one "N more <event> in the last T s" line.
+//
+// Paging (finding a station that went silent, issue 8):
+// - A station served here is lost when hostapd reports its departure (`left`: disassoc, deauth) or
+//   when the kernel's neighbour entry for its N+1 on the mobile interface fails (`neighbourFailed`:
+//   its unicast ARP probes went unanswered while traffic flowed to it; the daemon tunes the probing,
+//   see NEIGHBOUR_TUNING in cn/daemon.ts). The CN then sends `lost` to the MLR (at most once per
+//   LOST_REPORT_INTERVAL_MS per station), which pages the other CNs.
+// - A `page` from the MLR: unicast ARP requests for the station's N+1 from its gateway N+2 (source
+//   MAC: our mobile interface), at PAGE_REPEATS_MS. A station in this cell answers; its answer is an
+//   ARP frame like any other and is detected as usual (observe -> seen). Because the request came
+//   from N+2 with our MAC, the station's ARP cache already points its gateway at us. For PAGED_MS the
+//   answer of a paged station takes no token of the new-station budget (the MLR asked for it); and
+//   when hostapd is present but does not list the station (its association event was lost), the CN
+//   re-reads hostapd's station lists once (`refreshAssociations`) before deciding: association still
+//   decides, from hostapd's own answer.
 import type { AssociationTable } from '../core/association.js';
 import { involves, servedBy, type BindingView } from '../core/binding.js';
 import { cellOf, formatIPv4, type IPv4, type Mac } from '../core/ip.js';
@@ -71,6 +86,8 @@ export interface Station {
   quietUntil: number;
   /** Admitted as a new station (took a token) until this time: its next frames take none. */
   admittedUntil: number;
+  /** When we last told the MLR this station is lost here (`lost`), for LOST_REPORT_INTERVAL_MS. */
+  lostReportedAt: number;
 }
 
 /** What the handover needs of the data plane (DataplaneDriver). */
@@ -98,6 +115,8 @@ export interface CnHandoverOptions {
   maxIdleStations?: number;
   /** New stations admitted per second (burst twice that); default DEFAULT_NEW_STATION_RATE. */
   newStationRate?: number;
+  /** Re-read hostapd's station lists (a paged station answered that hostapd has not announced). */
+  refreshAssociations?: () => Promise<void>;
 }
 
 /** How long an admitted new station takes no further token (DISCOVER, then REQUEST and retries). */
@@ -118,6 +137,21 @@ export interface GuardStats {
 
 const ANNOUNCE_REPEATS_MS = [50, 300, 1000];
 
+/** A lost station is reported to the MLR at most once per this interval (the kernel repeats FAILED). */
+export const LOST_REPORT_INTERVAL_MS = 2000;
+/** A page's unicast ARP requests: at once, then again in case one was lost on the air. */
+const PAGE_REPEATS_MS = [0, 20, 100];
+/** How long a paged station's answer is expected (and exempt from the new-station budget). */
+export const PAGED_MS = 1500;
+/** Paged stations remembered at once (the MLR pages few stations at a time; hostile pages are bounded too). */
+const MAX_PAGED = 1024;
+
+interface PagedStation {
+  ip: IPv4;
+  until: number;
+  /** hostapd's lists were re-read for this page already. */
+  refreshed: boolean;
+}
 /**
  * How long a presence probe waits for the station's ARP reply. A present station answers a unicast
  * ARP request within a few milliseconds (in the lab the whole probe took 2–3 ms, as the MLR sees it).
@@ -142,8 +176,23 @@ export class CnHandover {
   private bound = 0;
   /** Presence probes waiting for the station's ARP reply, by the station's MAC. */
   private readonly probes = new Map<Mac, ProbeWaiter[]>();
+  /** The station whose binding (involving us) has this host address N+1: for neighbour failures. */
+  private readonly byHost = new Map<IPv4, Mac>();
+  /** Stations the MLR asked us to page, until their answer is no longer expected. */
+  private readonly paged = new Map<Mac, PagedStation>();
   private readonly now: () => number;
-  readonly stats = { reports: 0, suppressed: 0, refused: 0, prepared: 0, aborted: 0, committed: 0, lapsed: 0 };
+  readonly stats = {
+    reports: 0,
+    suppressed: 0,
+    refused: 0,
+    prepared: 0,
+    aborted: 0,
+    committed: 0,
+    lapsed: 0,
+    lost: 0,
+    paged: 0,
+    pageAnswers: 0,
+  };
   readonly guard: GuardStats = { new_station_dropped: 0, unassociated: 0, release_ignored: 0, decline_ignored: 0 };
   private readonly rate: number;
   private readonly burst: number;
@@ -203,9 +252,85 @@ export class CnHandover {
   observe(mac: Mac, ip: IPv4, via: 'arp' | 'ip'): void {
     if (mac === this.o.link.mac || ip === 0 || this.isServed(mac)) return;
     if ((parseInt(mac.slice(0, 2), 16) & 1) === 1) return; // group addresses are never stations
+    const paged = this.pagedAnswer(mac, ip);
+    if (paged && !paged.refreshed && this.o.refreshAssociations && !this.o.associations.mayMigrate(mac, this.o.requireAssociation)) {
+      // hostapd has not told us of this station, yet it answers our page: ask hostapd once more.
+      paged.refreshed = true;
+      void this.o
+        .refreshAssociations()
+        .catch((e: unknown) => this.o.log(LOG.error, `re-reading hostapd's stations failed: ${e instanceof Error ? e.message : String(e)}`))
+        .then(() => this.observe(mac, ip, via));
+      return;
+    }
     if (!this.mayMigrate(mac, via.toUpperCase())) return;
-    if (!this.admit(mac, via.toUpperCase())) return;
+    if (paged) this.stats.pageAnswers++;
+    else if (!this.admit(mac, via.toUpperCase())) return;
     this.report(mac, ip, via);
+  }
+
+  /** The page of `mac` that a frame from it with source address `ip` answers, if one is still expected. */
+  private pagedAnswer(mac: Mac, ip: IPv4): PagedStation | undefined {
+    const p = this.paged.get(mac);
+    if (!p) return undefined;
+    if (p.until <= this.now()) {
+      this.paged.delete(mac);
+      return undefined;
+    }
+    return p.ip === ip ? p : undefined;
+  }
+
+  /** hostapd says `mac` left this AP: if we serve it, the MLR pages for it. */
+  left(mac: Mac): void {
+    const s = this.stations.get(mac);
+    if (s?.binding && servedBy(s.binding, this.o.self)) this.reportLost(s, s.binding, 'disassoc');
+  }
+
+  /** The kernel's neighbour entry for `ip` on the mobile interface failed: is it a station we serve? */
+  neighbourFailed(ip: IPv4): void {
+    const mac = this.byHost.get(ip);
+    const s = mac !== undefined ? this.stations.get(mac) : undefined;
+    if (s?.binding && servedBy(s.binding, this.o.self)) this.reportLost(s, s.binding, 'unreachable');
+  }
+
+  /** Tell the MLR that a station served here can no longer be reached here (at most once per interval). */
+  private reportLost(s: Station, b: BindingView, why: 'disassoc' | 'unreachable'): void {
+    const t = this.now();
+    if (s.lostReportedAt !== 0 && t - s.lostReportedAt < LOST_REPORT_INTERVAL_MS) return;
+    s.lostReportedAt = t;
+    this.stats.lost++;
+    const host = cellOf(b.cell).host;
+    const { log } = this.o;
+    const what = why === 'disassoc' ? 'left the AP' : 'stopped answering ARP';
+    log(LOG.handover, `${b.mac} ${formatIPv4(host)} ${what}; asking the MLR to page for it`);
+    this.o.mlr.request('lost', { mac: b.mac, ip: host, why }, 5000).then(
+      (r) => {
+        if (r.paging === 'no') log(LOG.detect, `${b.mac}: the MLR does not page (${r.reason ?? 'no reason given'})`);
+      },
+      (e: unknown) => log(LOG.error, `report of lost ${b.mac} failed: ${e instanceof Error ? e.message : String(e)}`),
+    );
+  }
+
+  /**
+   * The MLR looks for `mac` (its N+1 is `ip`): ask for it in this cell by unicast ARP from its gateway
+   * N+2, so that it answers us if it is here. Its answer is detected like any ARP frame.
+   */
+  page(mac: Mac, ip: IPv4): void {
+    if (this.isServed(mac)) return; // we are where the MLR places it: nothing to find here
+    const cell = cellOf(ip);
+    if (cell.host !== ip) throw new RpcError('bad-page', `${formatIPv4(ip)} is not a cell's host address (N+1)`);
+    const t = this.now();
+    this.paged.delete(mac);
+    if (this.paged.size >= MAX_PAGED) {
+      for (const [m, p] of this.paged) if (p.until <= t || this.paged.size >= MAX_PAGED) this.paged.delete(m);
+    }
+    this.paged.set(mac, { ip, until: t + PAGED_MS, refreshed: false });
+    this.stats.paged++;
+    const link = this.o.link;
+    const send = () => link.send(buildArp(ARP_OP.REQUEST, { srcMac: link.mac, srcIp: cell.gateway, dstMac: mac, dstIp: ip }));
+    for (const delay of PAGE_REPEATS_MS) {
+      if (delay === 0) send();
+      else setTimeout(send, delay).unref();
+    }
   }
 
   /** hostapd says `mac` associated here: move it before it sends anything. */
@@ -324,6 +449,10 @@ export class CnHandover {
       return {};
     });
     peer.handle('probe', async (body) => ({ present: (await this.probe(body.mac, body.ip)) ? 'yes' : 'no' }));
+    peer.handle('page', (body) => {
+      this.page(body.mac, body.ip);
+      return {};
+    });
   }
 
   // ---- the presence check ----
@@ -491,7 +620,16 @@ export class CnHandover {
     let s = this.stations.get(mac);
     if (!s) {
       this.trim();
-      s = { mac, phase: 'idle', binding: undefined, detected: undefined, reserved: undefined, quietUntil: 0, admittedUntil: 0 };
+      s = {
+        mac,
+        phase: 'idle',
+        binding: undefined,
+        detected: undefined,
+        reserved: undefined,
+        quietUntil: 0,
+        admittedUntil: 0,
+        lostReportedAt: 0,
+      };
       this.stations.set(mac, s);
     }
     return s;
@@ -499,6 +637,10 @@ export class CnHandover {
 
   private setBinding(s: Station, b: BindingView | undefined): void {
     this.bound += (b ? 1 : 0) - (s.binding ? 1 : 0);
+    if (s.binding && this.byHost.get(s.binding.cell + 1) === s.mac) this.byHost.delete(s.binding.cell + 1);
+    if (b) this.byHost.set(b.cell + 1, s.mac);
+    // A station that arrives (again) here may be reported lost again at once.
+    if (b && servedBy(b, this.o.self) && !(s.binding && servedBy(s.binding, this.o.self))) s.lostReportedAt = 0;
     s.binding = b;
   }
 

@@ -13,6 +13,8 @@ export interface HostapdWatcherOptions {
   ubus: UbusPort;
   table: AssociationTable;
   onArrive: (mac: Mac, bss: string) => void;
+  /** A station left a BSS (disassoc, deauth, ...): the CN tells the MLR, which pages for it. */
+  onLeave?: (mac: Mac, bss: string) => void;
   log: LogFn;
 }
 
@@ -88,8 +90,9 @@ export class HostapdWatcher {
       this.opts.log(LOG.detect, `hostapd.${bss}: ${type} ${e.mac}`);
       this.opts.onArrive(e.mac, bss);
     } else if (e.kind === 'leave') {
-      // The table now refuses the MAC's traffic here; where it went, the next CN's arrival says.
+      // The table now refuses the MAC's traffic here; where it went, paging or the next CN's arrival says.
       this.opts.log(LOG.detect, `hostapd.${bss}: ${type} ${e.mac}`);
+      this.opts.onLeave?.(e.mac, bss);
     }
   }
 

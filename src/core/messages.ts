@@ -74,6 +74,16 @@ export const requests = {
     body: object({ mac, ip: optional(ipv4), via: detectedVia, leaseTime: optional(int(60, 31536000)) }),
     reply: object({ outcome: literal('moved', 'here', 'unknown', 'refused'), binding: optional(bindingCodec), reason: optional(str(200)) }),
   },
+  /**
+   * A station served here can no longer be reached here: hostapd reported its departure (disassoc,
+   * deauth) or the kernel's neighbour entry for its N+1 failed while traffic flowed to it. The MLR
+   * then pages the other CNs for it (`page`). `paging`: whether it did (no when it refused or is
+   * already paging for this station).
+   */
+  lost: {
+    body: object({ mac, ip: ipv4, why: literal('disassoc', 'unreachable') }),
+    reply: object({ paging: literal('yes', 'no'), reason: optional(str(200)) }),
+  },
   /** Every other CN of the network, for status displays and connectivity checks. */
   peers: { body: object({}), reply: object({ peers: array(object({ name: str(64), addr: ipv4, online }), 4096) }) },
   status: {
@@ -92,6 +102,12 @@ export const requests = {
    * `ip` (its N+1)? Sent to the previous current CN, which asks by a unicast ARP request from N+2.
    */
   probe: { body: object({ mac, ip: ipv4 }), reply: object({ present: literal('yes', 'no') }) },
+  /**
+   * Paging: look for the station `mac` in your cell. The CN sends unicast ARP requests for `ip` (its
+   * N+1) from the cell's gateway N+2; a station there answers, which the CN detects as usual (`seen`).
+   * Answered at once; what the station answers arrives later, as a detection.
+   */
+  page: { body: object({ mac, ip: ipv4 }), reply: object({}) },
 } satisfies Record<string, { body: Codec<unknown>; reply: Codec<unknown> }>;
 
 export type RequestType = keyof typeof requests;

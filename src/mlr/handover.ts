@@ -71,6 +71,11 @@ export interface HandoverOptions {
   deadlineMs?: number;
   /** Delays of the reconcile retries after a failed commit; then the CN's session is closed. */
   reconcileDelaysMs?: readonly number[];
+  /**
+   * Did `cn` report lately that `mac` left its cell (`lost`, mlr/paging.ts)? Then the presence check
+   * at that CN is skipped: it has just said the station is not there.
+   */
+  reportedGone?: (mac: Mac, cn: string) => boolean;
 }
 
 /** One transaction, as it goes. Kept in `active` while it runs (status and tests). */
@@ -120,7 +125,8 @@ export class Handovers {
   private readonly duplicateLog: RateLimitedLog;
   private readonly reconciling = new Set<string>();
   private readonly timers = new Set<NodeJS.Timeout>();
-  private readonly o: Required<Omit<HandoverOptions, 'reconcileDelaysMs'>> & { reconcileDelaysMs: readonly number[] };
+  private readonly o: Required<Omit<HandoverOptions, 'reconcileDelaysMs' | 'reportedGone'>> &
+    Pick<HandoverOptions, 'reportedGone'> & { reconcileDelaysMs: readonly number[] };
 
   constructor(opts: HandoverOptions) {
     this.o = { ...DEFAULTS, ...opts };
@@ -194,7 +200,7 @@ export class Handovers {
     try {
       const body = { tx: tx.id, binding: view.value, previous };
 
-      if (previous && PROBED_VIA.has(via) && online.includes(previous.name)) {
+      if (previous && PROBED_VIA.has(via) && online.includes(previous.name) && !this.o.reportedGone?.(b.mac, previous.name)) {
         tx.phase = 'probing';
         const where = await this.probe(tx, previous.name, b.cell + 1);
         if (where !== undefined) return this.refuseDuplicate(tx, where);

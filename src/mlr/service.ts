@@ -8,7 +8,8 @@
 // the CN it authenticated as (with authentication off, as the name of its first bind); the name must
 // be a valid CN name; a pool another CN holds is refused (registry); release/decline only of a
 // binding the sender currently serves (a decline also of an offer made through it); a `seen` whose
-// ip is not the binding's host address moves nothing; the MLR serves no prepare/commit/abort/remove/probe
+// ip is not the binding's host address moves nothing; `lost` only of a station the sender serves
+// (mlr/paging.ts); the MLR serves no prepare/commit/abort/remove/probe/page
 // (those are its own requests to CNs). Each CN creates at most MAX_BINDINGS_PER_CN bindings (offers
 // and bindings it serves); the register keeps at most MAX_CNS CNs (a new name beyond that is refused).
 //
@@ -39,6 +40,7 @@ import { LOG, type LogFn } from '../platform/log.js';
 import { RateLimitedLog } from '../proto/auth.js';
 import { RpcError, type RpcPeer } from '../proto/rpc.js';
 import { Handovers, type HandoverOptions } from './handover.js';
+import { Pager } from './paging.js';
 
 /** How long an adopted static host holds its cell when the CN does not say (seconds). */
 const DEFAULT_STATIC_HOLD_S = 3600;
@@ -68,6 +70,8 @@ export interface MlrServiceOptions {
   onChange?: () => void;
   /** Resolves once every registry change so far is on disk (mlr/persistence.ts): awaited before a reply acknowledges one. */
   durable?: () => Promise<void>;
+  /** When paging rounds go out after a `lost` report (default PAGE_ROUNDS_MS, mlr/paging.ts; tests shorten them). */
+  pageRoundsMs?: readonly number[];
   /** Transaction time-outs and retries (mlr/handover.ts); defaults suit a campus backbone. */
   handover?: Pick<HandoverOptions, 'prepareTimeoutMs' | 'commitTimeoutMs' | 'probeTimeoutMs' | 'deadlineMs' | 'reconcileDelaysMs'>;
 }
@@ -80,6 +84,8 @@ export class MlrService {
   /** Protocol errors of all sessions, logged at a bounded rate. */
   private readonly protoLog: RateLimitedLog;
   readonly handovers: Handovers;
+  /** Finds stations their CN lost (`lost` -> `page` to the other CNs): mlr/paging.ts. */
+  readonly pager: Pager;
 
   constructor(
     readonly registry: Registry,
@@ -87,9 +93,17 @@ export class MlrService {
   ) {
     this.now = opts.now ?? Date.now;
     this.protoLog = new RateLimitedLog((m) => opts.log(LOG.error, m), this.now);
+    this.pager = new Pager({
+      registry,
+      sessions: () => this.sessions.entries(),
+      log: opts.log,
+      now: this.now,
+      ...(opts.pageRoundsMs ? { roundsMs: opts.pageRoundsMs } : {}),
+    });
     this.handovers = new Handovers({
       registry,
       session: (cn) => this.sessions.get(cn),
+      reportedGone: (mac, cn) => this.pager.reportedGone(mac, cn),
       log: opts.log,
       now: this.now,
       onChange: () => opts.onChange?.(),
@@ -101,6 +115,7 @@ export class MlrService {
   /** Stop timers (reconcile retries); sessions are closed by whoever owns the transport. */
   stop(): void {
     this.handovers.stop();
+    this.pager.stop();
   }
 
   /** Serve one CN connection. Until it binds, only `bind` and `ping` are answered. */
@@ -141,6 +156,7 @@ export class MlrService {
     peer.handle('request', (body) => bound((cn) => this.handovers.withLock(body.mac, () => this.request(cn, body))));
     peer.handle('seen', (body) => bound((cn) => this.handovers.withLock(body.mac, () => this.seen(cn, body))));
     peer.handle('release', (body) => bound((cn) => this.handovers.withLock(body.mac, () => this.release(cn, body))));
+    peer.handle('lost', (body) => bound((cn) => this.pager.lost(cn, body)));
     peer.handle('status', () => this.status());
     // Answered before bind too: `tmip-cn -E` evaluates connectivity without taking over a CN's session.
     peer.handle('peers', () => ({
@@ -262,6 +278,7 @@ export class MlrService {
       }
       const moved = await this.handovers.move(b, cn, leaseEnd, 'dhcp');
       if (!moved.ok) throw new RpcError('handover-failed', moved.error);
+      this.pager.moved(body.mac, cn);
       return { outcome: 'ack', binding: moved.value };
     }
     const owner = this.registry.ownerOfHost(body.ip);
@@ -321,6 +338,7 @@ export class MlrService {
       if (b.current === cn) return { outcome: 'here', binding: this.mustView(b) };
       const moved = await this.handovers.move(b, cn, b.expires, body.via);
       if (!moved.ok) return { outcome: 'refused', reason: moved.error };
+      this.pager.moved(body.mac, cn);
       return { outcome: 'moved', binding: moved.value };
     }
     // A statically addressed host: adopt it if its address is a free cell of the network. It holds the

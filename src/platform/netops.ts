@@ -64,3 +64,8 @@ export interface NetOps {
 export function ipv4ConfKey(ifname: string, setting: string): string {
   return `net.ipv4.conf.${ifname.replace(/\./g, '/')}.${setting}`;
 }
+
+/** The sysctl key of a per-interface IPv4 neighbour (ARP) setting, e.g. net.ipv4.neigh.wlan0.retrans_time_ms. */
+export function ipv4NeighKey(ifname: string, setting: string): string {
+  return `net.ipv4.neigh.${ifname.replace(/\./g, '/')}.${setting}`;
+}

@@ -4,12 +4,17 @@
 //   node build/test/lab/stream-tool.js source --connect IP:P [--interval-ms 10] [--payload 64] [--duration-s D]
 //   node build/test/lab/stream-tool.js bulk-serve (--port P | --connect IP:P) --bytes N [--seed S]
 //   node build/test/lab/stream-tool.js bulk-fetch (--connect IP:P | --port P) --bytes N [--seed S] [--timeout-s T]
+//   node build/test/lab/stream-tool.js udp-sink --port P [--gap-ms 50]
+//   node build/test/lab/stream-tool.js udp-source --connect IP:P [--interval-ms 10]
+// The UDP pair is a receive-only client's stream: the sink never sends a packet (no ACKs), so a roam
+// can be detected only by what the network does (paging), not by the client's own traffic.
 // Output: one JSON object per line on stdout. Times `at`/`from`/`to`/`lastAt` are epoch milliseconds
 // with sub-millisecond precision (performance.timeOrigin + performance.now()), comparable across processes.
 //
 // Record framing (source -> sink): [u32 seq][f64 sendTimeMs][u16 payloadLen][payload], big-endian;
 // payload byte i = (seq + i) & 0xff. seq starts at 0 on each connection and must grow by exactly 1.
 import { createCipheriv, createHash } from 'node:crypto';
+import dgram from 'node:dgram';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 
@@ -345,6 +350,61 @@ function bulkFetch(opts: Map<string, string>): void {
   });
 }
 
+// ---------------------------------------------------------------------------------------- udp --
+
+/** Receives datagrams [u32 seq][f64 sendTimeMs]; reports the first, every gap above --gap-ms, a summary. Sends nothing. */
+function udpSink(opts: Map<string, string>): void {
+  const port = num(opts, 'port');
+  const gapReportMs = num(opts, 'gap-ms', 50);
+  const gaps: Omit<Gap, 'conn'>[] = [];
+  let records = 0;
+  let lastAt = 0;
+  let lastSeq = -1;
+  let maxGapMs = 0;
+  summaryHooks(() => ({ records, seq: lastSeq, maxGapMs: +maxGapMs.toFixed(3), lastAt: +lastAt.toFixed(3), gaps }));
+  const sock = dgram.createSocket('udp4');
+  sock.on('message', (msg) => {
+    if (msg.length < 12) return;
+    const t = now();
+    const seq = msg.readUInt32BE(0);
+    if (records === 0) emit({ event: 'first', seq });
+    if (lastAt) {
+      const gap = t - lastAt;
+      if (gap > maxGapMs) maxGapMs = gap;
+      if (gap > gapReportMs && gaps.length < 10_000) {
+        const g = { ms: +gap.toFixed(3), atSeq: seq, from: +lastAt.toFixed(3), to: +t.toFixed(3) };
+        gaps.push(g);
+        emit({ event: 'gap', ...g });
+      }
+    }
+    records++;
+    lastSeq = seq;
+    lastAt = t;
+  });
+  sock.bind(port, () => emit({ event: 'listening', port }));
+}
+
+/** Sends a datagram every --interval-ms to --connect until stopped. */
+function udpSource(opts: Map<string, string>): void {
+  const { host, port } = hostPort(opts.get('connect'));
+  const intervalMs = Math.max(1, num(opts, 'interval-ms', 10));
+  const sock = dgram.createSocket('udp4');
+  let seq = 0;
+  let errors = 0;
+  summaryHooks(() => ({ sent: seq, errors }));
+  const send = () => {
+    const b = Buffer.alloc(64);
+    b.writeUInt32BE(seq++, 0);
+    b.writeDoubleBE(now(), 4);
+    // A send error (EHOSTUNREACH after the kernel's ARP failed) is counted, not fatal: the stream goes on.
+    sock.send(b, port, host, (e) => {
+      if (e) errors++;
+    });
+  };
+  emit({ event: 'started', to: `${host}:${port}` });
+  setInterval(send, intervalMs);
+}
+
 function main(): void {
   const { mode, opts } = parseArgs(process.argv.slice(2));
   switch (mode) {
@@ -356,8 +416,12 @@ function main(): void {
       return bulkServe(opts);
     case 'bulk-fetch':
       return bulkFetch(opts);
+    case 'udp-sink':
+      return udpSink(opts);
+    case 'udp-source':
+      return udpSource(opts);
     default:
-      process.stderr.write('usage: stream-tool sink|source|bulk-serve|bulk-fetch [options]\n');
+      process.stderr.write('usage: stream-tool sink|source|bulk-serve|bulk-fetch|udp-sink|udp-source [options]\n');
       process.exit(2);
   }
 }

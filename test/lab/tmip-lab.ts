@@ -22,6 +22,14 @@ const TLS_URL = `tls://${LAB.mlrIp}:${TLS_PORT}`;
 
 export type CnName = 'cn1' | 'cn2';
 
+/** Epoch ms of a daemon log line's time of day (the daemons log UTC HH:MM:SS.mmm). */
+export function lineEpoch(line: string): number {
+  const m = /(\d\d):(\d\d):(\d\d)\.(\d\d\d) tmip-/.exec(line);
+  if (!m) throw new Error(`no timestamp in ${line}`);
+  const d = new Date();
+  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate(), +m[1]!, +m[2]!, +m[3]!, +m[4]!);
+}
+
 export interface TmipLabOptions {
   log?: (message: string) => void;
   /** Debug level of the daemons; 3 shows every handover step (the tests parse those lines). */

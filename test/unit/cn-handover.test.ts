@@ -2,13 +2,14 @@
 // The CN's side of a handover (src/cn/handover.ts) on stand-ins: what prepare reserves and abort gives
 // back, a lapsing reservation, a commit without prepare, refusals at prepare, and the detection rules
 // (one request per station at a time, a cool-down, association gating, bounded records), and the
-// presence probe (the unicast ARP it sends, the replies that count, its time-out).
+// presence probe (the unicast ARP it sends, the replies that count, its time-out), and paging (`lost`
+// reports on departure or neighbour failure, the ARP a page sends, how a paged station's answer is taken).
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { AssociationTable } from '../../src/core/association.js';
 import type { BindingView } from '../../src/core/binding.js';
 import type { ReplyBody, RequestBody, RequestType } from '../../src/core/messages.js';
-import { CnHandover, PROBE_TIMEOUT_MS } from '../../src/cn/handover.js';
+import { CnHandover, LOST_REPORT_INTERVAL_MS, PAGED_MS, PROBE_TIMEOUT_MS } from '../../src/cn/handover.js';
 import { FakeLinkIO } from '../../src/platform/fake-linkio.js';
 import { ARP_OP, decodeArp, decodeEthernet, encodeArp, encodeEthernet, ETHERTYPE } from '../../src/proto/packet.js';
 import { ip, until } from '../support/helpers.js';
@@ -34,6 +35,7 @@ function setup(
     maxIdleStations?: number;
     newStationRate?: number;
     log?: string[];
+    refreshAssociations?: () => Promise<void>;
   } = {},
 ) {
   const clock = { t: 1_000_000 };
@@ -65,6 +67,7 @@ function setup(
     reservationMs: 5000,
     ...(opts.maxIdleStations !== undefined ? { maxIdleStations: opts.maxIdleStations } : {}),
     ...(opts.newStationRate !== undefined ? { newStationRate: opts.newStationRate } : {}),
+    ...(opts.refreshAssociations ? { refreshAssociations: opts.refreshAssociations } : {}),
   });
   return { h, clock, applied, requests, associations, link };
 }
@@ -308,4 +311,116 @@ test('probe: refused for a station not served here, or at another address; nothi
     (f) => f.readUInt16BE(12) === ETHERTYPE.ARP && decodeArp(f.subarray(14)).ok && f.readUInt16BE(20) === ARP_OP.REQUEST && f[0] !== 0xff,
   );
   assert.equal(sent.length, 0);
+});
+
+/** The ARP requests among `frames`, decoded. */
+function arpRequests(frames: Buffer[]) {
+  return frames.flatMap((f) => {
+    const eth = decodeEthernet(f);
+    if (!eth.ok || eth.value.etherType !== ETHERTYPE.ARP) return [];
+    const arp = decodeArp(eth.value.payload);
+    return arp.ok && arp.value.op === ARP_OP.REQUEST ? [{ dst: eth.value.dst, ...arp.value }] : [];
+  });
+}
+
+test('lost: a served station that leaves (hostapd) or stops answering (neighbour FAILED) is reported once per interval', async () => {
+  const { h, clock, requests } = setup();
+  h.left(MS);
+  h.neighbourFailed(ip('10.1.0.5'));
+  assert.equal(requests.length, 0, 'not served here: nothing to report');
+  await h.commit(1, toCn2);
+  h.left(MS);
+  assert.deepEqual(
+    requests.map((r) => [r.type, r.body]),
+    [['lost', { mac: MS, ip: ip('10.1.0.5'), why: 'disassoc' }]],
+  );
+  h.neighbourFailed(ip('10.1.0.5')); // the kernel repeats FAILED while traffic flows: one report per interval
+  h.neighbourFailed(ip('10.1.0.9')); // nobody's address here
+  assert.equal(requests.length, 1);
+  clock.t += LOST_REPORT_INTERVAL_MS;
+  h.neighbourFailed(ip('10.1.0.5'));
+  assert.deepEqual(requests[1]?.body, { mac: MS, ip: ip('10.1.0.5'), why: 'unreachable' });
+  assert.equal(h.stats.lost, 2);
+  // Once it has left for another CN, a failure of its old address reports nothing.
+  await h.commit(2, { ...toCn2, current: cn3 });
+  clock.t += LOST_REPORT_INTERVAL_MS;
+  h.neighbourFailed(ip('10.1.0.5'));
+  assert.equal(requests.length, 2);
+});
+
+test('page: unicast ARP requests for N+1 from N+2; the answer is reported without a new-station token', async () => {
+  const { h, link, requests, clock } = setup({ newStationRate: 1 });
+  // Spend the new-station budget (burst 2): a third new MAC is dropped.
+  h.observe('02:bb:00:00:00:01', ip('10.9.0.1'), 'arp');
+  h.observe('02:bb:00:00:00:02', ip('10.9.0.5'), 'arp');
+  h.observe('02:bb:00:00:00:03', ip('10.9.0.9'), 'arp');
+  assert.equal(requests.length, 2);
+  assert.equal(h.guard.new_station_dropped, 1);
+
+  link.sent.length = 0;
+  h.page(MS, ip('10.1.0.5'));
+  await until('three page requests', () => link.sent.length >= 3);
+  const sent = arpRequests(link.sent);
+  assert.equal(sent.length, 3);
+  for (const a of sent) {
+    assert.deepEqual(
+      { dst: a.dst, senderMac: a.senderMac, senderIp: a.senderIp, targetIp: a.targetIp },
+      { dst: MS, senderMac: '02:cc:00:00:00:02', senderIp: ip('10.1.0.6'), targetIp: ip('10.1.0.5') },
+    );
+  }
+  // Its answer, from another address than the paged one, is not the answer: budgeted as usual.
+  h.observe(MS, ip('10.1.0.9'), 'arp');
+  assert.equal(requests.length, 2);
+  h.observe(MS, ip('10.1.0.5'), 'arp');
+  assert.deepEqual(requests.at(-1)?.body, { mac: MS, ip: ip('10.1.0.5'), via: 'arp', leaseTime: 600 });
+  assert.equal(h.stats.pageAnswers, 1);
+  // After PAGED_MS, the same MAC is a new station again.
+  const other = '02:aa:00:00:00:42';
+  h.page(other, ip('10.1.0.9'));
+  clock.t += PAGED_MS;
+  h.observe(other, ip('10.1.0.9'), 'arp'); // 1.5 s refilled 1.5 tokens: it takes one of them
+  assert.equal(requests.length, 4);
+  assert.equal(h.stats.pageAnswers, 1, 'a late answer is not a page answer');
+  h.observe('02:bb:00:00:00:04', ip('10.9.0.13'), 'arp');
+  assert.equal(requests.length, 4, 'the budget it took is gone for the next new station');
+});
+
+test('page: hostapd present but silent about the station: its list is re-read once, and association decides', async () => {
+  const loads: string[] = [];
+  /** The stations hostapd lists in get_clients (no notification was ever sent for them). */
+  const listed = new Set<string>();
+  const { h, associations, requests } = setup({
+    refreshAssociations: async () => {
+      loads.push('get_clients');
+      associations.loadClients('wl0', { clients: Object.fromEntries([...listed].map((m) => [m, { authorized: true }])) });
+    },
+  });
+  associations.bssAdded('wl0');
+  h.page(MS, ip('10.1.0.5'));
+  h.observe(MS, ip('10.1.0.5'), 'arp');
+  await until('one refresh, then refused', () => loads.length === 1 && h.guard.unassociated === 1);
+  assert.equal(requests.length, 0, 'hostapd does not list it: refused');
+  h.observe(MS, ip('10.1.0.5'), 'arp');
+  assert.equal(loads.length, 1, 're-read once per page');
+
+  const third = '02:aa:00:00:00:03';
+  listed.add(third);
+  h.page(third, ip('10.1.0.9'));
+  h.observe(third, ip('10.1.0.9'), 'arp');
+  await until('reported after hostapd listed it', () => requests.length === 1);
+  assert.deepEqual(requests[0]?.body, { mac: third, ip: ip('10.1.0.9'), via: 'arp', leaseTime: 600 });
+});
+
+test('page: nothing is sent for a station served here; a page for a non-host address is refused', async () => {
+  const { h, link } = setup();
+  await h.commit(1, toCn2);
+  link.sent.length = 0;
+  h.page(MS, ip('10.1.0.5'));
+  assert.throws(() => h.page('02:aa:00:00:00:09', ip('10.1.0.6')), /not a cell's host address/);
+  await new Promise((r) => setTimeout(r, 150));
+  assert.equal(
+    arpRequests(link.sent).filter((a) => a.targetIp === ip('10.1.0.5')).length,
+    0,
+    'no request for N+1 (only announcements of N+2)',
+  );
 });

@@ -4,7 +4,8 @@
 // deadline frees the station's lock while other stations' moves go on); a participant fails its
 // commit after the registry was written (reconciled by retries, or by closing its session); the
 // presence probe before a traffic-detected move (present: refused; absent, failing, hung or offline:
-// the move proceeds; assoc/dhcp moves are never probed).
+// the move proceeds; assoc/dhcp moves are never probed); paging (who may report a station lost, the
+// rounds of pages to the other CNs, the move that finds it).
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import type { BindingView } from '../../src/core/binding.js';
@@ -29,7 +30,7 @@ interface StandIn {
   closed: boolean;
 }
 
-function world(handover: MlrServiceOptions['handover'] = {}) {
+function world(handover: MlrServiceOptions['handover'] = {}, pageRoundsMs?: readonly number[]) {
   const registry = new Registry(['vxlan']);
   const logs: string[] = [];
   const service = new MlrService(registry, {
@@ -38,6 +39,7 @@ function world(handover: MlrServiceOptions['handover'] = {}) {
     leaseGraceMs: 60_000,
     log: (_l, m) => logs.push(m),
     handover,
+    ...(pageRoundsMs ? { pageRoundsMs } : {}),
   });
   const hung: (() => void)[] = [];
   const connect = async (name: string, n: number, pool: boolean): Promise<StandIn> => {
@@ -64,6 +66,10 @@ function world(handover: MlrServiceOptions['handover'] = {}) {
       if (p === 'refuse') throw new RpcError('not-served', `${name} does not serve ${body.mac}`);
       if (p === 'hang') return new Promise((resolve) => hung.push(() => resolve({ present: 'no' })));
       return { present: p };
+    });
+    cn.peer.handle('page', (body) => {
+      cn.seen.push(`page ${body.mac} ${body.ip}`);
+      return {};
     });
     cn.peer.handle('abort', () => {
       cn.seen.push('abort');
@@ -282,4 +288,95 @@ test('presence check: moves detected by association or DHCP are never probed', a
   assert.equal(w.registry.binding(A)?.current, 'cn1');
   assert.ok(!cn1.seen.some((e) => e.startsWith('probe')) && !cn2.seen.some((e) => e.startsWith('probe')), 'nobody was probed');
   assert.equal(w.service.handovers.stats.probed, 0);
+});
+
+const pages = (cn: StandIn) => cn.seen.filter((e) => e.startsWith('page'));
+
+test('paging: a station lost at its CN is paged at every other CN until one reports it; that move skips the probe', async () => {
+  const w = world({}, [0, 150, 5000]);
+  try {
+    const cn1 = await w.connect('cn1', 1, true);
+    const cn2 = await w.connect('cn2', 2, true);
+    const cn3 = await w.connect('cn3', 3, true);
+    const host = await w.lease(cn1, A);
+    cn1.probe.push('yes'); // were cn1 probed, it would (wrongly) say the station is still there
+    const r = await cn1.peer.request('lost', { mac: A, ip: host, why: 'disassoc' });
+    assert.deepEqual(r, { paging: 'yes' });
+    await until('the first round at cn2 and cn3', () => pages(cn2).length === 1 && pages(cn3).length === 1);
+    assert.deepEqual(pages(cn2), [`page ${A} ${host}`]);
+    assert.equal(pages(cn1).length, 0, 'the CN that lost it is not paged');
+    assert.deepEqual(await cn1.peer.request('lost', { mac: A, ip: host, why: 'unreachable' }), {
+      paging: 'no',
+      reason: 'already paging for it',
+    });
+    await until('the second round', () => pages(cn2).length === 2 && pages(cn3).length === 2);
+    // The station answers cn3's page: cn3 reports it by its ARP, and the move skips the probe at cn1.
+    const moved = await cn3.peer.request('seen', { mac: A, ip: host, via: 'arp' });
+    assert.equal(moved.outcome, 'moved');
+    assert.ok(!cn1.seen.some((e) => e.startsWith('probe')), 'cn1 said it lost the station: not probed');
+    assert.equal(w.service.pager.stats.found, 1);
+    assert.equal(w.service.pager.paging, 0, 'paging stopped');
+    assert.ok(
+      w.logs.some((l) => new RegExp(`${A} found at cn3 \\d+ ms after it was lost at cn1`).test(l)),
+      w.logs.join('\n'),
+    );
+  } finally {
+    w.service.stop();
+  }
+});
+
+test('paging: refused for a station the reporter does not serve, at another address, or unknown; nothing is paged', async () => {
+  const w = world({}, [0]);
+  try {
+    const cn1 = await w.connect('cn1', 1, true);
+    const cn2 = await w.connect('cn2', 2, true);
+    const host = await w.lease(cn1, A);
+    const refusals = [
+      await cn2.peer.request('lost', { mac: A, ip: host, why: 'disassoc' }),
+      await cn1.peer.request('lost', { mac: A, ip: host + 4, why: 'disassoc' }),
+      await cn1.peer.request('lost', { mac: B, ip: host, why: 'unreachable' }),
+    ];
+    assert.deepEqual(
+      refusals.map((x) => x.paging),
+      ['no', 'no', 'no'],
+    );
+    assert.match(refusals[0]?.reason ?? '', /not served by cn2/);
+    assert.match(refusals[1]?.reason ?? '', /holds/);
+    assert.match(refusals[2]?.reason ?? '', /no binding/);
+    await new Promise((r) => setTimeout(r, 30));
+    assert.equal(pages(cn1).length + pages(cn2).length, 0);
+    assert.equal(w.service.pager.stats.refused, 3);
+    // A refused report does not spare the reporter the presence check either.
+    cn1.probe.push('no');
+    await cn2.peer.request('seen', { mac: A, ip: host, via: 'arp' });
+    assert.ok(cn1.seen.includes(`probe ${A} ${host}`));
+  } finally {
+    w.service.stop();
+  }
+});
+
+test('paging: the rounds end after the last one when nobody finds the station; the next paging waits', async () => {
+  const w = world({}, [0, 20, 40]);
+  try {
+    const cn1 = await w.connect('cn1', 1, true);
+    const cn2 = await w.connect('cn2', 2, true);
+    const host = await w.lease(cn1, A);
+    await cn1.peer.request('lost', { mac: A, ip: host, why: 'unreachable' });
+    await until('three rounds', () => pages(cn2).length === 3 && w.service.pager.paging === 0);
+    await new Promise((r) => setTimeout(r, 60));
+    assert.equal(pages(cn2).length, 3, 'no round after the last');
+    assert.equal(w.registry.binding(A)?.current, 'cn1');
+    // The next neighbour failure waits (5 s after one fruitless paging); a reported departure does not.
+    const held = await cn1.peer.request('lost', { mac: A, ip: host, why: 'unreachable' });
+    assert.equal(held.paging, 'no');
+    assert.match(held.reason ?? '', /paged 1 time\(s\) without an answer; next paging in 5 s/);
+    assert.deepEqual(await cn1.peer.request('lost', { mac: A, ip: host, why: 'disassoc' }), { paging: 'yes' });
+    await until('three more rounds', () => pages(cn2).length === 6 && w.service.pager.paging === 0);
+    // Found (it moves) and lost again: paging at once.
+    await cn2.peer.request('seen', { mac: A, ip: host, via: 'assoc' });
+    await cn1.peer.request('seen', { mac: A, ip: host, via: 'assoc' });
+    assert.deepEqual(await cn1.peer.request('lost', { mac: A, ip: host, why: 'unreachable' }), { paging: 'yes' });
+  } finally {
+    w.service.stop();
+  }
 });
