@@ -8,15 +8,18 @@
 // frames from the other cell (refused by the old CN's presence check as a duplicate MAC), and a
 // DISCOVER flood from random MACs;
 // a new client still gets a lease, the CN's memory stays bounded and its log shows summary lines.
-// Without hostapd (this lab): a flood through one CN cannot take another CN's cells or offers; in
-// the flooded cell a new client is served once the flood stops (the bucket refills in 2 s, the
-// offers lapse after offer_hold) — telling it from the flood needs association (README).
+// Without hostapd (the first lab): a flood through one CN cannot take another CN's cells or offers;
+// in the flooded cell a new client is served once the flood stops (the bucket refills in 2 s, the
+// offers lapse after offer_hold) — telling it from the flood needs association (README). With
+// hostapd (the second lab) it is told: a new client that associated gets its lease in the flooded
+// cell while the flood goes on.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { LAB } from './lab.js';
 import { startUdhcpc } from './dhcp-clients.js';
+import { HostapdStandIns } from './hostapd-standins.js';
 import { startStream, type StreamRun } from './stream.js';
 import { TmipLab, type CnName } from './tmip-lab.js';
 
@@ -256,5 +259,49 @@ describe('attacks from inside the cells', { skip, timeout: 120_000 }, () => {
     await t.cn('cn1').waitForLine(/\d+ more DHCPDECLINEs ignored in the last \d+ s/, 15_000, { stream: 'both' });
     const ignored = logLines(t, 'cn1.log').filter((l) => /ignoring DHCPDECLINE/.test(l)).length;
     assert.ok(ignored <= 6, `${ignored} lines for 5000 ignored DECLINEs`);
+  });
+});
+
+describe('a DISCOVER flood in a cell with hostapd', { skip, timeout: 120_000 }, () => {
+  let standIns: HostapdStandIns;
+  let t: TmipLab;
+
+  before(async () => {
+    standIns = await HostapdStandIns.start();
+    t = await TmipLab.start({ cnExtra: standIns.cnExtra(), mlrExtra: ["\toption max_offers '16'"] });
+    await t.lab.addMs('atk1', 1, { mac: '02:a7:00:00:00:01' });
+  });
+  after(async () => {
+    await t?.destroy();
+    await standIns?.stop();
+  });
+
+  it('a new client that associated gets its lease in the flooded cell while the flood goes on', async () => {
+    const rssBefore = rssKb(t, 'cn1');
+    const logBefore = logLines(t, 'cn1.log').length;
+    const ms = await t.lab.addMs('newcomer', 1);
+    await standIns.hostapd.cn1.assoc(ms.mac);
+    let floodEnded = 0;
+    const flood = inject(t, 'atk1', { kind: 'discover', count: 40_000, src: 'chaddr', chaddr: 'random', rate: 10_000 }).then((n) => {
+      floodEnded = Date.now();
+      return n;
+    });
+    await new Promise((r) => setTimeout(r, 500)); // the flood is under way
+    const lease = await startUdhcpc(t.lab, 'newcomer').waitForLease(20_000);
+    const leasedAt = Date.now();
+    assert.match(lease.ip, /^10\.1\.0\./, 'a cell of the flooded CN');
+    assert.ok((await flood) >= 39_000, 'the flood was sent');
+    assert.ok(leasedAt < floodEnded, `leased ${floodEnded - leasedAt} ms before the flood ended`);
+    // The flood's MACs never associated: no offer was made for them, nothing was allocated.
+    await t.cn('cn1').waitForLine(/more frames from MACs not associated here ignored in the last \d+ s/, 15_000, { stream: 'both' });
+    const offers = logLines(t, 'mlr.log').filter((l) => / -> cn1 \(via dhcp/.test(l) && !l.includes(ms.mac));
+    assert.deepEqual(offers, [], 'no binding for a flooding MAC');
+    const lines = logLines(t, 'cn1.log').length - logBefore;
+    assert.ok(lines < 200, `CN1 logged ${lines} lines for 40 000 frames`);
+    const grown = (rssKb(t, 'cn1') - rssBefore) / 1024;
+    process.stdout.write(
+      `# DISCOVER flood with hostapd, 40 000 frames: lease in the flooded cell during it; CN1 logged ${lines} lines, RSS +${grown.toFixed(1)} MB\n`,
+    );
+    assert.ok(grown < 30, `CN1's RSS grew by ${grown.toFixed(1)} MB`);
   });
 });
