@@ -4,6 +4,11 @@
 // stations with `get_clients`, and follows netifd's `network.device` for WDS station netdevs
 // (`<bss>.staN`: links to other nodes). It never calls `notify_response`: association never waits
 // for us. Arrivals and departures go to the daemon through callbacks.
+// One subscription per BSS, for good: the port's subscription follows its object across hostapd
+// restarts (object removed and re-added) and ubusd restarts, so the watcher never subscribes to a
+// BSS twice. While a BSS is gone it is out of `bsses` and the association table; when it delivers
+// again its stations are re-read with `get_clients`. When ubusd comes back, `hostapd.*` is looked up
+// again for BSSes that appeared meanwhile.
 import { type AssociationTable, bssOfObject, isWdsNetdev } from '../core/association.js';
 import type { Mac } from '../core/ip.js';
 import { LOG, type LogFn } from '../platform/log.js';
@@ -19,7 +24,12 @@ export interface HostapdWatcherOptions {
 }
 
 export class HostapdWatcher {
-  private readonly watched = new Set<string>();
+  /** BSSes we hold a subscription for: one each, never removed (it follows its object). */
+  private readonly subscribed = new Set<string>();
+  /** BSSes whose object is there and delivering now: what `status` reports. */
+  private readonly live = new Set<string>();
+  /** Per BSS, counts found/lost: a get_clients reply older than the newest change is dropped. */
+  private readonly epoch = new Map<string, number>();
 
   constructor(private readonly opts: HostapdWatcherOptions) {}
 
@@ -33,55 +43,96 @@ export class HostapdWatcher {
     await ubus.onEvent('ubus.object.remove', (_type, data) => {
       const path = pathOf(data);
       const bss = path ? bssOfObject(path) : undefined;
-      if (bss) this.unwatch(bss, 'object removed');
+      if (bss) this.lost(bss, 'object removed');
     });
     try {
-      await ubus.subscribe('network.device', (type, data) => this.netdev(type, data));
+      // netifd's object comes back with ubusd: the moment to look for BSSes that appeared meanwhile.
+      await ubus.subscribe(
+        'network.device',
+        (type, data) => this.netdev(type, data),
+        undefined,
+        () => void this.rescan(),
+      );
     } catch (e) {
       log(
         LOG.detect,
         `network.device not available (${e instanceof Error ? e.message : String(e)}); WDS links known from get_clients only`,
       );
     }
-    for (const o of await ubus.lookup('hostapd.*')) {
-      const bss = bssOfObject(o.path);
-      if (bss) await this.watch(bss);
-    }
+    await this.rescan();
     log(
       LOG.info,
-      `Using hostapd association events: ${this.watched.size === 0 ? 'no BSS yet (watching for hostapd objects)' : [...this.watched].map((b) => `hostapd.${b}`).join(', ')}`,
+      `Using hostapd association events: ${this.live.size === 0 ? 'no BSS yet (watching for hostapd objects)' : [...this.live].map((b) => `hostapd.${b}`).join(', ')}`,
     );
   }
 
+  /** The BSSes whose hostapd object is there now. */
   get bsses(): string[] {
-    return [...this.watched];
+    return [...this.live];
+  }
+
+  /** Subscribes to every `hostapd.*` object not subscribed yet. */
+  private async rescan(): Promise<void> {
+    let objects: { path: string }[];
+    try {
+      objects = await this.opts.ubus.lookup('hostapd.*');
+    } catch (e) {
+      this.opts.log(LOG.error, `cannot look up hostapd objects: ${e instanceof Error ? e.message : String(e)}`);
+      return;
+    }
+    for (const o of objects) {
+      const bss = bssOfObject(o.path);
+      if (bss) await this.watch(bss);
+    }
   }
 
   private async watch(bss: string): Promise<void> {
-    if (this.watched.has(bss)) return;
-    const { ubus, table, log } = this.opts;
-    this.watched.add(bss);
-    table.bssAdded(bss);
+    if (this.subscribed.has(bss)) return; // its subscription follows the object: found() runs when it is back
+    const { ubus, log } = this.opts;
+    this.subscribed.add(bss);
     try {
       await ubus.subscribe(
         `hostapd.${bss}`,
         (type, data) => this.notification(bss, type, data),
-        () => this.unwatch(bss, 'subscription ended'),
+        () => this.lost(bss, 'hostapd or ubusd went away'),
+        () => {
+          void this.found(bss);
+          void this.rescan();
+        },
       );
-      const clients = await ubus.call(`hostapd.${bss}`, 'get_clients', {}, 3000).catch(() => undefined);
-      const present = clients === undefined ? [] : table.loadClients(bss, clients);
-      log(LOG.info, `watching hostapd.${bss} (${present.length} station(s) associated)`);
-      for (const mac of present) this.opts.onArrive(mac, bss);
     } catch (e) {
+      this.subscribed.delete(bss); // not subscribed: the next ubus.object.add for it tries again
       log(LOG.error, `cannot watch hostapd.${bss}: ${e instanceof Error ? e.message : String(e)}`);
-      this.unwatch(bss, 'subscribe failed');
+      return;
     }
+    await this.found(bss);
   }
 
-  private unwatch(bss: string, why: string): void {
-    if (!this.watched.delete(bss)) return;
+  /** The BSS delivers (again): take its stations from get_clients; each one present has arrived. */
+  private async found(bss: string): Promise<void> {
+    const { ubus, table, log } = this.opts;
+    const epoch = this.bump(bss);
+    this.live.add(bss);
+    table.bssAdded(bss);
+    const clients = await ubus.call(`hostapd.${bss}`, 'get_clients', {}, 3000).catch(() => undefined);
+    if (this.epoch.get(bss) !== epoch) return; // it went, or came back again, meanwhile
+    const present = clients === undefined ? [] : table.loadClients(bss, clients);
+    log(LOG.info, `watching hostapd.${bss} (${present.length} station(s) associated)`);
+    for (const mac of present) this.opts.onArrive(mac, bss);
+  }
+
+  /** The BSS stopped delivering (hostapd or ubusd went): forget its stations until it is back. */
+  private lost(bss: string, why: string): void {
+    if (!this.live.delete(bss)) return;
+    this.bump(bss);
     this.opts.table.bssRemoved(bss);
-    this.opts.log(LOG.info, `stopped watching hostapd.${bss} (${why})`);
+    this.opts.log(LOG.info, `hostapd.${bss} is gone (${why}); its stations are forgotten until it is back`);
+  }
+
+  private bump(bss: string): number {
+    const n = (this.epoch.get(bss) ?? 0) + 1;
+    this.epoch.set(bss, n);
+    return n;
   }
 
   private notification(bss: string, type: string, data: unknown): void {
@@ -102,7 +153,7 @@ export class HostapdWatcher {
     if (typeof name !== 'string' || !isWdsNetdev(name)) return;
     const bss = name.replace(/\.sta\d+$/, '');
     this.opts.log(LOG.detect, `WDS link ${name} ${type}`);
-    if (!this.watched.has(bss)) return;
+    if (!this.live.has(bss)) return;
     void this.opts.ubus
       .call(`hostapd.${bss}`, 'get_clients', {}, 3000)
       .then((clients) => this.opts.table.loadClients(bss, clients))

@@ -8,7 +8,8 @@ type Notify = (type: string, data: unknown) => void;
 export class FakeUbus implements UbusPort {
   readonly objects = new Map<string, Record<string, (data: Record<string, unknown>) => unknown>>();
   readonly published = new Map<string, Record<string, UbusMethod>>();
-  private readonly subscribers = new Map<string, { notify: Notify; gone?: () => void }[]>();
+  /** Subscriptions follow their object, as the live port's do: kept across unpublish/publish. */
+  private readonly subscribers = new Map<string, { notify: Notify; gone?: () => void; back?: () => void }[]>();
   private readonly events: { pattern: string; handler: Notify }[] = [];
   closed = false;
 
@@ -32,10 +33,10 @@ export class FakeUbus implements UbusPort {
     return { path };
   }
 
-  async subscribe(path: string, onNotify: Notify, onGone?: () => void): Promise<unknown> {
+  async subscribe(path: string, onNotify: Notify, onGone?: () => void, onBack?: () => void): Promise<unknown> {
     if (!this.objects.has(path)) throw new Error(`ubus: subscribe ${path}: Not found`);
     const list = this.subscribers.get(path) ?? [];
-    list.push({ notify: onNotify, ...(onGone ? { gone: onGone } : {}) });
+    list.push({ notify: onNotify, ...(onGone ? { gone: onGone } : {}), ...(onBack ? { back: onBack } : {}) });
     this.subscribers.set(path, list);
     return {};
   }
@@ -55,17 +56,18 @@ export class FakeUbus implements UbusPort {
   publish(path: string, methods: Record<string, (data: Record<string, unknown>) => unknown> = {}): void {
     this.objects.set(path, methods);
     this.emit('ubus.object.add', { id: 1024 + this.objects.size, path });
+    for (const s of this.subscribers.get(path) ?? []) s.back?.();
   }
 
   unpublish(path: string): void {
     this.objects.delete(path);
     for (const s of this.subscribers.get(path) ?? []) s.gone?.();
-    this.subscribers.delete(path);
     this.emit('ubus.object.remove', { path });
   }
 
-  /** The object's owner sends a notification to its subscribers. */
+  /** The object's owner sends a notification to its subscribers; returns how many got it. */
   notify(path: string, type: string, data: unknown): number {
+    if (!this.objects.has(path)) return 0;
     const list = this.subscribers.get(path) ?? [];
     for (const s of list) s.notify(type, data);
     return list.length;

@@ -124,6 +124,11 @@ export interface UbusNotifyOptions {
 export interface UbusSubscribeOptions {
   /** Keep the subscription after the object disappears and re-make it when the path reappears (default true). */
   follow?: boolean;
+  /**
+   * Runs each time the subscription delivers again after `onGone` (its object came back, or ubusd
+   * did): the moment to re-read what was missed meanwhile, e.g. hostapd's `get_clients`.
+   */
+  onActive?: () => void;
 }
 
 export interface UbusSubscription {
@@ -194,11 +199,16 @@ interface SubscriberEntry {
   path: string;
   onNotify: UbusNotifyHandler;
   onGone?: () => void;
+  onActive?: () => void;
   follow: boolean;
   objId: number;
   targetId: number;
   state: 'active' | 'waiting' | 'closed';
   busy: boolean;
+  /** onGone has run since the subscription was last active (so it runs once per outage). */
+  gone: boolean;
+  /** The object came back while a (re)subscription was in flight: try again when it ends. */
+  again: boolean;
 }
 
 interface EventEntry {
@@ -425,16 +435,22 @@ export class UbusClient extends EventEmitter<UbusClientEvents> {
       p.hasSubscribers = false;
     }
     for (const ev of this.events) ev.objId = 0;
+    const interrupted: SubscriberEntry[] = [];
     for (const s of this.subscriptions) {
       s.objId = 0;
       s.targetId = 0;
-      if (s.state === 'active') s.state = 'waiting';
+      if (s.state === 'active') {
+        s.state = 'waiting';
+        interrupted.push(s);
+      }
     }
     if (this.userClosed) return;
     this.log(LOG.error, `ubus: disconnected: ${reason}`);
     this.announce('disconnected', reason);
     if (this.opts.reconnect) this.scheduleReconnect();
     else this.state = 'idle';
+    // Without ubusd nothing is delivered: each subscriber hears so once (onActive when re-made).
+    for (const s of interrupted) this.markGone(s);
   }
 
   private failPending(reason: string): void {
@@ -801,8 +817,11 @@ export class UbusClient extends EventEmitter<UbusClientEvents> {
 
   /**
    * Subscribes to notifications of the object at `path` (which must exist now). `onGone` runs
-   * when ubusd says the object went away; with `follow` (default) the subscription is re-made
-   * when an object with that path appears again.
+   * once each time the subscription stops delivering: ubusd says the object went away, or the
+   * connection to ubusd was lost. With `follow` (default) the subscription is re-made when an
+   * object with that path appears again; after a reconnect it is re-made if the object is there
+   * (or, with `follow`, once it appears). Either way `onActive` runs when it delivers again. A
+   * subscription is one SUBSCRIBE at a time, however often its object or ubusd restart.
    */
   async subscribe(
     path: string,
@@ -819,8 +838,11 @@ export class UbusClient extends EventEmitter<UbusClientEvents> {
       targetId: 0,
       state: 'waiting',
       busy: false,
+      gone: false,
+      again: false,
     };
     if (onGone) entry.onGone = onGone;
+    if (options.onActive) entry.onActive = options.onActive;
     if (entry.follow) await this.ensureObjectWatch();
     entry.busy = true;
     try {
@@ -856,15 +878,27 @@ export class UbusClient extends EventEmitter<UbusClientEvents> {
     await this.requestOk(`subscribe ${s.path}`, UBUS_MSG.SUBSCRIBE, 0, { objid: s.objId, target });
     s.targetId = target;
     s.state = 'active';
+    s.gone = false;
     this.log(LOG.info, `ubus: subscribed to ${s.path} (${target.toString(16).padStart(8, '0')})`);
   }
 
-  /** (Re)subscribes a recorded subscription; an absent target leaves it waiting (follow) or ends it. */
+  /**
+   * Re-subscribes a waiting subscription (never an active one: a second SUBSCRIBE of the same
+   * subscriber object would make ubusd deliver every notification twice); an absent target leaves
+   * it waiting (follow) or ends it. On success the subscriber's onActive runs.
+   */
   private async resubscribe(s: SubscriberEntry): Promise<void> {
-    if (s.busy || s.state === 'closed') return;
+    if (s.state !== 'waiting') return;
+    if (s.busy) {
+      s.again = true;
+      return;
+    }
     s.busy = true;
+    s.again = false;
     try {
       await this.establishSubscription(s);
+      const cb = s.onActive;
+      if (cb) this.safely(`onActive ${s.path}`, cb);
     } catch (e) {
       if (e instanceof UbusError && e.status === UBUS_STATUS.NOT_FOUND) {
         this.log(LOG.info, `ubus: ${s.path} is not there${s.follow ? '; waiting for it to appear' : ''}`);
@@ -875,6 +909,7 @@ export class UbusClient extends EventEmitter<UbusClientEvents> {
     } finally {
       s.busy = false;
     }
+    if (s.again) void this.resubscribe(s);
   }
 
   private endSubscription(s: SubscriberEntry, gone: boolean): void {
@@ -884,7 +919,15 @@ export class UbusClient extends EventEmitter<UbusClientEvents> {
     s.targetId = 0;
     this.subscriptions.delete(s);
     if (id) void this.removeObjectId(id).catch(() => {});
-    if (gone && s.onGone) this.safely(`onGone ${s.path}`, s.onGone);
+    if (gone) this.markGone(s);
+  }
+
+  /** Runs the subscriber's onGone, once per outage. */
+  private markGone(s: SubscriberEntry): void {
+    if (s.gone) return;
+    s.gone = true;
+    const cb = s.onGone;
+    if (cb) this.safely(`onGone ${s.path}`, cb);
   }
 
   private async unsubscribeEntry(s: SubscriberEntry): Promise<void> {
@@ -904,7 +947,7 @@ export class UbusClient extends EventEmitter<UbusClientEvents> {
     s.targetId = 0;
     if (s.follow) {
       s.state = 'waiting';
-      if (s.onGone) this.safely(`onGone ${s.path}`, s.onGone);
+      this.markGone(s);
     } else this.endSubscription(s, true);
   }
 

@@ -29,7 +29,8 @@ export async function openUbusPort(socket: string | undefined, log?: LogFn): Pro
     lookup: async (pattern) => (await client.lookup(pattern)).map((o) => ({ path: o.path })),
     call: (path, method, data, timeoutMs) => client.call(path, method, data as BlobmsgTableInput, timeoutMs),
     addObject: (path, m) => client.addObject(path, methods(m)),
-    subscribe: (path, onNotify, onGone) => client.subscribe(path, (type, data) => onNotify(type, data), onGone),
+    subscribe: (path, onNotify, onGone, onBack) =>
+      client.subscribe(path, (type, data) => onNotify(type, data), onGone, onBack ? { onActive: onBack } : {}),
     onEvent: (pattern, handler) => client.onEvent(pattern, (event, data) => handler(event, data)),
     close: () => client.close(),
   };

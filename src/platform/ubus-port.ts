@@ -14,7 +14,12 @@ export interface UbusPort {
   lookup(pattern: string): Promise<{ path: string }[]>;
   call(path: string, method: string, data: Record<string, unknown>, timeoutMs?: number): Promise<unknown>;
   addObject(path: string, methods: Record<string, UbusMethod>): Promise<unknown>;
-  subscribe(path: string, onNotify: (type: string, data: unknown) => void, onGone?: () => void): Promise<unknown>;
+  /**
+   * One subscription for good: it follows its object. `onGone` runs once each time it stops
+   * delivering (the object went away, or ubusd did); `onBack` when it delivers again (the object
+   * came back, or ubusd did). Subscribing again to the same path would be a second subscription.
+   */
+  subscribe(path: string, onNotify: (type: string, data: unknown) => void, onGone?: () => void, onBack?: () => void): Promise<unknown>;
   onEvent(pattern: string, handler: (type: string, data: unknown) => void): Promise<unknown>;
   close(): void;
 }

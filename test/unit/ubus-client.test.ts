@@ -120,3 +120,40 @@ test('a server that never says HELLO, or says something else first, is refused',
     tmp.cleanup();
   }
 });
+
+test(
+  'a subscription hears onGone and onActive once per outage of its object or of ubusd, and stays one SUBSCRIBE',
+  { timeout: 15_000 },
+  () =>
+    withFake(async (h, fake) => {
+      const hostapd = await h.client();
+      const tmip = await h.client();
+      await hostapd.addObject('hostapd.wl0', {});
+      let gone = 0;
+      let active = 0;
+      const got: string[] = [];
+      const sub = await tmip.subscribe(
+        'hostapd.wl0',
+        (t) => void got.push(t),
+        () => gone++,
+        { onActive: () => active++ },
+      );
+      assert.equal(active, 0, 'not for the first SUBSCRIBE: the caller knows');
+      for (let i = 1; i <= 2; i++) {
+        await hostapd.removeObject('hostapd.wl0');
+        await waitFor(() => gone === 2 * i - 1, 2000, `onGone after removal ${i}`);
+        const obj = await hostapd.addObject('hostapd.wl0', {});
+        await waitFor(() => active === 2 * i - 1, 2000, `onActive after re-add ${i}`);
+        await fake.stop();
+        await waitFor(() => gone === 2 * i, 2000, `onGone when ubusd went ${i}`);
+        await fake.start();
+        await waitFor(() => active === 2 * i && sub.active, 5000, `onActive when ubusd is back ${i}`);
+        assert.equal(gone, 2 * i, 'once per outage');
+        assert.equal(fake.subscribers('hostapd.wl0').length, 1);
+        await waitFor(() => obj.id !== 0 && sub.targetId === obj.id, 2000, 'the re-published object');
+        await obj.notify('assoc', {});
+        await waitFor(() => got.length === i, 2000, 'the notification');
+      }
+      assert.deepEqual(got, ['assoc', 'assoc']);
+    }),
+);
