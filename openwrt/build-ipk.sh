@@ -166,7 +166,14 @@ for prog in tmip-cn tmip-mlr; do
 	default_scripts "$prog"
 done
 add tmip-cn 0600 "$root/files/etc/config/tmip" /etc/config/tmip
+add tmip-cn 0755 "$root/files/etc/uci-defaults/90-tmip-cn" /etc/uci-defaults/90-tmip-cn
 add tmip-mlr 0755 "$root/files/etc/uci-defaults/90-tmip-mlr" /etc/uci-defaults/90-tmip-mlr
+for prog in cn mlr; do
+	add "tmip-$prog" 0755 "$root/files/usr/libexec/tmip/integrate" "/usr/libexec/tmip/$prog-integrate"
+	add "tmip-$prog" 0644 "$root/files/lib/upgrade/keep.d/tmip-$prog" "/lib/upgrade/keep.d/tmip-$prog"
+	# the Makefile's Package/<name>/prerm, run by default_prerm on removal (as the SDK packs it)
+	makedefine "$tmip_mk" "Package/tmip-$prog/prerm" | sed 's/\$\$/$/g' | script "tmip-$prog" prerm-pkg
+done
 
 pack tmip-cn "$tmip_ver" \
 	"$(depends "$(makedefine "$tmip_mk" Package/tmip-cn | sed -n 's/^[[:space:]]*DEPENDS:=//p')")" \

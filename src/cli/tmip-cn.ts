@@ -14,6 +14,7 @@ import { connectMlr } from '../platform/mlr-transport.js';
 import { tlsClientContext } from '../platform/tls-channel.js';
 import { openUbusPort } from '../platform/ubus-port-live.js';
 import { IpMonitorNeighbourWatch } from '../platform/neighbour-watch.js';
+import { resolveNetworks } from '../platform/netifd.js';
 import { fail, parseArgs } from './args.js';
 
 const USAGE = `usage: tmip-cn [-f FILE] [-F] [-D LEVEL] [-s SECTION]
@@ -52,6 +53,22 @@ async function main(): Promise<void> {
     }
   }
   const logger = createLogger(args.value.debug ?? cfg.value.debugLevel, 'tmip-cn');
+  // cn_network / mobile_network: the devices come from netifd; wait for them (and the backbone's address).
+  if (cfg.value.cnNetwork !== undefined || cfg.value.mobileNetwork !== undefined) {
+    const opt = cfg.value.cnNetwork !== undefined ? 'cn_network' : 'mobile_network';
+    const ubus = await openUbusPort(cfg.value.ubusSocket, logger.log).catch((e: unknown) =>
+      fail('tmip-cn', `option ${opt} needs netifd over ubus: ${e instanceof Error ? e.message : String(e)}`),
+    );
+    if (!ubus)
+      fail(
+        'tmip-cn',
+        `option ${opt} needs netifd over ubus, and there is no ubus socket; name the device with option ${opt.replace('_network', '_if')} instead`,
+      );
+    const resolved = await resolveNetworks(cfg.value, ubus, logger.log);
+    ubus.close();
+    if (!resolved.ok) fail('tmip-cn', `bad configuration in ${args.value.file}:\n${resolved.error}`);
+    cfg.value = resolved.value;
+  }
   const daemon = new CnDaemon(cfg.value, {
     net: new IprouteNetOps({ log: logger.log }),
     openLink: (ifname, filter) => openPcapLink(ifname, filter),

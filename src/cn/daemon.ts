@@ -5,6 +5,7 @@
 // the handover (cn/handover.ts), which owns every station's move. The `tmip` ubus object is in
 // cn/ubus-object.ts; the kernel is reached only through NetOps.
 import { AssociationTable } from '../core/association.js';
+import { Backoff } from '../core/backoff.js';
 import type { CnRef } from '../core/binding.js';
 import { formatMlrAddress, type CnConfig, type MlrAddress } from '../core/config.js';
 import { cnGuards, RateLimitedLog } from '../proto/auth.js';
@@ -103,9 +104,7 @@ export class CnDaemon implements CnReport {
     log(LOG.info, `Starting TMip Correspondent Node [${SOFTWARE}] '${cfg.cnName}' for network [${cfg.networkName}]`);
     for (const w of cfg.warnings) log(LOG.info, `config: ${w}`);
 
-    const backbone = await this.interface(cfg.cnIf, 'cn_if');
-    const first = backbone.addresses[0];
-    if (!first) throw new Error(`cn_if '${cfg.cnIf}' has no IPv4 address; give it one or set cn_if to the backbone-facing interface`);
+    const { backbone, first } = await this.backboneAddress();
     const selfAddr = first.ip;
     const mobile = await this.interface(cfg.mobileIf, 'mobile_if');
     log(LOG.info, `Using CN interface ${cfg.cnIf}: IP ${formatIPv4(first.ip)}/${first.prefix}, MAC ${backbone.mac}, MTU ${backbone.mtu}`);
@@ -337,6 +336,26 @@ export class CnDaemon implements CnReport {
   }
 
   // ---- start-up helpers ----
+
+  /**
+   * cn_if and its first IPv4 address. Without one yet (DHCP or a link still coming up at boot) the CN
+   * waits for it instead of exiting: logged once, looked at again with back-off (0.5 s doubling to 10 s).
+   */
+  private async backboneAddress(): Promise<{ backbone: InterfaceInfo; first: InterfaceInfo['addresses'][number] }> {
+    const backoff = new Backoff(500, 10_000);
+    let waited = false;
+    for (;;) {
+      const backbone = await this.interface(this.cfg.cnIf, 'cn_if');
+      const first = backbone.addresses[0];
+      if (first) {
+        if (waited) this.deps.log(LOG.info, `cn_if '${this.cfg.cnIf}' has its IPv4 address now: ${formatIPv4(first.ip)}/${first.prefix}`);
+        return { backbone, first };
+      }
+      if (!waited) this.deps.log(LOG.info, `cn_if '${this.cfg.cnIf}' has no IPv4 address yet; waiting for one (retrying with back-off)`);
+      waited = true;
+      await new Promise((resolve) => setTimeout(resolve, backoff.next()));
+    }
+  }
 
   private async interface(ifname: string, option: string): Promise<InterfaceInfo> {
     try {

@@ -75,8 +75,14 @@ export interface CnConfig {
   networkName: string;
   cnName: string;
   mlr: MlrAddress;
+  /** Backbone device (`cn_if`); '' while it is to be found from `cnNetwork` (tmip-cn resolves it before start). */
   cnIf: string;
+  /** Mobile device (`mobile_if`); '' while it is to be found from `mobileNetwork`. */
   mobileIf: string;
+  /** `option cn_network`: the netifd logical interface (e.g. 'wan') whose device and address are the backbone's. */
+  cnNetwork?: string;
+  /** `option mobile_network`: the netifd logical interface (e.g. 'lan') the stations are on. */
+  mobileNetwork?: string;
   pools: PoolSpec[];
   dnsServers: IPv4[];
   domain?: string;
@@ -243,6 +249,9 @@ export function parseSecret(text: string): Result<string> {
   return ok(text.toLowerCase());
 }
 
+/** A netifd logical interface name (a section name of /etc/config/network; netifd allows 15 bytes). */
+const NETWORK_RE = /^[A-Za-z0-9_]{1,15}$/;
+
 const POOL_EXPECTED = "expected '<interface or CIDR> <first|*> <last|*>', e.g. 'br-lan * *' or '10.20.0.0/16 10.20.1.0 10.20.1.255'";
 
 /**
@@ -363,6 +372,10 @@ class SectionReader {
       .split(/\s+/)
       .filter((w) => w !== '')
       .map((text) => ({ text, line }));
+  }
+
+  hasOption(opt: string): boolean {
+    return this.section.options.has(opt);
   }
 
   required(opt: string, expected: string): Item | undefined {
@@ -536,14 +549,33 @@ export function parseCnConfig(pkg: UciPackage, sectionName?: string): Result<CnC
     r.bad('cn_name', `the section name ${quote(cnName)} is not a valid CN name; set option cn_name (${CN_NAME_EXPECTED})`);
   }
 
-  const ifname = (opt: string, example: string): string | undefined => {
-    const item = r.required(opt, `expected a Linux interface name, e.g. '${example}'`);
-    if (!item) return undefined;
-    const c = checkIfname(item.text);
-    return c.ok ? c.value : r.bad(opt, c.error);
+  // Each side is a device (cn_if, mobile_if) or a netifd logical interface (cn_network, mobile_network).
+  const side = (kind: 'cn' | 'mobile', device: string, network: string): { ifname?: string; network?: string } => {
+    const devOpt = `${kind}_if`;
+    const netOpt = `${kind}_network`;
+    const devItem = r.scalar(devOpt);
+    const netItem = r.scalar(netOpt);
+    const expected = `expected option ${devOpt} with a Linux interface name, e.g. '${device}', or option ${netOpt} with a logical interface of /etc/config/network, e.g. '${network}'`;
+    if (devItem && netItem) {
+      r.bad(netOpt, `given together with option ${devOpt}; set one of them: ${expected}`);
+      return {};
+    }
+    if (netItem) {
+      if (NETWORK_RE.test(netItem.text)) return { network: netItem.text };
+      r.bad(netOpt, `${quote(netItem.text)} is not a logical interface name (1-15 letters, digits and '_'); ${expected}`);
+      return {};
+    }
+    if (!devItem) {
+      if (!r.hasOption(devOpt) && !r.hasOption(netOpt)) r.missing(devOpt, expected);
+      return {};
+    }
+    const c = checkIfname(devItem.text);
+    if (c.ok) return { ifname: c.value };
+    r.bad(devOpt, c.error);
+    return {};
   };
-  const cnIf = ifname('cn_if', 'eth0');
-  const mobileIf = ifname('mobile_if', 'br-lan');
+  const cnSide = side('cn', 'eth0', 'wan');
+  const mobileSide = side('mobile', 'br-lan', 'lan');
 
   const pools: PoolSpec[] = [];
   for (const item of r.many('addr_pool', false)) {
@@ -623,8 +655,8 @@ export function parseCnConfig(pkg: UciPackage, sectionName?: string): Result<CnC
       networkName: networkName!,
       cnName,
       mlr: mlr!,
-      cnIf: cnIf!,
-      mobileIf: mobileIf!,
+      cnIf: cnSide.ifname ?? '',
+      mobileIf: mobileSide.ifname ?? '',
       pools,
       dnsServers,
       leaseTime,
@@ -636,6 +668,8 @@ export function parseCnConfig(pkg: UciPackage, sectionName?: string): Result<CnC
       warnings: [],
     };
     if (domain !== undefined) cfg.domain = domain;
+    if (cnSide.network !== undefined) cfg.cnNetwork = cnSide.network;
+    if (mobileSide.network !== undefined) cfg.mobileNetwork = mobileSide.network;
     if (statusFile !== undefined) cfg.statusFile = statusFile;
     if (ubusSocket !== undefined) cfg.ubusSocket = ubusSocket;
     if (secret !== undefined) cfg.secret = secret;

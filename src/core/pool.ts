@@ -74,8 +74,19 @@ export function countCells(pool: PoolRange): number {
   return count;
 }
 
+/**
+ * The subnet and the addresses handed out from it: first cell's network to last cell's broadcast
+ * ('10.13.150.0/24 [10.13.150.4 - 10.13.150.251]' for 10.13.150.1/24 '* *'), not the subnet's edges;
+ * the configured bounds when no cell fits.
+ */
 export function describePool(pool: PoolRange): string {
-  return `${formatIPv4(pool.network)}/${pool.prefix} [${formatIPv4(pool.first)} - ${formatIPv4(pool.last)}]`;
+  const a = firstCell(pool);
+  const b = lastCell(pool);
+  const range =
+    a === undefined || b === undefined
+      ? `no cell in ${formatIPv4(pool.first)} - ${formatIPv4(pool.last)}`
+      : `${formatIPv4(a)} - ${formatIPv4(b + 3)}`;
+  return `${formatIPv4(pool.network)}/${pool.prefix} [${range}]`;
 }
 
 /** "Available [10.13.150.4 --> 10.13.150.248]", as the original start-up log put it. */

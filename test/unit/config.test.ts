@@ -202,8 +202,9 @@ test('each required option missing is an error naming the section, option and th
   const expected: Record<string, RegExp> = {
     mlr: /expected 'host' or 'host:port'.*e\.g\. '192\.0\.2\.1:6554'/,
     network_name: /expected 1\.\.64 printable characters without spaces/,
-    cn_if: /expected a Linux interface name, e\.g\. 'eth0'/,
-    mobile_if: /expected a Linux interface name, e\.g\. 'br-lan'/,
+    cn_if:
+      /expected option cn_if with a Linux interface name, e\.g\. 'eth0', or option cn_network with a logical interface of \/etc\/config\/network, e\.g\. 'wan'/,
+    mobile_if: /expected option mobile_if with a Linux interface name, e\.g\. 'br-lan', or option mobile_network .* e\.g\. 'lan'/,
   };
   for (const [i, line] of REQUIRED.entries()) {
     const opt = line.split(' ')[1]!;
@@ -673,4 +674,28 @@ test('the shipped file exports and re-parses to the same config', () => {
   const a = value(parseCnConfig(pkg));
   const b = value(parseCnConfig(again));
   assert.deepEqual(b, a);
+});
+
+test('cn_network / mobile_network: a netifd interface instead of a device, never both, checked names', () => {
+  const base = ["option mlr '192.0.2.1'", "option network_name 'campus'"];
+  const cfg = value(cn([...base, "option cn_network 'wan'", "option mobile_network 'lan'"]));
+  assert.equal(cfg.cnNetwork, 'wan');
+  assert.equal(cfg.mobileNetwork, 'lan');
+  assert.equal(cfg.cnIf, '', 'the device comes from netifd at start');
+  assert.equal(cfg.mobileIf, '');
+  assert.deepEqual(cfg.warnings, []);
+  const mixed = value(cn([...base, "option cn_network 'wan'", "option mobile_if 'br-lan'"]));
+  assert.deepEqual([mixed.cnNetwork, mixed.cnIf, mixed.mobileNetwork, mixed.mobileIf], ['wan', '', undefined, 'br-lan']);
+  assert.equal(
+    errorOf(cn([...base, "option cn_if 'eth1'", "option cn_network 'wan'", "option mobile_if 'br-lan'"])),
+    "tmip.@cn[0].cn_network (line 5): given together with option cn_if; set one of them: expected option cn_if with a Linux interface name, e.g. 'eth0', or option cn_network with a logical interface of /etc/config/network, e.g. 'wan'",
+  );
+  assert.match(
+    errorOf(cn([...base, "option cn_network 'wan-1'", "option mobile_if 'br-lan'"])),
+    /^tmip\.@cn\[0\]\.cn_network \(line 4\): 'wan-1' is not a logical interface name \(1-15 letters, digits and '_'\); expected option cn_if/,
+  );
+  assert.match(
+    errorOf(cn([...base, "option cn_if 'eth1'", "option mobile_network 'a_very_long_name_x'"])),
+    /mobile_network \(line 5\): 'a_very_long_name_x' is not a logical interface name/,
+  );
 });

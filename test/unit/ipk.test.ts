@@ -181,7 +181,7 @@ test('each .ipk is a gzipped tar of ./debian-binary "2.0", ./data.tar.gz and ./c
 const EXPECT_DEPENDS: Record<Pkg, string[]> = {
   'tmip-cn': ['libc', 'node', 'node-cap', 'libpcap', 'ip-full', 'kmod-vxlan', 'kmod-ipip', 'kmod-gre', 'nftables'],
   'tmip-mlr': ['libc', 'node'],
-  'luci-app-tmip': ['libc', 'luci-base', 'tmip-cn'],
+  'luci-app-tmip': ['libc', 'luci-base'], // usable on an MLR-only router: no tmip-cn
 };
 
 test('control: Package, Version, Depends, Source, License, Section, Architecture all, Installed-Size, Description', () => {
@@ -228,6 +228,7 @@ test('control.tar.gz: control and conffiles 0644, postinst and prerm 0755, all o
     const names = entries.map((e) => e.name);
     const expected = ['./', './control', './postinst', './prerm'];
     if (pkg === 'tmip-cn') expected.push('./conffiles');
+    if (pkg !== 'luci-app-tmip') expected.push('./prerm-pkg');
     if (pkg === 'luci-app-tmip') expected.push('./postinst-pkg');
     assert.deepEqual([...names].sort(), expected.sort(), pkg);
     for (const e of entries) {
@@ -241,7 +242,7 @@ test('control.tar.gz: control and conffiles 0644, postinst and prerm 0755, all o
 
 test('maintainer scripts pass sh -n and shellcheck, and hand over to OpenWrt default_postinst/default_prerm', () => {
   for (const pkg of PACKAGES) {
-    for (const script of ['postinst', 'prerm', ...(pkg === 'luci-app-tmip' ? ['postinst-pkg'] : [])]) {
+    for (const script of ['postinst', 'prerm', ...(pkg === 'luci-app-tmip' ? ['postinst-pkg'] : ['prerm-pkg'])]) {
       const file = path.join(ipk[pkg]!.dir, 'control', script);
       assert.match(fs.readFileSync(file, 'utf8'), /^#!\/bin\/sh\n/);
       const r = run('sh', ['-n', file]);
@@ -281,6 +282,16 @@ test('maintainer scripts pass sh -n and shellcheck, and hand over to OpenWrt def
     fs.rmSync(root, { recursive: true, force: true });
     fs.rmSync(bare, { recursive: true, force: true });
   }
+  // the packages' own prerm (default_prerm sources it): takes the firewall/dnsmasq defaults out on a
+  // live removal, never in an image build or during an upgrade
+  for (const [pkg, role] of [
+    ['tmip-cn', 'cn'],
+    ['tmip-mlr', 'mlr'],
+  ] as const) {
+    const text = fs.readFileSync(path.join(ipk[pkg]!.dir, 'control/prerm-pkg'), 'utf8');
+    const line = `[ -n "\${IPKG_INSTROOT}" ] || [ "\${PKG_UPGRADE}" = 1 ] || /usr/libexec/tmip/${role}-integrate remove`;
+    assert.ok(text.split('\n').includes(line), `${pkg} prerm-pkg:\n${text}`);
+  }
   // luci.mk's postinst: nothing in an image build
   const r = run('/bin/sh', [path.join(ipk['luci-app-tmip']!.dir, 'control/postinst-pkg')], {
     env: { PATH: '/nonexistent', IPKG_INSTROOT: '/tmp' },
@@ -304,12 +315,17 @@ const EXPECT_FILES: Record<Pkg, Record<string, [number, string]>> = {
     '/usr/sbin/tmip-cn': [0o755, 'files/usr/sbin/tmip-cn'],
     '/etc/init.d/tmip-cn': [0o755, 'files/etc/init.d/tmip-cn'],
     '/etc/config/tmip': [0o600, 'files/etc/config/tmip'],
+    '/etc/uci-defaults/90-tmip-cn': [0o755, 'files/etc/uci-defaults/90-tmip-cn'],
+    '/usr/libexec/tmip/cn-integrate': [0o755, 'files/usr/libexec/tmip/integrate'],
+    '/lib/upgrade/keep.d/tmip-cn': [0o644, 'files/lib/upgrade/keep.d/tmip-cn'],
   },
   'tmip-mlr': {
     '/usr/lib/tmip/tmip-mlr.js': [0o755, 'dist/tmip-mlr.js'],
     '/usr/sbin/tmip-mlr': [0o755, 'files/usr/sbin/tmip-mlr'],
     '/etc/init.d/tmip-mlr': [0o755, 'files/etc/init.d/tmip-mlr'],
     '/etc/uci-defaults/90-tmip-mlr': [0o755, 'files/etc/uci-defaults/90-tmip-mlr'],
+    '/usr/libexec/tmip/mlr-integrate': [0o755, 'files/usr/libexec/tmip/integrate'],
+    '/lib/upgrade/keep.d/tmip-mlr': [0o644, 'files/lib/upgrade/keep.d/tmip-mlr'],
   },
   'luci-app-tmip': {
     '/www/luci-static/resources/view/tmip/settings.js': [

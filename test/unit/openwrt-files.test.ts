@@ -62,6 +62,15 @@ function q(v: string): string {
 
 const SHELL_FILES = ALL_FILES.filter((f) => f.endsWith('.sh') || /^#!\s*\/bin\/sh\b/.test(fs.readFileSync(f, 'utf8').split('\n')[0] ?? ''));
 
+test('each daemon is its own command: /usr/sbin/<name> execs node on the bundle with its arguments', () => {
+  for (const prog of ['tmip-cn', 'tmip-mlr']) {
+    const text = fs.readFileSync(path.join(FILES, 'usr/sbin', prog), 'utf8');
+    assert.match(text, /^#!\/bin\/sh\n/);
+    const execs = text.split('\n').filter((l) => l.startsWith('exec '));
+    assert.deepEqual(execs, [`exec /usr/bin/node /usr/lib/tmip/${prog}.js "$@"`], 'exec keeps the pid procd logs under');
+  }
+});
+
 test('the expected shell scripts are there and executable', () => {
   const names = SHELL_FILES.map(rel);
   for (const f of [
@@ -70,6 +79,8 @@ test('the expected shell scripts are there and executable', () => {
     'files/usr/sbin/tmip-cn',
     'files/usr/sbin/tmip-mlr',
     'files/etc/uci-defaults/90-tmip-mlr',
+    'files/etc/uci-defaults/90-tmip-cn',
+    'files/usr/libexec/tmip/integrate',
     'openwrt/build-ipk.sh',
   ]) {
     assert.ok(names.includes(f), `${f} is a shell script under files/ or openwrt/`);
@@ -337,7 +348,7 @@ function stubForm(state: FormState = {}) {
     DynamicList: option('DynamicList'),
     MultiValue: option('MultiValue'),
   };
-  const widgets = { DeviceSelect: option('DeviceSelect') };
+  const widgets = { DeviceSelect: option('DeviceSelect'), NetworkSelect: option('NetworkSelect') };
   return { form, widgets, maps };
 }
 
@@ -447,6 +458,8 @@ function daemonAccepts(type: SettingsType, opt: string, value: string, list: boo
 const x = (c: string, n: number) => c.repeat(n);
 
 const CN_SAMPLES: Record<string, string[]> = {
+  cn_network: ['wan', 'wan_2', 'WAN', x('n', 15), x('n', 16), 'wan-1', 'wan 2', 'br.lan'],
+  mobile_network: ['lan', x('n', 15), x('n', 16), 'lan/2'],
   mlr: [
     '10.0.0.1',
     '10.0.0.1:6554',
@@ -589,6 +602,8 @@ const KEY_SAMPLES: Record<string, string[]> = {
 
 /** Options that only make sense with others set: those are set too, in the form and in the config. */
 const COMPANIONS: Record<string, Record<string, string>> = {
+  'cn.cn_network': { cn_if: '' },
+  'cn.mobile_network': { mobile_if: '' },
   'cn.tls_cert': { tls_key: '/etc/tmip/cn.key' },
   'cn.tls_key': { tls_cert: '/etc/tmip/cn.pem' },
   'mlr.tls_cert': { tls_key: '/etc/tmip/mlr.key' },
@@ -689,6 +704,8 @@ test('every option on the settings page is one the daemons know', async () => {
     mqtt_ca: '/etc/tmip/broker-ca.pem',
     auth: '1',
     cn: 'ap1',
+    cn_network: 'wan',
+    mobile_network: 'lan',
   };
   const all = (type: SettingsType) => {
     const opts: Record<string, string> = {};
@@ -699,6 +716,14 @@ test('every option on the settings page is one the daemons know', async () => {
     return { opts, lists: new Set(sections[type]!.options.filter((o) => o.kind === 'DynamicList').map((o) => o.name)) };
   };
   const cn = all('cn');
+  // each side is a device or a logical interface, not both: the networks here, the devices below
+  delete cn.opts['cn_if'];
+  delete cn.opts['mobile_if'];
+  const devices = parseFor(
+    'cn',
+    sectionLines('cn', { ...cn.opts, cn_network: '', mobile_network: '', cn_if: 'eth0', mobile_if: 'wlan0' }, cn.lists).join('\n') + '\n',
+  );
+  assert.ok(devices.ok && devices.value.warnings.length === 0, devices.ok ? devices.value.warnings.join('; ') : devices.error);
   const mlr = all('mlr');
   const key = all('key');
   const cnText = sectionLines('cn', cn.opts, cn.lists).join('\n') + '\n';
@@ -846,10 +871,31 @@ test('the settings validators check the options that go together as the daemons 
 
 test('optional settings may be left empty, required ones may not', async () => {
   const sections = await settingsSections();
-  const required = new Set(['cn.mlr', 'cn.network_name', 'cn.cn_if', 'cn.mobile_if', 'mlr.network_name', 'key.cn', 'key.secret']);
+  const required = new Set(['cn.mlr', 'cn.network_name', 'mlr.network_name', 'key.cn', 'key.secret']);
+  // one of each pair: a device or a logical interface
+  const pairs: Record<string, string> = {
+    cn_if: 'cn_network',
+    cn_network: 'cn_if',
+    mobile_if: 'mobile_network',
+    mobile_network: 'mobile_if',
+  };
+  for (const [opt, partner] of Object.entries(pairs)) {
+    const neither = await luciVerdict('cn', opt, '', { [partner]: '' });
+    assert.notEqual(neither, true, `cn.${opt}: one of ${opt} and ${partner} is needed`);
+    assert.equal(parseFor('cn', sampleConfig('cn', { [opt]: '', [partner]: '' })).ok, false, 'nor does the daemon take neither');
+    assert.equal(
+      await luciVerdict('cn', opt, '', { [partner]: partner.endsWith('_if') ? 'eth1' : 'wan' }),
+      true,
+      `cn.${opt} may be empty when ${partner} is set`,
+    );
+    const both = await luciVerdict('cn', opt, opt.endsWith('_if') ? 'eth1' : 'wan', {
+      [partner]: partner.endsWith('_if') ? 'eth1' : 'wan',
+    });
+    assert.notEqual(both, true, `cn.${opt} and ${partner} together are refused`);
+  }
   for (const type of ['cn', 'mlr', 'key']) {
     for (const o of sections[type]!.options) {
-      if (!o.validate) continue;
+      if (!o.validate || (type === 'cn' && o.name in pairs)) continue;
       const empty = o.validate(SID, '');
       if (required.has(`${type}.${o.name}`)) {
         assert.notEqual(empty, true, `${type}.${o.name} is required`);
@@ -910,6 +956,25 @@ test('flags default to on and are written as 0 when cleared; levels and tunnel t
     );
   }
   for (const name of ['cn_if', 'mobile_if']) assert.equal(optionNamed(sections.cn!, name).kind, 'DeviceSelect');
+  for (const name of ['cn_network', 'mobile_network']) assert.equal(optionNamed(sections.cn!, name).kind, 'NetworkSelect');
+  // the labels are the daemons' levels (src/platform/log.ts), not syslog's
+  for (const type of ['cn', 'mlr']) {
+    const labels = optionNamed(sections[type]!, 'debug_level').values.map((v) => String(v[1]));
+    assert.match(labels[0]!, /^0 – nothing$/);
+    assert.match(labels[1]!, /^1 – errors$/);
+    assert.match(labels[2]!, /^2 – start-up and state changes$/);
+    assert.match(labels[3]!, /^3 – each handover step$/);
+    assert.match(labels[5]!, /^5 – every protocol message$/);
+    for (const l of labels) assert.doesNotMatch(l, /emergenc|alert|critical|warning|notice/, 'no syslog severities');
+  }
+  const shipped = fs.readFileSync(SHIPPED_CONFIG, 'utf8');
+  assert.doesNotMatch(shipped, /emergenc/, 'nor in the shipped config');
+  // a new MLR (or CN) section comes with the network name filled in: it can be saved as it is
+  for (const type of ['cn', 'mlr'] as const) {
+    const o = optionNamed(sections[type]!, 'network_name');
+    assert.equal(o.default, 'tmip');
+    assert.equal(o.validate!(SID, String(o.default)), true);
+  }
 });
 
 test('titles and help texts of the settings page are markup as meant: no text is swallowed as a tag', async () => {
@@ -1304,6 +1369,11 @@ for (const [shape, statusReply] of [
     await polls[0]!.fn();
     assert.equal(notice.style.display, '');
     assert.match(textOf(notice), /not running.*Object not found/);
+    assert.match(
+      textOf(notice),
+      /only the location register \(tmip-mlr without tmip-cn\).*Settings page.*logread -e tmip-mlr/,
+      'an MLR-only router is told why',
+    );
     assert.deepEqual(tableRows(page, 'No clients'), []);
     assert.ok(textOf(page).includes('No clients'), 'an empty table shows its placeholder');
     assert.equal(tableRows(page, 'No tunnels').length, 1, 'a method that still answers keeps its table');
@@ -1471,6 +1541,7 @@ procd_open_instance() { echo "open_instance $1"; }
 procd_set_param() { printf 'set_param'; printf '\t%s' "$@"; echo; }
 procd_close_instance() { echo "close_instance"; }
 procd_add_reload_trigger() { echo "reload_trigger $*"; }
+procd_add_interface_trigger() { echo "interface_trigger $*"; }
 logger() { echo "logger $*"; }
 . "$HARNESS_INIT"
 echo "START=$START STOP=$STOP USE_PROCD=$USE_PROCD"
@@ -1483,14 +1554,19 @@ interface Instance {
   params: Record<string, string[]>;
 }
 
-function runInit(script: 'tmip-cn' | 'tmip-mlr', configText: string, args: string[] = [], shell: string[] = ['sh']) {
+function runInit(script: 'tmip-cn' | 'tmip-mlr', configText: string, args: string[] = [], shell: string[] = ['sh'], keepD?: string) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmip-init-'));
   const config = path.join(dir, 'tmip');
   const harness = path.join(dir, 'harness.sh');
   fs.writeFileSync(config, configText);
   fs.writeFileSync(harness, HARNESS);
   const r = run(shell[0]!, [...shell.slice(1), harness, ...args], {
-    env: { PATH: process.env.PATH, HARNESS_CONFIG: config, HARNESS_INIT: path.join(FILES, 'etc/init.d', script) },
+    env: {
+      PATH: process.env.PATH,
+      HARNESS_CONFIG: config,
+      HARNESS_INIT: path.join(FILES, 'etc/init.d', script),
+      TMIP_KEEP_D: keepD ?? path.join(dir, 'keep.d'),
+    },
   });
   fs.rmSync(dir, { recursive: true, force: true });
   assert.equal(r.code, 0, `harness for ${script} (${shell.join(' ')}) failed:\n${r.stderr}\n${r.stdout}`);
@@ -1583,9 +1659,10 @@ test('tmip-cn init: one procd instance per enabled cn section, with a command li
     instances.forEach((inst, i) => {
       const [ref, cnIf, netdev] = expect[i]!;
       const cmd = inst.params.command!;
-      assert.deepEqual(cmd, ['/usr/bin/node', '/usr/lib/tmip/tmip-cn.js', '-f', '/etc/config/tmip', '-F', '-s', ref]);
-      const args = parseArgs(cmd.slice(2), '/nonexistent');
-      assert.ok(args.ok, `tmip-cn accepts ${cmd.slice(2).join(' ')}`);
+      // its own command (syslog shows tmip-cn[pid]), which runs the bundle with the same arguments
+      assert.deepEqual(cmd, ['/usr/sbin/tmip-cn', '-f', '/etc/config/tmip', '-F', '-s', ref]);
+      const args = parseArgs(cmd.slice(1), '/nonexistent');
+      assert.ok(args.ok, `tmip-cn accepts ${cmd.slice(1).join(' ')}`);
       const { file, foreground, section, help, debug } = args.value;
       assert.deepEqual(
         { file, foreground, section, help, debug },
@@ -1631,7 +1708,23 @@ test('tmip-cn init: the shipped config starts nothing until the MLR address is s
   assert.equal(after.instances.length, 1);
   const inst = after.instances[0]!;
   assert.deepEqual(inst.params.command!.slice(-2), ['-s', '@cn[0]']);
-  assert.deepEqual(inst.params.netdev, ['br-lan', 'eth0']);
+  // the shipped section names logical interfaces: procd restarts it on their netifd events
+  assert.equal(inst.params.netdev, undefined, 'no device to watch');
+  assert.deepEqual(
+    after.other.filter((l) => l.startsWith('interface_trigger ')),
+    ['interface_trigger interface.* wan /etc/init.d/tmip-cn restart', 'interface_trigger interface.* lan /etc/init.d/tmip-cn restart'],
+  );
+  const devices = runInit(
+    'tmip-cn',
+    configured
+      .replace("option cn_network 'wan'", "option cn_if 'eth1'")
+      .replace("option mobile_network 'lan'", "option mobile_if 'br-lan'"),
+  );
+  assert.deepEqual(devices.instances[0]!.params.netdev, ['br-lan', 'eth1']);
+  assert.deepEqual(
+    devices.other.filter((l) => l.startsWith('interface_trigger ')),
+    [],
+  );
   assert.ok(parseCnConfig(uci(configured), '@cn[0]').ok);
   const off = runInit('tmip-cn', configured.replace("option enabled '1'", "option enabled '0'"));
   assert.deepEqual(off.instances, [], "option enabled '0' is honoured");
@@ -1664,8 +1757,8 @@ test('tmip-mlr init: one procd instance per enabled mlr section, with a command 
     assert.equal(instances.length, 1);
     const inst = instances[0]!;
     const cmd = inst.params.command!;
-    assert.deepEqual(cmd, ['/usr/bin/node', '/usr/lib/tmip/tmip-mlr.js', '-f', '/etc/config/tmip', '-F', '-s', '@mlr[0]']);
-    const args = parseArgs(cmd.slice(2), '/nonexistent');
+    assert.deepEqual(cmd, ['/usr/sbin/tmip-mlr', '-f', '/etc/config/tmip', '-F', '-s', '@mlr[0]']);
+    const args = parseArgs(cmd.slice(1), '/nonexistent');
     assert.ok(args.ok && args.value.section === '@mlr[0]' && args.value.foreground);
     const cfg = parseMlrConfig(pkg, '@mlr[0]');
     assert.ok(cfg.ok && cfg.value.port === 7000, 'the instance gets the enabled section');
@@ -1674,6 +1767,33 @@ test('tmip-mlr init: one procd instance per enabled mlr section, with a command 
     assert.deepEqual(inst.params.stdout, ['1']);
     assert.deepEqual(inst.params.stderr, ['1']);
     assert.equal(inst.params.netdev, undefined);
+  }
+});
+
+test('sysupgrade keeps the config and the MLR state: keep.d files, and the state file wherever it is configured', () => {
+  assert.deepEqual(fs.readFileSync(path.join(FILES, 'lib/upgrade/keep.d/tmip-mlr'), 'utf8').split('\n'), [
+    '/etc/config/tmip',
+    '/etc/tmip/',
+    '',
+  ]);
+  assert.deepEqual(fs.readFileSync(path.join(FILES, 'lib/upgrade/keep.d/tmip-cn'), 'utf8').split('\n'), ['/etc/tmip/', '']);
+  const keepD = fs.mkdtempSync(path.join(os.tmpdir(), 'tmip-keep-'));
+  const keep = path.join(keepD, 'tmip-mlr-state');
+  try {
+    const withState = (p: string) => MLR_CONFIG.replace("option port '7000'", `option port '7000'\n\toption state_file '${p}'`);
+    runInit('tmip-mlr', withState('/etc/tmip/mlr.state'), [], ['sh'], keepD);
+    assert.equal(fs.existsSync(keep), false, 'under /etc/tmip/ the package keep.d file covers it');
+    runInit('tmip-mlr', withState('/srv/tmip/mlr.state'), [], ['sh'], keepD);
+    assert.equal(fs.readFileSync(keep, 'utf8'), '/srv/tmip/mlr.state\n/srv/tmip/mlr.state.journal\n', 'the state file and its journal');
+    const mtime = fs.statSync(keep).mtimeMs;
+    fs.utimesSync(keep, new Date(0), new Date(0));
+    runInit('tmip-mlr', withState('/srv/tmip/mlr.state'), [], ['sh'], keepD);
+    assert.equal(fs.statSync(keep).mtimeMs, 0, 'not rewritten when nothing changed (flash)');
+    assert.ok(mtime > 0);
+    runInit('tmip-mlr', MLR_CONFIG, [], ['sh'], keepD);
+    assert.equal(fs.existsSync(keep), false, 'no state file, nothing listed');
+  } finally {
+    fs.rmSync(keepD, { recursive: true, force: true });
   }
 });
 
@@ -1751,7 +1871,8 @@ test('the feed Makefiles follow the OpenWrt layout and carry the package.json ve
   assert.match(tmip, /^\$\(eval \$\(call BuildPackage,tmip-mlr\)\)$/m);
   assert.match(tmip, /^\s+PKGARCH:=all$/m);
   assert.match(tmip, /^define Package\/tmip-cn\/conffiles\n\/etc\/config\/tmip\nendef$/m);
-  assert.match(luci, /^LUCI_DEPENDS:=\+luci-base \+tmip-cn$/m);
+  // usable on an MLR-only router: no dependency on tmip-cn (node-cap, libpcap, kernel modules)
+  assert.match(luci, /^LUCI_DEPENDS:=\+luci-base$/m);
   assert.match(luci, /^include \$\(TOPDIR\)\/feeds\/luci\/luci\.mk$/m);
   assert.match(luci, /^# call BuildPackage - OpenWrt buildroot signature$/m, 'the signature the feed scanner looks for');
   // node-cap builds the version of cap the project locks, from the npm registry

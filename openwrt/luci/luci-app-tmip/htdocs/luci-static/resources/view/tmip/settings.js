@@ -25,6 +25,13 @@ var MLR_SCHEMES = { tcp: 6554, tls: 6555, mqtt: 1883, mqtts: 8883 };
 var CN_NAME_RE = /^[A-Za-z0-9._:-](?:[A-Za-z0-9 ._:-]{0,62}[A-Za-z0-9._:-])?$/;
 /* config.ts parseSecret: a 32-byte key as 64 hex digits */
 var SECRET_RE = /^[0-9A-Fa-f]{64}$/;
+/* config.ts NETWORK_RE: a logical interface of /etc/config/network (cn_network, mobile_network) */
+var NETWORK_RE = /^[A-Za-z0-9_]{1,15}$/;
+/* The daemons' log levels (src/platform/log.ts), 0..7 */
+var LOG_LEVELS = [
+	'nothing', 'errors', 'start-up and state changes', 'each handover step',
+	'detection (associations, traffic of arriving clients)', 'every protocol message', 'debugging', 'debugging, all of it'
+];
 
 /* An IPv4 address a.b.c.d as a number, or null. */
 function parseIPv4(text) {
@@ -216,6 +223,28 @@ function validatePairedPath(partner) {
 	};
 }
 
+/*
+ * One side of a CN (kind 'cn': the backbone, 'mobile': the clients): a device (<kind>_if) or a logical
+ * interface of /etc/config/network (<kind>_network), exactly one of them (config.ts side()).
+ */
+function validateSide(kind, network) {
+	var own = kind + (network ? '_network' : '_if'), partner = kind + (network ? '_if' : '_network');
+
+	return function(section_id, value) {
+		var other = fieldValue(this, section_id, partner);
+
+		revalidate(this, section_id, [ partner ]);
+
+		if (isEmpty(value))
+			return isEmpty(other) ? _('Set a device (%s) or a logical interface (%s)').format(kind + '_if', kind + '_network') : true;
+		if (!isEmpty(other))
+			return _('Set either %s or %s, not both').format(own, partner);
+		if (network)
+			return NETWORK_RE.test(value) || _('Expecting a logical interface name: 1..15 letters, digits and "_", e.g. "wan"');
+		return ifnameProblem(value) || true;
+	};
+}
+
 var validate = {
 	/* 'host', 'host:port' (MLRP over TCP, default port 6554) or tcp://, tls://, mqtt://, mqtts://host[:port] */
 	mlr: validateRequired(function(section_id, value) {
@@ -275,9 +304,11 @@ var validate = {
 		return true;
 	}),
 
-	ifname: validateRequired(function(section_id, value) {
-		return ifnameProblem(value) || true;
-	}),
+	/* each side of a CN is a device (cn_if, mobile_if) or a logical interface (cn_network, mobile_network): one of them */
+	cn_if: validateSide('cn', false),
+	cn_network: validateSide('cn', true),
+	mobile_if: validateSide('mobile', false),
+	mobile_network: validateSide('mobile', true),
 
 	/* '<interface or CIDR> <first|*> <last|*>' */
 	addr_pool: validateOptional(function(section_id, value) {
@@ -355,14 +386,10 @@ var validate = {
 	decline_quarantine: validateInteger(0, 86400, _('Expecting a number of seconds 0..86400'))
 };
 
+/* the daemons' levels, not syslog's: each level adds to the one below it */
 function debugLevels(o) {
-	var names = [
-		_('emergencies only'), _('alerts'), _('critical'), _('errors'),
-		_('warnings'), _('notices'), _('informational'), _('debug')
-	];
-
-	for (var i = 0; i < names.length; i++)
-		o.value(String(i), '%d – %s'.format(i, names[i]));
+	for (var i = 0; i < LOG_LEVELS.length; i++)
+		o.value(String(i), '%d – %s'.format(i, _(LOG_LEVELS[i])));
 
 	o.default = '2';
 }
@@ -406,7 +433,7 @@ return view.extend({
 
 		o = s.taboption('general', form.Value, 'network_name', _('Network name'),
 			_('Identical on every CN and on the MLR.'));
-		o.placeholder = 'tmip';
+		o.default = 'tmip';
 		o.rmempty = false;
 		o.validate = validate.network_name;
 
@@ -415,17 +442,25 @@ return view.extend({
 		o.placeholder = 'Library 2nd floor';
 		o.validate = validate.cn_name;
 
-		o = s.taboption('general', widgets.DeviceSelect, 'cn_if', _('Backbone interface'),
-			_('The Linux device towards the routed backbone (other CNs and the MLR).'));
-		o.noaliases = true;
-		o.rmempty = false;
-		o.validate = validate.ifname;
+		o = s.taboption('general', widgets.NetworkSelect, 'cn_network', _('Backbone network'),
+			_('The logical interface towards the routed backbone (other CNs and the MLR), e.g. wan. The CN takes its device and address from netifd, waits until it has an IPv4 address, and restarts when it changes. Or set the backbone device below instead.'));
+		o.nocreate = true;
+		o.validate = validate.cn_network;
 
-		o = s.taboption('general', widgets.DeviceSelect, 'mobile_if', _('Mobile interface'),
-			_('The Linux device the wireless clients are on, usually the Wi-Fi bridge; may equal the backbone interface.'));
+		o = s.taboption('general', widgets.DeviceSelect, 'cn_if', _('Backbone device'),
+			_('Instead of a backbone network: the Linux device towards the backbone.'));
 		o.noaliases = true;
-		o.rmempty = false;
-		o.validate = validate.ifname;
+		o.validate = validate.cn_if;
+
+		o = s.taboption('general', widgets.NetworkSelect, 'mobile_network', _('Mobile network'),
+			_('The logical interface the wireless clients are on, e.g. lan; may be the backbone\'s. Or set the mobile device below instead.'));
+		o.nocreate = true;
+		o.validate = validate.mobile_network;
+
+		o = s.taboption('general', widgets.DeviceSelect, 'mobile_if', _('Mobile device'),
+			_('Instead of a mobile network: the Linux device the wireless clients are on, usually the Wi-Fi bridge.'));
+		o.noaliases = true;
+		o.validate = validate.mobile_if;
 
 		o = s.taboption('addresses', form.DynamicList, 'addr_pool', _('Address pools'),
 			_('"&lt;interface or subnet&gt; &lt;first|*&gt; &lt;last|*&gt;": hands out the whole /30 cells of the interface\'s subnet or of a subnet a.b.c.d/len, narrowed to first..last. Without a pool the CN borrows cells from other CNs.'));
@@ -507,7 +542,7 @@ return view.extend({
 		o.validate = validate.new_station_rate;
 
 		o = s.taboption('advanced', form.Value, 'ubus_socket', _('ubus socket'),
-			_('Path of the ubusd socket; default /var/run/ubus/ubus.sock, then /var/run/ubus.sock.'));
+			_('Path of the ubusd socket the CN uses for hostapd\'s events, netifd (backbone and mobile networks) and its status object; default /var/run/ubus/ubus.sock, then /var/run/ubus.sock.'));
 		o.placeholder = '/var/run/ubus/ubus.sock';
 		o.validate = validate.path;
 
@@ -531,7 +566,7 @@ return view.extend({
 
 		o = s.taboption('general', form.Value, 'network_name', _('Network name'),
 			_('Identical to the CNs\' network name.'));
-		o.placeholder = 'tmip';
+		o.default = 'tmip';
 		o.rmempty = false;
 		o.validate = validate.network_name;
 
@@ -555,7 +590,7 @@ return view.extend({
 		o.validate = validate.ipv4;
 
 		o = s.taboption('general', form.Value, 'state_file', _('State file'),
-			_('File where bindings persist across restarts (optional; each change is written to it).'));
+			_('File where bindings persist across restarts (optional). Every change is appended to a journal beside it (FILE.journal), compacted into FILE now and then. Under /etc/tmip/ it survives reboots and upgrades at the cost of flash writes; under /tmp nothing is written to flash, but the bindings are lost at reboot.'));
 		o.placeholder = '/etc/tmip/mlr.state';
 		o.validate = validate.path;
 

@@ -12,7 +12,8 @@
  *                pools: [...], tunnel_types: [...], clients_here, hostapd: { enabled, present, bss: [...] } }
  *              (or the same wrapped as { status: {...} })
  *   clients -> { clients: [ { mac, ip, parent, current, here, associated, expires } ] }
- *              (expires: seconds left, or a Unix time)
+ *              (expires: seconds left, or a Unix time; the binding's end at the MLR: the lease plus the MLR's
+ *              lease_grace, so the column says 'Binding expires in', not 'Lease')
  *   tunnels -> { tunnels: [ { name, type, peer, key, mtu } ] }
  *   peers   -> { peers: [ { name, addr, online } ] }
  *   reload  -> the button below
@@ -123,7 +124,7 @@ return view.extend({
 
 		if (status.error) {
 			dom.content(nodes.notice, E('p', {}, [
-				E('em', {}, [ _('The correspondent node is not running or not reachable over ubus (%s). Start it with /etc/init.d/tmip-cn start; see logread -e tmip-cn.')
+				E('em', {}, [ _('The correspondent node is not running or not reachable over ubus (%s). Start it with /etc/init.d/tmip-cn start; see logread -e tmip-cn. On a router that runs only the location register (tmip-mlr without tmip-cn) there is nothing to show here: the MLR is set up on the Settings page, and logread -e tmip-mlr shows its log.')
 					.format(status.error.message || status.error) ])
 			]));
 			nodes.notice.style.display = '';
@@ -176,7 +177,7 @@ return view.extend({
 		var nodes = {
 			notice: E('div', { 'class': 'alert-message warning', 'style': 'display:none' }),
 			status: E('table', { 'class': 'table' }),
-			clients: table([ _('MAC address'), _('IPv4 address'), _('Parent CN'), _('Current CN'), _('Here'), _('Associated'), _('Lease expires in') ]),
+			clients: table([ _('MAC address'), _('IPv4 address'), _('Parent CN'), _('Current CN'), _('Here'), _('Associated'), _('Binding expires in') ]),
 			tunnels: table([ _('Device'), _('Type'), _('Peer'), _('Key'), _('MTU') ]),
 			peers: table([ _('CN'), _('Address'), _('Online') ])
 		};
