@@ -85,6 +85,8 @@ interface Running {
 export class CnDaemon implements CnReport {
   private run: Running | undefined;
   private peerList: CnRef[] = [];
+  /** The MLR's lease_grace: a binding's expiry is the client's lease end plus this (bind reply). */
+  private leaseGraceMs = 0;
   private ubus: UbusPort | undefined;
   private watcher: HostapdWatcher | undefined;
   private guardFlush: NodeJS.Timeout | undefined;
@@ -159,12 +161,16 @@ export class CnDaemon implements CnReport {
     const mlr: MlrLink = new MlrLink({
       describe: formatMlrAddress(cfg.mlr),
       connect: () => deps.connect(cfg.mlr),
-      bindBody: () => this.bindBody(),
+      bindBody: () => {
+        handover.beginResync();
+        return this.bindBody();
+      },
       name: cfg.cnName,
       ...(cfg.secret !== undefined ? { guard: cnGuards(cfg.cnName, cfg.secret, (m) => log(LOG.error, `auth: ${m}`)) } : {}),
       serve: (peer) => handover.serve(peer),
       onBound: (reply) => {
         this.peerList = reply.peers;
+        this.leaseGraceMs = (reply.leaseGrace ?? 0) * 1000;
         return handover.reestablish(reply.bindings);
       },
       log,
@@ -312,7 +318,8 @@ export class CnDaemon implements CnReport {
       current: b.current?.name ?? '',
       here: b.current?.name === this.cfg.cnName,
       associated: this.associations.station(b.mac) !== undefined,
-      expires: Math.max(0, Math.round((b.expires - now) / 1000)),
+      // The client's lease end: the MLR keeps a binding `lease_grace` longer than the lease.
+      expires: Math.max(0, Math.round((b.expires - this.leaseGraceMs - now) / 1000)),
     }));
   }
 

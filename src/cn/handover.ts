@@ -180,6 +180,11 @@ export class CnHandover {
   private readonly byHost = new Map<IPv4, Mac>();
   /** Stations the MLR asked us to page, until their answer is no longer expected. */
   private readonly paged = new Map<Mac, PagedStation>();
+  /**
+   * While a (re-)bind is under way (beginResync() to reestablish()): the stations the MLR has committed
+   * or removed since, whose state is newer than what the bind's pages may say.
+   */
+  private resync: Set<Mac> | undefined;
   private readonly now: () => number;
   readonly stats = {
     reports: 0,
@@ -538,6 +543,7 @@ export class CnHandover {
     this.byTx.delete(tx);
     s.reserved = undefined;
     this.setBinding(s, involves(b, self) ? b : undefined);
+    this.resync?.add(b.mac);
     s.phase = 'applying';
     try {
       const added = await this.o.dataplane.apply(this.bindings());
@@ -571,19 +577,29 @@ export class CnHandover {
       this.setBinding(s, undefined);
       this.forgetIfEmpty(s);
     }
+    this.resync?.add(b.mac);
     await this.o.dataplane.apply(this.bindings());
     this.o.log(LOG.handover, `host ${b.mac} ${formatIPv4(cellOf(b.cell).host)}: binding removed by the MLR`);
+  }
+
+  /** A bind is being sent: note the commits and removes that arrive before its list is applied. */
+  beginResync(): void {
+    this.resync = new Set();
   }
 
   /**
    * After a (re-)bind: the MLR's list is the whole truth. Apply it, announce the gateways we serve, and
    * move stations hostapd says are associated here but the MLR places elsewhere (they arrived while
-   * the MLR was out of reach).
+   * the MLR was out of reach). A list that came in pages may be older, for some station, than a commit
+   * or remove the MLR sent while the pages were on their way: a station committed or removed since
+   * beginResync() keeps what that commit or remove said.
    */
   async reestablish(list: BindingView[]): Promise<void> {
     const { self } = this.o;
-    for (const s of this.stations.values()) this.setBinding(s, undefined);
-    for (const b of list) if (involves(b, self)) this.setBinding(this.record(b.mac), b);
+    const newer = this.resync ?? new Set<Mac>();
+    this.resync = undefined;
+    for (const s of this.stations.values()) if (!newer.has(s.mac)) this.setBinding(s, undefined);
+    for (const b of list) if (involves(b, self) && !newer.has(b.mac)) this.setBinding(this.record(b.mac), b);
     for (const s of [...this.stations.values()]) this.forgetIfEmpty(s);
     const added = await this.o.dataplane.apply(this.bindings());
     for (const b of this.bindings()) if (servedBy(b, self) && !added.includes(cellOf(b.cell).gateway)) this.announce(b);

@@ -24,6 +24,9 @@ export interface MlrLinkOptions {
   maxBackoffMs?: number;
 }
 
+/** Pages a re-bind may take (MAX_BINDINGS_PER_CN / a page of 400, many times over): a loop bound, not a limit in use. */
+const MAX_SYNC_PAGES = 1000;
+
 export class MlrLink implements MlrApi {
   private peer: RpcPeer | undefined;
   private stopped = false;
@@ -98,7 +101,8 @@ export class MlrLink implements MlrApi {
       this.peer = peer;
       this.backoff.reset();
       log(LOG.info, `Binding CN to the mobile network: Bind accepted (${this.opts.describe})`);
-      await this.opts.onBound(reply);
+      const paged = reply.bindingsNext !== undefined || reply.peersNext !== undefined;
+      await this.opts.onBound(paged ? await this.rest(peer, reply) : reply);
       this.firstBind?.resolve();
       this.firstBind = undefined;
     } catch (e) {
@@ -123,5 +127,30 @@ export class MlrLink implements MlrApi {
       if (this.peer === peer) this.peer = undefined;
       this.schedule();
     }
+  }
+
+  /** The bind reply was the first page: fetch the others (`sync`) and return the whole list as one reply. */
+  private async rest(peer: RpcPeer, first: ReplyBody<'bind'>): Promise<ReplyBody<'bind'>> {
+    const bindings = [...first.bindings];
+    const peers = [...first.peers];
+    let next: { bindingsNext?: string; peersNext?: string } = first;
+    for (let i = 0; i < MAX_SYNC_PAGES && (next.bindingsNext !== undefined || next.peersNext !== undefined); i++) {
+      const page: ReplyBody<'sync'> = await peer.request(
+        'sync',
+        {
+          ...(next.bindingsNext !== undefined ? { bindingsAfter: next.bindingsNext } : {}),
+          ...(next.peersNext !== undefined ? { peersAfter: next.peersNext } : {}),
+        },
+        5000,
+      );
+      bindings.push(...page.bindings);
+      peers.push(...page.peers);
+      next = page;
+    }
+    this.opts.log(
+      LOG.info,
+      `Binding CN to the mobile network: ${bindings.length} binding(s) and ${peers.length} peer(s) received in pages`,
+    );
+    return { bindings, peers, ...(first.leaseGrace !== undefined ? { leaseGrace: first.leaseGrace } : {}) };
   }
 }

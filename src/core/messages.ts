@@ -43,6 +43,15 @@ export type DetectedVia = Infer<typeof detectedVia>;
 const txId = int(1, Number.MAX_SAFE_INTEGER);
 const online = literal('yes', 'no');
 
+/**
+ * Replies that list bindings, peers or CNs carry one page each, so that every message stays far below
+ * the 256 KiB frame whatever the register holds (a binding encodes to at most about 300 bytes, a peer
+ * to about 100, a CN with 64 pools to tens of kilobytes: CN pages are cut by size too, in
+ * mlr/service.ts). A reply that has more says where the next page starts (`…Next`: the last key
+ * sent); the next request passes it as `…After`.
+ */
+export const PAGE = { bindings: 400, peers: 500, cns: 100 } as const;
+
 /** Request bodies, by message type, and the body of their successful reply. */
 export const requests = {
   // CN -> MLR
@@ -54,7 +63,29 @@ export const requests = {
       pools: array(pool, 64),
       software: optional(str(64)),
     }),
-    reply: object({ bindings: array(bindingCodec), peers: array(cnRefCodec, 4096) }),
+    /** The first page of what involves the CN; with a `…Next`, ask `sync` for the rest before acting on it. */
+    reply: object({
+      bindings: array(bindingCodec, PAGE.bindings),
+      peers: array(cnRefCodec, PAGE.peers),
+      bindingsNext: optional(mac),
+      peersNext: optional(str(64)),
+      /** The MLR's lease_grace (s): a binding's `expires` is the client's lease end plus this. */
+      leaseGrace: optional(int(0, 31536000)),
+    }),
+  },
+  /**
+   * The next pages after a bind reply with a `…Next`: bindings involving this CN with a MAC after
+   * `bindingsAfter`, peers with a name after `peersAfter` (each in its own order; an absent `…After`
+   * with the other given means that list is complete and returns nothing of it).
+   */
+  sync: {
+    body: object({ bindingsAfter: optional(mac), peersAfter: optional(str(64)) }),
+    reply: object({
+      bindings: array(bindingCodec, PAGE.bindings),
+      peers: array(cnRefCodec, PAGE.peers),
+      bindingsNext: optional(mac),
+      peersNext: optional(str(64)),
+    }),
   },
   ping: { body: object({}), reply: object({ time: int(0, Number.MAX_SAFE_INTEGER) }) },
   /** DHCPDISCOVER: find or allocate a cell for this MAC and hold it as an offer. */
@@ -86,9 +117,15 @@ export const requests = {
   },
   /** Every other CN of the network, for status displays and connectivity checks. */
   peers: { body: object({}), reply: object({ peers: array(object({ name: str(64), addr: ipv4, online }), 4096) }) },
+  /** The register, a page at a time (`…After` as `…Next` of the previous page; none: from the start). */
   status: {
-    body: object({}),
-    reply: object({ cns: array(object({ name: str(64), addr: ipv4, online, pools: array(pool, 64) })), bindings: array(bindingCodec) }),
+    body: object({ cnsAfter: optional(str(64)), bindingsAfter: optional(mac) }),
+    reply: object({
+      cns: array(object({ name: str(64), addr: ipv4, online, pools: array(pool, 64) }), PAGE.cns),
+      bindings: array(bindingCodec, PAGE.bindings),
+      cnsNext: optional(str(64)),
+      bindingsNext: optional(mac),
+    }),
   },
   // MLR -> CN
   /** Phase 1: can you take part? A CN reserves what the move needs; `abort` gives it back. */

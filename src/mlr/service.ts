@@ -33,7 +33,7 @@
 import type { BindingView } from '../core/binding.js';
 import { CN_NAME_EXPECTED, CN_NAME_RE, DEFAULT_DECLINE_QUARANTINE, DEFAULT_MAX_OFFERS } from '../core/config.js';
 import { cellOf, formatIPv4, type IPv4 } from '../core/ip.js';
-import type { ReplyBody, RequestBody } from '../core/messages.js';
+import { PAGE, type ReplyBody, type RequestBody } from '../core/messages.js';
 import type { Binding, Registry } from '../core/registry.js';
 import { err, ok, type Result } from '../core/result.js';
 import { LOG, type LogFn } from '../platform/log.js';
@@ -48,7 +48,7 @@ const DEFAULT_STATIC_HOLD_S = 3600;
  * Bindings one CN may create and hold (offers made through it plus bindings it serves): far above
  * what one AP serves, low enough that a misbehaving CN cannot grow the MLR's memory without bound.
  */
-export const MAX_BINDINGS_PER_CN = 4096;
+export const MAX_BINDINGS_PER_CN = 16384;
 /** CNs the registry keeps: bounds it when, with authentication off, anyone can bind under any name. */
 const MAX_CNS = 4096;
 
@@ -76,8 +76,62 @@ export interface MlrServiceOptions {
   handover?: Pick<HandoverOptions, 'prepareTimeoutMs' | 'commitTimeoutMs' | 'probeTimeoutMs' | 'deadlineMs' | 'reconcileDelaysMs'>;
 }
 
+/** How long status() keeps the register's sorted key order (pages asked within it share one sort). */
+const STATUS_ORDER_MS = 5000;
+/** A reply page's share of the 256 KiB frame, by estimated encoded size (CN records vary with their pools). */
+const PAGE_BYTES = 160 * 1024;
+
+/** Items after key `after` in key order, at most `max`; `next` is the last key sent when more follow. */
+function pageOf<T>(items: T[], key: (t: T) => string, after: string | undefined, max: number): { items: T[]; next?: string } {
+  const sorted = items
+    .filter((t) => after === undefined || key(t) > after)
+    .sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+  if (sorted.length <= max) return { items: sorted };
+  const page = sorted.slice(0, max);
+  return { items: page, next: key(page[page.length - 1]!) };
+}
+
+/**
+ * The page after `after` of sorted `keys`, each looked up now (gone: skipped), at most `max` items and
+ * about PAGE_BYTES by `size` (at least one item); `next` is the last key sent when more follow.
+ */
+function pageOfSorted<T>(
+  keys: readonly string[],
+  after: string | undefined,
+  max: number,
+  lookup: (key: string) => T | undefined,
+  size: (t: T) => number,
+): { items: T[]; next?: string } {
+  let i = 0;
+  if (after !== undefined) {
+    let lo = 0;
+    let hi = keys.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (keys[mid]! <= after) lo = mid + 1;
+      else hi = mid;
+    }
+    i = lo;
+  }
+  const items: T[] = [];
+  let bytes = 0;
+  let last: string | undefined;
+  for (; i < keys.length && items.length < max; i++) {
+    const v = lookup(keys[i]!);
+    if (v === undefined) continue;
+    const n = size(v);
+    if (items.length > 0 && bytes + n > PAGE_BYTES) break;
+    items.push(v);
+    bytes += n;
+    last = keys[i];
+  }
+  return i < keys.length && last !== undefined ? { items, next: last } : { items };
+}
+
 export class MlrService {
   private readonly sessions = new Map<string, RpcPeer>();
+  /** status(): the register's key order, sorted once per STATUS_ORDER_MS. */
+  private statusOrder: { at: number; macs: string[]; cns: string[] } | undefined;
   private readonly now: () => number;
   /** Which CN each still-offered binding was offered through (for MAX_BINDINGS_PER_CN). */
   private readonly offeredVia = new Map<string, string>();
@@ -157,7 +211,8 @@ export class MlrService {
     peer.handle('seen', (body) => bound((cn) => this.handovers.withLock(body.mac, () => this.seen(cn, body))));
     peer.handle('release', (body) => bound((cn) => this.handovers.withLock(body.mac, () => this.release(cn, body))));
     peer.handle('lost', (body) => bound((cn) => this.pager.lost(cn, body)));
-    peer.handle('status', () => this.status());
+    peer.handle('status', (body) => this.status(body));
+    peer.handle('sync', (body) => bound((cn) => this.syncPage(cn, body)));
     // Answered before bind too: `tmip-cn -E` evaluates connectivity without taking over a CN's session.
     peer.handle('peers', () => ({
       peers: this.registry
@@ -203,16 +258,12 @@ export class MlrService {
     this.sessions.set(body.cn.name, peer);
     this.registry.setOnline(body.cn.name, true);
     this.opts.onChange?.();
-    const bindings = this.views(this.registry.involving(body.cn.name));
+    const first = this.syncPage(body.cn.name, {});
     this.opts.log(
       LOG.info,
-      `CN '${body.cn.name}' bound from ${remoteAddr ?? '?'} (addr ${formatIPv4(body.cn.addr)}, tunnels ${body.tunnels.join(',') || 'none'}, ${pools.length} pool(s), ${bindings.length} binding(s) to re-establish)`,
+      `CN '${body.cn.name}' bound from ${remoteAddr ?? '?'} (addr ${formatIPv4(body.cn.addr)}, tunnels ${body.tunnels.join(',') || 'none'}, ${pools.length} pool(s), ${this.registry.involving(body.cn.name).length} binding(s) to re-establish)`,
     );
-    const peers = this.registry
-      .allCns()
-      .filter((c) => c.name !== body.cn.name)
-      .map((c) => ({ name: c.name, addr: c.addr }));
-    return ok({ bindings, peers });
+    return ok({ ...first, leaseGrace: Math.round(this.opts.leaseGraceMs / 1000) });
   }
 
   // ---- DHCP ----
@@ -408,12 +459,78 @@ export class MlrService {
     return due.length;
   }
 
-  status(): ReplyBody<'status'> {
+  /**
+   * One page of what involves `cn` (the bind reply is the first): bindings with a MAC after
+   * `bindingsAfter` and peers with a name after `peersAfter`, each in that order. A list whose cursor
+   * is absent while the other's is given is complete already: nothing of it is sent again.
+   */
+  syncPage(cn: string, body: RequestBody<'sync'>): ReplyBody<'sync'> {
+    const resuming = body.bindingsAfter !== undefined || body.peersAfter !== undefined;
+    const out: ReplyBody<'sync'> = { bindings: [], peers: [] };
+    if (!resuming || body.bindingsAfter !== undefined) {
+      const page = pageOf(this.registry.involving(cn), (b) => b.mac, body.bindingsAfter, PAGE.bindings);
+      out.bindings = this.views(page.items);
+      if (page.next !== undefined) out.bindingsNext = page.next;
+    }
+    if (!resuming || body.peersAfter !== undefined) {
+      const others = this.registry.allCns().filter((c) => c.name !== cn);
+      const page = pageOf(others, (c) => c.name, body.peersAfter, PAGE.peers);
+      out.peers = page.items.map((c) => ({ name: c.name, addr: c.addr }));
+      if (page.next !== undefined) out.peersNext = page.next;
+    }
+    return out;
+  }
+
+  /**
+   * The register, one page of CNs and one of bindings (once paging, a list whose cursor is absent is
+   * complete and not sent again). The MLR's whole key order is sorted once and
+   * kept for STATUS_ORDER_MS, so that walking 100,000 bindings costs one sort, not one per page;
+   * every page reads the values current when it is asked for (a binding gone meanwhile is skipped).
+   */
+  status(body: RequestBody<'status'> = {}): ReplyBody<'status'> {
+    const now = this.now();
+    if (!this.statusOrder || now - this.statusOrder.at > STATUS_ORDER_MS) {
+      this.statusOrder = {
+        at: now,
+        macs: this.registry
+          .allBindings()
+          .map((b) => b.mac)
+          .sort(),
+        cns: this.registry
+          .allCns()
+          .map((c) => c.name)
+          .sort(),
+      };
+    }
+    const order = this.statusOrder;
+    // As in sync: once paging, a list whose cursor is absent is complete and is not sent again.
+    const resuming = body.cnsAfter !== undefined || body.bindingsAfter !== undefined;
+    const none: { items: never[]; next?: string } = { items: [] };
+    const cnPage =
+      resuming && body.cnsAfter === undefined
+        ? none
+        : pageOfSorted(
+            order.cns,
+            body.cnsAfter,
+            PAGE.cns,
+            (name) => this.registry.cn(name),
+            (c) => c.pools.reduce((n, p) => n + 100 + p.exclude.length * 18, 150),
+          );
+    const bindingPage =
+      resuming && body.bindingsAfter === undefined
+        ? none
+        : pageOfSorted(
+            order.macs,
+            body.bindingsAfter,
+            PAGE.bindings,
+            (mac) => this.registry.binding(mac),
+            () => 300,
+          );
     return {
-      cns: this.registry
-        .allCns()
-        .map((c) => ({ name: c.name, addr: c.addr, online: this.sessions.has(c.name) ? 'yes' : 'no', pools: c.pools })),
-      bindings: this.views(this.registry.allBindings()),
+      cns: cnPage.items.map((c) => ({ name: c.name, addr: c.addr, online: this.sessions.has(c.name) ? 'yes' : 'no', pools: c.pools })),
+      bindings: this.views(bindingPage.items),
+      ...(cnPage.next !== undefined ? { cnsNext: cnPage.next } : {}),
+      ...(bindingPage.next !== undefined ? { bindingsNext: bindingPage.next } : {}),
     };
   }
 

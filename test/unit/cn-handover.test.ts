@@ -424,3 +424,24 @@ test('page: nothing is sent for a station served here; a page for a non-host add
     'no request for N+1 (only announcements of N+2)',
   );
 });
+
+test('a re-bind in pages: a commit that arrives while the pages are on their way is newer than the list', async () => {
+  const { h } = setup();
+  const other = '02:aa:00:00:00:05';
+  await h.commit(1, { ...toCn2, mac: other, cell: ip('10.1.0.8') });
+  h.beginResync();
+  // While the pages come: MS arrives at cn2 (commit) and `other` is removed.
+  await h.commit(2, toCn2);
+  await h.remove({ ...toCn2, mac: other, cell: ip('10.1.0.8') });
+  // The pages were read before both: MS at cn3 (cn2 takes no part), `other` still served here.
+  await h.reestablish([
+    { ...toCn2, current: cn3 },
+    { ...toCn2, mac: other, cell: ip('10.1.0.8') },
+  ]);
+  assert.deepEqual(h.station(MS)?.binding, toCn2, "the commit's binding stands");
+  assert.equal(h.station(other)?.binding, undefined, 'the remove stands');
+  // Without a resync under way, the list is the whole truth again.
+  await h.reestablish([{ ...toCn2, mac: other, cell: ip('10.1.0.8') }]);
+  assert.equal(h.station(MS)?.binding, undefined);
+  assert.equal(h.station(other)?.binding?.mac, other);
+});

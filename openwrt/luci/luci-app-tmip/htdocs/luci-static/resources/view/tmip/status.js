@@ -12,8 +12,8 @@
  *                pools: [...], tunnel_types: [...], clients_here, hostapd: { enabled, present, bss: [...] } }
  *              (or the same wrapped as { status: {...} })
  *   clients -> { clients: [ { mac, ip, parent, current, here, associated, expires } ] }
- *              (expires: seconds left, or a Unix time; the binding's end at the MLR: the lease plus the MLR's
- *              lease_grace, so the column says 'Binding expires in', not 'Lease')
+ *              (expires: seconds left of the client's DHCP lease, or a Unix time; the CN takes the MLR's
+ *              lease_grace off the binding's end, which it learns when it binds)
  *   tunnels -> { tunnels: [ { name, type, peer, key, mtu } ] }
  *   peers   -> { peers: [ { name, addr, online } ] }
  *   reload  -> the button below
@@ -177,7 +177,7 @@ return view.extend({
 		var nodes = {
 			notice: E('div', { 'class': 'alert-message warning', 'style': 'display:none' }),
 			status: E('table', { 'class': 'table' }),
-			clients: table([ _('MAC address'), _('IPv4 address'), _('Parent CN'), _('Current CN'), _('Here'), _('Associated'), _('Binding expires in') ]),
+			clients: table([ _('MAC address'), _('IPv4 address'), _('Parent CN'), _('Current CN'), _('Here'), _('Associated'), _('Lease expires in') ]),
 			tunnels: table([ _('Device'), _('Type'), _('Peer'), _('Key'), _('MTU') ]),
 			peers: table([ _('CN'), _('Address'), _('Online') ])
 		};
