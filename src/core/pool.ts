@@ -48,8 +48,9 @@ export function poolHasCell(pool: PoolRange, network: IPv4): boolean {
   return (network & 3) === 0 && cellUsable(pool, network);
 }
 
-export function* cellsOf(pool: PoolRange): Generator<IPv4, void, undefined> {
-  let n = ((pool.first + 3) & ~3) >>> 0;
+/** The pool's usable cells in address order, from the first (or the first at or after `from`). */
+export function* cellsOf(pool: PoolRange, from = 0): Generator<IPv4, void, undefined> {
+  let n = ((Math.max(pool.first, from) + 3) & ~3) >>> 0;
   for (; n + 3 <= pool.last && n >= pool.first; n += 4) {
     if (cellUsable(pool, n)) yield n;
   }

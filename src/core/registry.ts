@@ -82,6 +82,14 @@ export class Registry {
   private readonly quarantined = new Map<IPv4, Quarantine>();
   private nextKey = 1;
   private watcher: ((change: RegistryChange) => void) | undefined;
+  /**
+   * Per pool, where allocate() starts looking: no cell below it was available when it last looked,
+   * except those freed since (a remove or a move lowers it) or quarantined then. So an allocation
+   * costs O(1) amortised, not a scan from the pool's first cell past every bound one.
+   */
+  private readonly freeFrom = new WeakMap<PoolRange, IPv4>();
+  /** Every CN's pools by first address (pools never overlap), for the pool of a freed cell; rebuilt when a CN changes. */
+  private poolIndex: PoolRange[] | undefined;
 
   constructor(readonly tunnelPreference: readonly TunnelType[]) {}
 
@@ -110,6 +118,7 @@ export class Registry {
     const old = this.cns.get(rec.name);
     const record: CnRecord = { ...rec, online: true };
     this.cns.set(rec.name, record);
+    this.poolIndex = undefined;
     if (!old || !sameCn(old, rec))
       this.watcher?.({ kind: 'cn', cn: { name: rec.name, addr: rec.addr, tunnels: rec.tunnels, pools: rec.pools } });
     return ok(record);
@@ -193,10 +202,37 @@ export class Registry {
     const others = [...this.cns.values()].filter((c) => c.name !== forCn).sort((a, b) => Number(b.online) - Number(a.online));
     for (const c of self ? [self, ...others] : others) {
       for (const pool of c.pools) {
-        for (const cell of cellsOf(pool)) if (this.isCellAvailable(cell, now)) return { cell, parent: c.name };
+        let quarantinedFirst: IPv4 | undefined;
+        for (const cell of cellsOf(pool, this.freeFrom.get(pool))) {
+          if (this.byCell.has(cell)) continue;
+          if (this.quarantineOf(cell, now) !== undefined) {
+            quarantinedFirst ??= cell; // free once its quarantine ends: the next look starts no later
+            continue;
+          }
+          this.freeFrom.set(pool, quarantinedFirst ?? cell);
+          return { cell, parent: c.name };
+        }
+        this.freeFrom.set(pool, quarantinedFirst ?? pool.last + 1);
       }
     }
     return undefined;
+  }
+
+  /** `cell` may be free now: allocate() must look at it again. */
+  private mayBeFree(cell: IPv4): void {
+    this.poolIndex ??= [...this.cns.values()].flatMap((c) => c.pools).sort((a, b) => a.first - b.first);
+    const pools = this.poolIndex;
+    let lo = 0;
+    let hi = pools.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (pools[mid]!.first <= cell) lo = mid + 1;
+      else hi = mid;
+    }
+    const pool = pools[lo - 1];
+    if (!pool || cell > pool.last) return;
+    const from = this.freeFrom.get(pool);
+    if (from !== undefined && cell < from) this.freeFrom.set(pool, cell);
   }
 
   // ---- bindings ----
@@ -219,7 +255,10 @@ export class Registry {
     const holder = this.byCell.get(b.cell);
     if (holder !== undefined && holder !== b.mac) return err(`cell ${formatIPv4(b.cell)}/30 is bound to ${holder}`);
     const old = this.bindings.get(b.mac);
-    if (old && old.cell !== b.cell) this.byCell.delete(old.cell);
+    if (old && old.cell !== b.cell) {
+      this.byCell.delete(old.cell);
+      this.mayBeFree(old.cell);
+    }
     const copy = { ...b };
     this.bindings.set(b.mac, copy);
     this.byCell.set(b.cell, b.mac);
@@ -231,7 +270,10 @@ export class Registry {
     const b = this.bindings.get(mac);
     if (!b) return undefined;
     this.bindings.delete(mac);
-    if (this.byCell.get(b.cell) === mac) this.byCell.delete(b.cell);
+    if (this.byCell.get(b.cell) === mac) {
+      this.byCell.delete(b.cell);
+      this.mayBeFree(b.cell);
+    }
     this.watcher?.({ kind: 'remove', mac });
     return b;
   }
@@ -337,6 +379,7 @@ export class Registry {
     }
     for (const q of s.quarantined ?? []) loaded.quarantine(q.cell, q.until, q.by);
     for (const [k, v] of loaded.cns) this.cns.set(k, v);
+    this.poolIndex = undefined;
     for (const [k, v] of loaded.bindings) this.bindings.set(k, v); // checked by loaded.put() above
     for (const [k, v] of loaded.byCell) this.byCell.set(k, v);
     for (const [k, v] of loaded.pairs) this.pairs.set(k, v);
