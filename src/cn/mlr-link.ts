@@ -5,7 +5,15 @@
 import { Backoff } from '../core/backoff.js';
 import type { ReplyBody, RequestBody, RequestType } from '../core/messages.js';
 import { LOG, type LogFn } from '../platform/log.js';
-import { AUTH_FAILED, RpcError, RpcPeer, type MessageChannel, type RpcGuard } from '../proto/rpc.js';
+import {
+  AUTH_FAILED,
+  DEFAULT_HEARTBEAT,
+  RpcError,
+  RpcPeer,
+  type HeartbeatOptions,
+  type MessageChannel,
+  type RpcGuard,
+} from '../proto/rpc.js';
 import type { MlrApi } from './mlr-api.js';
 
 export interface MlrLinkOptions {
@@ -22,6 +30,8 @@ export interface MlrLinkOptions {
   name?: string;
   minBackoffMs?: number;
   maxBackoffMs?: number;
+  /** The heartbeat on the MLR session (proto/rpc.ts; default DEFAULT_HEARTBEAT, false = none): a silent MLR is left and reconnected. */
+  heartbeat?: HeartbeatOptions | false;
 }
 
 /** Pages a re-bind may take (MAX_BINDINGS_PER_CN / a page of 400, many times over): a loop bound, not a limit in use. */
@@ -84,7 +94,11 @@ export class MlrLink implements MlrApi {
       this.schedule();
       return;
     }
-    const peer = new RpcPeer(channel, this.opts.guard ? { guard: this.opts.guard(`MLR ${this.opts.describe}`) } : {});
+    const heartbeat = this.opts.heartbeat === false ? {} : { heartbeat: this.opts.heartbeat ?? DEFAULT_HEARTBEAT };
+    const peer = new RpcPeer(channel, {
+      ...heartbeat,
+      ...(this.opts.guard ? { guard: this.opts.guard(`MLR ${this.opts.describe}`) } : {}),
+    });
     peer.onProtocolError = (m) => log(LOG.error, `protocol error from MLR: ${m}`);
     this.opts.serve(peer);
     channel.onClose((reason) => {

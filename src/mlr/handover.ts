@@ -22,7 +22,9 @@
 // - The new current CN is offline: rolled back at once (nobody was asked anything).
 // - The previous current CN says the station still answers in its cell (probe): rolled back at once
 //   (nobody was prepared); a probe that fails or times out lets the move proceed.
-// - Another participant is offline: skipped; it learns the binding when it binds again.
+// - Another participant is offline: skipped; it learns the binding when it binds again. So is one
+//   whose session ends while it is asked to prepare (the heartbeat, proto/rpc.ts, closes a silent
+//   CN's session within DEFAULT_HEARTBEAT.missMs): the move goes on without it.
 // - A participant refuses `prepare`, or does not answer before its time-out: every participant that
 //   was asked gets `abort` (not awaited: a CN also drops an unconfirmed reservation by itself), the
 //   registry is untouched, the move is refused. The lock is free again at once.
@@ -207,11 +209,19 @@ export class Handovers {
       }
 
       tx.phase = 'preparing';
+      const askedSessions = online.map((n) => this.o.session(n));
       const prepared = await Promise.allSettled(
         online.map((n) => this.ask(n, 'prepare', body, this.phaseTimeout(tx, this.o.prepareTimeoutMs))),
       );
-      const refusals = prepared.flatMap((r, i) => (r.status === 'rejected' ? [`${online[i]}: ${reason(r)}`] : []));
+      // A participant other than the new current CN whose session ended while it was asked (the
+      // heartbeat found it silent: hung, powered off, cut off) is skipped as if it had been offline
+      // from the start; it learns the binding when it binds again.
+      const wentOffline = online.filter((n, i) => n !== to && prepared[i]!.status === 'rejected' && this.o.session(n) !== askedSessions[i]);
+      const refusals = prepared.flatMap((r, i) =>
+        r.status === 'rejected' && !wentOffline.includes(online[i]!) ? [`${online[i]}: ${reason(r)}`] : [],
+      );
       if (refusals.length > 0) return this.rollBack(tx, online, `handover aborted: ${refusals.join('; ')}`);
+      if (wentOffline.length > 0) log(LOG.handover, `tx ${tx.id}: ${wentOffline.join(',')} went offline while preparing: skipped`);
 
       const stored = registry.put(proposed);
       if (!stored.ok) return this.rollBack(tx, online, `handover aborted: ${stored.error}`);
@@ -221,10 +231,14 @@ export class Handovers {
 
       tx.phase = 'committing';
       const commitMs = Math.max(MIN_COMMIT_MS, this.phaseTimeout(tx, this.o.commitTimeoutMs));
-      const committed = await Promise.allSettled(online.map((n) => this.ask(n, 'commit', body, commitMs)));
+      // Committed: every participant connected now (one that went offline and bound again since gets
+      // the commit on its new session; one still offline learns the move from its next bind reply).
+      const committers = online.filter((n) => !wentOffline.includes(n) || this.o.session(n) !== undefined);
+      tx.participants = committers;
+      const committed = await Promise.allSettled(committers.map((n) => this.ask(n, 'commit', body, commitMs)));
       committed.forEach((r, i) => {
         if (r.status === 'fulfilled') return;
-        const cn = online[i]!;
+        const cn = committers[i]!;
         log(LOG.error, `tx ${tx.id}: ${cn} failed to commit (${reason(r)}); the registry keeps the move and ${cn} will be reconciled`);
         this.reconcile(cn, b.mac, view.value);
       });

@@ -9,7 +9,7 @@ import type { TunnelType } from '../core/tunnel.js';
 import { LOG, type LogFn } from '../platform/log.js';
 import type { StateFile } from '../platform/state-file.js';
 import { Authenticator, MLR_ID } from '../proto/auth.js';
-import { RpcPeer, type MessageChannel } from '../proto/rpc.js';
+import { DEFAULT_HEARTBEAT, RpcPeer, type HeartbeatOptions, type MessageChannel } from '../proto/rpc.js';
 import { RegistryStore } from './persistence.js';
 import { MlrService, type MlrServiceOptions } from './service.js';
 
@@ -28,6 +28,8 @@ export interface MlrOptions {
   keys?: readonly CnKey[];
   /** How often "authentication is OFF" is logged again while it is off (default 10 minutes). */
   authOffReminderMs?: number;
+  /** The heartbeat on every CN session (proto/rpc.ts; default DEFAULT_HEARTBEAT, false = none): a silent CN goes offline. */
+  heartbeat?: HeartbeatOptions | false;
 }
 
 /** A listening transport: calls `onChannel` for every CN that connects. */
@@ -95,7 +97,8 @@ export async function startMlr(opts: MlrOptions, deps: MlrDeps): Promise<Mlr> {
     : undefined;
   const peers = new Set<RpcPeer>();
   const listener = await listenAll(Array.isArray(deps.listen) ? deps.listen : [deps.listen], (channel, remoteAddr) => {
-    const peer = new RpcPeer(channel, auth ? { guard: auth.session(channel.peer) } : {});
+    const heartbeat = opts.heartbeat === false ? {} : { heartbeat: opts.heartbeat ?? DEFAULT_HEARTBEAT };
+    const peer = new RpcPeer(channel, { ...heartbeat, ...(auth ? { guard: auth.session(channel.peer) } : {}) });
     peers.add(peer);
     channel.onClose(() => peers.delete(peer));
     log(LOG.proto, `connection from ${channel.peer}`);

@@ -7,6 +7,13 @@
 // anything else looks at it; without a guard messages travel unauthenticated (`option auth '0'`).
 // Bounded: at most `maxInbound` handler calls run at once (more get a 'busy' error) and at most
 // `maxPending` own requests wait for replies (more are refused at once).
+// Heartbeat (option `heartbeat`, issue 9): every message that arrives counts as a sign of life; when
+// nothing has arrived for `intervalMs` (75-100 % of it, at random) the peer sends a `ping` request
+// (again each interval while the silence lasts), and when nothing at all has arrived for `missMs` it
+// closes the channel with a reason that says so. A peer with a heartbeat answers `ping` itself
+// unless a handler is installed; an old peer that answers `unsupported` is alive all the same. When
+// both ends run one, whichever is due first pings and the reply serves both.
+import { performance } from 'node:perf_hooks';
 import type { Result } from '../core/result.js';
 import {
   SCHEMA_VERSION,
@@ -69,11 +76,26 @@ export const MAX_PENDING = 1024;
 /** Error code of a message refused by the guard (sent unsigned, so an unkeyed sender can read it). */
 export const AUTH_FAILED = 'auth-failed';
 
+/** The application heartbeat of one session: ping after `intervalMs` of silence, close after `missMs`. */
+export interface HeartbeatOptions {
+  intervalMs: number;
+  missMs: number;
+}
+
+/**
+ * The heartbeat the MLR runs on every CN session and the CN on its MLR session: a ping after about
+ * 1 s of silence, closed after 3 s of silence (two or three pings unanswered). A dead peer is noticed
+ * 3 s after the last message it sent; an idle link carries about one ping and one reply a second.
+ */
+export const DEFAULT_HEARTBEAT: Readonly<HeartbeatOptions> = { intervalMs: 1000, missMs: 3000 };
+
 export interface RpcPeerOptions {
   timeoutMs?: number;
   guard?: RpcGuard;
   maxInbound?: number;
   maxPending?: number;
+  /** Ping when the peer falls silent and close the channel when it stays silent (none = rely on the transport). */
+  heartbeat?: HeartbeatOptions;
 }
 
 type Handler<T extends RequestType> = (body: RequestBody<T>) => Promise<ReplyBody<T>> | ReplyBody<T>;
@@ -95,6 +117,11 @@ export class RpcPeer {
   private readonly guard: RpcGuard | undefined;
   private readonly maxInbound: number;
   private readonly maxPending: number;
+  private readonly heartbeat: HeartbeatOptions | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  /** performance.now() of the last message that arrived (or of the start), and of our last ping. */
+  private lastHeard = performance.now();
+  private lastPing = 0;
   /** Called for every protocol problem the peer caused (bad JSON, bad body, unknown reply). */
   onProtocolError: (message: string) => void = () => {};
 
@@ -109,6 +136,43 @@ export class RpcPeer {
     this.maxPending = o.maxPending ?? MAX_PENDING;
     channel.onMessage((payload) => this.receive(payload));
     channel.onClose((reason) => this.shutdown(reason));
+    if (o.heartbeat) {
+      const { intervalMs, missMs } = o.heartbeat;
+      if (!(intervalMs > 0 && missMs > intervalMs))
+        throw new RangeError(`heartbeat: need 0 < intervalMs < missMs, got ${intervalMs} and ${missMs}`);
+      this.heartbeat = { intervalMs, missMs };
+      this.handlers.set('ping', () => ({ time: Date.now() }));
+      this.beat();
+    }
+  }
+
+  /** Heartbeat tick: close after `missMs` of silence, ping after `intervalMs`, then sleep until the next is due. */
+  private beat(confirm = false): void {
+    this.heartbeatTimer = undefined;
+    const hb = this.heartbeat;
+    if (!hb || this.closed !== undefined) return;
+    const now = performance.now();
+    const silent = now - this.lastHeard;
+    if (silent >= hb.missMs) {
+      // Timers run before pending I/O in a turn of the event loop: after a stall of this process, what
+      // arrived meanwhile is read first (setImmediate runs after the poll phase), then judged.
+      if (!confirm) {
+        setImmediate(() => this.beat(true));
+        return;
+      }
+      this.close(`heartbeat: nothing from ${this.channel.peer} for ${Math.round(silent)} ms (limit ${hb.missMs} ms)`);
+      return;
+    }
+    if (now >= Math.max(this.lastHeard, this.lastPing) + (hb.intervalMs * 3) / 4) {
+      this.lastPing = now;
+      this.request('ping', {}, hb.missMs).catch(() => undefined);
+    }
+    // The next ping comes after 75-100 % of the interval: two ends that both run a heartbeat drift
+    // apart, so one pings and the other's reply (it has just heard from us) serves them both.
+    const pingAt = Math.max(this.lastHeard, this.lastPing) + hb.intervalMs * (1 - Math.random() / 4);
+    const next = Math.min(this.lastHeard + hb.missMs, pingAt);
+    this.heartbeatTimer = setTimeout(() => this.beat(), Math.max(1, Math.ceil(next - performance.now())));
+    this.heartbeatTimer.unref();
   }
 
   get isClosed(): boolean {
@@ -159,6 +223,8 @@ export class RpcPeer {
   private shutdown(reason: string): void {
     if (this.closed) return;
     this.closed = reason;
+    clearTimeout(this.heartbeatTimer);
+    this.heartbeatTimer = undefined;
     for (const [id, p] of this.pending) {
       clearTimeout(p.timer);
       p.reject(new RpcError('closed', `connection closed before ${p.type} was answered: ${reason}`));
@@ -167,6 +233,7 @@ export class RpcPeer {
   }
 
   private receive(payload: Buffer): void {
+    this.lastHeard = performance.now();
     const decoded = decodeEnvelope(payload);
     if (!decoded.ok) {
       this.onProtocolError(decoded.error);
