@@ -3,7 +3,7 @@
 // `tmip-cn -f /etc/config/tmip [-F] [-D N] [-s SECTION]`.
 import fs from 'node:fs';
 import path from 'node:path';
-import { parseCnConfig } from '../core/config.js';
+import { formatMlrAddress, parseCnConfig } from '../core/config.js';
 import { CnDaemon } from '../cn/daemon.js';
 import { evaluateConnectivity } from '../cn/evaluate.js';
 import { readUciFile, DEFAULT_CONFIG_FILE } from '../platform/config-file.js';
@@ -11,6 +11,7 @@ import { IprouteNetOps } from '../platform/iproute-netops.js';
 import { createLogger, LOG } from '../platform/log.js';
 import { openPcapLink } from '../platform/pcap-linkio.js';
 import { connectMlr } from '../platform/mlr-transport.js';
+import { failoverConnector } from '../platform/mlr-failover.js';
 import { tlsClientContext } from '../platform/tls-channel.js';
 import { openUbusPort } from '../platform/ubus-port-live.js';
 import { IpMonitorNeighbourWatch } from '../platform/neighbour-watch.js';
@@ -38,7 +39,11 @@ async function main(): Promise<void> {
   if (args.value.evaluate) {
     const ok = await evaluateConnectivity(
       cfg.value,
-      (mlr) => connectMlr(mlr, cfg.value, { probe: true }),
+      // with `list mlr`: the one that serves (one round over the list)
+      (mlr) =>
+        cfg.value.mlrs
+          ? failoverConnector(cfg.value.mlrs, (a) => connectMlr(a, cfg.value, { probe: true }), { windowMs: 0 })()
+          : connectMlr(mlr, cfg.value, { probe: true }),
       (l) => process.stdout.write(l + '\n'),
     );
     process.exit(ok ? 0 : 1);
@@ -69,10 +74,17 @@ async function main(): Promise<void> {
     if (!resolved.ok) fail('tmip-cn', `bad configuration in ${args.value.file}:\n${resolved.error}`);
     cfg.value = resolved.value;
   }
+  // `list mlr` of several MLRs (etcd store): bind to whichever serves (platform/mlr-failover.ts).
+  const mlrs = cfg.value.mlrs;
+  const connectAny = mlrs
+    ? failoverConnector(mlrs, (a) => connectMlr(a, cfg.value, { log: logger.log }), {
+        onSwitch: (a) => logger.log(LOG.info, `MLR: connected to ${formatMlrAddress(a)}, the one of ${mlrs.length} (list mlr) that serves`),
+      })
+    : undefined;
   const daemon = new CnDaemon(cfg.value, {
     net: new IprouteNetOps({ log: logger.log }),
     openLink: (ifname, filter) => openPcapLink(ifname, filter),
-    connect: (mlr) => connectMlr(mlr, cfg.value, { log: logger.log }),
+    connect: (mlr) => (connectAny ? connectAny() : connectMlr(mlr, cfg.value, { log: logger.log })),
     openUbus: () => openUbusPort(cfg.value.ubusSocket, logger.log),
     neighbours: new IpMonitorNeighbourWatch(logger.log),
     log: logger.log,

@@ -2,8 +2,14 @@
 // tmip-mlr: the mobile location register daemon. `tmip-mlr -f /etc/config/tmip [-F] [-D N]`.
 // Reads the config and assembles the MLR (mlr/mlr.ts) from the platform's parts: a TCP listener
 // and the state file (snapshot and journal; a failed write ends the process), plus an MQTT broker
-// connection when 'option mqtt' is set and a TLS listener when 'option tls_port' is.
+// connection when 'option mqtt' is set and a TLS listener when 'option tls_port' is. With
+// 'option store etcd://…' the registry lives in etcd instead of the state file, and this MLR stands by
+// (listening nowhere) until it holds the leadership (mlr/etcd-store.ts, mlr/leadership.ts).
+import os from 'node:os';
 import { parseMlrConfig } from '../core/config.js';
+import type { Registry } from '../core/registry.js';
+import { leadThenLoad } from '../mlr/etcd-store.js';
+import { EtcdClient } from '../platform/etcd-client.js';
 import { startMlr, type ListenFn } from '../mlr/mlr.js';
 import { readUciFile, DEFAULT_CONFIG_FILE } from '../platform/config-file.js';
 import { createLogger, LOG } from '../platform/log.js';
@@ -14,6 +20,11 @@ import { serveMqtt } from '../platform/mqtt-channel.js';
 import { VERSION } from '../version.js';
 import { fail, parseArgs } from './args.js';
 import { keygen } from './keygen.js';
+
+/** The leader's etcd lease: a standby takes over within about this long after the leader dies. */
+const LEADER_TTL_SECONDS = 2;
+/** How often a standby tries to take the leadership. */
+const LEADER_POLL_MS = 250;
 
 const USAGE = `usage: tmip-mlr [-f FILE] [-F] [-D LEVEL] [-s SECTION]
   -f FILE     UCI config file (default ${DEFAULT_CONFIG_FILE}); uses its 'config mlr' section
@@ -44,7 +55,7 @@ async function main(): Promise<void> {
   const logger = createLogger(args.value.debug ?? cfg.value.debugLevel, 'tmip-mlr');
   logger.log(LOG.info, `Starting MLR Server [tmip-mlr ${VERSION}] using ${args.value.file}`);
   for (const w of cfg.value.warnings) logger.log(LOG.info, `config: ${w}`);
-  const { listen, port, stateFile, mqtt } = cfg.value;
+  const { listen, port, stateFile, mqtt, store } = cfg.value;
   const tlsCfg = cfg.value.tls;
   const server = await startMlr(
     {
@@ -85,6 +96,21 @@ async function main(): Promise<void> {
           : []),
       ],
       ...(stateFile ? { state: new FileStateFile(stateFile) } : {}),
+      // `option store 'etcd://…'`: stand by until this MLR leads, then keep the registry in etcd.
+      ...(store
+        ? {
+            sharedStore: (registry: Registry) =>
+              leadThenLoad(new EtcdClient(store.endpoints), registry, {
+                networkName: cfg.value.networkName,
+                self: { id: `${os.hostname()}:${process.pid}`, serves: `${listen === '0.0.0.0' ? os.hostname() : listen}:${port}` },
+                ttlSeconds: LEADER_TTL_SECONDS,
+                pollMs: LEADER_POLL_MS,
+                log: logger.log,
+                // deposed, or etcd did not take a write: acknowledge nothing more; restarted, we stand by
+                onFailure: () => process.exit(1),
+              }),
+          }
+        : {}),
       // A journal write failed: acknowledge nothing more; procd restarts us from what is on disk.
       onStateFailure: () => process.exit(1),
       log: logger.log,

@@ -6,6 +6,7 @@
 import { cidrContains, formatCidr, formatIPv4, parseCidr, parseIPv4, type Cidr, type IPv4 } from './ip.js';
 import { err, ok, type Result } from './result.js';
 import { isTunnelType, TUNNEL_TYPES, type TunnelType } from './tunnel.js';
+import { parseStoreUrl } from './etcd-keys.js';
 import type { UciPackage, UciSection } from '../proto/uci.js';
 
 export const DEFAULT_MLR_PORT = 6554;
@@ -75,6 +76,8 @@ export interface CnConfig {
   networkName: string;
   cnName: string;
   mlr: MlrAddress;
+  /** Every MLR of `list mlr` when it names more than one (mlr is the first): the CN binds to whichever serves. */
+  mlrs?: MlrAddress[];
   /** Backbone device (`cn_if`); '' while it is to be found from `cnNetwork` (tmip-cn resolves it before start). */
   cnIf: string;
   /** Mobile device (`mobile_if`); '' while it is to be found from `mobileNetwork`. */
@@ -119,6 +122,8 @@ export interface MlrConfig {
   listen: string;
   debugLevel: number;
   stateFile?: string;
+  /** `option store 'etcd://…'`: the registry in etcd, shared by standby MLRs (mlr/etcd-store.ts); exclusive with stateFile. */
+  store?: { url: string; endpoints: string[] };
   offerHold: number;
   leaseGrace: number;
   /** Cells one CN may hold as offers at a time (`option max_offers`). */
@@ -529,13 +534,18 @@ export function parseCnConfig(pkg: UciPackage, sectionName?: string): Result<CnC
 
   const networkName = r.networkName();
 
-  let mlr: MlrAddress | undefined;
-  const mlrItem = r.required('mlr', MLR_EXPECTED);
-  if (mlrItem) {
-    const m = parseMlrAddress(mlrItem.text);
-    if (m.ok) mlr = m.value;
-    else r.bad('mlr', m.error);
+  // `option mlr`, or `list mlr` naming MLRs that share one etcd store: the CN binds to the one serving.
+  const mlrs: MlrAddress[] = [];
+  const mlrItems = r.many('mlr', false);
+  if (mlrItems.length === 0) r.missing('mlr', MLR_EXPECTED);
+  for (const item of mlrItems) {
+    const m = parseMlrAddress(item.text);
+    if (m.ok) mlrs.push(m.value);
+    else r.bad('mlr', m.error, item.line);
   }
+  const mlr: MlrAddress | undefined = mlrs[0];
+  if (mlrs.some((m) => m.scheme !== mlr?.scheme))
+    r.bad('mlr', `mixes ${[...new Set(mlrs.map((m) => m.scheme))].join(' and ')}; expected every MLR of the list reached the same way`);
 
   let cnName = section.anonymous || section.name === undefined ? 'cn' : section.name;
   const nameItem = r.scalar('cn_name');
@@ -674,6 +684,7 @@ export function parseCnConfig(pkg: UciPackage, sectionName?: string): Result<CnC
     if (ubusSocket !== undefined) cfg.ubusSocket = ubusSocket;
     if (secret !== undefined) cfg.secret = secret;
     if (mqttPassword !== undefined) cfg.mqttPassword = mqttPassword;
+    if (mlrs.length > 1) cfg.mlrs = mlrs;
     return cfg;
   });
 }
@@ -698,6 +709,15 @@ export function parseMlrConfig(pkg: UciPackage, sectionName?: string): Result<Ml
 
   const debugLevel = r.integer('debug_level', 0, 7, DEFAULT_DEBUG_LEVEL);
   const stateFile = r.path('state_file', '/etc/tmip/mlr.state');
+  let store: MlrConfig['store'];
+  const storeItem = r.scalar('store');
+  if (storeItem) {
+    const st = parseStoreUrl(storeItem.text);
+    if (!st.ok) r.bad('store', st.error);
+    else if (stateFile !== undefined)
+      r.bad('store', `given together with option state_file; keep the registry in one place: remove option state_file to keep it in etcd`);
+    else store = { url: storeItem.text, endpoints: st.value };
+  }
   const offerHold = r.integer('offer_hold', 1, 3600, DEFAULT_OFFER_HOLD, 'a number of seconds');
   const leaseGrace = r.integer('lease_grace', 0, 86400, DEFAULT_LEASE_GRACE, 'a number of seconds');
   const maxOffers = r.integer('max_offers', 1, 4096, DEFAULT_MAX_OFFERS, 'a number of cells');
@@ -777,6 +797,7 @@ export function parseMlrConfig(pkg: UciPackage, sectionName?: string): Result<Ml
       warnings: [],
     };
     if (stateFile !== undefined) cfg.stateFile = stateFile;
+    if (store !== undefined) cfg.store = store;
     if (mqtt !== undefined) cfg.mqtt = mqtt;
     if (mqttPassword !== undefined) cfg.mqttPassword = mqttPassword;
     if (mqttCa !== undefined) cfg.mqttCa = mqttCa;

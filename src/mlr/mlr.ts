@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 // The MLR assembled from its parts: registry, persisted state (a journal the service waits on before
-// it acknowledges a change: mlr/persistence.ts), the service answering CNs, the expiry timer. The
-// transport and the state file are handed in (cli/tmip-mlr.ts passes TCP and a file; tests pass
-// loopback TCP or memory), so nothing here opens a socket or a file itself.
+// it acknowledges a change: mlr/persistence.ts; or etcd, shared with standby MLRs: mlr/etcd-store.ts),
+// the service answering CNs, the expiry timer. The transport and the state file (or the etcd store)
+// are handed in (cli/tmip-mlr.ts passes TCP and a file; tests pass loopback TCP or memory), so nothing
+// here opens a socket or a file itself.
 import type { CnKey } from '../core/config.js';
 import { Registry } from '../core/registry.js';
 import type { TunnelType } from '../core/tunnel.js';
@@ -10,6 +11,7 @@ import { LOG, type LogFn } from '../platform/log.js';
 import type { StateFile } from '../platform/state-file.js';
 import { Authenticator, MLR_ID } from '../proto/auth.js';
 import { DEFAULT_HEARTBEAT, RpcPeer, type HeartbeatOptions, type MessageChannel } from '../proto/rpc.js';
+import type { SharedStore } from './etcd-store.js';
 import { RegistryStore } from './persistence.js';
 import { MlrService, type MlrServiceOptions } from './service.js';
 
@@ -46,6 +48,12 @@ export interface MlrDeps {
   /** One transport, or several served at once (e.g. TCP and MQTT). */
   listen: ListenFn | ListenFn[];
   state?: StateFile;
+  /**
+   * The registry kept elsewhere instead (`option store`: etcd, mlr/etcd-store.ts leadThenLoad): resolves
+   * once this MLR leads and has loaded it (a standby waits here, listening nowhere); its durable()
+   * gates every acknowledgement.
+   */
+  sharedStore?: (registry: Registry) => Promise<SharedStore>;
   /** The state could not be written: nothing more is acknowledged (tmip-mlr exits so that procd restarts it). */
   onStateFailure?: (message: string) => void;
   log: LogFn;
@@ -80,7 +88,8 @@ export async function startMlr(opts: MlrOptions, deps: MlrDeps): Promise<Mlr> {
     }
     await store.open();
   }
-  const durableStore = store;
+  const shared = deps.sharedStore ? await deps.sharedStore(registry) : undefined;
+  const durableStore = store ?? shared;
   const service = new MlrService(registry, {
     networkName: opts.networkName,
     offerHoldMs: opts.offerHoldSeconds * 1000,
@@ -105,6 +114,7 @@ export async function startMlr(opts: MlrOptions, deps: MlrDeps): Promise<Mlr> {
     service.attach(peer, remoteAddr);
   }).catch(async (e: unknown) => {
     await store?.close();
+    await shared?.close();
     throw e;
   });
   log(LOG.info, `serving network [${opts.networkName}] on ${listener.describe}`);
@@ -126,6 +136,7 @@ export async function startMlr(opts: MlrOptions, deps: MlrDeps): Promise<Mlr> {
       for (const p of peers) p.close('MLR shutting down');
       await listener.close();
       await store?.close();
+      await shared?.close();
     },
   };
 }

@@ -48,6 +48,12 @@ export interface TmipLabOptions {
   cnExtra?: Partial<Record<CnName, string[]>>;
   /** Authenticate MLRP with a fresh key per CN (default true); false writes `option auth '0'`. */
   auth?: boolean;
+  /** The MLR's `option store` (e.g. 'etcd://127.0.0.1:2379'), written instead of its state_file. */
+  store?: string;
+  /** The CNs' `list mlr` (several MLRs sharing a store), written instead of the one MLR address. */
+  mlrs?: string[];
+  /** Run after the namespaces exist and before the MLR starts (e.g. start an etcd cluster there). */
+  beforeMlr?: (t: TmipLab) => Promise<void>;
 }
 
 export class TmipLab {
@@ -77,6 +83,7 @@ export class TmipLab {
     try {
       t.writeConfigs();
       if (opts.transport === 'mqtt') await t.startBroker();
+      await opts.beforeMlr?.(t);
       await t.startMlr();
       await Promise.all([t.startCn('cn1'), t.startCn('cn2')]);
     } catch (e) {
@@ -90,7 +97,7 @@ export class TmipLab {
     const debug = this.opts.debug ?? 4;
     fs.writeFileSync(
       path.join(this.dir, 'mlr.conf'),
-      `config mlr\n\toption network_name '${NETWORK}'\n${this.opts.transport === 'mqtt' ? `\toption mqtt '${MQTT_URL}'\n` : ''}${this.opts.auth === false ? "\toption auth '0'\n" : ''}\toption port '6554'\n${this.mlrTlsLines()}\toption state_file '${path.join(this.dir, 'mlr.state')}'\n\toption debug_level '${debug}'\n` +
+      `config mlr\n\toption network_name '${NETWORK}'\n${this.opts.transport === 'mqtt' ? `\toption mqtt '${MQTT_URL}'\n` : ''}${this.opts.auth === false ? "\toption auth '0'\n" : ''}\toption port '6554'\n${this.mlrTlsLines()}${this.opts.store ? `\toption store '${this.opts.store}'` : `\toption state_file '${path.join(this.dir, 'mlr.state')}'`}\n\toption debug_level '${debug}'\n` +
         (this.opts.mlrExtra ?? []).map((l) => `${l}\n`).join('') +
         this.keySections(),
     );
@@ -102,7 +109,9 @@ export class TmipLab {
         path.join(this.dir, `${name}.conf`),
         [
           `config cn '${name}'`,
-          `\toption mlr '${this.opts.transport === 'mqtt' ? MQTT_URL : this.opts.transport === 'tls' ? TLS_URL : LAB.mlrIp}'`,
+          ...(this.opts.mlrs
+            ? this.opts.mlrs.map((m) => `\tlist mlr '${m}'`)
+            : [`\toption mlr '${this.opts.transport === 'mqtt' ? MQTT_URL : this.opts.transport === 'tls' ? TLS_URL : LAB.mlrIp}'`]),
           `\toption network_name '${NETWORK}'`,
           `\toption cn_if '${LAB.backboneIf}'`,
           `\toption mobile_if '${LAB.mobileIf}'`,

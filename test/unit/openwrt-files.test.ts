@@ -562,13 +562,22 @@ const CN_SAMPLES: Record<string, string[]> = {
   tls_cert: ['/etc/tmip/cn.pem', 'cn.pem', '/with\nnewline'],
   tls_key: ['/etc/tmip/cn.key', 'cn.key'],
 };
-const LIST_OPTIONS = new Set(['addr_pool', 'dns_server', 'tunnel_type']);
+const LIST_OPTIONS = new Set(['addr_pool', 'dns_server', 'tunnel_type', 'mlr']);
 
 const MLR_SAMPLES: Record<string, string[]> = {
   network_name: ['campus', 'a b', x('n', 65), ''],
   port: ['1', '6554', '65535', '0', '65536', 'abc', '-1'],
   listen: ['0.0.0.0', '10.0.0.1', 'host', '10.0.0.1/24'],
   state_file: ['/etc/tmip/mlr.state', 'mlr.state'],
+  store: [
+    'etcd://10.0.0.1:2379,10.0.0.2:2381,etcd.lan',
+    'etcd://10.0.0.1/',
+    'etcd://10.0.0.1:0',
+    'etcd://10.0.0.300',
+    'etcd://a,a',
+    'etcd://',
+    'http://10.0.0.1:2379',
+  ],
   offer_hold: ['1', '3600', '0', '3601'],
   lease_grace: ['0', '86400', '86401', 'x'],
   max_offers: ['1', '4096', '0', '4097', 'x'],
@@ -693,6 +702,7 @@ test('every option on the settings page is one the daemons know', async () => {
     status_file: '/tmp/s',
     ubus_socket: '/tmp/u',
     state_file: '/tmp/m',
+    store: 'etcd://10.0.0.1:2379',
     secret: HEX,
     tls_ca: '/etc/tmip/ca.pem',
     tls_cert: '/etc/tmip/cert.pem',
@@ -725,6 +735,7 @@ test('every option on the settings page is one the daemons know', async () => {
   );
   assert.ok(devices.ok && devices.value.warnings.length === 0, devices.ok ? devices.value.warnings.join('; ') : devices.error);
   const mlr = all('mlr');
+  delete mlr.opts['store']; // the registry in etcd or in state_file, not both: the samples check store alone
   const key = all('key');
   const cnText = sectionLines('cn', cn.opts, cn.lists).join('\n') + '\n';
   const mlrText = [sectionLines('mlr', mlr.opts, mlr.lists), sectionLines('key', key.opts)].map((s) => s.join('\n') + '\n').join('\n');

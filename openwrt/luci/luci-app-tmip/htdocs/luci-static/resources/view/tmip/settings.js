@@ -251,6 +251,29 @@ var validate = {
 		return mlrAddressProblem(value) || true;
 	}),
 
+	/* the MLR's etcd store (config.ts / etcd-keys.ts parseStoreUrl): etcd://host[:port][,host[:port]...], not with state_file */
+	store: validateOptional(function(section_id, value) {
+		var m = /^etcd:\/\/(.+?)\/?$/.exec(value), seen = {};
+
+		if (!m)
+			return _('Expecting "etcd://host[:port][,host[:port]...]", e.g. "etcd://10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379"');
+		var parts = m[1].split(',');
+		for (var i = 0; i < parts.length; i++) {
+			var hp = /^([A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(parts[i].trim());
+			if (!hp)
+				return _('Expecting host[:port] between the commas');
+			if (hp[2] != null && !integerIn(hp[2], 1, 65535))
+				return _('Expecting a port number 1..65535 after ":"');
+			if (/^[0-9.]+$/.test(hp[1]) && parseIPv4(hp[1]) === null)
+				return _('Expecting a valid IPv4 address');
+			var url = hp[1] + ':' + (hp[2] || '2379');
+			if (seen[url])
+				return _('%s is listed twice').format(url);
+			seen[url] = true;
+		}
+		return isEmpty(fieldValue(this, section_id, 'state_file')) || _('Set either a state file or a shared store, not both');
+	}),
+
 	/* the MLR's broker: mqtt:// or mqtts://host[:port] */
 	mqtt: validateOptional(function(section_id, value) {
 		var problem = mlrAddressProblem(value);
@@ -425,8 +448,8 @@ return view.extend({
 		o.default = o.enabled;
 		o.rmempty = false;
 
-		o = s.taboption('general', form.Value, 'mlr', _('MLR address'),
-			_('The location register as "host" or "host:port" (MLRP over TCP, default port 6554), or as a URL: tls://host[:port] for MLRP over TLS (default port 6555), mqtt://host[:port] or mqtts://host[:port] through an MQTT broker (default port 1883 or 8883).'));
+		o = s.taboption('general', form.DynamicList, 'mlr', _('MLR address'),
+			_('The location register as "host" or "host:port" (MLRP over TCP, default port 6554), or as a URL: tls://host[:port] for MLRP over TLS (default port 6555), mqtt://host[:port] or mqtts://host[:port] through an MQTT broker (default port 1883 or 8883). Several MLRs sharing an etcd store: one entry each, all reached the same way; the CN binds to the one serving.'));
 		o.placeholder = '192.0.2.1:6554';
 		o.rmempty = false;
 		o.validate = validate.mlr;
@@ -593,6 +616,11 @@ return view.extend({
 			_('File where bindings persist across restarts (optional). Every change is appended to a journal beside it (FILE.journal), compacted into FILE now and then. Under /etc/tmip/ it survives reboots and upgrades at the cost of flash writes; under /tmp nothing is written to flash, but the bindings are lost at reboot.'));
 		o.placeholder = '/etc/tmip/mlr.state';
 		o.validate = validate.path;
+
+		o = s.taboption('general', form.Value, 'store', _('Shared store (etcd)'),
+			_('Instead of a state file: etcd://host[:port],... keeps the registry in that etcd cluster. Run the MLR with the same settings on two or more servers: one serves, the others stand by and take over within seconds when it fails. List every MLR on the CNs (list mlr).'));
+		o.placeholder = 'etcd://10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379';
+		o.validate = validate.store;
 
 		o = s.taboption('general', form.Value, 'offer_hold', _('Offer hold time'),
 			_('Seconds an address offered to a client is held before it returns to the pool (1..3600).'));
