@@ -8,6 +8,7 @@ import { CnDaemon } from '../cn/daemon.js';
 import { evaluateConnectivity } from '../cn/evaluate.js';
 import { readUciFile, DEFAULT_CONFIG_FILE } from '../platform/config-file.js';
 import { IprouteNetOps } from '../platform/iproute-netops.js';
+import { PersistentRunner } from '../platform/persistent-runner.js';
 import { createLogger, LOG } from '../platform/log.js';
 import { openPcapLink } from '../platform/pcap-linkio.js';
 import { connectMlr } from '../platform/mlr-transport.js';
@@ -81,8 +82,10 @@ async function main(): Promise<void> {
         onSwitch: (a) => logger.log(LOG.info, `MLR: connected to ${formatMlrAddress(a)}, the one of ${mlrs.length} (list mlr) that serves`),
       })
     : undefined;
+  const commands = new PersistentRunner({ log: logger.log });
   const daemon = new CnDaemon(cfg.value, {
-    net: new IprouteNetOps({ log: logger.log }),
+    // Kernel changes through one long-lived `ip -batch` and sysctl file writes, not a process each.
+    net: new IprouteNetOps({ log: logger.log, runner: commands.runner }),
     openLink: (ifname, filter) => openPcapLink(ifname, filter),
     connect: (mlr) => (connectAny ? connectAny() : connectMlr(mlr, cfg.value, { log: logger.log })),
     openUbus: () => openUbusPort(cfg.value.ubusSocket, logger.log),
@@ -92,6 +95,7 @@ async function main(): Promise<void> {
   const shutdown = (sig: string) => {
     logger.log(LOG.info, `${sig}: shutting down (kernel state is kept for the next start)`);
     daemon.stop();
+    commands.close();
     process.exit(0);
   };
   // A stray rejected promise is a bug to report, not a reason to drop every client's state.

@@ -3,10 +3,13 @@
 // check in a network namespace of its own that this file creates (tmipnc-<pid>-<n>) and always
 // deletes: after each check, at process exit and on SIGINT/SIGTERM/SIGHUP. Every command, those of
 // IprouteNetOps (`netns` option) and those that seed or read state, runs through `ip netns exec`;
-// nothing in the root namespace is touched. Needs root; skipped otherwise.
+// nothing in the root namespace is touched. The contract runs twice: with every command spawned, and
+// with IprouteNetOps's changes sent through one long-lived `ip -batch` (PersistentRunner, as tmip-cn
+// runs it). Needs root; skipped otherwise.
 import { formatIPv4, parseIPv4, type IPv4 } from '../../src/core/ip.js';
 import { run, runOk, type CommandRunner } from '../../src/platform/exec.js';
 import { IprouteNetOps } from '../../src/platform/iproute-netops.js';
+import { PersistentRunner, sysctlPath } from '../../src/platform/persistent-runner.js';
 import { netopsContract, type ClampView, type ContractEnv } from '../support/netops-contract.js';
 import { scratchNamespaces } from './scratch-namespaces.js';
 
@@ -15,14 +18,6 @@ const SKIP = ROOT ? false : 'needs root to create network namespaces';
 /** At most this many namespaces per run (each check takes one). */
 const MAX_NAMESPACES = 64;
 let made = 0;
-
-/** The /proc/sys path of a dotted sysctl key (a '/' inside a component is a '.' of an interface name). */
-function sysctlPath(key: string): string {
-  return `/proc/sys/${key
-    .split('.')
-    .map((part) => part.replace(/\//g, '.'))
-    .join('/')}`;
-}
 
 /** Parse `nft list table ip T` as IprouteNetOps writes it (both rules must agree). */
 function parseClamp(listing: string): ClampView {
@@ -44,7 +39,8 @@ function parseClamp(listing: string): ClampView {
   return { mobileIf: ifs[0] as string, mss: mss[0] as number, hosts: hosts.sort((a, b) => a - b) };
 }
 
-async function namespaceEnv(): Promise<ContractEnv> {
+/** `batched`: IprouteNetOps's commands go through PersistentRunner (its changes through one `ip -batch`). */
+async function namespaceEnv(batched = false): Promise<ContractEnv> {
   if (++made > MAX_NAMESPACES) throw new Error(`more than ${MAX_NAMESPACES} namespaces in one run`);
   const ns = `tmipnc-${process.pid}-${made}`;
   await runOk('ip', ['netns', 'add', ns]);
@@ -52,9 +48,10 @@ async function namespaceEnv(): Promise<ContractEnv> {
   const inNs = (cmd: string, args: string[]) => runOk(cmd, args, { netns: ns, timeoutMs: 5000 });
   await inNs('ip', ['link', 'set', 'dev', 'lo', 'up']);
   const commands: string[] = [];
+  const persistent = batched ? new PersistentRunner() : undefined;
   const runner: CommandRunner = (cmd, args, opts) => {
     commands.push([cmd, ...args].join(' '));
-    return run(cmd, args, opts);
+    return persistent ? persistent.runner(cmd, args, opts) : run(cmd, args, opts);
   };
   let peers = 0;
   return {
@@ -96,10 +93,15 @@ async function namespaceEnv(): Promise<ContractEnv> {
       return commands.join('\n');
     },
     async close() {
+      persistent?.close();
       // Left in `scratchNamespaces` (for the exit handler) unless really gone.
       if ((await run('ip', ['netns', 'del', ns], { timeoutMs: 5000 })).code === 0) scratchNamespaces.delete(ns);
     },
   };
 }
 
-netopsContract('IprouteNetOps in a network namespace', namespaceEnv, { skip: SKIP, timeoutMs: 120_000 });
+netopsContract('IprouteNetOps in a network namespace', () => namespaceEnv(), { skip: SKIP, timeoutMs: 120_000 });
+netopsContract('IprouteNetOps through one ip -batch process (PersistentRunner)', () => namespaceEnv(true), {
+  skip: SKIP,
+  timeoutMs: 120_000,
+});

@@ -1,0 +1,230 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// PersistentRunner: a CommandRunner (exec.ts) that takes the CN's hot-path kernel changes off process
+// spawning, which cost 2.5–3.5 ms per command and most of a roam (issue 11):
+// - `ip` changes (link/addr/route/neigh add, set, del, replace, change) go to one long-lived
+//   `ip -o -force -batch -` process per network namespace, fed a line per command. After each
+//   command it also sends `link show dev lo`, whose one-line answer marks where that command's
+//   output ends; stderr is merged into stdout (`2>&1`, one pipe, so the order holds), and an error
+//   shows as iproute2's own message plus "Command failed -:N". Commands are pipelined: output comes
+//   back in the order they were sent.
+// - `sysctl -w key=value` outside a test namespace is a write to /proc/sys.
+// - Everything else (queries with -j, nft, anything in doubt) runs as before, spawned by `run`.
+// Why not netlink: no maintained npm rtnetlink library, and an addon of our own is a second native
+// module to cross-build; `ip -batch` is in every ip-full (which the package depends on). Where the
+// batch process cannot run (BusyBox ip has no -batch) the first command finds out and every later
+// one is spawned as before (logged once).
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import fs from 'node:fs';
+import { DEFAULT_TIMEOUT_MS, run, type CommandRunner, type RunOptions, type RunResult } from './exec.js';
+import { LOG, type LogFn } from './log.js';
+
+const MUTATIONS: Readonly<Record<string, ReadonlySet<string>>> = {
+  link: new Set(['add', 'set', 'del', 'delete', 'change']),
+  addr: new Set(['add', 'del', 'delete', 'change', 'replace']),
+  address: new Set(['add', 'del', 'delete', 'change', 'replace']),
+  route: new Set(['add', 'del', 'delete', 'change', 'replace']),
+  neigh: new Set(['add', 'del', 'delete', 'change', 'replace']),
+};
+/** The answer to the marker command: `link show dev lo` in one-line mode. */
+const MARKER_LINE = /^\d+: lo: </;
+/** Output kept per command (an error message is a line or two). */
+const MAX_JOB_OUTPUT = 64 * 1024;
+
+/** Whether `ip ARGS` is a change that the batch process may run (plain words only, no options). */
+export function isBatchable(args: readonly string[]): boolean {
+  const [object, verb] = args;
+  if (object === undefined || verb === undefined) return false;
+  if (!MUTATIONS[object]?.has(verb)) return false;
+  // One command per line: every word must be a plain token (the callers validate them; this is a backstop).
+  return args.every((a) => /^[A-Za-z0-9_.:/@+=,-]+$/.test(a));
+}
+
+/** The /proc/sys path of a dotted sysctl key ('/' in a component stands for '.', as in VLAN names). */
+export function sysctlPath(key: string): string {
+  return `/proc/sys/${key
+    .split('.')
+    .map((c) => c.replace(/\//g, '.'))
+    .join('/')}`;
+}
+
+interface Job {
+  out: string[];
+  size: number;
+  resolve: (r: RunResult) => void;
+  timer: NodeJS.Timeout;
+  /** Retried by spawning when the batch process turns out not to work. */
+  fallback: () => void;
+}
+
+/** One `ip -batch` process (for one namespace, or none). */
+class IpBatchProcess {
+  private child: ChildProcessWithoutNullStreams | undefined;
+  private readonly jobs: Job[] = [];
+  private partial = '';
+  /** Set when a batch process ended before it answered its probe: spawn from now on. */
+  unsupported = false;
+  /** Whether the current process has answered its probe (a bare marker sent first). */
+  private answered = false;
+
+  constructor(
+    private readonly ipBin: string,
+    private readonly netns: string | undefined,
+    private readonly log: LogFn,
+  ) {}
+
+  run(args: readonly string[], timeoutMs: number, fallback: () => Promise<RunResult>): Promise<RunResult> {
+    return new Promise<RunResult>((resolve) => {
+      const child = this.process();
+      const job: Job = {
+        out: [],
+        size: 0,
+        resolve,
+        timer: setTimeout(() => this.fail(`ip -batch: no answer within ${timeoutMs} ms`, true), timeoutMs),
+        fallback: () => void fallback().then(resolve),
+      };
+      job.timer.unref();
+      this.jobs.push(job);
+      child.stdin.write(`${args.join(' ')}\nlink show dev lo\n`);
+    });
+  }
+
+  close(): void {
+    this.child?.kill('SIGTERM');
+    this.child = undefined;
+  }
+
+  private process(): ChildProcessWithoutNullStreams {
+    if (this.child) return this.child;
+    const ns = this.netns !== undefined ? ['-n', this.netns] : [];
+    // sh only to merge stderr into stdout (2>&1) so that error text and the marker arrive in order.
+    const child = spawn('sh', ['-c', 'exec "$@" 2>&1', 'sh', this.ipBin, ...ns, '-o', '-force', '-batch', '-'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    this.partial = '';
+    this.answered = false;
+    // The probe: a marker alone. Its answer proves the batch works; an `ip` without -batch exits first.
+    this.jobs.unshift({ out: [], size: 0, resolve: () => undefined, timer: setTimeout(() => undefined, 0), fallback: () => undefined });
+    child.stdin.write('link show dev lo\n');
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (d: string) => this.data(d));
+    child.stdin.on('error', () => undefined); // a dead process: its 'close' handles the jobs
+    child.on('error', () => undefined);
+    child.on('close', () => {
+      if (this.child !== child) return;
+      this.child = undefined;
+      const jobs = this.jobs.splice(0);
+      if (!this.answered) {
+        this.unsupported = true;
+        this.log(LOG.info, `${this.ipBin} -batch is not available here; kernel changes are made one process each`);
+        for (const job of jobs.slice(1)) {
+          clearTimeout(job.timer);
+          job.fallback();
+        }
+        return;
+      }
+      // Some errors make ip exit even with -force (an unknown device in some commands): the command
+      // at the head was the one; what it printed is its error. The others never ran: they are spawned.
+      const [head, ...rest] = jobs;
+      if (head) {
+        clearTimeout(head.timer);
+        head.resolve({ code: 1, stdout: '', stderr: head.out.join('\n').trim() || 'ip -batch exited' });
+      }
+      for (const job of rest) {
+        clearTimeout(job.timer);
+        job.fallback();
+      }
+    });
+    return child;
+  }
+
+  private data(text: string): void {
+    const lines = (this.partial + text).split('\n');
+    this.partial = lines.pop() ?? '';
+    for (const line of lines) {
+      const job = this.jobs[0];
+      if (!job) continue; // output nobody waits for (after a time-out): dropped
+      if (MARKER_LINE.test(line)) {
+        this.answered = true; // the probe's answer comes first
+        this.jobs.shift();
+        clearTimeout(job.timer);
+        const output = job.out.join('\n');
+        const failed = job.out.some((l) => /^Command failed /.test(l));
+        job.resolve({ code: failed ? 1 : 0, stdout: '', stderr: output.replace(/^Command failed .*$/gm, '').trim() });
+      } else if (job.size < MAX_JOB_OUTPUT) {
+        job.out.push(line);
+        job.size += line.length + 1;
+      }
+    }
+  }
+
+  /** Every waiting command fails with `why` (a time-out, or the process died); the next one starts a new process. */
+  private fail(why: string, timedOut: boolean): void {
+    const child = this.child;
+    this.child = undefined;
+    child?.kill('SIGKILL');
+    for (const job of this.jobs.splice(0)) {
+      clearTimeout(job.timer);
+      job.resolve({ code: timedOut ? 124 : 1, stdout: '', stderr: why, ...(timedOut ? { timedOut: true } : {}) });
+    }
+  }
+}
+
+export class PersistentRunner {
+  private readonly batches = new Map<string, IpBatchProcess>();
+  readonly stats = { batched: 0, sysctlWrites: 0, spawned: 0 };
+
+  constructor(private readonly opts: { ip?: string; log?: LogFn; fallback?: CommandRunner } = {}) {}
+
+  /** The CommandRunner to hand to IprouteNetOps. */
+  readonly runner: CommandRunner = (cmd, args, runOpts) => this.run(cmd, args, runOpts);
+
+  close(): void {
+    for (const b of this.batches.values()) b.close();
+    this.batches.clear();
+  }
+
+  private run(cmd: string, args: readonly string[], runOpts: RunOptions): Promise<RunResult> {
+    const spawnIt = (): Promise<RunResult> => {
+      this.stats.spawned++;
+      return (this.opts.fallback ?? run)(cmd, args, runOpts);
+    };
+    const ipBin = this.opts.ip ?? 'ip';
+    if (cmd === ipBin && runOpts.input === undefined && isBatchable(args)) {
+      const key = runOpts.netns ?? '';
+      let batch = this.batches.get(key);
+      if (!batch) {
+        batch = new IpBatchProcess(ipBin, runOpts.netns, this.opts.log ?? (() => undefined));
+        this.batches.set(key, batch);
+      }
+      if (!batch.unsupported) {
+        this.stats.batched++;
+        return batch.run(args, runOpts.timeoutMs ?? DEFAULT_TIMEOUT_MS, spawnIt);
+      }
+    }
+    if (cmd === 'sysctl' && runOpts.netns === undefined && args.length === 2 && args[0] === '-w') {
+      const eq = args[1]!.indexOf('=');
+      if (eq > 0) return this.writeSysctl(args[1]!.slice(0, eq), args[1]!.slice(eq + 1));
+    }
+    return spawnIt();
+  }
+
+  /** `sysctl -w key=value` as a file write, with procps's wording on failure (IprouteNetOps reads it). */
+  private async writeSysctl(key: string, value: string): Promise<RunResult> {
+    this.stats.sysctlWrites++;
+    const file = sysctlPath(key);
+    try {
+      await fs.promises.writeFile(file, `${value}\n`);
+      return { code: 0, stdout: `${key} = ${value}\n`, stderr: '' };
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      const why =
+        err.code === 'ENOENT'
+          ? `sysctl: cannot stat ${file}: No such file or directory`
+          : err.code === 'EACCES' || err.code === 'EPERM'
+            ? `sysctl: permission denied on key '${key}'`
+            : `sysctl: error setting key '${key}': ${err.message}`;
+      return { code: 1, stdout: '', stderr: why };
+    }
+  }
+}

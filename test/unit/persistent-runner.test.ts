@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// PersistentRunner (src/platform/persistent-runner.ts) against a stand-in `ip` (a shell script that
+// reads batch lines as iproute2 does: answers `link show dev lo`, prints an error and "Command failed
+// -:N" for a command containing 'bad', exits on one containing 'die', never answers one containing
+// 'hang'), and against an `ip` without -batch. The real `ip -batch` runs the NetOps contract in the
+// lab (test/lab/netops-contract.test.ts). No root needed.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { CommandRunner } from '../../src/platform/exec.js';
+import { isBatchable, PersistentRunner, sysctlPath } from '../../src/platform/persistent-runner.js';
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmip-batch-'));
+test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+/** A stand-in ip; every start is appended to `starts`. */
+function fakeIp(name: string, body: string): { bin: string; starts: () => number } {
+  const bin = path.join(dir, name);
+  const starts = path.join(dir, `${name}.starts`);
+  fs.writeFileSync(bin, `#!/bin/sh\necho start >> '${starts}'\n${body}\n`, { mode: 0o755 });
+  return { bin, starts: () => (fs.existsSync(starts) ? fs.readFileSync(starts, 'utf8').split('\n').filter(Boolean).length : 0) };
+}
+
+const BATCH_IP = `n=0
+while IFS= read -r line; do
+  n=$((n+1))
+  case "$line" in
+    'link show dev lo') echo '1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN' ;;
+    *bad*) echo 'Error: Nexthop has invalid gateway.' >&2; echo "Command failed -:$n" >&2 ;;
+    *die*) echo 'Cannot find device "tdie"' >&2; exit 255 ;;
+    *hang*) sleep 5 ;;
+    *) : ;;
+  esac
+done`;
+
+function spawnRecorder(): { runner: CommandRunner; calls: string[] } {
+  const calls: string[] = [];
+  return {
+    calls,
+    runner: async (cmd, args) => {
+      calls.push([cmd, ...args].join(' '));
+      return { code: 0, stdout: 'spawned', stderr: '' };
+    },
+  };
+}
+
+test('which commands are batched: ip changes of plain words; queries, options and odd words are not', () => {
+  assert.equal(isBatchable(['link', 'add', 'tmip01', 'mtu', '1450', 'up', 'type', 'vxlan', 'id', '7']), true);
+  assert.equal(isBatchable(['addr', 'add', '10.1.0.6/30', 'brd', '+', 'dev', 'wl0', 'label', 'wl0:t']), true);
+  assert.equal(isBatchable(['route', 'replace', '10.1.0.5/32', 'dev', 'tmip01']), true);
+  assert.equal(isBatchable(['neigh', 'del', '10.1.0.5', 'dev', 'tmip01']), true);
+  assert.equal(isBatchable(['-j', 'link', 'show']), false);
+  assert.equal(isBatchable(['link', 'show', 'dev', 'lo']), false);
+  assert.equal(isBatchable(['netns', 'add', 'x']), false);
+  assert.equal(isBatchable(['link', 'set', 'dev', 'a b']), false);
+  assert.equal(isBatchable(['link', 'set', 'dev', 'x\nlink del dev eth0']), false);
+  assert.equal(sysctlPath('net.ipv4.conf.eth0/100.rp_filter'), '/proc/sys/net/ipv4/conf/eth0.100/rp_filter');
+});
+
+test('changes go to one ip -batch process, pipelined, each with its own result; the rest is spawned', async () => {
+  const ip = fakeIp('ip-ok', BATCH_IP);
+  const spawned = spawnRecorder();
+  const p = new PersistentRunner({ ip: ip.bin, fallback: spawned.runner });
+  try {
+    const results = await Promise.all([
+      p.runner(ip.bin, ['link', 'set', 'dev', 'a', 'up'], {}),
+      p.runner(ip.bin, ['route', 'replace', 'bad', 'dev', 'a'], {}),
+      p.runner(ip.bin, ['addr', 'add', '10.0.0.1/30', 'dev', 'a'], {}),
+    ]);
+    assert.deepEqual(
+      results.map((r) => [r.code, r.stderr]),
+      [
+        [0, ''],
+        [1, 'Error: Nexthop has invalid gateway.'],
+        [0, ''],
+      ],
+    );
+    for (let i = 0; i < 20; i++) assert.equal((await p.runner(ip.bin, ['neigh', 'del', `10.0.0.${i}`, 'dev', 'a'], {})).code, 0);
+    assert.equal(ip.starts(), 1, 'one process for 23 changes');
+    const q = await p.runner(ip.bin, ['-j', 'link', 'show'], {});
+    assert.equal(q.stdout, 'spawned');
+    assert.deepEqual(spawned.calls, [`${ip.bin} -j link show`]);
+    assert.deepEqual(p.stats, { batched: 23, sysctlWrites: 0, spawned: 1 });
+  } finally {
+    p.close();
+  }
+});
+
+test('a command that makes ip exit gets its error; the commands queued behind it are spawned', async () => {
+  const ip = fakeIp('ip-die', BATCH_IP);
+  const spawned = spawnRecorder();
+  const p = new PersistentRunner({ ip: ip.bin, fallback: spawned.runner });
+  try {
+    const [died, after] = await Promise.all([
+      p.runner(ip.bin, ['neigh', 'del', 'die', 'dev', 'tdie'], {}),
+      p.runner(ip.bin, ['link', 'set', 'dev', 'b', 'up'], {}),
+    ]);
+    assert.deepEqual([died.code, died.stderr], [1, 'Cannot find device "tdie"']);
+    assert.equal(after.stdout, 'spawned', 'never ran in the dead process: spawned');
+    assert.equal((await p.runner(ip.bin, ['link', 'set', 'dev', 'c', 'up'], {})).code, 0);
+    assert.equal(ip.starts(), 2, 'the next change starts a new process');
+  } finally {
+    p.close();
+  }
+});
+
+test('a command without an answer times out, and the next one runs in a new process', async () => {
+  const ip = fakeIp('ip-hang', BATCH_IP);
+  const p = new PersistentRunner({ ip: ip.bin, fallback: spawnRecorder().runner });
+  try {
+    const hung = await p.runner(ip.bin, ['link', 'set', 'dev', 'hang', 'up'], { timeoutMs: 200 });
+    assert.equal(hung.code, 124);
+    assert.equal(hung.timedOut, true);
+    assert.equal((await p.runner(ip.bin, ['link', 'set', 'dev', 'd', 'up'], {})).code, 0);
+    assert.equal(ip.starts(), 2);
+  } finally {
+    p.close();
+  }
+});
+
+test('an ip without -batch (BusyBox): every command is spawned, and that is logged once', async () => {
+  const ip = fakeIp('ip-busybox', `echo 'ip: invalid option -- o' >&2; exit 1`);
+  const spawned = spawnRecorder();
+  const log: string[] = [];
+  const p = new PersistentRunner({ ip: ip.bin, fallback: spawned.runner, log: (_l, m) => log.push(m) });
+  try {
+    for (let i = 0; i < 3; i++) assert.equal((await p.runner(ip.bin, ['link', 'set', 'dev', `e${i}`, 'up'], {})).stdout, 'spawned');
+    assert.equal(spawned.calls.length, 3);
+    assert.equal(ip.starts(), 1, 'tried once');
+    assert.equal(log.filter((m) => /-batch is not available/.test(m)).length, 1);
+  } finally {
+    p.close();
+  }
+});
