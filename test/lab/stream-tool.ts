@@ -352,7 +352,10 @@ function bulkFetch(opts: Map<string, string>): void {
 
 // ---------------------------------------------------------------------------------------- udp --
 
-/** Receives datagrams [u32 seq][f64 sendTimeMs]; reports the first, every gap above --gap-ms, a summary. Sends nothing. */
+/**
+ * Receives datagrams [u32 seq][f64 sendTimeMs]; reports the first, every gap above --gap-ms, progress
+ * every 100 ms (records, lastAt), a summary. Sends nothing.
+ */
 function udpSink(opts: Map<string, string>): void {
   const port = num(opts, 'port');
   const gapReportMs = num(opts, 'gap-ms', 50);
@@ -382,6 +385,10 @@ function udpSink(opts: Map<string, string>): void {
     lastAt = t;
   });
   sock.bind(port, () => emit({ event: 'listening', port }));
+  // Progress: when the last datagram arrived (a short interruption leaves no gap event to go by).
+  setInterval(() => {
+    if (records > 0) emit({ event: 'progress', records, lastAt: +lastAt.toFixed(3) });
+  }, 100);
 }
 
 /** Sends a datagram every --interval-ms to --connect until stopped. */

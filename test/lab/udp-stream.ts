@@ -72,13 +72,19 @@ export class UdpStream {
     );
   }
 
-  /** Resolves with the gap once one spanning t (performance.now()) has closed: the stream resumed after it. */
+  /**
+   * Resolves once a datagram has arrived after t (performance.now()) and no gap reported around t is
+   * still open, with the gap around t (0 when the interruption stayed under the sink's --gap-ms).
+   */
   async waitResumed(t: number, timeoutMs: number, windowMs = 2000): Promise<number> {
     const at = toEpoch(t);
     const end = Date.now() + timeoutMs;
     while (Date.now() < end) {
       const g = this.gaps().find((x) => x.to >= at && x.from <= at + windowMs);
       if (g) return g.ms;
+      const lastAt = this.events.filter((e) => e.event === 'progress').at(-1)?.lastAt;
+      // Arrivals well past t and no gap: the stream never stopped for longer than --gap-ms.
+      if (typeof lastAt === 'number' && lastAt > at + windowMs) return 0;
       await new Promise((r) => setTimeout(r, 20));
     }
     throw new Error(`the UDP stream did not resume within ${timeoutMs} ms after the roam`);
