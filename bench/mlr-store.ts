@@ -5,7 +5,9 @@
 // between `stored` and `committing` of a move: the binding put into the registry and durable()
 // resolving. Several handovers are in flight at once (--concurrency), as when many clients roam, so
 // group commit shares a flush or a transaction among them. Not the CNs' round trips; not a test.
-//   npm run compile && node build/bench/mlr-store.js [--bindings 10000] [--handovers 3000] [--concurrency 32] [--dir /tmp]
+// Memory: the process's RSS and the JS heap after each store's run (with --expose-gc, after a full GC;
+// the stores run one after the other in one process, each registry dropped before the next).
+//   npm run compile && node --expose-gc build/bench/mlr-store.js [--bindings 10000] [--handovers 3000] [--concurrency 32] [--dir /tmp]
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -47,6 +49,15 @@ interface Result {
   p50: number;
   p99: number;
   setupMs: number;
+  rssMb: number;
+  heapMb: number;
+}
+
+/** RSS and heap in MB now, after a full GC when node runs with --expose-gc. */
+function memory(): { rssMb: number; heapMb: number } {
+  (globalThis as { gc?: () => void }).gc?.();
+  const m = process.memoryUsage();
+  return { rssMb: m.rss / 2 ** 20, heapMb: m.heapUsed / 2 ** 20 };
 }
 
 /** HANDOVERS moves, CONCURRENCY at a time, each awaited until durable. */
@@ -67,7 +78,7 @@ async function run(store: string, r: Registry, durable: () => Promise<void>, set
     }),
   );
   const secs = (performance.now() - t0) / 1000;
-  return { store, perSecond: HANDOVERS / secs, p50: pct(lat, 50), p99: pct(lat, 99), setupMs };
+  return { store, perSecond: HANDOVERS / secs, p50: pct(lat, 50), p99: pct(lat, 99), setupMs, ...memory() };
 }
 
 async function main(): Promise<void> {
@@ -118,11 +129,22 @@ async function main(): Promise<void> {
   process.stdout.write(
     `node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, ${BINDINGS} bindings, ${HANDOVERS} handovers, ${CONCURRENCY} in flight, ${base}\n`,
   );
-  process.stdout.write('| store | handovers/s | p50 | p99 | set-up (fill + first write) |\n| --- | --- | --- | --- | --- |\n');
+  const gc = (globalThis as { gc?: unknown }).gc !== undefined ? 'after a full GC' : 'no --expose-gc: without a GC first';
+  process.stdout.write(
+    `| store | handovers/s | p50 | p99 | set-up (fill + first write) | RSS / JS heap after the run (${gc}) |\n| --- | --- | --- | --- | --- | --- |\n`,
+  );
   for (const x of results) {
     process.stdout.write(
-      `| ${x.store} | ${Math.round(x.perSecond)} | ${x.p50.toFixed(2)} ms | ${x.p99.toFixed(2)} ms | ${(x.setupMs / 1000).toFixed(1)} s |\n`,
+      `| ${x.store} | ${Math.round(x.perSecond)} | ${x.p50.toFixed(2)} ms | ${x.p99.toFixed(2)} ms | ${(x.setupMs / 1000).toFixed(1)} s | ${x.rssMb.toFixed(0)} / ${x.heapMb.toFixed(0)} MB |\n`,
     );
+  }
+  const memoryOnly = results[0];
+  if (memoryOnly) {
+    for (const x of results.slice(1)) {
+      process.stdout.write(
+        `ratio ${x.store} / ${memoryOnly.store}: handovers/s ${(x.perSecond / memoryOnly.perSecond).toFixed(3)}, p99 ${(x.p99 / memoryOnly.p99).toFixed(1)}\n`,
+      );
+    }
   }
 }
 
