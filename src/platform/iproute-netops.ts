@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 // IprouteNetOps: NetOps on a real kernel through iproute2 (`ip`, using its JSON output), `sysctl`
 // and `nft`. Every name and number is validated and formatted here before it reaches a command
-// line; commands run without a shell through one CommandRunner (exec.ts's `run` unless a test injects
+// line; commands run without a shell through one CommandRunner (exec.ts's `run`; tmip-cn passes
+// persistent-runner.ts, which sends the changes to one long-lived `ip -batch`; tests inject
 // a scripted one). With the `netns` option every command runs inside that network namespace
 // (`ip netns exec NS ...`), which is how the lab tests use it. It also owns the knowledge of which
 // error output of these tools means "already there" / "already gone" (the patterns below).
@@ -150,6 +151,9 @@ const NO_DEVICE = new RegExp(
 );
 
 /** `ip addr add` of an address the interface already has. */
+/** `ip link add` of a name in use: iproute2 and BusyBox ("ip: RTNETLINK answers: File exists"). */
+const LINK_EXISTS = /RTNETLINK answers: File exists|Error: [^\n]*[Ff]ile exists/;
+
 const ADDRESS_EXISTS = new RegExp(
   [
     'Error: ipv4: Address already assigned', // kernel net/ipv4/devinet.c __inet_insert_ifa() extack (iproute2)
@@ -369,40 +373,47 @@ export class IprouteNetOps implements NetOps {
 
   async ensureTunnel(spec: TunnelSpec): Promise<void> {
     checkTunnelSpec(spec);
-    const existing = await this.linkDetails(spec.name);
-    let create = true;
-    if (existing) {
-      const kind = existing.linkinfo?.info_kind;
-      if (kind === undefined || !isTunnelType(kind)) {
-        throw new Error(`link ${spec.name} exists and is not a tunnel (kind ${kind ?? 'unknown'}); not touching it`);
-      }
-      if (linkMatchesTunnel(existing, spec)) {
-        create = false;
-      } else {
-        const d = existing.linkinfo?.info_data ?? {};
-        this.log(
-          LOG.info,
-          `tunnel ${spec.name}: re-creating (was ${kind} ${String(d['local'])} -> ${String(d['remote'])} key ${JSON.stringify(d['id'] ?? d['ikey'] ?? '-')})`,
-        );
-        await this.ip(['link', 'del', 'dev', spec.name], NO_DEVICE);
-      }
-    }
     const mac = spec.type === 'vxlan' ? vxlanMacFor(spec.local) : undefined;
-    if (create) {
-      // One command creates it with its MAC and MTU, already up: a roam waits for every spawn.
-      await this.ip([
-        'link',
-        'add',
-        spec.name,
-        ...(mac ? ['address', mac] : []),
-        'mtu',
-        String(spec.mtu),
-        'up',
-        ...tunnelArgs(spec.type, spec.local, spec.remote, spec.key),
-      ]);
-    } else {
-      if (mac && existing?.address?.toLowerCase() !== mac) await this.ip(['link', 'set', 'dev', spec.name, 'address', mac]);
-      await this.ip(['link', 'set', 'dev', spec.name, 'mtu', String(spec.mtu), 'up']);
+    // One command creates it with its MAC and MTU, already up: a roam waits for every command.
+    const add = [
+      'link',
+      'add',
+      spec.name,
+      ...(mac ? ['address', mac] : []),
+      'mtu',
+      String(spec.mtu),
+      'up',
+      ...tunnelArgs(spec.type, spec.local, spec.remote, spec.key),
+    ];
+    // Most calls are for a tunnel that is not there yet: create it first and look only when a device
+    // of that name exists (one command fewer on a roam than looking first).
+    const created = await this.exec(this.ipBin, add);
+    if (created.code !== 0) {
+      if (!failedWith(created, LINK_EXISTS)) throw new Error(describeFailure(this.ipBin, add, this.runOpts, created));
+      const existing = await this.linkDetails(spec.name);
+      let create = true;
+      if (existing) {
+        const kind = existing.linkinfo?.info_kind;
+        if (kind === undefined || !isTunnelType(kind)) {
+          throw new Error(`link ${spec.name} exists and is not a tunnel (kind ${kind ?? 'unknown'}); not touching it`);
+        }
+        if (linkMatchesTunnel(existing, spec)) {
+          create = false;
+        } else {
+          const d = existing.linkinfo?.info_data ?? {};
+          this.log(
+            LOG.info,
+            `tunnel ${spec.name}: re-creating (was ${kind} ${String(d['local'])} -> ${String(d['remote'])} key ${JSON.stringify(d['id'] ?? d['ikey'] ?? '-')})`,
+          );
+          await this.ip(['link', 'del', 'dev', spec.name], NO_DEVICE);
+        }
+      }
+      if (create) {
+        await this.ip(add);
+      } else {
+        if (mac && existing?.address?.toLowerCase() !== mac) await this.ip(['link', 'set', 'dev', spec.name, 'address', mac]);
+        await this.ip(['link', 'set', 'dev', spec.name, 'mtu', String(spec.mtu), 'up']);
+      }
     }
     await this.setSysctl(ipv4ConfKey(spec.name, 'rp_filter'), '0');
   }

@@ -68,7 +68,6 @@ async function driverFor(self: typeof cn1) {
 
 /** Creating the vxlan tunnel tm7 on the CN at 10.200.0.<local> (its device MAC ends in <local> as hex). */
 const TUNNEL_TO = (remote: string, local: number) => [
-  'ip -j -d link show dev tm7',
   `ip link add tm7 address 02:74:0a:c8:00:${local.toString(16).padStart(2, '0')} mtu 1450 up type vxlan id 7 local 10.200.0.${local} remote ${remote} dstport 4789 ttl 64`,
   'sysctl -w net.ipv4.conf.tm7.rp_filter=0',
 ];

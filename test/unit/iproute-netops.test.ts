@@ -450,41 +450,60 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
   ]);
 }
 
-// ensureTunnel: `ip -j -d link show dev T`, then create / update / re-create, then the rp_filter sysctl
+// ensureTunnel: `ip link add` first; only when the name is in use, `ip -j -d link show dev T`, then keep /
+// update / re-create; then the rp_filter sysctl
 {
   const ensure = (spec: TunnelSpec) => (net: IprouteNetOps) => net.ensureTunnel(spec);
   const SET_UP = (mtu: number) => ['ip', 'link', 'set', 'dev', 'tm7', 'mtu', String(mtu), 'up'];
+  const EXISTS = fail(2, 'RTNETLINK answers: File exists'); // [ip2] ip link add of a name in use
+  /** A create that finds the name in use, then the look at what is there. */
+  const inUse = (add: string[], show: ReturnType<typeof ok>) => [
+    { argv: add, reply: EXISTS },
+    { argv: SHOW_TM7, reply: show },
+  ];
   add('ensureTunnel', [
     {
-      name: 'creates a vxlan device with its MAC, MTU, VNI and port, up, in one command; then rp_filter=0',
+      name: 'creates a vxlan device with its MAC, MTU, VNI and port, up, in one command, without looking first; then rp_filter=0',
       call: ensure(VX),
-      steps: [{ argv: SHOW_TM7, reply: NO_TM7 }, { argv: ADD_VX }, { argv: RP_TM7, reply: RP_OK }],
+      steps: [{ argv: ADD_VX }, { argv: RP_TM7, reply: RP_OK }],
     },
     {
       name: 'creates an ipip device (no key, no MAC)',
       call: ensure(IPIP),
-      steps: [{ argv: SHOW_TM7, reply: NO_TM7 }, { argv: ADD_IPIP }, { argv: RP_TM7, reply: RP_OK }],
+      steps: [{ argv: ADD_IPIP }, { argv: RP_TM7, reply: RP_OK }],
     },
     {
       name: 'creates a gre device with its key',
       call: ensure(GRE),
-      steps: [{ argv: SHOW_TM7, reply: NO_TM7 }, { argv: ADD_GRE }, { argv: RP_TM7, reply: RP_OK }],
+      steps: [{ argv: ADD_GRE }, { argv: RP_TM7, reply: RP_OK }],
     },
     {
-      name: 'BusyBox\'s "can\'t find device" also means "create it"',
+      name: 'BusyBox\'s "ip: RTNETLINK answers: File exists" also means "look at what is there"',
       call: ensure(VX),
-      steps: [{ argv: SHOW_TM7, reply: fail(2, "ip: can't find device 'tm7'") }, { argv: ADD_VX }, { argv: RP_TM7, reply: RP_OK }],
+      steps: [
+        { argv: ADD_VX, reply: fail(2, 'ip: RTNETLINK answers: File exists') },
+        { argv: SHOW_TM7, reply: ok(linkJson('tm7', 'vxlan', vxData())) },
+        { argv: SET_UP(1450) },
+        { argv: RP_TM7, reply: RP_OK },
+      ],
     },
     {
       name: 'a matching vxlan device is kept: only MTU and up',
       call: ensure({ ...VX, mtu: 1400 }),
-      steps: [{ argv: SHOW_TM7, reply: ok(linkJson('tm7', 'vxlan', vxData())) }, { argv: SET_UP(1400) }, { argv: RP_TM7, reply: RP_OK }],
+      steps: [
+        ...inUse(
+          ADD_VX.map((a) => (a === '1450' ? '1400' : a)),
+          ok(linkJson('tm7', 'vxlan', vxData())),
+        ),
+        { argv: SET_UP(1400) },
+        { argv: RP_TM7, reply: RP_OK },
+      ],
     },
     {
       name: 'a matching vxlan device whose MAC was changed gets ours back',
       call: ensure(VX),
       steps: [
-        { argv: SHOW_TM7, reply: ok(linkJson('tm7', 'vxlan', vxData(), '4e:13:c1:89:bd:27')) },
+        ...inUse(ADD_VX, ok(linkJson('tm7', 'vxlan', vxData(), '4e:13:c1:89:bd:27'))),
         { argv: ['ip', 'link', 'set', 'dev', 'tm7', 'address', VX_MAC] },
         { argv: SET_UP(1450) },
         { argv: RP_TM7, reply: RP_OK },
@@ -494,7 +513,7 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
       name: 'a vxlan MAC printed in capitals still matches',
       call: ensure(VX),
       steps: [
-        { argv: SHOW_TM7, reply: ok(linkJson('tm7', 'vxlan', vxData(), VX_MAC.toUpperCase())) },
+        ...inUse(ADD_VX, ok(linkJson('tm7', 'vxlan', vxData(), VX_MAC.toUpperCase()))),
         { argv: SET_UP(1450) },
         { argv: RP_TM7, reply: RP_OK },
       ],
@@ -502,17 +521,13 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
     {
       name: 'a matching gre device (keys printed as dotted quads) is kept',
       call: ensure(GRE),
-      steps: [
-        { argv: SHOW_TM7, reply: ok(linkJson('tm7', 'gre', greData(), '10.0.0.1')) },
-        { argv: SET_UP(1472) },
-        { argv: RP_TM7, reply: RP_OK },
-      ],
+      steps: [...inUse(ADD_GRE, ok(linkJson('tm7', 'gre', greData(), '10.0.0.1'))), { argv: SET_UP(1472) }, { argv: RP_TM7, reply: RP_OK }],
     },
     {
       name: 'a matching ipip device is kept',
       call: ensure(IPIP),
       steps: [
-        { argv: SHOW_TM7, reply: ok(linkJson('tm7', 'ipip', { remote: '10.0.0.2', local: '10.0.0.1', ttl: 64 }, '10.0.0.1')) },
+        ...inUse(ADD_IPIP, ok(linkJson('tm7', 'ipip', { remote: '10.0.0.2', local: '10.0.0.1', ttl: 64 }, '10.0.0.1'))),
         { argv: SET_UP(1480) },
         { argv: RP_TM7, reply: RP_OK },
       ],
@@ -528,13 +543,13 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
     ).map(([what, json]): Case => ({
       name: `a vxlan device with ${what} is deleted and re-created`,
       call: ensure(VX),
-      steps: [{ argv: SHOW_TM7, reply: ok(json) }, { argv: DEL_TM7 }, { argv: ADD_VX }, { argv: RP_TM7, reply: RP_OK }],
+      steps: [...inUse(ADD_VX, ok(json)), { argv: DEL_TM7 }, { argv: ADD_VX }, { argv: RP_TM7, reply: RP_OK }],
     })),
     {
       name: 'a gre device with another key is re-created',
       call: ensure(GRE),
       steps: [
-        { argv: SHOW_TM7, reply: ok(linkJson('tm7', 'gre', greData({ ikey: '0.0.0.8', okey: '0.0.0.8' }), '10.0.0.1')) },
+        ...inUse(ADD_GRE, ok(linkJson('tm7', 'gre', greData({ ikey: '0.0.0.8', okey: '0.0.0.8' }), '10.0.0.1'))),
         { argv: DEL_TM7 },
         { argv: ADD_GRE },
         { argv: RP_TM7, reply: RP_OK },
@@ -544,17 +559,22 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
       name: 'a device that vanished between the look and the delete is simply created',
       call: ensure(VX),
       steps: [
-        { argv: SHOW_TM7, reply: ok(linkJson('tm7', 'vxlan', vxData({ id: 8 }))) },
+        ...inUse(ADD_VX, ok(linkJson('tm7', 'vxlan', vxData({ id: 8 })))),
         { argv: DEL_TM7, reply: fail(1, 'Cannot find device "tm7"') },
         { argv: ADD_VX },
         { argv: RP_TM7, reply: RP_OK },
       ],
     },
     {
+      name: 'a device that vanished between the create and the look is created',
+      call: ensure(VX),
+      steps: [...inUse(ADD_VX, NO_TM7), { argv: ADD_VX }, { argv: RP_TM7, reply: RP_OK }],
+    },
+    {
       name: 'a mismatching device that cannot be deleted stops it',
       call: ensure(VX),
       steps: [
-        { argv: SHOW_TM7, reply: ok(linkJson('tm7', 'vxlan', vxData({ id: 8 }))) },
+        ...inUse(ADD_VX, ok(linkJson('tm7', 'vxlan', vxData({ id: 8 })))),
         { argv: DEL_TM7, reply: fail(2, 'RTNETLINK answers: Operation not permitted') },
       ],
       rejects: /`ip link del dev tm7` failed \(exit 2\): RTNETLINK answers: Operation not permitted/,
@@ -569,53 +589,52 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
     ).map(([what, kind]): Case => ({
       name: `an existing link of the tunnel's name that is ${what} is refused, untouched`,
       call: ensure(VX),
-      steps: [{ argv: SHOW_TM7, reply: ok(linkJson('tm7', kind)) }],
+      steps: inUse(ADD_VX, ok(linkJson('tm7', kind))),
       rejects: new RegExp(`link tm7 exists and is not a tunnel \\(kind ${kind ?? 'unknown'}\\); not touching it`),
     })),
     {
       name: "a failing create names the command line and the kernel's answer",
       call: ensure(GRE),
-      steps: [
-        { argv: SHOW_TM7, reply: NO_TM7 },
-        { argv: ADD_GRE, reply: fail(2, 'Error: Unknown device type.') },
-      ],
+      steps: [{ argv: ADD_GRE, reply: fail(2, 'Error: Unknown device type.') }],
       rejects: new RegExp(
         '`ip link add tm7 mtu 1472 up type gre local 10\\.0\\.0\\.1 remote 10\\.0\\.0\\.2 key 7 ttl 64` failed \\(exit 2\\): ' +
           'Error: Unknown device type\\.',
       ),
     },
     {
-      name: 'a create racing another one ("RTNETLINK answers: File exists") is a failure',
+      name: 'another device with the same VNI is a failure, not "in use"',
       call: ensure(VX),
-      steps: [
-        { argv: SHOW_TM7, reply: NO_TM7 },
-        { argv: ADD_VX, reply: fail(2, 'RTNETLINK answers: File exists') },
-      ],
+      steps: [{ argv: ADD_VX, reply: fail(2, 'Error: A VXLAN device with the specified VNI already exists.') }],
+      rejects: /`ip link add tm7 .*` failed \(exit 2\): Error: A VXLAN device with the specified VNI already exists\./,
+    },
+    {
+      name: 'a create racing another one twice ("RTNETLINK answers: File exists" after the look found nothing) is a failure',
+      call: ensure(VX),
+      steps: [...inUse(ADD_VX, NO_TM7), { argv: ADD_VX, reply: EXISTS }],
       rejects: /`ip link add tm7 .*` failed \(exit 2\): RTNETLINK answers: File exists/,
     },
     {
       name: 'a timed-out look is never "absent" (no create follows)',
       call: ensure(VX),
-      steps: [{ argv: SHOW_TM7, reply: timedOut('Cannot find device "tm7"') }],
+      steps: inUse(ADD_VX, timedOut('Cannot find device "tm7"')),
       rejects: /`ip -j -d link show dev tm7` failed \(exit 124\)/,
     },
     {
       name: 'a look that fails otherwise stops it',
       call: ensure(VX),
-      steps: [{ argv: SHOW_TM7, reply: fail(255, 'Cannot open netlink socket: Operation not permitted') }],
+      steps: inUse(ADD_VX, fail(255, 'Cannot open netlink socket: Operation not permitted')),
       rejects: /`ip -j -d link show dev tm7` failed \(exit 255\)/,
     },
     {
       name: 'garbage from the look stops it',
       call: ensure(VX),
-      steps: [{ argv: SHOW_TM7, reply: ok('[{') }],
+      steps: inUse(ADD_VX, ok('[{')),
       rejects: /cannot parse the output of `ip -j -d link show dev tm7`/,
     },
     {
       name: 'a failing rp_filter write fails it (BusyBox printing an error yet exiting 0 [bb])',
       call: ensure(VX),
       steps: [
-        { argv: SHOW_TM7, reply: NO_TM7 },
         { argv: ADD_VX },
         { argv: RP_TM7, reply: { code: 0, stderr: "sysctl: error: 'net.ipv4.conf.tm7.rp_filter' is an unknown key\n" } },
       ],
@@ -624,11 +643,7 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
     {
       name: 'a dotted (VLAN-style) name is written with a slash in the sysctl key',
       call: ensure({ ...IPIP, name: 'tm.7' }),
-      steps: [
-        { argv: ['ip', '-j', '-d', 'link', 'show', 'dev', 'tm.7'], reply: fail(1, 'Device "tm.7" does not exist.') },
-        { argv: ADD_IPIP.map((a) => (a === 'tm7' ? 'tm.7' : a)) },
-        { argv: ['sysctl', '-w', 'net.ipv4.conf.tm/7.rp_filter=0'] },
-      ],
+      steps: [{ argv: ADD_IPIP.map((a) => (a === 'tm7' ? 'tm.7' : a)) }, { argv: ['sysctl', '-w', 'net.ipv4.conf.tm/7.rp_filter=0'] }],
     },
     ...(
       [
