@@ -35,6 +35,7 @@ import type { EtcdApi, EtcdCompare } from '../platform/etcd-client.js';
 import { LOG, type LogFn } from '../platform/log.js';
 import { Leadership } from './leadership.js';
 import type { LoadReport } from './persistence.js';
+import { GroupCommit } from './group-commit.js';
 
 export interface EtcdStoreOptions {
   /** The network's key prefix (etcdPrefix(network_name)). */
@@ -53,27 +54,18 @@ export interface EtcdStoreOptions {
 /** How long a write is retried while no etcd endpoint answers (etcd electing a leader of its own: ~1 s). */
 const RETRY_MS = 5000;
 
-interface Waiter {
-  upto: number;
-  resolve: () => void;
-  reject: (e: Error) => void;
-}
-
 export class EtcdRegistryStore {
-  private pending: RegistryChange[] = [];
-  private queued = 0;
-  private synced = 0;
-  private readonly waiters: Waiter[] = [];
-  private scheduled = false;
-  private running: Promise<void> | undefined;
-  private failed: string | undefined;
+  /** Changes waiting for their transaction, written in groups. */
+  private readonly queue: GroupCommit<RegistryChange>;
   readonly stats = { txns: 0, records: 0 };
 
   constructor(
     private readonly etcd: EtcdApi,
     private readonly registry: Registry,
     private readonly opts: EtcdStoreOptions,
-  ) {}
+  ) {
+    this.queue = new GroupCommit((batch) => this.writeBatch(batch), opts.onFailure);
+  }
 
   /** Fill the (empty) registry from etcd. */
   async load(): Promise<Result<LoadReport>> {
@@ -117,69 +109,31 @@ export class EtcdRegistryStore {
 
   /** Start keeping every change the registry tells. */
   open(): void {
-    this.registry.watch((c) => this.enqueue(c));
+    this.registry.watch((c) => this.queue.push(c));
   }
 
   /** Resolves once etcd has committed every change made so far; rejects once a write has failed. */
   durable(): Promise<void> {
-    if (this.failed !== undefined) return Promise.reject(new Error(this.failed));
-    if (this.synced >= this.queued) return Promise.resolve();
-    return new Promise((resolve, reject) => this.waiters.push({ upto: this.queued, resolve, reject }));
+    return this.queue.durable();
   }
 
   /** Write what is queued and stop listening. */
   async close(): Promise<void> {
-    await this.durable().catch(() => undefined);
-    await this.running;
+    await this.queue.idle();
     this.registry.watch(undefined);
   }
 
   /** Fail from outside (leadership lost): nothing more is acknowledged. */
   fail(message: string): void {
-    if (this.failed !== undefined) return;
-    this.failed = `${message}; the MLR acknowledges no change until it is restarted`;
-    this.pending = [];
-    for (const w of this.waiters.splice(0)) w.reject(new Error(this.failed));
-    this.opts.onFailure?.(this.failed);
+    this.queue.fail(message);
   }
 
-  private enqueue(c: RegistryChange): void {
-    if (this.failed !== undefined) return;
-    this.pending.push(c);
-    this.queued++;
-    this.kick();
-  }
-
-  private kick(): void {
-    if (this.scheduled || this.running || this.failed !== undefined) return;
-    this.scheduled = true;
-    // The rest of this turn's changes join the batch.
-    setImmediate(() => {
-      this.scheduled = false;
-      this.running = this.drain().finally(() => {
-        this.running = undefined;
-        if (this.pending.length > 0) this.kick();
-      });
-    });
-  }
-
-  private async drain(): Promise<void> {
-    while (this.pending.length > 0 && this.failed === undefined) {
-      const upto = this.queued;
-      const batch = this.pending;
-      this.pending = [];
-      try {
-        for (const part of chunk(coalesce(this.opts.prefix, batch))) {
-          await this.write(part.map((op) => (op.value === undefined ? { del: op.key } : { put: op.key, value: op.value })));
-        }
-        this.stats.records += batch.length;
-      } catch (e) {
-        this.fail(e instanceof Error ? e.message : String(e));
-        return;
-      }
-      this.synced = upto;
-      while (this.waiters.length > 0 && this.waiters[0]!.upto <= this.synced) this.waiters.shift()!.resolve();
+  /** One group of changes: the last change of each key, in guarded transactions of at most 100 operations. */
+  private async writeBatch(batch: RegistryChange[]): Promise<void> {
+    for (const part of chunk(coalesce(this.opts.prefix, batch))) {
+      await this.write(part.map((op) => (op.value === undefined ? { del: op.key } : { put: op.key, value: op.value })));
     }
+    this.stats.records += batch.length;
   }
 
   /**
@@ -196,7 +150,7 @@ export class EtcdRegistryStore {
         break;
       } catch (e) {
         const transient = (e as { unreachable?: boolean }).unreachable === true;
-        if (!transient || Date.now() - started >= (this.opts.retryMs ?? RETRY_MS) || this.failed !== undefined) throw e;
+        if (!transient || Date.now() - started >= (this.opts.retryMs ?? RETRY_MS) || this.queue.failed !== undefined) throw e;
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
     }

@@ -24,6 +24,7 @@ import { registrySnapshotCodec, type Registry, type RegistryChange } from '../co
 import { err, ok, type Result } from '../core/result.js';
 import { int, object, optional } from '../core/schema.js';
 import type { StateFile } from '../platform/state-file.js';
+import { GroupCommit } from './group-commit.js';
 
 /** The store's own field of the snapshot: the generation the journal continues (0 for older files). */
 const snapshotGenCodec = object({ gen: optional(int(0, Number.MAX_SAFE_INTEGER)) });
@@ -43,22 +44,10 @@ export interface RegistryStoreOptions {
   compaction?: CompactionPolicy;
 }
 
-interface Waiter {
-  upto: number;
-  resolve: () => void;
-  reject: (e: Error) => void;
-}
-
 export class RegistryStore {
   private gen = 0;
-  private pending: RegistryChange[] = [];
-  /** Changes queued so far / known to be on disk (sequence numbers). */
-  private queued = 0;
-  private synced = 0;
-  private readonly waiters: Waiter[] = [];
-  private scheduled = false;
-  private running: Promise<void> | undefined;
-  private failed: string | undefined;
+  /** Changes waiting for their append (or a compaction), written in groups. */
+  private readonly queue: GroupCommit<RegistryChange>;
   private journal = { records: 0, bytes: 0 };
   private snapshotBytes = 0;
   readonly stats = { appends: 0, records: 0, compactions: 0 };
@@ -67,7 +56,9 @@ export class RegistryStore {
     private readonly file: StateFile,
     private readonly registry: Registry,
     private readonly opts: RegistryStoreOptions = {},
-  ) {}
+  ) {
+    this.queue = new GroupCommit((batch) => this.write(batch), opts.onFailure);
+  }
 
   /** Fill the (empty) registry from the snapshot and the journal. */
   load(): Result<LoadReport> {
@@ -138,20 +129,17 @@ export class RegistryStore {
    */
   async open(): Promise<void> {
     await this.compact();
-    this.registry.watch((c) => this.enqueue(c));
+    this.registry.watch((c) => this.queue.push(c));
   }
 
   /** Resolves once every change made so far is on disk; rejects once a write has failed. */
   durable(): Promise<void> {
-    if (this.failed !== undefined) return Promise.reject(new Error(this.failed));
-    if (this.synced >= this.queued) return Promise.resolve();
-    return new Promise((resolve, reject) => this.waiters.push({ upto: this.queued, resolve, reject }));
+    return this.queue.durable();
   }
 
   /** Write what is queued, stop listening and close the files. */
   async close(): Promise<void> {
-    await this.durable().catch(() => undefined);
-    await this.running;
+    await this.queue.idle();
     this.registry.watch(undefined);
     await this.file.close();
   }
@@ -161,69 +149,30 @@ export class RegistryStore {
     return this.journal.records;
   }
 
-  private enqueue(c: RegistryChange): void {
-    if (this.failed !== undefined) return;
-    this.pending.push(c);
-    this.queued++;
-    this.kick();
-  }
-
-  private kick(): void {
-    if (this.scheduled || this.running) return;
-    this.scheduled = true;
-    // The rest of this turn's changes join the batch.
-    setImmediate(() => {
-      this.scheduled = false;
-      this.running = this.drain().finally(() => {
-        this.running = undefined;
-        if (this.pending.length > 0) this.kick();
-      });
-    });
-  }
-
-  private async drain(): Promise<void> {
-    while (this.pending.length > 0 && this.failed === undefined) {
-      const upto = this.queued;
-      try {
-        const live = { records: this.registry.liveRecords(), snapshotBytes: this.snapshotBytes };
-        const grown = { records: this.journal.records + this.pending.length, bytes: this.journal.bytes };
-        if (shouldCompact(grown, live, this.opts.compaction ?? DEFAULT_COMPACTION)) {
-          await this.compact();
-        } else {
-          const batch = this.pending;
-          this.pending = [];
-          const text = encodeRecords(batch);
-          await this.file.append(text);
-          this.journal.records += batch.length;
-          this.journal.bytes += Buffer.byteLength(text);
-          this.stats.appends++;
-          this.stats.records += batch.length;
-        }
-      } catch (e) {
-        this.fail(e instanceof Error ? e.message : String(e));
-        return;
-      }
-      this.synced = upto;
-      while (this.waiters.length > 0 && this.waiters[0]!.upto <= this.synced) this.waiters.shift()!.resolve();
+  /** One group of changes: appended to the journal, or, once it has grown enough, a compaction (which holds them). */
+  private async write(batch: RegistryChange[]): Promise<void> {
+    const live = { records: this.registry.liveRecords(), snapshotBytes: this.snapshotBytes };
+    const grown = { records: this.journal.records + batch.length, bytes: this.journal.bytes };
+    if (shouldCompact(grown, live, this.opts.compaction ?? DEFAULT_COMPACTION)) {
+      await this.compact();
+      return;
     }
+    const text = encodeRecords(batch);
+    await this.file.append(text);
+    this.journal.records += batch.length;
+    this.journal.bytes += Buffer.byteLength(text);
+    this.stats.appends++;
+    this.stats.records += batch.length;
   }
 
   /** A new snapshot of the registry as it is now (it holds every queued change) and an empty journal. */
   private async compact(): Promise<void> {
     const gen = this.gen + 1;
     const text = JSON.stringify({ gen, ...(registrySnapshotCodec.encode(this.registry.snapshot()) as object) });
-    this.pending = [];
     await this.file.replace(text, journalHeader(gen));
     this.gen = gen;
     this.snapshotBytes = Buffer.byteLength(text);
     this.journal = { records: 0, bytes: 0 };
     this.stats.compactions++;
-  }
-
-  private fail(message: string): void {
-    this.failed = `${message}; the MLR acknowledges no change until it is restarted`;
-    this.pending = [];
-    for (const w of this.waiters.splice(0)) w.reject(new Error(this.failed));
-    this.opts.onFailure?.(this.failed);
   }
 }

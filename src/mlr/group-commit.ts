@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// GroupCommit: the queue in front of both durable stores of the MLR (the journal, mlr/persistence.ts;
+// etcd, mlr/etcd-store.ts). What is pushed in one turn of the event loop, and what is pushed while a
+// flush is on its way, is flushed together, so many changes share one fdatasync or one transaction.
+// durable() resolves once everything pushed before the call is flushed. A flush that fails fails the
+// queue for good: every waiter and every later durable() rejects, and onFailure is told once (the
+// MLR then exits and is restarted from what is on disk).
+
+interface Waiter {
+  upto: number;
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+export class GroupCommit<T> {
+  private pending: T[] = [];
+  /** Items pushed so far / known to be flushed (sequence numbers). */
+  private queued = 0;
+  private synced = 0;
+  private readonly waiters: Waiter[] = [];
+  private scheduled = false;
+  private running: Promise<void> | undefined;
+  private failure: string | undefined;
+
+  constructor(
+    private readonly flush: (batch: T[]) => Promise<void>,
+    private readonly onFailure?: (message: string) => void,
+  ) {}
+
+  /** Why the queue failed, once it has. */
+  get failed(): string | undefined {
+    return this.failure;
+  }
+
+  push(item: T): void {
+    if (this.failure !== undefined) return;
+    this.pending.push(item);
+    this.queued++;
+    this.kick();
+  }
+
+  /** Resolves once every item pushed so far is flushed; rejects once a flush has failed. */
+  durable(): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(new Error(this.failure));
+    if (this.synced >= this.queued) return Promise.resolve();
+    return new Promise((resolve, reject) => this.waiters.push({ upto: this.queued, resolve, reject }));
+  }
+
+  /** Resolves when nothing is queued or being flushed any more (failed or not). */
+  async idle(): Promise<void> {
+    await this.durable().catch(() => undefined);
+    await this.running;
+  }
+
+  /** Fail from outside (a store that lost its right to write): nothing more is acknowledged. */
+  fail(message: string): void {
+    if (this.failure !== undefined) return;
+    this.failure = `${message}; the MLR acknowledges no change until it is restarted`;
+    this.pending = [];
+    for (const w of this.waiters.splice(0)) w.reject(new Error(this.failure));
+    this.onFailure?.(this.failure);
+  }
+
+  private kick(): void {
+    if (this.scheduled || this.running || this.failure !== undefined) return;
+    this.scheduled = true;
+    // The rest of this turn's items join the batch.
+    setImmediate(() => {
+      this.scheduled = false;
+      this.running = this.drain().finally(() => {
+        this.running = undefined;
+        if (this.pending.length > 0) this.kick();
+      });
+    });
+  }
+
+  private async drain(): Promise<void> {
+    while (this.pending.length > 0 && this.failure === undefined) {
+      const upto = this.queued;
+      const batch = this.pending;
+      this.pending = [];
+      try {
+        await this.flush(batch);
+      } catch (e) {
+        this.fail(e instanceof Error ? e.message : String(e));
+        return;
+      }
+      this.synced = upto;
+      while (this.waiters.length > 0 && this.waiters[0]!.upto <= this.synced) this.waiters.shift()!.resolve();
+    }
+  }
+}
