@@ -11,38 +11,24 @@ import { DEFAULT_COMPACTION } from '../src/core/journal.js';
 import { Registry, registrySnapshotCodec } from '../src/core/registry.js';
 import { RegistryStore } from '../src/mlr/persistence.js';
 import { FileStateFile } from '../src/platform/state-file.js';
+import { fillRegistry, intArg, percentile, stationCell, stationMac, textArg } from './synthetic.js';
 
-function arg(name: string, dflt: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-}
-const BINDINGS = arg('bindings', 100_000);
-const CHANGES = arg('changes', 1000);
-const REWRITES = arg('rewrites', 20);
-const dirArg = process.argv.indexOf('--dir');
-const base = dirArg > 0 ? process.argv[dirArg + 1]! : os.tmpdir();
-
-const mac = (n: number) =>
-  `02:00:${[(n >> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff].map((b) => b.toString(16).padStart(2, '0')).join(':')}`;
-const NET = (10 << 24) >>> 0;
-const cell = (n: number) => (NET + 4 * n) >>> 0;
+const BINDINGS = intArg('bindings', 100_000);
+const CHANGES = intArg('changes', 1000);
+const REWRITES = intArg('rewrites', 20);
+const base = textArg('dir', os.tmpdir());
 
 function filled(): Registry {
   const r = new Registry(['vxlan']);
-  const pool = { network: NET, prefix: 8, first: NET, last: (NET + 0xffffff) >>> 0, exclude: [] };
-  r.registerCn({ name: 'cn1', addr: 0xc0a80001, tunnels: ['vxlan'], pools: [pool] });
-  r.registerCn({ name: 'cn2', addr: 0xc0a80002, tunnels: ['vxlan'], pools: [] });
-  for (let n = 0; n < BINDINGS; n++) r.put({ mac: mac(n), cell: cell(n), parent: 'cn1', current: 'cn1', state: 'bound', expires: 1e12 });
-  r.pairTunnel('cn1', 'cn2');
+  fillRegistry(r, BINDINGS);
   return r;
 }
 
 /** A roam of binding n to `to`. */
 function roam(r: Registry, n: number, to: string): void {
-  r.put({ mac: mac(n), cell: cell(n), parent: 'cn1', current: to, state: 'bound', expires: 1e12 + n });
+  r.put({ mac: stationMac(n), cell: stationCell(n), parent: 'cn1', current: to, state: 'bound', expires: 1e12 + n });
 }
 
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 const fmt = (ms: number) => (ms < 1 ? `${(ms * 1000).toFixed(0)} µs` : `${ms.toFixed(2)} ms`);
 
 /** The state file as builds before the journal wrote it: whole, write + fsync + rename. */
@@ -116,11 +102,11 @@ async function main(): Promise<void> {
     await store.close();
 
     const amortised = compactMs / (DEFAULT_COMPACTION.factor * registry.liveRecords());
-    const journalMedian = pct(journalMs, 50);
-    const oldMedian = pct(oldMs, 50);
+    const journalMedian = percentile(journalMs, 50);
+    const oldMedian = percentile(oldMs, 50);
     const rows: [string, string, string][] = [
       ['cost of one change made durable, median', fmt(oldMedian), fmt(journalMedian)],
-      ['… p99 (old: max)', fmt(Math.max(...oldMs)), fmt(pct(journalMs, 99))],
+      ['… p99 (old: max)', fmt(Math.max(...oldMs)), fmt(percentile(journalMs, 99))],
       ['bytes written per change', `${(oldBytes / 1e6).toFixed(1)} MB`, `${perChangeBytes.toFixed(0)} B`],
       [
         'compaction (every ≥ 2 × live records), amortised per change',

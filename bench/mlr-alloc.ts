@@ -6,15 +6,9 @@
 import { cellsOf, type PoolRange } from '../src/core/pool.js';
 import { Registry } from '../src/core/registry.js';
 import { performance } from 'node:perf_hooks';
+import { intArg, stationMac } from './synthetic.js';
 
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(name);
-  const v = i >= 0 ? Number(process.argv[i + 1]) : def;
-  if (!Number.isInteger(v) || v <= 0 || v > 500_000) throw new Error(`${name} wants an integer 1..500000`);
-  return v;
-}
-
-const total = arg('--bindings', 100_000);
+const total = intArg('bindings', 100_000, 1, 500_000);
 const pool: PoolRange = { network: 0x0a000000, prefix: 12, first: 0x0a000000, last: 0x0a0fffff, exclude: [] };
 const r = new Registry(['vxlan']);
 if (!r.registerCn({ name: 'cn1', addr: 0x0ac80001, tunnels: ['vxlan'], pools: [pool] }).ok) throw new Error('register');
@@ -25,14 +19,13 @@ function scan(): number | undefined {
   return undefined;
 }
 
-const mac = (n: number) => `02:00:${[24, 16, 8, 0].map((s) => ((n >>> s) & 0xff).toString(16).padStart(2, '0')).join(':')}`;
 let n = 0;
 const SAMPLE = 1000;
 console.log(`bindings  allocate+put_us  scan_us   ratio scan/allocate`);
 for (const level of [1_000, 10_000, 50_000, total].filter((l, i, a) => l <= total && a.indexOf(l) === i)) {
   while (n < level - SAMPLE) {
     const a = r.allocate('cn1')!;
-    r.put({ mac: mac(n++), cell: a.cell, parent: 'cn1', current: 'cn1', state: 'bound', expires: 1e15 });
+    r.put({ mac: stationMac(n++), cell: a.cell, parent: 'cn1', current: 'cn1', state: 'bound', expires: 1e15 });
   }
   // The reference on this register: SAMPLE scans (they allocate nothing).
   let t = performance.now();
@@ -42,7 +35,7 @@ for (const level of [1_000, 10_000, 50_000, total].filter((l, i, a) => l <= tota
   t = performance.now();
   for (let i = 0; i < SAMPLE; i++) {
     const a = r.allocate('cn1')!;
-    r.put({ mac: mac(n++), cell: a.cell, parent: 'cn1', current: 'cn1', state: 'bound', expires: 1e15 });
+    r.put({ mac: stationMac(n++), cell: a.cell, parent: 'cn1', current: 'cn1', state: 'bound', expires: 1e15 });
   }
   const allocUs = ((performance.now() - t) * 1000) / SAMPLE;
   console.log(

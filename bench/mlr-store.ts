@@ -17,31 +17,12 @@ import { RegistryStore } from '../src/mlr/persistence.js';
 import { EtcdClient } from '../src/platform/etcd-client.js';
 import { FileStateFile } from '../src/platform/state-file.js';
 import { haveEtcd, startLocalEtcd } from '../test/support/etcd.js';
+import { fillRegistry, intArg, percentile, stationCell, stationMac, textArg } from './synthetic.js';
 
-function arg(name: string, dflt: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-}
-const BINDINGS = arg('bindings', 10_000);
-const HANDOVERS = arg('handovers', 3000);
-const CONCURRENCY = arg('concurrency', 32);
-const dirArg = process.argv.indexOf('--dir');
-const base = dirArg > 0 ? process.argv[dirArg + 1]! : os.tmpdir();
-
-const mac = (n: number) =>
-  `02:00:${[(n >> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff].map((b) => b.toString(16).padStart(2, '0')).join(':')}`;
-const NET = (10 << 24) >>> 0;
-const cell = (n: number) => (NET + 4 * n) >>> 0;
-
-function fill(r: Registry): void {
-  const pool = { network: NET, prefix: 8, first: NET, last: (NET + 0xffffff) >>> 0, exclude: [] };
-  r.registerCn({ name: 'cn1', addr: 0xc0a80001, tunnels: ['vxlan'], pools: [pool] });
-  r.registerCn({ name: 'cn2', addr: 0xc0a80002, tunnels: ['vxlan'], pools: [] });
-  for (let n = 0; n < BINDINGS; n++) r.put({ mac: mac(n), cell: cell(n), parent: 'cn1', current: 'cn1', state: 'bound', expires: 1e12 });
-  r.pairTunnel('cn1', 'cn2');
-}
-
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
+const BINDINGS = intArg('bindings', 10_000);
+const HANDOVERS = intArg('handovers', 3000);
+const CONCURRENCY = intArg('concurrency', 32, 1, 10_000);
+const base = textArg('dir', os.tmpdir());
 
 interface Result {
   store: string;
@@ -71,14 +52,21 @@ async function run(store: string, r: Registry, durable: () => Promise<void>, set
         const i = next++;
         const n = (i * 7919) % BINDINGS;
         const s = performance.now();
-        r.put({ mac: mac(n), cell: cell(n), parent: 'cn1', current: i % 2 === 0 ? 'cn2' : 'cn1', state: 'bound', expires: 1e12 + i });
+        r.put({
+          mac: stationMac(n),
+          cell: stationCell(n),
+          parent: 'cn1',
+          current: i % 2 === 0 ? 'cn2' : 'cn1',
+          state: 'bound',
+          expires: 1e12 + i,
+        });
         await durable();
         lat.push(performance.now() - s);
       }
     }),
   );
   const secs = (performance.now() - t0) / 1000;
-  return { store, perSecond: HANDOVERS / secs, p50: pct(lat, 50), p99: pct(lat, 99), setupMs, ...memory() };
+  return { store, perSecond: HANDOVERS / secs, p50: percentile(lat, 50), p99: percentile(lat, 99), setupMs, ...memory() };
 }
 
 async function main(): Promise<void> {
@@ -88,13 +76,13 @@ async function main(): Promise<void> {
   try {
     {
       const r = new Registry(['vxlan']);
-      fill(r);
+      fillRegistry(r, BINDINGS);
       results.push(await run('memory (no durability)', r, () => Promise.resolve(), 0));
     }
     {
       const r = new Registry(['vxlan']);
       const t = performance.now();
-      fill(r);
+      fillRegistry(r, BINDINGS);
       const store = new RegistryStore(new FileStateFile(path.join(dir, 'mlr.state')), r);
       await store.open();
       results.push(await run('journal (fdatasync, local file)', r, () => store.durable(), performance.now() - t));
@@ -115,7 +103,7 @@ async function main(): Promise<void> {
           throw new Error(m);
         },
       });
-      fill(r); // written to etcd as changes, 100 keys a transaction
+      fillRegistry(r, BINDINGS); // written to etcd as changes, 100 keys a transaction
       await shared.durable();
       results.push(await run('etcd (3 members, 127.0.0.1)', r, () => shared.durable(), performance.now() - t));
       await shared.close();

@@ -24,27 +24,14 @@ import { startStream } from '../test/lab/stream.js';
 import { UdpStream } from '../test/lab/udp-stream.js';
 import { HostapdStandIns } from '../test/lab/hostapd-standins.js';
 import { TmipLab } from '../test/lab/tmip-lab.js';
-
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(name);
-  const v = i >= 0 ? Number(process.argv[i + 1]) : def;
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`${name} wants a positive number`);
-  return v;
-}
-
-function quantile(xs: number[], q: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  const idx = Math.min(s.length - 1, Math.ceil(q * s.length) - 1);
-  return s[Math.max(0, idx)]!;
-}
+import { intArg, percentile } from './synthetic.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('bench/roam needs root (network namespaces)');
-  const roams = Math.min(arg('--roams', 20), 500);
-  const dwell = Math.min(arg('--dwell-ms', 1500), 60_000);
+  const roams = intArg('roams', 20, 1, 500);
+  const dwell = intArg('dwell-ms', 1500, 1, 60_000);
   const GAP_THRESHOLD = 15;
   const assoc = process.argv.includes('--assoc');
   const receiveOnly = process.argv.includes('--receive-only');
@@ -130,8 +117,8 @@ async function main(): Promise<void> {
     }
     const failures = stream instanceof UdpStream ? [] : stream.failures();
     const summary = stream instanceof UdpStream ? (await stream.stop(), undefined) : await stream.stop();
-    const med = quantile(outages, 0.5);
-    const p99 = quantile(outages, 0.99);
+    const med = percentile(outages, 50);
+    const p99 = percentile(outages, 99);
     console.log('');
     console.log(
       stream instanceof UdpStream
@@ -142,7 +129,7 @@ async function main(): Promise<void> {
       `outage per roam (ms): median ${med.toFixed(1)}, p99 ${p99.toFixed(1)}, max ${Math.max(...outages).toFixed(1)} (gaps under ${GAP_THRESHOLD} ms count as ${GAP_THRESHOLD})`,
     );
     console.log(
-      `detection -> commit at the new CN (ms): median ${quantile(commits, 0.5).toFixed(1)}, p99 ${quantile(commits, 0.99).toFixed(1)}`,
+      `detection -> commit at the new CN (ms): median ${percentile(commits, 50).toFixed(1)}, p99 ${percentile(commits, 99).toFixed(1)}`,
     );
     console.log(`reference, largest gap in ${dwell} ms of the same stream without a roam: ${reference.toFixed(1)} ms`);
     console.log(
