@@ -20,18 +20,15 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { startUdhcpc, type DhcpClient } from './dhcp-clients.js';
 import { LAB } from './lab.js';
 import { startStream, toEpoch, type StreamRun } from './stream.js';
-import { TmipLab, TUNNEL_PREFIX, lineEpoch, type CnName } from './tmip-lab.js';
+import { TmipLab, TUNNEL_PREFIX, lineEpoch, report, type CnName, type MlrStatus } from './tmip-lab.js';
 
 const isRoot = process.getuid?.() === 0;
 const skip = isRoot ? false : 'lab tests need root (network namespaces)';
 const mqttSkip = spawnSync('mosquitto', ['-h']).error ? 'mosquitto is not installed (make deps installs it)' : false;
-const STATUS_TOOL = path.join(path.dirname(fileURLToPath(import.meta.url)), 'mlr-status-tool.js');
 const LEASE_S = 60;
 /**
  * The backbone cut, as long as issue 9 asks: it outlasts every timer the fault meets (the heartbeat,
@@ -40,29 +37,7 @@ const LEASE_S = 60;
  */
 const CUT_MS = 30_000;
 
-interface StatusBinding {
-  mac: string;
-  cell: string;
-  parent: string;
-  current: string | null;
-  state: string;
-}
-interface Status {
-  cns: { name: string; online: string }[];
-  bindings: StatusBinding[];
-}
-
-function report(label: string, value: unknown): void {
-  process.stdout.write(`# ${label}: ${typeof value === 'string' ? value : JSON.stringify(value)}\n`);
-}
-
-/** The MLR's status, asked over TCP from the MLR's own namespace (whichever CN is cut off). */
-async function mlrStatus(t: TmipLab): Promise<Status> {
-  const r = await t.lab.exec('mlr', process.execPath, [STATUS_TOOL, LAB.mlrIp, '6554', 'cn1', t.keys.cn1 ?? ''], { timeoutMs: 10_000 });
-  assert.equal(r.code, 0, `status: ${r.stderr}`);
-  return JSON.parse(r.stdout) as Status;
-}
-const online = (s: Status, cn: CnName) => s.cns.find((c) => c.name === cn)?.online;
+const online = (s: MlrStatus, cn: CnName) => s.cns.find((c) => c.name === cn)?.online;
 
 /** Cut a CN off: its backbone port down (from the bridge's side); a power-off also takes its Wi-Fi port down and freezes the process. */
 async function cutCn(t: TmipLab, cn: CnName, powerOff: boolean): Promise<void> {
@@ -95,8 +70,9 @@ describe('liveness and expiry: an AP powered off, a backbone cut, a lease that e
     await t?.destroy();
   });
 
-  const status = () => mlrStatus(t);
-  const bindingOf = (s: Status, ms: string) => s.bindings.find((b) => b.mac === macs[ms]);
+  // From the MLR's own namespace: whichever CN is cut off.
+  const status = () => t.mlrStatus('mlr');
+  const bindingOf = (s: MlrStatus, ms: string) => s.bindings.find((b) => b.mac === macs[ms]);
 
   /** Host routes into our tunnels on a CN ("10.1.0.5 dev tmip1 ..."): the addresses only. */
   async function tunnelRoutes(cn: CnName): Promise<string[]> {
@@ -300,7 +276,7 @@ describe('over MQTT: an AP powered off while a client roams away from it', { ski
     const client = startUdhcpc(t.lab, 'ms1');
     const lease = await client.waitForLease(20_000);
     t.lab.spawn('ms1', 'ping', ['-q', '-i', '0.1', LAB.srvIp]);
-    assert.equal(online(await mlrStatus(t), 'cn1'), 'yes');
+    assert.equal(online(await t.mlrStatus('mlr'), 'cn1'), 'yes');
     const mark = t.cn('cn2').mark();
     await cutCn(t, 'cn1', true);
     const cutAt = performance.now();
@@ -309,7 +285,7 @@ describe('over MQTT: an AP powered off while a client roams away from it', { ski
     const roamMs = lineEpoch(line) - toEpoch(cutAt);
     report('over MQTT: roam away from a powered-off AP completed after the cut (ms)', roamMs);
     assert.ok(roamMs <= 5000, `the roam completed ${roamMs} ms after the cut`);
-    const s = await mlrStatus(t);
+    const s = await t.mlrStatus('mlr');
     assert.equal(online(s, 'cn1'), 'no');
     assert.equal(s.bindings.find((b) => b.mac === ms.mac)?.current, 'cn2');
     assert.deepEqual(await t.gateways('cn2'), [lease.router]);
@@ -322,7 +298,7 @@ describe('over MQTT: an AP powered off while a client roams away from it', { ski
     await restoreCn(t, 'cn1', true);
     await t.cn('cn1').waitForLine(/Bind accepted/, 30_000, { since: cn1mark, stream: 'both' });
     await t.until('cn1 to withdraw the gateway', async () => (await t.gateways('cn1')).length === 0, 10_000);
-    assert.equal(online(await mlrStatus(t), 'cn1'), 'yes');
+    assert.equal(online(await t.mlrStatus('mlr'), 'cn1'), 'yes');
     assert.ok(await t.ping('srv', lease.ip), 'server -> roamed client through the parent, back again');
   });
 });

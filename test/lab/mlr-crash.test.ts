@@ -13,7 +13,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { formatIPv4 } from '../../src/core/ip.js';
 import { Registry } from '../../src/core/registry.js';
 import { RegistryStore } from '../../src/mlr/persistence.js';
@@ -21,27 +20,11 @@ import { FileStateFile } from '../../src/platform/state-file.js';
 import { startUdhcpc, type DhcpClient } from './dhcp-clients.js';
 import { LAB } from './lab.js';
 import { startStream, type StreamRun } from './stream.js';
-import { TmipLab, type CnName } from './tmip-lab.js';
+import { TmipLab, report, type CnName } from './tmip-lab.js';
 
 const isRoot = process.getuid?.() === 0;
 const skip = isRoot ? false : 'lab tests need root (network namespaces)';
-const STATUS_TOOL = path.join(path.dirname(fileURLToPath(import.meta.url)), 'mlr-status-tool.js');
 const MSS = ['ms1', 'ms2', 'ms3'] as const;
-
-interface StatusBinding {
-  mac: string;
-  cell: string;
-  current: string | null;
-  state: string;
-}
-interface Status {
-  cns: { name: string; online: string }[];
-  bindings: StatusBinding[];
-}
-
-function report(label: string, value: unknown): void {
-  process.stdout.write(`# ${label}: ${typeof value === 'string' ? value : JSON.stringify(value)}\n`);
-}
 
 describe('the MLR killed with SIGKILL in the middle of a burst of roams', { skip, timeout: 180_000 }, () => {
   let t: TmipLab;
@@ -58,12 +41,7 @@ describe('the MLR killed with SIGKILL in the middle of a burst of roams', { skip
     await t?.destroy();
   });
 
-  /** The MLR's status, asked as cn1 from cn1's namespace. */
-  async function status(): Promise<Status> {
-    const r = await t.lab.exec('cn1', process.execPath, [STATUS_TOOL, LAB.mlrIp, '6554', 'cn1', t.keys.cn1 ?? ''], { timeoutMs: 10_000 });
-    assert.equal(r.code, 0, `status: ${r.stderr}`);
-    return JSON.parse(r.stdout) as Status;
-  }
+  const status = () => t.mlrStatus();
 
   /** What the kernels hold: gateways and tunnels per CN, established TCP sessions of ms1. */
   async function kernel() {

@@ -16,27 +16,16 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { etcdMembers, haveEtcd } from '../support/etcd.js';
 import { startUdhcpc, type DhcpClient } from './dhcp-clients.js';
 import { LAB, type LabProcess } from './lab.js';
 import { startStream, type StreamRun } from './stream.js';
-import { DIST, TmipLab } from './tmip-lab.js';
+import { DIST, TmipLab, report } from './tmip-lab.js';
 
 const isRoot = process.getuid?.() === 0;
 const skip = !isRoot ? 'lab tests need root (network namespaces)' : !haveEtcd() ? 'needs etcd (Debian package etcd-server)' : false;
-const STATUS_TOOL = path.join(path.dirname(fileURLToPath(import.meta.url)), 'mlr-status-tool.js');
 const MLR_B_IP = '10.200.0.3';
 const ETCD_BASE_PORT = 2379;
-
-interface Status {
-  cns: { name: string; online: string }[];
-  bindings: { mac: string; cell: string; current: string | null; state: string }[];
-}
-
-function report(label: string, value: unknown): void {
-  process.stdout.write(`# ${label}: ${typeof value === 'string' ? value : JSON.stringify(value)}\n`);
-}
 
 describe('two MLRs on a 3-member etcd: the leader is killed, the standby serves', { skip, timeout: 120_000 }, () => {
   let t: TmipLab;
@@ -87,11 +76,7 @@ describe('two MLRs on a 3-member etcd: the leader is killed, the standby serves'
     await t?.destroy();
   });
 
-  async function status(host: string): Promise<Status> {
-    const r = await t.lab.exec('cn1', process.execPath, [STATUS_TOOL, host, '6554', 'cn1', t.keys.cn1 ?? ''], { timeoutMs: 10_000 });
-    assert.equal(r.code, 0, `status from ${host}: ${r.stderr}`);
-    return JSON.parse(r.stdout) as Status;
-  }
+  const status = (host: string) => t.mlrStatus('cn1', host);
 
   async function kernel() {
     const ss = await t.lab.exec('ms1', 'ss', ['-Htn', 'state', 'established']);
@@ -119,9 +104,7 @@ describe('two MLRs on a 3-member etcd: the leader is killed, the standby serves'
     );
     assert.equal(k.tcp, 1);
     assert.equal(k.gateways.cn2.length, 0);
-    const refused = await t.lab.exec('cn1', process.execPath, [STATUS_TOOL, MLR_B_IP, '6554', 'cn1', t.keys.cn1 ?? ''], {
-      timeoutMs: 10_000,
-    });
+    const refused = await t.mlrStatusRun('cn1', MLR_B_IP);
     assert.notEqual(refused.code, 0, 'the standby does not listen');
     assert.match(refused.stderr, /ECONNREFUSED/);
   });
@@ -217,7 +200,7 @@ describe('two MLRs on a 3-member etcd: the leader is killed, the standby serves'
   it('A, restarted, stands by: it names the leader and listens nowhere', async () => {
     const a = spawnMlr('mlr-a2', LAB.mlrIp);
     await a.waitForLine(/standby: \S+ \(serving on 10\.200\.0\.3:6554\) leads/, 10_000, { stream: 'both' });
-    const r = await t.lab.exec('cn1', process.execPath, [STATUS_TOOL, LAB.mlrIp, '6554', 'cn1', t.keys.cn1 ?? ''], { timeoutMs: 10_000 });
+    const r = await t.mlrStatusRun('cn1', LAB.mlrIp);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /ECONNREFUSED/);
     await new Promise((res) => setTimeout(res, 1000));

@@ -13,13 +13,9 @@ import { startUdhcpc } from './dhcp-clients.js';
 import { toEpoch } from './stream.js';
 import { UdpStream } from './udp-stream.js';
 import { HostapdStandIns } from './hostapd-standins.js';
-import { lineEpoch, TmipLab } from './tmip-lab.js';
+import { lineEpoch, report, TmipLab } from './tmip-lab.js';
 
 const skip = process.getuid?.() === 0 ? false : 'lab tests need root (network namespaces)';
-
-function report(label: string, value: unknown): void {
-  process.stdout.write(`# ${label}: ${typeof value === 'string' ? value : JSON.stringify(value)}\n`);
-}
 
 /** tcpdump on the MS's port in the air: every frame the MS sends that is not ARP. */
 async function captureNonArp(t: TmipLab, ms: string, mac: string): Promise<{ frames: () => string[]; proc: LabProcess }> {

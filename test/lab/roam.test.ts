@@ -14,17 +14,13 @@ import path from 'node:path';
 import { LAB } from './lab.js';
 import { startDhclient, startUdhcpc, type DhcpClient } from './dhcp-clients.js';
 import { bulkTransfer, startStream, toEpoch, type StreamRun } from './stream.js';
-import { TmipLab, TUNNEL_PREFIX, type TmipLabOptions } from './tmip-lab.js';
+import { TmipLab, TUNNEL_PREFIX, report, type TmipLabOptions } from './tmip-lab.js';
 
 const isRoot = process.getuid?.() === 0;
 const skip = isRoot ? false : 'lab tests need root (network namespaces)';
 const mqttSkip = spawnSync('mosquitto', ['-h']).error ? 'mosquitto is not installed (make deps installs it)' : false;
 const tlsSkip = spawnSync('openssl', ['version']).error ? 'openssl is not installed (make deps installs it)' : false;
 const BULK_BYTES = 8_000_000;
-
-function report(label: string, value: unknown): void {
-  process.stdout.write(`# ${label}: ${typeof value === 'string' ? value : JSON.stringify(value)}\n`);
-}
 
 /**
  * Roams `ms` to cell `to` and returns the largest stream gap the roam can have caused: gaps still open

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { until } from '../support/helpers.js';
 import { makeTlsFixtures, type TlsFixtures } from '../support/tls-fixtures.js';
-import { LAB, Lab, type LabProcess } from './lab.js';
+import { LAB, Lab, type ExecResult, type LabProcess, type Role } from './lab.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const DIST = path.join(REPO, 'dist');
@@ -21,6 +21,20 @@ const TLS_PORT = 6555;
 const TLS_URL = `tls://${LAB.mlrIp}:${TLS_PORT}`;
 
 export type CnName = 'cn1' | 'cn2';
+
+/** The compiled status tool, beside this module (build/test/lab/mlr-status-tool.js). */
+const STATUS_TOOL = path.join(path.dirname(fileURLToPath(import.meta.url)), 'mlr-status-tool.js');
+
+/** The MLR's register as test/lab/mlr-status-tool.ts prints it (every page, addresses as text). */
+export interface MlrStatus {
+  cns: { name: string; online: string }[];
+  bindings: { mac: string; cell: string; parent: string; current: string | null; state: string }[];
+}
+
+/** A figure for the test log: one `# label: value` line (JSON unless a string). */
+export function report(label: string, value: unknown): void {
+  process.stdout.write(`# ${label}: ${typeof value === 'string' ? value : JSON.stringify(value)}\n`);
+}
 
 /** Epoch ms of a daemon log line's time of day (the daemons log UTC HH:MM:SS.mmm). */
 export function lineEpoch(line: string): number {
@@ -230,6 +244,18 @@ export class TmipLab {
   /** Poll until cond() holds (bounded). */
   until(what: string, cond: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
     return until(what, cond, timeoutMs, 100);
+  }
+
+  /** Ask the MLR at `host` for its whole status, as cn1 (with cn1's key), from `from`'s namespace: the run as it ended. */
+  mlrStatusRun(from: Role = 'cn1', host: string = LAB.mlrIp): Promise<ExecResult> {
+    return this.lab.exec(from, process.execPath, [STATUS_TOOL, host, '6554', 'cn1', this.keys.cn1 ?? ''], { timeoutMs: 10_000 });
+  }
+
+  /** The MLR's status (as mlrStatusRun); rejects when the tool fails. */
+  async mlrStatus(from: Role = 'cn1', host: string = LAB.mlrIp): Promise<MlrStatus> {
+    const r = await this.mlrStatusRun(from, host);
+    if (r.code !== 0) throw new Error(`status from ${host}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as MlrStatus;
   }
 
   async ping(from: string, to: string, count = 2): Promise<boolean> {
