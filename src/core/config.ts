@@ -9,6 +9,8 @@ import { isTunnelType, TUNNEL_TYPES, type TunnelType } from './tunnel.js';
 import { parseStoreUrl } from './etcd-keys.js';
 import type { UciPackage, UciSection } from '../proto/uci.js';
 
+/** MLRs one CN may list (`list mlr`): the few MLRs that share one etcd store. */
+export const MAX_MLRS = 8;
 export const DEFAULT_MLR_PORT = 6554;
 /** Default ports of the MLR transports: MLRP over TCP, MLRP over TLS, MQTT, MQTT over TLS. */
 export const DEFAULT_PORTS = { tcp: DEFAULT_MLR_PORT, tls: 6555, mqtt: 1883, mqtts: 8883 } as const;
@@ -534,7 +536,8 @@ export function parseCnConfig(pkg: UciPackage, sectionName?: string): Result<CnC
 
   const networkName = r.networkName();
 
-  // `option mlr`, or `list mlr` naming MLRs that share one etcd store: the CN binds to the one serving.
+  // `option mlr`, or `list mlr` naming MLRs that share one etcd store (at most MAX_MLRS): the CN binds
+  // to the one serving.
   const mlrs: MlrAddress[] = [];
   const mlrItems = r.many('mlr', false);
   if (mlrItems.length === 0) r.missing('mlr', MLR_EXPECTED);
@@ -544,6 +547,9 @@ export function parseCnConfig(pkg: UciPackage, sectionName?: string): Result<CnC
     else r.bad('mlr', m.error, item.line);
   }
   const mlr: MlrAddress | undefined = mlrs[0];
+  // The CN connects to every listed MLR at once while it looks for the serving one: keep that small.
+  if (mlrItems.length > MAX_MLRS)
+    r.bad('mlr', `lists ${mlrItems.length} MLRs; expected at most ${MAX_MLRS} (the MLRs that share one store)`, mlrItems[MAX_MLRS]?.line);
   if (mlrs.some((m) => m.scheme !== mlr?.scheme))
     r.bad('mlr', `mixes ${[...new Set(mlrs.map((m) => m.scheme))].join(' and ')}; expected every MLR of the list reached the same way`);
 

@@ -106,6 +106,9 @@ test('config: list mlr names several MLRs; option store and state_file exclude e
   assert.equal(value(cn(["option mlr '10.0.0.1'"])).mlrs, undefined, 'one MLR: no list');
   assert.match(errorOf(cn(["list mlr '10.0.0.1'", "list mlr 'tls://10.0.0.2'"])), /mlr \(line \d\): mixes tcp and tls/);
   assert.match(errorOf(cn(["list mlr '10.0.0.1'", "list mlr '10.0.0.300'"])), /mlr \(line 3\): '10.0.0.300'/);
+  const nine = Array.from({ length: 9 }, (_, i) => `list mlr '10.0.0.${i + 1}'`);
+  assert.match(errorOf(cn(nine)), /mlr \(line 10\): lists 9 MLRs; expected at most 8/);
+  assert.equal(value(cn(nine.slice(0, 8))).mlrs?.length, 8);
 
   const mlr = (lines: string[]) =>
     parseMlrConfig(uci(`config mlr\n\toption network_name 'campus'\n\toption auth '0'\n${lines.map((l) => `\t${l}\n`).join('')}`));
