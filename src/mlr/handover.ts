@@ -58,8 +58,6 @@ export interface HandoverOptions {
   session: (cn: string) => CnSession | undefined;
   log: LogFn;
   now: () => number;
-  /** Called after every registry change (to persist it). */
-  onChange: () => void;
   /**
    * Resolves once every registry change made so far is on disk (mlr/persistence.ts). Awaited after the
    * registry write and before anything acknowledges it: the commits, the removes, a renewal's reply.
@@ -173,7 +171,6 @@ export class Handovers {
       // Already here: a renewal only extends the expiry; no CN changes anything.
       const stored = registry.put(proposed);
       if (!stored.ok) return stored;
-      this.o.onChange();
       await this.o.durable();
       return ok(view.value);
     }
@@ -226,7 +223,6 @@ export class Handovers {
       const stored = registry.put(proposed);
       if (!stored.ok) return this.rollBack(tx, online, `handover aborted: ${stored.error}`);
       tx.phase = 'stored';
-      this.o.onChange();
       await this.o.durable();
 
       tx.phase = 'committing';
@@ -256,7 +252,6 @@ export class Handovers {
     const { registry, log } = this.o;
     const view = registry.view(b);
     registry.remove(b.mac);
-    this.o.onChange();
     await this.o.durable();
     log(LOG.handover, `binding ${b.mac} ${formatIPv4(b.cell + 1)} removed (${why})`);
     if (!view.ok || b.state !== 'bound') return;

@@ -66,8 +66,6 @@ export interface MlrServiceOptions {
   maxOffersPerCn?: number;
   /** How long a declined cell is not handed out (default DEFAULT_DECLINE_QUARANTINE s; 0 = not at all). */
   declineQuarantineMs?: number;
-  /** Called after every change of the registry (to persist it). */
-  onChange?: () => void;
   /** Resolves once every registry change so far is on disk (mlr/persistence.ts): awaited before a reply acknowledges one. */
   durable?: () => Promise<void>;
   /** When paging rounds go out after a `lost` report (default PAGE_ROUNDS_MS, mlr/paging.ts; tests shorten them). */
@@ -160,7 +158,6 @@ export class MlrService {
       reportedGone: (mac, cn) => this.pager.reportedGone(mac, cn),
       log: opts.log,
       now: this.now,
-      onChange: () => opts.onChange?.(),
       ...(opts.durable ? { durable: opts.durable } : {}),
       ...opts.handover,
     });
@@ -257,7 +254,6 @@ export class MlrService {
     }
     this.sessions.set(body.cn.name, peer);
     this.registry.setOnline(body.cn.name, true);
-    this.opts.onChange?.();
     const first = this.syncPage(body.cn.name, {});
     this.opts.log(
       LOG.info,
@@ -312,7 +308,6 @@ export class MlrService {
     if (!b.ok) throw new RpcError('conflict', b.error);
     this.offeredVia.set(body.mac, cn);
     this.opts.log(LOG.handover, `offer ${formatIPv4(cell + 1)} (parent ${parent}) to ${body.mac} via ${cn}`);
-    this.opts.onChange?.();
     await this.opts.durable?.();
     return { binding: this.mustView(b.value) };
   }
