@@ -8,6 +8,14 @@
 // become a flood of log lines.
 // Each MS gets its own /30: yiaddr N+1, router and server identifier N+2, mask 255.255.255.252.
 // Replies are built as whole Ethernet frames and injected on the mobile interface.
+//
+// Under load (a power cut brings hundreds of phones back at once) the server degrades to a plateau,
+// not a collapse: at most DHCP_IN_FLIGHT.discover DISCOVERs and DHCP_IN_FLIGHT.request REQUESTs wait
+// on the MLR at a time. Past that a new DISCOVER is shed (the client retransmits in 2-4 s) while
+// REQUESTs keep their own share, so clients that hold an offer finish first. A retransmission of an
+// exchange already waiting on the MLR starts no new work: it is merged into the waiting one, and the
+// answer goes to the newest frame (its xid). A DISCOVER whose answer takes longer than
+// DISCOVER_TIMEOUT_MS is given up: the client has retransmitted by then.
 import { BROADCAST_MAC, CELL_MASK, cellOf, formatIPv4, type IPv4, type Mac } from '../core/ip.js';
 import { LOG, type LogFn } from '../platform/log.js';
 import { RateLimitedLog } from '../proto/auth.js';
@@ -25,8 +33,20 @@ export interface DhcpServerOptions {
   now?: () => number;
 }
 
-/** The MLR's answers that mean "not now" (a budget or the pools), not a fault. */
-const REFUSALS = new Set(['limit', 'offer-limit', 'exhausted']);
+/** The MLR's answers that mean "not now" (a budget, the pools, its own load), not a fault. */
+const REFUSALS = new Set(['limit', 'offer-limit', 'exhausted', 'busy']);
+
+/** DHCP exchanges that may wait on the MLR at once, by message type (see the header). */
+export const DHCP_IN_FLIGHT = { discover: 128, request: 256 } as const;
+/** How long an OFFER is worth waiting for: clients retransmit a DISCOVER after 2-4 s. */
+export const DISCOVER_TIMEOUT_MS = 2000;
+/** A REQUEST may run a handover (three CNs, the MLR's disk); its client retransmits too. */
+const REQUEST_TIMEOUT_MS = 10_000;
+
+/** One exchange waiting on the MLR: the newest frame of it is the one answered. */
+interface Waiting {
+  latest: DhcpMessage;
+}
 
 export class DhcpServer {
   /** Counters for status output and tests. */
@@ -41,9 +61,16 @@ export class DhcpServer {
     inform: 0,
     ignored: 0,
     errors: 0,
-    /** DISCOVERs the MLR refused for a budget or an exhausted pool. */
+    /** DISCOVERs the MLR refused for a budget, an exhausted pool or its load. */
     refused: 0,
+    /** Frames dropped because DHCP_IN_FLIGHT exchanges of their type were already waiting. */
+    shed: 0,
+    /** Retransmissions merged into an exchange already waiting on the MLR. */
+    merged: 0,
   };
+  /** Exchanges waiting on the MLR, by "<type>:<mac>" (REQUESTs also by the address asked for). */
+  private readonly waiting = new Map<string, Waiting>();
+  private readonly inFlight = { discover: 0, request: 0 };
   private readonly errorLog: RateLimitedLog;
   private readonly refusalLog: RateLimitedLog;
   /** NAKs answer whatever address a REQUEST names: one line each would be a line per frame. */
@@ -70,9 +97,9 @@ export class DhcpServer {
     try {
       switch (msg.messageType) {
         case DHCP_MESSAGE.DISCOVER:
-          return await this.discover(msg);
+          return await this.admit('discover', `d:${msg.chaddr}`, msg, (w) => this.discover(w));
         case DHCP_MESSAGE.REQUEST:
-          return await this.request(msg);
+          return await this.admit('request', `r:${msg.chaddr}:${msg.requestedIp ?? msg.ciaddr}`, msg, (w) => this.request(w));
         case DHCP_MESSAGE.RELEASE:
           this.stats.release++;
           await this.mlr.request('release', { mac: msg.chaddr, ip: msg.ciaddr });
@@ -98,19 +125,53 @@ export class DhcpServer {
     }
   }
 
-  private async discover(msg: DhcpMessage): Promise<void> {
+  /** Exchanges of each type waiting on the MLR now (status, tests). */
+  get waitingCount(): { discover: number; request: number } {
+    return { ...this.inFlight };
+  }
+
+  /**
+   * Run `work` for this exchange unless the same exchange is already waiting (then the newest frame
+   * replaces the one to answer) or DHCP_IN_FLIGHT exchanges of its type are (then it is shed).
+   */
+  private async admit(kind: 'discover' | 'request', key: string, msg: DhcpMessage, work: (w: Waiting) => Promise<void>): Promise<void> {
+    const same = this.waiting.get(key);
+    if (same) {
+      same.latest = msg;
+      this.stats.merged++;
+      return;
+    }
+    if (this.inFlight[kind] >= DHCP_IN_FLIGHT[kind]) {
+      this.stats.shed++;
+      return;
+    }
+    const w: Waiting = { latest: msg };
+    this.waiting.set(key, w);
+    this.inFlight[kind]++;
+    try {
+      await work(w);
+    } finally {
+      this.inFlight[kind]--;
+      this.waiting.delete(key);
+    }
+  }
+
+  private async discover(w: Waiting): Promise<void> {
+    const msg = w.latest;
     this.stats.discover++;
-    const reply = await this.mlr.request('discover', {
-      mac: msg.chaddr,
-      ...(msg.requestedIp !== undefined ? { requested: msg.requestedIp } : {}),
-    });
+    const reply = await this.mlr.request(
+      'discover',
+      { mac: msg.chaddr, ...(msg.requestedIp !== undefined ? { requested: msg.requestedIp } : {}) },
+      DISCOVER_TIMEOUT_MS,
+    );
     const cell = cellOf(reply.binding.cell);
     this.opts.log(LOG.handover, `DHCPOFFER ${formatIPv4(cell.host)} to ${msg.chaddr} (parent ${reply.binding.parent.name})`);
-    this.send(msg, DHCP_MESSAGE.OFFER, cell.host, cell.gateway);
+    this.send(w.latest, DHCP_MESSAGE.OFFER, cell.host, cell.gateway);
     this.stats.offer++;
   }
 
-  private async request(msg: DhcpMessage): Promise<void> {
+  private async request(w: Waiting): Promise<void> {
+    const msg = w.latest;
     this.stats.request++;
     const kind = classifyRequest(msg);
     let ip: IPv4 | undefined;
@@ -134,15 +195,15 @@ export class DhcpServer {
       return;
     }
     if (ip === undefined) return;
-    const r = await this.mlr.request('request', { mac: msg.chaddr, ip, leaseTime: this.opts.leaseTime, state }, 10_000);
+    const r = await this.mlr.request('request', { mac: msg.chaddr, ip, leaseTime: this.opts.leaseTime, state }, REQUEST_TIMEOUT_MS);
     const cell = cellOf(ip);
     if (r.outcome === 'ack') {
       this.opts.log(LOG.handover, `DHCPACK ${formatIPv4(ip)} to ${msg.chaddr} (${state})`);
-      this.send(msg, DHCP_MESSAGE.ACK, cell.host, cell.gateway);
+      this.send(w.latest, DHCP_MESSAGE.ACK, cell.host, cell.gateway);
       this.stats.ack++;
     } else if (r.outcome === 'nak') {
       this.nakLog.log(`DHCPNAK ${formatIPv4(ip)} to ${msg.chaddr} (${state}): ${r.reason ?? ''}`);
-      this.send(msg, DHCP_MESSAGE.NAK, 0, cell.gateway);
+      this.send(w.latest, DHCP_MESSAGE.NAK, 0, cell.gateway);
       this.stats.nak++;
     } else {
       this.stats.ignored++;

@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// The CN's DHCP server under load (src/cn/dhcp-server.ts): how many exchanges wait on the MLR,
+// retransmissions merged into the waiting exchange and answered with the newest xid, DISCOVERs shed
+// past their share while REQUESTs keep theirs, and a slow MLR's DISCOVER given up.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { DhcpServer, DHCP_IN_FLIGHT, DISCOVER_TIMEOUT_MS } from '../../src/cn/dhcp-server.js';
+import type { MlrApi } from '../../src/cn/mlr-api.js';
+import { cellOf, type Mac } from '../../src/core/ip.js';
+import type { BindingView } from '../../src/core/binding.js';
+import type { ReplyBody, RequestBody, RequestType } from '../../src/core/messages.js';
+import { FakeLinkIO } from '../../src/platform/fake-linkio.js';
+import { decodeDhcp, DHCP_MESSAGE, type DhcpMessage } from '../../src/proto/dhcp.js';
+import { ip, value } from '../support/helpers.js';
+
+const CELL = ip('10.1.0.4');
+
+function message(mac: Mac, messageType: DhcpMessage['messageType'], xid: number, o: Partial<DhcpMessage> = {}): DhcpMessage {
+  const raw = new Uint8Array(16);
+  mac.split(':').forEach((h, i) => (raw[i] = parseInt(h, 16)));
+  return {
+    op: 1,
+    htype: 1,
+    hlen: 6,
+    hops: 0,
+    xid,
+    secs: 0,
+    flags: 0x8000,
+    broadcast: true,
+    ciaddr: 0,
+    yiaddr: 0,
+    siaddr: 0,
+    giaddr: 0,
+    chaddr: mac,
+    chaddrRaw: raw,
+    messageType,
+    options: new Map(),
+    ...o,
+  };
+}
+
+function view(mac: Mac): BindingView {
+  return { mac, cell: CELL, parent: { name: 'cn1', addr: ip('10.200.0.11') }, current: null, state: 'offered', expires: 0 };
+}
+
+/** An MLR whose answers the test releases by hand; records every request and its time-out. */
+class HeldMlr implements MlrApi {
+  readonly calls: { type: RequestType; timeoutMs: number | undefined; answer: () => void; fail: (e: Error) => void }[] = [];
+  request<T extends RequestType>(type: T, body: RequestBody<T>, timeoutMs?: number): Promise<ReplyBody<T>> {
+    const mac = (body as { mac: Mac }).mac;
+    return new Promise((resolve, reject) => {
+      const reply = type === 'discover' ? { binding: view(mac) } : { outcome: 'ack', binding: view(mac) };
+      this.calls.push({ type, timeoutMs, answer: () => resolve(reply as ReplyBody<T>), fail: reject });
+    });
+  }
+}
+
+function setup(): { link: FakeLinkIO; mlr: HeldMlr; server: DhcpServer } {
+  const link = new FakeLinkIO();
+  const mlr = new HeldMlr();
+  const server = new DhcpServer(link, mlr, { leaseTime: 3600, dnsServers: [], log: () => undefined });
+  return { link, mlr, server };
+}
+
+/** The DHCP messages of the frames sent (Ethernet 14 + IPv4 20 + UDP 8 bytes before the payload). */
+function sentMessages(link: FakeLinkIO): DhcpMessage[] {
+  return link.takeSent().map((f) => value(decodeDhcp(f.subarray(42))));
+}
+
+const macOf = (i: number): Mac =>
+  `02:00:00:00:${((i >> 8) & 0xff).toString(16).padStart(2, '0')}:${(i & 0xff).toString(16).padStart(2, '0')}`;
+const settle = () => new Promise((r) => setImmediate(r));
+
+void test('a retransmitted DISCOVER joins the waiting one: one MLR request, answered with the newest xid', async () => {
+  const { link, mlr, server } = setup();
+  const first = server.handle(message('02:aa:00:00:00:01', DHCP_MESSAGE.DISCOVER, 1));
+  await server.handle(message('02:aa:00:00:00:01', DHCP_MESSAGE.DISCOVER, 2));
+  assert.equal(mlr.calls.length, 1);
+  assert.equal(mlr.calls[0]!.timeoutMs, DISCOVER_TIMEOUT_MS);
+  assert.equal(server.stats.merged, 1);
+  mlr.calls[0]!.answer();
+  await first;
+  const sent = sentMessages(link);
+  assert.equal(sent.length, 1);
+  assert.equal(sent[0]!.messageType, DHCP_MESSAGE.OFFER);
+  assert.equal(sent[0]!.xid, 2);
+  assert.equal(sent[0]!.yiaddr, cellOf(CELL).host);
+  // Once answered, the next DISCOVER of that MAC is a new exchange.
+  void server.handle(message('02:aa:00:00:00:01', DHCP_MESSAGE.DISCOVER, 3));
+  assert.equal(mlr.calls.length, 2);
+});
+
+void test('past its share DISCOVERs are shed, REQUESTs still go through, and the share frees as answers come', async () => {
+  const { link, mlr, server } = setup();
+  const pending: Promise<void>[] = [];
+  for (let i = 0; i < DHCP_IN_FLIGHT.discover + 10; i++) pending.push(server.handle(message(macOf(i), DHCP_MESSAGE.DISCOVER, i)));
+  assert.equal(mlr.calls.length, DHCP_IN_FLIGHT.discover);
+  assert.equal(server.stats.shed, 10);
+  assert.deepEqual(server.waitingCount, { discover: DHCP_IN_FLIGHT.discover, request: 0 });
+
+  const host = cellOf(CELL).host;
+  const req = message('02:bb:00:00:00:01', DHCP_MESSAGE.REQUEST, 77, { requestedIp: host, serverId: cellOf(CELL).gateway });
+  pending.push(server.handle(req));
+  assert.equal(mlr.calls.length, DHCP_IN_FLIGHT.discover + 1);
+  assert.equal(mlr.calls.at(-1)!.type, 'request');
+
+  for (const c of mlr.calls) c.answer();
+  await Promise.all(pending);
+  const sent = sentMessages(link);
+  assert.equal(sent.filter((m) => m.messageType === DHCP_MESSAGE.OFFER).length, DHCP_IN_FLIGHT.discover);
+  assert.equal(sent.filter((m) => m.messageType === DHCP_MESSAGE.ACK).length, 1);
+  assert.deepEqual(server.waitingCount, { discover: 0, request: 0 });
+  // A shed client's retransmission is served now.
+  void server.handle(message(macOf(DHCP_IN_FLIGHT.discover + 5), DHCP_MESSAGE.DISCOVER, 1));
+  assert.equal(mlr.calls.length, DHCP_IN_FLIGHT.discover + 2);
+});
+
+void test('REQUESTs have their own share and are shed past it', async () => {
+  const { mlr, server } = setup();
+  const host = cellOf(CELL).host;
+  for (let i = 0; i < DHCP_IN_FLIGHT.request + 3; i++) {
+    void server.handle(message(macOf(i), DHCP_MESSAGE.REQUEST, i, { requestedIp: host, serverId: cellOf(CELL).gateway }));
+  }
+  await settle();
+  assert.equal(mlr.calls.length, DHCP_IN_FLIGHT.request);
+  assert.equal(server.stats.shed, 3);
+});
+
+void test('a DISCOVER the MLR does not answer in time is given up, freeing its place; no OFFER goes out', async () => {
+  const { link, mlr, server } = setup();
+  const p = server.handle(message('02:cc:00:00:00:01', DHCP_MESSAGE.DISCOVER, 9));
+  mlr.calls[0]!.fail(new Error('no reply to discover within 2000 ms'));
+  await p;
+  assert.equal(link.sent.length, 0);
+  assert.equal(server.stats.errors, 1);
+  assert.deepEqual(server.waitingCount, { discover: 0, request: 0 });
+});
