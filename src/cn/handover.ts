@@ -370,12 +370,16 @@ export class CnHandover {
 
   /**
    * A MAC with no binding involving this CN and not admitted lately is a new station: it takes a
-   * token of the new-station budget, or its frame is dropped.
+   * token of the new-station budget, or its frame is dropped. A station hostapd lists as associated
+   * here takes none: association is hostapd's own admission (bounded by its max_num_sta), and a
+   * power cut that brings hundreds of phones back at once must not wait seconds for addresses.
    */
   private admit(mac: Mac, what: string): boolean {
     const t = this.now();
     const known = this.stations.get(mac);
     if (known && (known.binding !== undefined || known.admittedUntil > t || busy(known))) return true;
+    const associated = this.o.associations.present ? this.o.associations.station(mac) : undefined;
+    if (associated && !associated.wds) return true;
     this.tokens = Math.min(this.burst, this.tokens + ((t - this.refilledAt) / 1000) * this.rate);
     this.refilledAt = t;
     if (this.tokens < 1) {

@@ -560,7 +560,7 @@ return view.extend({
 		o.rmempty = false;
 
 		o = s.taboption('advanced', form.Value, 'new_station_rate', _('New stations per second'),
-			_('Clients without an address here that are answered per second (bursts of twice as many); more are dropped (1..10000).'));
+			_('Clients without an address here, and not associated with hostapd, that are answered per second (bursts of twice as many); more are dropped (1..10000).'));
 		o.placeholder = '20';
 		o.validate = validate.new_station_rate;
 
