@@ -45,6 +45,7 @@ async function main(): Promise<void> {
   const standIns = assoc ? await HostapdStandIns.start() : undefined;
   const hostapd = standIns?.hostapd;
   const t = await TmipLab.start({
+    tunnelLinger: 60, // the CN's default: a tunnel is kept for the station's next roam
     debug: 3,
     transport,
     ...(standIns ? { cnExtra: standIns.cnExtra() } : {}),

@@ -9,6 +9,7 @@ import { evaluateConnectivity } from '../cn/evaluate.js';
 import { readUciFile, DEFAULT_CONFIG_FILE } from '../platform/config-file.js';
 import { IprouteNetOps } from '../platform/iproute-netops.js';
 import { PersistentRunner } from '../platform/persistent-runner.js';
+import { NftShell } from '../platform/nft-shell.js';
 import { createLogger, LOG } from '../platform/log.js';
 import { openPcapLink } from '../platform/pcap-linkio.js';
 import { connectMlr } from '../platform/mlr-transport.js';
@@ -83,9 +84,13 @@ async function main(): Promise<void> {
       })
     : undefined;
   const commands = new PersistentRunner({ log: logger.log });
+  // MSS-clamp set changes through one long-lived `nft -i` (probed now; spawned `nft -f -` where it does not work).
+  const nft = cfg.value.mssClamp ? new NftShell({ log: logger.log }) : undefined;
+  await nft?.start();
+  const net = new IprouteNetOps({ log: logger.log, runner: commands.runner, ...(nft ? { nftLines: nft } : {}) });
   const daemon = new CnDaemon(cfg.value, {
     // Kernel changes through one long-lived `ip -batch` and sysctl file writes, not a process each.
-    net: new IprouteNetOps({ log: logger.log, runner: commands.runner }),
+    net,
     openLink: (ifname, filter) => openPcapLink(ifname, filter),
     connect: (mlr) => (connectAny ? connectAny() : connectMlr(mlr, cfg.value, { log: logger.log })),
     openUbus: () => openUbusPort(cfg.value.ubusSocket, logger.log),
@@ -93,10 +98,15 @@ async function main(): Promise<void> {
     log: logger.log,
   });
   const shutdown = (sig: string) => {
-    logger.log(LOG.info, `${sig}: shutting down (kernel state is kept for the next start)`);
+    logger.log(LOG.info, `${sig}: shutting down (kernel state is kept for the next start, but for the MSS-clamp table)`);
     daemon.stop();
     commands.close();
-    process.exit(0);
+    nft?.close();
+    const table = `tmip_${cfg.value.tunnelPrefix}`;
+    const removed = cfg.value.mssClamp
+      ? net.deleteMssClamp(table).catch((e: unknown) => logger.log(LOG.error, `cannot delete nftables table ${table}: ${String(e)}`))
+      : undefined;
+    void Promise.race([removed, new Promise((r) => setTimeout(r, 2000))]).then(() => process.exit(0));
   };
   // A stray rejected promise is a bug to report, not a reason to drop every client's state.
   process.on('unhandledRejection', (e) =>

@@ -148,6 +148,8 @@ export class CnDaemon implements CnReport {
       underlayMtu: backbone.mtu,
       mobileIf: cfg.mobileIf,
       mssClamp: cfg.mssClamp,
+      lingerMs: (cfg.tunnelLinger ?? 60) * 1000,
+      tunnelTypes: tunnels,
       log,
       onGatewayAdded: (gateway) => handover.gatewayAdded(gateway),
     });

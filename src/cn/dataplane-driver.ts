@@ -1,19 +1,41 @@
 // SPDX-License-Identifier: GPL-2.0-only
 // DataplaneDriver: makes the kernel match core/dataplane.ts's desired state through NetOps. It reads
 // what a previous run left (tunnels named with tunnel_prefix, gateway addresses carrying our label,
-// routes into our tunnels), then applies plans one at a time, keeping a model of what it applied.
+// routes into our tunnels) and creates the MSS-clamp table with its empty set once, at load. Then:
+// - update(mac, binding) changes the desired state for one binding (IncrementalDataplane) and plans
+//   only what that touched; apply(bindings) replaces every binding (a re-bind) and checks everything.
+// - Changes that arrive while a plan runs are merged into the next plan (one plan, one batch).
+// - Within a plan, independent operations are issued together (the `ip -batch` runner gets them
+//   pipelined); a route waits for its tunnel; nothing is torn down before everything is built. Errors
+//   are logged per operation and reported to the callers whose change touched that item.
+// - Clamp-set changes (nft) run on a chain of their own that no commit waits for (clampLater).
+// - A tunnel no binding needs any more lingers (TUNNEL_LINGER_MS), then is deleted off the plan
+//   queue; prepare(binding) creates ahead the tunnel a coming commit will need.
+// It keeps a model (`state`) of what it applied.
 import {
-  desiredDataplane,
+  contributionOf,
   describeOp,
   emptyDataplane,
-  planDataplane,
+  emptyTouched,
+  IncrementalDataplane,
+  mergeTouched,
+  planTouched,
+  sameTunnel,
+  touchedAll,
+  touchedIsEmpty,
   type DataplaneContext,
+  type DataplaneOp,
   type DataplaneState,
+  type Touched,
 } from '../core/dataplane.js';
 import type { IPv4 } from '../core/ip.js';
 import type { BindingView } from '../core/binding.js';
+import { TUNNEL_OVERHEAD, TUNNEL_TYPES, type TunnelSpec, type TunnelType } from '../core/tunnel.js';
 import { LOG, type LogFn } from '../platform/log.js';
 import type { NetOps } from '../platform/netops.js';
+
+/** How long a tunnel no binding needs is kept, for a station that roams back. */
+export const TUNNEL_LINGER_MS = 60_000;
 
 export interface DataplaneDriverOptions extends DataplaneContext {
   mobileIf: string;
@@ -21,6 +43,10 @@ export interface DataplaneDriverOptions extends DataplaneContext {
   log: LogFn;
   /** Called as soon as a gateway address is in place (before the rest of the plan runs). */
   onGatewayAdded?: (ip: IPv4) => void;
+  /** How long an unused tunnel is kept (default TUNNEL_LINGER_MS). */
+  lingerMs?: number;
+  /** Tunnel types this CN may build: the clamp's MSS allows for the largest overhead among them (default all). */
+  tunnelTypes?: readonly TunnelType[];
 }
 
 /** The label our gateway addresses carry: "<mobile_if>:<prefix>", shortened to fit 15 bytes. */
@@ -32,11 +58,67 @@ export function gatewayLabel(mobileIf: string, prefix: string): string {
   return `${mobileIf}:${h.toString(36).slice(0, Math.max(1, room))}`;
 }
 
+/** The MSS SYNs of clamped hosts are lowered to: the underlay MTU less the largest tunnel overhead and 40 bytes of IPv4+TCP. */
+export function clampMss(underlayMtu: number, types: readonly TunnelType[]): number {
+  const overhead = Math.max(0, ...types.map((t) => TUNNEL_OVERHEAD[t]));
+  return underlayMtu - overhead - 40;
+}
+
+interface Waiter {
+  touched: Touched;
+  resolve: (added: IPv4[]) => void;
+  reject: (e: Error) => void;
+}
+
+/** The items an operation changes, as `t:name`, `g:ip`, `h:ip` (errors go to the changes that touched them). */
+function itemsOf(o: DataplaneOp): string[] {
+  switch (o.op) {
+    case 'ensure-tunnel':
+      return [`t:${o.spec.name}`];
+    case 'del-tunnel':
+      return [`t:${o.name}`];
+    case 'add-gateway':
+    case 'del-gateway':
+      return [`g:${o.ip}`];
+    case 'route':
+    case 'unroute':
+      return [`h:${o.ip}`];
+    case 'clamp':
+      return [...o.add, ...o.del].map((h) => `h:${h}`);
+  }
+}
+
+function touches(t: Touched, item: string): boolean {
+  const v = item.slice(2);
+  if (item.startsWith('t:')) return t.tunnels.has(v);
+  if (item.startsWith('g:')) return t.gateways.has(Number(v));
+  return t.hosts.has(Number(v));
+}
+
 export class DataplaneDriver {
   private have: DataplaneState = emptyDataplane();
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly model: IncrementalDataplane;
+  /** Touched by changes not yet planned, and the callers waiting for them. */
+  private pending = emptyTouched();
+  private waiters: Waiter[] = [];
+  /** Items whose operation failed: looked at again by the next plan. */
+  private retry = emptyTouched();
+  /** Tunnels to create ahead of a commit (prepare), by name. */
+  private readonly prepared = new Map<string, TunnelSpec>();
+  private running = false;
+  /** The clamp set's changes, in order (clampLater). */
+  private clamping: Promise<void> = Promise.resolve();
+  /** Linger timers of tunnels no binding needs. */
+  private readonly lingering = new Map<string, NodeJS.Timeout>();
+  /** Tunnel deletions under way (off the plan queue); an ensure of that name waits for it. */
+  private readonly deleting = new Map<string, Promise<void>>();
+  /** Tunnels load() found whose use is not known yet: deleted at once when the first plan does not want them. */
+  private readonly stale = new Set<string>();
+  private idleWaiters: (() => void)[] = [];
+  readonly stats = { plans: 0, changes: 0, ops: 0, precreated: 0, expired: 0 };
   readonly label: string;
   readonly clampTable: string;
+  readonly mss: number;
 
   constructor(
     private readonly net: NetOps,
@@ -44,94 +126,327 @@ export class DataplaneDriver {
   ) {
     this.label = gatewayLabel(opts.mobileIf, opts.tunnelPrefix);
     this.clampTable = `tmip_${opts.tunnelPrefix}`;
+    this.mss = clampMss(opts.underlayMtu, opts.tunnelTypes ?? TUNNEL_TYPES);
+    this.model = new IncrementalDataplane(opts);
   }
 
-  /** Learn what a previous run left in the kernel, so the first apply keeps what is still wanted. */
+  /**
+   * Learn what a previous run left in the kernel, so the first apply keeps what is still wanted, and
+   * create the MSS-clamp table afresh (empty set; spawns nft, which start-up may).
+   */
   async load(): Promise<void> {
+    await this.idle();
     const have = emptyDataplane();
     for (const name of await this.net.listTunnels(this.opts.tunnelPrefix)) {
-      // Parameters unknown: the first plan re-ensures it (kept by NetOps when they match).
+      // Parameters unknown: the first plan that wants it re-ensures it (kept by NetOps when they match).
       have.tunnels.set(name, { name, type: 'vxlan', local: 0, remote: 0, key: -1, mtu: 0 });
     }
     const info = await this.net.interfaceInfo(this.opts.mobileIf);
     for (const a of info.addresses) if (a.label === this.label && a.prefix === 30) have.gateways.add(a.ip);
     for (const r of await this.net.listTunnelRoutes(this.opts.tunnelPrefix)) have.routes.set(r.ip, r.dev);
     await this.net.deleteMssClamp(this.clampTable);
+    if (this.opts.mssClamp) await this.net.setMssClamp(this.clampTable, this.opts.mobileIf, this.mss, []);
     this.have = have;
+    // Whatever is loaded is looked at by the next plan; a tunnel found that it does not want is
+    // deleted then (no linger: nothing says a station will need it).
+    mergeTouched(this.retry, touchedAll(have, this.model.want));
+    for (const name of have.tunnels.keys()) this.stale.add(name);
     this.opts.log(
       LOG.info,
       `found ${have.tunnels.size} tunnel(s), ${have.gateways.size} gateway address(es), ${have.routes.size} tunnel route(s) from an earlier run`,
     );
   }
 
-  /** Apply the desired state for these bindings; resolves with the gateways newly added. */
+  /** Apply the desired state for exactly these bindings (a re-bind); resolves with the gateways newly added. */
   apply(bindings: Iterable<BindingView>): Promise<IPv4[]> {
-    const list = [...bindings];
-    const run = this.queue.then(() => this.applyNow(list));
-    this.queue = run.catch(() => undefined);
-    return run;
+    const touched = emptyTouched();
+    const seen = new Set<string>();
+    for (const b of bindings) {
+      seen.add(b.mac);
+      this.model.set(b.mac, b, touched);
+    }
+    for (const key of [...this.model.keys()]) if (!seen.has(key)) this.model.set(key, undefined, touched);
+    mergeTouched(touched, touchedAll(this.have, this.model.want));
+    return this.enqueue(touched);
+  }
+
+  /** One binding changed (undefined: it no longer involves us); resolves with the gateways the plan added. */
+  update(mac: string, binding: BindingView | undefined): Promise<IPv4[]> {
+    const touched = emptyTouched();
+    this.model.set(mac, binding, touched);
+    return this.enqueue(touched);
+  }
+
+  /** A move of `binding` is being prepared: create the tunnel its commit will need, now. */
+  prepare(binding: BindingView): void {
+    const spec = contributionOf(binding, this.opts).tunnel;
+    if (!spec) return;
+    const h = this.have.tunnels.get(spec.name);
+    if (h && sameTunnel(h, spec) && !this.deleting.has(spec.name)) {
+      this.cancelLinger(spec.name); // it will be needed: keep it (linger restarts if the move is aborted)
+      this.startLinger(spec.name);
+      return;
+    }
+    this.prepared.set(spec.name, spec);
+    this.kick();
   }
 
   get state(): DataplaneState {
     return this.have;
   }
 
-  private async applyNow(bindings: BindingView[]): Promise<IPv4[]> {
-    const want = desiredDataplane(bindings, this.opts);
-    const ops = planDataplane(this.have, want);
+  /** The desired state the bindings given so far call for. */
+  get desired(): DataplaneState {
+    return this.model.want;
+  }
+
+  /** Resolves when no plan is running or pending and the clamp set's changes are done (tests; load). */
+  async idle(): Promise<void> {
+    if (this.running) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    await this.clamping;
+  }
+
+  /** Stop the linger timers (the tunnels stay, as on any stop). */
+  close(): void {
+    for (const t of this.lingering.values()) clearTimeout(t);
+    this.lingering.clear();
+  }
+
+  private enqueue(touched: Touched): Promise<IPv4[]> {
+    this.stats.changes++;
+    return new Promise<IPv4[]>((resolve, reject) => {
+      mergeTouched(this.pending, touched);
+      this.waiters.push({ touched, resolve, reject });
+      this.kick();
+    });
+  }
+
+  /** Start the plan loop unless it runs; changes made in the same tick join the same plan. */
+  private kick(): void {
+    if (this.running) return;
+    this.running = true;
+    queueMicrotask(() => void this.loop());
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      while (this.waiters.length > 0 || this.prepared.size > 0) {
+        const touched = this.pending;
+        const waiters = this.waiters;
+        const prepared = [...this.prepared.values()];
+        this.pending = emptyTouched();
+        this.waiters = [];
+        this.prepared.clear();
+        if (waiters.length > 0 && !touchedIsEmpty(this.retry)) {
+          mergeTouched(touched, this.retry);
+          this.retry = emptyTouched();
+        }
+        await this.plan(touched, waiters, prepared);
+      }
+    } finally {
+      this.running = false;
+      for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+
+  private async plan(touched: Touched, waiters: Waiter[], prepared: TunnelSpec[]): Promise<void> {
+    const want = this.model.want;
+    const ops = planTouched(this.have, want, touched);
+    for (const spec of prepared) {
+      const h = this.have.tunnels.get(spec.name);
+      if (want.tunnels.has(spec.name) || (h && sameTunnel(h, spec))) continue;
+      ops.unshift({ op: 'ensure-tunnel', spec });
+      this.stats.precreated++;
+    }
+    this.stats.plans++;
+    this.stats.ops += ops.length;
+    if (ops.length > 0)
+      this.opts.log(
+        LOG.debug,
+        `dataplane: plan of ${ops.length} op(s) for ${waiters.length} change(s)${prepared.length ? ', prepared' : ''}`,
+      );
+    const started = performance.now();
+    const { added, failed } = await this.execute(ops);
+    if (ops.length > 0) this.opts.log(LOG.debug, `dataplane: plan took ${(performance.now() - started).toFixed(1)} ms`);
+    // Tunnels nobody needs now linger; those needed again are kept.
+    const looked = new Set([...touched.tunnels, ...prepared.map((s) => s.name)]);
+    for (const o of ops) if (o.op === 'ensure-tunnel') looked.add(o.spec.name);
+    for (const name of looked) {
+      if (!this.have.tunnels.has(name)) continue;
+      if (want.tunnels.has(name)) {
+        this.cancelLinger(name);
+        if (sameTunnel(this.have.tunnels.get(name)!, want.tunnels.get(name)!)) this.stale.delete(name);
+      } else if (this.stale.delete(name)) this.expire(name, 'found at start-up, not wanted');
+      else this.startLinger(name);
+    }
+    for (const [item] of failed) {
+      const v = item.slice(2);
+      if (item.startsWith('t:')) this.retry.tunnels.add(v);
+      else if (item.startsWith('g:')) this.retry.gateways.add(Number(v));
+      else this.retry.hosts.add(Number(v));
+    }
+    for (const w of waiters) {
+      const mine = [...failed].filter(([item]) => touches(w.touched, item)).map(([, msg]) => msg);
+      if (mine.length > 0) w.reject(new Error([...new Set(mine)].join('; ')));
+      else w.resolve(added);
+    }
+  }
+
+  /** Run a plan: build operations together (a route after its tunnel), then the teardown together. */
+  private async execute(ops: DataplaneOp[]): Promise<{ added: IPv4[]; failed: Map<string, string> }> {
     const added: IPv4[] = [];
-    const errors: string[] = [];
-    for (const o of ops) {
+    const failed = new Map<string, string>();
+    const runOp = async (o: DataplaneOp): Promise<void> => {
       this.opts.log(LOG.handover, `dataplane: ${describeOp(o)}`);
       const started = performance.now();
       try {
-        switch (o.op) {
-          case 'ensure-tunnel':
-            await this.net.ensureTunnel(o.spec);
-            this.have.tunnels.set(o.spec.name, o.spec);
-            break;
-          case 'add-gateway':
-            await this.net.addAddress(this.opts.mobileIf, o.ip, 30, this.label);
-            this.have.gateways.add(o.ip);
-            added.push(o.ip);
-            this.opts.onGatewayAdded?.(o.ip);
-            break;
-          case 'route':
-            await this.net.routeHostIntoTunnel(o.ip, o.tunnel);
-            this.have.routes.set(o.ip, o.tunnel.name);
-            break;
-          case 'clamp': {
-            if (!this.opts.mssClamp) break;
-            const mtus = [...want.tunnels.values()].map((t) => t.mtu);
-            const mss = Math.min(this.opts.underlayMtu, ...mtus) - 40;
-            if (o.hosts.length === 0) await this.net.deleteMssClamp(this.clampTable);
-            else await this.net.setMssClamp(this.clampTable, this.opts.mobileIf, mss, o.hosts);
-            this.have.clamped = new Set(o.hosts);
-            break;
-          }
-          case 'unroute':
-            await this.net.deleteHostRoute(o.ip, o.dev);
-            // A 'route' op of this plan may already have moved the host to another tunnel.
-            if (this.have.routes.get(o.ip) === o.dev) this.have.routes.delete(o.ip);
-            break;
-          case 'del-gateway':
-            await this.net.deleteAddress(this.opts.mobileIf, o.ip, 30);
-            this.have.gateways.delete(o.ip);
-            break;
-          case 'del-tunnel':
-            await this.net.deleteLink(o.name);
-            this.have.tunnels.delete(o.name);
-            for (const [host, dev] of this.have.routes) if (dev === o.name) this.have.routes.delete(host);
-            break;
-        }
+        await this.perform(o, added);
         this.opts.log(LOG.debug, `dataplane: ${o.op} took ${(performance.now() - started).toFixed(1)} ms`);
       } catch (e) {
         const msg = `dataplane: ${describeOp(o)} failed: ${e instanceof Error ? e.message : String(e)}`;
         this.opts.log(LOG.error, msg);
-        errors.push(msg);
+        for (const item of itemsOf(o)) failed.set(item, msg);
+      }
+    };
+    const tunnels = new Map<string, Promise<void>>();
+    const build: Promise<void>[] = [];
+    const teardown: DataplaneOp[] = [];
+    const clamps: Extract<DataplaneOp, { op: 'clamp' }>[] = [];
+    for (const o of ops) {
+      switch (o.op) {
+        case 'ensure-tunnel': {
+          const p = runOp(o);
+          tunnels.set(o.spec.name, p);
+          build.push(p);
+          break;
+        }
+        case 'route': {
+          const dep = tunnels.get(o.tunnel.name);
+          build.push(dep ? dep.then(() => runOp(o)) : runOp(o));
+          break;
+        }
+        case 'clamp':
+          clamps.push(o);
+          break;
+        case 'add-gateway':
+          build.push(runOp(o));
+          break;
+        default:
+          teardown.push(o);
       }
     }
-    if (errors.length) throw new Error(errors.join('; '));
-    return added;
+    await Promise.all(build);
+    // After the build: nft does not compete with it for the CPU (on a small router it matters).
+    for (const o of clamps) this.clampLater(o);
+    await Promise.all(teardown.map(runOp));
+    return { added, failed };
+  }
+
+  private async perform(o: DataplaneOp, added: IPv4[]): Promise<void> {
+    switch (o.op) {
+      case 'ensure-tunnel': {
+        const deleting = this.deleting.get(o.spec.name);
+        if (deleting) await deleting;
+        await this.net.ensureTunnel(o.spec);
+        this.have.tunnels.set(o.spec.name, o.spec);
+        break;
+      }
+      case 'add-gateway':
+        await this.net.addAddress(this.opts.mobileIf, o.ip, 30, this.label);
+        this.have.gateways.add(o.ip);
+        added.push(o.ip);
+        this.opts.onGatewayAdded?.(o.ip);
+        break;
+      case 'route':
+        await this.net.routeHostIntoTunnel(o.ip, o.tunnel);
+        this.have.routes.set(o.ip, o.tunnel.name);
+        break;
+      case 'clamp':
+        this.clampLater(o);
+        break;
+      case 'unroute':
+        await this.net.deleteHostRoute(o.ip, o.dev);
+        // A 'route' op of this plan may already have moved the host to another tunnel.
+        if (this.have.routes.get(o.ip) === o.dev) this.have.routes.delete(o.ip);
+        break;
+      case 'del-gateway':
+        await this.net.deleteAddress(this.opts.mobileIf, o.ip, 30);
+        this.have.gateways.delete(o.ip);
+        break;
+      case 'del-tunnel':
+        await this.net.deleteLink(o.name);
+        this.have.tunnels.delete(o.name);
+        for (const [host, dev] of this.have.routes) if (dev === o.name) this.have.routes.delete(host);
+        break;
+    }
+  }
+
+  /**
+   * The clamp set changes through nft, the slowest tool, and matter only for connections opened after
+   * the move: they run in order on their own chain, which no commit waits for. The model takes them
+   * as done when issued (later plans see them, and nft gets them in that order); a failure is logged,
+   * undone in the model and looked at again by the next plan.
+   */
+  private clampLater(o: Extract<DataplaneOp, { op: 'clamp' }>): void {
+    for (const h of o.add) this.have.clamped.add(h);
+    for (const h of o.del) this.have.clamped.delete(h);
+    this.opts.log(LOG.handover, `dataplane: ${describeOp(o)}`);
+    this.clamping = this.clamping.then(async () => {
+      const started = performance.now();
+      try {
+        if (this.opts.mssClamp) await this.net.updateMssClamp(this.clampTable, o.add, o.del);
+        this.opts.log(LOG.debug, `dataplane: clamp took ${(performance.now() - started).toFixed(1)} ms`);
+      } catch (e) {
+        this.opts.log(LOG.error, `dataplane: ${describeOp(o)} failed: ${e instanceof Error ? e.message : String(e)}`);
+        for (const h of o.add) this.have.clamped.delete(h);
+        for (const h of o.del) this.have.clamped.add(h);
+        for (const h of [...o.add, ...o.del]) this.retry.hosts.add(h);
+      }
+    });
+  }
+
+  private startLinger(name: string): void {
+    if (this.lingering.has(name)) return;
+    const t = setTimeout(
+      () => this.expire(name, `unused for ${((this.opts.lingerMs ?? TUNNEL_LINGER_MS) / 1000).toFixed(0)} s`),
+      this.opts.lingerMs ?? TUNNEL_LINGER_MS,
+    );
+    t.unref();
+    this.lingering.set(name, t);
+  }
+
+  private cancelLinger(name: string): void {
+    const t = this.lingering.get(name);
+    if (t === undefined) return;
+    clearTimeout(t);
+    this.lingering.delete(name);
+  }
+
+  /** A tunnel's linger time is up (or it is stale): delete it unless something needs it again (off the plan queue). */
+  private expire(name: string, why: string): void {
+    this.lingering.delete(name);
+    const spec = this.have.tunnels.get(name);
+    if (!spec || this.model.want.tunnels.has(name) || this.prepared.has(name) || this.deleting.has(name)) return;
+    this.stats.expired++;
+    this.have.tunnels.delete(name);
+    for (const [host, dev] of this.have.routes) if (dev === name) this.have.routes.delete(host);
+    const o: DataplaneOp = { op: 'del-tunnel', name };
+    this.opts.log(LOG.handover, `dataplane: ${describeOp(o)} (${why})`);
+    const started = performance.now();
+    const p = this.net.deleteLink(name).then(
+      () => this.opts.log(LOG.debug, `dataplane: del-tunnel took ${(performance.now() - started).toFixed(1)} ms`),
+      (e: unknown) => {
+        this.opts.log(LOG.error, `dataplane: ${describeOp(o)} failed: ${e instanceof Error ? e.message : String(e)}`);
+        // Still there as far as we know: keep it in the model, to be deleted after another linger.
+        if (!this.have.tunnels.has(name)) {
+          this.have.tunnels.set(name, spec);
+          this.startLinger(name);
+        }
+      },
+    );
+    const done = p.finally(() => {
+      if (this.deleting.get(name) === done) this.deleting.delete(name);
+    });
+    this.deleting.set(name, done);
   }
 }

@@ -94,6 +94,10 @@ export interface Station {
 export interface DataplanePort {
   /** Make the kernel match these bindings; resolves with the gateways newly added. */
   apply(bindings: Iterable<BindingView>): Promise<IPv4[]>;
+  /** One station's binding changed (undefined: none involves us): like apply, at a cost independent of the others. */
+  update?(mac: Mac, binding: BindingView | undefined): Promise<IPv4[]>;
+  /** A move is being prepared: build ahead what its commit will need (the tunnel). */
+  prepare?(binding: BindingView): void;
 }
 
 export interface CnHandoverOptions {
@@ -521,6 +525,7 @@ export class CnHandover {
     s.reserved = { tx: body.tx, binding: b, until: t + (this.o.reservationMs ?? 15_000) };
     this.byTx.set(body.tx, b.mac);
     this.stats.prepared++;
+    if (takesPart) this.o.dataplane.prepare?.(b); // the tunnel, so that commit only adds addresses and routes
     return {};
   }
 
@@ -550,7 +555,8 @@ export class CnHandover {
     this.resync?.add(b.mac);
     s.phase = 'applying';
     try {
-      const added = await this.o.dataplane.apply(this.bindings());
+      const dp = this.o.dataplane;
+      const added = await (dp.update ? dp.update(b.mac, s.binding) : dp.apply(this.bindings()));
       this.stats.committed++;
       const cell = cellOf(b.cell);
       const host = formatIPv4(cell.host);
@@ -582,7 +588,8 @@ export class CnHandover {
       this.forgetIfEmpty(s);
     }
     this.resync?.add(b.mac);
-    await this.o.dataplane.apply(this.bindings());
+    const dp = this.o.dataplane;
+    await (dp.update ? dp.update(b.mac, undefined) : dp.apply(this.bindings()));
     this.o.log(LOG.handover, `host ${b.mac} ${formatIPv4(cellOf(b.cell).host)}: binding removed by the MLR`);
   }
 
@@ -619,7 +626,10 @@ export class CnHandover {
 
   /** The data plane put gateway `ip` in place: announce it to the station it serves. */
   gatewayAdded(ip: IPv4): void {
-    for (const b of this.bindings()) if (servedBy(b, this.o.self) && cellOf(b.cell).gateway === ip) this.announce(b);
+    // The cell's host N+1 is its gateway N+2 less one: one look-up, not a walk over every binding.
+    const mac = this.byHost.get(ip - 1);
+    const b = mac !== undefined ? this.stations.get(mac)?.binding : undefined;
+    if (b && servedBy(b, this.o.self) && cellOf(b.cell).gateway === ip) this.announce(b);
   }
 
   /** Tell the station that its gateway N+2 now lives here: a gratuitous ARP and a unicast ARP reply, repeated. */

@@ -95,6 +95,8 @@ export interface CnConfig {
   tunnelPrefix: string;
   tunnelTypes: TunnelType[];
   mssClamp: boolean;
+  /** Seconds a tunnel no client needs is kept for a client roaming back (`tunnel_linger`, default 60; 0: deleted at once). */
+  tunnelLinger?: number;
   debugLevel: number;
   statusFile?: string;
   /** Use hostapd's association events over ubus when ubus is there (`option hostapd`, default on). */
@@ -639,6 +641,7 @@ export function parseCnConfig(pkg: UciPackage, sectionName?: string): Result<CnC
 
   const tunnelTypes = r.tunnelTypes();
   const mssClamp = r.bool('mss_clamp', true);
+  const tunnelLinger = r.integer('tunnel_linger', 0, 3600, 60, 'a number of seconds');
   const enabled = r.bool('enabled', true);
   const debugLevel = r.integer('debug_level', 0, 7, DEFAULT_DEBUG_LEVEL);
   const statusFile = r.path('status_file', '/var/run/tmip/cn.status');
@@ -679,6 +682,7 @@ export function parseCnConfig(pkg: UciPackage, sectionName?: string): Result<CnC
       tunnelPrefix,
       tunnelTypes,
       mssClamp,
+      tunnelLinger,
       debugLevel,
       enabled,
       warnings: [],

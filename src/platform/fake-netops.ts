@@ -239,6 +239,22 @@ export class FakeNetOps implements NetOps {
     this.clamps.set(table, { mobileIf, mss, hosts: unique });
   }
 
+  async updateMssClamp(table: string, add: readonly IPv4[], del: readonly IPv4[]): Promise<void> {
+    this.enter('updateMssClamp', `${table} +[${add.map(formatIPv4).join(', ')}] -[${del.map(formatIPv4).join(', ')}]`);
+    checkNftTable(table);
+    for (const h of [...add, ...del]) checkIPv4(h, 'host address');
+    const c = this.clamps.get(table);
+    if (!c) {
+      if (add.length === 0) return; // removing from a table that is gone: gone already
+      // What nft says for an element added to a table that does not exist.
+      throw new Error(`\`add element ip ${table} roamed { ${formatIPv4(add[0]!)} }\` failed: Error: No such file or directory`);
+    }
+    const hosts = new Set(c.hosts);
+    for (const h of add) hosts.add(h);
+    for (const h of del) hosts.delete(h);
+    c.hosts = [...hosts].sort((a, b) => a - b);
+  }
+
   async deleteMssClamp(table: string): Promise<void> {
     this.enter('deleteMssClamp', table);
     checkNftTable(table);

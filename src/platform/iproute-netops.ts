@@ -10,6 +10,7 @@ import { formatIPv4, macFromBytes, parseIPv4, parseMac, type IPv4, type Mac } fr
 import { isTunnelType, TUNNEL_TYPES, type TunnelSpec, type TunnelType } from '../core/tunnel.js';
 import { describeFailure, isTimeout, run, type CommandRunner, type RunOptions, type RunResult } from './exec.js';
 import { LOG, type LogFn } from './log.js';
+import { nftSaysGone, runNftScript, type NftLines } from './nft-shell.js';
 import { ipv4ConfKey, type InterfaceAddress, type InterfaceInfo, type NetOps, type TunnelRoute } from './netops.js';
 
 export interface IprouteNetOpsOptions {
@@ -26,6 +27,8 @@ export interface IprouteNetOpsOptions {
   timeoutMs?: number;
   /** Runs every command (default exec.ts's `run`); tests pass a scripted one. */
   runner?: CommandRunner;
+  /** Runs updateMssClamp's nft lines (tmip-cn passes a long-lived NftShell); default: `nft -f -` per batch through `runner`. */
+  nftLines?: NftLines;
 }
 
 /** UDP port of every tunnel's VXLAN socket (IANA). */
@@ -239,8 +242,10 @@ export class IprouteNetOps implements NetOps {
   private readonly log: LogFn;
   private readonly runOpts: RunOptions;
   private readonly runner: CommandRunner;
+  private readonly nftLines: NftLines | undefined;
 
   constructor(opts: IprouteNetOpsOptions = {}) {
+    this.nftLines = opts.nftLines;
     this.ipBin = opts.ip ?? 'ip';
     this.nftBin = opts.nft ?? 'nft';
     this.sysctlBin = opts.sysctl ?? 'sysctl';
@@ -487,11 +492,32 @@ export class IprouteNetOps implements NetOps {
     await this.must(this.nftBin, ['-f', '-'], undefined, ruleset);
   }
 
+  async updateMssClamp(table: string, add: readonly IPv4[], del: readonly IPv4[]): Promise<void> {
+    checkNftTable(table);
+    const lines = [
+      ...add.map((h) => `add element ip ${table} ${CLAMP_SET} { ${checkIPv4(h, 'host address')} }`),
+      ...del.map((h) => `delete element ip ${table} ${CLAMP_SET} { ${checkIPv4(h, 'host address')} }`),
+    ];
+    if (lines.length === 0) return;
+    const results = this.nftLines ? await this.nftLines.run(lines) : await runNftScript(this.runner, this.nftBin, this.runOpts, lines);
+    const errors: string[] = [];
+    results.forEach((r, i) => {
+      const line = lines[i]!;
+      this.log(LOG.debug, `nft: ${line} -> ${r.ok ? 'ok' : r.error}`);
+      // A host to remove that is not there (nor its set or table) is gone already.
+      if (!r.ok && !(i >= add.length && nftSaysGone(r.error))) errors.push(`\`${line}\` failed: ${r.error}`);
+    });
+    if (errors.length > 0) throw new Error(errors.join('; '));
+  }
+
   async deleteMssClamp(table: string): Promise<void> {
     checkNftTable(table);
     await this.must(this.nftBin, ['delete', 'table', 'ip', table], NFT_TABLE_GONE);
   }
 }
+
+/** The named set of clamped hosts in the MSS-clamp table. */
+export const CLAMP_SET = 'roamed';
 
 /**
  * The nft script that atomically replaces table `table` (family ip) with the MSS clamp: SYN and
@@ -507,11 +533,11 @@ export function mssClampRuleset(table: string, mobileIf: string, mss: number, ho
     `table ip ${table} {}`,
     `delete table ip ${table}`,
     `table ip ${table} {`,
-    `  set roamed { type ipv4_addr;${elements} }`,
+    `  set ${CLAMP_SET} { type ipv4_addr;${elements} }`,
     `  chain forward {`,
     `    type filter hook forward priority mangle; policy accept;`,
-    `    iifname "${mobileIf}" ip saddr @roamed ${match}`,
-    `    oifname "${mobileIf}" ip daddr @roamed ${match}`,
+    `    iifname "${mobileIf}" ip saddr @${CLAMP_SET} ${match}`,
+    `    oifname "${mobileIf}" ip daddr @${CLAMP_SET} ${match}`,
     `  }`,
     `}`,
     '',

@@ -56,6 +56,11 @@ export interface NetOps {
    * empty table.
    */
   setMssClamp(table: string, mobileIf: string, mss: number, hosts: IPv4[]): Promise<void>;
+  /**
+   * Add `add` to and remove `del` from the clamped set of a table setMssClamp made (one nft line per
+   * host; through a long-lived `nft -i` where there is one). Removing a host that is not there succeeds.
+   */
+  updateMssClamp(table: string, add: readonly IPv4[], del: readonly IPv4[]): Promise<void>;
   /** Delete the nftables table; succeeds when it is absent. */
   deleteMssClamp(table: string): Promise<void>;
 }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 // PersistentRunner: a CommandRunner (exec.ts) that takes the CN's hot-path kernel changes off process
 // spawning, which cost 2.5–3.5 ms per command and most of a roam (issue 11):
-// - `ip` changes (link/addr/route/neigh add, set, del, replace, change) go to one long-lived
+// - `ip` changes (link/addr/route/neigh add, set, del, replace, change; not `link del`) go to one long-lived
 //   `ip -o -force -batch -` process per network namespace, fed a line per command. After each
 //   command it also sends `link show dev lo`, whose one-line answer marks where that command's
 //   output ends; stderr is merged into stdout (`2>&1`, one pipe, so the order holds), and an error
@@ -18,8 +18,10 @@ import fs from 'node:fs';
 import { DEFAULT_TIMEOUT_MS, run, type CommandRunner, type RunOptions, type RunResult } from './exec.js';
 import { LOG, type LogFn } from './log.js';
 
+// `link del` is left out: deleting a vxlan device takes 15–45 ms in the kernel, and in the batch it
+// would hold up every command behind it; spawned, it runs beside the batch (which it does not slow).
 const MUTATIONS: Readonly<Record<string, ReadonlySet<string>>> = {
-  link: new Set(['add', 'set', 'del', 'delete', 'change']),
+  link: new Set(['add', 'set', 'change']),
   addr: new Set(['add', 'del', 'delete', 'change', 'replace']),
   address: new Set(['add', 'del', 'delete', 'change', 'replace']),
   route: new Set(['add', 'del', 'delete', 'change', 'replace']),
@@ -215,6 +217,7 @@ export class PersistentRunner {
     const file = sysctlPath(key);
     try {
       await fs.promises.writeFile(file, `${value}\n`);
+      this.opts.log?.(LOG.debug, `sysctl: wrote ${value} to ${file} (no process)`);
       return { code: 0, stdout: `${key} = ${value}\n`, stderr: '' };
     } catch (e) {
       const err = e as NodeJS.ErrnoException;

@@ -5,10 +5,15 @@
 // IprouteNetOps (`netns` option) and those that seed or read state, runs through `ip netns exec`;
 // nothing in the root namespace is touched. The contract runs twice: with every command spawned, and
 // with IprouteNetOps's changes sent through one long-lived `ip -batch` (PersistentRunner, as tmip-cn
-// runs it). Needs root; skipped otherwise.
+// runs it). Then the MSS-clamp set's element changes (updateMssClamp) in the real kernel, through one
+// long-lived `nft -i` (NftShell, as tmip-cn runs it) and spawned `nft -f -` per batch. Needs root;
+// skipped otherwise.
 import { formatIPv4, parseIPv4, type IPv4 } from '../../src/core/ip.js';
 import { run, runOk, type CommandRunner } from '../../src/platform/exec.js';
 import { IprouteNetOps } from '../../src/platform/iproute-netops.js';
+import { NftShell } from '../../src/platform/nft-shell.js';
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
 import { PersistentRunner, sysctlPath } from '../../src/platform/persistent-runner.js';
 import { netopsContract, type ClampView, type ContractEnv } from '../support/netops-contract.js';
 import { scratchNamespaces } from './scratch-namespaces.js';
@@ -105,3 +110,63 @@ netopsContract('IprouteNetOps through one ip -batch process (PersistentRunner)',
   skip: SKIP,
   timeoutMs: 120_000,
 });
+
+/** `nft list table ip T` in `ns`, parsed; undefined when the table is absent. */
+async function clampIn(ns: string, table: string): Promise<ClampView | undefined> {
+  const r = await run('nft', ['list', 'table', 'ip', table], { netns: ns, timeoutMs: 5000 });
+  if (r.code !== 0) {
+    if (/No such file or directory/.test(r.stderr)) return undefined;
+    throw new Error(`nft list table ip ${table}: ${r.stderr}`);
+  }
+  return parseClamp(r.stdout);
+}
+
+const h = (s: string): IPv4 => (parseIPv4(s) as { value: IPv4 }).value;
+
+for (const mode of ['one nft -i (NftShell)', 'nft -f - spawned per batch'] as const) {
+  describe(`updateMssClamp in the kernel: ${mode}`, { skip: SKIP, timeout: 60_000 }, () => {
+    const ns = `tmipnc-${process.pid}-nft${mode.startsWith('one') ? 'i' : 'f'}`;
+    let shell: NftShell | undefined;
+    let net: IprouteNetOps;
+    after(async () => {
+      shell?.close();
+      if ((await run('ip', ['netns', 'del', ns], { timeoutMs: 5000 })).code === 0) scratchNamespaces.delete(ns);
+    });
+
+    it('adds and removes only the hosts named; the table, its rules and the other hosts stay', async () => {
+      await runOk('ip', ['netns', 'add', ns]);
+      scratchNamespaces.add(ns);
+      if (mode.startsWith('one')) {
+        shell = new NftShell({ netns: ns, timeoutMs: 5000 });
+        assert.equal(await shell.start(), true, 'nft -i answers its probe');
+      }
+      net = new IprouteNetOps({ netns: ns, ...(shell ? { nftLines: shell } : {}) });
+      await net.setMssClamp('tmip_ts', 'wl0', 1410, []);
+      assert.deepEqual(await clampIn(ns, 'tmip_ts'), { mobileIf: 'wl0', mss: 1410, hosts: [] });
+      await net.updateMssClamp('tmip_ts', [h('10.1.0.5'), h('10.1.0.9')], []);
+      assert.deepEqual((await clampIn(ns, 'tmip_ts'))?.hosts.map(formatIPv4), ['10.1.0.5', '10.1.0.9']);
+      await net.updateMssClamp('tmip_ts', [h('10.1.0.13'), h('10.1.0.9')], [h('10.1.0.5')]);
+      assert.deepEqual(await clampIn(ns, 'tmip_ts'), { mobileIf: 'wl0', mss: 1410, hosts: [h('10.1.0.9'), h('10.1.0.13')] });
+    });
+
+    it('removing a host that is not there succeeds, and the other lines of the batch still apply', async () => {
+      await net.updateMssClamp('tmip_ts', [h('10.1.0.17')], [h('10.1.0.5'), h('10.1.0.9')]);
+      assert.deepEqual((await clampIn(ns, 'tmip_ts'))?.hosts.map(formatIPv4), ['10.1.0.13', '10.1.0.17']);
+    });
+
+    it("adding to a table that is gone fails with nft's error, named by its line; removing from it succeeds", async () => {
+      await net.deleteMssClamp('tmip_ts');
+      await assert.rejects(
+        net.updateMssClamp('tmip_ts', [h('10.1.0.21')], []),
+        /`add element ip tmip_ts roamed \{ 10\.1\.0\.21 \}` failed: .*No such file or directory/,
+      );
+      await net.updateMssClamp('tmip_ts', [], [h('10.1.0.13')]);
+      assert.equal(await clampIn(ns, 'tmip_ts'), undefined);
+      if (shell) {
+        assert.equal(shell.unsupported, false);
+        assert.equal(shell.stats.spawned, 0, 'every line went through nft -i');
+        assert.ok(shell.stats.lines >= 8);
+      }
+    });
+  });
+}

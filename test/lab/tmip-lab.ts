@@ -60,6 +60,11 @@ export interface TmipLabOptions {
   mlrExtra?: string[];
   /** Extra UCI lines for a CN's section (e.g. "\toption ubus_socket '/tmp/x.sock'"). */
   cnExtra?: Partial<Record<CnName, string[]>>;
+  /**
+   * The CNs' tunnel_linger in seconds. Default 0 (a tunnel goes as soon as no client needs it, which
+   * the tests check); the benches pass the CN's default, 60.
+   */
+  tunnelLinger?: number;
   /** Authenticate MLRP with a fresh key per CN (default true); false writes `option auth '0'`. */
   auth?: boolean;
   /** The MLR's `option store` (e.g. 'etcd://127.0.0.1:2379'), written instead of its state_file. */
@@ -135,6 +140,7 @@ export class TmipLab {
           `\toption lease_time '${this.opts.leaseTime ?? 600}'`,
           `\toption tunnel_prefix '${TUNNEL_PREFIX}'`,
           `\toption debug_level '${debug}'`,
+          `\toption tunnel_linger '${this.opts.tunnelLinger ?? 0}'`,
           ...(this.keys[name] !== undefined ? [`\toption secret '${this.keys[name]}'`] : []),
           ...this.cnTlsLines(),
           ...(this.opts.cnExtra?.[name] ?? []),

@@ -180,7 +180,7 @@ async function world(ubus: Partial<Record<'cn1' | 'cn2', FakeUbus>> = {}, o: Wor
 }
 
 test('DHCP in cell 1, a roam to cell 2 detected from IP activity, renew at the new CN', async () => {
-  const w = await world();
+  const w = await world({}, { cfg: { tunnelLinger: 0 } }); // tunnels go as soon as no client needs them
   try {
     const { cn1, cn2 } = w;
     assert.equal(cn1.net.sysctls.get('net.ipv4.ip_forward'), '1');
@@ -230,11 +230,13 @@ test('a commit that fails on the parent after the registry write converges: both
   try {
     const { cn1, cn2 } = w;
     await leaseAtCn1(w);
-    // The parent's kernel refuses the tunnel once: its commit fails after the MLR stored the move.
+    // The parent's kernel refuses the tunnel twice (created ahead at prepare, then at commit): its
+    // commit fails after the MLR stored the move.
+    cn1.net.failNext('ensureTunnel', 'RTNETLINK answers: No buffer space available');
     cn1.net.failNext('ensureTunnel', 'RTNETLINK answers: No buffer space available');
     cn2.link.deliver(trafficToOldGateway());
     await until('the registry to hold the move', () => w.service.registry.binding(MS)?.current === 'cn2');
-    await until('the failed ensureTunnel', () => cn1.net.callsOf('ensureTunnel').length >= 1);
+    await until('the failed ensureTunnels', () => cn1.net.callsOf('ensureTunnel').length >= 2);
     await until('the MLR to reconcile CN1', () => w.service.handovers.stats.reconciled >= 1, 5000);
     assert.deepEqual(remainingPlan(w.service, 'cn1', 1, cn1.net), [], 'CN1 (parent) holds what the registry says');
     assert.deepEqual(remainingPlan(w.service, 'cn2', 2, cn2.net), [], 'CN2 (current) holds what the registry says');

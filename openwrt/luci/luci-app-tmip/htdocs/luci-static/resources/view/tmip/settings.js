@@ -405,6 +405,7 @@ var validate = {
 	offer_hold: validateInteger(1, 3600, _('Expecting a number of seconds 1..3600')),
 	lease_grace: validateInteger(0, 86400, _('Expecting a number of seconds 0..86400')),
 	new_station_rate: validateInteger(1, 10000, _('Expecting a number of new stations per second 1..10000')),
+	tunnel_linger: validateInteger(0, 3600, _('Expecting a number of seconds 0..3600')),
 	max_offers: validateInteger(1, 4096, _('Expecting a number of cells 1..4096')),
 	decline_quarantine: validateInteger(0, 86400, _('Expecting a number of seconds 0..86400'))
 };
@@ -518,6 +519,11 @@ return view.extend({
 			_('Lower the TCP MSS of tunnelled clients so that roamed sessions never need fragmentation.'));
 		o.default = o.enabled;
 		o.rmempty = false;
+
+		o = s.taboption('tunnels', form.Value, 'tunnel_linger', _('Keep unused tunnels'),
+			_('Seconds a tunnel no client needs any more is kept, so that a client roaming back finds it (0..3600; 0: deleted at once).'));
+		o.placeholder = '60';
+		o.validate = validate.tunnel_linger;
 
 		o = s.taboption('security', form.Value, 'secret', _('Key'),
 			_('The key this CN shares with the MLR: 64 hex digits, as <code>tmip-mlr keygen NAME</code> prints them on the MLR router (NAME: this CN\'s name; the same key goes into a CN key there). Empty: unauthenticated, which only an MLR with authentication off accepts.'));
