@@ -66,6 +66,7 @@ async function main(): Promise<void> {
       declineQuarantineSeconds: cfg.value.declineQuarantine,
       tunnelTypes: cfg.value.tunnelTypes,
       ...(cfg.value.auth ? { keys: cfg.value.keys } : {}),
+      logLevel: logger.level,
     },
     {
       listen: [

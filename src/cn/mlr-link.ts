@@ -2,6 +2,9 @@
 // MlrLink: the CN's connection to its MLR. Connects, binds (network name, pools, tunnel types),
 // hands the bind reply to the daemon for re-establishment, serves the MLR's transaction requests
 // through handlers the daemon installs, and reconnects with back-off when the link drops.
+// An MLR past its capacity answers `busy` (mlr/service.ts): a move (`seen`) is asked again after a
+// jittered back-off (busyRetryDelay), at most BUSY_RETRIES times within the request's time-out; any
+// other request fails at once (a DHCP client retransmits by itself).
 import { Backoff } from '../core/backoff.js';
 import type { ReplyBody, RequestBody, RequestType } from '../core/messages.js';
 import { LOG, type LogFn } from '../platform/log.js';
@@ -32,6 +35,24 @@ export interface MlrLinkOptions {
   maxBackoffMs?: number;
   /** The heartbeat on the MLR session (proto/rpc.ts; default DEFAULT_HEARTBEAT, false = none): a silent MLR is left and reconnected. */
   heartbeat?: HeartbeatOptions | false;
+  /** How often a move refused as `busy` is asked again (default BUSY_RETRIES). */
+  busyRetries?: number;
+}
+
+/** How often a move refused as `busy` is asked again. */
+export const BUSY_RETRIES = 3;
+/** The back-off of a `busy` answer without a retry hint (ms). */
+const BUSY_BACKOFF_MS = 50;
+/** Requests asked again after `busy`: moves. DHCP (`discover`, `request`) is retransmitted by the client itself. */
+const RETRIED_WHEN_BUSY: ReadonlySet<RequestType> = new Set(['seen']);
+
+/**
+ * The wait before retry `attempt` (0 = the first) of a request refused as `busy`: the MLR's hint
+ * (or BUSY_BACKOFF_MS) doubled per attempt, times a random factor 0.5-1.5 so that the CNs it refused
+ * together do not ask together again.
+ */
+export function busyRetryDelay(attempt: number, hintMs: number | undefined, random: () => number = Math.random): number {
+  return Math.round((hintMs ?? BUSY_BACKOFF_MS) * 2 ** attempt * (0.5 + random()));
 }
 
 /** Pages a re-bind may take (MAX_BINDINGS_PER_CN / a page of 400, many times over): a loop bound, not a limit in use. */
@@ -73,9 +94,30 @@ export class MlrLink implements MlrApi {
   }
 
   request<T extends RequestType>(type: T, body: RequestBody<T>, timeoutMs?: number): Promise<ReplyBody<T>> {
+    if (!RETRIED_WHEN_BUSY.has(type)) return this.once(type, body, timeoutMs);
+    return this.retryingBusy(type, body, timeoutMs);
+  }
+
+  private once<T extends RequestType>(type: T, body: RequestBody<T>, timeoutMs?: number): Promise<ReplyBody<T>> {
     if (!this.peer || this.peer.isClosed)
       return Promise.reject(new RpcError('offline', `not connected to the MLR (${this.opts.describe})`));
     return this.peer.request(type, body, timeoutMs);
+  }
+
+  /** `once`, asked again after a jittered back-off while the MLR answers `busy` (BUSY_RETRIES, within `timeoutMs`). */
+  private async retryingBusy<T extends RequestType>(type: T, body: RequestBody<T>, timeoutMs?: number): Promise<ReplyBody<T>> {
+    const deadline = timeoutMs !== undefined ? Date.now() + timeoutMs : undefined;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.once(type, body, deadline !== undefined ? Math.max(1, deadline - Date.now()) : undefined);
+      } catch (e) {
+        if (!(e instanceof RpcError) || e.code !== 'busy' || attempt >= (this.opts.busyRetries ?? BUSY_RETRIES)) throw e;
+        const wait = busyRetryDelay(attempt, e.retryAfterMs);
+        if (deadline !== undefined && Date.now() + wait >= deadline) throw e;
+        this.opts.log(LOG.detect, `the MLR is busy: asking ${type} again in ${wait} ms`);
+        await new Promise((resolve) => setTimeout(resolve, wait));
+      }
+    }
   }
 
   private schedule(): void {

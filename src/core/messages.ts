@@ -155,7 +155,8 @@ export function isRequestType(t: string): t is RequestType {
   return Object.prototype.hasOwnProperty.call(requests, t);
 }
 
-const errorBody = object({ code: str(64), message: str(1000) });
+/** `retryAfter` (ms), with code `busy`: when to ask again (older peers drop the field and back off as they do). */
+const errorBody = object({ code: str(64), message: str(1000), retryAfter: optional(int(0, 3_600_000)) });
 export type ErrorBody = Infer<typeof errorBody>;
 
 const envelopeShape = object({
@@ -177,7 +178,7 @@ export function encodeEnvelope(env: Envelope): Buffer {
 export function decodeEnvelope(payload: Uint8Array): Result<Envelope> {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(Buffer.from(payload).toString('utf8'));
+    parsed = JSON.parse((Buffer.isBuffer(payload) ? payload : Buffer.from(payload)).toString('utf8'));
   } catch {
     return err('message is not valid JSON');
   }

@@ -80,6 +80,9 @@ export class Registry {
   private readonly byCell = new Map<IPv4, Mac>();
   private readonly pairs = new Map<string, PairTunnel>();
   private readonly quarantined = new Map<IPv4, Quarantine>();
+  /** The MACs of the bindings each CN takes part in (parent or current), and how many it serves: no scan per bind or per new client. */
+  private readonly byCn = new Map<string, Set<Mac>>();
+  private readonly served = new Map<string, number>();
   private nextKey = 1;
   private watcher: ((change: RegistryChange) => void) | undefined;
   /**
@@ -260,6 +263,8 @@ export class Registry {
       this.mayBeFree(old.cell);
     }
     const copy = { ...b };
+    if (old) this.index(old, false);
+    this.index(copy, true);
     this.bindings.set(b.mac, copy);
     this.byCell.set(b.cell, b.mac);
     this.watcher?.({ kind: 'put', binding: { ...b } });
@@ -270,6 +275,7 @@ export class Registry {
     const b = this.bindings.get(mac);
     if (!b) return undefined;
     this.bindings.delete(mac);
+    this.index(b, false);
     if (this.byCell.get(b.cell) === mac) {
       this.byCell.delete(b.cell);
       this.mayBeFree(b.cell);
@@ -280,7 +286,38 @@ export class Registry {
 
   /** Bindings a CN takes part in (as parent or current), which it must reflect in its kernel. */
   involving(cn: string): Binding[] {
-    return this.allBindings().filter((b) => involves(b, cn));
+    const out: Binding[] = [];
+    for (const mac of this.byCn.get(cn) ?? []) {
+      const b = this.bindings.get(mac);
+      if (b && involves(b, cn)) out.push(b);
+    }
+    return out;
+  }
+
+  /** How many bindings `cn` serves (is their current CN). */
+  servedBy(cn: string): number {
+    return this.served.get(cn) ?? 0;
+  }
+
+  private index(b: Binding, add: boolean): void {
+    this.indexOne(b.parent, b.mac, add);
+    if (b.current !== null && b.current !== b.parent) this.indexOne(b.current, b.mac, add);
+    if (b.current !== null) {
+      const n = (this.served.get(b.current) ?? 0) + (add ? 1 : -1);
+      if (n > 0) this.served.set(b.current, n);
+      else this.served.delete(b.current);
+    }
+  }
+
+  private indexOne(cn: string, mac: Mac, add: boolean): void {
+    let set = this.byCn.get(cn);
+    if (add) {
+      if (!set) this.byCn.set(cn, (set = new Set()));
+      set.add(mac);
+    } else if (set) {
+      set.delete(mac);
+      if (set.size === 0) this.byCn.delete(cn);
+    }
   }
 
   /** Remove and return every binding whose expiry has passed. */
@@ -382,6 +419,8 @@ export class Registry {
     this.poolIndex = undefined;
     for (const [k, v] of loaded.bindings) this.bindings.set(k, v); // checked by loaded.put() above
     for (const [k, v] of loaded.byCell) this.byCell.set(k, v);
+    for (const [k, v] of loaded.byCn) this.byCn.set(k, v);
+    for (const [k, v] of loaded.served) this.served.set(k, v);
     for (const [k, v] of loaded.pairs) this.pairs.set(k, v);
     for (const [k, v] of loaded.quarantined) this.quarantined.set(k, v);
     this.nextKey = Math.max(this.nextKey, s.nextKey);

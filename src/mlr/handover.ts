@@ -2,17 +2,21 @@
 // The MLR's side of a handover: one transaction per move of a mobile station, run under that
 // station's lock, over the CNs that take part (new current, parent, old current).
 //
-//   locked ──> [probing] ──> preparing ──> stored ──> committing ──> done
-//                  │              │            │
-//                  └──────────────┴────────────┴──────> rolled-back
+//   locked ──> [probing + preparing] ──> stored ──> committing ──> done
+//                        │                   │
+//                        └───────────────────┴──────> rolled-back
+//
+// One participant (the new current CN is the parent and there is no previous CN elsewhere: a new
+// client's DHCP REQUEST at its home CN) has nothing to prepare: stored, durable, committed.
 //
 // Presence check, the `probing` phase: a move detected by the station's traffic alone
 // (`via` 'arp' or 'ip': no association event, no DHCP from it) of a binding that is bound at another
-// CN first asks that previous current CN, when it is online, to `probe` its cell: it sends a unicast
-// ARP request for N+1 from N+2 and waits up to PROBE_TIMEOUT_MS (cn/handover.ts). The station
-// answering there means the frames in the new cell carry a duplicate of its MAC (and IP): the move is
-// rolled back before anybody is prepared, the registry is untouched, and the refusal is logged at
-// error level as "duplicate MAC" (at most DUPLICATE_LOG_BURST lines per interval, then a
+// CN also asks that previous current CN, when it is online, to `probe` its cell, at the same time as
+// the participants are asked to `prepare`: it sends a unicast ARP request for N+1 from N+2 and waits
+// up to PROBE_TIMEOUT_MS (cn/handover.ts). The station answering there means the frames in the new
+// cell carry a duplicate of its MAC (and IP): the move is rolled back, every participant asked to
+// prepare gets `abort` (once its prepare is answered), the registry is untouched, and the refusal is
+// logged at error level as "duplicate MAC" (at most DUPLICATE_LOG_BURST lines per interval, then a
 // summary). Every other outcome proceeds with the move, as before the check existed (fail open): no
 // answer, the previous CN offline, an error, or no reply within PROBE_RPC_TIMEOUT_MS (clipped to the
 // transaction's deadline). Moves via 'assoc', 'dhcp' or 'restore' are never probed: association (or
@@ -21,7 +25,7 @@
 // Rules, one per failure:
 // - The new current CN is offline: rolled back at once (nobody was asked anything).
 // - The previous current CN says the station still answers in its cell (probe): rolled back at once
-//   (nobody was prepared); a probe that fails or times out lets the move proceed.
+//   (the prepared participants get abort); a probe that fails or times out lets the move proceed.
 // - Another participant is offline: skipped; it learns the binding when it binds again. So is one
 //   whose session ends while it is asked to prepare (the heartbeat, proto/rpc.ts, closes a silent
 //   CN's session within DEFAULT_HEARTBEAT.missMs): the move goes on without it.
@@ -36,6 +40,9 @@
 //   says involves it. The move itself is reported as done.
 // - Deadline: every phase's time-out is clipped to the transaction's deadline, so one dead CN holds
 //   a station's lock for at most `deadlineMs`; other stations' moves never wait for it.
+// Allocation-light: per-move log lines are built only when the log level wants them (`logLevel`),
+// participants are collected without intermediate sets, and one body object serves every prepare and
+// commit of a move (proto/rpc.ts encodes it once).
 import { involves, type BindingView, type CnRef } from '../core/binding.js';
 import { formatIPv4, type Mac } from '../core/ip.js';
 import type { ReplyBody, RequestBody, RequestType } from '../core/messages.js';
@@ -76,6 +83,11 @@ export interface HandoverOptions {
    * at that CN is skipped: it has just said the station is not there.
    */
   reportedGone?: (mac: Mac, cn: string) => boolean;
+  /**
+   * The log level in force (platform/log.ts): per-move lines (LOG.handover) are not even built below it.
+   * Undefined: build them all and let `log` filter.
+   */
+  logLevel?: number;
 }
 
 /** One transaction, as it goes. Kept in `active` while it runs (status and tests). */
@@ -111,6 +123,8 @@ const DEFAULTS = {
 };
 /** A commit is always given at least this long, even when the deadline is nearly spent. */
 const MIN_COMMIT_MS = 250;
+const NOBODY: readonly string[] = [];
+const ignore = (): void => undefined;
 
 function reason(r: PromiseSettledResult<unknown>): string {
   if (r.status === 'fulfilled') return 'ok';
@@ -121,15 +135,19 @@ export class Handovers {
   private readonly locks = new Map<Mac, Promise<unknown>>();
   private nextTx = 1;
   readonly active = new Map<number, HandoverTx>();
-  readonly stats = { done: 0, rolledBack: 0, reconciled: 0, reconcileFailed: 0, probed: 0, duplicates: 0 };
+  /** `busy`: requests refused because the MLR had as much work as it takes (mlr/service.ts). */
+  readonly stats = { done: 0, rolledBack: 0, reconciled: 0, reconcileFailed: 0, probed: 0, duplicates: 0, busy: 0 };
+  /** Whether per-move log lines are wanted (built only then: the hot path allocates no text it drops). */
+  private readonly verbose: boolean;
   private readonly duplicateLog: RateLimitedLog;
   private readonly reconciling = new Set<string>();
   private readonly timers = new Set<NodeJS.Timeout>();
-  private readonly o: Required<Omit<HandoverOptions, 'reconcileDelaysMs' | 'reportedGone'>> &
+  private readonly o: Required<Omit<HandoverOptions, 'reconcileDelaysMs' | 'reportedGone' | 'logLevel'>> &
     Pick<HandoverOptions, 'reportedGone'> & { reconcileDelaysMs: readonly number[] };
 
   constructor(opts: HandoverOptions) {
     this.o = { ...DEFAULTS, ...opts };
+    this.verbose = opts.logLevel === undefined || opts.logLevel >= LOG.handover;
     this.duplicateLog = new RateLimitedLog(
       (m) => this.o.log(LOG.error, m),
       this.o.now,
@@ -141,14 +159,28 @@ export class Handovers {
 
   /** Run `fn` when every earlier transaction of `mac` has finished. */
   withLock<T>(mac: Mac, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(mac) ?? Promise.resolve();
-    const next = prev.then(fn, fn);
-    const tail = next.catch(() => undefined);
-    this.locks.set(mac, tail);
-    void tail.then(() => {
+    const prev = this.locks.get(mac);
+    let next: Promise<T>;
+    if (prev !== undefined) next = prev.then(fn, fn);
+    else {
+      // Nobody holds the lock: start at once (no extra turn of the microtask queue).
+      try {
+        next = fn();
+      } catch (e) {
+        next = Promise.reject(e instanceof Error ? e : new Error(String(e)));
+      }
+    }
+    const release = (): void => {
       if (this.locks.get(mac) === tail) this.locks.delete(mac);
-    });
+    };
+    const tail: Promise<void> = next.then(release, release);
+    this.locks.set(mac, tail);
     return next;
+  }
+
+  /** Stations with a transaction running or waiting (for tests and status). */
+  get lockedStations(): number {
+    return this.locks.size;
   }
 
   /** Stop reconcile timers (MLR shutting down). */
@@ -162,8 +194,8 @@ export class Handovers {
    * view, or an error saying why the move was rolled back.
    */
   async move(b: Binding, to: string, expires: number, via: string): Promise<Result<BindingView>> {
-    const { registry, log } = this.o;
-    const proposed: Binding = { ...b, current: to, state: 'bound', expires };
+    const { registry } = this.o;
+    const proposed: Binding = { mac: b.mac, cell: b.cell, parent: b.parent, current: to, state: 'bound', expires };
     const view = registry.view(proposed);
     if (!view.ok) return view;
     const previousName = b.state === 'bound' ? b.current : null;
@@ -175,8 +207,12 @@ export class Handovers {
       return ok(view.value);
     }
     const previous: CnRef | null = previousName !== null ? registry.cnRef(previousName) : null;
-    const names = [...new Set([to, b.parent, ...(previous ? [previous.name] : [])])];
-    const online = names.filter((n) => this.o.session(n) !== undefined);
+    // The participants, each once: the new current CN, the parent, the previous current CN.
+    const names = [to];
+    if (b.parent !== to) names.push(b.parent);
+    if (previous && previous.name !== to && previous.name !== b.parent) names.push(previous.name);
+    const online: string[] = [];
+    for (const n of names) if (this.o.session(n) !== undefined) online.push(n);
     const now = this.o.now();
     const tx: HandoverTx = {
       id: this.nextTx++,
@@ -188,40 +224,44 @@ export class Handovers {
       startedAt: now,
       deadline: now + this.o.deadlineMs,
     };
-    const t = view.value.tunnel;
-    log(
-      LOG.handover,
-      `tx ${tx.id}: ${b.mac} ${formatIPv4(b.cell + 1)} -> ${to} (via ${via}; parent ${b.parent}, previous ${previousName ?? 'none'}, ` +
-        `tunnel ${t ? `${t.type} key ${t.key}` : 'none'}; offline: ${names.filter((n) => !online.includes(n)).join(',') || 'none'})`,
-    );
-    if (!online.includes(to)) return this.rollBack(tx, [], `CN '${to}' is not connected`);
+    if (this.verbose) {
+      const t = view.value.tunnel;
+      this.o.log(
+        LOG.handover,
+        `tx ${tx.id}: ${b.mac} ${formatIPv4(b.cell + 1)} -> ${to} (via ${via}; parent ${b.parent}, previous ${previousName ?? 'none'}, ` +
+          `tunnel ${t ? `${t.type} key ${t.key}` : 'none'}; offline: ${names.filter((n) => !online.includes(n)).join(',') || 'none'})`,
+      );
+    }
+    if (online[0] !== to) return this.rollBack(tx, NOBODY, `CN '${to}' is not connected`);
     this.active.set(tx.id, tx);
     try {
       const body = { tx: tx.id, binding: view.value, previous };
-
-      if (previous && PROBED_VIA.has(via) && online.includes(previous.name) && !this.o.reportedGone?.(b.mac, previous.name)) {
-        tx.phase = 'probing';
-        const where = await this.probe(tx, previous.name, b.cell + 1);
-        if (where !== undefined) return this.refuseDuplicate(tx, where);
+      let wentOffline: string[] | undefined;
+      if (names.length > 1) {
+        // The presence check (a traffic-detected move away from an online CN) runs beside `prepare`.
+        const probing =
+          previous && PROBED_VIA.has(via) && online.includes(previous.name) && !this.o.reportedGone?.(b.mac, previous.name)
+            ? this.probe(tx, previous.name, b.cell + 1)
+            : undefined;
+        tx.phase = probing ? 'probing' : 'preparing';
+        const asked = this.prepareAll(tx, online, body);
+        const duplicateAt = probing ? await probing : undefined;
+        if (duplicateAt !== undefined) {
+          // Abort whoever was asked to prepare once their answers are in (an abort before its prepare would miss it).
+          void asked.then(() => this.abortAll(tx, online));
+          return this.refuseDuplicate(tx, duplicateAt);
+        }
+        tx.phase = 'preparing';
+        const prepared = await asked;
+        if (typeof prepared === 'string') return this.rollBack(tx, online, `handover aborted: ${prepared}`);
+        wentOffline = prepared;
+        if (wentOffline && this.verbose)
+          this.o.log(LOG.handover, `tx ${tx.id}: ${wentOffline.join(',')} went offline while preparing: skipped`);
       }
-
-      tx.phase = 'preparing';
-      const askedSessions = online.map((n) => this.o.session(n));
-      const prepared = await Promise.allSettled(
-        online.map((n) => this.ask(n, 'prepare', body, this.phaseTimeout(tx, this.o.prepareTimeoutMs))),
-      );
-      // A participant other than the new current CN whose session ended while it was asked (the
-      // heartbeat found it silent: hung, powered off, cut off) is skipped as if it had been offline
-      // from the start; it learns the binding when it binds again.
-      const wentOffline = online.filter((n, i) => n !== to && prepared[i]!.status === 'rejected' && this.o.session(n) !== askedSessions[i]);
-      const refusals = prepared.flatMap((r, i) =>
-        r.status === 'rejected' && !wentOffline.includes(online[i]!) ? [`${online[i]}: ${reason(r)}`] : [],
-      );
-      if (refusals.length > 0) return this.rollBack(tx, online, `handover aborted: ${refusals.join('; ')}`);
-      if (wentOffline.length > 0) log(LOG.handover, `tx ${tx.id}: ${wentOffline.join(',')} went offline while preparing: skipped`);
+      // One participant (the parent takes its own client, nobody to withdraw): nothing to prepare.
 
       const stored = registry.put(proposed);
-      if (!stored.ok) return this.rollBack(tx, online, `handover aborted: ${stored.error}`);
+      if (!stored.ok) return this.rollBack(tx, names.length > 1 ? online : NOBODY, `handover aborted: ${stored.error}`);
       tx.phase = 'stored';
       await this.o.durable();
 
@@ -229,22 +269,52 @@ export class Handovers {
       const commitMs = Math.max(MIN_COMMIT_MS, this.phaseTimeout(tx, this.o.commitTimeoutMs));
       // Committed: every participant connected now (one that went offline and bound again since gets
       // the commit on its new session; one still offline learns the move from its next bind reply).
-      const committers = online.filter((n) => !wentOffline.includes(n) || this.o.session(n) !== undefined);
+      const committers = wentOffline ? online.filter((n) => !wentOffline.includes(n) || this.o.session(n) !== undefined) : online;
       tx.participants = committers;
       const committed = await Promise.allSettled(committers.map((n) => this.ask(n, 'commit', body, commitMs)));
-      committed.forEach((r, i) => {
-        if (r.status === 'fulfilled') return;
+      for (let i = 0; i < committed.length; i++) {
+        const r = committed[i]!;
+        if (r.status === 'fulfilled') continue;
         const cn = committers[i]!;
-        log(LOG.error, `tx ${tx.id}: ${cn} failed to commit (${reason(r)}); the registry keeps the move and ${cn} will be reconciled`);
+        this.o.log(
+          LOG.error,
+          `tx ${tx.id}: ${cn} failed to commit (${reason(r)}); the registry keeps the move and ${cn} will be reconciled`,
+        );
         this.reconcile(cn, b.mac, view.value);
-      });
+      }
       tx.phase = 'done';
       this.stats.done++;
-      log(LOG.handover, `tx ${tx.id}: committed ${b.mac} at ${to} in ${this.o.now() - tx.startedAt} ms`);
+      if (this.verbose) this.o.log(LOG.handover, `tx ${tx.id}: committed ${b.mac} at ${to} in ${this.o.now() - tx.startedAt} ms`);
       return ok(view.value);
     } finally {
       this.active.delete(tx.id);
     }
+  }
+
+  /**
+   * `prepare` to every online participant. Resolves with the participants other than the new current
+   * CN whose session ended while they were asked (the heartbeat found them silent: hung, powered off,
+   * cut off; skipped as if they had been offline from the start, they learn the binding when they bind
+   * again), undefined when there are none, or the refusals as one string.
+   */
+  private async prepareAll(
+    tx: HandoverTx,
+    online: readonly string[],
+    body: RequestBody<'prepare'>,
+  ): Promise<string[] | string | undefined> {
+    const timeout = this.phaseTimeout(tx, this.o.prepareTimeoutMs);
+    const askedSessions = online.map((n) => this.o.session(n));
+    const prepared = await Promise.allSettled(online.map((n) => this.ask(n, 'prepare', body, timeout)));
+    let wentOffline: string[] | undefined;
+    let refusals: string | undefined;
+    for (let i = 0; i < prepared.length; i++) {
+      const r = prepared[i]!;
+      if (r.status === 'fulfilled') continue;
+      const n = online[i]!;
+      if (n !== tx.to && this.o.session(n) !== askedSessions[i]) (wentOffline ??= []).push(n);
+      else refusals = `${refusals === undefined ? '' : `${refusals}; `}${n}: ${reason(r)}`;
+    }
+    return refusals ?? wentOffline;
   }
 
   /** Remove a binding (call with the station's lock held) and tell its parent and current CN to withdraw. */
@@ -253,9 +323,9 @@ export class Handovers {
     const view = registry.view(b);
     registry.remove(b.mac);
     await this.o.durable();
-    log(LOG.handover, `binding ${b.mac} ${formatIPv4(b.cell + 1)} removed (${why})`);
+    if (this.verbose) log(LOG.handover, `binding ${b.mac} ${formatIPv4(b.cell + 1)} removed (${why})`);
     if (!view.ok || b.state !== 'bound') return;
-    const names = [...new Set([b.parent, ...(b.current !== null ? [b.current] : [])])];
+    const names = b.current !== null && b.current !== b.parent ? [b.parent, b.current] : [b.parent];
     const results = await Promise.allSettled(names.map((n) => this.ask(n, 'remove', { binding: view.value }, this.o.commitTimeoutMs)));
     results.forEach((r, i) => {
       if (r.status === 'rejected') this.reconcile(names[i]!, b.mac, view.value);
@@ -271,10 +341,11 @@ export class Handovers {
     const started = this.o.now();
     try {
       const r = await this.ask(cn, 'probe', { mac: tx.mac, ip: host }, this.phaseTimeout(tx, this.o.probeTimeoutMs));
-      this.o.log(
-        LOG.handover,
-        `tx ${tx.id}: probe at ${cn}: ${tx.mac} ${r.present === 'yes' ? 'answers' : 'does not answer'} (${this.o.now() - started} ms)`,
-      );
+      if (this.verbose)
+        this.o.log(
+          LOG.handover,
+          `tx ${tx.id}: probe at ${cn}: ${tx.mac} ${r.present === 'yes' ? 'answers' : 'does not answer'} (${this.o.now() - started} ms)`,
+        );
       return r.present === 'yes' ? cn : undefined;
     } catch (e) {
       const why = e instanceof Error ? e.message : String(e);
@@ -303,12 +374,17 @@ export class Handovers {
     return s.request(type, body, timeoutMs);
   }
 
-  private rollBack(tx: HandoverTx, asked: string[], why: string): Result<BindingView> {
+  private rollBack(tx: HandoverTx, asked: readonly string[], why: string): Result<BindingView> {
     tx.phase = 'rolled-back';
     this.stats.rolledBack++;
     this.o.log(LOG.error, `tx ${tx.id}: rolled back (${why})`);
-    for (const n of asked) this.ask(n, 'abort', { tx: tx.id }, this.o.prepareTimeoutMs).catch(() => undefined);
+    this.abortAll(tx, asked);
     return err(why);
+  }
+
+  /** `abort` to every CN asked to prepare `tx` (not awaited: a CN also drops an unconfirmed reservation by itself). */
+  private abortAll(tx: HandoverTx, asked: readonly string[]): void {
+    for (const n of asked) this.ask(n, 'abort', { tx: tx.id }, this.o.prepareTimeoutMs).catch(ignore);
   }
 
   /**

@@ -32,6 +32,10 @@ export interface MlrOptions {
   authOffReminderMs?: number;
   /** The heartbeat on every CN session (proto/rpc.ts; default DEFAULT_HEARTBEAT, false = none): a silent CN goes offline. */
   heartbeat?: HeartbeatOptions | false;
+  /** The log level in force: per-move log lines are not built below LOG.handover (undefined: always built). */
+  logLevel?: number;
+  /** Requests that start work the MLR takes at once over all CNs (default MAX_WORK, mlr/service.ts); more get `busy`. */
+  maxWork?: number;
 }
 
 /** A listening transport: calls `onChannel` for every CN that connects. */
@@ -99,6 +103,8 @@ export async function startMlr(opts: MlrOptions, deps: MlrDeps): Promise<Mlr> {
     log,
     ...(durableStore ? { durable: () => durableStore.durable() } : {}),
     ...(opts.handover ? { handover: opts.handover } : {}),
+    ...(opts.logLevel !== undefined ? { logLevel: opts.logLevel } : {}),
+    ...(opts.maxWork !== undefined ? { maxWork: opts.maxWork } : {}),
   });
   const keys = opts.keys ? new Map(opts.keys.map((k) => [k.cn, k.secret])) : undefined;
   const auth = keys

@@ -13,6 +13,12 @@
 // (those are its own requests to CNs). Each CN creates at most MAX_BINDINGS_PER_CN bindings (offers
 // and bindings it serves); the register keeps at most MAX_CNS CNs (a new name beyond that is refused).
 //
+// Backpressure (issue 11): requests that start work (discover, request, seen, release) are admitted
+// up to MAX_WORK at once over all CNs, and none while the event loop runs late by more than MAX_LAG_MS
+// (the MLR does not keep up with what arrives); beyond that they are answered `busy` at once with a
+// retry hint (`retryAfter`, BUSY_RETRY_AFTER_MS): nothing waits without bound, memory stays bounded,
+// and the CN asks a move again after a jittered back-off (cn/mlr-link.ts).
+//
 // Budgets and DHCPDECLINE (issue 8):
 // - Offers: a CN holds at most `maxOffersPerCn` cells as offers (DISCOVER answered, no REQUEST yet;
 //   `option max_offers`, default 256). Each offer lapses after offer_hold seconds (expire()), so a
@@ -36,6 +42,7 @@ import { cellOf, formatIPv4, type IPv4 } from '../core/ip.js';
 import { PAGE, type ReplyBody, type RequestBody } from '../core/messages.js';
 import type { Binding, Registry } from '../core/registry.js';
 import { err, ok, type Result } from '../core/result.js';
+import { performance } from 'node:perf_hooks';
 import { LOG, type LogFn } from '../platform/log.js';
 import { RateLimitedLog } from '../proto/auth.js';
 import { RpcError, type RpcPeer } from '../proto/rpc.js';
@@ -51,6 +58,27 @@ const DEFAULT_STATIC_HOLD_S = 3600;
 export const MAX_BINDINGS_PER_CN = 16384;
 /** CNs the registry keeps: bounds it when, with authentication off, anyone can bind under any name. */
 const MAX_CNS = 4096;
+/**
+ * Backpressure: requests that start work (a transaction, an offer, a release) running or waiting for
+ * their station's lock, over all CNs. At the rate one core completes moves (several thousand a
+ * second) that is a few tens of milliseconds of work, so whatever is admitted is answered quickly and
+ * memory stays bounded; beyond it the MLR says `busy`. (One CN's burst, e.g. 500 phones back at once,
+ * is bounded by its session's MAX_INBOUND = 64 first.)
+ */
+export const MAX_WORK = 256;
+/** The retry hint of a `busy` answer (ms): the CN waits about this long, with jitter, before it asks again. */
+export const BUSY_RETRY_AFTER_MS = 50;
+/**
+ * Backpressure, second bound: when the event loop runs late by more than MAX_LAG_MS (the MLR cannot
+ * keep up with what arrives: requests wait in the sockets, where MAX_WORK does not see them), new work
+ * is refused as `busy` for LAG_HOLD_MS, so that the MLR answers what waits cheaply and catches up
+ * instead of starting transactions whose requests have waited for seconds. Checked every LAG_CHECK_MS.
+ */
+const LAG_CHECK_MS = 20;
+const MAX_LAG_MS = 100;
+const LAG_HOLD_MS = 250;
+/** A `busy` refusal is logged once per this many. */
+const BUSY_LOG_EVERY = 1000;
 
 export interface MlrServiceOptions {
   networkName: string;
@@ -70,6 +98,13 @@ export interface MlrServiceOptions {
   durable?: () => Promise<void>;
   /** When paging rounds go out after a `lost` report (default PAGE_ROUNDS_MS, mlr/paging.ts; tests shorten them). */
   pageRoundsMs?: readonly number[];
+  /**
+   * Requests that start work (discover, request, seen, release) the MLR runs or queues at once, over
+   * all CNs (default MAX_WORK); more are answered `busy` at once with a retry hint (BUSY_RETRY_AFTER_MS).
+   */
+  maxWork?: number;
+  /** The log level in force: per-move lines are not built below LOG.handover (undefined: always built). */
+  logLevel?: number;
   /** Transaction time-outs and retries (mlr/handover.ts); defaults suit a campus backbone. */
   handover?: Pick<HandoverOptions, 'prepareTimeoutMs' | 'commitTimeoutMs' | 'probeTimeoutMs' | 'deadlineMs' | 'reconcileDelaysMs'>;
 }
@@ -136,6 +171,14 @@ export class MlrService {
   /** Protocol errors of all sessions, logged at a bounded rate. */
   private readonly protoLog: RateLimitedLog;
   readonly handovers: Handovers;
+  /** Admitted requests that have not finished (MAX_WORK bounds it). */
+  private work = 0;
+  private readonly maxWork: number;
+  /** performance.now() until which new work is refused because the event loop ran late (MAX_LAG_MS). */
+  private behindUntil = 0;
+  private readonly lagTimer: NodeJS.Timeout;
+  /** The one `busy` refusal, thrown as it is (no stack trace built per refused request). */
+  private readonly busy: RpcError;
   /** Finds stations their CN lost (`lost` -> `page` to the other CNs): mlr/paging.ts. */
   readonly pager: Pager;
 
@@ -144,6 +187,20 @@ export class MlrService {
     private readonly opts: MlrServiceOptions,
   ) {
     this.now = opts.now ?? Date.now;
+    this.maxWork = opts.maxWork ?? MAX_WORK;
+    this.busy = new RpcError(
+      'busy',
+      `the MLR is busy (it takes at most ${this.maxWork} requests at once, and none while it runs behind); retry after ${BUSY_RETRY_AFTER_MS} ms`,
+      BUSY_RETRY_AFTER_MS,
+    );
+    let last = performance.now();
+    this.lagTimer = setInterval(() => {
+      const t = performance.now();
+      // Only while work is in progress: a long synchronous task with nothing waiting is no overload.
+      if (t - last - LAG_CHECK_MS > MAX_LAG_MS && this.work > 0) this.behindUntil = t + LAG_HOLD_MS;
+      last = t;
+    }, LAG_CHECK_MS);
+    this.lagTimer.unref();
     this.protoLog = new RateLimitedLog((m) => opts.log(LOG.error, m), this.now);
     this.pager = new Pager({
       registry,
@@ -159,12 +216,14 @@ export class MlrService {
       log: opts.log,
       now: this.now,
       ...(opts.durable ? { durable: opts.durable } : {}),
+      ...(opts.logLevel !== undefined ? { logLevel: opts.logLevel } : {}),
       ...opts.handover,
     });
   }
 
   /** Stop timers (reconcile retries); sessions are closed by whoever owns the transport. */
   stop(): void {
+    clearInterval(this.lagTimer);
     this.handovers.stop();
     this.pager.stop();
   }
@@ -203,10 +262,10 @@ export class MlrService {
       name = body.cn.name;
       return (this.opts.durable?.() ?? Promise.resolve()).then(() => r.value);
     });
-    peer.handle('discover', (body) => bound((cn) => this.handovers.withLock(body.mac, () => this.discover(cn, body))));
-    peer.handle('request', (body) => bound((cn) => this.handovers.withLock(body.mac, () => this.request(cn, body))));
-    peer.handle('seen', (body) => bound((cn) => this.handovers.withLock(body.mac, () => this.seen(cn, body))));
-    peer.handle('release', (body) => bound((cn) => this.handovers.withLock(body.mac, () => this.release(cn, body))));
+    peer.handle('discover', (body) => bound((cn) => this.admit(body.mac, () => this.discover(cn, body))));
+    peer.handle('request', (body) => bound((cn) => this.admit(body.mac, () => this.request(cn, body))));
+    peer.handle('seen', (body) => bound((cn) => this.admit(body.mac, () => this.seen(cn, body))));
+    peer.handle('release', (body) => bound((cn) => this.admit(body.mac, () => this.release(cn, body))));
     peer.handle('lost', (body) => bound((cn) => this.pager.lost(cn, body)));
     peer.handle('status', (body) => this.status(body));
     peer.handle('sync', (body) => bound((cn) => this.syncPage(cn, body)));
@@ -224,6 +283,26 @@ export class MlrService {
         log(LOG.info, `CN '${name}' disconnected (${reason})`);
       }
     });
+  }
+
+  /** Requests admitted and not yet finished (running or waiting for their station's lock). */
+  get outstandingWork(): number {
+    return this.work;
+  }
+
+  /**
+   * Run `fn` under `mac`'s lock if the MLR takes more work now; else refuse at once with `busy` and a
+   * retry hint, so that nothing waits without bound however many CNs ask at once.
+   */
+  private admit<T>(mac: string, fn: () => Promise<T>): Promise<T> {
+    if (this.work >= this.maxWork || (this.behindUntil !== 0 && performance.now() < this.behindUntil)) {
+      this.handovers.stats.busy++;
+      if (this.handovers.stats.busy % BUSY_LOG_EVERY === 1)
+        this.opts.log(LOG.error, `busy: ${this.work} requests in progress, refusing more (${this.handovers.stats.busy} refused so far)`);
+      throw this.busy;
+    }
+    this.work++;
+    return this.handovers.withLock(mac, fn).finally(() => this.work--);
   }
 
   isOnline(cn: string): boolean {
@@ -405,9 +484,8 @@ export class MlrService {
 
   /** Refuse a new binding through `cn` when it already has MAX_BINDINGS_PER_CN. */
   private checkLimit(cn: string): void {
-    this.forgetStaleOffers();
-    let count = 0;
-    for (const b of this.registry.allBindings()) if (b.current === cn || this.offeredVia.get(b.mac) === cn) count++;
+    // Served here, plus offered through here (an offer has no current CN yet): no scan of the register.
+    const count = this.registry.servedBy(cn) + this.offersVia(cn);
     const max = this.opts.maxBindingsPerCn ?? MAX_BINDINGS_PER_CN;
     if (count >= max) {
       this.protoLog.log(`CN '${cn}' holds ${count} bindings, the most one CN may; refusing another`);

@@ -81,9 +81,34 @@ export function canonicalJson(value: unknown, depth = 0): string | undefined {
   return `{${parts.join(',')}}`;
 }
 
+/** Canonical JSON of bodies lately signed or checked, by object: one body sent to several CNs is canonicalised once. */
+const canonicalBodies = new WeakMap<object, string>();
+
+function canonicalBody(body: unknown): string | undefined {
+  if (typeof body !== 'object' || body === null) return canonicalJson(body);
+  const known = canonicalBodies.get(body);
+  if (known !== undefined) return known;
+  const c = canonicalJson(body);
+  if (c !== undefined) canonicalBodies.set(body, c);
+  return c;
+}
+
+/** 16 random bytes as hex, cut from a pool filled 256 nonces at a time (one randomBytes call, not one per message). */
+let noncePool = Buffer.alloc(0);
+let nonceAt = 0;
+function freshNonce(): string {
+  if (nonceAt + 16 > noncePool.length) {
+    noncePool = randomBytes(4096);
+    nonceAt = 0;
+  }
+  const n = noncePool.toString('hex', nonceAt, nonceAt + 16);
+  nonceAt += 16;
+  return n;
+}
+
 /** The bytes the HMAC covers (see the module header), or undefined for a body nested too deep. */
 export function canonicalBytes(env: Envelope, role: Role): Buffer | undefined {
-  const body = canonicalJson(env.body);
+  const body = canonicalBody(env.body);
   if (body === undefined) return undefined;
   const head = JSON.stringify([env.v, env.type, env.id ?? null, env.re ?? null, env.from ?? null, env.ts ?? null, env.nonce ?? null]);
   return Buffer.from(`MLRP-HMAC-1\n${role}\n${head}\n${body}`, 'utf8');
@@ -279,7 +304,7 @@ export class SessionGuard {
     const peer = this.bound ?? this.expected;
     const key = peer === undefined ? undefined : this.auth.key(peer);
     if (!key) return env;
-    const stamped: Envelope = { ...env, from: this.auth.self, ts: this.auth.now(), nonce: randomBytes(16).toString('hex') };
+    const stamped: Envelope = { ...env, from: this.auth.self, ts: this.auth.now(), nonce: freshNonce() };
     const bytes = canonicalBytes(stamped, this.auth.role);
     if (!bytes) return env;
     return { ...stamped, auth: hmac(key, bytes) };

@@ -5,8 +5,9 @@
 // requests to registered handlers. It knows message types but nothing of their meaning.
 // An optional guard (proto/auth.ts) seals every outgoing envelope and opens every incoming one before
 // anything else looks at it; without a guard messages travel unauthenticated (`option auth '0'`).
-// Bounded: at most `maxInbound` handler calls run at once (more get a 'busy' error) and at most
-// `maxPending` own requests wait for replies (more are refused at once).
+// Bounded: at most `maxInbound` handler calls run at once (more get a 'busy' error, with a
+// `retryAfter` hint in ms, as a handler's RpcError may carry one) and at most `maxPending` own
+// requests wait for replies (more are refused at once).
 // Heartbeat (option `heartbeat`, issue 9): every message that arrives counts as a sign of life; when
 // nothing has arrived for `intervalMs` (75-100 % of it, at random) the peer sends a `ping` request
 // (again each interval while the silence lasts), and when nothing at all has arrived for `missMs` it
@@ -54,6 +55,8 @@ export class RpcError extends Error {
   constructor(
     readonly code: string,
     message: string,
+    /** With `busy`: how long the sender suggests waiting before asking again (ms; the error body's `retryAfter`). */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
   }
@@ -71,6 +74,8 @@ export interface RpcGuard {
 
 /** Handler calls one peer may have running at once; a flood beyond it is answered 'busy'. */
 export const MAX_INBOUND = 64;
+/** The retry hint (ms) of the 'busy' answer past MAX_INBOUND. */
+const INBOUND_RETRY_AFTER_MS = 50;
 /** Own requests one peer may have waiting for replies. */
 export const MAX_PENDING = 1024;
 /** Error code of a message refused by the guard (sent unsigned, so an unkeyed sender can read it). */
@@ -96,6 +101,20 @@ export interface RpcPeerOptions {
   maxPending?: number;
   /** Ping when the peer falls silent and close the channel when it stays silent (none = rely on the transport). */
   heartbeat?: HeartbeatOptions;
+}
+
+/**
+ * Request bodies encoded lately, by the body object: the MLR sends one body to every participant of a
+ * move (prepare, then commit), so it is encoded once. Bodies are not changed after they are sent.
+ */
+const encodedBodies = new WeakMap<object, { type: RequestType; encoded: unknown }>();
+
+function encodeRequestOnce<T extends RequestType>(type: T, body: RequestBody<T>): unknown {
+  const known = encodedBodies.get(body);
+  if (known !== undefined && known.type === type) return known.encoded;
+  const encoded = encodeRequestBody(type, body);
+  encodedBodies.set(body, { type, encoded });
+  return encoded;
 }
 
 type Handler<T extends RequestType> = (body: RequestBody<T>) => Promise<ReplyBody<T>> | ReplyBody<T>;
@@ -205,7 +224,7 @@ export class RpcPeer {
         reject(new RpcError('timeout', `no reply to ${type} from ${this.channel.peer} within ${timeoutMs} ms`));
       }, timeoutMs);
       this.pending.set(id, { type, resolve: resolve as (b: unknown) => void, reject, timer });
-      this.send({ v: SCHEMA_VERSION, type, id, body: encodeRequestBody(type, body) });
+      this.send({ v: SCHEMA_VERSION, type, id, body: encodeRequestOnce(type, body) });
     });
   }
 
@@ -283,7 +302,7 @@ export class RpcPeer {
     clearTimeout(p.timer);
     if (env.type === 'error') {
       const body = decodeErrorBody(env.body);
-      p.reject(body.ok ? new RpcError(body.value.code, body.value.message) : new RpcError('protocol', body.error));
+      p.reject(body.ok ? new RpcError(body.value.code, body.value.message, body.value.retryAfter) : new RpcError('protocol', body.error));
       return;
     }
     const body = decodeReplyBody(p.type, env.body);
@@ -292,7 +311,13 @@ export class RpcPeer {
   }
 
   private async receiveRequest(env: Envelope, id: number): Promise<void> {
-    const fail = (code: string, message: string) => this.send({ v: SCHEMA_VERSION, type: 'error', re: id, body: { code, message } });
+    const fail = (code: string, message: string, retryAfter?: number) =>
+      this.send({
+        v: SCHEMA_VERSION,
+        type: 'error',
+        re: id,
+        body: retryAfter === undefined ? { code, message } : { code, message, retryAfter },
+      });
     if (!isRequestType(env.type)) return fail('unknown-type', `unknown message type '${env.type}'`);
     const handler = this.handlers.get(env.type);
     if (!handler) return fail('unsupported', `this end does not serve '${env.type}'`);
@@ -301,13 +326,14 @@ export class RpcPeer {
       this.onProtocolError(body.error);
       return fail('bad-request', body.error);
     }
-    if (this.inbound >= this.maxInbound) return fail('busy', `${this.inbound} requests are already being handled; try again later`);
+    if (this.inbound >= this.maxInbound)
+      return fail('busy', `${this.inbound} requests are already being handled; try again later`, INBOUND_RETRY_AFTER_MS);
     this.inbound++;
     try {
       const reply = await handler(body.value);
       this.send({ v: SCHEMA_VERSION, type: 'reply', re: id, body: encodeReplyBody(env.type, reply) });
     } catch (e) {
-      if (e instanceof RpcError) fail(e.code, e.message);
+      if (e instanceof RpcError) fail(e.code, e.message, e.retryAfterMs);
       else fail('internal', e instanceof Error ? e.message : String(e));
     } finally {
       this.inbound--;
