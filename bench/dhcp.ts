@@ -91,11 +91,15 @@ async function generate(
   return JSON.parse(line.slice('RESULT '.length)) as GenResult;
 }
 
-/** VmRSS and VmHWM of a process, in MB (/proc/PID/status). */
-function memoryOf(pid: number): { rss: number; hwm: number } {
+/**
+ * VmRSS, VmHWM and RssAnon of a process, in MB (/proc/PID/status). RssAnon is the private part (heap,
+ * stacks, buffers); the rest of VmRSS is mostly the pages of the node binary and its libraries,
+ * shared with every other Node process and dropped by the kernel under memory pressure.
+ */
+function memoryOf(pid: number): { rss: number; hwm: number; anon: number } {
   const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? NaN);
-  return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
+  return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024, anon: kb('RssAnon') / 1024 };
 }
 
 /** The CN's node process: the lab spawns `ip netns exec NS node ...`, which execs node in place. */
@@ -471,7 +475,7 @@ async function memoryRun(): Promise<void> {
       const a = memoryOf(cn('cn1'));
       const b = memoryOf(cn('cn2'));
       console.log(
-        `${what.padEnd(24)} ${String(leased).padStart(6)}  ${String(await gateways()).padStart(8)}  ${fmt(a.rss).padStart(9)}  ${fmt(a.hwm).padStart(9)}  ${fmt(b.rss).padStart(12)}`,
+        `${what.padEnd(24)} ${String(leased).padStart(6)}  ${String(await gateways()).padStart(8)}  ${fmt(a.rss).padStart(9)}  ${fmt(a.hwm).padStart(9)}  ${fmt(a.anon).padStart(11)}  ${fmt(b.rss).padStart(12)}`,
       );
     };
     console.log(`bench/dhcp --memory: CN1's memory with 0, 250 and 5,000 leased clients (DORA at ${rate}/s); CN2 is idle throughout`);
@@ -479,13 +483,13 @@ async function memoryRun(): Promise<void> {
     for (const [o, why] of TMIP_CN_OPTIONS) console.log(`  cn1: option ${o}   (${why})`);
     for (const [o, why] of TMIP_MLR_OPTIONS) console.log(`  mlr: option ${o}   (${why})`);
     console.log('');
-    console.log('point                    leased  gateways  CN1_RSS_MB  CN1_HWM_MB  CN2_idle_RSS_MB');
+    console.log('point                    leased  gateways  CN1_RSS_MB  CN1_HWM_MB  CN1_anon_MB  CN2_idle_RSS_MB');
     await sleep(1000);
     // Reference: what Node itself takes here, with nothing loaded (no network, killed at once).
     const bare = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
     const killBare = () => bare.kill('SIGKILL');
     process.on('exit', killBare);
-    let b = { rss: NaN, hwm: NaN };
+    let b = { rss: NaN, hwm: NaN, anon: NaN };
     try {
       await sleep(1500);
       if (bare.pid) b = memoryOf(bare.pid);
@@ -494,7 +498,7 @@ async function memoryRun(): Promise<void> {
       process.off('exit', killBare);
     }
     console.log(
-      `${'bare node (reference)'.padEnd(24)} ${'—'.padStart(6)}  ${'—'.padStart(8)}  ${fmt(b.rss).padStart(9)}  ${fmt(b.hwm).padStart(9)}`,
+      `${'bare node (reference)'.padEnd(24)} ${'—'.padStart(6)}  ${'—'.padStart(8)}  ${fmt(b.rss).padStart(9)}  ${fmt(b.hwm).padStart(9)}  ${fmt(b.anon).padStart(11)}`,
     );
     await row('idle (0 clients)');
     for (const target of [250, 5000]) {
