@@ -90,26 +90,30 @@ export type ShapeType<S extends Shape> = Flatten<
 >;
 
 /** An object with these fields (unknown fields are dropped, for forward compatibility). */
-export const object = <S extends Shape>(shape: S): Codec<ShapeType<S>> => ({
-  decode(v, p) {
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) return err(`${p}: expected an object`);
-    const out: Record<string, unknown> = {};
-    for (const [key, codec] of Object.entries(shape)) {
-      const r = codec.decode((v as Record<string, unknown>)[key], `${p}.${key}`);
-      if (!r.ok) return r;
-      if (r.value !== undefined) out[key] = r.value;
-    }
-    return ok(out as ShapeType<S>);
-  },
-  encode(v) {
-    const out: Record<string, unknown> = {};
-    for (const [key, codec] of Object.entries(shape)) {
-      const field = (v as Record<string, unknown>)[key];
-      if (field !== undefined) out[key] = codec.encode(field);
-    }
-    return out;
-  },
-});
+export const object = <S extends Shape>(shape: S): Codec<ShapeType<S>> => {
+  // The fields and their path suffixes, listed once (not once per message).
+  const fields = Object.entries(shape).map(([key, codec]) => ({ key, codec, suffix: `.${key}` }));
+  return {
+    decode(v, p) {
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) return err(`${p}: expected an object`);
+      const out: Record<string, unknown> = {};
+      for (const { key, codec, suffix } of fields) {
+        const r = codec.decode((v as Record<string, unknown>)[key], p + suffix);
+        if (!r.ok) return r;
+        if (r.value !== undefined) out[key] = r.value;
+      }
+      return ok(out as ShapeType<S>);
+    },
+    encode(v) {
+      const out: Record<string, unknown> = {};
+      for (const { key, codec } of fields) {
+        const field = (v as Record<string, unknown>)[key];
+        if (field !== undefined) out[key] = codec.encode(field);
+      }
+      return out;
+    },
+  };
+};
 
 /** A codec that also checks a rule the shape cannot express; `check` returns the problem, or undefined. */
 export const refine = <T>(inner: Codec<T>, check: (value: T) => string | undefined): Codec<T> => ({

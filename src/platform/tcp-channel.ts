@@ -6,9 +6,12 @@
 // time too, and the listener takes at most MAX_CONNECTIONS_PER_SOURCE connections per source
 // address (MAX_CONNECTIONS in all); more are closed at once. A peer that does not read what it is
 // sent is closed once MAX_WRITE_BUFFER bytes wait for it.
+// Writes are coalesced: the frames sent during one turn of the event loop go out in one socket write
+// (one system call instead of one per message), in order, at the end of the turn (setImmediate), or
+// at once when the channel is closed locally.
 import net from 'node:net';
 import { RateLimitedLog } from '../proto/auth.js';
-import { FrameDecoder, encodeFrame } from '../proto/mlrp.js';
+import { FrameDecoder, MLRP_HEADER_BYTES, MLRP_KIND_JSON, MLRP_MAGIC, MLRP_MAX_PAYLOAD, MLRP_VERSION } from '../proto/mlrp.js';
 import type { MessageChannel } from '../proto/rpc.js';
 
 /** A frame started must be complete within this time, or the connection is closed. */
@@ -34,6 +37,25 @@ export function remoteHost(socket: net.Socket): string | undefined {
   return socket.remoteAddress?.replace(/^::ffff:/, '');
 }
 
+/**
+ * The payloads of `chunk` when it holds only whole, well-formed frames (views into it), else
+ * undefined: then proto/mlrp.ts's FrameDecoder takes the chunk, holds what is incomplete and names
+ * what is wrong.
+ */
+function wholeFrames(chunk: Buffer): Buffer[] | undefined {
+  const frames: Buffer[] = [];
+  let at = 0;
+  while (at < chunk.length) {
+    if (chunk.length - at < MLRP_HEADER_BYTES) return undefined;
+    if (chunk.readUInt16BE(at) !== MLRP_MAGIC || chunk[at + 2] !== MLRP_VERSION || chunk[at + 3] !== MLRP_KIND_JSON) return undefined;
+    const length = chunk.readUInt32BE(at + 4);
+    if (length > MLRP_MAX_PAYLOAD || chunk.length - at - MLRP_HEADER_BYTES < length) return undefined;
+    frames.push(chunk.subarray(at + MLRP_HEADER_BYTES, at + MLRP_HEADER_BYTES + length));
+    at += MLRP_HEADER_BYTES + length;
+  }
+  return frames.length > 0 ? frames : undefined;
+}
+
 export class TcpChannel implements MessageChannel {
   readonly peer: string;
   private readonly decoder = new FrameDecoder();
@@ -42,6 +64,10 @@ export class TcpChannel implements MessageChannel {
   private closedReason: string | undefined;
   private frameTimer: NodeJS.Timeout | undefined;
   private readonly maxWriteBuffer: number;
+  /** Payloads sent this turn, not yet written, and their bytes with frame headers. */
+  private queued: Uint8Array[] = [];
+  private queuedBytes = 0;
+  private flushing: NodeJS.Immediate | undefined;
 
   constructor(
     private readonly socket: net.Socket,
@@ -57,7 +83,15 @@ export class TcpChannel implements MessageChannel {
       this.frameTimer.unref();
     };
     if (opts.firstFrameTimeoutMs) arm(opts.firstFrameTimeoutMs, `no message within ${opts.firstFrameTimeoutMs} ms of connecting`);
-    socket.on('data', (chunk) => {
+    socket.on('data', (chunk: Buffer) => {
+      // The common case, a chunk of whole frames and nothing held: hand out views of the chunk, no copies.
+      const whole = this.decoder.pending === 0 ? wholeFrames(chunk) : undefined;
+      if (whole !== undefined) {
+        clearTimeout(this.frameTimer);
+        this.frameTimer = undefined;
+        for (const f of whole) this.receiver(f);
+        return;
+      }
       const frames = this.decoder.push(chunk);
       if (!frames.ok) {
         this.close(`framing error: ${frames.error}`);
@@ -86,11 +120,34 @@ export class TcpChannel implements MessageChannel {
 
   send(payload: Buffer): void {
     if (this.closedReason) return;
-    if (this.socket.writableLength > this.maxWriteBuffer) {
-      this.close(`peer does not read: ${this.socket.writableLength} bytes wait to be sent`);
+    if (this.socket.writableLength + this.queuedBytes > this.maxWriteBuffer) {
+      this.close(`peer does not read: ${this.socket.writableLength + this.queuedBytes} bytes wait to be sent`);
       return;
     }
-    this.socket.write(encodeFrame(payload));
+    if (payload.length > MLRP_MAX_PAYLOAD) throw new RangeError(`MLRP payload of ${payload.length} bytes exceeds ${MLRP_MAX_PAYLOAD}`);
+    this.queued.push(payload);
+    this.queuedBytes += MLRP_HEADER_BYTES + payload.length;
+    this.flushing ??= setImmediate(() => this.flush());
+  }
+
+  /** Write the queued payloads as MLRP frames (proto/mlrp.ts's encodeFrame), all in one buffer. */
+  private flush(): void {
+    clearImmediate(this.flushing);
+    this.flushing = undefined;
+    if (this.queued.length === 0 || this.closedReason) return;
+    const out = Buffer.allocUnsafe(this.queuedBytes);
+    let at = 0;
+    for (const p of this.queued) {
+      out.writeUInt16BE(MLRP_MAGIC, at);
+      out.writeUInt8(MLRP_VERSION, at + 2);
+      out.writeUInt8(MLRP_KIND_JSON, at + 3);
+      out.writeUInt32BE(p.length, at + 4);
+      out.set(p, at + MLRP_HEADER_BYTES);
+      at += MLRP_HEADER_BYTES + p.length;
+    }
+    this.queued = [];
+    this.queuedBytes = 0;
+    this.socket.write(out);
   }
 
   onMessage(receiver: (payload: Buffer) => void): void {
@@ -103,6 +160,8 @@ export class TcpChannel implements MessageChannel {
   }
 
   close(reason = 'closed'): void {
+    // What was sent before the close goes out first (as it did when every send wrote at once).
+    if (!this.closedReason) this.flush();
     this.socket.destroy();
     this.finish(reason);
   }
@@ -110,6 +169,10 @@ export class TcpChannel implements MessageChannel {
   private finish(reason: string): void {
     if (this.closedReason) return;
     clearTimeout(this.frameTimer);
+    clearImmediate(this.flushing);
+    this.flushing = undefined;
+    this.queued = [];
+    this.queuedBytes = 0;
     this.closedReason = reason;
     for (const r of this.closeReceivers) r(reason);
     this.closeReceivers = [];
