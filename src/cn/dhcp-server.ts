@@ -36,8 +36,13 @@ export interface DhcpServerOptions {
 /** The MLR's answers that mean "not now" (a budget, the pools, its own load), not a fault. */
 const REFUSALS = new Set(['limit', 'offer-limit', 'exhausted', 'busy']);
 
-/** DHCP exchanges that may wait on the MLR at once, by message type (see the header). */
-export const DHCP_IN_FLIGHT = { discover: 128, request: 256 } as const;
+/**
+ * DHCP exchanges that may wait on the MLR at once, by message type (see the header). Together below
+ * the MLR's own bound per session (MAX_INBOUND in proto/rpc.ts, 64), leaving room for the CN's other
+ * requests: past that bound the MLR answers `busy`, and a refused REQUEST wastes the offer made for it.
+ * REQUESTs get the larger share: they finish clients, DISCOVERs start new ones.
+ */
+export const DHCP_IN_FLIGHT = { discover: 16, request: 40 } as const;
 /** How long an OFFER is worth waiting for: clients retransmit a DISCOVER after 2-4 s. */
 export const DISCOVER_TIMEOUT_MS = 2000;
 /** A REQUEST may run a handover (three CNs, the MLR's disk); its client retransmits too. */
