@@ -16,6 +16,7 @@ import { FakeNetOps } from '../../src/platform/fake-netops.js';
 import { FakeUbus } from '../../src/platform/fake-ubus.js';
 import { memoryChannelPair } from '../../src/platform/memory-channel.js';
 import { DHCP_MESSAGE, decodeDhcp } from '../../src/proto/dhcp.js';
+import { DHCP_IN_FLIGHT } from '../../src/cn/dhcp-server.js';
 import { ARP_OP, buildArp, buildUdpFrame, classifyFrame, encodeEthernet, encodeIPv4Udp } from '../../src/proto/packet.js';
 import { RpcPeer } from '../../src/proto/rpc.js';
 import { until, value } from '../support/helpers.js';
@@ -394,26 +395,29 @@ test('with hostapd: a RELEASE from a station that left this AP is ignored, even 
 test('a DISCOVER flood from random MACs is capped by new_station_rate and max_offers; a new client gets a lease after it', async () => {
   const clock = { t: 1_000_000 };
   const logs = { cn1: [] as string[], cn2: [] as string[] };
-  const w = await world({}, { clock, logs, cfg: { newStationRate: 20 }, service: { maxOffersPerCn: 16 } });
+  const w = await world({}, { clock, logs, cfg: { newStationRate: 20 }, service: { maxOffersPerCn: 8 } });
   try {
     const { cn1 } = w;
-    const dhcp = () => cn1.daemon.status()['dhcp'] as { offer: number; refused: number };
+    const dhcp = () => cn1.daemon.status()['dhcp'] as { offer: number; refused: number; shed: number };
     const macOf = (i: number) =>
       `02:f0:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
     const rss = process.memoryUsage().rss;
     const startLines = logs.cn1.length;
     for (let i = 0; i < 10_000; i++) cn1.link.deliver(clientDhcp(DHCP_MESSAGE.DISCOVER, { mac: macOf(i), xid: i }));
-    // The burst (twice the rate) is admitted; of those, max_offers get an offer, the MLR refuses the rest.
+    // The burst (twice the rate) is admitted; of those, DHCP_IN_FLIGHT.discover go to the MLR at once
+    // (the rest are shed: their clients retransmit), max_offers get an offer, the MLR refuses the rest.
+    const asked = DHCP_IN_FLIGHT.discover;
     assert.equal(guardStats(cn1.daemon).new_station_dropped, 10_000 - 40);
-    await until('the admitted 40 to be answered', () => dhcp().offer + dhcp().refused === 40);
-    assert.equal(dhcp().offer, 16);
-    assert.equal(dhcp().refused, 24);
-    assert.equal(w.service.offersVia('cn1'), 16);
-    assert.equal(guardStats(cn1.daemon).mlr_refused, 24);
+    assert.equal(dhcp().shed, 40 - asked);
+    await until(`the ${asked} asked to be answered`, () => dhcp().offer + dhcp().refused === asked);
+    assert.equal(dhcp().offer, 8);
+    assert.equal(dhcp().refused, asked - 8);
+    assert.equal(w.service.offersVia('cn1'), 8);
+    assert.equal(guardStats(cn1.daemon).mlr_refused, asked - 8);
     assert.ok(process.memoryUsage().rss - rss < 64 * 1024 * 1024, 'memory stays bounded');
     // 3 lines of drops, one per offer (state changes), 3 of the MLR's refusals; the rest are summaries to come.
     const lines = logs.cn1.slice(startLines);
-    assert.equal(lines.length, 3 + 16 + 3, `the flood is logged in a few lines, not 10 000:\n${lines.join('\n')}`);
+    assert.equal(lines.length, 3 + 8 + 3, `the flood is logged in a few lines, not 10 000:\n${lines.join('\n')}`);
     assert.equal(logs.cn1.filter((l) => l.startsWith('dropping DHCP from new station')).length, 3);
 
     // The legitimate client during the flood: the bucket is empty, and then the offers are all held.
@@ -422,10 +426,10 @@ test('a DISCOVER flood from random MACs is capped by new_station_rate and max_of
     assert.equal(guardStats(cn1.daemon).new_station_dropped, 10_000 - 40 + 1);
     clock.t += 1000;
     cn1.link.deliver(clientDhcp(DHCP_MESSAGE.DISCOVER));
-    await until('the MLR to refuse it (offer budget)', () => dhcp().refused === 25);
+    await until('the MLR to refuse it (offer budget)', () => dhcp().refused === asked - 8 + 1);
     // The offers lapse after offer_hold: the client (retrying, as clients do) gets its lease.
     clock.t += 60_001;
-    assert.equal(await w.service.expire(), 16);
+    assert.equal(await w.service.expire(), 8);
     await leaseAtCn1(w);
     assert.equal(w.service.registry.binding(MS)?.state, 'bound');
   } finally {
