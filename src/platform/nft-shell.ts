@@ -12,9 +12,10 @@
 // - runNftScript: one `nft -f -` per batch (atomic: one failed line rolls back all). Its errors name
 //   their line ("/dev/stdin:3:19-21: Error: ..."): failed lines are reported and the others sent
 //   again, until all worked or failed.
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { DEFAULT_TIMEOUT_MS, describeFailure, isTimeout, run, type CommandRunner, type RunOptions } from './exec.js';
 import { LOG, type LogFn } from './log.js';
+import { spawnLineProcess } from './persistent-runner.js';
 
 /** What became of one line: `error` is nft's message (and the line echo) when it failed. */
 export type NftLineResult = { ok: true } | { ok: false; error: string };
@@ -105,7 +106,6 @@ export interface NftShellOptions {
 export class NftShell implements NftLines {
   private child: ChildProcessWithoutNullStreams | undefined;
   private readonly jobs: Job[] = [];
-  private partial = '';
   /** The marker's answer, learnt by the probe; undefined until then. */
   private marker: string | undefined;
   private probeLines: string[] = [];
@@ -173,26 +173,25 @@ export class NftShell implements NftLines {
       this.nftBin,
       '-i',
     ];
-    // sh only to merge stderr into stdout (2>&1) so that error text and the marker arrive in order.
-    const child = spawn('sh', ['-c', 'exec "$@" 2>&1', 'sh', ...argv], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawnLineProcess(
+      argv,
+      (line) => {
+        if (this.child === child) this.line(line); // a replaced or abandoned process answers nobody
+      },
+      () => {
+        if (this.child !== child) return;
+        this.child = undefined;
+        if (this.marker === undefined) this.giveUp(`${this.nftBin} -i ended before answering`);
+        else this.requeue('nft -i ended');
+      },
+    );
     this.child = child;
-    this.partial = '';
     if (this.marker === undefined) {
       this.probeLines = [];
       this.jobs.unshift({ line: undefined, out: [], resolve: () => undefined });
       child.stdin.write(`${NFT_MARKER}\n${NFT_MARKER}\n`);
       this.arm();
     }
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (d: string) => this.data(d));
-    child.stdin.on('error', () => undefined); // a dead process: its 'close' handles the jobs
-    child.on('error', () => undefined);
-    child.on('close', () => {
-      if (this.child !== child) return;
-      this.child = undefined;
-      if (this.marker === undefined) this.giveUp(`${this.nftBin} -i ended before answering`);
-      else this.requeue('nft -i ended');
-    });
     return child;
   }
 
@@ -235,38 +234,34 @@ export class NftShell implements NftLines {
     this.timer.unref();
   }
 
-  private data(text: string): void {
-    const lines = (this.partial + text).split('\n');
-    this.partial = lines.pop() ?? '';
-    for (const line of lines) {
-      if (this.marker === undefined) {
-        this.probeLines.push(line);
-        if (this.probeLines.length < 2) continue;
-        const [a, b] = this.probeLines;
-        if (a !== b || a === undefined || /error/i.test(a) || a.trim() === '') {
-          this.giveUp(`${this.nftBin} -i answered its probe unexpectedly`);
-          return;
-        }
-        this.marker = a;
-        this.jobs.shift(); // the probe
-        for (const w of this.probeWaiters.splice(0)) w();
-        if (this.jobs.length === 0 && this.timer) clearTimeout(this.timer);
-        continue;
+  private line(line: string): void {
+    if (this.marker === undefined) {
+      this.probeLines.push(line);
+      if (this.probeLines.length < 2) return;
+      const [a, b] = this.probeLines;
+      if (a !== b || a === undefined || /error/i.test(a) || a.trim() === '') {
+        this.giveUp(`${this.nftBin} -i answered its probe unexpectedly`);
+        return;
       }
-      const job = this.jobs[0];
-      if (!job) continue; // output nobody waits for: dropped
-      if (line === this.marker) {
-        this.jobs.shift();
-        const error = job.out
-          .filter((l) => !/^\s*\^+\s*$/.test(l))
-          .join('; ')
-          .trim();
-        job.resolve(error === '' ? { ok: true } : { ok: false, error });
-        if (this.jobs.length === 0 && this.timer) clearTimeout(this.timer);
-        else this.arm();
-      } else if (job.out.length < 64) {
-        job.out.push(line);
-      }
+      this.marker = a;
+      this.jobs.shift(); // the probe
+      for (const w of this.probeWaiters.splice(0)) w();
+      if (this.jobs.length === 0 && this.timer) clearTimeout(this.timer);
+      return;
+    }
+    const job = this.jobs[0];
+    if (!job) return; // output nobody waits for: dropped
+    if (line === this.marker) {
+      this.jobs.shift();
+      const error = job.out
+        .filter((l) => !/^\s*\^+\s*$/.test(l))
+        .join('; ')
+        .trim();
+      job.resolve(error === '' ? { ok: true } : { ok: false, error });
+      if (this.jobs.length === 0 && this.timer) clearTimeout(this.timer);
+      else this.arm();
+    } else if (job.out.length < 64) {
+      job.out.push(line);
     }
   }
 }

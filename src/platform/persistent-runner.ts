@@ -58,11 +58,38 @@ interface Job {
   fallback: () => void;
 }
 
+/** The longest line kept from a persistent process's output (a longer one is cut): they print short lines. */
+const MAX_LINE = 64 * 1024;
+
+/**
+ * Start `argv` with its stderr merged into stdout (through `sh -c 'exec "$@" 2>&1'`: one pipe, so an
+ * error's text and the marker's answer arrive in order) and hand its output to `onLine` a line at a
+ * time. A failed spawn or a write to a dead process surfaces as 'close', which goes to `onClose`.
+ * Shared by the `ip -batch` process here and `nft -i` (nft-shell.ts).
+ */
+export function spawnLineProcess(
+  argv: readonly string[],
+  onLine: (line: string) => void,
+  onClose: () => void,
+): ChildProcessWithoutNullStreams {
+  const child = spawn('sh', ['-c', 'exec "$@" 2>&1', 'sh', ...argv], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let partial = '';
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (text: string) => {
+    const lines = (partial + text).split('\n');
+    partial = (lines.pop() ?? '').slice(0, MAX_LINE);
+    for (const line of lines) onLine(line);
+  });
+  child.stdin.on('error', () => undefined); // a dead process: its 'close' handles the rest
+  child.on('error', () => undefined);
+  child.on('close', onClose);
+  return child;
+}
+
 /** One `ip -batch` process (for one namespace, or none). */
 class IpBatchProcess {
   private child: ChildProcessWithoutNullStreams | undefined;
   private readonly jobs: Job[] = [];
-  private partial = '';
   /** Set when a batch process ended before it answered its probe: spawn from now on. */
   unsupported = false;
   /** Whether the current process has answered its probe (a bare marker sent first). */
@@ -98,65 +125,60 @@ class IpBatchProcess {
   private process(): ChildProcessWithoutNullStreams {
     if (this.child) return this.child;
     const ns = this.netns !== undefined ? ['-n', this.netns] : [];
-    // sh only to merge stderr into stdout (2>&1) so that error text and the marker arrive in order.
-    const child = spawn('sh', ['-c', 'exec "$@" 2>&1', 'sh', this.ipBin, ...ns, '-o', '-force', '-batch', '-'], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    const child = spawnLineProcess(
+      [this.ipBin, ...ns, '-o', '-force', '-batch', '-'],
+      (line) => {
+        if (this.child === child) this.line(line); // a replaced process's last words answer nobody
+      },
+      () => this.closed(child),
+    );
     this.child = child;
-    this.partial = '';
     this.answered = false;
     // The probe: a marker alone. Its answer proves the batch works; an `ip` without -batch exits first.
     this.jobs.unshift({ out: [], size: 0, resolve: () => undefined, timer: setTimeout(() => undefined, 0), fallback: () => undefined });
     child.stdin.write('link show dev lo\n');
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (d: string) => this.data(d));
-    child.stdin.on('error', () => undefined); // a dead process: its 'close' handles the jobs
-    child.on('error', () => undefined);
-    child.on('close', () => {
-      if (this.child !== child) return;
-      this.child = undefined;
-      const jobs = this.jobs.splice(0);
-      if (!this.answered) {
-        this.unsupported = true;
-        this.log(LOG.info, `${this.ipBin} -batch is not available here; kernel changes are made one process each`);
-        for (const job of jobs.slice(1)) {
-          clearTimeout(job.timer);
-          job.fallback();
-        }
-        return;
-      }
-      // Some errors make ip exit even with -force (an unknown device in some commands): the command
-      // at the head was the one; what it printed is its error. The others never ran: they are spawned.
-      const [head, ...rest] = jobs;
-      if (head) {
-        clearTimeout(head.timer);
-        head.resolve({ code: 1, stdout: '', stderr: head.out.join('\n').trim() || 'ip -batch exited' });
-      }
-      for (const job of rest) {
-        clearTimeout(job.timer);
-        job.fallback();
-      }
-    });
     return child;
   }
 
-  private data(text: string): void {
-    const lines = (this.partial + text).split('\n');
-    this.partial = lines.pop() ?? '';
-    for (const line of lines) {
-      const job = this.jobs[0];
-      if (!job) continue; // output nobody waits for (after a time-out): dropped
-      if (MARKER_LINE.test(line)) {
-        this.answered = true; // the probe's answer comes first
-        this.jobs.shift();
+  private closed(child: ChildProcessWithoutNullStreams): void {
+    if (this.child !== child) return;
+    this.child = undefined;
+    const jobs = this.jobs.splice(0);
+    if (!this.answered) {
+      this.unsupported = true;
+      this.log(LOG.info, `${this.ipBin} -batch is not available here; kernel changes are made one process each`);
+      for (const job of jobs.slice(1)) {
         clearTimeout(job.timer);
-        const output = job.out.join('\n');
-        const failed = job.out.some((l) => /^Command failed /.test(l));
-        job.resolve({ code: failed ? 1 : 0, stdout: '', stderr: output.replace(/^Command failed .*$/gm, '').trim() });
-      } else if (job.size < MAX_JOB_OUTPUT) {
-        job.out.push(line);
-        job.size += line.length + 1;
+        job.fallback();
       }
+      return;
+    }
+    // Some errors make ip exit even with -force (an unknown device in some commands): the command
+    // at the head was the one; what it printed is its error. The others never ran: they are spawned.
+    const [head, ...rest] = jobs;
+    if (head) {
+      clearTimeout(head.timer);
+      head.resolve({ code: 1, stdout: '', stderr: head.out.join('\n').trim() || 'ip -batch exited' });
+    }
+    for (const job of rest) {
+      clearTimeout(job.timer);
+      job.fallback();
+    }
+  }
+
+  private line(line: string): void {
+    const job = this.jobs[0];
+    if (!job) return; // output nobody waits for (after a time-out): dropped
+    if (MARKER_LINE.test(line)) {
+      this.answered = true; // the probe's answer comes first
+      this.jobs.shift();
+      clearTimeout(job.timer);
+      const output = job.out.join('\n');
+      const failed = job.out.some((l) => /^Command failed /.test(l));
+      job.resolve({ code: failed ? 1 : 0, stdout: '', stderr: output.replace(/^Command failed .*$/gm, '').trim() });
+    } else if (job.size < MAX_JOB_OUTPUT) {
+      job.out.push(line);
+      job.size += line.length + 1;
     }
   }
 
