@@ -43,16 +43,18 @@ export interface MlrLinkOptions {
 export const BUSY_RETRIES = 3;
 /** The back-off of a `busy` answer without a retry hint (ms). */
 const BUSY_BACKOFF_MS = 50;
+/** The longest hint taken from the MLR (ms): the field allows an hour, a move is worth seconds at most. */
+const MAX_BUSY_HINT_MS = 1000;
 /** Requests asked again after `busy`: moves. DHCP (`discover`, `request`) is retransmitted by the client itself. */
 const RETRIED_WHEN_BUSY: ReadonlySet<RequestType> = new Set(['seen']);
 
 /**
  * The wait before retry `attempt` (0 = the first) of a request refused as `busy`: the MLR's hint
- * (or BUSY_BACKOFF_MS) doubled per attempt, times a random factor 0.5-1.5 so that the CNs it refused
+ * (or BUSY_BACKOFF_MS; at most MAX_BUSY_HINT_MS) doubled per attempt, times a random factor 0.5-1.5 so that the CNs it refused
  * together do not ask together again.
  */
 export function busyRetryDelay(attempt: number, hintMs: number | undefined, random: () => number = Math.random): number {
-  return Math.round((hintMs ?? BUSY_BACKOFF_MS) * 2 ** attempt * (0.5 + random()));
+  return Math.round(Math.min(hintMs ?? BUSY_BACKOFF_MS, MAX_BUSY_HINT_MS) * 2 ** attempt * (0.5 + random()));
 }
 
 /** Pages a re-bind may take (MAX_BINDINGS_PER_CN / a page of 400, many times over): a loop bound, not a limit in use. */

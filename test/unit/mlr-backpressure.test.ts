@@ -128,6 +128,11 @@ test('busyRetryDelay: the hint (or 50 ms), doubled per attempt, with jitter betw
     busyRetryDelay(0, undefined, () => 0.5),
     50,
   );
+  // A hint of an hour (the field allows it) is taken as 1 s: a move is not worth waiting longer for.
+  assert.equal(
+    busyRetryDelay(0, 3_600_000, () => 0.5),
+    1000,
+  );
   const seen = new Set(Array.from({ length: 50 }, () => busyRetryDelay(1, 40)));
   assert.ok(seen.size > 5, 'random jitter spreads the retries');
   for (const d of seen) assert.ok(d >= 40 && d <= 120);
