@@ -15,7 +15,7 @@ import {
 import { formatIPv4 } from '../../src/core/ip.js';
 import type { BindingView } from '../../src/core/binding.js';
 import { away, home } from '../support/bindings.js';
-import { ip } from '../support/helpers.js';
+import { ip, rng } from '../support/helpers.js';
 
 const ctx = (self: string, addr: string): DataplaneContext => ({ self, selfAddr: ip(addr), tunnelPrefix: 'tm', underlayMtu: 1500 });
 
@@ -94,18 +94,6 @@ test('a tunnel re-created with other parameters gets every route into it again, 
     ['ensure-tunnel', 'route 10.1.0.5', 'route 10.1.0.9'],
   );
 });
-
-/** A small deterministic PRNG (mulberry32), so a failing sequence can be replayed from its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function stateText(s: DataplaneState): string {
   const sorted = <T>(xs: Iterable<T>) => [...xs].map((x) => JSON.stringify(x)).sort();

@@ -11,6 +11,7 @@ import type { BindingView } from '../../src/core/binding.js';
 import type { ReplyBody, RequestBody, RequestType } from '../../src/core/messages.js';
 import { FakeLinkIO } from '../../src/platform/fake-linkio.js';
 import { decodeDhcp, DHCP_MESSAGE, type DhcpMessage } from '../../src/proto/dhcp.js';
+import { MAX_INBOUND } from '../../src/proto/rpc.js';
 import { ip, value } from '../support/helpers.js';
 
 const CELL = ip('10.1.0.4');
@@ -134,4 +135,10 @@ void test('a DISCOVER the MLR does not answer in time is given up, freeing its p
   assert.equal(link.sent.length, 0);
   assert.equal(server.stats.errors, 1);
   assert.deepEqual(server.waitingCount, { discover: 0, request: 0 });
+});
+
+void test("the exchanges the CN lets wait stay under the MLR's own bound per session, with room for its other requests", () => {
+  // Past MAX_INBOUND the MLR answers busy: a REQUEST refused there wastes the offer made for it.
+  assert.ok(DHCP_IN_FLIGHT.discover + DHCP_IN_FLIGHT.request < MAX_INBOUND);
+  assert.ok(DHCP_IN_FLIGHT.request > DHCP_IN_FLIGHT.discover, 'REQUESTs finish clients: they get the larger share');
 });
