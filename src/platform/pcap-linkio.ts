@@ -20,7 +20,7 @@ import type { LinkIO } from './linkio.js';
 import { LOG, type LogFn } from './log.js';
 
 export interface PcapLinkOptions {
-  /** libpcap's kernel buffer in bytes (default 1 MiB). */
+  /** libpcap's kernel buffer in bytes (default 512 KiB). */
   bufferSize?: number;
   /** The interface's MAC; read from /sys/class/net/IF/address when absent. */
   mac?: Mac;
@@ -43,7 +43,13 @@ interface CapHandle {
 type CapModule = { Cap: new () => CapHandle };
 
 const SNAPLEN = 65535;
-const DEFAULT_BUFFER_SIZE = 1 << 20;
+/**
+ * The capture ring. The CN's filter passes ARP, DHCP and IP frames not addressed to this host (a
+ * station that arrived with another cell's gateway in its ARP cache: roam detection), so 512 KiB holds
+ * some 340 full-size frames or over a thousand DHCP messages while the event loop is busy. Its pages
+ * count in the CN's RSS: asked for 1 MiB, libpcap mapped a 2 MiB ring.
+ */
+const DEFAULT_BUFFER_SIZE = 512 * 1024;
 
 let capModule: CapModule | undefined;
 

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { until } from '../support/helpers.js';
 import { makeTlsFixtures, type TlsFixtures } from '../support/tls-fixtures.js';
+import { shippedNodeFlags } from '../support/node-flags.js';
 import { LAB, Lab, type ExecResult, type LabProcess, type Role } from './lab.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -209,7 +210,9 @@ export class TmipLab {
   }
 
   async startCn(name: CnName): Promise<LabProcess> {
-    const p = this.lab.spawn(name, process.execPath, [path.join(DIST, 'tmip-cn.js'), '-f', path.join(this.dir, `${name}.conf`), '-F'], {
+    const script = [path.join(DIST, 'tmip-cn.js'), '-f', path.join(this.dir, `${name}.conf`), '-F'];
+    // Node's flags as the router's command gives them (files/usr/sbin/tmip-cn).
+    const p = this.lab.spawn(name, process.execPath, [...shippedNodeFlags('tmip-cn'), ...script], {
       logFile: path.join(this.dir, `${name}.log`),
     });
     this.cns[name] = p;

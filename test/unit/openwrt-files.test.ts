@@ -16,6 +16,7 @@ import { parseArgs } from '../../src/cli/args.js';
 import { parseCnConfig, parseMlrConfig } from '../../src/core/config.js';
 import { TUNNEL_TYPES } from '../../src/core/tunnel.js';
 import { parseUci, type UciPackage } from '../../src/proto/uci.js';
+import { shippedNodeFlags } from '../support/node-flags.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const FILES = path.join(ROOT, 'files');
@@ -63,11 +64,14 @@ function q(v: string): string {
 const SHELL_FILES = ALL_FILES.filter((f) => f.endsWith('.sh') || /^#!\s*\/bin\/sh\b/.test(fs.readFileSync(f, 'utf8').split('\n')[0] ?? ''));
 
 test('each daemon is its own command: /usr/sbin/<name> execs node on the bundle with its arguments', () => {
-  for (const prog of ['tmip-cn', 'tmip-mlr']) {
+  // The CN's V8 young generation is capped (memory on a router); the MLR, on a server, keeps V8's sizing.
+  const flags = { 'tmip-cn': '--max-semi-space-size=1 ', 'tmip-mlr': '' };
+  for (const prog of ['tmip-cn', 'tmip-mlr'] as const) {
     const text = fs.readFileSync(path.join(FILES, 'usr/sbin', prog), 'utf8');
     assert.match(text, /^#!\/bin\/sh\n/);
     const execs = text.split('\n').filter((l) => l.startsWith('exec '));
-    assert.deepEqual(execs, [`exec /usr/bin/node /usr/lib/tmip/${prog}.js "$@"`], 'exec keeps the pid procd logs under');
+    assert.deepEqual(execs, [`exec /usr/bin/node ${flags[prog]}/usr/lib/tmip/${prog}.js "$@"`], 'exec keeps the pid procd logs under');
+    assert.deepEqual(shippedNodeFlags(prog), flags[prog].split(' ').filter(Boolean), 'the lab runs the daemon with the same flags');
   }
 });
 
