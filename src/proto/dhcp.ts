@@ -5,9 +5,10 @@
 // checked against the bytes left. Duplicate options are concatenated (RFC 3396), and long options
 // are split into 255-byte pieces on encode. sname/file and option overload (52) are ignored.
 // No I/O here: the server logic is cn/dhcp-server.ts, framing is proto/packet.ts.
-import { macFromBytes, type IPv4, type Mac } from '../core/ip.js';
+import type { IPv4, Mac } from '../core/ip.js';
 import { err, ok, type Result } from '../core/result.js';
 import { put16, put32, u16, u32 } from './bytes.js';
+import { macAt } from './packet.js';
 
 // ---------------------------------------------------------------------------------------------
 // Constants
@@ -156,7 +157,9 @@ const utf8 = new TextDecoder('utf-8', { fatal: false });
  * order of appearance (RFC 3396).
  */
 function parseOptions(b: Uint8Array, start: number): Result<Map<number, Uint8Array>> {
-  const pieces = new Map<number, Uint8Array[]>();
+  const options = new Map<number, Uint8Array>();
+  /** Codes seen more than once, with every piece (rare: only these are concatenated). */
+  let repeated: Map<number, Uint8Array[]> | undefined;
   let i = start;
   while (i < b.length) {
     const code = b[i] ?? 0;
@@ -170,16 +173,19 @@ function parseOptions(b: Uint8Array, start: number): Result<Map<number, Uint8Arr
     const left = b.length - (i + 2);
     if (len > left) return err(`DHCP option ${code} at offset ${i} has length ${len} but only ${left} bytes remain`);
     const value = b.subarray(i + 2, i + 2 + len);
-    const list = pieces.get(code);
-    if (list) list.push(value);
-    else pieces.set(code, [value]);
+    const first = options.get(code);
+    if (first === undefined) options.set(code, value);
+    else {
+      repeated ??= new Map();
+      const list = repeated.get(code);
+      if (list) list.push(value);
+      else repeated.set(code, [first, value]);
+    }
     i += 2 + len;
   }
-  const options = new Map<number, Uint8Array>();
-  for (const [code, list] of pieces) {
-    if (list.length === 1) options.set(code, Uint8Array.from(list[0] ?? []));
-    else options.set(code, Uint8Array.from(Buffer.concat(list)));
-  }
+  // Copies (new Uint8Array of a typed array is one memcpy): the message does not hold on to the frame.
+  for (const [code, value] of options) options.set(code, new Uint8Array(value));
+  if (repeated) for (const [code, list] of repeated) options.set(code, new Uint8Array(Buffer.concat(list)));
   return ok(options);
 }
 
@@ -227,8 +233,8 @@ export function decodeDhcp(udpPayload: Uint8Array): Result<DhcpMessage> {
     yiaddr: u32(b, OFF_YIADDR),
     siaddr: u32(b, OFF_SIADDR),
     giaddr: u32(b, OFF_GIADDR),
-    chaddr: macFromBytes(b, OFF_CHADDR),
-    chaddrRaw: Uint8Array.from(b.subarray(OFF_CHADDR, OFF_CHADDR + CHADDR_LEN)),
+    chaddr: macAt(b, OFF_CHADDR),
+    chaddrRaw: new Uint8Array(b.subarray(OFF_CHADDR, OFF_CHADDR + CHADDR_LEN)),
     messageType: messageType as DhcpMessageType,
     options,
   };
@@ -267,44 +273,66 @@ export function decodeDhcp(udpPayload: Uint8Array): Result<DhcpMessage> {
 // ---------------------------------------------------------------------------------------------
 // Encoding
 
+/** Options written straight into bytes (a reply's options are a few dozen bytes; it grows if need be). */
 class OptionWriter {
-  private readonly parts: number[] = [];
+  private buf = new Uint8Array(128);
+  private len = 0;
+
+  private room(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    const grown = new Uint8Array(Math.max(this.buf.length * 2, this.len + n));
+    grown.set(this.buf.subarray(0, this.len));
+    this.buf = grown;
+  }
 
   /** Code, length, value; values longer than 255 bytes are split into consecutive options (RFC 3396). */
   bytes(code: number, value: Uint8Array): void {
     if (value.length === 0) {
-      this.parts.push(code, 0);
+      this.room(2);
+      this.buf[this.len++] = code;
+      this.buf[this.len++] = 0;
       return;
     }
     for (let o = 0; o < value.length; o += MAX_OPTION_LEN) {
       const piece = value.subarray(o, Math.min(value.length, o + MAX_OPTION_LEN));
-      this.parts.push(code, piece.length, ...piece);
+      this.room(2 + piece.length);
+      this.buf[this.len++] = code;
+      this.buf[this.len++] = piece.length;
+      this.buf.set(piece, this.len);
+      this.len += piece.length;
     }
   }
 
   u8(code: number, v: number): void {
-    this.bytes(code, Uint8Array.of(v & 0xff));
+    this.room(3);
+    this.buf[this.len++] = code;
+    this.buf[this.len++] = 1;
+    this.buf[this.len++] = v & 0xff;
   }
 
   u32(code: number, v: number): void {
-    const b = new Uint8Array(4);
-    put32(b, 0, v);
-    this.bytes(code, b);
+    this.room(6);
+    this.buf[this.len++] = code;
+    this.buf[this.len++] = 4;
+    put32(this.buf, this.len, v);
+    this.len += 4;
   }
 
-  ips(code: number, ips: IPv4[]): void {
+  ips(code: number, ips: readonly IPv4[]): void {
     const b = new Uint8Array(4 * ips.length);
     ips.forEach((ip, k) => put32(b, 4 * k, ip));
     this.bytes(code, b);
   }
 
   text(code: number, s: string): void {
-    this.bytes(code, new Uint8Array(Buffer.from(s, 'utf8')));
+    this.bytes(code, Buffer.from(s, 'utf8'));
   }
 
+  /** The options so far and the end option (a view of the writer's bytes). */
   end(): Uint8Array {
-    this.parts.push(DHCP_OPTION.END);
-    return Uint8Array.from(this.parts);
+    this.room(1);
+    this.buf[this.len++] = DHCP_OPTION.END;
+    return this.buf.subarray(0, this.len);
   }
 }
 

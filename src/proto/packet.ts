@@ -5,7 +5,7 @@
 // Encoders build whole frames for injection (gratuitous ARP, ARP replies, DHCP replies over UDP).
 // Decoded payloads are views (subarrays) into the input buffer, not copies.
 // No I/O here: capture and injection live in platform/linkio.ts.
-import { BROADCAST_MAC, macFromBytes, parseMac, type IPv4, type Mac } from '../core/ip.js';
+import { BROADCAST_MAC, parseMac, type IPv4, type Mac } from '../core/ip.js';
 import { err, ok, type Result } from '../core/result.js';
 import { put16, put32, u16, u32 } from './bytes.js';
 
@@ -120,12 +120,45 @@ function pseudoHeaderSum(src: IPv4, dst: IPv4, protocol: number, length: number)
 
 const hex16 = (v: number) => `0x${v.toString(16).padStart(4, '0')}`;
 
+/** Two lowercase hex digits for every byte value. */
+const HEX_BYTE: readonly string[] = Array.from({ length: 256 }, (_, v) => v.toString(16).padStart(2, '0'));
+
+/**
+ * The MAC at `offset` in canonical form (`aa:bb:cc:dd:ee:ff`), as core/ip.ts macFromBytes writes it,
+ * from a table (every frame we capture has two). Bytes past the end read as 0.
+ */
+export function macAt(b: Uint8Array, offset: number): Mac {
+  const h = (i: number) => HEX_BYTE[b[offset + i] ?? 0]!;
+  return `${h(0)}:${h(1)}:${h(2)}:${h(3)}:${h(4)}:${h(5)}`;
+}
+
 // Encoder argument checks: encoders get values from our own code, so a bad one is a programming
 // error and throws (decoders, which see the wire, never throw).
-function macBytes(mac: Mac, what: string): Uint8Array {
+
+// Hot path (every frame we send): the canonical form `aa:bb:cc:dd:ee:ff` (our own MACs, decoded
+// ones) is read digit by digit straight into the frame; any other spelling goes through parseMac.
+function putMac(out: Uint8Array, offset: number, mac: Mac, what: string): void {
+  if (mac.length === 17) {
+    let i = 0;
+    for (; i < 6; i++) {
+      const hi = hexDigit(mac.charCodeAt(i * 3));
+      const lo = hexDigit(mac.charCodeAt(i * 3 + 1));
+      if (hi < 0 || lo < 0 || (i < 5 && mac.charCodeAt(i * 3 + 2) !== 0x3a)) break;
+      out[offset + i] = (hi << 4) | lo;
+    }
+    if (i === 6) return;
+  }
   const m = parseMac(mac);
   if (!m.ok) throw new TypeError(`${what}: ${m.error}`);
-  return Uint8Array.from(m.value.split(':').map((h) => parseInt(h, 16)));
+  for (let i = 0; i < 6; i++) out[offset + i] = parseInt(m.value.slice(i * 3, i * 3 + 2), 16);
+}
+
+/** The value of one hex digit's character code, -1 for any other character. */
+function hexDigit(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  if (c >= 0x61 && c <= 0x66) return c - 0x57;
+  if (c >= 0x41 && c <= 0x46) return c - 0x37;
+  return -1;
 }
 
 function checkUint(v: number, max: number, what: string): void {
@@ -137,8 +170,8 @@ function checkUint(v: number, max: number, what: string): void {
 
 export function decodeEthernet(frame: Uint8Array): Result<EthernetFrame> {
   if (frame.length < ETH_HEADER_LEN) return err(`Ethernet frame too short: ${frame.length} bytes < ${ETH_HEADER_LEN}-byte header`);
-  const dst = macFromBytes(frame, 0);
-  const src = macFromBytes(frame, 6);
+  const dst = macAt(frame, 0);
+  const src = macAt(frame, 6);
   let etherType = u16(frame, 12);
   let offset = ETH_HEADER_LEN;
   let vlan: number | undefined;
@@ -162,8 +195,8 @@ export function encodeEthernet(f: { dst: Mac; src: Mac; etherType: number; paylo
   if (f.vlan !== undefined) checkUint(f.vlan, VLAN_ID_MASK, 'VLAN id');
   const headerLen = ETH_HEADER_LEN + tagLen;
   const out = Buffer.alloc(Math.max(ETH_MIN_FRAME_LEN, headerLen + f.payload.length));
-  out.set(macBytes(f.dst, 'destination MAC'), 0);
-  out.set(macBytes(f.src, 'source MAC'), 6);
+  putMac(out, 0, f.dst, 'destination MAC');
+  putMac(out, 6, f.src, 'source MAC');
   if (f.vlan !== undefined) {
     put16(out, 12, ETHERTYPE.VLAN);
     put16(out, 14, f.vlan);
@@ -188,9 +221,9 @@ export function decodeArp(payload: Uint8Array): Result<ArpPacket> {
   if (plen !== ARP_PLEN_IPV4) return err(`ARP protocol address length ${plen} is not 4`);
   return ok({
     op: u16(payload, 6),
-    senderMac: macFromBytes(payload, 8),
+    senderMac: macAt(payload, 8),
     senderIp: u32(payload, 14),
-    targetMac: macFromBytes(payload, 18),
+    targetMac: macAt(payload, 18),
     targetIp: u32(payload, 24),
   });
 }
@@ -206,9 +239,9 @@ export function encodeArp(a: ArpPacket): Buffer {
   out[4] = ARP_HLEN_ETHERNET;
   out[5] = ARP_PLEN_IPV4;
   put16(out, 6, a.op);
-  out.set(macBytes(a.senderMac, 'ARP sender MAC'), 8);
+  putMac(out, 8, a.senderMac, 'ARP sender MAC');
   put32(out, 14, a.senderIp);
-  out.set(macBytes(a.targetMac, 'ARP target MAC'), 18);
+  putMac(out, 18, a.targetMac, 'ARP target MAC');
   put32(out, 24, a.targetIp);
   return out;
 }
@@ -301,7 +334,13 @@ export function decodeUdp(ip: IPv4Packet): Result<UdpDatagram> {
 }
 
 /** An IPv4 header (no options, DF clear) followed by a UDP datagram, both checksums filled in. */
-export function encodeIPv4Udp(u: {
+export function encodeIPv4Udp(u: UdpSpec): Buffer {
+  const out = Buffer.alloc(ipv4UdpLength(u));
+  writeIPv4Udp(out, 0, u);
+  return out;
+}
+
+interface UdpSpec {
   srcIp: IPv4;
   dstIp: IPv4;
   srcPort: number;
@@ -309,7 +348,17 @@ export function encodeIPv4Udp(u: {
   payload: Uint8Array;
   ttl?: number;
   id?: number;
-}): Buffer {
+}
+
+/** The IPv4 packet's length for this datagram; throws RangeError when it does not fit in one. */
+function ipv4UdpLength(u: UdpSpec): number {
+  const totalLength = IPV4_MIN_HEADER_LEN + UDP_HEADER_LEN + u.payload.length;
+  if (totalLength > IPV4_MAX_TOTAL_LEN) throw new RangeError(`UDP payload of ${u.payload.length} bytes does not fit in one IPv4 packet`);
+  return totalLength;
+}
+
+/** Write the IPv4 packet (header, UDP header, payload) at `at` in `out` (zeroed, long enough). */
+function writeIPv4Udp(out: Buffer, at: number, u: UdpSpec): void {
   const ttl = u.ttl ?? DEFAULT_TTL;
   const id = u.id ?? 0;
   checkUint(u.srcIp, 0xffffffff, 'source IP');
@@ -318,30 +367,27 @@ export function encodeIPv4Udp(u: {
   checkUint(u.dstPort, 0xffff, 'destination port');
   checkUint(ttl, 0xff, 'TTL');
   checkUint(id, 0xffff, 'IPv4 id');
-  const udpLength = UDP_HEADER_LEN + u.payload.length;
-  const totalLength = IPV4_MIN_HEADER_LEN + udpLength;
-  if (totalLength > IPV4_MAX_TOTAL_LEN) throw new RangeError(`UDP payload of ${u.payload.length} bytes does not fit in one IPv4 packet`);
-  const out = Buffer.alloc(totalLength);
-  out[0] = (IPV4_VERSION << 4) | IPV4_MIN_IHL;
-  out[1] = 0; // DSCP/ECN
-  put16(out, 2, totalLength);
-  put16(out, 4, id);
-  put16(out, 6, 0); // flags (DF clear, MF clear) and fragment offset 0
-  out[8] = ttl;
-  out[9] = IP_PROTOCOL.UDP;
-  put32(out, 12, u.srcIp);
-  put32(out, 16, u.dstIp);
-  put16(out, 10, internetChecksum(out, 0, IPV4_MIN_HEADER_LEN));
+  const totalLength = ipv4UdpLength(u);
+  const udpLength = totalLength - IPV4_MIN_HEADER_LEN;
+  out[at] = (IPV4_VERSION << 4) | IPV4_MIN_IHL;
+  out[at + 1] = 0; // DSCP/ECN
+  put16(out, at + 2, totalLength);
+  put16(out, at + 4, id);
+  put16(out, at + 6, 0); // flags (DF clear, MF clear) and fragment offset 0
+  out[at + 8] = ttl;
+  out[at + 9] = IP_PROTOCOL.UDP;
+  put32(out, at + 12, u.srcIp);
+  put32(out, at + 16, u.dstIp);
+  put16(out, at + 10, internetChecksum(out, at, at + IPV4_MIN_HEADER_LEN));
 
-  const udp = IPV4_MIN_HEADER_LEN;
+  const udp = at + IPV4_MIN_HEADER_LEN;
   put16(out, udp, u.srcPort);
   put16(out, udp + 2, u.dstPort);
   put16(out, udp + 4, udpLength);
   out.set(u.payload, udp + UDP_HEADER_LEN);
-  const sum = onesSum(out, udp, totalLength, pseudoHeaderSum(u.srcIp, u.dstIp, IP_PROTOCOL.UDP, udpLength));
+  const sum = onesSum(out, udp, at + totalLength, pseudoHeaderSum(u.srcIp, u.dstIp, IP_PROTOCOL.UDP, udpLength));
   const checksum = ~sum & 0xffff;
   put16(out, udp + 6, checksum === 0 ? 0xffff : checksum); // 0 means "none", so a computed 0 is sent as 0xffff
-  return out;
 }
 
 /** A whole Ethernet frame carrying IPv4/UDP (TTL 64, id 0 unless given). */
@@ -356,7 +402,8 @@ export function buildUdpFrame(f: {
   ttl?: number;
   id?: number;
 }): Buffer {
-  const ip = encodeIPv4Udp({
+  // One buffer for the whole frame (every DHCP reply): the packet is written after the header.
+  const u: UdpSpec = {
     srcIp: f.srcIp,
     dstIp: f.dstIp,
     srcPort: f.srcPort,
@@ -364,8 +411,13 @@ export function buildUdpFrame(f: {
     payload: f.payload,
     ...(f.ttl !== undefined ? { ttl: f.ttl } : {}),
     ...(f.id !== undefined ? { id: f.id } : {}),
-  });
-  return encodeEthernet({ dst: f.dstMac, src: f.srcMac, etherType: ETHERTYPE.IPV4, payload: ip });
+  };
+  const out = Buffer.alloc(Math.max(ETH_MIN_FRAME_LEN, ETH_HEADER_LEN + ipv4UdpLength(u)));
+  putMac(out, 0, f.dstMac, 'destination MAC');
+  putMac(out, 6, f.srcMac, 'source MAC');
+  put16(out, 12, ETHERTYPE.IPV4);
+  writeIPv4Udp(out, ETH_HEADER_LEN, u);
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -225,6 +225,19 @@ test('pad, end, trailing garbage, duplicates (RFC 3396 concatenation), hostname 
   assert.match(errorOf(decodeDhcp(message(h, '350101 3204 0a000001 3204 0a000002'))), /option 50 .* length 8, expected 4/);
 });
 
+test('decoded options and chaddr are copies: the frame can be reused; three pieces concatenate in order', () => {
+  const h = header({ chaddr: '020000000001' });
+  const raw = message(h, '350103 0c02 6162 3204 0a000001 0c01 63 0c02 6465 ff');
+  const m = decoded(raw);
+  assert.equal(m.hostname, 'abcde');
+  assert.deepEqual([...m.options.get(12)!], [...Buffer.from('abcde')]);
+  raw.fill(0xee);
+  assert.deepEqual([...m.options.get(50)!], [10, 0, 0, 1]);
+  assert.deepEqual([...m.options.get(12)!], [...Buffer.from('abcde')]);
+  assert.deepEqual([...m.chaddrRaw.subarray(0, 6)], [2, 0, 0, 0, 0, 1]);
+  assert.equal(m.chaddr, '02:00:00:00:00:01');
+});
+
 function request(o: Partial<DhcpMessage> = {}): DhcpMessage {
   const m = decoded(UDHCPC_DISCOVER);
   return { ...m, ...o, broadcast: ((o.flags ?? m.flags) & 0x8000) !== 0 };

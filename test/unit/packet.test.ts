@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { BROADCAST_MAC } from '../../src/core/ip.js';
+import { BROADCAST_MAC, macFromBytes } from '../../src/core/ip.js';
 import {
   ARP_OP,
   buildArpReply,
@@ -17,6 +17,7 @@ import {
   encodeIPv4Udp,
   ETHERTYPE,
   internetChecksum,
+  macAt,
   type IPv4Packet,
 } from '../../src/proto/packet.js';
 import { assertResult, hex, ip, rng } from '../support/helpers.js';
@@ -256,6 +257,29 @@ test('Ethernet round trip, padding to 60 bytes, and one 802.1Q tag', () => {
   assert.ok(decodeEthernet(f.subarray(0, 14)).ok); // empty payload is fine
 
   assert.throws(() => encodeEthernet({ dst: 'not a mac', src: BROADCAST_MAC, etherType: 0x800, payload }), TypeError);
+});
+
+test('macAt reads a MAC as core macFromBytes does, for every byte value and past the end', () => {
+  const b = Uint8Array.from({ length: 262 }, (_, i) => (i * 7) & 0xff);
+  for (let o = 0; o <= 256; o++) assert.equal(macAt(b, o), macFromBytes(b, o));
+  assert.equal(macAt(b, 259), macFromBytes(b, 259)); // the last bytes read as 0
+});
+
+test('MACs in every spelling parseMac accepts encode the same bytes; others throw', () => {
+  const bytes = [0x02, 0xab, 0xcd, 0xef, 0x09, 0x1f];
+  for (const src of ['02:ab:cd:ef:09:1f', '02:AB:CD:EF:09:1F', '02-ab-cd-ef-09-1f', '02abcdef091f']) {
+    const f = encodeEthernet({ dst: src, src, etherType: 0x800, payload: Buffer.alloc(0) });
+    assert.deepEqual([...f.subarray(0, 6)], bytes, src);
+    assert.deepEqual([...f.subarray(6, 12)], bytes, src);
+    const arp = encodeArp({ op: ARP_OP.REQUEST, senderMac: src, senderIp: 1, targetMac: src, targetIp: 2 });
+    assert.deepEqual([...arp.subarray(8, 14)], bytes, src);
+    assert.deepEqual([...arp.subarray(18, 24)], bytes, src);
+  }
+  // 17 characters but not a MAC: a bad digit, a bad separator, mixed separators.
+  for (const bad of ['02:ab:cd:ef:09:1g', '02;ab:cd:ef:09:1f', '02:ab-cd:ef:09:1f', '02:ab:cd:ef:09:1', ' 2:ab:cd:ef:09:1f']) {
+    assert.throws(() => encodeEthernet({ dst: bad, src: BROADCAST_MAC, etherType: 0x800, payload: Buffer.alloc(0) }), TypeError, bad);
+    assert.throws(() => encodeArp({ op: 1, senderMac: BROADCAST_MAC, senderIp: 1, targetMac: bad, targetIp: 2 }), TypeError, bad);
+  }
 });
 
 test('ARP round trip and validation', () => {
