@@ -197,6 +197,7 @@ export class CnDaemon implements CnReport {
       ...(cfg.domain ? { domain: cfg.domain } : {}),
       log,
       ...(deps.now ? { now: deps.now } : {}),
+      selecting: (mac, waiting) => handover.dhcpSelecting(mac, waiting),
     });
     this.malformed = new RateLimitedLog((m) => log(LOG.detect, m), deps.now, 3, GUARD_LOG_INTERVAL_MS, 'malformed DHCP messages ignored');
     this.guardFlush = setInterval(() => {

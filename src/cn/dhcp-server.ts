@@ -24,6 +24,7 @@ import { classifyRequest, dhcpReplyDestination, DHCP_MESSAGE, encodeDhcpReply, t
 import { buildUdpFrame } from '../proto/packet.js';
 import { RpcError } from '../proto/rpc.js';
 import type { MlrApi } from './mlr-api.js';
+import type { ReplyBody } from '../core/messages.js';
 
 export interface DhcpServerOptions {
   leaseTime: number;
@@ -31,6 +32,11 @@ export interface DhcpServerOptions {
   domain?: string;
   log: LogFn;
   now?: () => number;
+  /**
+   * Told when a REQUEST in SELECTING state (a client taking the offer just made) starts (true) and
+   * stops (false) waiting on the MLR; the handover then announces the client's gateway only once.
+   */
+  selecting?: (mac: Mac, waiting: boolean) => void;
 }
 
 /** The MLR's answers that mean "not now" (a budget, the pools, its own load), not a fault. */
@@ -200,7 +206,15 @@ export class DhcpServer {
       return;
     }
     if (ip === undefined) return;
-    const r = await this.mlr.request('request', { mac: msg.chaddr, ip, leaseTime: this.opts.leaseTime, state }, REQUEST_TIMEOUT_MS);
+    const mac = msg.chaddr;
+    const selecting = state === 'selecting' ? this.opts.selecting : undefined;
+    selecting?.(mac, true);
+    let r: ReplyBody<'request'>;
+    try {
+      r = await this.mlr.request('request', { mac, ip, leaseTime: this.opts.leaseTime, state }, REQUEST_TIMEOUT_MS);
+    } finally {
+      selecting?.(mac, false);
+    }
     const cell = cellOf(ip);
     if (r.outcome === 'ack') {
       this.opts.log(LOG.handover, `DHCPACK ${formatIPv4(ip)} to ${msg.chaddr} (${state})`);

@@ -7,7 +7,8 @@
 //     -> prepare: check we can take part, reserve (the station's pending transaction)
 //     -> commit: take the binding as the MLR's truth    | abort: give the reservation back
 //     -> data plane: the kernel made to match every binding that involves us (core/dataplane.ts)
-//     -> announcement: gratuitous ARP for the gateway N+2, the moment it is in place
+//     -> announcement: gratuitous ARP for the gateway N+2, the moment it is in place (repeated,
+//        but for a station taking its address from our DHCP server right now)
 //
 // A commit that arrives without a prepare (the MLR reconciling us, or after our restart) is applied
 // all the same: a commit always says what the binding is now. A reservation the MLR never confirms
@@ -139,6 +140,13 @@ export interface GuardStats {
   decline_ignored: number;
 }
 
+/**
+ * An announcement is repeated after these delays, in case the station missed it (still associating,
+ * a frame lost on the air) — but not for a station whose own DHCP REQUEST in SELECTING state is
+ * waiting on the MLR here (dhcpSelecting): it is listening now, its ACK follows, and a station that
+ * only now takes an address usually has no entry for its gateway to correct. One announcement
+ * then, two frames instead of eight and no timers (a power cut's hundreds of new clients at once).
+ */
 const ANNOUNCE_REPEATS_MS = [50, 300, 1000];
 
 /** A lost station is reported to the MLR at most once per this interval (the kernel repeats FAILED). */
@@ -184,6 +192,11 @@ export class CnHandover {
   private readonly byHost = new Map<IPv4, Mac>();
   /** Stations the MLR asked us to page, until their answer is no longer expected. */
   private readonly paged = new Map<Mac, PagedStation>();
+  /**
+   * Stations whose DHCP REQUEST in SELECTING state waits on the MLR here, with how many such REQUESTs
+   * (bounded by the DHCP server's in-flight limit): their gateway is announced once, not repeated.
+   */
+  private readonly selecting = new Map<Mac, number>();
   /**
    * While a (re-)bind is under way (beginResync() to reestablish()): the stations the MLR has committed
    * or removed since, whose state is newer than what the bind's pages may say.
@@ -624,6 +637,16 @@ export class CnHandover {
 
   // ---- announcement ----
 
+  /**
+   * The DHCP server's REQUEST in SELECTING state from `mac` starts (true) or stops (false) waiting on
+   * the MLR: meanwhile its gateway is announced without repeats (ANNOUNCE_REPEATS_MS).
+   */
+  dhcpSelecting(mac: Mac, waiting: boolean): void {
+    const n = (this.selecting.get(mac) ?? 0) + (waiting ? 1 : -1);
+    if (n > 0) this.selecting.set(mac, n);
+    else this.selecting.delete(mac);
+  }
+
   /** The data plane put gateway `ip` in place: announce it to the station it serves. */
   gatewayAdded(ip: IPv4): void {
     // The cell's host N+1 is its gateway N+2 less one: one look-up, not a walk over every binding.
@@ -641,6 +664,7 @@ export class CnHandover {
       link.send(buildArpReply({ srcMac: link.mac, srcIp: cell.gateway, dstMac: b.mac, dstIp: cell.host }));
     };
     send();
+    if (this.selecting.has(b.mac)) return; // it is taking its address from us now: once is enough
     for (const delay of ANNOUNCE_REPEATS_MS) setTimeout(send, delay).unref();
   }
 

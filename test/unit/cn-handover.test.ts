@@ -464,3 +464,34 @@ test('a re-bind in pages: a commit that arrives while the pages are on their way
   assert.equal(h.station(MS)?.binding, undefined);
   assert.equal(h.station(other)?.binding?.mac, other);
 });
+
+test('a gateway is announced four times, but once for a station taking its address from our DHCP now', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const { h, link } = setup();
+  const announcements = () => link.sent.map((f) => decodeEthernet(f)).filter((e) => e.ok && e.value.etherType === ETHERTYPE.ARP).length;
+  // A station that roamed here: its gateway is announced at once and repeated.
+  await h.commit(1, toCn2);
+  assert.equal(announcements(), 2, 'a gratuitous ARP and a unicast reply at once');
+  t.mock.timers.tick(1000);
+  assert.equal(announcements(), 8, 'repeated three times');
+
+  // A new client whose REQUEST (SELECTING) waits on the MLR while the commit arrives: once.
+  link.sent.length = 0;
+  const fresh = { ...toCn2, mac: '02:aa:00:00:00:02', cell: ip('10.1.0.8') };
+  h.dhcpSelecting(fresh.mac, true);
+  await h.commit(2, fresh);
+  h.dhcpSelecting(fresh.mac, false);
+  t.mock.timers.tick(1000);
+  assert.equal(announcements(), 2, 'no repeats');
+  const eth = decodeEthernet(link.sent[1]!);
+  assert.ok(eth.ok);
+  const reply = decodeArp(eth.value.payload);
+  assert.ok(reply.ok);
+  assert.equal(reply.value.targetMac, fresh.mac, 'the unicast reply goes to the station');
+
+  // Once its REQUEST is answered the station is like any other again.
+  link.sent.length = 0;
+  await h.commit(3, { ...fresh, expires: 2e15 });
+  t.mock.timers.tick(1000);
+  assert.equal(announcements(), 8);
+});

@@ -142,3 +142,40 @@ void test("the exchanges the CN lets wait stay under the MLR's own bound per ses
   assert.ok(DHCP_IN_FLIGHT.discover + DHCP_IN_FLIGHT.request < MAX_INBOUND);
   assert.ok(DHCP_IN_FLIGHT.request > DHCP_IN_FLIGHT.discover, 'REQUESTs finish clients: they get the larger share');
 });
+
+void test('the handover is told while a SELECTING REQUEST waits on the MLR, also when it fails; not for a renewal', async () => {
+  const link = new FakeLinkIO();
+  const mlr = new HeldMlr();
+  const told: [Mac, boolean][] = [];
+  const server = new DhcpServer(link, mlr, {
+    leaseTime: 3600,
+    dnsServers: [],
+    log: () => undefined,
+    selecting: (mac, waiting) => told.push([mac, waiting]),
+  });
+  const a = '02:aa:00:00:00:01';
+  const host = cellOf(CELL).host;
+  const taking = server.handle(message(a, DHCP_MESSAGE.REQUEST, 1, { requestedIp: host, serverId: cellOf(CELL).gateway }));
+  assert.deepEqual(told, [[a, true]], 'told before the MLR answers');
+  mlr.calls[0]!.answer();
+  await taking;
+  assert.deepEqual(told, [
+    [a, true],
+    [a, false],
+  ]);
+  assert.equal(sentMessages(link)[0]!.messageType, DHCP_MESSAGE.ACK);
+
+  const failing = server.handle(message(a, DHCP_MESSAGE.REQUEST, 2, { requestedIp: host, serverId: cellOf(CELL).gateway }));
+  mlr.calls[1]!.fail(new Error('lost'));
+  await failing;
+  assert.deepEqual(told.slice(2), [
+    [a, true],
+    [a, false],
+  ]);
+
+  // A renewal (ciaddr, no server identifier) is not a client taking an offer.
+  const renewing = server.handle(message(a, DHCP_MESSAGE.REQUEST, 3, { ciaddr: host }));
+  mlr.calls[2]!.answer();
+  await renewing;
+  assert.equal(told.length, 4);
+});
