@@ -6,7 +6,7 @@
 //   command it also sends `link show dev lo`, whose one-line answer marks where that command's
 //   output ends; stderr is merged into stdout (`2>&1`, one pipe, so the order holds), and an error
 //   shows as iproute2's own message plus "Command failed -:N". Commands are pipelined: output comes
-//   back in the order they were sent.
+//   back in the order they were sent; those issued in the same tick go out in one write.
 // - `sysctl -w key=value` outside a test namespace is a write to /proc/sys.
 // - Everything else (queries with -j, nft, anything in doubt) runs as before, spawned by `run`.
 // Why not netlink: no maintained npm rtnetlink library, and an addon of our own is a second native
@@ -113,8 +113,21 @@ class IpBatchProcess {
       };
       job.timer.unref();
       this.jobs.push(job);
-      child.stdin.write(`${args.join(' ')}\nlink show dev lo\n`);
+      this.write(child, `${args.join(' ')}\nlink show dev lo\n`);
     });
+  }
+
+  /**
+   * Commands issued together (a plan's operations, started in one go) reach `ip` in one write: the
+   * pipe is corked until the current tick ends. A write per command cost a system call and a
+   * wake-up of `ip` each.
+   */
+  private write(child: ChildProcessWithoutNullStreams, text: string): void {
+    if (!child.stdin.writableCorked) {
+      child.stdin.cork();
+      process.nextTick(() => child.stdin.uncork());
+    }
+    child.stdin.write(text);
   }
 
   close(): void {

@@ -134,3 +134,40 @@ test('an ip without -batch (BusyBox): every command is spawned, and that is logg
     p.close();
   }
 });
+
+test('commands issued in the same tick reach ip in one write', async () => {
+  // A stand-in ip that records each read from its stdin (a write of ours arrives in one read).
+  const reads = path.join(dir, 'ip-reads.log');
+  const script = `const fs = require('fs');
+process.stdin.on('data', (chunk) => {
+  fs.appendFileSync(${JSON.stringify(reads)}, JSON.stringify(chunk.toString()) + '\\n');
+  for (const line of chunk.toString().split('\\n')) if (line === 'link show dev lo') process.stdout.write('1: lo: <LOOPBACK>\\n');
+});`;
+  const js = path.join(dir, 'ip-reads.cjs');
+  fs.writeFileSync(js, script);
+  const ip = fakeIp('ip-reads', `exec '${process.execPath}' '${js}'`);
+  const spawned = spawnRecorder();
+  const p = new PersistentRunner({ ip: ip.bin, fallback: spawned.runner });
+  try {
+    assert.equal((await p.runner(ip.bin, ['link', 'set', 'dev', 'a', 'up'], {})).code, 0); // started and answering
+    const together = ['10.0.0.1', '10.0.0.2', '10.0.0.3'].map((a) => p.runner(ip.bin, ['addr', 'add', `${a}/30`, 'dev', 'a'], {}));
+    assert.deepEqual(
+      (await Promise.all(together)).map((r) => r.code),
+      [0, 0, 0],
+    );
+    const chunks = fs
+      .readFileSync(reads, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as string);
+    const last = chunks.at(-1) ?? '';
+    assert.equal(
+      last,
+      'addr add 10.0.0.1/30 dev a\nlink show dev lo\naddr add 10.0.0.2/30 dev a\nlink show dev lo\naddr add 10.0.0.3/30 dev a\nlink show dev lo\n',
+      'the three commands, each with its marker, in one read',
+    );
+    assert.deepEqual(spawned.calls, [], 'nothing spawned');
+  } finally {
+    p.close();
+  }
+});
