@@ -6,8 +6,29 @@
 //                        │                   │
 //                        └───────────────────┴──────> rolled-back
 //
-// One participant (the new current CN is the parent and there is no previous CN elsewhere: a new
-// client's DHCP REQUEST at its home CN) has nothing to prepare: stored, durable, committed.
+// Most moves prepare nothing: locked, stored, committing, done. A CN's `prepare` (cn/handover.ts)
+// only reserves the station and creates the tunnel ahead, and it can refuse only for reasons the
+// MLR has ruled out already ('not-involved': the MLR picks the participants; 'no-tunnel': it picks a
+// tunnel type both ends announced at bind; 'busy': a stale reservation, while the MLR holds the
+// station's lock); a commit that arrives without a prepare is applied all the same (the CN creates
+// the tunnel then). So only a probed move (below) prepares: its prepares run beside the probe, which
+// waits at least PROBE_TIMEOUT_MS at the previous CN anyway, and in that wait the new current CN and
+// the parent build the tunnel the commit needs (when it is not there yet): the commit then only adds
+// addresses and routes. A duplicate found by the probe aborts them.
+//
+// Durable before acknowledged, and what may go out before (issue 11):
+// - A move of a binding that is bound already (a roam: `seen`, or a DHCP REQUEST from a bound client
+//   at another CN) allocates and frees no cell, so its commits go out as soon as the registry is
+//   written, beside the journal's fdatasync (`durable()`); the transaction awaits both, so the
+//   reply that acknowledges the move (`seen`'s, a DHCPACK) still comes only once it is on disk. A
+//   crash in between loses at most the location: the binding, its cell and lease are durable from
+//   before; after the restart the CNs re-bind to the registry's last durable state, and the
+//   station's next frame or association at its new CN moves it again.
+// - Whatever allocates or frees a cell (a new client's DHCP REQUEST, an adopted static host, a
+//   release, a decline, an expiry: `drop`) is durable before any CN is told or any reply is sent
+//   (RFC 2131: the lease on stable storage before the DHCPACK).
+// - Commits for one station reach each CN in transaction order: a transaction holds the station's
+//   lock until its commits are answered (and the change is durable), and reconciles take it too.
 //
 // Presence check, the `probing` phase: a move detected by the station's traffic alone
 // (`via` 'arp' or 'ip': no association event, no DHCP from it) of a binding that is bound at another
@@ -28,18 +49,26 @@
 //   (the prepared participants get abort); a probe that fails or times out lets the move proceed.
 // - Another participant is offline: skipped; it learns the binding when it binds again. So is one
 //   whose session ends while it is asked to prepare (the heartbeat, proto/rpc.ts, closes a silent
-//   CN's session within DEFAULT_HEARTBEAT.missMs): the move goes on without it.
-// - A participant refuses `prepare`, or does not answer before its time-out: every participant that
-//   was asked gets `abort` (not awaited: a CN also drops an unconfirmed reservation by itself), the
-//   registry is untouched, the move is refused. The lock is free again at once.
-// - The registry refuses the write (the cell was taken meanwhile): abort as above.
-// - A participant fails `commit` after the registry was written (an error, a time-out): the registry
-//   stays as written — it is the truth — and that CN is reconciled: the binding as the registry
-//   holds it *then* is re-sent as a commit (or a remove, when it is gone) after 0.2 s, 1 s and 5 s;
-//   if every retry fails its session is closed, so it re-binds and re-applies everything the MLR
-//   says involves it. The move itself is reported as done.
+//   CN's session within DEFAULT_HEARTBEAT.missMs): the move goes on without it. The commit goes to
+//   every participant connected when the commits go out.
+// - A probed move only: a participant refuses `prepare`, or does not answer before its time-out:
+//   every participant that was asked gets `abort` (not awaited: a CN also drops an unconfirmed
+//   reservation by itself), the registry is untouched, the move is refused. The lock is free again
+//   at once. (A move that is not probed asks nothing before the registry write: a CN that is hung
+//   or refuses is found at its commit, the rule below.)
+// - The registry refuses the write (the cell was taken meanwhile): refused; a probed move aborts
+//   its prepares as above.
+// - A participant fails `commit` after the registry was written (an error, a time-out; also the
+//   new current CN): the registry stays as written — it is the truth — and that CN is reconciled:
+//   the binding as the registry holds it *then* is re-sent as a commit (or a remove, when it is
+//   gone) after 0.2 s, 1 s and 5 s; if every retry fails its session is closed, so it re-binds and
+//   re-applies everything the MLR says involves it. The move itself is reported as done.
+// - The write does not become durable (`durable()` rejects: the store failed, and the MLR exits to
+//   be restarted from the disk): the move is not acknowledged (its request fails), even when its
+//   commits went out already; the restarted MLR has the station where the disk has it.
 // - Deadline: every phase's time-out is clipped to the transaction's deadline, so one dead CN holds
-//   a station's lock for at most `deadlineMs`; other stations' moves never wait for it.
+//   a station's lock for at most `deadlineMs` (a commit gets at least MIN_COMMIT_MS); other
+//   stations' moves never wait for it.
 // Allocation-light: per-move log lines are built only when the log level wants them (`logLevel`),
 // participants are collected without intermediate sets, and one body object serves every prepare and
 // commit of a move (proto/rpc.ts encodes it once).
@@ -67,7 +96,8 @@ export interface HandoverOptions {
   now: () => number;
   /**
    * Resolves once every registry change made so far is on disk (mlr/persistence.ts). Awaited after the
-   * registry write and before anything acknowledges it: the commits, the removes, a renewal's reply.
+   * registry write and before anything acknowledges it: a move's or renewal's reply, the removes, and
+   * the commits of a move that allocates a cell (a roam's commits go out beside it: see the header).
    */
   durable?: () => Promise<void>;
   prepareTimeoutMs?: number;
@@ -124,7 +154,8 @@ const DEFAULTS = {
 /** A commit is always given at least this long, even when the deadline is nearly spent. */
 const MIN_COMMIT_MS = 250;
 const NOBODY: readonly string[] = [];
-const ignore = (): void => undefined;
+const ignore = (): undefined => undefined;
+const asError = (e: unknown): Error => (e instanceof Error ? e : new Error(String(e)));
 
 function reason(r: PromiseSettledResult<unknown>): string {
   if (r.status === 'fulfilled') return 'ok';
@@ -236,42 +267,37 @@ export class Handovers {
     this.active.set(tx.id, tx);
     try {
       const body = { tx: tx.id, binding: view.value, previous };
-      let wentOffline: string[] | undefined;
-      if (names.length > 1) {
-        // The presence check (a traffic-detected move away from an online CN) runs beside `prepare`.
-        const probing =
-          previous && PROBED_VIA.has(via) && online.includes(previous.name) && !this.o.reportedGone?.(b.mac, previous.name)
-            ? this.probe(tx, previous.name, b.cell + 1)
-            : undefined;
-        tx.phase = probing ? 'probing' : 'preparing';
-        const asked = this.prepareAll(tx, online, body);
-        const duplicateAt = probing ? await probing : undefined;
-        if (duplicateAt !== undefined) {
-          // Abort whoever was asked to prepare once their answers are in (an abort before its prepare would miss it).
-          void asked.then(() => this.abortAll(tx, online));
-          return this.refuseDuplicate(tx, duplicateAt);
-        }
-        tx.phase = 'preparing';
-        const prepared = await asked;
-        if (typeof prepared === 'string') return this.rollBack(tx, online, `handover aborted: ${prepared}`);
-        wentOffline = prepared;
-        if (wentOffline && this.verbose)
-          this.o.log(LOG.handover, `tx ${tx.id}: ${wentOffline.join(',')} went offline while preparing: skipped`);
+      // The presence check (a traffic-detected move away from an online CN), with `prepare` beside it.
+      const probed =
+        previous !== null && PROBED_VIA.has(via) && online.includes(previous.name) && !this.o.reportedGone?.(b.mac, previous.name);
+      if (probed) {
+        const refused = await this.probeAndPrepare(tx, online, body, previous.name, b.cell + 1);
+        if (refused !== undefined) return refused;
       }
-      // One participant (the parent takes its own client, nobody to withdraw): nothing to prepare.
+      // Not probed: nothing to prepare (see the header); straight to the registry and the commits.
 
       const stored = registry.put(proposed);
-      if (!stored.ok) return this.rollBack(tx, names.length > 1 ? online : NOBODY, `handover aborted: ${stored.error}`);
+      if (!stored.ok) return this.rollBack(tx, probed ? online : NOBODY, `handover aborted: ${stored.error}`);
       tx.phase = 'stored';
-      await this.o.durable();
+      const storedAt = this.verbose ? this.o.now() : 0;
+      let durableAt = 0;
+      const onDurable = this.verbose ? (): undefined => void (durableAt = this.o.now()) : ignore;
+      // A bound binding's move allocates no cell: its commits go out beside the fdatasync (header).
+      let durable: Promise<Error | undefined> | undefined;
+      if (b.state === 'bound') durable = this.o.durable().then(onDurable, asError);
+      else {
+        await this.o.durable();
+        onDurable();
+      }
 
       tx.phase = 'committing';
       const commitMs = Math.max(MIN_COMMIT_MS, this.phaseTimeout(tx, this.o.commitTimeoutMs));
-      // Committed: every participant connected now (one that went offline and bound again since gets
-      // the commit on its new session; one still offline learns the move from its next bind reply).
-      const committers = wentOffline ? online.filter((n) => !wentOffline.includes(n) || this.o.session(n) !== undefined) : online;
+      // Every participant connected now (one that went offline while preparing and bound again since
+      // gets the commit on its new session; one still offline learns the move from its next bind reply).
+      const committers = names.filter((n) => this.o.session(n) !== undefined);
       tx.participants = committers;
       const committed = await Promise.allSettled(committers.map((n) => this.ask(n, 'commit', body, commitMs)));
+      const answeredAt = this.verbose ? this.o.now() : 0;
       for (let i = 0; i < committed.length; i++) {
         const r = committed[i]!;
         if (r.status === 'fulfilled') continue;
@@ -282,13 +308,51 @@ export class Handovers {
         );
         this.reconcile(cn, b.mac, view.value);
       }
+      // Nothing acknowledges the move (the caller's reply) before it is on disk.
+      const notDurable = durable && (await durable);
+      if (notDurable) throw notDurable;
       tx.phase = 'done';
       this.stats.done++;
-      if (this.verbose) this.o.log(LOG.handover, `tx ${tx.id}: committed ${b.mac} at ${to} in ${this.o.now() - tx.startedAt} ms`);
+      if (this.verbose) {
+        const t = this.o.now();
+        this.o.log(
+          LOG.handover,
+          `tx ${tx.id}: committed ${b.mac} at ${to} in ${t - tx.startedAt} ms (stored at ${storedAt - tx.startedAt}, durable at ` +
+            `${durableAt - tx.startedAt}${durable ? '' : ', before the commits'}, commits answered at ${answeredAt - tx.startedAt})`,
+        );
+      }
       return ok(view.value);
     } finally {
       this.active.delete(tx.id);
     }
+  }
+
+  /**
+   * A probed move's presence check at the previous CN `at`, beside `prepare` to every online
+   * participant. Resolves with the move's refusal when it is rolled back (a duplicate, a refused or
+   * unanswered prepare), undefined when it may go on.
+   */
+  private async probeAndPrepare(
+    tx: HandoverTx,
+    online: readonly string[],
+    body: RequestBody<'prepare'>,
+    at: string,
+    host: number,
+  ): Promise<Result<BindingView> | undefined> {
+    tx.phase = 'probing';
+    const probing = this.probe(tx, at, host);
+    const asked = this.prepareAll(tx, online, body);
+    const duplicateAt = await probing;
+    if (duplicateAt !== undefined) {
+      // Abort whoever was asked to prepare once their answers are in (an abort before its prepare would miss it).
+      void asked.then(() => this.abortAll(tx, online));
+      return this.refuseDuplicate(tx, duplicateAt);
+    }
+    tx.phase = 'preparing';
+    const prepared = await asked;
+    if (typeof prepared === 'string') return this.rollBack(tx, online, `handover aborted: ${prepared}`);
+    if (prepared && this.verbose) this.o.log(LOG.handover, `tx ${tx.id}: ${prepared.join(',')} went offline while preparing: skipped`);
+    return undefined;
   }
 
   /**

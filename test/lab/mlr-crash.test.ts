@@ -81,15 +81,19 @@ describe('the MLR killed with SIGKILL in the middle of a burst of roams', { skip
     const cn2 = t.cn('cn2');
     const mlr = t.mlr;
     let arrivals = 0;
+    let acknowledged2 = 0;
     let ms3Started = false;
     let killedAt = 0;
     let third: Promise<number> | undefined;
     // ms1 and ms2 leave first; ms3 leaves when CN2 is committed the first of them. The MLR dies the
-    // moment both hold: CN2 has been committed the second, and the MLR has begun ms3's transaction
-    // (it logs "tx N: <mac> ... -> cn2" at the start), so ms3's roam is cut somewhere inside.
+    // moment both hold: it has acknowledged the second (it logs "committed <mac> at cn2" once the move
+    // is on disk; a roam's commits go out beside the fdatasync, so CN2's arrival alone is not yet an
+    // acknowledgement), and it has begun ms3's transaction (it logs "tx N: <mac> ... -> cn2" at the
+    // start), so ms3's roam is cut somewhere inside.
+    const acknowledgedLine = new RegExp(`committed (${macs['ms1']!}|${macs['ms2']!}) at cn2`);
     const killed = new Promise<void>((resolve) => {
       const maybeKill = () => {
-        if (arrivals < 2 || !ms3Started || killedAt) return;
+        if (acknowledged2 < 2 || !ms3Started || killedAt) return;
         stopCn();
         stopMlr();
         mlr.signal('SIGKILL');
@@ -104,6 +108,7 @@ describe('the MLR killed with SIGKILL in the middle of a burst of roams', { skip
       });
       const stopMlr = mlr.onLine((line) => {
         if (line.text.includes(`${macs['ms3']!} `) && /tx \d+: .* -> cn2/.test(line.text)) ms3Started = true;
+        if (acknowledgedLine.test(line.text)) acknowledged2++;
         maybeKill();
       });
     });
@@ -112,7 +117,11 @@ describe('the MLR killed with SIGKILL in the middle of a burst of roams', { skip
     await Promise.race([
       killed,
       new Promise((_, reject) =>
-        setTimeout(() => reject(new Error(`within 15 s: ${arrivals} arrival(s) at CN2, ms3's move begun: ${ms3Started}`)), 15_000).unref(),
+        setTimeout(
+          () =>
+            reject(new Error(`within 15 s: ${arrivals} arrival(s) at CN2, ${acknowledged2} acknowledged, ms3's move begun: ${ms3Started}`)),
+          15_000,
+        ).unref(),
       ),
     ]);
     await third;
@@ -146,10 +155,13 @@ describe('the MLR killed with SIGKILL in the middle of a burst of roams', { skip
       assert.equal(b.state, 'bound');
       const h = holder(ms);
       assert.ok(h.length > 0, `${ms}: a CN plays its gateway`);
-      // Committed at CN2 (acknowledged; CN1 may not have had its own commit yet): the disk must say
-      // CN2. Only at CN1: the roam was not acknowledged; the disk says CN1, or CN2 when the MLR made
-      // the move durable but died before sending its commits.
-      if (h.includes('cn2')) {
+      // Acknowledged (the MLR logged "committed", after the disk write; CN1 may not have had its own
+      // commit yet): CN2 plays the gateway and the disk must say CN2. Not acknowledged: the disk says
+      // CN1, or CN2 when the MLR made the move durable but died before its reply; CN2 may hold the
+      // gateway of a roam the disk does not have (its commits go out beside the fdatasync): that
+      // client's next frame at CN2 moves it again.
+      if (mlr.lines.some((l) => l.text.includes(`committed ${macs[ms]!} at cn2`))) {
+        assert.ok(h.includes('cn2'), `${ms}: its acknowledged roam was committed at CN2`);
         acknowledged++;
         assert.equal(b.current, 'cn2', `${ms}: its acknowledged roam to CN2 is on disk`);
       } else assert.ok(b.current === 'cn1' || b.current === 'cn2', `${ms}: ${b.current}`);

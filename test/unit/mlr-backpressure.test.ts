@@ -16,22 +16,22 @@ import { ip, until } from '../support/helpers.js';
 const mac = (n: number): string =>
   `02:00:00:00:${((n >> 8) & 0xff).toString(16).padStart(2, '0')}:${(n & 0xff).toString(16).padStart(2, '0')}`;
 
-/** An MLR with cn1 (pool 10.1.0.0/16, `stations` clients bound there) and cn2, whose prepares hang until released. */
+/** An MLR with cn1 (pool 10.1.0.0/16, `stations` clients bound there) and cn2, whose commits hang until released. */
 async function world(maxWork: number, stations: number) {
   const registry = new Registry(['vxlan']);
   const service = new MlrService(registry, { networkName: 'n', offerHoldMs: 60_000, leaseGraceMs: 60_000, log: () => undefined, maxWork });
   const held: (() => void)[] = [];
   let hold = true;
-  const prepared: string[] = [];
+  const committed: string[] = [];
   const connect = async (name: string, n: number) => {
     const [cnEnd, mlrEnd] = memoryChannelPair(name, 'mlr');
     service.attach(new RpcPeer(mlrEnd), undefined);
     const peer = new RpcPeer(cnEnd);
-    peer.handle('prepare', (body) => {
-      prepared.push(body.binding.mac);
+    // A move via `assoc` prepares nothing (mlr/handover.ts): its commits are what it waits for.
+    peer.handle('commit', (body) => {
+      committed.push(body.binding.mac);
       return hold ? new Promise((resolve) => held.push(() => resolve({}))) : {};
     });
-    peer.handle('commit', () => ({}));
     peer.handle('abort', () => ({}));
     const body: RequestBody<'bind'> = {
       network: 'n',
@@ -59,19 +59,19 @@ async function world(maxWork: number, stations: number) {
     hold = false;
     for (const f of held.splice(0)) f();
   };
-  return { registry, service, cn1, cn2, release, prepared, held };
+  return { registry, service, cn1, cn2, release, committed, held };
 }
 
 test('overload: past maxWork the MLR answers busy at once with a retry hint, holds no more, and recovers', async () => {
   const w = await world(4, 40);
-  // Four moves take the MLR's whole budget (their prepares hang); the rest are refused at once.
+  // Four moves take the MLR's whole budget (their commits hang); the rest are refused at once.
   const asked = Array.from({ length: 30 }, (_, i) =>
     w.cn2.request('seen', { mac: mac(i), via: 'assoc' }).then(
       (r) => r.outcome,
       (e: unknown) => e,
     ),
   );
-  await until('four moves preparing', () => w.held.length >= 4 * 2);
+  await until('four moves committing', () => w.held.length >= 4 * 2);
   const early = await Promise.all(asked.slice(4));
   for (const e of early) {
     assert.ok(e instanceof RpcError, 'refused');

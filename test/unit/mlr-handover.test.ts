@@ -4,8 +4,10 @@
 // deadline frees the station's lock while other stations' moves go on); a participant fails its
 // commit after the registry was written (reconciled by retries, or by closing its session); the
 // presence probe before a traffic-detected move (present: refused; absent, failing, hung or offline:
-// the move proceeds; assoc/dhcp moves are never probed); paging (who may report a station lost, the
-// rounds of pages to the other CNs, the move that finds it).
+// the move proceeds; assoc/dhcp moves are never probed); only probed moves prepare; a bound
+// binding's move commits before its write is durable but is answered after, a new lease commits
+// only once durable; one station's commits keep transaction order; paging (who may report a station
+// lost, the rounds of pages to the other CNs, the move that finds it).
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import type { BindingView } from '../../src/core/binding.js';
@@ -14,7 +16,7 @@ import { Registry } from '../../src/core/registry.js';
 import { MlrService, type MlrServiceOptions } from '../../src/mlr/service.js';
 import { memoryChannelPair } from '../../src/platform/memory-channel.js';
 import { RpcError, RpcPeer } from '../../src/proto/rpc.js';
-import { ip, until } from '../support/helpers.js';
+import { ip, neverWithin, until } from '../support/helpers.js';
 
 /** How a stand-in CN answers one request type: 'ok', an error, or never. */
 type Behaviour = 'ok' | 'refuse' | 'hang';
@@ -30,7 +32,7 @@ interface StandIn {
   closed: boolean;
 }
 
-function world(handover: MlrServiceOptions['handover'] = {}, pageRoundsMs?: readonly number[]) {
+function world(handover: MlrServiceOptions['handover'] = {}, pageRoundsMs?: readonly number[], durable?: () => Promise<void>) {
   const registry = new Registry(['vxlan']);
   const logs: string[] = [];
   const service = new MlrService(registry, {
@@ -40,6 +42,7 @@ function world(handover: MlrServiceOptions['handover'] = {}, pageRoundsMs?: read
     log: (_l, m) => logs.push(m),
     handover,
     ...(pageRoundsMs ? { pageRoundsMs } : {}),
+    ...(durable ? { durable } : {}),
   });
   const hung: (() => void)[] = [];
   const connect = async (name: string, n: number, pool: boolean): Promise<StandIn> => {
@@ -296,6 +299,214 @@ test('presence check: moves detected by association or DHCP are never probed', a
   assert.equal(w.registry.binding(A)?.current, 'cn1');
   assert.ok(!cn1.seen.some((e) => e.startsWith('probe')) && !cn2.seen.some((e) => e.startsWith('probe')), 'nobody was probed');
   assert.equal(w.service.handovers.stats.probed, 0);
+});
+
+/** A durable() whose writes reach the disk only when `flush()` is called (a slow disk), or fail (`fail`). */
+function slowDisk() {
+  let open = true;
+  let failure: Error | undefined;
+  const waiting: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  return {
+    durable: (): Promise<void> => {
+      if (failure) return Promise.reject(failure);
+      if (open) return Promise.resolve();
+      return new Promise((resolve, reject) => waiting.push({ resolve, reject }));
+    },
+    hold: () => (open = false),
+    flush: () => {
+      open = true;
+      for (const w of waiting.splice(0)) w.resolve();
+    },
+    fail: (why: string) => {
+      failure = new Error(why);
+      for (const w of waiting.splice(0)) w.reject(failure);
+    },
+  };
+}
+
+/** `p` has not settled within `ms`. */
+async function unsettled(p: Promise<unknown>, what: string, ms = 50): Promise<void> {
+  let settled = false;
+  p.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  await neverWithin(what, () => settled, ms);
+}
+
+test('a move that is not probed sends no prepare: association, DHCP, an offline previous CN, a static host', async () => {
+  const w = world();
+  const cn1 = await w.connect('cn1', 1, true);
+  const cn2 = await w.connect('cn2', 2, true);
+  const cn3 = await w.connect('cn3', 3, true);
+  const host = await w.lease(cn1, A);
+  cn1.seen.length = cn2.seen.length = cn3.seen.length = 0;
+  // assoc: cn1 (parent, previous) and cn2 (new) are committed, nobody prepared
+  assert.equal((await cn2.peer.request('seen', { mac: A, via: 'assoc' })).outcome, 'moved');
+  assert.deepEqual([cn1.seen, cn2.seen, cn3.seen], [[`commit ${A}`], [`commit ${A}`], []]);
+  // dhcp (a bound client's REQUEST at another CN): cn1 (parent), cn2 (previous), cn3 (new)
+  assert.equal((await cn3.peer.request('request', { mac: A, ip: host, leaseTime: 600, state: 'init-reboot' })).outcome, 'ack');
+  assert.deepEqual([cn1.seen, cn2.seen, cn3.seen], [[`commit ${A}`, `commit ${A}`], [`commit ${A}`, `commit ${A}`], [`commit ${A}`]]);
+  assert.equal(w.registry.binding(A)?.current, 'cn3');
+  // traffic-detected, but the previous CN (cn3) is offline: nothing to probe, nothing to prepare
+  cn3.peer.close();
+  await until('cn3 to be offline', () => !w.service.isOnline('cn3'));
+  cn1.seen.length = cn2.seen.length = 0;
+  assert.equal((await cn2.peer.request('seen', { mac: A, ip: host, via: 'ip' })).outcome, 'moved');
+  assert.deepEqual([cn1.seen, cn2.seen], [[`commit ${A}`], [`commit ${A}`]]);
+  // a statically addressed host adopted by its ARP (a new binding: no previous CN)
+  const hostB = ip('10.1.0.101');
+  cn1.seen.length = cn2.seen.length = 0;
+  assert.equal((await cn2.peer.request('seen', { mac: B, ip: hostB, via: 'arp', leaseTime: 600 })).outcome, 'moved');
+  assert.deepEqual([cn1.seen, cn2.seen], [[`commit ${B}`], [`commit ${B}`]]);
+  // positive control: a probed move (cn2 -> cn1 by traffic, cn2 online) still prepares beside its probe
+  cn1.seen.length = cn2.seen.length = 0;
+  assert.equal((await cn1.peer.request('seen', { mac: A, ip: host, via: 'arp' })).outcome, 'moved');
+  assert.deepEqual(cn1.seen, [`prepare ${A}`, `commit ${A}`]);
+  assert.deepEqual(cn2.seen, [`probe ${A} ${host}`, `prepare ${A}`, `commit ${A}`]);
+  assert.equal(w.service.handovers.stats.probed, 1);
+});
+
+test('a probed move still refuses a duplicate MAC, and aborts the prepares it sent beside the probe', async () => {
+  const w = world();
+  const cn1 = await w.connect('cn1', 1, true);
+  const cn2 = await w.connect('cn2', 2, true);
+  const host = await w.lease(cn1, A);
+  assert.equal((await cn2.peer.request('seen', { mac: A, via: 'assoc' })).outcome, 'moved');
+  const before = { ...w.registry.binding(A)! };
+  cn2.probe.push('yes');
+  cn1.seen.length = cn2.seen.length = 0;
+  const r = await cn1.peer.request('seen', { mac: A, ip: host, via: 'arp' });
+  assert.equal(r.outcome, 'refused');
+  assert.equal(r.reason, `duplicate MAC: ${A} still answers at cn2`);
+  await until('the aborts', () => cn1.seen.includes('abort') && cn2.seen.includes('abort'));
+  assert.deepEqual(w.registry.binding(A), before, 'the registry was not written');
+  assert.ok(![...cn1.seen, ...cn2.seen].some((e) => e.startsWith('commit')), 'nobody committed');
+});
+
+test('a bound binding moves with its commits sent before the write is durable; it is answered only once durable', async () => {
+  const disk = slowDisk();
+  const w = world({}, undefined, disk.durable);
+  const cn1 = await w.connect('cn1', 1, true);
+  const cn2 = await w.connect('cn2', 2, true);
+  const host = await w.lease(cn1, A);
+  cn1.seen.length = cn2.seen.length = 0;
+  disk.hold();
+  const seen = cn2.peer.request('seen', { mac: A, via: 'assoc' });
+  await until('both commits, before the write is durable', () => cn1.seen.includes(`commit ${A}`) && cn2.seen.includes(`commit ${A}`));
+  await unsettled(seen, 'the `seen` reply before the write is durable');
+  assert.equal(w.service.handovers.lockedStations, 1, 'the station stays locked until the write is durable');
+  disk.flush();
+  assert.equal((await seen).outcome, 'moved');
+  assert.equal(w.service.handovers.lockedStations, 0);
+  // A probed move of a bound binding: the same, after its probe and prepares.
+  disk.hold();
+  const back = cn1.peer.request('seen', { mac: A, ip: host, via: 'arp' });
+  await until('the commits of the probed move', () => cn1.seen.filter((e) => e === `commit ${A}`).length === 2);
+  await unsettled(back, "the probed move's reply before the write is durable");
+  disk.flush();
+  assert.equal((await back).outcome, 'moved');
+  // A DHCP REQUEST of a bound client at another CN: committed at once, the ACK waits for the disk.
+  disk.hold();
+  const renew = cn2.peer.request('request', { mac: A, ip: host, leaseTime: 600, state: 'init-reboot' });
+  await until('the commits of the DHCP move', () => cn2.seen.filter((e) => e === `commit ${A}`).length === 3);
+  await unsettled(renew, 'the DHCPACK before the write is durable');
+  disk.flush();
+  assert.equal((await renew).outcome, 'ack');
+});
+
+test('a new lease (and an adopted static host) is committed only once durable', async () => {
+  const disk = slowDisk();
+  const w = world({}, undefined, disk.durable);
+  const cn1 = await w.connect('cn1', 1, true);
+  const cn2 = await w.connect('cn2', 2, true);
+  const offer = await cn2.peer.request('discover', { mac: A });
+  cn1.seen.length = cn2.seen.length = 0;
+  disk.hold();
+  const ack = cn2.peer.request('request', { mac: A, ip: offer.binding.cell + 1, leaseTime: 600, state: 'selecting' });
+  await until('the lease to be written to the registry', () => w.registry.binding(A)?.state === 'bound');
+  await neverWithin('a commit before the lease is durable', () => cn1.seen.length + cn2.seen.length > 0, 50);
+  await unsettled(ack, 'the DHCPACK before the lease is durable');
+  disk.flush();
+  assert.equal((await ack).outcome, 'ack');
+  assert.deepEqual(cn2.seen, [`commit ${A}`]);
+  // A static host at cn2 in cn1's pool: a new binding, two participants, nothing before the disk.
+  disk.hold();
+  const adopted = cn2.peer.request('seen', { mac: B, ip: ip('10.1.0.101'), via: 'arp', leaseTime: 600 });
+  await until('the adoption to be written to the registry', () => w.registry.binding(B)?.state === 'bound');
+  await neverWithin('a commit before the adoption is durable', () => [...cn1.seen, ...cn2.seen].includes(`commit ${B}`), 50);
+  disk.flush();
+  assert.equal((await adopted).outcome, 'moved');
+  assert.ok(cn1.seen.includes(`commit ${B}`) && cn2.seen.includes(`commit ${B}`));
+});
+
+test('a move whose write never becomes durable is not acknowledged, though its commits went out', async () => {
+  const disk = slowDisk();
+  const w = world({}, undefined, disk.durable);
+  const cn1 = await w.connect('cn1', 1, true);
+  const cn2 = await w.connect('cn2', 2, true);
+  await w.lease(cn1, A);
+  disk.hold();
+  const seen = cn2.peer.request('seen', { mac: A, via: 'assoc' });
+  await until('the commits', () => cn2.seen.includes(`commit ${A}`));
+  disk.fail('disk on fire');
+  await assert.rejects(seen, /disk on fire/);
+  assert.equal(w.service.handovers.stats.done, 1, 'only the lease counted as done');
+  assert.equal(w.service.handovers.lockedStations, 0);
+});
+
+test("commits for one station reach each CN in transaction order (a move waits for the previous one's commits)", async () => {
+  const w = world();
+  try {
+    const cn1 = await w.connect('cn1', 1, true);
+    const cn2 = await w.connect('cn2', 2, true);
+    const cn3 = await w.connect('cn3', 3, true);
+    await w.lease(cn1, A);
+    cn1.commits.length = cn2.commits.length = cn3.commits.length = 0;
+    cn1.behave.commit = ['hang'];
+    const first = cn2.peer.request('seen', { mac: A, via: 'assoc' });
+    await until("the first move's commits", () => cn1.commits.length === 1 && cn2.commits.length === 1);
+    const second = cn3.peer.request('seen', { mac: A, via: 'assoc' });
+    await neverWithin("the second move's commits while the first's are unanswered", () => cn3.commits.length > 0, 50);
+    w.release();
+    assert.equal((await first).outcome, 'moved');
+    assert.equal((await second).outcome, 'moved');
+    assert.deepEqual(
+      [cn1, cn2].map((cn) => cn.commits.map((c) => c.current?.name)),
+      [
+        ['cn2', 'cn3'],
+        ['cn2', 'cn3'],
+      ],
+    );
+    assert.equal(w.registry.binding(A)?.current, 'cn3');
+  } finally {
+    w.release();
+  }
+});
+
+test("a move that is not probed: a failed commit (also the new CN's) leaves the registry as written and is reconciled", async () => {
+  const w = world({ reconcileDelaysMs: [10, 10, 10], commitTimeoutMs: 300, deadlineMs: 300 });
+  try {
+    const cn1 = await w.connect('cn1', 1, true);
+    const cn2 = await w.connect('cn2', 2, true);
+    await w.lease(cn1, A);
+    cn1.commits.length = cn2.commits.length = 0;
+    cn1.behave.commit = ['hang'];
+    cn2.behave.commit = ['refuse'];
+    const started = Date.now();
+    const r = await cn2.peer.request('seen', { mac: A, via: 'assoc' });
+    assert.equal(r.outcome, 'moved', 'the registry holds the move');
+    assert.ok(Date.now() - started < 2000, 'a hung commit holds the lock at most its time-out');
+    assert.equal(w.registry.binding(A)?.current, 'cn2');
+    await until('both reconciled', () => w.service.handovers.stats.reconciled === 2);
+    for (const cn of [cn1, cn2]) {
+      assert.equal(cn.commits.length, 2);
+      assert.equal(cn.commits[1]?.current?.name, 'cn2', "the reconcile carries the registry's binding");
+    }
+    assert.equal(w.service.handovers.stats.rolledBack, 0);
+  } finally {
+    w.release();
+  }
 });
 
 const pages = (cn: StandIn) => cn.seen.filter((e) => e.startsWith('page'));
