@@ -21,6 +21,7 @@
 // mosquitto is installed, the QoS 1 publish round trip of as many MQTT clients through it (closed loop).
 //   npm run compile && node build/bench/mlr.js [--bindings 100000] [--cns 500] [--rates 2000,5000,10000,15000,20000]
 //        [--seconds 4] [--arp 0] [--dir /tmp] [--profile DIR (a CPU profile of the MLR during the steps)]
+//   node build/bench/mlr.js --echo-only [--cns 500] [--profile DIR]: only the echo reference (quick; its profile)
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -28,9 +29,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
-import { createHmac, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { encodeRequestBody, SCHEMA_VERSION, type Envelope, type RequestBody, type RequestType } from '../src/core/messages.js';
-import { canonicalJson } from '../src/proto/auth.js';
+import { MacKey, canonicalJson } from '../src/proto/auth.js';
 import { encodeFrame, FrameDecoder } from '../src/proto/mlrp.js';
 import { benchSecret, cnAddr, cnName, cnPool, homeOf, intArg, percentile, stationMac, textArg } from './synthetic.js';
 
@@ -49,6 +50,8 @@ if (!(ARP_SHARE >= 0 && ARP_SHARE <= 1)) throw new Error('--arp wants a share 0.
 const DIR = textArg('dir', os.tmpdir());
 /** `--profile DIR`: the MLR process writes a CPU profile of the steps there (not of its start and the binds). */
 const PROFILE = textArg('profile', '');
+/** `--echo-only`: run only the echo reference (CPU per request of the RPC layer), with its profile under --profile. */
+const ECHO_ONLY = process.argv.includes('--echo-only');
 /** How long a step's requests still outstanding at its end are waited for. */
 const DRAIN_MS = 5000;
 /** Requests each connection keeps outstanding in the closed-loop references. */
@@ -169,13 +172,13 @@ interface Step {
 class Signer {
   private static readonly prefix = randomBytes(8).toString('hex');
   private static counter = 0;
-  private readonly key: Buffer;
+  private readonly key: MacKey;
 
   constructor(
     private readonly name: string,
     secretHex: string,
   ) {
-    this.key = Buffer.from(secretHex, 'hex');
+    this.key = new MacKey(Buffer.from(secretHex, 'hex'));
   }
 
   /** One framed, signed message; `body` is its JSON text, canonical (sorted keys, no white space). */
@@ -183,7 +186,7 @@ class Signer {
     const ts = Date.now();
     const nonce = Signer.prefix + (Signer.counter++).toString(16).padStart(16, '0');
     const head = JSON.stringify([SCHEMA_VERSION, type, id, re, this.name, ts, nonce]);
-    const auth = createHmac('sha256', this.key).update(`MLRP-HMAC-1\ncn\n${head}\n${body}`).digest('hex');
+    const auth = this.key.macHex(`MLRP-HMAC-1\ncn\n${head}\n${body}`);
     const ref = id !== null ? `"id":${id}` : `"re":${re}`;
     const json = `{"v":${SCHEMA_VERSION},"type":"${type}",${ref},"from":"${this.name}","ts":${ts},"nonce":"${nonce}","auth":"${auth}","body":${body}}`;
     return encodeFrame(Buffer.from(json, 'utf8'));
@@ -417,6 +420,7 @@ async function runEcho(): Promise<{ perSecond: number; p50: number; p99: number;
     again(cn);
   });
   await serverStats(child);
+  if (ECHO_ONLY) child.send('profile-start');
   counting = true;
   const t = performance.now();
   for (const c of cns) for (let w = 0; w < WINDOW; w++) again(c);
@@ -424,6 +428,11 @@ async function runEcho(): Promise<{ perSecond: number; p50: number; p99: number;
   counting = false;
   const secs = (performance.now() - t) / 1000;
   const stats = await serverStats(child);
+  if (ECHO_ONLY && PROFILE) {
+    const done = new Promise<void>((resolve) => child.once('message', () => resolve()));
+    child.send('profile-stop');
+    await done;
+  }
   for (const c of cns) c.close();
   await stopServer(child);
   return {
@@ -515,6 +524,14 @@ async function runMosquitto(): Promise<{ perSecond: number; p50: number; p99: nu
 
 async function main(): Promise<void> {
   const t0 = performance.now();
+  if (ECHO_ONLY) {
+    const echo = await runEcho();
+    write(
+      `echo (${CNS} connections, ${WINDOW} outstanding each): ${Math.round(echo.perSecond)} requests/s, p50 ${echo.p50.toFixed(1)} ms, ` +
+        `p99 ${echo.p99.toFixed(1)} ms, server CPU ${Math.round(echo.cpu * 100)} %, ${Math.round(echo.cpuPerRequestUs)} µs per request\n`,
+    );
+    return;
+  }
   write(
     `bench/mlr: node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}; ${BINDINGS} bindings, ${CNS} CNs, ` +
       `${SECONDS} s per step, ${Math.round(ARP_SHARE * 100)} % arp-detected (probed) moves\n`,

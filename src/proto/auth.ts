@@ -35,7 +35,11 @@
 //
 // Each rejection is one log line naming the check and the peer; a shared limiter lets at most
 // LOG_BURST such lines through per LOG_INTERVAL_MS and then one "N more suppressed" line.
-import { createHmac, createSecretKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
+//
+// Cost per message: each peer's key is prepared once (MacKey: the HMAC as two one-shot hashes over
+// precomputed pads, the same digests as createHmac without its per-message object); nonces are cut
+// from a pooled random buffer; a request body sent to several CNs is canonicalised once.
+import crypto, { createHmac, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import type { Envelope } from '../core/messages.js';
 import { err, ok, type Result } from '../core/result.js';
 
@@ -57,6 +61,38 @@ const MAX_DEPTH = 32;
 
 export type Role = 'cn' | 'mlr';
 
+/**
+ * A string as JSON.stringify writes it: one of printable ASCII other than `"` and `\` (names, MACs,
+ * addresses, hex: nearly every string MLRP carries) as it is between quotes, without the call.
+ */
+function quote(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return JSON.stringify(s);
+  }
+  return `"${s}"`;
+}
+
+/**
+ * Sort object keys by UTF-16 code units (what sort() without a comparator does; keys are distinct):
+ * a few, as MLRP objects have, by insertion (cheaper than the generic sort), many by sort().
+ */
+function sortKeys(keys: string[]): void {
+  if (keys.length > 16) {
+    keys.sort();
+    return;
+  }
+  for (let i = 1; i < keys.length; i++) {
+    const k = keys[i]!;
+    let j = i - 1;
+    while (j >= 0 && keys[j]! > k) {
+      keys[j + 1] = keys[j]!;
+      j--;
+    }
+    keys[j + 1] = k;
+  }
+}
+
 /** Canonical JSON of a parsed JSON value, or undefined if it nests deeper than MAX_DEPTH. */
 export function canonicalJson(value: unknown, depth = 0): string | undefined {
   if (depth > MAX_DEPTH) return undefined;
@@ -64,7 +100,7 @@ export function canonicalJson(value: unknown, depth = 0): string | undefined {
   // in order already. Byte for byte what sorting every object's keys and JSON.stringify would write.
   switch (typeof value) {
     case 'string':
-      return JSON.stringify(value);
+      return quote(value);
     case 'number':
       return Number.isFinite(value) ? String(value) : 'null';
     case 'boolean':
@@ -89,7 +125,7 @@ export function canonicalJson(value: unknown, depth = 0): string | undefined {
   const keys = Object.keys(obj);
   for (let i = 1; i < keys.length; i++) {
     if (keys[i - 1]! > keys[i]!) {
-      keys.sort();
+      sortKeys(keys);
       break;
     }
   }
@@ -100,24 +136,32 @@ export function canonicalJson(value: unknown, depth = 0): string | undefined {
     if (item === undefined) continue;
     const c = canonicalJson(item, depth + 1);
     if (c === undefined) return undefined;
-    out += `${first ? '' : ','}${JSON.stringify(key)}:${c}`;
+    out += `${first ? '' : ','}${quote(key)}:${c}`;
     first = false;
   }
   return `${out}}`;
 }
 
 /**
- * Canonical JSON of request bodies lately signed, by object: one body sent to several CNs (prepare,
- * commit) is canonicalised once. Replies are never sent twice, so they are not remembered.
+ * Canonical JSON of the last RECENT request bodies signed, by object: one body sent to several CNs
+ * (prepare, commit), one right after the other, is canonicalised once. Replies are never sent twice,
+ * so they are not remembered. A ring compared by identity, not a WeakMap (whose entry for every body
+ * sent, most of them sent once, cost more than it saved).
  */
-const canonicalBodies = new WeakMap<object, string>();
+const RECENT = 16;
+const recentBodies: unknown[] = new Array<unknown>(RECENT).fill(undefined);
+const recentCanonical: string[] = new Array<string>(RECENT).fill('');
+let recentAt = 0;
 
 function canonicalSentBody(body: unknown): string | undefined {
   if (typeof body !== 'object' || body === null) return canonicalJson(body);
-  const known = canonicalBodies.get(body);
-  if (known !== undefined) return known;
+  for (let i = 0; i < RECENT; i++) if (recentBodies[i] === body) return recentCanonical[i];
   const c = canonicalJson(body);
-  if (c !== undefined) canonicalBodies.set(body, c);
+  if (c !== undefined) {
+    recentBodies[recentAt] = body;
+    recentCanonical[recentAt] = c;
+    recentAt = (recentAt + 1) % RECENT;
+  }
   return c;
 }
 
@@ -137,7 +181,7 @@ function freshNonce(): string {
 /** One element of a JSON array as JSON.stringify writes it (absent: null). */
 function item(v: unknown): string {
   if (typeof v === 'number') return Number.isFinite(v) ? String(v) : 'null';
-  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'string') return quote(v);
   return v === undefined ? 'null' : (JSON.stringify(v) ?? 'null');
 }
 
@@ -171,16 +215,61 @@ export function canonicalBytes(env: Envelope, role: Role): Buffer | undefined {
   return body === undefined ? undefined : Buffer.from(canonicalText(env, role, body), 'utf8');
 }
 
-/** HMAC-SHA256 of `bytes` (a string is taken as UTF-8). */
-function digest(key: Buffer | KeyObject, bytes: Buffer | string): Buffer {
+/** HMAC-SHA256 of `bytes` (a string is taken as UTF-8) as 64 lower-case hex digits (the `auth` field). */
+export function hmac(key: Buffer | KeyObject, bytes: Buffer | string): string {
   return typeof bytes === 'string'
-    ? createHmac('sha256', key).update(bytes, 'utf8').digest()
-    : createHmac('sha256', key).update(bytes).digest();
+    ? createHmac('sha256', key).update(bytes, 'utf8').digest('hex')
+    : createHmac('sha256', key).update(bytes).digest('hex');
 }
 
-/** HMAC-SHA256 of `bytes` as 64 lower-case hex digits (the `auth` field). */
-export function hmac(key: Buffer | KeyObject, bytes: Buffer | string): string {
-  return digest(key, bytes).toString('hex');
+/** node:crypto's one-shot hash (Node >= 20.12), when there is one. */
+const oneShot = typeof crypto.hash === 'function' ? crypto.hash : undefined;
+/** Texts up to this many UTF-16 units are signed with oneShot (longer ones, rare, with createHmac: no big scratch kept). */
+const ONE_SHOT_MAX_CHARS = 16384;
+/** The inner hash's input, inner pad then the text as UTF-8; shared by all keys (single-threaded, never re-entered). */
+const innerInput = Buffer.alloc(64 + ONE_SHOT_MAX_CHARS * 3);
+
+/**
+ * One peer's HMAC-SHA256 key, prepared once: HMAC(K, m) = H(K^opad || H(K^ipad || m)) (RFC 2104) as
+ * two one-shot hashes over pads computed here, with no Hmac object per message (createHmac's fixed
+ * cost is most of the cost of signing a short message). The same digests as createHmac.
+ */
+export class MacKey {
+  private readonly ipad = Buffer.alloc(64);
+  /** The outer pad, then room for the inner digest. */
+  private readonly outer = Buffer.alloc(96);
+  private readonly key: KeyObject;
+
+  constructor(raw: Buffer) {
+    // A key longer than the 64-byte block is hashed first (RFC 2104); MLRP keys are 32 bytes.
+    const k = raw.length > 64 ? crypto.createHash('sha256').update(raw).digest() : raw;
+    for (let i = 0; i < 64; i++) {
+      this.ipad[i] = (k[i] ?? 0) ^ 0x36;
+      this.outer[i] = (k[i] ?? 0) ^ 0x5c;
+    }
+    this.key = createSecretKey(raw);
+  }
+
+  /** HMAC-SHA256 of `text` (UTF-8) as 64 lower-case hex digits. */
+  macHex(text: string): string {
+    if (oneShot === undefined || text.length > ONE_SHOT_MAX_CHARS) return hmac(this.key, text);
+    innerInput.set(this.ipad, 0);
+    const n = innerInput.write(text, 64, 'utf8');
+    this.outer.write(oneShot('sha256', innerInput.subarray(0, 64 + n), 'binary'), 64, 'latin1');
+    return oneShot('sha256', this.outer, 'hex');
+  }
+
+  /**
+   * Whether `hex` (64 lower-case hex digits) is the HMAC of `text`. Every digit is compared whatever
+   * differs (no early exit), so the time taken does not tell how much of a forgery matched.
+   */
+  verifyHex(text: string, hex: string): boolean {
+    const mine = this.macHex(text);
+    if (hex.length !== mine.length) return false;
+    let diff = 0;
+    for (let i = 0; i < mine.length; i++) diff |= mine.charCodeAt(i) ^ hex.charCodeAt(i);
+    return diff === 0;
+  }
 }
 
 /** A fresh 32-byte key as 64 lower-case hex digits. */
@@ -338,8 +427,8 @@ export interface AuthenticatorOptions {
 /** Keys, replay caches and the rejection log of one daemon; shared by all its sessions. */
 export class Authenticator {
   private readonly caches = new Map<string, ReplayCache>();
-  /** Each peer's key, imported once (an HMAC keyed with a KeyObject is cheaper to start than with bytes). */
-  private readonly keys = new Map<string, KeyObject>();
+  /** Each peer's key, prepared once. */
+  private readonly keys = new Map<string, MacKey>();
   readonly rejections: RateLimitedLog;
   readonly windowMs: number;
   readonly now: () => number;
@@ -360,12 +449,12 @@ export class Authenticator {
   }
 
   /** @internal */
-  key(peer: string): KeyObject | undefined {
+  key(peer: string): MacKey | undefined {
     let k = this.keys.get(peer);
     if (k === undefined) {
       const hex = this.opts.keyOf(peer);
       if (hex === undefined || !/^[0-9a-f]{64}$/i.test(hex)) return undefined;
-      k = createSecretKey(Buffer.from(hex, 'hex'));
+      k = new MacKey(Buffer.from(hex, 'hex'));
       this.keys.set(peer, k);
     }
     return k;
@@ -416,7 +505,7 @@ export class SessionGuard {
     const body = env.re === undefined ? canonicalSentBody(env.body) : canonicalJson(env.body);
     if (body === undefined) return env;
     const stamped = stamp(env, this.auth.self, this.auth.now(), freshNonce());
-    stamped.auth = hmac(key, canonicalText(stamped, this.auth.role, body));
+    stamped.auth = key.macHex(canonicalText(stamped, this.auth.role, body));
     return stamped;
   }
 
@@ -450,8 +539,7 @@ export class SessionGuard {
     const peerRole: Role = this.auth.role === 'mlr' ? 'cn' : 'mlr';
     const body = canonicalJson(env.body);
     if (body === undefined) return err('body nested too deeply to authenticate');
-    if (!timingSafeEqual(digest(key, canonicalText(env, peerRole, body)), Buffer.from(auth, 'hex')))
-      return err('bad HMAC (wrong key, or the message was altered)');
+    if (!key.verifyHex(canonicalText(env, peerRole, body), auth)) return err('bad HMAC (wrong key, or the message was altered)');
     const added = this.auth.cache(from).add(nonce, ts + this.auth.windowMs, now);
     if (added === 'replay') return err('replayed nonce');
     if (added === 'full') return err('replay cache full (too many messages within the window)');

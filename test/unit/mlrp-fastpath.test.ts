@@ -5,10 +5,11 @@
 // order, also when split or joined across reads and when the channel is closed right after sending.
 import test from 'node:test';
 import assert from 'node:assert/strict';
+import { createHmac, randomBytes } from 'node:crypto';
 import type net from 'node:net';
 import { decodeEnvelope, encodeEnvelope } from '../../src/core/messages.js';
 import { object, int, optional, str } from '../../src/core/schema.js';
-import { Authenticator, ReplayCache, canonicalBytes, canonicalJson, type Role } from '../../src/proto/auth.js';
+import { Authenticator, MacKey, ReplayCache, canonicalBytes, canonicalJson, type Role } from '../../src/proto/auth.js';
 import type { Envelope } from '../../src/core/messages.js';
 import { MLRP_MAX_PAYLOAD, encodeFrame } from '../../src/proto/mlrp.js';
 import { connectTcp, listenTcp, type TcpChannel } from '../../src/platform/tcp-channel.js';
@@ -63,6 +64,13 @@ test('canonicalJson is byte for byte the sort-and-stringify form, sorted input o
     assert.equal(canonicalJson(parsed), reference(parsed));
   }
   assert.equal(canonicalJson({ b: [undefined, Infinity], a: { d: 1, c: undefined } }), '{"a":{"d":1},"b":[null,null]}');
+  // Objects of up to 40 keys in every order (sorted two ways: by insertion when few, by sort() when many).
+  for (let n = 2; n <= 40; n++) {
+    const names = Array.from({ length: n }, (_, i) => [`k${(i * 7919) % 97}`, String(i * 13), `é${i}`, `K${i}`][i % 4]!);
+    const obj: Record<string, number> = {};
+    for (const name of names.reverse()) obj[name] = n;
+    assert.equal(canonicalJson(obj), reference(obj), `${n} keys`);
+  }
   let deep: unknown = 1;
   for (let i = 0; i < 40; i++) deep = i % 2 ? [deep] : { x: deep };
   assert.equal(canonicalJson(deep), undefined);
@@ -95,6 +103,34 @@ test('the signed bytes and the sealed envelope are what the first implementation
     const peer = new Authenticator({ self: 'cn1', role: 'cn', keyOf: () => 'ab'.repeat(32), log: () => {} }).session('test', 'mlr');
     assert.deepEqual(peer.open(JSON.parse(JSON.stringify(sealed)) as Envelope), { ok: true, value: 'mlr' });
   }
+});
+
+test("MacKey's digests are createHmac's, for any text and key length; verifyHex accepts them and nothing else", () => {
+  const seed = { s: 7 };
+  const r = () => (seed.s = (seed.s * 1103515245 + 12345) % 2147483648) / 2147483648;
+  // Printable ASCII, two- and three-byte characters, astral pairs and lone surrogates (UTF-8 as Buffer.from writes it).
+  const pieces = ['a', 'Z', '"', '\\', '\n', 'é', '\u2028', '\ud83d\ude00', '\ud800', '\udc00x', '{"k":1}'];
+  for (const keyLength of [1, 32, 64, 65, 200]) {
+    const raw = randomBytes(keyLength);
+    const key = new MacKey(raw);
+    // Lengths across the 64-byte block boundaries, and past the one-shot limit (the createHmac path).
+    for (const n of [0, 1, 40, 55, 56, 63, 64, 65, 119, 120, 300, 5000, 17000]) {
+      let text = '';
+      while (text.length < n) text += pieces[Math.floor(r() * pieces.length)];
+      const want = createHmac('sha256', raw).update(text, 'utf8').digest('hex');
+      assert.equal(key.macHex(text), want, `key ${keyLength} bytes, text ${n} chars`);
+      assert.equal(key.verifyHex(text, want), true);
+      const flipped = want.slice(0, 63) + (want[63] === '0' ? '1' : '0');
+      assert.equal(key.verifyHex(text, flipped), false, 'one digit off');
+      assert.equal(key.verifyHex(text, want.slice(0, 62)), false, 'too short');
+      assert.equal(key.verifyHex(`${text} `, want), false, 'another text');
+    }
+  }
+  // A sealed envelope carries createHmac over the canonical bytes: other builds check it as before.
+  const secret = 'cd'.repeat(32);
+  const guard = new Authenticator({ self: 'cn-é', role: 'cn', keyOf: () => secret, log: () => {} }).session('test', 'mlr');
+  const sealed = guard.seal({ v: 1, type: 'seen', id: 3, body: { via: 'assoc', mac: 'aa:bb:cc:dd:ee:01', note: '\u2028é' } });
+  assert.equal(sealed.auth, createHmac('sha256', Buffer.from(secret, 'hex')).update(canonicalBytes(sealed, 'cn')!).digest('hex'));
 });
 
 /** The envelope decode as first written: the generic object codec, then the version check. */

@@ -2,6 +2,7 @@
 // MLRP framing and RPC: frames split anywhere reassemble; hostile frames fail cleanly; request/reply
 // matching, time-outs, validation of every body, and closure.
 import test from 'node:test';
+import { performance } from 'node:perf_hooks';
 import assert from 'node:assert/strict';
 import { decodeEnvelope, encodeEnvelope, decodeRequestBody } from '../../src/core/messages.js';
 import { memoryChannelPair } from '../../src/platform/memory-channel.js';
@@ -102,6 +103,37 @@ test('RPC: a reply that breaks the schema rejects the request instead of reachin
   const server = new RpcPeer(b);
   server.handle('ping', () => ({ time: 'soon' }) as never);
   await assert.rejects(client.request('ping', {}), (e: unknown) => e instanceof RpcError && e.code === 'protocol');
+});
+
+test('RPC: each request times out at its own time, whatever was sent before it; answered ones never do', async () => {
+  const [a, b] = memoryChannelPair();
+  const client = new RpcPeer(a);
+  const server = new RpcPeer(b);
+  const held: (() => void)[] = [];
+  server.handle('ping', () => new Promise((resolve) => held.push(() => resolve({ time: 1 }))));
+  const t0 = performance.now();
+  const failedAt = (p: Promise<unknown>) =>
+    p.then(
+      () => assert.fail('answered'),
+      (e: unknown) => {
+        assert.ok(e instanceof RpcError && e.code === 'timeout', String(e));
+        return performance.now() - t0;
+      },
+    );
+  const slow = failedAt(client.request('ping', {}, 400));
+  const answered = client.request('ping', {}, 60);
+  const fast = failedAt(client.request('ping', {}, 120));
+  const faster = failedAt(client.request('ping', {}, 80));
+  while (held.length < 4) await new Promise((r) => setTimeout(r, 1));
+  held[1]!();
+  assert.deepEqual(await answered, { time: 1 });
+  const [tFaster, tFast, tSlow] = await Promise.all([faster, fast, slow]);
+  assert.ok(tFaster >= 79 && tFaster < 300, `80 ms request failed after ${tFaster} ms`);
+  assert.ok(tFast >= 119 && tFast < 350, `120 ms request failed after ${tFast} ms`);
+  assert.ok(tSlow >= 399, `400 ms request failed after ${tSlow} ms`);
+  assert.ok(tFaster <= tFast && tFast < tSlow);
+  // After a quiet spell, the next request still gets its time-out.
+  await assert.rejects(client.request('ping', {}, 30), (e: unknown) => e instanceof RpcError && e.code === 'timeout');
 });
 
 test('RPC: time-outs and closure reject pending requests', async () => {
