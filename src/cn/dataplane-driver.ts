@@ -5,10 +5,15 @@
 // - update(mac, binding) changes the desired state for one binding (IncrementalDataplane) and plans
 //   only what that touched; apply(bindings) replaces every binding (a re-bind) and checks everything.
 // - Changes that arrive while a plan runs are merged into the next plan (one plan, one batch).
-// - Within a plan, independent operations are issued together (the `ip -batch` runner gets them
-//   pipelined); a route waits for its tunnel; nothing is torn down before everything is built. Errors
-//   are logged per operation and reported to the callers whose change touched that item.
-// - Clamp-set changes (nft) run on a chain of their own that no commit waits for (clampLater).
+// - Within a plan, every operation is issued at once in plan order, build before teardown (the
+//   `ip -batch` runner sends them in one write and the kernel applies them in that order; where
+//   each command is spawned instead they may overlap for a command's time); only a
+//   route waits for its tunnel's creation, and a teardown of that route's host for the route. Each
+//   operation is logged once done, after the turn of the event loop in which its commit answers
+//   (logLater); errors are logged at once, per operation, and reported to the callers whose change
+//   touched that item.
+// - Clamp-set changes (nft) run after the plan, on a chain of their own that no commit waits for
+//   (clampLater).
 // - A tunnel no binding needs any more lingers (TUNNEL_LINGER_MS), then is deleted off the plan
 //   queue; prepare(binding) creates ahead the tunnel a coming commit will need.
 // It keeps a model (`state`) of what it applied.
@@ -115,6 +120,8 @@ export class DataplaneDriver {
   /** Tunnels load() found whose use is not known yet: deleted at once when the first plan does not want them. */
   private readonly stale = new Set<string>();
   private idleWaiters: (() => void)[] = [];
+  /** Lines logLater holds until the next turn of the event loop. */
+  private readonly laterLines: [number, string][] = [];
   readonly stats = { plans: 0, changes: 0, ops: 0, precreated: 0, expired: 0 };
   readonly label: string;
   readonly clampTable: string;
@@ -260,14 +267,13 @@ export class DataplaneDriver {
     }
     this.stats.plans++;
     this.stats.ops += ops.length;
-    if (ops.length > 0)
-      this.opts.log(
-        LOG.debug,
-        `dataplane: plan of ${ops.length} op(s) for ${waiters.length} change(s)${prepared.length ? ', prepared' : ''}`,
-      );
     const started = performance.now();
     const { added, failed } = await this.execute(ops);
-    if (ops.length > 0) this.opts.log(LOG.debug, `dataplane: plan took ${(performance.now() - started).toFixed(1)} ms`);
+    if (ops.length > 0)
+      this.logLater(
+        LOG.debug,
+        `dataplane: plan of ${ops.length} op(s) for ${waiters.length} change(s)${prepared.length ? ', prepared' : ''} took ${(performance.now() - started).toFixed(1)} ms`,
+      );
     // Tunnels nobody needs now linger; those needed again are kept.
     const looked = new Set([...touched.tunnels, ...prepared.map((s) => s.name)]);
     for (const o of ops) if (o.op === 'ensure-tunnel') looked.add(o.spec.name);
@@ -292,16 +298,21 @@ export class DataplaneDriver {
     }
   }
 
-  /** Run a plan: build operations together (a route after its tunnel), then the teardown together. */
+  /**
+   * Run a plan: every operation is issued at once, in plan order (build, then teardown), so the
+   * `ip -batch` runner gets them in one write and the kernel applies them in that order: nothing is
+   * torn down before what replaces it is built, and a commit costs one round trip. Only these wait:
+   * a route for its tunnel's creation, and a teardown of the same host (its old route, or the
+   * gateway of its cell) for that route. The clamp set's changes go last, after the plan (clampLater).
+   */
   private async execute(ops: DataplaneOp[]): Promise<{ added: IPv4[]; failed: Map<string, string> }> {
     const added: IPv4[] = [];
     const failed = new Map<string, string>();
     const runOp = async (o: DataplaneOp): Promise<void> => {
-      this.opts.log(LOG.handover, `dataplane: ${describeOp(o)}`);
       const started = performance.now();
       try {
         await this.perform(o, added);
-        this.opts.log(LOG.debug, `dataplane: ${o.op} took ${(performance.now() - started).toFixed(1)} ms`);
+        this.logLater(LOG.handover, `dataplane: ${describeOp(o)} (${(performance.now() - started).toFixed(1)} ms)`);
       } catch (e) {
         const msg = `dataplane: ${describeOp(o)} failed: ${e instanceof Error ? e.message : String(e)}`;
         this.opts.log(LOG.error, msg);
@@ -309,36 +320,41 @@ export class DataplaneDriver {
       }
     };
     const tunnels = new Map<string, Promise<void>>();
-    const build: Promise<void>[] = [];
-    const teardown: DataplaneOp[] = [];
+    /** Routes issued only after their tunnel, by host: a teardown of that host waits for them. */
+    const deferred = new Map<IPv4, Promise<void>>();
+    const after = (dep: Promise<void> | undefined, o: DataplaneOp) => (dep ? dep.then(() => runOp(o)) : runOp(o));
+    const all: Promise<void>[] = [];
     const clamps: Extract<DataplaneOp, { op: 'clamp' }>[] = [];
     for (const o of ops) {
       switch (o.op) {
         case 'ensure-tunnel': {
           const p = runOp(o);
           tunnels.set(o.spec.name, p);
-          build.push(p);
+          all.push(p);
           break;
         }
         case 'route': {
           const dep = tunnels.get(o.tunnel.name);
-          build.push(dep ? dep.then(() => runOp(o)) : runOp(o));
+          const p = after(dep, o);
+          if (dep) deferred.set(o.ip, p);
+          all.push(p);
           break;
         }
         case 'clamp':
           clamps.push(o);
           break;
-        case 'add-gateway':
-          build.push(runOp(o));
+        case 'unroute':
+          all.push(after(deferred.get(o.ip), o));
+          break;
+        case 'del-gateway':
+          all.push(after(deferred.get(o.ip - 1), o)); // the cell's host N+1 moving into a tunnel
           break;
         default:
-          teardown.push(o);
+          all.push(runOp(o));
       }
     }
-    await Promise.all(build);
-    // After the build: nft does not compete with it for the CPU (on a small router it matters).
+    await Promise.all(all);
     for (const o of clamps) this.clampLater(o);
-    await Promise.all(teardown.map(runOp));
     return { added, failed };
   }
 
@@ -383,26 +399,41 @@ export class DataplaneDriver {
 
   /**
    * The clamp set changes through nft, the slowest tool, and matter only for connections opened after
-   * the move: they run in order on their own chain, which no commit waits for. The model takes them
-   * as done when issued (later plans see them, and nft gets them in that order); a failure is logged,
-   * undone in the model and looked at again by the next plan.
+   * the move: they run in order on their own chain, which no commit waits for, and start only after
+   * the current turn of the event loop (the commit that planned them answers and logs first). The
+   * model takes them as done when issued (later plans see them, and nft gets them in that order); a
+   * failure is logged, undone in the model and looked at again by the next plan.
    */
   private clampLater(o: Extract<DataplaneOp, { op: 'clamp' }>): void {
     for (const h of o.add) this.have.clamped.add(h);
     for (const h of o.del) this.have.clamped.delete(h);
-    this.opts.log(LOG.handover, `dataplane: ${describeOp(o)}`);
-    this.clamping = this.clamping.then(async () => {
-      const started = performance.now();
-      try {
-        if (this.opts.mssClamp) await this.net.updateMssClamp(this.clampTable, o.add, o.del);
-        this.opts.log(LOG.debug, `dataplane: clamp took ${(performance.now() - started).toFixed(1)} ms`);
-      } catch (e) {
-        this.opts.log(LOG.error, `dataplane: ${describeOp(o)} failed: ${e instanceof Error ? e.message : String(e)}`);
-        for (const h of o.add) this.have.clamped.delete(h);
-        for (const h of o.del) this.have.clamped.add(h);
-        for (const h of [...o.add, ...o.del]) this.retry.hosts.add(h);
-      }
-    });
+    this.clamping = this.clamping
+      .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      .then(async () => {
+        const started = performance.now();
+        try {
+          if (this.opts.mssClamp) await this.net.updateMssClamp(this.clampTable, o.add, o.del);
+          this.opts.log(LOG.handover, `dataplane: ${describeOp(o)} (${(performance.now() - started).toFixed(1)} ms)`);
+        } catch (e) {
+          this.opts.log(LOG.error, `dataplane: ${describeOp(o)} failed: ${e instanceof Error ? e.message : String(e)}`);
+          for (const h of o.add) this.have.clamped.delete(h);
+          for (const h of o.del) this.have.clamped.add(h);
+          for (const h of [...o.add, ...o.del]) this.retry.hosts.add(h);
+        }
+      });
+  }
+
+  /**
+   * A line about work done, written after the current turn of the event loop: the commit that waits
+   * for the work answers and logs first, and the batch's write is never behind a log line. Errors
+   * are logged at once.
+   */
+  private logLater(level: number, message: string): void {
+    if (this.laterLines.length === 0)
+      setImmediate(() => {
+        for (const [l, m] of this.laterLines.splice(0)) this.opts.log(l, m);
+      });
+    this.laterLines.push([level, message]);
   }
 
   private startLinger(name: string): void {

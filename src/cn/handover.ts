@@ -437,10 +437,11 @@ export class CnHandover {
     s.phase = 'requested';
     s.detected = { at: t, via };
     const log = this.o.log;
-    log(LOG.handover, `detected ${mac}${ip !== undefined ? ` (${formatIPv4(ip)})` : ''} in my cell via ${via}`);
     const body: RequestBody<'seen'> = { mac, via, leaseTime: this.o.leaseTime, ...(ip !== undefined ? { ip } : {}) };
-    this.o.mlr
-      .request('seen', body, 10_000)
+    const asked = this.o.mlr.request('seen', body, 10_000);
+    // Logged once the request is on its way, not before: the roam waits for the MLR, not for the log.
+    log(LOG.handover, `detected ${mac}${ip !== undefined ? ` (${formatIPv4(ip)})` : ''} in my cell via ${via}`);
+    asked
       .then(
         (r) => {
           if (r.outcome === 'unknown' || r.outcome === 'refused') {

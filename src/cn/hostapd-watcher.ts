@@ -138,8 +138,8 @@ export class HostapdWatcher {
   private notification(bss: string, type: string, data: unknown): void {
     const e = this.opts.table.notify(bss, type, data);
     if (e.kind === 'arrive') {
+      this.opts.onArrive(e.mac, bss); // first: the request to the MLR leaves before the log line is written
       this.opts.log(LOG.detect, `hostapd.${bss}: ${type} ${e.mac}`);
-      this.opts.onArrive(e.mac, bss);
     } else if (e.kind === 'leave') {
       // The table now refuses the MAC's traffic here; where it went, paging or the next CN's arrival says.
       this.opts.log(LOG.detect, `hostapd.${bss}: ${type} ${e.mac}`);

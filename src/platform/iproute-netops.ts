@@ -235,6 +235,13 @@ export function linkMatchesTunnel(link: IpLink, spec: TunnelSpec): boolean {
   }
 }
 
+/** Wait for both commands (neither left running unobserved); reject with the first one's error, else the second's. */
+async function settleBoth(a: Promise<unknown> | undefined, b: Promise<unknown>): Promise<void> {
+  const [ra, rb] = await Promise.allSettled([a, b]);
+  if (ra.status === 'rejected') throw ra.reason;
+  if (rb.status === 'rejected') throw rb.reason;
+}
+
 export class IprouteNetOps implements NetOps {
   private readonly ipBin: string;
   private readonly nftBin: string;
@@ -444,19 +451,23 @@ export class IprouteNetOps implements NetOps {
   async routeHostIntoTunnel(ip: IPv4, tunnel: TunnelSpec): Promise<void> {
     const host = checkIPv4(ip, 'host address');
     checkIfname(tunnel.name, 'tunnel name');
-    if (tunnel.type === 'vxlan') {
-      checkIPv4(tunnel.remote, 'tunnel remote address');
-      const peerMac = vxlanMacFor(tunnel.remote);
-      await this.ip(['neigh', 'replace', host, 'lladdr', peerMac, 'dev', tunnel.name, 'nud', 'permanent']);
-    }
-    await this.ip(['route', 'replace', `${host}/32`, 'dev', tunnel.name]);
+    // Both at once (one write to the `ip -batch` runner, applied in this order): a roam waits for them.
+    if (tunnel.type === 'vxlan') checkIPv4(tunnel.remote, 'tunnel remote address');
+    const neigh =
+      tunnel.type === 'vxlan'
+        ? this.ip(['neigh', 'replace', host, 'lladdr', vxlanMacFor(tunnel.remote), 'dev', tunnel.name, 'nud', 'permanent'])
+        : undefined;
+    await settleBoth(neigh, this.ip(['route', 'replace', `${host}/32`, 'dev', tunnel.name]));
   }
 
   async deleteHostRoute(ip: IPv4, dev: string): Promise<void> {
     const host = checkIPv4(ip, 'host address');
     checkIfname(dev);
-    await this.ip(['route', 'del', `${host}/32`, 'dev', dev], ROUTE_GONE);
-    await this.ip(['neigh', 'del', host, 'dev', dev], NEIGH_GONE);
+    // Both at once (one write to the `ip -batch` runner, applied in this order).
+    await settleBoth(
+      this.ip(['route', 'del', `${host}/32`, 'dev', dev], ROUTE_GONE),
+      this.ip(['neigh', 'del', host, 'dev', dev], NEIGH_GONE),
+    );
   }
 
   async listTunnelRoutes(prefix: string): Promise<TunnelRoute[]> {

@@ -6,7 +6,9 @@
 //   command it also sends `link show dev lo`, whose one-line answer marks where that command's
 //   output ends; stderr is merged into stdout (`2>&1`, one pipe, so the order holds), and an error
 //   shows as iproute2's own message plus "Command failed -:N". Commands are pipelined: output comes
-//   back in the order they were sent; those issued in the same tick go out in one write.
+//   back in the order they were sent; those issued in the same tick go out in one write. A process
+//   that some error makes exit (`ip neigh del` of a missing entry does) is replaced at once, so the
+//   next change (a roam's) does not wait for a spawn.
 // - `sysctl -w key=value` outside a test namespace is a write to /proc/sys.
 // - Everything else (queries with -j, nft, anything in doubt) runs as before, spawned by `run`.
 // Why not netlink: no maintained npm rtnetlink library, and an addon of our own is a second native
@@ -94,6 +96,8 @@ class IpBatchProcess {
   unsupported = false;
   /** Whether the current process has answered its probe (a bare marker sent first). */
   private answered = false;
+  /** close() was called: no process is started again by itself. */
+  private stopped = false;
 
   constructor(
     private readonly ipBin: string,
@@ -131,6 +135,7 @@ class IpBatchProcess {
   }
 
   close(): void {
+    this.stopped = true;
     this.child?.kill('SIGTERM');
     this.child = undefined;
   }
@@ -177,6 +182,14 @@ class IpBatchProcess {
       clearTimeout(job.timer);
       job.fallback();
     }
+    // A command made it exit (`ip neigh del` of an entry that is not there does): start the next
+    // process now, after the callers have their answers, not when the next change (likely a roam's)
+    // comes, since spawning costs milliseconds. At most once per such command; an exit with nothing
+    // asked waits for the next change.
+    if (head)
+      setImmediate(() => {
+        if (!this.stopped && !this.child && !this.unsupported) this.process();
+      });
   }
 
   private line(line: string): void {

@@ -108,6 +108,9 @@ class GatedNetOps extends FakeNetOps {
   override deleteAddress(ifname: string, a: number, prefix: number) {
     return this.step(`del-gateway ${formatIPv4(a)}`, () => super.deleteAddress(ifname, a, prefix));
   }
+  override deleteHostRoute(h: number, dev: string) {
+    return this.step(`unroute ${formatIPv4(h)} ${dev}`, () => super.deleteHostRoute(h, dev));
+  }
 }
 
 async function gatedDriver(options: Partial<DataplaneDriverOptions> = {}) {
@@ -121,7 +124,7 @@ async function gatedDriver(options: Partial<DataplaneDriverOptions> = {}) {
 
 const homeAt = (mac: string, cell: string): BindingView => ({ mac, cell: ip(cell), parent: cn1, current: cn1, expires: 1, state: 'bound' });
 
-test('independent operations are issued together; a route waits for its tunnel; teardown waits for the build', async () => {
+test('every operation is issued at once, build before teardown; a route waits for its tunnel', async () => {
   const { net, d } = await gatedDriver();
   await d.update('02:00:00:00:00:0c', homeAt('02:00:00:00:00:0c', '10.1.0.12'));
   net.events.length = 0;
@@ -131,15 +134,44 @@ test('independent operations are issued together; a route waits for its tunnel; 
   const p2 = d.update('02:00:00:00:00:0b', homeAt('02:00:00:00:00:0b', '10.1.0.8'));
   const p3 = d.update('02:00:00:00:00:0c', undefined);
   await new Promise((r) => setTimeout(r, 10));
-  assert.deepEqual(net.events, ['start tunnel tm1', 'start gateway 10.1.0.10'], 'tunnel and gateway issued together, nothing else yet');
+  assert.deepEqual(
+    net.events,
+    ['start tunnel tm1', 'start gateway 10.1.0.10', 'start del-gateway 10.1.0.14'],
+    'tunnel, gateway and an unrelated teardown issued together, in that order; the route not yet',
+  );
   open();
   net.gate = undefined;
   await Promise.all([p1, p2, p3]);
   const at_ = (e: string) => net.events.indexOf(e);
   assert.ok(at_('start route 10.1.0.5') > at_('end tunnel tm1'), 'the route after its tunnel');
-  assert.ok(at_('start del-gateway 10.1.0.14') > at_('end route 10.1.0.5'), 'teardown after the whole build');
-  assert.ok(at_('start del-gateway 10.1.0.14') > at_('end gateway 10.1.0.10'));
   assert.equal(d.stats.plans, 2, 'the three changes made one plan (after the first)');
+});
+
+test("a teardown of a host waits for that host's route when the route waits for a new tunnel", async () => {
+  const { net, d } = await gatedDriver();
+  const a = at('02:00:00:00:00:0a', '10.1.0.4', cn2, 1);
+  await d.update(a.mac, a); // routed into tm1
+  await d.update('02:00:00:00:00:0c', homeAt('02:00:00:00:00:0c', '10.1.0.12'));
+  net.events.length = 0;
+  let open!: () => void;
+  net.gate = new Promise((r) => (open = r));
+  // a moves on to cn3 (a new tunnel tm2); the station of 10.1.0.12 leaves home for cn2 (tm1, in place).
+  const p1 = d.update(a.mac, { ...a, current: cn3, tunnel: { type: 'vxlan', key: 2 } });
+  const p2 = d.update('02:00:00:00:00:0c', at('02:00:00:00:00:0c', '10.1.0.12', cn2, 1));
+  await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(
+    net.events,
+    ['start tunnel tm2', 'start route 10.1.0.13', 'start del-gateway 10.1.0.14'],
+    'the route into a tunnel in place and the gateway it replaces go at once; the old route of 10.1.0.5 waits',
+  );
+  open();
+  net.gate = undefined;
+  await Promise.all([p1, p2]);
+  const at_ = (e: string) => net.events.indexOf(e);
+  assert.ok(at_('start route 10.1.0.5') > at_('end tunnel tm2'), 'the route after its tunnel');
+  assert.ok(at_('start unroute 10.1.0.5 tm1') > at_('end route 10.1.0.5'), 'the old route goes after the new one is in place');
+  assert.equal(net.routes.get(ip('10.1.0.5')), 'tm2');
+  assert.equal(d.state.routes.get(ip('10.1.0.5')), 'tm2');
 });
 
 test('changes arriving while a plan runs are merged into the next plan; each caller gets its result', async () => {
@@ -257,4 +289,15 @@ test('a commit among thousands of bindings plans and runs only what its binding 
   );
   assert.equal(d.stats.ops - ops, 3);
   d.close();
+});
+
+test("an operation's line is logged after the change that waited for it has its answer", async () => {
+  const logs: string[] = [];
+  const { d } = await gatedDriver({ log: (_l, m) => logs.push(m) });
+  const done = await d.update('02:00:00:00:00:0a', homeAt('02:00:00:00:00:0a', '10.1.0.4'));
+  assert.deepEqual(done.map(formatIPv4), ['10.1.0.6']);
+  assert.ok(!logs.some((l) => l.startsWith('dataplane: gateway 10.1.0.6/30')), 'not yet when the caller resumes');
+  await until('the line is written on the next turn', () =>
+    logs.some((l) => /^dataplane: gateway 10\.1\.0\.6\/30 .*\(\d+\.\d ms\)$/.test(l)),
+  );
 });

@@ -780,11 +780,21 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
       ['device down, device-only route [kern][obs]', fail(2, 'Error: Device for nexthop is not up.')],
       ['tunnel gone [ip2][obs]', fail(1, 'Cannot find device "tm7"')],
     ]),
+    // Both commands are issued at once: the route is sent even when the neighbour fails.
     ...refused('neighbour', vx, [], NEIGH, [
       ['tunnel gone, iproute2 [ip2][obs]', fail(1, 'Cannot find device "tm7"')],
       ['tunnel gone, BusyBox [bb]', fail(1, "ip: can't find device 'tm7'")],
       ['a timeout', timedOut('')],
-    ]),
+    ]).map((c) => ({ ...c, steps: [...c.steps, { argv: ROUTE }] })),
+    {
+      name: "both fail: the error is the neighbour's, the first sent",
+      call: vx,
+      steps: [
+        { argv: NEIGH, reply: fail(1, 'Cannot find device "tm7"') },
+        { argv: ROUTE, reply: fail(1, 'Cannot find device "tm7"') },
+      ],
+      rejects: /`ip neigh replace 10\.1\.0\.5 .*` failed \(exit 1\)/,
+    },
     invalid('a bad host address', (net) => net.routeHostIntoTunnel(-5, VX), /invalid IPv4 host address -5/),
     {
       name: 'a bad tunnel name runs nothing',
@@ -795,7 +805,7 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
   ]);
 }
 
-// deleteHostRoute: `ip route del H/32 dev T` then `ip neigh del H dev T`
+// deleteHostRoute: `ip route del H/32 dev T` and `ip neigh del H dev T`, issued at once
 {
   const ROUTE = ['ip', 'route', 'del', '10.1.0.5/32', 'dev', 'tm7'];
   const NEIGH = ['ip', 'neigh', 'del', '10.1.0.5', 'dev', 'tm7'];
@@ -832,7 +842,7 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
     ...refused('route', call, [], ROUTE, [
       ['no permission', fail(2, 'RTNETLINK answers: Operation not permitted')],
       ['a timeout that printed "No such process"', timedOut('RTNETLINK answers: No such process')],
-    ]),
+    ]).map((c) => ({ ...c, steps: [...c.steps, { argv: NEIGH }] })),
     ...refused('neighbour', call, [{ argv: ROUTE }], NEIGH, [
       ['BusyBox ip has no `neigh del` [obs]', fail(1, "ip: invalid argument 'del' to 'ip'")],
       ['`ip netns exec` of a missing binary [obs]', fail(1, 'exec of "ip" failed: No such file or directory')],

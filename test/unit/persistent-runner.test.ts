@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { CommandRunner } from '../../src/platform/exec.js';
 import { isBatchable, PersistentRunner, sysctlPath } from '../../src/platform/persistent-runner.js';
+import { until } from '../support/helpers.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmip-batch-'));
 test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -99,8 +100,11 @@ test('a command that makes ip exit gets its error; the commands queued behind it
     ]);
     assert.deepEqual([died.code, died.stderr], [1, 'Cannot find device "tdie"']);
     assert.equal(after.stdout, 'spawned', 'never ran in the dead process: spawned');
-    assert.equal((await p.runner(ip.bin, ['link', 'set', 'dev', 'c', 'up'], {})).code, 0);
-    assert.equal(ip.starts(), 2, 'the next change starts a new process');
+    await until('a new process is started at once, before the next change comes', () => ip.starts() === 2);
+    const next = await p.runner(ip.bin, ['link', 'set', 'dev', 'c', 'up'], {});
+    assert.deepEqual([next.code, next.stdout], [0, ''], 'the next change runs in it (not spawned)');
+    assert.equal(ip.starts(), 2, 'and no other process was started');
+    assert.deepEqual(spawned.calls, [`${ip.bin} link set dev b up`]);
   } finally {
     p.close();
   }
