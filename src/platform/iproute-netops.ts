@@ -236,7 +236,7 @@ export function linkMatchesTunnel(link: IpLink, spec: TunnelSpec): boolean {
 }
 
 /** Wait for both commands (neither left running unobserved); reject with the first one's error, else the second's. */
-async function settleBoth(a: Promise<unknown> | undefined, b: Promise<unknown>): Promise<void> {
+async function settleBoth(a: Promise<unknown> | undefined, b: Promise<unknown> | undefined): Promise<void> {
   const [ra, rb] = await Promise.allSettled([a, b]);
   if (ra.status === 'rejected') throw ra.reason;
   if (rb.status === 'rejected') throw rb.reason;
@@ -250,6 +250,12 @@ export class IprouteNetOps implements NetOps {
   private readonly runOpts: RunOptions;
   private readonly runner: CommandRunner;
   private readonly nftLines: NftLines | undefined;
+  /**
+   * The kind of each tunnel this NetOps created or listed. A host routed into an ipip or gre tunnel
+   * has no neighbour entry, and `ip neigh del` of a missing entry ends `ip -batch` (exit 2): its
+   * unroute deletes only the route. A tunnel of unknown kind gets both, as before.
+   */
+  private readonly tunnelKinds = new Map<string, TunnelType>();
 
   constructor(opts: IprouteNetOpsOptions = {}) {
     this.nftLines = opts.nftLines;
@@ -378,6 +384,7 @@ export class IprouteNetOps implements NetOps {
       const kind = l.linkinfo?.info_kind;
       if (!name || !name.startsWith(prefix) || FALLBACK_DEVICES.has(name)) continue;
       if (kind === undefined || !isTunnelType(kind)) continue;
+      this.tunnelKinds.set(name, kind);
       names.push(name);
     }
     return names;
@@ -427,11 +434,13 @@ export class IprouteNetOps implements NetOps {
         await this.ip(['link', 'set', 'dev', spec.name, 'mtu', String(spec.mtu), 'up']);
       }
     }
+    this.tunnelKinds.set(spec.name, spec.type);
     await this.setSysctl(ipv4ConfKey(spec.name, 'rp_filter'), '0');
   }
 
   async deleteLink(name: string): Promise<void> {
     checkIfname(name);
+    this.tunnelKinds.delete(name);
     await this.ip(['link', 'del', 'dev', name], NO_DEVICE);
   }
 
@@ -463,10 +472,12 @@ export class IprouteNetOps implements NetOps {
   async deleteHostRoute(ip: IPv4, dev: string): Promise<void> {
     const host = checkIPv4(ip, 'host address');
     checkIfname(dev);
-    // Both at once (one write to the `ip -batch` runner, applied in this order).
+    // Both at once (one write to the `ip -batch` runner, applied in this order); no neighbour entry to
+    // delete in an ipip or gre tunnel (tunnelKinds).
+    const kind = this.tunnelKinds.get(dev);
     await settleBoth(
       this.ip(['route', 'del', `${host}/32`, 'dev', dev], ROUTE_GONE),
-      this.ip(['neigh', 'del', host, 'dev', dev], NEIGH_GONE),
+      kind === undefined || kind === 'vxlan' ? this.ip(['neigh', 'del', host, 'dev', dev], NEIGH_GONE) : undefined,
     );
   }
 

@@ -812,6 +812,29 @@ function refused(name: string, call: Case['call'], before: Step[], argv: string[
   const call = (net: IprouteNetOps) => net.deleteHostRoute(ip('10.1.0.5'), 'tm7');
   add('deleteHostRoute', [
     { name: 'deletes the route and the neighbour', call, steps: [{ argv: ROUTE }, { argv: NEIGH }] },
+    {
+      // An ipip or gre tunnel holds no neighbour entry, and `neigh del` of a missing one ends `ip -batch`.
+      name: 'only the route in a tunnel listed as ipip (or gre); both in one listed as vxlan',
+      call: async (net) => {
+        await net.listTunnels('tm');
+        await net.deleteHostRoute(ip('10.1.0.5'), 'tm7');
+        await net.deleteHostRoute(ip('10.1.0.5'), 'tm1');
+      },
+      steps: [
+        {
+          argv: ['ip', '-j', '-d', 'link', 'show'],
+          reply: ok(
+            JSON.stringify([
+              { ifname: 'tm7', linkinfo: { info_kind: 'ipip' } },
+              { ifname: 'tm1', linkinfo: { info_kind: 'vxlan' } },
+            ]),
+          ),
+        },
+        { argv: ROUTE },
+        { argv: ['ip', 'route', 'del', '10.1.0.5/32', 'dev', 'tm1'] },
+        { argv: ['ip', 'neigh', 'del', '10.1.0.5', 'dev', 'tm1'] },
+      ],
+    },
     ...understood(
       'route already gone',
       call,
