@@ -301,6 +301,13 @@ export function idleTunnels(have: DataplaneState, want: DataplaneState, among: I
   return out;
 }
 
+/** Hosts for a log line: the first few, then how many more (a re-bind may clamp thousands at once). */
+function hostList(hosts: IPv4[], max = 8): string {
+  if (hosts.length === 0) return 'none';
+  const shown = hosts.slice(0, max).map(formatIPv4).join(' ');
+  return hosts.length > max ? `${shown} (+${hosts.length - max} more)` : shown;
+}
+
 export function describeOp(o: DataplaneOp): string {
   switch (o.op) {
     case 'ensure-tunnel':
@@ -310,7 +317,7 @@ export function describeOp(o: DataplaneOp): string {
     case 'route':
       return `route ${formatIPv4(o.ip)}/32 into ${o.tunnel.name}`;
     case 'clamp':
-      return `MSS clamp: add ${o.add.map(formatIPv4).join(' ') || 'none'}, remove ${o.del.map(formatIPv4).join(' ') || 'none'}`;
+      return `MSS clamp: add ${hostList(o.add)}, remove ${hostList(o.del)}`;
     case 'unroute':
       return `remove route ${formatIPv4(o.ip)}/32 from ${o.dev}`;
     case 'del-gateway':

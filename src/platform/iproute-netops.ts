@@ -522,13 +522,16 @@ export class IprouteNetOps implements NetOps {
     ];
     if (lines.length === 0) return;
     const results = this.nftLines ? await this.nftLines.run(lines) : await runNftScript(this.runner, this.nftBin, this.runOpts, lines);
+    // Lines that worked are not logged: the driver logs the change as a whole (one line, however many hosts).
     const errors: string[] = [];
+    let gone = 0;
     results.forEach((r, i) => {
-      const line = lines[i]!;
-      this.log(LOG.debug, `nft: ${line} -> ${r.ok ? 'ok' : r.error}`);
+      if (r.ok) return;
       // A host to remove that is not there (nor its set or table) is gone already.
-      if (!r.ok && !(i >= add.length && nftSaysGone(r.error))) errors.push(`\`${line}\` failed: ${r.error}`);
+      if (i >= add.length && nftSaysGone(r.error)) gone++;
+      else errors.push(`\`${lines[i]!}\` failed: ${r.error}`);
     });
+    if (gone > 0) this.log(LOG.debug, `nft: ${gone} host(s) to remove from ${table} were not there`);
     if (errors.length > 0) throw new Error(errors.join('; '));
   }
 

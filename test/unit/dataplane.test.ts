@@ -2,6 +2,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import {
+  describeOp,
   desiredDataplane,
   emptyDataplane,
   emptyTouched,
@@ -161,4 +162,12 @@ test('model: random binding changes, kept incrementally, give the from-scratch d
       assert.deepEqual(planDataplane(have, scratch), [], `seed ${seed} step ${step}: nothing left for a full plan`);
     }
   }
+});
+
+test("a clamp op's log line names a few hosts and counts the rest", () => {
+  const hosts = Array.from({ length: 5000 }, (_, n) => ip('10.64.0.1') + 4 * n);
+  const line = describeOp({ op: 'clamp', add: hosts, del: [ip('10.1.0.5')] });
+  assert.match(line, /^MSS clamp: add 10\.64\.0\.1 10\.64\.0\.5 .* \(\+4992 more\), remove 10\.1\.0\.5$/);
+  assert.ok(line.length < 200, `${line.length} characters`);
+  assert.equal(describeOp({ op: 'clamp', add: [], del: [] }), 'MSS clamp: add none, remove none');
 });
