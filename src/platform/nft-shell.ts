@@ -159,6 +159,7 @@ export class NftShell implements NftLines {
     child?.kill('SIGTERM');
     if (this.timer) clearTimeout(this.timer);
     this.failAll('nft -i was closed');
+    for (const w of this.probeWaiters.splice(0)) w(); // a start() under way: its probe will not be answered now
   }
 
   private spawnScript(lines: readonly string[]): Promise<NftLineResult[]> {

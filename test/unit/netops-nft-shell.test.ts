@@ -89,6 +89,14 @@ test('NftShell: a probe answered with something else than two equal lines is not
   assert.equal(await shell.start(), false);
 });
 
+test('NftShell: closed while its probe waits, start() still returns', async () => {
+  const shell = new NftShell({ command: ['sh', '-c', 'sleep 5'], runner: scripted([]).runner, timeoutMs: 60_000 });
+  const started = shell.start();
+  shell.close();
+  const timeout = new Promise<string>((r) => setTimeout(() => r('hung'), 2000).unref());
+  assert.notEqual(await Promise.race([started.then(() => 'settled'), timeout]), 'hung');
+});
+
 test('NftShell: lines sent to an nft -i that dies are run again by spawning', async (t) => {
   const fallback = scripted([{ code: 0, stdout: '', stderr: '' }]);
   const logs: string[] = [];
