@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { formatMlrAddress, parseCnConfig } from '../core/config.js';
 import { CnDaemon } from '../cn/daemon.js';
+import { clampTableName } from '../cn/dataplane-driver.js';
 import { evaluateConnectivity } from '../cn/evaluate.js';
 import { readUciFile, DEFAULT_CONFIG_FILE } from '../platform/config-file.js';
 import { IprouteNetOps } from '../platform/iproute-netops.js';
@@ -102,7 +103,7 @@ async function main(): Promise<void> {
     daemon.stop();
     commands.close();
     nft?.close();
-    const table = `tmip_${cfg.value.tunnelPrefix}`;
+    const table = clampTableName(cfg.value.tunnelPrefix);
     const removed = cfg.value.mssClamp
       ? net.deleteMssClamp(table).catch((e: unknown) => logger.log(LOG.error, `cannot delete nftables table ${table}: ${String(e)}`))
       : undefined;

@@ -148,7 +148,7 @@ export class CnDaemon implements CnReport {
       underlayMtu: backbone.mtu,
       mobileIf: cfg.mobileIf,
       mssClamp: cfg.mssClamp,
-      lingerMs: (cfg.tunnelLinger ?? 60) * 1000,
+      ...(cfg.tunnelLinger !== undefined ? { lingerMs: cfg.tunnelLinger * 1000 } : {}),
       tunnelTypes: tunnels,
       log,
       onGatewayAdded: (gateway) => handover.gatewayAdded(gateway),

@@ -14,8 +14,8 @@
 //   touched that item.
 // - Clamp-set changes (nft) run after the plan, on a chain of their own that no commit waits for
 //   (clampLater).
-// - A tunnel no binding needs any more lingers (TUNNEL_LINGER_MS), then is deleted off the plan
-//   queue; prepare(binding) creates ahead the tunnel a coming commit will need.
+// - A tunnel no binding needs any more lingers (`tunnel_linger`, default TUNNEL_LINGER_MS), then is
+//   deleted off the plan queue; prepare(binding) creates ahead the tunnel a coming commit will need.
 // It keeps a model (`state`) of what it applied.
 import {
   contributionOf,
@@ -63,11 +63,19 @@ export function gatewayLabel(mobileIf: string, prefix: string): string {
   return `${mobileIf}:${h.toString(36).slice(0, Math.max(1, room))}`;
 }
 
+/** The nftables table of the MSS clamp (tmip-cn deletes it on stop). */
+export function clampTableName(tunnelPrefix: string): string {
+  return `tmip_${tunnelPrefix}`;
+}
+
 /** The MSS SYNs of clamped hosts are lowered to: the underlay MTU less the largest tunnel overhead and 40 bytes of IPv4+TCP. */
 export function clampMss(underlayMtu: number, types: readonly TunnelType[]): number {
   const overhead = Math.max(0, ...types.map((t) => TUNNEL_OVERHEAD[t]));
   return underlayMtu - overhead - 40;
 }
+
+/** The operations a plan runs itself (clamp-set changes go to clampLater). */
+type KernelOp = Exclude<DataplaneOp, { op: 'clamp' }>;
 
 interface Waiter {
   touched: Touched;
@@ -132,7 +140,7 @@ export class DataplaneDriver {
     private readonly opts: DataplaneDriverOptions,
   ) {
     this.label = gatewayLabel(opts.mobileIf, opts.tunnelPrefix);
-    this.clampTable = `tmip_${opts.tunnelPrefix}`;
+    this.clampTable = clampTableName(opts.tunnelPrefix);
     this.mss = clampMss(opts.underlayMtu, opts.tunnelTypes ?? TUNNEL_TYPES);
     this.model = new IncrementalDataplane(opts);
   }
@@ -308,7 +316,7 @@ export class DataplaneDriver {
   private async execute(ops: DataplaneOp[]): Promise<{ added: IPv4[]; failed: Map<string, string> }> {
     const added: IPv4[] = [];
     const failed = new Map<string, string>();
-    const runOp = async (o: DataplaneOp): Promise<void> => {
+    const runOp = async (o: KernelOp): Promise<void> => {
       const started = performance.now();
       try {
         await this.perform(o, added);
@@ -322,7 +330,7 @@ export class DataplaneDriver {
     const tunnels = new Map<string, Promise<void>>();
     /** Routes issued only after their tunnel, by host: a teardown of that host waits for them. */
     const deferred = new Map<IPv4, Promise<void>>();
-    const after = (dep: Promise<void> | undefined, o: DataplaneOp) => (dep ? dep.then(() => runOp(o)) : runOp(o));
+    const after = (dep: Promise<void> | undefined, o: KernelOp) => (dep ? dep.then(() => runOp(o)) : runOp(o));
     const all: Promise<void>[] = [];
     const clamps: Extract<DataplaneOp, { op: 'clamp' }>[] = [];
     for (const o of ops) {
@@ -358,7 +366,7 @@ export class DataplaneDriver {
     return { added, failed };
   }
 
-  private async perform(o: DataplaneOp, added: IPv4[]): Promise<void> {
+  private async perform(o: KernelOp, added: IPv4[]): Promise<void> {
     switch (o.op) {
       case 'ensure-tunnel': {
         const deleting = this.deleting.get(o.spec.name);
@@ -376,9 +384,6 @@ export class DataplaneDriver {
       case 'route':
         await this.net.routeHostIntoTunnel(o.ip, o.tunnel);
         this.have.routes.set(o.ip, o.tunnel.name);
-        break;
-      case 'clamp':
-        this.clampLater(o);
         break;
       case 'unroute':
         await this.net.deleteHostRoute(o.ip, o.dev);

@@ -114,10 +114,17 @@ export function touchedAll(a: DataplaneState, b: DataplaneState): Touched {
   return t;
 }
 
-/** A refcounted value: how many bindings ask for it, and (for tunnels and routes) the latest value asked. */
-interface Ref<T> {
-  value: T;
-  refs: number;
+/** Count one more holder of `key`. */
+function holdRef<K>(refs: Map<K, number>, key: K): void {
+  refs.set(key, (refs.get(key) ?? 0) + 1);
+}
+
+/** Count one holder of `key` less; true when it was the last. */
+function releaseRef<K>(refs: Map<K, number>, key: K): boolean {
+  const n = (refs.get(key) ?? 1) - 1;
+  if (n > 0) refs.set(key, n);
+  else refs.delete(key);
+  return n <= 0;
 }
 
 /**
@@ -129,24 +136,16 @@ interface Ref<T> {
 export class IncrementalDataplane {
   readonly want: DataplaneState = emptyDataplane();
   private readonly byKey = new Map<string, Contribution>();
+  /** How many bindings ask for each item. */
   private readonly gatewayRefs = new Map<IPv4, number>();
-  private readonly tunnelRefs = new Map<string, Ref<TunnelSpec>>();
-  private readonly routeRefs = new Map<IPv4, Ref<string>>();
+  private readonly tunnelRefs = new Map<string, number>();
+  private readonly routeRefs = new Map<IPv4, number>();
   private readonly clampRefs = new Map<IPv4, number>();
 
   constructor(private readonly ctx: DataplaneContext) {}
 
-  get size(): number {
-    return this.byKey.size;
-  }
-
   keys(): IterableIterator<string> {
     return this.byKey.keys();
-  }
-
-  /** What `key`'s binding contributes now (empty when none). */
-  contribution(key: string): Contribution {
-    return this.byKey.get(key) ?? {};
   }
 
   /** Set (or with undefined, drop) the binding under `key` (its MAC); adds the items it changed to `touched`. */
@@ -164,24 +163,22 @@ export class IncrementalDataplane {
 
   private hold(c: Contribution, touched: Touched): void {
     if (c.gateway !== undefined) {
-      this.gatewayRefs.set(c.gateway, (this.gatewayRefs.get(c.gateway) ?? 0) + 1);
+      holdRef(this.gatewayRefs, c.gateway);
       this.want.gateways.add(c.gateway);
       touched.gateways.add(c.gateway);
     }
     if (!c.tunnel) return;
     const name = c.tunnel.name;
-    const t = this.tunnelRefs.get(name);
-    this.tunnelRefs.set(name, { value: c.tunnel, refs: (t?.refs ?? 0) + 1 });
+    holdRef(this.tunnelRefs, name);
     this.want.tunnels.set(name, c.tunnel);
     touched.tunnels.add(name);
     if (c.route !== undefined) {
-      const r = this.routeRefs.get(c.route);
-      this.routeRefs.set(c.route, { value: name, refs: (r?.refs ?? 0) + 1 });
+      holdRef(this.routeRefs, c.route);
       this.want.routes.set(c.route, name);
       touched.hosts.add(c.route);
     }
     if (c.clamp !== undefined) {
-      this.clampRefs.set(c.clamp, (this.clampRefs.get(c.clamp) ?? 0) + 1);
+      holdRef(this.clampRefs, c.clamp);
       this.want.clamped.add(c.clamp);
       touched.hosts.add(c.clamp);
     }
@@ -189,39 +186,19 @@ export class IncrementalDataplane {
 
   private release(c: Contribution, touched: Touched): void {
     if (c.gateway !== undefined) {
-      const n = (this.gatewayRefs.get(c.gateway) ?? 1) - 1;
-      if (n > 0) this.gatewayRefs.set(c.gateway, n);
-      else {
-        this.gatewayRefs.delete(c.gateway);
-        this.want.gateways.delete(c.gateway);
-      }
+      if (releaseRef(this.gatewayRefs, c.gateway)) this.want.gateways.delete(c.gateway);
       touched.gateways.add(c.gateway);
     }
     if (!c.tunnel) return;
     const name = c.tunnel.name;
-    const t = this.tunnelRefs.get(name);
-    if (t && t.refs > 1) t.refs--;
-    else {
-      this.tunnelRefs.delete(name);
-      this.want.tunnels.delete(name);
-    }
+    if (releaseRef(this.tunnelRefs, name)) this.want.tunnels.delete(name);
     touched.tunnels.add(name);
     if (c.route !== undefined) {
-      const r = this.routeRefs.get(c.route);
-      if (r && r.refs > 1) r.refs--;
-      else {
-        this.routeRefs.delete(c.route);
-        this.want.routes.delete(c.route);
-      }
+      if (releaseRef(this.routeRefs, c.route)) this.want.routes.delete(c.route);
       touched.hosts.add(c.route);
     }
     if (c.clamp !== undefined) {
-      const n = (this.clampRefs.get(c.clamp) ?? 1) - 1;
-      if (n > 0) this.clampRefs.set(c.clamp, n);
-      else {
-        this.clampRefs.delete(c.clamp);
-        this.want.clamped.delete(c.clamp);
-      }
+      if (releaseRef(this.clampRefs, c.clamp)) this.want.clamped.delete(c.clamp);
       touched.hosts.add(c.clamp);
     }
   }

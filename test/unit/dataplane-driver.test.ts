@@ -86,7 +86,16 @@ test('labels fit in 15 bytes', () => {
 /** FakeNetOps whose calls can be held: every call is logged as it starts and as it ends. */
 class GatedNetOps extends FakeNetOps {
   readonly events: string[] = [];
-  gate: Promise<void> | undefined;
+  private gate: Promise<void> | undefined;
+  /** Hold every call from now on at its start; the function returned lets them (and later calls) go. */
+  hold(): () => void {
+    let open!: () => void;
+    this.gate = new Promise((r) => (open = r));
+    return () => {
+      open();
+      this.gate = undefined;
+    };
+  }
   private async step<T>(what: string, f: () => Promise<T>): Promise<T> {
     this.events.push(`start ${what}`);
     if (this.gate) await this.gate;
@@ -128,8 +137,7 @@ test('every operation is issued at once, build before teardown; a route waits fo
   const { net, d } = await gatedDriver();
   await d.update('02:00:00:00:00:0c', homeAt('02:00:00:00:00:0c', '10.1.0.12'));
   net.events.length = 0;
-  let open!: () => void;
-  net.gate = new Promise((r) => (open = r));
+  const open = net.hold();
   const p1 = d.update('02:00:00:00:00:0a', at('02:00:00:00:00:0a', '10.1.0.4', cn2, 1));
   const p2 = d.update('02:00:00:00:00:0b', homeAt('02:00:00:00:00:0b', '10.1.0.8'));
   const p3 = d.update('02:00:00:00:00:0c', undefined);
@@ -140,7 +148,6 @@ test('every operation is issued at once, build before teardown; a route waits fo
     'tunnel, gateway and an unrelated teardown issued together, in that order; the route not yet',
   );
   open();
-  net.gate = undefined;
   await Promise.all([p1, p2, p3]);
   const at_ = (e: string) => net.events.indexOf(e);
   assert.ok(at_('start route 10.1.0.5') > at_('end tunnel tm1'), 'the route after its tunnel');
@@ -153,8 +160,7 @@ test("a teardown of a host waits for that host's route when the route waits for 
   await d.update(a.mac, a); // routed into tm1
   await d.update('02:00:00:00:00:0c', homeAt('02:00:00:00:00:0c', '10.1.0.12'));
   net.events.length = 0;
-  let open!: () => void;
-  net.gate = new Promise((r) => (open = r));
+  const open = net.hold();
   // a moves on to cn3 (a new tunnel tm2); the station of 10.1.0.12 leaves home for cn2 (tm1, in place).
   const p1 = d.update(a.mac, { ...a, current: cn3, tunnel: { type: 'vxlan', key: 2 } });
   const p2 = d.update('02:00:00:00:00:0c', at('02:00:00:00:00:0c', '10.1.0.12', cn2, 1));
@@ -165,7 +171,6 @@ test("a teardown of a host waits for that host's route when the route waits for 
     'the route into a tunnel in place and the gateway it replaces go at once; the old route of 10.1.0.5 waits',
   );
   open();
-  net.gate = undefined;
   await Promise.all([p1, p2]);
   const at_ = (e: string) => net.events.indexOf(e);
   assert.ok(at_('start route 10.1.0.5') > at_('end tunnel tm2'), 'the route after its tunnel');
@@ -176,14 +181,12 @@ test("a teardown of a host waits for that host's route when the route waits for 
 
 test('changes arriving while a plan runs are merged into the next plan; each caller gets its result', async () => {
   const { net, d, added } = await gatedDriver();
-  let open!: () => void;
-  net.gate = new Promise((r) => (open = r));
+  const open = net.hold();
   const first = d.update('02:00:00:00:00:01', homeAt('02:00:00:00:00:01', '10.1.0.4'));
   await new Promise((r) => setTimeout(r, 5)); // the first plan is running, held at its gateway
   const later = [2, 3, 4, 5].map((n) => d.update(`02:00:00:00:00:0${n}`, homeAt(`02:00:00:00:00:0${n}`, `10.1.0.${4 * n}`)));
   const plansBefore = d.stats.plans;
   open();
-  net.gate = undefined;
   assert.deepEqual((await first).map(formatIPv4), ['10.1.0.6']);
   const results = await Promise.all(later);
   assert.equal(d.stats.plans, plansBefore + 1, 'one more plan for the four changes');
