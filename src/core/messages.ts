@@ -159,7 +159,8 @@ export function isRequestType(t: string): t is RequestType {
 const errorBody = object({ code: str(64), message: str(1000), retryAfter: optional(int(0, 3_600_000)) });
 export type ErrorBody = Infer<typeof errorBody>;
 
-const envelopeShape = object({
+/** The envelope's fields, checked by the generic codec (decodeEnvelope's fallback, and the reference its fast path must match). */
+export const envelopeShape = object({
   v: int(0, 255),
   type: str(32),
   id: optional(int(0, Number.MAX_SAFE_INTEGER)),

@@ -7,8 +7,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac, randomBytes } from 'node:crypto';
 import type net from 'node:net';
-import { decodeEnvelope, encodeEnvelope } from '../../src/core/messages.js';
-import { object, int, optional, str } from '../../src/core/schema.js';
+import { decodeEnvelope, encodeEnvelope, envelopeShape } from '../../src/core/messages.js';
 import { Authenticator, MacKey, ReplayCache, canonicalBytes, canonicalJson, type Role } from '../../src/proto/auth.js';
 import type { Envelope } from '../../src/core/messages.js';
 import { MLRP_MAX_PAYLOAD, encodeFrame } from '../../src/proto/mlrp.js';
@@ -131,18 +130,6 @@ test("MacKey's digests are createHmac's, for any text and key length; verifyHex 
   const guard = new Authenticator({ self: 'cn-é', role: 'cn', keyOf: () => secret, log: () => {} }).session('test', 'mlr');
   const sealed = guard.seal({ v: 1, type: 'seen', id: 3, body: { via: 'assoc', mac: 'aa:bb:cc:dd:ee:01', note: '\u2028é' } });
   assert.equal(sealed.auth, createHmac('sha256', Buffer.from(secret, 'hex')).update(canonicalBytes(sealed, 'cn')!).digest('hex'));
-});
-
-/** The envelope decode as first written: the generic object codec, then the version check. */
-const envelopeShape = object({
-  v: int(0, 255),
-  type: str(32),
-  id: optional(int(0, Number.MAX_SAFE_INTEGER)),
-  re: optional(int(0, Number.MAX_SAFE_INTEGER)),
-  from: optional(str(64)),
-  ts: optional(int(0, Number.MAX_SAFE_INTEGER)),
-  nonce: optional(str(64)),
-  auth: optional(str(256)),
 });
 
 test('decodeEnvelope gives what the generic codec gives, for good and bad envelopes alike', () => {
