@@ -72,7 +72,8 @@ export const BUSY_RETRY_AFTER_MS = 50;
  * Backpressure, second bound: when the event loop runs late by more than MAX_LAG_MS (the MLR cannot
  * keep up with what arrives: requests wait in the sockets, where MAX_WORK does not see them), new work
  * is refused as `busy` for LAG_HOLD_MS, so that the MLR answers what waits cheaply and catches up
- * instead of starting transactions whose requests have waited for seconds. Checked every LAG_CHECK_MS.
+ * instead of starting transactions whose requests have waited for seconds. Checked every LAG_CHECK_MS
+ * while work is outstanding (an idle MLR is not woken).
  */
 const LAG_CHECK_MS = 20;
 const MAX_LAG_MS = 100;
@@ -182,7 +183,10 @@ export class MlrService {
   private readonly maxWork: number;
   /** performance.now() until which new work is refused because the event loop ran late (MAX_LAG_MS). */
   private behindUntil = 0;
-  private readonly lagTimer: NodeJS.Timeout;
+  /** How late the event loop may run (ms) before new work is refused (MAX_LAG_MS; Infinity: never). */
+  private readonly maxLag: number;
+  /** The lag check (every LAG_CHECK_MS), running only while work is outstanding: an idle MLR is not woken. */
+  private lagTimer: NodeJS.Timeout | undefined;
   /** The one `busy` refusal, thrown as it is (no stack trace built per refused request). */
   private readonly busy: RpcError;
   /** Finds stations their CN lost (`lost` -> `page` to the other CNs): mlr/paging.ts. */
@@ -199,15 +203,7 @@ export class MlrService {
       `the MLR is busy (it takes at most ${this.maxWork} requests at once, and none while it runs behind); retry after ${BUSY_RETRY_AFTER_MS} ms`,
       BUSY_RETRY_AFTER_MS,
     );
-    const maxLag = opts.maxLagMs ?? MAX_LAG_MS;
-    let last = performance.now();
-    this.lagTimer = setInterval(() => {
-      const t = performance.now();
-      // Only while work is in progress: a long synchronous task with nothing waiting is no overload.
-      if (t - last - LAG_CHECK_MS > maxLag && this.work > 0) this.behindUntil = t + LAG_HOLD_MS;
-      last = t;
-    }, LAG_CHECK_MS);
-    this.lagTimer.unref();
+    this.maxLag = opts.maxLagMs ?? MAX_LAG_MS;
     this.protoLog = new RateLimitedLog((m) => opts.log(LOG.error, m), this.now);
     this.pager = new Pager({
       registry,
@@ -231,6 +227,7 @@ export class MlrService {
   /** Stop timers (reconcile retries); sessions are closed by whoever owns the transport. */
   stop(): void {
     clearInterval(this.lagTimer);
+    this.lagTimer = undefined;
     this.handovers.stop();
     this.pager.stop();
   }
@@ -309,7 +306,24 @@ export class MlrService {
       throw this.busy;
     }
     this.work++;
+    if (this.lagTimer === undefined && this.maxLag !== Infinity) this.watchLag();
     return this.handovers.withLock(mac, fn).finally(() => this.work--);
+  }
+
+  /** Check the event loop's lag every LAG_CHECK_MS until no work is outstanding (then stop). */
+  private watchLag(): void {
+    let last = performance.now();
+    this.lagTimer = setInterval(() => {
+      const t = performance.now();
+      // Only while work is in progress: a long synchronous task with nothing waiting is no overload.
+      if (t - last - LAG_CHECK_MS > this.maxLag && this.work > 0) this.behindUntil = t + LAG_HOLD_MS;
+      last = t;
+      if (this.work === 0) {
+        clearInterval(this.lagTimer);
+        this.lagTimer = undefined;
+      }
+    }, LAG_CHECK_MS);
+    this.lagTimer.unref();
   }
 
   isOnline(cn: string): boolean {

@@ -111,6 +111,27 @@ test('a flood from many CNs at once stays bounded: work, locks and transactions 
   await until('all work done', () => w.service.outstandingWork === 0 && w.service.handovers.lockedStations === 0);
 });
 
+test('while the event loop runs late with work outstanding, new work is refused busy for a while', async () => {
+  const w = await world(64, 10);
+  const first = w.cn2.request('seen', { mac: mac(0), via: 'assoc' });
+  await until('a move committing', () => w.held.length >= 2);
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  await sleep(30); // the lag check (every 20 ms while work is outstanding) has run once
+  const end = performance.now() + 300; // the loop stalls for 300 ms, past MAX_LAG_MS = 100
+  while (performance.now() < end);
+  await sleep(5); // the lag check, due during the stall, has run
+  await assert.rejects(
+    w.cn2.request('seen', { mac: mac(1), via: 'assoc' }),
+    (e: unknown) => e instanceof RpcError && e.code === 'busy' && e.retryAfterMs === BUSY_RETRY_AFTER_MS,
+  );
+  assert.equal(w.service.outstandingWork, 1, 'the refused request holds nothing');
+  // Positive control: the held move completes, and once LAG_HOLD_MS (250 ms) has passed work is taken again.
+  w.release();
+  assert.equal((await first).outcome, 'moved');
+  await sleep(300);
+  assert.equal((await w.cn2.request('seen', { mac: mac(1), via: 'assoc' })).outcome, 'moved');
+});
+
 test('busyRetryDelay: the hint (or 50 ms), doubled per attempt, with jitter between half and one and a half', () => {
   assert.equal(
     busyRetryDelay(0, 100, () => 0),
