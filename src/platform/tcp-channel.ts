@@ -11,7 +11,7 @@
 // at once when the channel is closed locally.
 import net from 'node:net';
 import { RateLimitedLog } from '../proto/auth.js';
-import { FrameDecoder, MLRP_HEADER_BYTES, MLRP_KIND_JSON, MLRP_MAGIC, MLRP_MAX_PAYLOAD, MLRP_VERSION } from '../proto/mlrp.js';
+import { FrameDecoder, MLRP_HEADER_BYTES, MLRP_MAX_PAYLOAD, encodeFrames } from '../proto/mlrp.js';
 import type { MessageChannel } from '../proto/rpc.js';
 
 /** A frame started must be complete within this time, or the connection is closed. */
@@ -35,25 +35,6 @@ export interface TcpChannelOptions {
 /** A socket's remote address, an IPv4-mapped IPv6 one as plain IPv4. */
 export function remoteHost(socket: net.Socket): string | undefined {
   return socket.remoteAddress?.replace(/^::ffff:/, '');
-}
-
-/**
- * The payloads of `chunk` when it holds only whole, well-formed frames (views into it), else
- * undefined: then proto/mlrp.ts's FrameDecoder takes the chunk, holds what is incomplete and names
- * what is wrong.
- */
-function wholeFrames(chunk: Buffer): Buffer[] | undefined {
-  const frames: Buffer[] = [];
-  let at = 0;
-  while (at < chunk.length) {
-    if (chunk.length - at < MLRP_HEADER_BYTES) return undefined;
-    if (chunk.readUInt16BE(at) !== MLRP_MAGIC || chunk[at + 2] !== MLRP_VERSION || chunk[at + 3] !== MLRP_KIND_JSON) return undefined;
-    const length = chunk.readUInt32BE(at + 4);
-    if (length > MLRP_MAX_PAYLOAD || chunk.length - at - MLRP_HEADER_BYTES < length) return undefined;
-    frames.push(chunk.subarray(at + MLRP_HEADER_BYTES, at + MLRP_HEADER_BYTES + length));
-    at += MLRP_HEADER_BYTES + length;
-  }
-  return frames.length > 0 ? frames : undefined;
 }
 
 export class TcpChannel implements MessageChannel {
@@ -84,14 +65,7 @@ export class TcpChannel implements MessageChannel {
     };
     if (opts.firstFrameTimeoutMs) arm(opts.firstFrameTimeoutMs, `no message within ${opts.firstFrameTimeoutMs} ms of connecting`);
     socket.on('data', (chunk: Buffer) => {
-      // The common case, a chunk of whole frames and nothing held: hand out views of the chunk, no copies.
-      const whole = this.decoder.pending === 0 ? wholeFrames(chunk) : undefined;
-      if (whole !== undefined) {
-        clearTimeout(this.frameTimer);
-        this.frameTimer = undefined;
-        for (const f of whole) this.receiver(f);
-        return;
-      }
+      // The payloads are views of the chunk (no copies) when it holds whole frames: proto/mlrp.ts.
       const frames = this.decoder.push(chunk);
       if (!frames.ok) {
         this.close(`framing error: ${frames.error}`);
@@ -130,21 +104,12 @@ export class TcpChannel implements MessageChannel {
     this.flushing ??= setImmediate(() => this.flush());
   }
 
-  /** Write the queued payloads as MLRP frames (proto/mlrp.ts's encodeFrame), all in one buffer. */
+  /** Write the queued payloads as MLRP frames, all in one buffer. */
   private flush(): void {
     clearImmediate(this.flushing);
     this.flushing = undefined;
     if (this.queued.length === 0 || this.closedReason) return;
-    const out = Buffer.allocUnsafe(this.queuedBytes);
-    let at = 0;
-    for (const p of this.queued) {
-      out.writeUInt16BE(MLRP_MAGIC, at);
-      out.writeUInt8(MLRP_VERSION, at + 2);
-      out.writeUInt8(MLRP_KIND_JSON, at + 3);
-      out.writeUInt32BE(p.length, at + 4);
-      out.set(p, at + MLRP_HEADER_BYTES);
-      at += MLRP_HEADER_BYTES + p.length;
-    }
+    const out = encodeFrames(this.queued);
     this.queued = [];
     this.queuedBytes = 0;
     this.socket.write(out);

@@ -147,3 +147,15 @@ test('RPC: time-outs and closure reject pending requests', async () => {
   await assert.rejects(pending, (e: unknown) => e instanceof RpcError && e.code === 'closed');
   await assert.rejects(client.request('ping', {}), /closed/);
 });
+
+test('the decoder holds its own copy of an incomplete frame: the chunk it came in may be reused', () => {
+  const d = new FrameDecoder();
+  const split = encodeFrame(Buffer.from('{"a":1}'));
+  const chunk = Buffer.concat([encodeFrame(Buffer.from('{}')), split.subarray(0, 10)]);
+  const first = d.push(chunk);
+  assert.deepEqual(first.ok && first.value.map(String), ['{}']);
+  chunk.fill(0); // the caller's buffer, reused for the next read
+  const rest = d.push(split.subarray(10));
+  assert.deepEqual(rest.ok && rest.value.map(String), ['{"a":1}']);
+  assert.equal(d.pending, 0);
+});
