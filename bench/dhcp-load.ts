@@ -6,33 +6,31 @@
 // the servers. Framing and the reply decoder are the project's own (src/proto/packet.ts, dhcp.ts);
 // the project has no client-message encoder (the CN only answers), so the BOOTREQUEST is laid out
 // here, with the offsets of RFC 2131 figure 1.
-import { formatIPv4, macToBytes, type IPv4, type Mac } from '../src/core/ip.js';
+import { BROADCAST_MAC, formatIPv4, macToBytes, type IPv4, type Mac } from '../src/core/ip.js';
 import { put16, put32 } from '../src/proto/bytes.js';
 import {
+  BOOTP_FIXED_LEN,
   BOOTP_MIN_REPLY_LEN,
   BOOTP_OP,
   DHCP_FLAG_BROADCAST,
   DHCP_MAGIC_COOKIE,
   DHCP_MESSAGE,
+  DHCP_MIN_LEN,
   DHCP_OPTION,
   ETHERNET_HLEN,
   decodeDhcp,
   type DhcpMessage,
 } from '../src/proto/dhcp.js';
-import { BROADCAST_MAC } from '../src/core/ip.js';
-import { buildUdpFrame, decodeEthernet, decodeIPv4, decodeUdp, ETHERTYPE, IP_PROTOCOL } from '../src/proto/packet.js';
-import { percentile } from './synthetic.js';
+import { buildUdpFrame, decodeEthernet, decodeIPv4, decodeUdp, DHCP_SERVER_PORT, ETHERTYPE, IP_PROTOCOL } from '../src/proto/packet.js';
+import { percentile, stationMac } from './synthetic.js';
 
 const CLIENT_PORT = 68;
-const SERVER_PORT = 67;
-const OFF_COOKIE = 236;
-/** Parameter request list a typical client sends: mask, router, DNS, domain, lease, server id. */
+/** Parameter request list a typical client sends: mask, router, DNS, domain, lease time. */
 const PARAMS = [DHCP_OPTION.SUBNET_MASK, DHCP_OPTION.ROUTER, DHCP_OPTION.DNS_SERVERS, DHCP_OPTION.DOMAIN_NAME, DHCP_OPTION.LEASE_TIME];
 
 /** Client n of a step: a locally administered unicast MAC 02:<tag>:<n as 4 bytes> (tag: server and step). */
 export function clientMac(tag: number, n: number): Mac {
-  const bytes = [0x02, tag & 0xff, (n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff];
-  return bytes.map((b) => b.toString(16).padStart(2, '0')).join(':');
+  return stationMac(n, tag);
 }
 
 export interface ClientMessage {
@@ -51,15 +49,15 @@ export function encodeClientMessage(m: ClientMessage): Buffer {
   if (m.requestedIp !== undefined) ip(DHCP_OPTION.REQUESTED_IP, m.requestedIp);
   if (m.serverId !== undefined) ip(DHCP_OPTION.SERVER_ID, m.serverId);
   opts.push(DHCP_OPTION.PARAM_REQUEST_LIST, PARAMS.length, ...PARAMS, DHCP_OPTION.END);
-  const out = Buffer.alloc(Math.max(BOOTP_MIN_REPLY_LEN, OFF_COOKIE + 4 + opts.length));
+  const out = Buffer.alloc(Math.max(BOOTP_MIN_REPLY_LEN, DHCP_MIN_LEN + opts.length));
   out[0] = BOOTP_OP.REQUEST;
   out[1] = 1; // Ethernet
   out[2] = ETHERNET_HLEN;
   put32(out, 4, m.xid);
   put16(out, 10, DHCP_FLAG_BROADCAST);
   out.set(macToBytes(m.chaddr), 28);
-  put32(out, OFF_COOKIE, DHCP_MAGIC_COOKIE);
-  out.set(opts, OFF_COOKIE + 4);
+  put32(out, BOOTP_FIXED_LEN, DHCP_MAGIC_COOKIE);
+  out.set(opts, DHCP_MIN_LEN);
   return out;
 }
 
@@ -71,7 +69,7 @@ export function clientFrame(m: ClientMessage): Buffer {
     srcIp: 0,
     dstIp: 0xffffffff,
     srcPort: CLIENT_PORT,
-    dstPort: SERVER_PORT,
+    dstPort: DHCP_SERVER_PORT,
     payload: encodeClientMessage(m),
   });
 }
@@ -89,7 +87,7 @@ export function decodeReply(frame: Uint8Array): DhcpMessage | undefined {
   if (!i.ok || i.value.protocol !== IP_PROTOCOL.UDP || i.value.payload.length < 8) return undefined;
   put16(i.value.payload, 6, 0);
   const u = decodeUdp(i.value);
-  if (!u.ok || u.value.srcPort !== SERVER_PORT || u.value.dstPort !== CLIENT_PORT) return undefined;
+  if (!u.ok || u.value.srcPort !== DHCP_SERVER_PORT || u.value.dstPort !== CLIENT_PORT) return undefined;
   const d = decodeDhcp(u.value.payload);
   if (!d.ok || d.value.op !== BOOTP_OP.REPLY) return undefined;
   return d.value;
@@ -226,7 +224,7 @@ export class DoraTable {
       distinctIps: ips.size,
       p50: percentile(lat, 50),
       p99: percentile(lat, 99),
-      max: lat.length ? Math.max(...lat) : NaN,
+      max: percentile(lat, 100), // NaN when empty; Math.max(...lat) would overflow the stack at 200k clients
     };
   }
 
@@ -257,6 +255,9 @@ export interface StepResult {
   p99: number;
   max: number;
 }
+
+/** Clients of one step at most: the generator builds each DISCOVER ahead (about 350 bytes) and keeps a record per client. */
+export const MAX_STEP_CLIENTS = 1_000_000;
 
 /** How many DISCOVERs are due `elapsedMs` into a step at `rate` per second (capped at `total`). */
 export function dueCount(elapsedMs: number, rate: number, total: number): number {

@@ -2,8 +2,9 @@
 // bench/dhcp: new DHCP clients per second, tmip beside Kea and dnsmasq in the same run, with the
 // same generator (bench/dhcp-gen.ts) on the same path: a client veth in its own namespace, a cell
 // bridge, the server's veth. Per server and offered rate: full DORA from new MACs, broadcast (not
-// relayed), for --seconds; completed/s, drops, DISCOVER->ACK latency, the servers' CPU, and whether
-// the generator kept to its schedule. Servers run one after the other, each in namespaces of its own:
+// relayed), for --seconds; completed/s, drops, DISCOVER->ACK latency, the servers' CPU (live helper
+// processes included), what tmip refused or shed, and whether the generator kept to its schedule.
+// Servers run one after the other, each in namespaces of its own:
 //   tmip      the lab of test/lab/tmip-lab.ts (MLR + CN1 serving cell 1; CN2 idle), the CN's
 //             per-cell budgets opened up so the bench measures service, not refusal (printed);
 //   kea       kea-dhcp4, memfile leases with persist off, one /10 subnet;
@@ -23,7 +24,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Lab, LAB } from '../test/lab/lab.js';
 import { TmipLab, type CnName } from '../test/lab/tmip-lab.js';
-import { highestSustained, parseRates, type StepResult } from './dhcp-load.js';
+import { highestSustained, MAX_STEP_CLIENTS, parseRates, type StepResult } from './dhcp-load.js';
 import { intArg, textArg } from './synthetic.js';
 
 const GEN = path.join(path.dirname(fileURLToPath(import.meta.url)), 'dhcp-gen.js');
@@ -43,7 +44,7 @@ const LEASE_SECONDS = 600;
  */
 const TMIP_CN_OPTIONS = [
   ["new_station_rate '10000'", "default 20: new stations a CN answers per second (burst 2x); 10000 is the option's maximum"],
-  [`addr_pool '${BIG_NET} * *'`, 'a second pool (the lab gives CN1 only its wl0 /24, 63 cells)'],
+  [`addr_pool '${BIG_NET} * *'`, 'a second pool (the lab gives CN1 only its wl0 /24, 62 cells)'],
   ["hostapd '0'", 'default 1: no hostapd in the lab anyway, so require_association never applies'],
 ] as const;
 const TMIP_MLR_OPTIONS = [["max_offers '4096'", 'default 256: offered cells a CN may hold unrequested; 4096 is the maximum']] as const;
@@ -158,37 +159,64 @@ interface Server {
   tail(): string;
   /** Datagrams the kernel dropped for a full UDP receive buffer in the server's namespace so far (dnsmasq's socket). */
   udpRcvbufErrors?: () => Promise<number>;
+  /** DHCP frames the CN shed so far because DHCP_IN_FLIGHT exchanges of their type waited on the MLR (tmip). */
+  shed?: () => Promise<number>;
   /** The server's processes (tmip: CN1 and the MLR), whose CPU time a step reports. */
   pids(): number[];
   /** The tmip lab (server 'tmip' only). */
   tmip?: TmipLab;
 }
 
-/** CPU seconds a process and its waited-for children have used so far (/proc/PID/stat, fields 14-17); 0 when it is gone. */
+/**
+ * CPU seconds a process and its children have used so far: its own (/proc/PID/stat fields 14-15),
+ * its waited-for children's (16-17), and its live children's, recursively (the CN's long-lived
+ * `ip -batch` and `nft -i`, whose time is not in fields 16-17 until they exit); 0 when it is gone.
+ */
 function cpuSeconds(pid: number): number {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // utime, stime, and the children's (the CN's `ip`/`nft` runs once they are waited for)
-    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / CLOCK_TICKS;
+    let s = (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / CLOCK_TICKS;
+    for (const child of childrenOf(pid)) s += cpuSeconds(child);
+    return s;
   } catch {
     return 0;
+  }
+}
+
+/** The live children of a process, of all its threads (/proc/PID/task/TID/children); [] when it is gone. */
+function childrenOf(pid: number): number[] {
+  try {
+    return fs
+      .readdirSync(`/proc/${pid}/task`)
+      .flatMap((tid) => fs.readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').split(' ').filter(Boolean).map(Number));
+  } catch {
+    return [];
   }
 }
 /** USER_HZ: 100 on every Linux architecture tmip runs on. */
 const CLOCK_TICKS = 100;
 
 async function startTmip(): Promise<Server> {
+  // CN1 writes its status (with the DHCP server's counters) here on SIGUSR1; it measures nothing.
+  const statusDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmip-dhcp-bench-status-'));
+  const statusFile = path.join(statusDir, 'cn1.status');
   const t = await TmipLab.start({
     debug: 2,
     leaseTime: LEASE_SECONDS,
     mlrExtra: TMIP_MLR_OPTIONS.map(([o]) => `\toption ${o}`),
-    cnExtra: { cn1: TMIP_CN_OPTIONS.map(([o]) => (o.startsWith('addr_pool') ? `\tlist ${o}` : `\toption ${o}`)) },
+    cnExtra: {
+      cn1: [
+        ...TMIP_CN_OPTIONS.map(([o]) => (o.startsWith('addr_pool') ? `\tlist ${o}` : `\toption ${o}`)),
+        `\toption status_file '${statusFile}'`,
+      ],
+    },
   });
   try {
     await t.lab.addMs('gen', 1);
   } catch (e) {
     await t.destroy();
+    fs.rmSync(statusDir, { recursive: true, force: true });
     throw e;
   }
   let cnMark = 0;
@@ -207,12 +235,13 @@ async function startTmip(): Promise<Server> {
       const cn = t.cn('cn1').lines.slice(cnMark);
       const mlr = t.mlr.lines.slice(mlrMark);
       const budget = count(cn, /new_station_rate|new station/);
-      const busy = count(cn, /busy: \d+ requests are already being handled/);
+      // busy: the MLR's bound per CN session (64 at once) or over all CNs (256, or while it runs late)
+      const busy = count(cn, /: busy: /);
       const offers = count(mlr, /max_offers/);
       const errors = count(cn, /error|fail/i);
       return [
         budget && `CN new-station budget: ${budget} log lines`,
-        busy && `MLR busy (64 requests in flight per CN): ${busy} CN log lines`,
+        busy && `MLR busy: ${busy} CN log lines`,
         offers && `MLR max_offers: ${offers} log lines`,
         errors && `CN error lines: ${errors}`,
       ]
@@ -221,7 +250,24 @@ async function startTmip(): Promise<Server> {
     },
     tail: () => t.logs(),
     pids: () => [cnPid(t, 'cn1'), t.mlr.pid],
-    stop: () => t.destroy(),
+    async shed() {
+      fs.rmSync(statusFile, { force: true });
+      process.kill(cnPid(t, 'cn1'), 'SIGUSR1');
+      for (let i = 0; i < 40; i++) {
+        await sleep(50);
+        try {
+          const st = JSON.parse(fs.readFileSync(statusFile, 'utf8')) as { dhcp?: { shed?: number } };
+          return st.dhcp?.shed ?? NaN;
+        } catch {
+          // not written yet, or half written
+        }
+      }
+      return NaN;
+    },
+    stop: async () => {
+      await t.destroy();
+      fs.rmSync(statusDir, { recursive: true, force: true });
+    },
   };
 }
 
@@ -344,6 +390,8 @@ async function rateRun(): Promise<void> {
   for (const w of wanted)
     if (!['tmip', 'kea', 'dnsmasq', 'dnsmasq-noping'].includes(w)) throw new Error(`--servers: unknown server ${JSON.stringify(w)}`);
   if (rates.length > 12) throw new Error('--rates: at most 12 steps');
+  for (const r of rates)
+    if (r * seconds > MAX_STEP_CLIENTS) throw new Error(`--rates ${r} × --seconds ${seconds}: at most ${MAX_STEP_CLIENTS} clients a step`);
   // On tmpfs: dnsmasq rewrites (and syncs) its lease file on every change; on the VM's disk that,
   // not DHCP, was what the first runs measured (dnsmasq at 10% CPU while dropping 80%).
   const dir = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'tmip-dhcp-bench-'));
@@ -393,6 +441,7 @@ async function rateRun(): Promise<void> {
           printStepHeader();
           for (const [i, rate] of rates.entries()) {
             s.mark();
+            const shed0 = await s.shed?.();
             const cpu0 = s.pids().map(cpuSeconds);
             const udp0 = await s.udpRcvbufErrors?.();
             const w0 = performance.now();
@@ -400,6 +449,7 @@ async function rateRun(): Promise<void> {
             const cpu = s.pids().map((p, k) => (100 * (cpuSeconds(p) - (cpu0[k] ?? 0))) / ((performance.now() - w0) / 1000));
             await sleep(300); // log lines of the step's tail
             const udp = udp0 === undefined ? 0 : ((await s.udpRcvbufErrors?.()) ?? 0) - udp0;
+            const shed = shed0 === undefined ? 0 : ((await s.shed?.()) ?? 0) - shed0;
             const step: Step = {
               server: name,
               rate,
@@ -409,6 +459,7 @@ async function rateRun(): Promise<void> {
                 behind(r),
                 r.retransmits ? `${r.retransmits} DISCOVERs sent twice` : '',
                 udp ? `${udp} requests dropped by the kernel (server's UDP receive buffer full)` : '',
+                shed ? `CN shed ${shed} DHCP frames (DHCP_IN_FLIGHT exchanges of their type waiting on the MLR)` : '',
                 s.refusals(),
               ]
                 .filter(Boolean)

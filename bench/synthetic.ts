@@ -31,9 +31,9 @@ export function percentile(xs: readonly number[], p: number): number {
   return s[Math.max(0, Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1))]!;
 }
 
-/** Station n's MAC: 02:00 and n as four bytes. */
-export function stationMac(n: number): string {
-  return `02:00:${[24, 16, 8, 0].map((s) => ((n >>> s) & 0xff).toString(16).padStart(2, '0')).join(':')}`;
+/** Station n's MAC: 02, `tag` (bench/dhcp: server and step; else 0) and n as four bytes. */
+export function stationMac(n: number, tag = 0): string {
+  return [2, tag, n >>> 24, n >>> 16, n >>> 8, n].map((b) => (b & 0xff).toString(16).padStart(2, '0')).join(':');
 }
 
 const NET = (10 << 24) >>> 0;

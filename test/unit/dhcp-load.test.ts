@@ -14,6 +14,7 @@ import {
   highestSustained,
   parseRates,
   scheduledAt,
+  type ReplyAction,
 } from '../../bench/dhcp-load.js';
 import { classifyRequest, decodeDhcp, DHCP_MESSAGE, encodeDhcpReply, type DhcpMessage } from '../../src/proto/dhcp.js';
 import { buildUdpFrame, classifyFrame } from '../../src/proto/packet.js';
@@ -34,6 +35,20 @@ function serverReply(request: DhcpMessage, type: number, yiaddr: number, serverI
     dstPort: 68,
     payload,
   });
+}
+
+/** The server's reply of `type` to `request`, as the generator reads it off the wire (decodeReply). */
+function replyTo(request: DhcpMessage, type: number, yiaddr: string, serverId = SERVER_ID): DhcpMessage {
+  const m = decodeReply(serverReply(request, type, ip(yiaddr), serverId));
+  assert.ok(m, 'decodeReply reads the reply');
+  return m;
+}
+
+/** The REQUEST frame a DoraTable answered an OFFER with (fails when it sent none). */
+function requestFor(a: ReplyAction): Buffer {
+  assert.equal(a.kind, 'request');
+  if (a.kind !== 'request') throw new Error('no REQUEST');
+  return a.frame;
 }
 
 /** The DHCP message inside a client frame, as the CN would see it. */
@@ -118,71 +133,29 @@ test('DoraTable: OFFER -> one REQUEST, ACK -> bound; strays, duplicates, NAK and
   });
   assert.equal(t.size, 4);
   // client 0: OFFER, REQUEST, ACK after 5 ms
-  const a = t.reply(
-    value(decodeDhcp(encodeDhcpReply({ request: d[0]!, messageType: DHCP_MESSAGE.OFFER, yiaddr: ip('10.64.0.8'), serverId: SERVER_ID }))),
-    2,
-  );
-  assert.equal(a.kind, 'request');
-  if (a.kind !== 'request') return;
-  const req = requestOf(a.frame);
+  const req = requestOf(requestFor(t.reply(replyTo(d[0]!, DHCP_MESSAGE.OFFER, '10.64.0.8'), 2)));
   assert.equal(req.xid, 1000);
   assert.equal(req.requestedIp, ip('10.64.0.8'));
   assert.equal(req.serverId, SERVER_ID);
   // a second OFFER for client 0 (another server) is not answered
-  assert.equal(
-    t.reply(
-      value(
-        decodeDhcp(
-          encodeDhcpReply({ request: d[0]!, messageType: DHCP_MESSAGE.OFFER, yiaddr: ip('10.64.0.20'), serverId: ip('10.64.0.2') }),
-        ),
-      ),
-      3,
-    ).kind,
-    'none',
-  );
-  t.reply(
-    value(decodeDhcp(encodeDhcpReply({ request: req, messageType: DHCP_MESSAGE.ACK, yiaddr: ip('10.64.0.8'), serverId: SERVER_ID }))),
-    5,
-  );
+  assert.equal(t.reply(replyTo(d[0]!, DHCP_MESSAGE.OFFER, '10.64.0.20', ip('10.64.0.2')), 3).kind, 'none');
+  t.reply(replyTo(req, DHCP_MESSAGE.ACK, '10.64.0.8'), 5);
   assert.equal(t.addressOf(0), '10.64.0.8');
   // client 1: OFFER, then NAK
-  const b = t.reply(
-    value(decodeDhcp(encodeDhcpReply({ request: d[1]!, messageType: DHCP_MESSAGE.OFFER, yiaddr: ip('10.64.0.12'), serverId: SERVER_ID }))),
-    12,
-  );
-  assert.equal(b.kind, 'request');
-  if (b.kind !== 'request') return;
-  t.reply(
-    value(decodeDhcp(encodeDhcpReply({ request: requestOf(b.frame), messageType: DHCP_MESSAGE.NAK, yiaddr: 0, serverId: SERVER_ID }))),
-    13,
-  );
+  const b = requestOf(requestFor(t.reply(replyTo(d[1]!, DHCP_MESSAGE.OFFER, '10.64.0.12'), 12)));
+  t.reply(replyTo(b, DHCP_MESSAGE.NAK, '0.0.0.0'), 13);
+  assert.equal(t.addressOf(1), '');
   // client 2: OFFER, ACK 3 s after its DISCOVER (late)
-  const c = t.reply(
-    value(decodeDhcp(encodeDhcpReply({ request: d[2]!, messageType: DHCP_MESSAGE.OFFER, yiaddr: ip('10.64.0.16'), serverId: SERVER_ID }))),
-    22,
-  );
-  if (c.kind !== 'request') throw new Error('no request');
-  t.reply(
-    value(
-      decodeDhcp(
-        encodeDhcpReply({ request: requestOf(c.frame), messageType: DHCP_MESSAGE.ACK, yiaddr: ip('10.64.0.16'), serverId: SERVER_ID }),
-      ),
-    ),
-    3020,
-  );
+  const c = requestOf(requestFor(t.reply(replyTo(d[2]!, DHCP_MESSAGE.OFFER, '10.64.0.16'), 22)));
+  t.reply(replyTo(c, DHCP_MESSAGE.ACK, '10.64.0.16'), 3020);
   // client 3: nothing. A reply for an xid we never sent, and one with our xid but another MAC: strays.
-  const other = requestOf(clientFrame({ type: DHCP_MESSAGE.DISCOVER, xid: 5000, chaddr: clientMac(3, 4000) }));
-  t.reply(
-    value(decodeDhcp(encodeDhcpReply({ request: other, messageType: DHCP_MESSAGE.OFFER, yiaddr: ip('10.64.0.40'), serverId: SERVER_ID }))),
-    30,
-  );
-  const wrongMac = requestOf(clientFrame({ type: DHCP_MESSAGE.DISCOVER, xid: 1003, chaddr: clientMac(9, 3) }));
-  t.reply(
-    value(
-      decodeDhcp(encodeDhcpReply({ request: wrongMac, messageType: DHCP_MESSAGE.OFFER, yiaddr: ip('10.64.0.44'), serverId: SERVER_ID })),
-    ),
-    31,
-  );
+  for (const [xid, chaddr] of [
+    [5000, clientMac(3, 4000)],
+    [1003, clientMac(9, 3)],
+  ] as const) {
+    const stranger = requestOf(clientFrame({ type: DHCP_MESSAGE.DISCOVER, xid, chaddr }));
+    assert.equal(t.reply(replyTo(stranger, DHCP_MESSAGE.OFFER, '10.64.0.40'), 30).kind, 'none');
+  }
 
   const s = t.summary(2, 2000);
   assert.equal(s.clients, 4);
@@ -206,10 +179,7 @@ test('unanswered: clients old enough and still without an OFFER, in send order, 
     t.sent(n * 100);
     return requestOf(f);
   });
-  t.reply(
-    value(decodeDhcp(encodeDhcpReply({ request: d[1]!, messageType: DHCP_MESSAGE.OFFER, yiaddr: ip('10.64.0.8'), serverId: SERVER_ID }))),
-    150,
-  );
+  t.reply(replyTo(d[1]!, DHCP_MESSAGE.OFFER, '10.64.0.8'), 150);
   assert.deepEqual(t.unanswered(0, 999, 1000), { due: [], next: 0 }, 'nobody is 1000 ms old yet');
   const a = t.unanswered(0, 1150, 1000);
   assert.deepEqual(a, { due: [0], next: 2 }, 'client 1 has its OFFER; client 2 is not old enough');
