@@ -85,10 +85,12 @@ export function macToBytes(mac: Mac): Uint8Array {
   return Uint8Array.from(mac.split(':').map((h) => parseInt(h, 16)));
 }
 
+/** Two lowercase hex digits for every byte value (macFromBytes runs for every captured frame). */
+const HEX_BYTE: readonly string[] = Array.from({ length: 256 }, (_, v) => v.toString(16).padStart(2, '0'));
+
 export function macFromBytes(bytes: Uint8Array, offset = 0): Mac {
-  const out: string[] = [];
-  for (let i = 0; i < 6; i++) out.push((bytes[offset + i] ?? 0).toString(16).padStart(2, '0'));
-  return out.join(':');
+  const h = (i: number) => HEX_BYTE[bytes[offset + i] ?? 0]!;
+  return `${h(0)}:${h(1)}:${h(2)}:${h(3)}:${h(4)}:${h(5)}`;
 }
 
 export const BROADCAST_MAC: Mac = 'ff:ff:ff:ff:ff:ff';

@@ -5,10 +5,9 @@
 // checked against the bytes left. Duplicate options are concatenated (RFC 3396), and long options
 // are split into 255-byte pieces on encode. sname/file and option overload (52) are ignored.
 // No I/O here: the server logic is cn/dhcp-server.ts, framing is proto/packet.ts.
-import type { IPv4, Mac } from '../core/ip.js';
+import { macFromBytes, type IPv4, type Mac } from '../core/ip.js';
 import { err, ok, type Result } from '../core/result.js';
 import { put16, put32, u16, u32 } from './bytes.js';
-import { macAt } from './packet.js';
 
 // ---------------------------------------------------------------------------------------------
 // Constants
@@ -233,7 +232,7 @@ export function decodeDhcp(udpPayload: Uint8Array): Result<DhcpMessage> {
     yiaddr: u32(b, OFF_YIADDR),
     siaddr: u32(b, OFF_SIADDR),
     giaddr: u32(b, OFF_GIADDR),
-    chaddr: macAt(b, OFF_CHADDR),
+    chaddr: macFromBytes(b, OFF_CHADDR),
     chaddrRaw: new Uint8Array(b.subarray(OFF_CHADDR, OFF_CHADDR + CHADDR_LEN)),
     messageType: messageType as DhcpMessageType,
     options,

@@ -5,7 +5,7 @@
 // Encoders build whole frames for injection (gratuitous ARP, ARP replies, DHCP replies over UDP).
 // Decoded payloads are views (subarrays) into the input buffer, not copies.
 // No I/O here: capture and injection live in platform/linkio.ts.
-import { BROADCAST_MAC, parseMac, type IPv4, type Mac } from '../core/ip.js';
+import { BROADCAST_MAC, macFromBytes, parseMac, type IPv4, type Mac } from '../core/ip.js';
 import { err, ok, type Result } from '../core/result.js';
 import { put16, put32, u16, u32 } from './bytes.js';
 
@@ -120,18 +120,6 @@ function pseudoHeaderSum(src: IPv4, dst: IPv4, protocol: number, length: number)
 
 const hex16 = (v: number) => `0x${v.toString(16).padStart(4, '0')}`;
 
-/** Two lowercase hex digits for every byte value. */
-const HEX_BYTE: readonly string[] = Array.from({ length: 256 }, (_, v) => v.toString(16).padStart(2, '0'));
-
-/**
- * The MAC at `offset` in canonical form (`aa:bb:cc:dd:ee:ff`), as core/ip.ts macFromBytes writes it,
- * from a table (every frame we capture has two). Bytes past the end read as 0.
- */
-export function macAt(b: Uint8Array, offset: number): Mac {
-  const h = (i: number) => HEX_BYTE[b[offset + i] ?? 0]!;
-  return `${h(0)}:${h(1)}:${h(2)}:${h(3)}:${h(4)}:${h(5)}`;
-}
-
 // Encoder argument checks: encoders get values from our own code, so a bad one is a programming
 // error and throws (decoders, which see the wire, never throw).
 
@@ -170,8 +158,8 @@ function checkUint(v: number, max: number, what: string): void {
 
 export function decodeEthernet(frame: Uint8Array): Result<EthernetFrame> {
   if (frame.length < ETH_HEADER_LEN) return err(`Ethernet frame too short: ${frame.length} bytes < ${ETH_HEADER_LEN}-byte header`);
-  const dst = macAt(frame, 0);
-  const src = macAt(frame, 6);
+  const dst = macFromBytes(frame, 0);
+  const src = macFromBytes(frame, 6);
   let etherType = u16(frame, 12);
   let offset = ETH_HEADER_LEN;
   let vlan: number | undefined;
@@ -221,9 +209,9 @@ export function decodeArp(payload: Uint8Array): Result<ArpPacket> {
   if (plen !== ARP_PLEN_IPV4) return err(`ARP protocol address length ${plen} is not 4`);
   return ok({
     op: u16(payload, 6),
-    senderMac: macAt(payload, 8),
+    senderMac: macFromBytes(payload, 8),
     senderIp: u32(payload, 14),
-    targetMac: macAt(payload, 18),
+    targetMac: macFromBytes(payload, 18),
     targetIp: u32(payload, 24),
   });
 }

@@ -17,7 +17,6 @@ import {
   encodeIPv4Udp,
   ETHERTYPE,
   internetChecksum,
-  macAt,
   type IPv4Packet,
 } from '../../src/proto/packet.js';
 import { assertResult, hex, ip, rng } from '../support/helpers.js';
@@ -259,10 +258,12 @@ test('Ethernet round trip, padding to 60 bytes, and one 802.1Q tag', () => {
   assert.throws(() => encodeEthernet({ dst: 'not a mac', src: BROADCAST_MAC, etherType: 0x800, payload }), TypeError);
 });
 
-test('macAt reads a MAC as core macFromBytes does, for every byte value and past the end', () => {
+test('macFromBytes writes every byte value as two lower-case hex digits; bytes past the end read as 0', () => {
   const b = Uint8Array.from({ length: 262 }, (_, i) => (i * 7) & 0xff);
-  for (let o = 0; o <= 256; o++) assert.equal(macAt(b, o), macFromBytes(b, o));
-  assert.equal(macAt(b, 259), macFromBytes(b, 259)); // the last bytes read as 0
+  const spelled = (o: number) => Array.from({ length: 6 }, (_, i) => (b[o + i] ?? 0).toString(16).padStart(2, '0')).join(':');
+  for (let o = 0; o <= 256; o++) assert.equal(macFromBytes(b, o), spelled(o));
+  assert.equal(macFromBytes(b, 259), spelled(259));
+  assert.equal(macFromBytes(Uint8Array.of(0x02, 0xab, 0, 0x0f, 0xf0, 0xff)), '02:ab:00:0f:f0:ff');
 });
 
 test('MACs in every spelling parseMac accepts encode the same bytes; others throw', () => {
