@@ -103,3 +103,13 @@ export async function neverWithin(what: string, cond: () => boolean | Promise<bo
     await new Promise((r) => setTimeout(r, stepMs));
   }
 }
+
+/** Fails if `p` settles (resolves or rejects) within `ms`: something it waits for must not have happened. */
+export async function unsettledWithin(p: Promise<unknown>, what: string, ms: number): Promise<void> {
+  let settled = false;
+  p.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  await neverWithin(what, () => settled, ms);
+}

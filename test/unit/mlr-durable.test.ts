@@ -13,7 +13,7 @@ import { MlrService } from '../../src/mlr/service.js';
 import { MemoryStateFile } from '../../src/platform/fake-state-file.js';
 import { memoryChannelPair } from '../../src/platform/memory-channel.js';
 import { RpcPeer } from '../../src/proto/rpc.js';
-import { ip, neverWithin, until } from '../support/helpers.js';
+import { ip, unsettledWithin, until } from '../support/helpers.js';
 
 const A = '02:00:00:00:00:0a';
 
@@ -55,14 +55,7 @@ async function world() {
 }
 
 /** `p` has not settled within `ms` (the store's append is held back, so nothing may answer). */
-async function pending(p: Promise<unknown>, what: string, ms = 60): Promise<void> {
-  let settled = false;
-  p.then(
-    () => (settled = true),
-    () => (settled = true),
-  );
-  await neverWithin(what, () => settled, ms);
-}
+const pending = (p: Promise<unknown>, what: string, ms = 60) => unsettledWithin(p, what, ms);
 
 test('bind, discover and a DHCP move are answered and committed only once their journal records are on disk', async () => {
   const w = await world();

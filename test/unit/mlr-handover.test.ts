@@ -16,7 +16,7 @@ import { Registry } from '../../src/core/registry.js';
 import { MlrService, type MlrServiceOptions } from '../../src/mlr/service.js';
 import { memoryChannelPair } from '../../src/platform/memory-channel.js';
 import { RpcError, RpcPeer } from '../../src/proto/rpc.js';
-import { ip, neverWithin, until } from '../support/helpers.js';
+import { ip, neverWithin, unsettledWithin, until } from '../support/helpers.js';
 
 /** How a stand-in CN answers one request type: 'ok', an error, or never. */
 type Behaviour = 'ok' | 'refuse' | 'hang';
@@ -325,14 +325,7 @@ function slowDisk() {
 }
 
 /** `p` has not settled within `ms`. */
-async function unsettled(p: Promise<unknown>, what: string, ms = 50): Promise<void> {
-  let settled = false;
-  p.then(
-    () => (settled = true),
-    () => (settled = true),
-  );
-  await neverWithin(what, () => settled, ms);
-}
+const unsettled = (p: Promise<unknown>, what: string, ms = 50) => unsettledWithin(p, what, ms);
 
 test('a move that is not probed sends no prepare: association, DHCP, an offline previous CN, a static host', async () => {
   const w = world();
