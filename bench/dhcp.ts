@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { Lab, LAB } from '../test/lab/lab.js';
 import { TmipLab, type CnName } from '../test/lab/tmip-lab.js';
 import { highestSustained, MAX_STEP_CLIENTS, parseRates, type StepResult } from './dhcp-load.js';
-import { intArg, textArg } from './synthetic.js';
+import { intArg, processMemory, textArg } from './synthetic.js';
 
 const GEN = path.join(path.dirname(fileURLToPath(import.meta.url)), 'dhcp-gen.js');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -90,17 +90,6 @@ async function generate(
   const line = await p.waitForLine(/^RESULT /, (n / o.rate) * 1000 + o.timeoutMs + 30_000);
   await p.exited;
   return JSON.parse(line.slice('RESULT '.length)) as GenResult;
-}
-
-/**
- * VmRSS, VmHWM and RssAnon of a process, in MB (/proc/PID/status). RssAnon is the private part (heap,
- * stacks, buffers); the rest of VmRSS is mostly the pages of the node binary and its libraries,
- * shared with every other Node process and dropped by the kernel under memory pressure.
- */
-function memoryOf(pid: number): { rss: number; hwm: number; anon: number } {
-  const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? NaN);
-  return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024, anon: kb('RssAnon') / 1024 };
 }
 
 /** The CN's node process: the lab spawns `ip netns exec NS node ...`, which execs node in place. */
@@ -523,8 +512,8 @@ async function memoryRun(): Promise<void> {
       (await lab.ip('cn1', ['-o', '-4', 'addr', 'show', 'dev', LAB.mobileIf])).split('\n').filter((l) => / inet .*\/30 /.test(l)).length;
     const row = async (what: string) => {
       await sleep(2000);
-      const a = memoryOf(cn('cn1'));
-      const b = memoryOf(cn('cn2'));
+      const a = processMemory(cn('cn1'));
+      const b = processMemory(cn('cn2'));
       console.log(
         `${what.padEnd(24)} ${String(leased).padStart(6)}  ${String(await gateways()).padStart(8)}  ${fmt(a.rss).padStart(9)}  ${fmt(a.hwm).padStart(9)}  ${fmt(a.anon).padStart(11)}  ${fmt(b.rss).padStart(12)}`,
       );
@@ -543,7 +532,7 @@ async function memoryRun(): Promise<void> {
     let b = { rss: NaN, hwm: NaN, anon: NaN };
     try {
       await sleep(1500);
-      if (bare.pid) b = memoryOf(bare.pid);
+      if (bare.pid) b = processMemory(bare.pid);
     } finally {
       killBare();
       process.off('exit', killBare);

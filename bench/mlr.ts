@@ -33,7 +33,7 @@ import { randomBytes } from 'node:crypto';
 import { encodeRequestBody, SCHEMA_VERSION, type Envelope, type RequestBody, type RequestType } from '../src/core/messages.js';
 import { MacKey, canonicalJson } from '../src/proto/auth.js';
 import { encodeFrame, FrameDecoder } from '../src/proto/mlrp.js';
-import { benchSecret, cnAddr, cnName, cnPool, homeOf, intArg, percentile, stationMac, textArg } from './synthetic.js';
+import { benchSecret, cnAddr, cnName, cnPool, homeOf, intArg, percentile, processMemory, stationMac, textArg } from './synthetic.js';
 
 const BINDINGS = intArg('bindings', 100_000, 1);
 const CNS = intArg('cns', 500, 2, 2000);
@@ -122,13 +122,6 @@ function serverStats(child: ChildProcess): Promise<ServerStats> {
     child.once('message', (m) => resolve(m as ServerStats));
     child.send('stats');
   });
-}
-
-/** VmRSS and VmHWM (peak) of a process in MB. */
-function procMemory(pid: number): { rss: number; peak: number } {
-  const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(s)?.[1] ?? NaN);
-  return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
 }
 
 async function stopServer(child: ChildProcess): Promise<void> {
@@ -307,7 +300,7 @@ interface StepResult {
   step: Step;
   secs: number;
   stats: ServerStats;
-  mem: { rss: number; peak: number };
+  mem: { rss: number; hwm: number };
   genCpu: number;
 }
 
@@ -381,7 +374,7 @@ async function runMlr(): Promise<{ results: StepResult[]; ready: ServerReady }> 
       const used = process.cpuUsage(genCpu0);
       step.served += SimCn.served;
       const stats = await serverStats(child);
-      const mem = procMemory(child.pid!);
+      const mem = processMemory(child.pid!);
       results.push({ step, secs, stats, mem, genCpu: (used.user + used.system) / 1000 / (performance.now() - start) });
       write(
         `  offered ${rate}/s: ${Math.round(step.moved / secs)} moved/s, p99 ${percentile(step.latencies, 99).toFixed(1)} ms, busy ${step.busy}, MLR RSS ${mem.rss.toFixed(0)} MB\n`,
@@ -550,8 +543,8 @@ async function main(): Promise<void> {
     if (moved > best) best = moved;
     const l = step.latencies;
     write(
-      `| ${step.rate} | ${Math.round(moved)} | ${percentile(l, 50).toFixed(1)} ms | ${percentile(l, 99).toFixed(1)} ms | ${(l.length ? Math.max(...l) : NaN).toFixed(1)} ms | ` +
-        `${step.busy} | ${step.failed} | ${step.outstanding} | ${(step.served / Math.max(1, step.moved)).toFixed(1)} | ${mem.rss.toFixed(0)} (${mem.peak.toFixed(0)}) MB | ${stats.heapMb.toFixed(0)} MB | ` +
+      `| ${step.rate} | ${Math.round(moved)} | ${percentile(l, 50).toFixed(1)} ms | ${percentile(l, 99).toFixed(1)} ms | ${percentile(l, 100).toFixed(1)} ms | ` +
+        `${step.busy} | ${step.failed} | ${step.outstanding} | ${(step.served / Math.max(1, step.moved)).toFixed(1)} | ${mem.rss.toFixed(0)} (${mem.hwm.toFixed(0)}) MB | ${stats.heapMb.toFixed(0)} MB | ` +
         `${stats.gcMaxMs.toFixed(1)} ms | ${stats.loopMaxMs.toFixed(1)} ms | ${Math.round((stats.cpuMs / 1000 / (secs + 0.5)) * 100)} % | ${Math.round((stats.cpuMs * 1000) / Math.max(1, step.moved + step.busy / 5))} µs | ${Math.round(genCpu * 100)} % |\n`,
     );
   }

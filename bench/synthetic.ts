@@ -4,6 +4,7 @@
 // bytes>, cell 10.0.0.0 + 4n in cn1's /8 pool, bound at cn1; cn2 without a pool, paired with cn1) and
 // fillNetwork (bench/mlr: many CNs, each with a /17 of 10/8, stations spread over them round-robin,
 // and the bench's per-CN keys).
+import fs from 'node:fs';
 import { createHash } from 'node:crypto';
 import type { Registry } from '../src/core/registry.js';
 
@@ -101,4 +102,15 @@ export function benchSecret(i: number): string {
   return createHash('sha256')
     .update(`tmip-bench-${cnName(i)}`)
     .digest('hex');
+}
+
+/**
+ * VmRSS, VmHWM (peak RSS) and RssAnon of a process, in MB (/proc/PID/status). RssAnon is the private
+ * part (heap, stacks, buffers); the rest of VmRSS is mostly the pages of the node binary and its
+ * libraries, shared with every other Node process and dropped by the kernel under memory pressure.
+ */
+export function processMemory(pid: number): { rss: number; hwm: number; anon: number } {
+  const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? NaN);
+  return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024, anon: kb('RssAnon') / 1024 };
 }
