@@ -4,6 +4,12 @@
 // inter-arrival gap around the roam) and the CN's own detection-to-commit time, then median and p99,
 // and the ratio to the reference measured in the same run: the largest inter-arrival gap over an
 // equally long stretch of the same stream with no roam (the lab's own jitter).
+// With the client's own traffic as the signal (the default), the outage starts with the client's
+// silence: nothing reaches the new CN until the client sends its next frame (a ping, an ACK). tcpdump
+// on the client's interface timestamps that frame, so each roam also prints `silence_ms` (move -> the
+// client's first frame) and the median of outage minus silence (what the CNs, the MLR and TCP's
+// recovery add). Each move waits the dwell plus a random 0-99 ms, so that the moves fall at random
+// phases of the 100 ms ping period instead of the same phase every time.
 // With --assoc each CN has a ubusd with a stand-in hostapd that announces the association as the
 // link moves (as a Wi-Fi AP would), and the client sends no background traffic: detection is the
 // association event alone.
@@ -67,7 +73,23 @@ async function main(): Promise<void> {
     if (hostapd) await hostapd.cn1.assoc(ms.mac);
     const client = startUdhcpc(t.lab, 'ms1');
     const lease = await client.waitForLease(20_000);
-    if (!assoc && !receiveOnly) t.lab.spawn('ms1', 'ping', ['-q', '-i', '0.1', LAB.srvIp]);
+    const traffic = !assoc && !receiveOnly;
+    if (traffic) t.lab.spawn('ms1', 'ping', ['-q', '-i', '0.1', LAB.srvIp]);
+    // Epoch milliseconds (kernel timestamps) of every frame the client sends, for `silence_ms`.
+    const sent: number[] = [];
+    if (traffic) {
+      const dump = t.lab.spawn('ms1', 'tcpdump', ['-l', '-n', '-tt', '-Q', 'out', '-i', LAB.msIf]);
+      dump.onLine((l) => {
+        const m = /^(\d+\.\d+) /.exec(l.text);
+        if (m) sent.push(Number(m[1]) * 1000);
+      });
+    }
+    /** Milliseconds from the move (this process's performance.now()) to the client's first frame after it. */
+    const silenceAfter = (at: number): number => {
+      const epoch = performance.timeOrigin + at;
+      const first = sent.find((ts) => ts >= epoch);
+      return first === undefined ? NaN : first - epoch;
+    };
     console.log(`transport: ${transport === 'mqtt' ? 'MQTT 5 through mosquitto in the MLR namespace' : 'MLRP over TCP'}`);
     console.log(
       `detection: ${
@@ -96,7 +118,9 @@ async function main(): Promise<void> {
 
     const outages: number[] = [];
     const commits: number[] = [];
-    console.log(`roam  to     outage_ms  detect->commit_ms  via`);
+    const silences: number[] = [];
+    const afterSilence: number[] = [];
+    console.log(`roam  to     outage_ms  detect->commit_ms  via${traffic ? '  silence_ms' : ''}`);
     for (let i = 1; i <= roams; i++) {
       const to = i % 2 === 1 ? 2 : 1;
       const cn = to === 1 ? 'cn1' : 'cn2';
@@ -106,14 +130,19 @@ async function main(): Promise<void> {
       if (hostapd) await hostapd[cn].assoc(ms.mac);
       const line = await t.waitArrival(cn, ms.mac, mark, waitMs);
       await stream.waitResumed(at, waitMs);
-      await sleep(dwell);
+      await sleep(dwell + (traffic ? Math.floor(Math.random() * 100) : 0));
       const outage = Math.max(stream.gapAround(at, dwell / 2), 0);
       const m = /(\d+) ms after detection via (\w+)/.exec(line);
       const commit = m ? Number(m[1]) : NaN;
       outages.push(outage);
       if (m) commits.push(commit);
+      const silence = traffic ? silenceAfter(at) : NaN;
+      if (Number.isFinite(silence)) {
+        silences.push(silence);
+        afterSilence.push(Math.max(outage, GAP_THRESHOLD) - silence);
+      }
       console.log(
-        `${String(i).padStart(4)}  cell${to}  ${(outage < GAP_THRESHOLD ? `<${GAP_THRESHOLD}` : outage.toFixed(1)).padStart(9)}  ${String(commit).padStart(17)}  ${m?.[2] ?? '?'}`,
+        `${String(i).padStart(4)}  cell${to}  ${(outage < GAP_THRESHOLD ? `<${GAP_THRESHOLD}` : outage.toFixed(1)).padStart(9)}  ${String(commit).padStart(17)}  ${(m?.[2] ?? '?').padEnd(3)}${traffic ? `  ${silence.toFixed(1).padStart(10)}` : ''}`,
       );
     }
     const failures = stream instanceof UdpStream ? [] : stream.failures();
@@ -132,6 +161,14 @@ async function main(): Promise<void> {
     console.log(
       `detection -> commit at the new CN (ms): median ${percentile(commits, 50).toFixed(1)}, p99 ${percentile(commits, 99).toFixed(1)}`,
     );
+    if (traffic) {
+      console.log(
+        `client silence, move -> its first frame (ms): median ${percentile(silences, 50).toFixed(1)}, p99 ${percentile(silences, 99).toFixed(1)} (${silences.length} of ${roams} roams timed)`,
+      );
+      console.log(
+        `outage minus that silence (ms; the CNs, the MLR and TCP's recovery): median ${percentile(afterSilence, 50).toFixed(1)}, p99 ${percentile(afterSilence, 99).toFixed(1)}`,
+      );
+    }
     console.log(`reference, largest gap in ${dwell} ms of the same stream without a roam: ${reference.toFixed(1)} ms`);
     console.log(
       `ratio median outage / reference: ${(Math.max(med, GAP_THRESHOLD) / reference).toFixed(2)}; p99 outage / reference: ${(Math.max(p99, GAP_THRESHOLD) / reference).toFixed(2)}`,
