@@ -11,10 +11,13 @@
 //   dnsmasq   dnsmasq --no-daemon, DHCP only, the same /10 range, lease file on tmpfs (/dev/shm).
 // A peer whose binary is missing is skipped with the command that installs it.
 // With --memory: tmip only; the CN's VmRSS/VmHWM idle, after 250 and after 5,000 leases, beside
-// the idle CN2 of the same lab at the same moments and a bare Node process as references.
+// the idle CN2 of the same lab at the same moments and a bare Node process as references, and the
+// CN's own CPU per lease between the points (what Node's flags change; its `ip`/`nft` helpers apart).
+// The CNs run with the Node flags of files/usr/sbin/tmip-cn, or TMIP_CN_NODE_FLAGS to measure others
+// (test/support/node-flags.ts); the first line says which.
 // Usage: node build/bench/dhcp.js [--rates 100,300,1000,3000,6000] [--seconds 3] [--servers tmip,kea,dnsmasq]
 //        [--timeout-ms 2000] [--retransmit-ms 0]      (servers also: dnsmasq-noping = dnsmasq --no-ping)
-//        node build/bench/dhcp.js --memory [--memory-rate 100]
+//        [TMIP_CN_NODE_FLAGS='--max-semi-space-size=1 ...'] node build/bench/dhcp.js --memory [--memory-rate 100]
 //        (root; needs `npm run compile && bash build.sh` first)
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -26,6 +29,7 @@ import { Lab, LAB } from '../test/lab/lab.js';
 import { TmipLab, type CnName } from '../test/lab/tmip-lab.js';
 import { highestSustained, MAX_STEP_CLIENTS, parseRates, type StepResult } from './dhcp-load.js';
 import { intArg, processMemory, textArg } from './synthetic.js';
+import { NODE_FLAGS_ENV, shippedNodeFlags } from '../test/support/node-flags.js';
 
 const GEN = path.join(path.dirname(fileURLToPath(import.meta.url)), 'dhcp-gen.js');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -498,6 +502,17 @@ async function rateRun(): Promise<void> {
   }
 }
 
+/** CPU seconds of the process itself (/proc/PID/stat fields 14-15), without its children; NaN when it is gone. */
+function ownCpuSeconds(pid: number): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
+
 async function memoryRun(): Promise<void> {
   const rate = intArg('memory-rate', 100, 1, 10_000);
   const timeoutMs = intArg('timeout-ms', 2000, 100, 30_000);
@@ -510,20 +525,26 @@ async function memoryRun(): Promise<void> {
   try {
     const gateways = async () =>
       (await lab.ip('cn1', ['-o', '-4', 'addr', 'show', 'dev', LAB.mobileIf])).split('\n').filter((l) => / inet .*\/30 /.test(l)).length;
+    let cpuMark = { cpu: ownCpuSeconds(cn('cn1')), leased: 0 };
     const row = async (what: string) => {
       await sleep(2000);
       const a = processMemory(cn('cn1'));
       const b = processMemory(cn('cn2'));
+      const cpu = ownCpuSeconds(cn('cn1'));
+      const perLease = leased > cpuMark.leased ? fmt((1000 * (cpu - cpuMark.cpu)) / (leased - cpuMark.leased), 2) : '—';
+      cpuMark = { cpu, leased };
       console.log(
-        `${what.padEnd(24)} ${String(leased).padStart(6)}  ${String(await gateways()).padStart(8)}  ${fmt(a.rss).padStart(9)}  ${fmt(a.hwm).padStart(9)}  ${fmt(a.anon).padStart(11)}  ${fmt(b.rss).padStart(12)}`,
+        `${what.padEnd(24)} ${String(leased).padStart(6)}  ${String(await gateways()).padStart(8)}  ${fmt(a.rss).padStart(9)}  ${fmt(a.hwm).padStart(9)}  ${fmt(a.anon).padStart(11)}  ${fmt(b.rss).padStart(12)}  ${perLease.padStart(17)}`,
       );
     };
+    const flags = shippedNodeFlags('tmip-cn').join(' ') || '(none)';
     console.log(`bench/dhcp --memory: CN1's memory with 0, 250 and 5,000 leased clients (DORA at ${rate}/s); CN2 is idle throughout`);
+    console.log(`the CNs' Node flags: ${flags} (${process.env[NODE_FLAGS_ENV] !== undefined ? NODE_FLAGS_ENV : 'files/usr/sbin/tmip-cn'})`);
     console.log('options changed from the defaults:');
     for (const [o, why] of TMIP_CN_OPTIONS) console.log(`  cn1: option ${o}   (${why})`);
     for (const [o, why] of TMIP_MLR_OPTIONS) console.log(`  mlr: option ${o}   (${why})`);
     console.log('');
-    console.log('point                    leased  gateways  CN1_RSS_MB  CN1_HWM_MB  CN1_anon_MB  CN2_idle_RSS_MB');
+    console.log('point                    leased  gateways  CN1_RSS_MB  CN1_HWM_MB  CN1_anon_MB  CN2_idle_RSS_MB  CN1_cpu_ms/lease');
     await sleep(1000);
     // Reference: what Node itself takes here, with nothing loaded (no network, killed at once).
     const bare = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });

@@ -6,8 +6,9 @@
 // once a minute with a count of the others.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import net from 'node:net';
-import tls from 'node:tls';
+import type * as Tls from 'node:tls';
 import type { TlsFiles } from '../core/config.js';
 import { RateLimitedLog } from '../proto/auth.js';
 import { acceptedChannelOptions, connectionLimiter, remoteHost, TcpChannel, type ListenTcpOptions } from './tcp-channel.js';
@@ -19,6 +20,13 @@ const MIN_VERSION = 'TLSv1.2';
 const FAILURE_LOG_INTERVAL_MS = 60_000;
 /** Where Debian, OpenWrt (ca-bundle) and Alpine, then Fedora/RHEL keep the system's CA bundle. */
 const SYSTEM_CA_BUNDLES = ['/etc/ssl/certs/ca-certificates.crt', '/etc/pki/tls/certs/ca-bundle.crt'];
+
+/**
+ * node:tls, loaded on first use: a static import would load it (and OpenSSL's TLS state) into every
+ * daemon at start, about 1 MB of RSS that a CN without tls:// or mqtts:// never uses (bench/dhcp --memory).
+ */
+let tlsModule: typeof Tls | undefined;
+const tlsLib = (): typeof Tls => (tlsModule ??= createRequire(import.meta.url)('node:tls') as typeof Tls);
 
 /** The certificate, key and (optional) client CA of the MLR's TLS listener (MlrConfig.tls). */
 export interface TlsServerFiles {
@@ -91,7 +99,7 @@ let systemCa: string[] | undefined;
 /** Node's built-in roots plus the system's CA bundle where there is one (OpenWrt: ca-bundle). */
 function systemCaList(): string[] {
   if (systemCa) return systemCa;
-  const list = [...tls.rootCertificates];
+  const list = [...tlsLib().rootCertificates];
   for (const f of SYSTEM_CA_BUNDLES) {
     try {
       list.push(fs.readFileSync(f, 'utf8'));
@@ -104,18 +112,18 @@ function systemCaList(): string[] {
   return list;
 }
 
-const clientContexts = new WeakMap<TlsFiles, tls.SecureContext>();
+const clientContexts = new WeakMap<TlsFiles, Tls.SecureContext>();
 
 /**
  * The CN's TLS context for these files, read at the first call and kept for the life of `files`
  * (tmip-cn calls this at start-up, so a bad path stops it there; reconnects reuse the context).
  * Errors name the options as `<prefix>_ca` etc. (the MLR's broker CA is `mqtt_ca`).
  */
-export function tlsClientContext(files: TlsFiles, prefix = 'tls'): tls.SecureContext {
+export function tlsClientContext(files: TlsFiles, prefix = 'tls'): Tls.SecureContext {
   let ctx = clientContexts.get(files);
   if (!ctx) {
     const m = loadTlsFiles(files, prefix);
-    ctx = tls.createSecureContext({
+    ctx = tlsLib().createSecureContext({
       minVersion: MIN_VERSION,
       ca: m.ca ?? systemCaList(),
       ...(m.cert && m.key ? { cert: m.cert, key: m.key } : {}),
@@ -133,7 +141,7 @@ export function tlsClientContext(files: TlsFiles, prefix = 'tls'): tls.SecureCon
  */
 export function connectTls(host: string, port: number, files: TlsFiles, timeoutMs = 5000): Promise<TcpChannel> {
   const where = `tls://${host}:${port}`;
-  let secureContext: tls.SecureContext;
+  let secureContext: Tls.SecureContext;
   try {
     secureContext = tlsClientContext(files);
   } catch (e) {
@@ -141,7 +149,13 @@ export function connectTls(host: string, port: number, files: TlsFiles, timeoutM
   }
   return new Promise((resolve, reject) => {
     // No servername for an IP literal: SNI may not carry one (RFC 6066); Node then checks the IP SANs.
-    const socket = tls.connect({ host, port, secureContext, rejectUnauthorized: true, ...(net.isIP(host) ? {} : { servername: host }) });
+    const socket = tlsLib().connect({
+      host,
+      port,
+      secureContext,
+      rejectUnauthorized: true,
+      ...(net.isIP(host) ? {} : { servername: host }),
+    });
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new Error(`connecting to ${where} timed out after ${timeoutMs} ms`));
@@ -184,7 +198,7 @@ export async function serveTls(
   const m = loadTlsFiles(files);
   const requireClientCert = m.ca !== undefined;
   const log = opts.log ?? (() => {});
-  const tlsServer = tls.createServer({
+  const tlsServer = tlsLib().createServer({
     cert: m.cert,
     key: m.key,
     ...(m.ca ? { ca: m.ca } : {}),
@@ -200,12 +214,12 @@ export async function serveTls(
   // Peer addresses are noted at accept: a connection reset during the handshake has none left to ask.
   // The TLS socket wraps the accepted one as `_parent` (not public API, hence the fallbacks).
   const peers = new WeakMap<net.Socket, string>();
-  const peerOf = (socket: tls.TLSSocket) => {
+  const peerOf = (socket: Tls.TLSSocket) => {
     const raw = (socket as unknown as { _parent?: unknown })._parent;
     const noted = raw instanceof net.Socket ? peers.get(raw) : undefined;
     return noted ?? `${remoteHost(socket) ?? '?'}:${socket.remotePort ?? '?'}`;
   };
-  tlsServer.on('secureConnection', (socket: tls.TLSSocket) => {
+  tlsServer.on('secureConnection', (socket: Tls.TLSSocket) => {
     if (requireClientCert && !socket.authorized) {
       const sent = Object.keys(socket.getPeerCertificate()).length > 0;
       const why = sent ? `client certificate refused (${String(socket.authorizationError ?? 'not trusted')})` : 'no client certificate';
@@ -216,7 +230,7 @@ export async function serveTls(
     const ch = new TcpChannel(socket, channelOpts);
     onChannel(ch, ch.remoteAddress);
   });
-  tlsServer.on('tlsClientError', (e: Error, socket: tls.TLSSocket) => {
+  tlsServer.on('tlsClientError', (e: Error, socket: Tls.TLSSocket) => {
     failures.log(`TLS handshake with ${peerOf(socket)} failed: ${tlsErrorText(e)}`);
     socket.destroy(); // Node leaves a timed-out socket open
   });

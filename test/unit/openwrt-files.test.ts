@@ -4,6 +4,7 @@
 // with the daemons' config reader option by option; the status page renders the CN's ubus replies),
 // the rpcd ACL and menu match the views, and the procd init scripts, run under a stub of rc.common's
 // config_* and procd_* helpers, start exactly the instances and command lines the daemons accept.
+// What the router's CN holds at start is pinned too: Node's flags, and no node:tls without TLS.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -64,8 +65,9 @@ function q(v: string): string {
 const SHELL_FILES = ALL_FILES.filter((f) => f.endsWith('.sh') || /^#!\s*\/bin\/sh\b/.test(fs.readFileSync(f, 'utf8').split('\n')[0] ?? ''));
 
 test('each daemon is its own command: /usr/sbin/<name> execs node on the bundle with its arguments', () => {
-  // The CN's V8 young generation is capped (memory on a router); the MLR, on a server, keeps V8's sizing.
-  const flags = { 'tmip-cn': '--max-semi-space-size=1 ', 'tmip-mlr': '' };
+  // The CN's V8 young generation is capped and it has one V8 worker thread (memory on a router,
+  // files/usr/sbin/tmip-cn says why); the MLR, on a server, keeps V8's sizing and its threads.
+  const flags = { 'tmip-cn': '--max-semi-space-size=1 --v8-pool-size=1 ', 'tmip-mlr': '' };
   for (const prog of ['tmip-cn', 'tmip-mlr'] as const) {
     const text = fs.readFileSync(path.join(FILES, 'usr/sbin', prog), 'utf8');
     assert.match(text, /^#!\/bin\/sh\n/);
@@ -73,6 +75,24 @@ test('each daemon is its own command: /usr/sbin/<name> execs node on the bundle 
     assert.deepEqual(execs, [`exec /usr/bin/node ${flags[prog]}/usr/lib/tmip/${prog}.js "$@"`], 'exec keeps the pid procd logs under');
     assert.deepEqual(shippedNodeFlags(prog), flags[prog].split(' ').filter(Boolean), 'the lab runs the daemon with the same flags');
   }
+});
+
+test('the modules tmip-cn starts with load node:tls only when a TLS context is asked for (memory)', () => {
+  // Every module src/cli/tmip-cn.ts imports (read from its compiled text; not the file itself: it runs
+  // the daemon), then the context a tls:// or mqtts:// CN builds at start. Loaded at start, node:tls
+  // costs a CN about 1 MB of RSS.
+  const cli = new URL('../../src/cli/tmip-cn.js', import.meta.url);
+  const modules = [...fs.readFileSync(cli, 'utf8').matchAll(/^import .* from '(\.\.?\/[^']+)';$/gm)].map((m) => new URL(m[1]!, cli).href);
+  assert.ok(modules.length >= 10 && modules.some((m) => m.endsWith('/platform/tls-channel.js')), modules.join('\n'));
+  const code = `${modules.map((m) => `await import(${JSON.stringify(m)});`).join('')}
+    const loaded = () => process.moduleLoadList.includes('NativeModule tls');
+    const before = loaded();
+    const { tlsClientContext } = await import(${JSON.stringify(new URL('../../src/platform/tls-channel.js', import.meta.url).href)});
+    tlsClientContext({});
+    process.stdout.write(JSON.stringify({ before, after: loaded() }));`;
+  const r = run(process.execPath, ['--input-type=module', '-e', code]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), { before: false, after: true });
 });
 
 test('the expected shell scripts are there and executable', () => {
