@@ -160,7 +160,7 @@ tmip_license=$(makevar "$tmip_mk" PKG_LICENSE)
 	die "PKG_VERSION in openwrt/net/tmip/Makefile differs from package.json's version $version"
 
 for prog in tmip-cn tmip-mlr; do
-	add "$prog" 0755 "$root/dist/$prog.js" "/usr/lib/tmip/$prog.js"
+	add "$prog" 0755 "$root/dist/$prog.js" "/usr/lib/tmip/$prog.mjs"
 	add "$prog" 0755 "$root/files/usr/sbin/$prog" "/usr/sbin/$prog"
 	add "$prog" 0755 "$root/files/etc/init.d/$prog" "/etc/init.d/$prog"
 	default_scripts "$prog"

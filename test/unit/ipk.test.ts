@@ -311,7 +311,7 @@ const DIRS = (...paths: string[]) => {
 
 const EXPECT_FILES: Record<Pkg, Record<string, [number, string]>> = {
   'tmip-cn': {
-    '/usr/lib/tmip/tmip-cn.js': [0o755, 'dist/tmip-cn.js'],
+    '/usr/lib/tmip/tmip-cn.mjs': [0o755, 'dist/tmip-cn.js'],
     '/usr/sbin/tmip-cn': [0o755, 'files/usr/sbin/tmip-cn'],
     '/etc/init.d/tmip-cn': [0o755, 'files/etc/init.d/tmip-cn'],
     '/etc/config/tmip': [0o600, 'files/etc/config/tmip'],
@@ -320,7 +320,7 @@ const EXPECT_FILES: Record<Pkg, Record<string, [number, string]>> = {
     '/lib/upgrade/keep.d/tmip-cn': [0o644, 'files/lib/upgrade/keep.d/tmip-cn'],
   },
   'tmip-mlr': {
-    '/usr/lib/tmip/tmip-mlr.js': [0o755, 'dist/tmip-mlr.js'],
+    '/usr/lib/tmip/tmip-mlr.mjs': [0o755, 'dist/tmip-mlr.js'],
     '/usr/sbin/tmip-mlr': [0o755, 'files/usr/sbin/tmip-mlr'],
     '/etc/init.d/tmip-mlr': [0o755, 'files/etc/init.d/tmip-mlr'],
     '/etc/uci-defaults/90-tmip-mlr': [0o755, 'files/etc/uci-defaults/90-tmip-mlr'],
@@ -672,7 +672,7 @@ test('opkg installs and removes the packages in an offline root, running their s
     );
   const rm = run(opkg, [...base, 'remove', ...[...PACKAGES].reverse()], { env });
   assert.equal(rm.code, 0, rm.stdout + rm.stderr);
-  assert.ok(!fs.existsSync(path.join(root, 'usr/lib/tmip/tmip-cn.js')));
+  assert.ok(!fs.existsSync(path.join(root, 'usr/lib/tmip/tmip-cn.mjs')));
   assert.match(fs.readFileSync(path.join(root, 'calls'), 'utf8'), /prerm .*tmip-cn\.prerm/);
   fs.rmSync(root, { recursive: true, force: true });
 });
