@@ -72,3 +72,37 @@ test('pool overlap', () => {
   assert.equal(poolsOverlap(a.value, b.value), true);
   assert.equal(poolsOverlap(a.value, c.value), false);
 });
+
+test('countCells counts what cellsOf yields without walking the pool', () => {
+  const walked = (p: Parameters<typeof countCells>[0]) => {
+    let n = 0;
+    for (const _ of cellsOf(p)) n++;
+    return n;
+  };
+  let seed = 7;
+  const rand = (k: number) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % k;
+  };
+  for (let i = 0; i < 400; i++) {
+    const prefix = 22 + rand(9); // /22 .. /30
+    const size = 2 ** (32 - prefix);
+    const network = (ip('10.20.0.0') + rand(64) * 1024) >>> 0;
+    const first = network + rand(size);
+    const last = Math.min(network + size - 1, first + rand(size));
+    const exclude = Array.from({ length: rand(4) }, () => network + rand(size));
+    const pool = { network, prefix, first, last, exclude };
+    assert.equal(countCells(pool), walked(pool), JSON.stringify(pool));
+  }
+  // the subnet's edges and the top of the address space
+  for (const [c, f, l] of [
+    ['10.0.0.0/8', '10.0.0.0', '10.255.255.255'],
+    ['255.255.255.0/24', '255.255.255.0', '255.255.255.255'],
+    ['255.255.255.252/30', '255.255.255.252', '255.255.255.255'],
+    ['0.0.0.0/29', '0.0.0.0', '0.0.0.7'],
+  ] as const) {
+    const n = cidr(c);
+    const pool = { network: n.network, prefix: n.prefix, first: ip(f), last: ip(l), exclude: [] };
+    assert.equal(countCells(pool), walked(pool), c);
+  }
+});
