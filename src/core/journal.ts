@@ -5,7 +5,8 @@
 // last line, one a crash cut short before its newline, told apart and dropped) and decides when the
 // journal is long enough to be folded into a fresh snapshot (compaction). The files themselves are
 // platform/state-file.ts's; loading and group commit are mlr/persistence.ts's.
-import type { RegistryChange } from './registry.js';
+import { formatIPv4 } from './ip.js';
+import type { Binding, RegistryChange } from './registry.js';
 import { storedBindingCodec, storedCnCodec, storedPairCodec, storedQuarantineCodec } from './registry.js';
 import { int, mac, object, type Codec } from './schema.js';
 import { err, ok, type Result } from './result.js';
@@ -75,8 +76,17 @@ export function journalHeader(gen: number): string {
 /** Records as the text appended to the journal (one line each). */
 export function encodeRecords(changes: readonly RegistryChange[]): string {
   let out = '';
-  for (const c of changes) out += JSON.stringify(journalRecordCodec.encode(c)) + '\n';
+  for (const c of changes) out += (c.kind === 'put' ? putRecord(c.binding) : JSON.stringify(journalRecordCodec.encode(c))) + '\n';
   return out;
+}
+
+/**
+ * A `put` record (nearly every record: each move writes one) written out directly: byte for byte what
+ * JSON.stringify(journalRecordCodec.encode(change)) writes, without the intermediate objects.
+ */
+function putRecord(b: Binding): string {
+  const current = b.current === null ? 'null' : JSON.stringify(b.current);
+  return `{"t":"put","mac":${JSON.stringify(b.mac)},"cell":"${formatIPv4(b.cell)}","parent":${JSON.stringify(b.parent)},"current":${current},"state":${JSON.stringify(b.state)},"expires":${JSON.stringify(b.expires)}}`;
 }
 
 export interface ParsedJournal {

@@ -83,6 +83,8 @@ export class Registry {
   /** The MACs of the bindings each CN takes part in (parent or current), and how many it serves: no scan per bind or per new client. */
   private readonly byCn = new Map<string, Set<Mac>>();
   private readonly served = new Map<string, number>();
+  /** cnRef()'s objects, by CN name (dropped when the CN's record changes). */
+  private readonly refs = new Map<string, CnRef>();
   private nextKey = 1;
   private watcher: ((change: RegistryChange) => void) | undefined;
   /**
@@ -121,6 +123,7 @@ export class Registry {
     const old = this.cns.get(rec.name);
     const record: CnRecord = { ...rec, online: true };
     this.cns.set(rec.name, record);
+    this.refs.delete(rec.name);
     this.poolIndex = undefined;
     if (!old || !sameCn(old, rec))
       this.watcher?.({ kind: 'cn', cn: { name: rec.name, addr: rec.addr, tunnels: rec.tunnels, pools: rec.pools } });
@@ -140,9 +143,16 @@ export class Registry {
     if (c) c.online = online;
   }
 
+  /** A CN's name and address (one object per CN record, made once: not to be changed by callers). */
   cnRef(name: string): CnRef | null {
-    const c = this.cns.get(name);
-    return c ? { name: c.name, addr: c.addr } : null;
+    let r = this.refs.get(name);
+    if (r === undefined) {
+      const c = this.cns.get(name);
+      if (!c) return null;
+      r = { name: c.name, addr: c.addr };
+      this.refs.set(name, r);
+    }
+    return r;
   }
 
   // ---- cells ----
@@ -262,12 +272,13 @@ export class Registry {
       this.byCell.delete(old.cell);
       this.mayBeFree(old.cell);
     }
-    const copy = { ...b };
-    if (old) this.index(old, false);
-    this.index(copy, true);
+    // The stored copy is never changed afterwards (a later put stores a new one): the watcher gets it too.
+    const copy: Binding = { mac: b.mac, cell: b.cell, parent: b.parent, current: b.current, state: b.state, expires: b.expires };
+    if (old) this.reindex(old, copy);
+    else this.index(copy, true);
     this.bindings.set(b.mac, copy);
-    this.byCell.set(b.cell, b.mac);
-    this.watcher?.({ kind: 'put', binding: { ...b } });
+    if (holder === undefined) this.byCell.set(b.cell, b.mac);
+    this.watcher?.({ kind: 'put', binding: copy });
     return ok(copy);
   }
 
@@ -309,6 +320,30 @@ export class Registry {
     }
   }
 
+  /**
+   * index(old, false) then index(b, true), touching only what differs (a move changes the current CN
+   * only: the parent's entry stays, and a renewal changes nothing).
+   */
+  private reindex(old: Binding, b: Binding): void {
+    if (old.parent !== b.parent || old.current !== b.current) {
+      const mac = b.mac;
+      if (old.parent !== b.parent && old.parent !== b.current) this.indexOne(old.parent, mac, false);
+      const oc = old.current;
+      if (oc !== null && oc !== old.parent && oc !== b.parent && oc !== b.current) this.indexOne(oc, mac, false);
+      if (b.parent !== old.parent && b.parent !== oc) this.indexOne(b.parent, mac, true);
+      const nc = b.current;
+      if (nc !== null && nc !== b.parent && nc !== old.parent && nc !== oc) this.indexOne(nc, mac, true);
+    }
+    if (old.current !== b.current) {
+      if (old.current !== null) {
+        const n = (this.served.get(old.current) ?? 0) - 1;
+        if (n > 0) this.served.set(old.current, n);
+        else this.served.delete(old.current);
+      }
+      if (b.current !== null) this.served.set(b.current, (this.served.get(b.current) ?? 0) + 1);
+    }
+  }
+
   private indexOne(cn: string, mac: Mac, add: boolean): void {
     let set = this.byCn.get(cn);
     if (add) {
@@ -339,9 +374,11 @@ export class Registry {
     const ca = this.cns.get(a);
     const cb = this.cns.get(b);
     if (!ca || !cb) return err(`unknown CN '${!ca ? a : b}'`);
-    const type = agreeTunnelType(this.tunnelPreference, ca.tunnels, cb.tunnels);
     const id = pairId(a, b);
     const existing = this.pairs.get(id);
+    // The common case: the pair's tunnel type is still one both ends have (nothing to agree again).
+    if (existing && ca.tunnels.includes(existing.type) && cb.tunnels.includes(existing.type)) return ok(existing);
+    const type = agreeTunnelType(this.tunnelPreference, ca.tunnels, cb.tunnels);
     if (!type) {
       return err(`CNs '${a}' (${ca.tunnels.join(',') || 'none'}) and '${b}' (${cb.tunnels.join(',') || 'none'}) share no tunnel type`);
     }
@@ -416,6 +453,7 @@ export class Registry {
     }
     for (const q of s.quarantined ?? []) loaded.quarantine(q.cell, q.until, q.by);
     for (const [k, v] of loaded.cns) this.cns.set(k, v);
+    this.refs.clear();
     this.poolIndex = undefined;
     for (const [k, v] of loaded.bindings) this.bindings.set(k, v); // checked by loaded.put() above
     for (const [k, v] of loaded.byCell) this.byCell.set(k, v);

@@ -17,7 +17,11 @@
 // up to MAX_WORK at once over all CNs, and none while the event loop runs late by more than MAX_LAG_MS
 // (the MLR does not keep up with what arrives); beyond that they are answered `busy` at once with a
 // retry hint (`retryAfter`, BUSY_RETRY_AFTER_MS): nothing waits without bound, memory stays bounded,
-// and the CN asks a move again after a jittered back-off (cn/mlr-link.ts).
+// and the CN asks a move again after a jittered back-off (cn/mlr-link.ts). The refusal is made from
+// the request's head, before it is parsed or verified (RpcPeer.admission), so that it costs a fraction
+// of a request served: past its capacity the MLR keeps completing moves (a plateau, not a collapse).
+// The last quarter of MAX_WORK is kept for CNs that hold less than a sixteenth of it (one CN, or a
+// few, cannot take the whole budget).
 //
 // Budgets and DHCPDECLINE (issue 8):
 // - Offers: a CN holds at most `maxOffersPerCn` cells as offers (DISCOVER answered, no REQUEST yet;
@@ -80,6 +84,8 @@ const MAX_LAG_MS = 100;
 const LAG_HOLD_MS = 250;
 /** A `busy` refusal is logged once per this many. */
 const BUSY_LOG_EVERY = 1000;
+/** The requests that start work (admitted up to MAX_WORK; the rest answered `busy`). */
+const WORK_TYPES: ReadonlySet<string> = new Set(['discover', 'request', 'seen', 'release']);
 
 export interface MlrServiceOptions {
   networkName: string;
@@ -241,6 +247,7 @@ export class MlrService {
       return fn(name);
     };
     peer.onProtocolError = (m) => this.protoLog.log(`protocol error from ${peer.channel.peer}: ${m}`);
+    peer.admission = this.admission;
     peer.handle('ping', () => ({ time: this.now() }));
     peer.handle('bind', (body) => {
       const claimed = body.cn.name;
@@ -295,16 +302,42 @@ export class MlrService {
   }
 
   /**
+   * The sessions' admission hook (RpcPeer.admission): a request that starts work, arriving while the MLR
+   * takes no more (admit()'s rule) or from a CN past its share, is answered `busy` before it is parsed
+   * or verified: a refusal costs a fraction of a request served, so past its capacity the MLR keeps
+   * its time for the work it holds (and reads those moves' commit replies promptly) instead of
+   * spending it on refusals. Share: the last quarter of the budget goes only to CNs that hold fewer
+   * than a sixteenth of it (at MAX_WORK = 256: the last 64 to CNs with fewer than 16 running), so one CN
+   * (or a few) cannot take it all. (Not below a budget of 64: a share under 4 would refuse a CN's
+   * ordinary pipelining.)
+   */
+  private readonly admission = (type: string, inbound: number): RpcError | undefined => {
+    if (!WORK_TYPES.has(type)) return undefined;
+    const share = this.maxWork >> 4;
+    if (share >= 4 && inbound >= share && this.work >= this.maxWork - (this.maxWork >> 2)) return this.refuse();
+    return this.saturated() ? this.refuse() : undefined;
+  };
+
+  /** Whether new work is refused now: the budget is taken, or the event loop runs late. */
+  private saturated(): boolean {
+    return this.work >= this.maxWork || (this.behindUntil !== 0 && performance.now() < this.behindUntil);
+  }
+
+  /** Count (and now and then log) a `busy` refusal; the error to answer with. */
+  private refuse(): RpcError {
+    this.handovers.stats.busy++;
+    if (this.handovers.stats.busy % BUSY_LOG_EVERY === 1)
+      this.opts.log(LOG.error, `busy: ${this.work} requests in progress, refusing more (${this.handovers.stats.busy} refused so far)`);
+    return this.busy;
+  }
+
+  /**
    * Run `fn` under `mac`'s lock if the MLR takes more work now; else refuse at once with `busy` and a
-   * retry hint, so that nothing waits without bound however many CNs ask at once.
+   * retry hint, so that nothing waits without bound however many CNs ask at once. (Most refusals are
+   * made earlier, by the admission hook; this catches requests that did not pass it.)
    */
   private admit<T>(mac: string, fn: () => Promise<T>): Promise<T> {
-    if (this.work >= this.maxWork || (this.behindUntil !== 0 && performance.now() < this.behindUntil)) {
-      this.handovers.stats.busy++;
-      if (this.handovers.stats.busy % BUSY_LOG_EVERY === 1)
-        this.opts.log(LOG.error, `busy: ${this.work} requests in progress, refusing more (${this.handovers.stats.busy} refused so far)`);
-      throw this.busy;
-    }
+    if (this.saturated()) throw this.refuse();
     this.work++;
     if (this.lagTimer === undefined && this.maxLag !== Infinity) this.watchLag();
     return this.handovers.withLock(mac, fn).finally(() => this.work--);

@@ -7,8 +7,9 @@
 // address (MAX_CONNECTIONS in all); more are closed at once. A peer that does not read what it is
 // sent is closed once MAX_WRITE_BUFFER bytes wait for it.
 // Writes are coalesced: the frames sent during one turn of the event loop go out in one socket write
-// (one system call instead of one per message), in order, at the end of the turn (setImmediate), or
-// at once when the channel is closed locally.
+// (one system call instead of one per message), in order, at the end of the turn, or at once when the
+// channel is closed locally. One setImmediate flushes every channel written to in the turn (the MLR
+// writes to hundreds of CNs in one turn; not an Immediate per channel).
 import net from 'node:net';
 import { RateLimitedLog } from '../proto/auth.js';
 import { FrameDecoder, MLRP_HEADER_BYTES, MLRP_MAX_PAYLOAD, encodeFrames } from '../proto/mlrp.js';
@@ -37,6 +38,22 @@ export function remoteHost(socket: net.Socket): string | undefined {
   return socket.remoteAddress?.replace(/^::ffff:/, '');
 }
 
+/** Channels with frames queued this turn; flushDirty() writes them all at its end. */
+let dirty: TcpChannel[] = [];
+
+function flushDirty(): void {
+  const list = dirty;
+  dirty = [];
+  // A channel closed meanwhile has nothing queued (close() flushed, finish() dropped it): flush() then does nothing.
+  for (const ch of list) {
+    try {
+      ch.flush();
+    } catch (e) {
+      ch.close(`write failed: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+}
+
 export class TcpChannel implements MessageChannel {
   readonly peer: string;
   private readonly decoder = new FrameDecoder();
@@ -48,7 +65,8 @@ export class TcpChannel implements MessageChannel {
   /** Payloads sent this turn, not yet written, and their bytes with frame headers. */
   private queued: Uint8Array[] = [];
   private queuedBytes = 0;
-  private flushing: NodeJS.Immediate | undefined;
+  /** Whether this channel is in `dirty`, waiting for the end of the turn. */
+  private dirty = false;
 
   constructor(
     private readonly socket: net.Socket,
@@ -101,18 +119,21 @@ export class TcpChannel implements MessageChannel {
     if (payload.length > MLRP_MAX_PAYLOAD) throw new RangeError(`MLRP payload of ${payload.length} bytes exceeds ${MLRP_MAX_PAYLOAD}`);
     this.queued.push(payload);
     this.queuedBytes += MLRP_HEADER_BYTES + payload.length;
-    this.flushing ??= setImmediate(() => this.flush());
+    if (!this.dirty) {
+      this.dirty = true;
+      dirty.push(this);
+      if (dirty.length === 1) setImmediate(flushDirty);
+    }
   }
 
-  /** Write the queued payloads as MLRP frames, all in one buffer. */
-  private flush(): void {
-    clearImmediate(this.flushing);
-    this.flushing = undefined;
+  /** Write the queued payloads as MLRP frames, all in one buffer (at the end of the turn: flushDirty). */
+  flush(): void {
+    this.dirty = false;
     if (this.queued.length === 0 || this.closedReason) return;
-    const out = encodeFrames(this.queued);
+    const queued = this.queued;
     this.queued = [];
     this.queuedBytes = 0;
-    this.socket.write(out);
+    this.socket.write(encodeFrames(queued));
   }
 
   onMessage(receiver: (payload: Buffer) => void): void {
@@ -134,8 +155,6 @@ export class TcpChannel implements MessageChannel {
   private finish(reason: string): void {
     if (this.closedReason) return;
     clearTimeout(this.frameTimer);
-    clearImmediate(this.flushing);
-    this.flushing = undefined;
     this.queued = [];
     this.queuedBytes = 0;
     this.closedReason = reason;

@@ -38,7 +38,10 @@
 //
 // Cost per message: each peer's key is prepared once (MacKey: the HMAC as two one-shot hashes over
 // precomputed pads, the same digests as createHmac without its per-message object); nonces are cut
-// from a pooled random buffer; a request body sent to several CNs is canonicalised once.
+// from a pooled random buffer; a request body sent to several CNs is canonicalised once, and so is a
+// reply body sent again and again (the MLR's `busy`); sealJson writes the sent JSON text around the
+// canonical body, so a body is serialised once per message, not again by JSON.stringify; a session
+// looks its peer's key and replay cache up once.
 import crypto, { createHmac, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import type { Envelope } from '../core/messages.js';
 import { err, ok, type Result } from '../core/result.js';
@@ -144,8 +147,8 @@ export function canonicalJson(value: unknown, depth = 0): string | undefined {
 
 /**
  * Canonical JSON of the last RECENT request bodies signed, by object: one body sent to several CNs
- * (prepare, commit), one right after the other, is canonicalised once. Replies are never sent twice,
- * so they are not remembered. A ring compared by identity, not a WeakMap (whose entry for every body
+ * (prepare, commit), one right after the other, is canonicalised once. Replies are fresh objects
+ * (proto/rpc.ts encodes each), so only the last one is remembered (canonicalReplyBody). A ring compared by identity, not a WeakMap (whose entry for every body
  * sent, most of them sent once, cost more than it saved).
  */
 const RECENT = 16;
@@ -161,6 +164,22 @@ function canonicalSentBody(body: unknown): string | undefined {
     recentBodies[recentAt] = body;
     recentCanonical[recentAt] = c;
     recentAt = (recentAt + 1) % RECENT;
+  }
+  return c;
+}
+
+/**
+ * Canonical JSON of a reply body: the last one is remembered by object, since one body answered again
+ * and again (the MLR's `busy` refusal, made once) is then canonicalised once.
+ */
+let lastReplyBody: unknown;
+let lastReplyCanonical: string | undefined;
+function canonicalReplyBody(body: unknown): string | undefined {
+  if (body === lastReplyBody && lastReplyCanonical !== undefined) return lastReplyCanonical;
+  const c = canonicalJson(body);
+  if (typeof body === 'object' && body !== null) {
+    lastReplyBody = body;
+    lastReplyCanonical = c;
   }
   return c;
 }
@@ -484,6 +503,9 @@ const MAC_RE = /^[0-9a-f]{64}$/;
 /** Seals outgoing and opens incoming envelopes of one session; fixes the peer's identity. */
 export class SessionGuard {
   private bound: string | undefined;
+  /** The bound peer's key and replay cache (the Authenticator's, looked up once per session, not per message). */
+  private boundKey: MacKey | undefined;
+  private boundCache: ReplayCache | undefined;
 
   constructor(
     private readonly auth: Authenticator,
@@ -497,16 +519,47 @@ export class SessionGuard {
     return this.bound;
   }
 
+  /** The key outgoing envelopes are signed with: the bound peer's, else the expected peer's (undefined: none). */
+  private sealingKey(): MacKey | undefined {
+    if (this.boundKey !== undefined) return this.boundKey;
+    const peer = this.bound ?? this.expected;
+    return peer === undefined ? undefined : this.auth.key(peer);
+  }
+
   /** Stamp `env` with from/ts/nonce/auth. Without a known peer key it goes out unsigned. */
   seal(env: Envelope): Envelope {
-    const peer = this.bound ?? this.expected;
-    const key = peer === undefined ? undefined : this.auth.key(peer);
+    const key = this.sealingKey();
     if (!key) return env;
     const body = env.re === undefined ? canonicalSentBody(env.body) : canonicalJson(env.body);
     if (body === undefined) return env;
     const stamped = stamp(env, this.auth.self, this.auth.now(), freshNonce());
     stamped.auth = key.macHex(canonicalText(stamped, this.auth.role, body));
     return stamped;
+  }
+
+  /**
+   * seal(env) written as the JSON text that is sent: the fields of the sealed envelope in the same order,
+   * with the body in its canonical form (the text the HMAC covers, so the body is serialised once, not
+   * again by JSON.stringify). A receiver parses the same envelope. Undefined when the envelope would go
+   * out unsigned (no key for the peer, a body nested too deeply): the caller sends seal(env) then.
+   */
+  sealJson(env: Envelope): string | undefined {
+    const key = this.sealingKey();
+    if (!key) return undefined;
+    const body = env.re === undefined ? canonicalSentBody(env.body) : canonicalReplyBody(env.body);
+    if (body === undefined) return undefined;
+    const from = this.auth.self;
+    const ts = this.auth.now();
+    const nonce = freshNonce();
+    const v = item(env.v);
+    const type = item(env.type);
+    const id = item(env.id);
+    const re = item(env.re);
+    const f = quote(from);
+    const t = item(ts);
+    const auth = key.macHex(`MLRP-HMAC-1\n${this.auth.role}\n[${v},${type},${id},${re},${f},${t},"${nonce}"]\n${body}`);
+    const ref = (env.id !== undefined ? `"id":${id},` : '') + (env.re !== undefined ? `"re":${re},` : '');
+    return `{"v":${v},"type":${type},${ref}"body":${body},"from":${f},"ts":${t},"nonce":"${nonce}","auth":"${auth}"}`;
   }
 
   /** Check `env` (see the module header); the error names the failed check. Logs each rejection. */
@@ -526,7 +579,7 @@ export class SessionGuard {
     }
     if (!NONCE_RE.test(nonce) || !MAC_RE.test(auth)) return err('malformed nonce or auth field');
     if (this.expected !== undefined && from !== this.expected) return err(`unknown sender ${show(from)} (expected '${this.expected}')`);
-    const key = this.auth.key(from);
+    const key = from === this.bound ? this.boundKey! : this.auth.key(from);
     if (!key) return err(`unknown sender ${show(from)} (no key for it)`);
     if (this.bound !== undefined && from !== this.bound) return err(`sender '${from}' is not '${this.bound}', who this session belongs to`);
     const now = this.auth.now();
@@ -540,10 +593,14 @@ export class SessionGuard {
     const body = canonicalJson(env.body);
     if (body === undefined) return err('body nested too deeply to authenticate');
     if (!key.verifyHex(canonicalText(env, peerRole, body), auth)) return err('bad HMAC (wrong key, or the message was altered)');
-    const added = this.auth.cache(from).add(nonce, ts + this.auth.windowMs, now);
+    const added = (from === this.bound ? this.boundCache! : this.auth.cache(from)).add(nonce, ts + this.auth.windowMs, now);
     if (added === 'replay') return err('replayed nonce');
     if (added === 'full') return err('replay cache full (too many messages within the window)');
-    this.bound = from;
+    if (this.bound === undefined) {
+      this.bound = from;
+      this.boundKey = key;
+      this.boundCache = this.auth.cache(from);
+    }
     return ok(from);
   }
 }

@@ -8,7 +8,12 @@
 // anything else looks at it; without a guard messages travel unauthenticated (`option auth '0'`).
 // Bounded: at most `maxInbound` handler calls run at once (more get a 'busy' error, with a
 // `retryAfter` hint in ms, as a handler's RpcError may carry one) and at most `maxPending` own
-// requests wait for replies (more are refused at once).
+// requests wait for replies (more are refused at once). An optional admission hook (`admission`, the
+// MLR's backpressure) sees each request's type before anything is decoded (requestHead(): the head
+// every sender writes, `{"v":1,"type":"…","id":N,`) and may have it answered with an error at once,
+// unparsed and unverified (on a session already authenticated, the answer signed as any other).
+// Cheap per message: a signed envelope is written as text around its canonical body (auth.ts
+// sealJson: the body serialised once), and one time-out timer serves all of a session's requests.
 // Heartbeat (option `heartbeat`, issue 9): every message that arrives counts as a sign of life; when
 // nothing has arrived for `intervalMs` (75-100 % of it, at random) the peer sends a `ping` request
 // (again each interval while the silence lasts), and when nothing at all has arrived for `missMs` it
@@ -67,6 +72,11 @@ export class RpcError extends Error {
 export interface RpcGuard {
   /** Sign an outgoing envelope. */
   seal(env: Envelope): Envelope;
+  /**
+   * Sign an outgoing envelope and write it as the JSON text sent (the body in the canonical form the
+   * HMAC covers, so it is serialised once); undefined when it goes out unsigned (then `seal`).
+   */
+  sealJson?(env: Envelope): string | undefined;
   /** Check an incoming envelope; ok(sender id) or the failed check. */
   open(env: Envelope): Result<string>;
   /** The peer's authenticated id, once a message from it checked out. */
@@ -126,6 +136,60 @@ function encodeRequestOnce<T extends RequestType>(type: T, body: RequestBody<T>)
   return encoded;
 }
 
+function errorBody(code: string, message: string, retryAfter?: number): { code: string; message: string; retryAfter?: number } {
+  return retryAfter === undefined ? { code, message } : { code, message, retryAfter };
+}
+
+/** The error body of `e`; one RpcError thrown again and again (the MLR's `busy`) makes its body once. */
+const errorBodies = new WeakMap<RpcError, { code: string; message: string; retryAfter?: number }>();
+function errorBodyOf(e: RpcError): { code: string; message: string; retryAfter?: number } {
+  let b = errorBodies.get(e);
+  if (b === undefined) errorBodies.set(e, (b = errorBody(e.code, e.message, e.retryAfterMs)));
+  return b;
+}
+
+/** The head every MLRP sender writes first (JSON.stringify of an envelope; auth.ts sealJson): `{"v":1,"type":"`. */
+const HEAD = Buffer.from(`{"v":${SCHEMA_VERSION},"type":"`, 'latin1');
+/** The type requestHead() found last (set with its result; single-threaded). */
+let headType = '';
+
+/**
+ * The id of a request written in the usual layout, `{"v":1,"type":"<type>","id":<digits>,` (the type
+ * is left in `headType`); undefined for anything else (a reply, another layout, junk), which then goes
+ * the usual way. Reads at most the first ~70 bytes; decides nothing but whether the admission hook is
+ * asked (what it refuses is answered without being parsed; everything else is parsed and checked).
+ */
+export function requestHead(p: Buffer): number | undefined {
+  const n = HEAD.length;
+  if (p.length < n + 8) return undefined;
+  for (let i = 0; i < n; i++) if (p[i] !== HEAD[i]) return undefined;
+  let at = n;
+  const typeEnd = Math.min(p.length, n + 33);
+  while (at < typeEnd && p[at] !== 0x22) {
+    const c = p[at]!;
+    if (c < 0x61 || c > 0x7a) return undefined; // message types are lower-case letters
+    at++;
+  }
+  if (at === n || p[at] !== 0x22) return undefined;
+  const typeAt = n;
+  const typeLen = at - n;
+  // ,"id":
+  if (p[at + 1] !== 0x2c || p[at + 2] !== 0x22 || p[at + 3] !== 0x69 || p[at + 4] !== 0x64 || p[at + 5] !== 0x22 || p[at + 6] !== 0x3a)
+    return undefined;
+  at += 7;
+  let id = 0;
+  const start = at;
+  while (at < p.length && at - start < 16) {
+    const c = p[at]!;
+    if (c < 0x30 || c > 0x39) break;
+    id = id * 10 + (c - 0x30);
+    at++;
+  }
+  if (at === start || at - start >= 16 || p[at] !== 0x2c || (p[start] === 0x30 && at - start > 1)) return undefined;
+  headType = p.toString('latin1', typeAt, typeAt + typeLen);
+  return id;
+}
+
 type Handler<T extends RequestType> = (body: RequestBody<T>) => Promise<ReplyBody<T>> | ReplyBody<T>;
 
 interface Pending {
@@ -150,9 +214,12 @@ export class RpcPeer {
   private readonly heartbeat: HeartbeatOptions | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   /**
-   * One timer for the time-outs of all pending requests, due at the earliest deadline (`deadlineAt`):
-   * a request costs no timer of its own (arming and clearing one per request was a measurable share
-   * of a message's cost). Cleared when nothing is pending.
+   * One timer for the time-outs of all pending requests, due no later than the earliest deadline
+   * (`deadlineAt`): a request costs no timer of its own (arming and clearing one per request was a
+   * measurable share of a message's cost). When the last pending request is answered the timer is not
+   * cleared but unref'd (it keeps no process alive): the next request, whose deadline is later, keeps
+   * it, and when it fires it re-arms for the earliest deadline then pending. So a session that sends one
+   * request at a time (the MLR's commits to most CNs) arms a timer once per time-out, not per request.
    */
   private deadlineTimer: NodeJS.Timeout | undefined;
   private deadlineAt = Infinity;
@@ -161,6 +228,16 @@ export class RpcPeer {
   private lastPing = 0;
   /** Called for every protocol problem the peer caused (bad JSON, bad body, unknown reply). */
   onProtocolError: (message: string) => void = () => {};
+  /**
+   * Admission before anything is decoded (the MLR's backpressure, mlr/service.ts): called with the type
+   * of each request that arrives in the usual layout (requestHead()) on a session that authenticated
+   * already (or has no guard), and the handler calls this session has running. An error means the
+   * request is answered with it at once, from its envelope's head alone: not parsed further, not
+   * verified, never handed to a handler (the answer is signed for the session's authenticated peer).
+   * Refusing so costs a fraction of serving, so that an MLR past its capacity does not spend it on
+   * refusals. Undefined (or no function): the request goes the usual way.
+   */
+  admission: ((type: string, inbound: number) => RpcError | undefined) | undefined;
 
   constructor(
     readonly channel: MessageChannel,
@@ -240,6 +317,7 @@ export class RpcPeer {
       const deadline = performance.now() + timeoutMs;
       this.pending.set(id, { type, resolve: resolve as (b: unknown) => void, reject, deadline, timeoutMs });
       if (deadline < this.deadlineAt) this.armDeadline(deadline);
+      else if (this.pending.size === 1) this.deadlineTimer?.ref();
       this.send({ v: SCHEMA_VERSION, type, id, body: encodeRequestOnce(type, body) });
     });
   }
@@ -266,14 +344,10 @@ export class RpcPeer {
     if (next !== Infinity && this.closed === undefined) this.armDeadline(next);
   }
 
-  /** Forget request `id` (answered); the time-out timer stops when nothing is pending any more. */
+  /** Forget request `id` (answered); with nothing pending any more the time-out timer keeps no process alive. */
   private settle(id: number): void {
     this.pending.delete(id);
-    if (this.pending.size === 0 && this.deadlineTimer !== undefined) {
-      clearTimeout(this.deadlineTimer);
-      this.deadlineTimer = undefined;
-      this.deadlineAt = Infinity;
-    }
+    if (this.pending.size === 0) this.deadlineTimer?.unref();
   }
 
   close(reason = 'closed locally'): void {
@@ -283,8 +357,14 @@ export class RpcPeer {
 
   private send(env: Envelope, sign = true): void {
     if (this.closed) return;
+    const meta = env.id !== undefined ? { id: env.id } : env.re !== undefined ? { re: env.re } : {};
+    const text = sign ? this.guard?.sealJson?.(env) : undefined;
+    if (text !== undefined) {
+      this.channel.send(Buffer.from(text, 'utf8'), meta);
+      return;
+    }
     if (sign && this.guard) env = this.guard.seal(env);
-    this.channel.send(encodeEnvelope(env), env.id !== undefined ? { id: env.id } : env.re !== undefined ? { re: env.re } : {});
+    this.channel.send(encodeEnvelope(env), meta);
   }
 
   private shutdown(reason: string): void {
@@ -303,6 +383,16 @@ export class RpcPeer {
 
   private receive(payload: Buffer): void {
     this.lastHeard = performance.now();
+    if (this.admission !== undefined && (this.guard === undefined || this.guard.identity !== undefined)) {
+      const id = requestHead(payload);
+      if (id !== undefined) {
+        const refusal = this.admission(headType, this.inbound);
+        if (refusal !== undefined) {
+          this.send({ v: SCHEMA_VERSION, type: 'error', re: id, body: errorBodyOf(refusal) });
+          return;
+        }
+      }
+    }
     const decoded = decodeEnvelope(payload);
     if (!decoded.ok) {
       this.onProtocolError(decoded.error);
@@ -361,12 +451,7 @@ export class RpcPeer {
 
   private async receiveRequest(env: Envelope, id: number): Promise<void> {
     const fail = (code: string, message: string, retryAfter?: number) =>
-      this.send({
-        v: SCHEMA_VERSION,
-        type: 'error',
-        re: id,
-        body: retryAfter === undefined ? { code, message } : { code, message, retryAfter },
-      });
+      this.send({ v: SCHEMA_VERSION, type: 'error', re: id, body: errorBody(code, message, retryAfter) });
     if (!isRequestType(env.type)) return fail('unknown-type', `unknown message type '${env.type}'`);
     const handler = this.handlers.get(env.type);
     if (!handler) return fail('unsupported', `this end does not serve '${env.type}'`);
@@ -382,7 +467,7 @@ export class RpcPeer {
       const reply = await handler(body.value);
       this.send({ v: SCHEMA_VERSION, type: 'reply', re: id, body: encodeReplyBody(env.type, reply) });
     } catch (e) {
-      if (e instanceof RpcError) fail(e.code, e.message, e.retryAfterMs);
+      if (e instanceof RpcError) this.send({ v: SCHEMA_VERSION, type: 'error', re: id, body: errorBodyOf(e) });
       else fail('internal', e instanceof Error ? e.message : String(e));
     } finally {
       this.inbound--;

@@ -11,7 +11,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Registry, type RegistrySnapshot } from '../../src/core/registry.js';
+import { encodeRecords, journalRecordCodec, parseJournal, journalHeader } from '../../src/core/journal.js';
+import { Registry, type RegistryChange, type RegistrySnapshot } from '../../src/core/registry.js';
 import { RegistryStore, type RegistryStoreOptions } from '../../src/mlr/persistence.js';
 import { FileStateFile } from '../../src/platform/state-file.js';
 import { errorOf, ip, value, within } from '../support/helpers.js';
@@ -280,4 +281,28 @@ test('a writer killed with SIGKILL mid-burst loses no change it acknowledged', a
   process.stdout.write(
     `# ${acked + 1} changes acknowledged before SIGKILL; ${registry.allBindings().length} bindings loaded, ${report.replayed} journal records replayed${report.notes.length ? `; ${report.notes.join('; ')}` : ''}\n`,
   );
+});
+
+test("a put record written directly is byte for byte the codec's, and reads back as the same change", () => {
+  const names = ['cn1', 'cn-é', 'a"b\\c', 'x\ny', '\u2028'];
+  const changes: RegistryChange[] = [];
+  for (let i = 0; i < 200; i++) {
+    changes.push({
+      kind: 'put',
+      binding: {
+        mac: `02:00:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`,
+        cell: (ip('10.0.0.0') + 4 * i * 65_537) >>> 0,
+        parent: names[i % names.length]!,
+        current: i % 3 === 0 ? null : names[(i * 7) % names.length]!,
+        state: i % 2 ? 'bound' : 'offered',
+        expires: i * 1_000_003_777,
+      },
+    });
+  }
+  changes.push({ kind: 'remove', mac: '02:00:00:00:00:01' });
+  const text = encodeRecords(changes);
+  const reference = changes.map((c) => JSON.stringify(journalRecordCodec.encode(c)) + '\n').join('');
+  assert.equal(text, reference);
+  const parsed = value(parseJournal(journalHeader(1) + text, 'journal'));
+  assert.deepEqual(parsed.changes, changes);
 });

@@ -2,7 +2,8 @@
 // The fast paths of the MLRP stack give exactly what the plain ones gave: canonical JSON byte for byte
 // (the HMAC covers it), the envelope decode field for field, the replay cache's verdicts (while it
 // now forgets expired nonces as it goes), and TCP frames coalesced per turn still arrive whole, in
-// order, also when split or joined across reads and when the channel is closed right after sending.
+// order, also when split or joined across reads, when the channel is closed right after sending, and over
+// several channels written in the same turn (one write each).
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac, randomBytes } from 'node:crypto';
@@ -251,5 +252,53 @@ test('what was sent just before a local close still goes out', async () => {
   } finally {
     b.close();
     server.close();
+  }
+});
+
+test('frames to several channels in one turn: each channel gets its own, in order, in one write; a channel closed in the turn too', async () => {
+  const one = await pair();
+  const two = await pair();
+  const three = await pair();
+  try {
+    const got: string[][] = [[], [], []];
+    one.b.onMessage((p) => got[0]!.push(p.toString()));
+    two.b.onMessage((p) => got[1]!.push(p.toString()));
+    three.b.onMessage((p) => got[2]!.push(p.toString()));
+    const writes = [one.a, two.a, three.a].map((ch) => {
+      const sock = (ch as unknown as { socket: net.Socket }).socket;
+      const counter = { n: 0 };
+      const write = sock.write.bind(sock) as (...args: unknown[]) => boolean;
+      (sock as unknown as { write: (...args: unknown[]) => boolean }).write = (...args) => {
+        counter.n++;
+        return write(...args);
+      };
+      return counter;
+    });
+    for (let i = 0; i < 5; i++) for (const [k, ch] of [one.a, two.a, three.a].entries()) ch.send(Buffer.from(`${k}.${i}`));
+    two.a.close('closed in the turn');
+    await until('all frames', () => got.every((g) => g.length === 5), 5000);
+    assert.deepEqual(
+      got,
+      [0, 1, 2].map((k) => [0, 1, 2, 3, 4].map((i) => `${k}.${i}`)),
+    );
+    assert.deepEqual(
+      writes.map((w) => w.n),
+      [1, 1, 1],
+      'one socket write per channel for the turn',
+    );
+    // The next turn's frames go out as well (nothing left marked as waiting).
+    one.a.send(Buffer.from('again'));
+    three.a.send(Buffer.from('again'));
+    await until('the next turn', () => got[0]!.length === 6 && got[2]!.length === 6, 5000);
+    assert.deepEqual(
+      writes.map((w) => w.n),
+      [2, 1, 2],
+    );
+  } finally {
+    for (const p of [one, two, three]) {
+      p.a.close();
+      p.b.close();
+      p.server.close();
+    }
   }
 });
