@@ -10,7 +10,7 @@ import type { CnRef } from '../core/binding.js';
 import { formatMlrAddress, type CnConfig, type MlrAddress } from '../core/config.js';
 import { cnGuards, RateLimitedLog } from '../proto/auth.js';
 import { cellOf, formatIPv4, maskOf, type Mac } from '../core/ip.js';
-import type { RequestBody } from '../core/messages.js';
+import { FEATURES, type RequestBody } from '../core/messages.js';
 import { describeAvailable, describePool, resolvePool, type PoolRange } from '../core/pool.js';
 import { err, type Result } from '../core/result.js';
 import type { TunnelType } from '../core/tunnel.js';
@@ -188,6 +188,7 @@ export class CnDaemon implements CnReport {
       tunnels: () => tunnels,
       leaseTime: cfg.leaseTime,
       refreshAssociations: () => this.refreshAssociations(),
+      resync: (why) => mlr.reconnect(why),
       log,
       ...(deps.now ? { now: deps.now } : {}),
     });
@@ -198,6 +199,8 @@ export class CnDaemon implements CnReport {
       log,
       ...(deps.now ? { now: deps.now } : {}),
       selecting: (mac, waiting) => handover.dhcpSelecting(mac, waiting),
+      replyWaiting: (mac, waiting) => handover.replyWaiting(mac, waiting),
+      applyReply: (tx, binding) => handover.applyReply(tx, binding),
     });
     this.malformed = new RateLimitedLog((m) => log(LOG.detect, m), deps.now, 3, GUARD_LOG_INTERVAL_MS, 'malformed DHCP messages ignored');
     this.guardFlush = setInterval(() => {
@@ -400,6 +403,8 @@ export class CnDaemon implements CnReport {
       tunnels: run.tunnels,
       pools: run.pools,
       software: SOFTWARE,
+      // Replies that carry a move's commit (core/messages.ts): applied by the handover before the DHCPACK.
+      features: [FEATURES.inlineCommit],
     };
   }
 

@@ -14,6 +14,17 @@
 // all the same: a commit always says what the binding is now. A reservation the MLR never confirms
 // nor aborts (it died mid-transaction) lapses after `reservationMs`.
 //
+// Inline commits (core/messages.ts FEATURES.inlineCommit, announced in our bind): a `request` or `seen`
+// reply that carries a `tx` is that move's commit for us (applyReply: applied as a commit, before the
+// DHCP server sends its ACK; a renewal's that changes only the expiry is just noted). The MLR frees
+// the station's lock before such a reply is written, so a later transaction's commit or remove can
+// arrive first: each record keeps the newest tx applied in this MLR session (`tx`), and a reply,
+// commit or remove older than it is not applied. The record is kept while a reply that may carry a
+// commit is awaited (`awaiting`, bounded by the DHCP server's in-flight bounds), and every `tx` is
+// reset when a bind is sent (a new session numbers afresh). A reply the data plane fails to apply is
+// applied again after REAPPLY_DELAYS_MS, then the CN re-binds (`resync`), as the MLR reconciles a
+// failed commit.
+//
 // The cell's guards (what a frame from the air may make the CN do, issue 8):
 // - A new station — a MAC with no binding involving this CN and not admitted in the last
 //   ADMITTED_MS — is admitted (DHCP answered, ARP/IP reported to the MLR) only while a token bucket
@@ -89,6 +100,14 @@ export interface Station {
   admittedUntil: number;
   /** When we last told the MLR this station is lost here (`lost`), for LOST_REPORT_INTERVAL_MS. */
   lostReportedAt: number;
+  /**
+   * The newest MLR transaction applied for this station in this MLR session (commit, remove, or a
+   * reply carrying a commit; 0: none): anything older that arrives later is not applied. Kept with
+   * the record, reset when a bind is sent.
+   */
+  tx: number;
+  /** Our requests to the MLR waiting for a reply that may carry this station's commit (keeps the record, and `tx`). */
+  awaiting: number;
 }
 
 /** What the handover needs of the data plane (DataplaneDriver). */
@@ -122,7 +141,17 @@ export interface CnHandoverOptions {
   newStationRate?: number;
   /** Re-read hostapd's station lists (a paged station answered that hostapd has not announced). */
   refreshAssociations?: () => Promise<void>;
+  /** Re-bind to the MLR, which re-applies every binding (after an inline commit could not be applied). */
+  resync?: (why: string) => void;
+  /** Delays of the retries of an inline commit the data plane failed to apply; then `resync` (default REAPPLY_DELAYS_MS). */
+  reapplyDelaysMs?: readonly number[];
 }
+
+/**
+ * An inline commit (a reply carrying the binding) that the data plane failed to apply is applied again
+ * after these delays, as the MLR would re-send a failed commit; then the CN re-binds.
+ */
+const REAPPLY_DELAYS_MS = [200, 1000, 5000];
 
 /** How long an admitted new station takes no further token (DISCOVER, then REQUEST and retries). */
 const ADMITTED_MS = 60_000;
@@ -447,7 +476,8 @@ export class CnHandover {
           if (r.outcome === 'unknown' || r.outcome === 'refused') {
             s.detected = undefined;
             log(LOG.detect, `${mac}: ${r.outcome}${r.reason ? ` (${r.reason})` : ''}`);
-          }
+          } else if (r.tx !== undefined && r.binding?.mac === mac) return this.applyReply(r.tx, r.binding);
+          return undefined;
         },
         (e: unknown) => {
           s.detected = undefined;
@@ -472,7 +502,7 @@ export class CnHandover {
     });
     peer.handle('abort', (body) => this.abort(body.tx));
     peer.handle('remove', async (body) => {
-      await this.remove(body.binding);
+      await this.remove(body.binding, body.tx);
       return {};
     });
     peer.handle('probe', async (body) => ({ present: (await this.probe(body.mac, body.ip)) ? 'yes' : 'no' }));
@@ -558,10 +588,21 @@ export class CnHandover {
     return {};
   }
 
-  /** Take `b` as the truth about its station and make the kernel follow. */
+  /**
+   * Take `b` as the truth about its station and make the kernel follow, unless a newer transaction of
+   * the station was applied already (then this one is stale: ignored).
+   */
   async commit(tx: number, b: BindingView): Promise<void> {
     const { self, log } = this.o;
     const s = this.record(b.mac);
+    if (tx < s.tx) {
+      log(LOG.handover, `tx ${tx}: ${b.mac} ignored: transaction ${s.tx} was applied already`);
+      this.byTx.delete(tx);
+      if (s.reserved?.tx === tx) s.reserved = undefined;
+      this.forgetIfEmpty(s);
+      return;
+    }
+    s.tx = tx;
     if (s.reserved) this.byTx.delete(s.reserved.tx);
     this.byTx.delete(tx);
     s.reserved = undefined;
@@ -595,9 +636,15 @@ export class CnHandover {
     }
   }
 
-  async remove(b: BindingView): Promise<void> {
+  /** The MLR removed the binding. `tx` (MLRs that send inline commits): ignored if older than what was applied. */
+  async remove(b: BindingView, tx?: number): Promise<void> {
     const s = this.stations.get(b.mac);
+    if (s && tx !== undefined && tx < s.tx) {
+      this.o.log(LOG.handover, `tx ${tx}: removal of ${b.mac} ignored: transaction ${s.tx} was applied already`);
+      return;
+    }
     if (s) {
+      if (tx !== undefined) s.tx = tx;
       this.setBinding(s, undefined);
       this.forgetIfEmpty(s);
     }
@@ -607,9 +654,83 @@ export class CnHandover {
     this.o.log(LOG.handover, `host ${b.mac} ${formatIPv4(cellOf(b.cell).host)}: binding removed by the MLR`);
   }
 
-  /** A bind is being sent: note the commits and removes that arrive before its list is applied. */
+  /**
+   * A bind is being sent: note the commits and removes that arrive before its list is applied. A new
+   * MLR session numbers its transactions afresh: what was applied in the last one orders nothing now.
+   */
   beginResync(): void {
     this.resync = new Set();
+    for (const s of this.stations.values()) s.tx = 0;
+  }
+
+  // ---- inline commits (core/messages.ts FEATURES.inlineCommit) ----
+
+  /**
+   * A request whose reply may carry `mac`'s commit starts (true) or stops (false) waiting on the MLR:
+   * meanwhile the station's record, and the newest transaction applied for it, are kept, so that a
+   * commit or remove that overtakes the reply is not undone by it.
+   */
+  replyWaiting(mac: Mac, waiting: boolean): void {
+    if (waiting) {
+      this.record(mac).awaiting++;
+      return;
+    }
+    const s = this.stations.get(mac);
+    if (!s) return;
+    s.awaiting = Math.max(0, s.awaiting - 1);
+    this.forgetIfEmpty(s);
+  }
+
+  /**
+   * The MLR's reply to our `request` or `seen` carries transaction `tx`'s commit for us: apply it as
+   * that commit (the kernel first: the caller answers the client once this resolves). Not applied when
+   * a newer transaction of the station was (its commit or remove overtook this reply). A renewal that
+   * changes nothing but the expiry is only noted. If the data plane fails, the commit is applied again
+   * after REAPPLY_DELAYS_MS and then the CN re-binds (as the MLR reconciles a failed commit); the
+   * caller is not failed, as the MLR acknowledges a move whose commit failed.
+   */
+  async applyReply(tx: number, b: BindingView): Promise<void> {
+    const s = this.record(b.mac);
+    if (tx < s.tx) {
+      this.o.log(LOG.handover, `tx ${tx}: reply for ${b.mac} not applied: transaction ${s.tx} was applied already`);
+      this.forgetIfEmpty(s);
+      return;
+    }
+    if (s.binding !== undefined && s.phase !== 'applying' && sameExceptExpiry(s.binding, b)) {
+      s.tx = tx;
+      this.setBinding(s, b);
+      return;
+    }
+    try {
+      await this.commit(tx, b);
+    } catch (e) {
+      this.o.log(LOG.error, `tx ${tx}: applying ${b.mac} failed (${e instanceof Error ? e.message : String(e)}); trying again`);
+      this.reapply(b.mac, tx, 0);
+    }
+  }
+
+  /** Retry `attempt` of an inline commit the data plane failed, while nothing newer came for the station. */
+  private reapply(mac: Mac, tx: number, attempt: number): void {
+    const delays = this.o.reapplyDelaysMs ?? REAPPLY_DELAYS_MS;
+    setTimeout(() => {
+      const s = this.stations.get(mac);
+      if (s?.tx !== tx) return; // a newer commit or remove (or a re-bind) has taken over
+      const dp = this.o.dataplane;
+      (dp.update ? dp.update(mac, s.binding) : dp.apply(this.bindings())).then(
+        () => this.o.log(LOG.info, `tx ${tx}: ${mac} applied on retry ${attempt + 1}`),
+        (e: unknown) => {
+          const why = e instanceof Error ? e.message : String(e);
+          if (attempt + 1 < delays.length) this.reapply(mac, tx, attempt + 1);
+          else {
+            this.o.log(
+              LOG.error,
+              `tx ${tx}: applying ${mac} failed ${delays.length + 1} times (${why}); re-binding to re-apply everything`,
+            );
+            this.o.resync?.(`applying ${mac} failed`);
+          }
+        },
+      );
+    }, delays[attempt] ?? 0).unref();
   }
 
   /**
@@ -684,6 +805,8 @@ export class CnHandover {
         quietUntil: 0,
         admittedUntil: 0,
         lostReportedAt: 0,
+        tx: 0,
+        awaiting: 0,
       };
       this.stations.set(mac, s);
     }
@@ -732,5 +855,20 @@ export class CnHandover {
 
 /** A request, a reservation or a commit is in flight for the station: its record must stay. */
 function busy(s: Station): boolean {
-  return s.phase !== 'idle' || s.reserved !== undefined;
+  return s.phase !== 'idle' || s.reserved !== undefined || s.awaiting > 0;
+}
+
+/** The same binding but (perhaps) for its expiry: a renewal, which changes nothing in the kernel. */
+function sameExceptExpiry(a: BindingView, b: BindingView): boolean {
+  return (
+    a.mac === b.mac &&
+    a.cell === b.cell &&
+    a.state === b.state &&
+    a.parent.name === b.parent.name &&
+    a.parent.addr === b.parent.addr &&
+    a.current?.name === b.current?.name &&
+    a.current?.addr === b.current?.addr &&
+    a.tunnel?.type === b.tunnel?.type &&
+    a.tunnel?.key === b.tunnel?.key
+  );
 }

@@ -52,6 +52,19 @@ const online = literal('yes', 'no');
  */
 export const PAGE = { bindings: 400, peers: 500, cns: 100 } as const;
 
+/**
+ * Optional protocol features, announced by a CN in its bind (`features`) and used by the MLR only on
+ * sessions that announced them; either end without one works as before.
+ * - inlineCommit: for a move in which this CN is the only participant to be told (a new client at its
+ *   home CN; a move whose other participants are offline) and for a renewal at this CN, the MLR sends
+ *   no `commit`: the `request` or `seen` reply carries the binding and the transaction's `tx`, and
+ *   the CN applies it as that commit before it answers the client. A `remove` then carries `tx` too,
+ *   and the CN applies no reply, commit or remove older than the newest transaction it applied for
+ *   the station in this session (the MLR frees the station's lock before its reply is written, so a
+ *   later transaction's commit may arrive first).
+ */
+export const FEATURES = { inlineCommit: 'inline-commit' } as const;
+
 /** Request bodies, by message type, and the body of their successful reply. */
 export const requests = {
   // CN -> MLR
@@ -62,6 +75,13 @@ export const requests = {
       tunnels: array(tunnelType, 8),
       pools: array(pool, 64),
       software: optional(str(64)),
+      /**
+       * Protocol features this CN understands (FEATURES): an MLR that knows one may use it on this
+       * session; an old MLR drops the field (unknown fields are dropped) and uses none. Unknown names
+       * are ignored. Bounded generously (64 names of up to 64 characters), so that a later CN's longer
+       * list is not refused by this MLR.
+       */
+      features: optional(array(str(64), 64)),
     }),
     /** The first page of what involves the CN; with a `…Next`, ask `sync` for the rest before acting on it. */
     reply: object({
@@ -93,17 +113,32 @@ export const requests = {
     body: object({ mac, requested: optional(ipv4) }),
     reply: object({ binding: bindingCodec }),
   },
-  /** DHCPREQUEST (any state): confirm `ip` for `mac`, moving the binding to this CN. */
+  /**
+   * DHCPREQUEST (any state): confirm `ip` for `mac`, moving the binding to this CN. With `tx` (only to a
+   * CN that announced FEATURES.inlineCommit at bind) the reply is the move's commit for this CN: no
+   * `commit` message comes, and the CN applies `binding` as it would that commit, before its DHCPACK.
+   */
   request: {
     body: object({ mac, ip: ipv4, leaseTime: int(60, 31536000), state: literal('selecting', 'init-reboot', 'renewing') }),
-    reply: object({ outcome: literal('ack', 'nak', 'ignore'), binding: optional(bindingCodec), reason: optional(str(200)) }),
+    reply: object({
+      outcome: literal('ack', 'nak', 'ignore'),
+      binding: optional(bindingCodec),
+      reason: optional(str(200)),
+      tx: optional(txId),
+    }),
   },
   release: { body: object({ mac, ip: ipv4, decline: optional(literal('yes')) }), reply: object({}) },
   /** A MAC was seen in this CN's cell (ARP/IP activity or an association): move it here if bound elsewhere. */
   seen: {
     /** leaseTime: how long a statically addressed host adopted on this report holds its cell (the CN's lease_time). */
     body: object({ mac, ip: optional(ipv4), via: detectedVia, leaseTime: optional(int(60, 31536000)) }),
-    reply: object({ outcome: literal('moved', 'here', 'unknown', 'refused'), binding: optional(bindingCodec), reason: optional(str(200)) }),
+    /** `tx`: as in `request`'s reply, the move's commit for this CN carried in the reply. */
+    reply: object({
+      outcome: literal('moved', 'here', 'unknown', 'refused'),
+      binding: optional(bindingCodec),
+      reason: optional(str(200)),
+      tx: optional(txId),
+    }),
   },
   /**
    * A station served here can no longer be reached here: hostapd reported its departure (disassoc,
@@ -133,7 +168,11 @@ export const requests = {
   /** Phase 2: this is now the binding (also sent on its own to reconcile a CN that missed a commit). */
   commit: { body: object({ tx: txId, binding: bindingCodec, previous: nullable(cnRefCodec) }), reply: object({}) },
   abort: { body: object({ tx: txId }), reply: object({}) },
-  remove: { body: object({ binding: bindingCodec }), reply: object({}) },
+  /**
+   * The binding is gone. `tx` (from MLRs that send inline commits) orders it against the commits and
+   * replies of the same session: a CN ignores a remove older than the newest transaction it applied.
+   */
+  remove: { body: object({ binding: bindingCodec, tx: optional(txId) }), reply: object({}) },
   /**
    * Presence check before a traffic-detected move: does the station `mac` still answer in your cell, at
    * `ip` (its N+1)? Sent to the previous current CN, which asks by a unicast ARP request from N+2.

@@ -30,6 +30,17 @@
 // - Commits for one station reach each CN in transaction order: a transaction holds the station's
 //   lock until its commits are answered (and the change is durable), and reconciles take it too.
 //
+// Inline commits (core/messages.ts FEATURES.inlineCommit, issue 11): when the new current CN is the
+// only participant online (a new client at its home CN, an adopted host there, a move whose other
+// participants are offline), announced the feature, and is still on the session its request came on
+// (`replyTo`), no commit is sent: move() returns the transaction's id and the caller's reply carries
+// it with the binding; the CN applies that before answering its client. A renewal at that CN gets an
+// id too (its reply re-states the binding). Ids come from one counter per MLR process (`nextTx`),
+// taken under the station's lock, and `remove`s carry one as well: within one CN session they order a
+// station's commits, removes and such replies, which the CN needs because the lock is released
+// before the reply is written (a later transaction's commit can overtake it). A new session (a
+// re-bind, a restarted or other MLR) starts the CN's ordering afresh.
+//
 // Presence check, the `probing` phase: a move detected by the station's traffic alone
 // (`via` 'arp' or 'ip': no association event, no DHCP from it) of a binding that is bound at another
 // CN also asks that previous current CN, when it is online, to `probe` its cell, at the same time as
@@ -66,6 +77,11 @@
 // - The write does not become durable (`durable()` rejects: the store failed, and the MLR exits to
 //   be restarted from the disk): the move is not acknowledged (its request fails), even when its
 //   commits went out already; the restarted MLR has the station where the disk has it.
+// - Inline commit: the CN fails to apply what the reply carries: the CN retries by itself and then
+//   re-binds (cn/handover.ts), as a reconcile would. The reply is lost (the session closed): the
+//   binding is durable in the registry, and the CN's next bind reply carries it (a CN that re-bound
+//   during the transaction is no longer on `replyTo`'s session and got a commit instead). A later
+//   transaction's commit or remove arrives before the reply: the CN ignores the older reply (its tx).
 // - Deadline: every phase's time-out is clipped to the transaction's deadline, so one dead CN holds
 //   a station's lock for at most `deadlineMs` (a commit gets at least MIN_COMMIT_MS); other
 //   stations' moves never wait for it.
@@ -118,6 +134,15 @@ export interface HandoverOptions {
    * Undefined: build them all and let `log` filter.
    */
   logLevel?: number;
+}
+
+/**
+ * A move that was made: the binding as committed, and `tx` when the commit to the new current CN was
+ * not sent because the caller's reply carries it (the inline commit, core/messages.ts FEATURES).
+ */
+export interface Moved {
+  binding: BindingView;
+  tx?: number;
 }
 
 /** One transaction, as it goes. Kept in `active` while it runs (status and tests). */
@@ -222,9 +247,12 @@ export class Handovers {
 
   /**
    * Make `to` the current CN of `b` (call with the station's lock held). Resolves with the committed
-   * view, or an error saying why the move was rolled back.
+   * view, or an error saying why the move was rolled back. `replyTo`: the session of `to` the caller
+   * answers on, when it announced FEATURES.inlineCommit: if `to` is then the only CN to be told (and
+   * still on that session), no commit is sent and the result's `tx` goes into the reply instead; a
+   * renewal at `to` gets a `tx` too, so that its reply re-states the binding.
    */
-  async move(b: Binding, to: string, expires: number, via: string): Promise<Result<BindingView>> {
+  async move(b: Binding, to: string, expires: number, via: string, replyTo?: CnSession): Promise<Result<Moved>> {
     const { registry } = this.o;
     const proposed: Binding = { mac: b.mac, cell: b.cell, parent: b.parent, current: to, state: 'bound', expires };
     const view = registry.view(proposed);
@@ -235,7 +263,8 @@ export class Handovers {
       const stored = registry.put(proposed);
       if (!stored.ok) return stored;
       await this.o.durable();
-      return ok(view.value);
+      if (replyTo !== undefined && this.o.session(to) === replyTo) return ok({ binding: view.value, tx: this.nextTx++ });
+      return ok({ binding: view.value });
     }
     const previous: CnRef | null = previousName !== null ? registry.cnRef(previousName) : null;
     // The participants, each once: the new current CN, the parent, the previous current CN.
@@ -294,7 +323,10 @@ export class Handovers {
       const commitMs = Math.max(MIN_COMMIT_MS, this.phaseTimeout(tx, this.o.commitTimeoutMs));
       // Every participant connected now (one that went offline while preparing and bound again since
       // gets the commit on its new session; one still offline learns the move from its next bind reply).
-      const committers = names.filter((n) => this.o.session(n) !== undefined);
+      let committers = names.filter((n) => this.o.session(n) !== undefined);
+      // Only `to` to tell, on the session the reply goes out on: the reply carries its commit.
+      const inline = replyTo !== undefined && committers.length === 1 && this.o.session(to) === replyTo;
+      if (inline) committers = [];
       tx.participants = committers;
       const committed = await Promise.allSettled(committers.map((n) => this.ask(n, 'commit', body, commitMs)));
       const answeredAt = this.verbose ? this.o.now() : 0;
@@ -318,10 +350,11 @@ export class Handovers {
         this.o.log(
           LOG.handover,
           `tx ${tx.id}: committed ${b.mac} at ${to} in ${t - tx.startedAt} ms (stored at ${storedAt - tx.startedAt}, durable at ` +
-            `${durableAt - tx.startedAt}${durable ? '' : ', before the commits'}, commits answered at ${answeredAt - tx.startedAt})`,
+            `${durableAt - tx.startedAt}${durable ? '' : ', before the commits'}, ` +
+            `${inline ? 'commit in the reply' : `commits answered at ${answeredAt - tx.startedAt}`})`,
         );
       }
-      return ok(view.value);
+      return ok(inline ? { binding: view.value, tx: tx.id } : { binding: view.value });
     } finally {
       this.active.delete(tx.id);
     }
@@ -338,7 +371,7 @@ export class Handovers {
     body: RequestBody<'prepare'>,
     at: string,
     host: number,
-  ): Promise<Result<BindingView> | undefined> {
+  ): Promise<Result<Moved> | undefined> {
     tx.phase = 'probing';
     const probing = this.probe(tx, at, host);
     const asked = this.prepareAll(tx, online, body);
@@ -390,7 +423,8 @@ export class Handovers {
     if (this.verbose) log(LOG.handover, `binding ${b.mac} ${formatIPv4(b.cell + 1)} removed (${why})`);
     if (!view.ok || b.state !== 'bound') return;
     const names = b.current !== null && b.current !== b.parent ? [b.parent, b.current] : [b.parent];
-    const results = await Promise.allSettled(names.map((n) => this.ask(n, 'remove', { binding: view.value }, this.o.commitTimeoutMs)));
+    const body = { binding: view.value, tx: this.nextTx++ };
+    const results = await Promise.allSettled(names.map((n) => this.ask(n, 'remove', body, this.o.commitTimeoutMs)));
     results.forEach((r, i) => {
       if (r.status === 'rejected') this.reconcile(names[i]!, b.mac, view.value);
     });
@@ -419,7 +453,7 @@ export class Handovers {
   }
 
   /** The station answered in its old cell: the frames that asked for the move carry a duplicate MAC. */
-  private refuseDuplicate(tx: HandoverTx, at: string): Result<BindingView> {
+  private refuseDuplicate(tx: HandoverTx, at: string): Result<Moved> {
     tx.phase = 'rolled-back';
     this.stats.rolledBack++;
     this.stats.duplicates++;
@@ -438,7 +472,7 @@ export class Handovers {
     return s.request(type, body, timeoutMs);
   }
 
-  private rollBack(tx: HandoverTx, asked: readonly string[], why: string): Result<BindingView> {
+  private rollBack(tx: HandoverTx, asked: readonly string[], why: string): Result<Moved> {
     tx.phase = 'rolled-back';
     this.stats.rolledBack++;
     this.o.log(LOG.error, `tx ${tx.id}: rolled back (${why})`);
@@ -475,7 +509,7 @@ export class Handovers {
         const view = current ? this.o.registry.view(current) : undefined;
         try {
           if (view?.ok) await session.request('commit', { tx: this.nextTx++, binding: view.value, previous: null }, this.o.commitTimeoutMs);
-          else await session.request('remove', { binding: last }, this.o.commitTimeoutMs);
+          else await session.request('remove', { binding: last, tx: this.nextTx++ }, this.o.commitTimeoutMs);
           this.reconciling.delete(key);
           this.stats.reconciled++;
           const what = view?.ok ? (involves(view.value, cn) ? 'applied' : 'withdrawn') : 'removed';

@@ -2,7 +2,8 @@
 // MlrService: the mobile location register's decisions over RPC sessions. It admits CNs (bind:
 // network name, pools, tunnel types), answers DHCP-driven requests (which cell, ACK or NAK) and
 // activity-driven ones (move, adopt, refuse), and expires bindings. Every move of a station runs
-// as one transaction in mlr/handover.ts, under that station's lock.
+// as one transaction in mlr/handover.ts, under that station's lock. A CN that announced
+// FEATURES.inlineCommit at bind gets, for a move it alone is told of, the commit in the reply (`tx`).
 //
 // Authorization (on top of proto/auth.ts, which says who sent a message): a session binds only as
 // the CN it authenticated as (with authentication off, as the name of its first bind); the name must
@@ -43,7 +44,7 @@
 import type { BindingView } from '../core/binding.js';
 import { CN_NAME_EXPECTED, CN_NAME_RE, DEFAULT_DECLINE_QUARANTINE, DEFAULT_MAX_OFFERS } from '../core/config.js';
 import { cellOf, formatIPv4, type IPv4 } from '../core/ip.js';
-import { PAGE, type ReplyBody, type RequestBody } from '../core/messages.js';
+import { FEATURES, PAGE, type ReplyBody, type RequestBody } from '../core/messages.js';
 import type { Binding, Registry } from '../core/registry.js';
 import { err, ok, type Result } from '../core/result.js';
 import { performance } from 'node:perf_hooks';
@@ -67,7 +68,7 @@ const MAX_CNS = 4096;
  * their station's lock, over all CNs. At the rate one core completes moves (several thousand a
  * second) that is a few tens of milliseconds of work, so whatever is admitted is answered quickly and
  * memory stays bounded; beyond it the MLR says `busy`. (One CN's burst, e.g. 500 phones back at once,
- * is bounded by its session's MAX_INBOUND = 64 first.)
+ * is bounded by its session's MAX_INBOUND = 160 first.)
  */
 export const MAX_WORK = 256;
 /** The retry hint of a `busy` answer (ms): the CN waits about this long, with jitter, before it asks again. */
@@ -197,6 +198,8 @@ export class MlrService {
   private readonly busy: RpcError;
   /** Finds stations their CN lost (`lost` -> `page` to the other CNs): mlr/paging.ts. */
   readonly pager: Pager;
+  /** Sessions whose CN announced FEATURES.inlineCommit at bind: their replies may carry a move's commit. */
+  private readonly inlineCommit = new WeakSet<RpcPeer>();
 
   constructor(
     readonly registry: Registry,
@@ -271,11 +274,13 @@ export class MlrService {
       const r = this.bind(peer, body, remoteAddr);
       if (!r.ok) throw new RpcError('bind-refused', r.error);
       name = body.cn.name;
+      if (body.features?.includes(FEATURES.inlineCommit)) this.inlineCommit.add(peer);
+      else this.inlineCommit.delete(peer);
       return (this.opts.durable?.() ?? Promise.resolve()).then(() => r.value);
     });
     peer.handle('discover', (body) => bound((cn) => this.admit(body.mac, () => this.discover(cn, body))));
-    peer.handle('request', (body) => bound((cn) => this.admit(body.mac, () => this.request(cn, body))));
-    peer.handle('seen', (body) => bound((cn) => this.admit(body.mac, () => this.seen(cn, body))));
+    peer.handle('request', (body) => bound((cn) => this.admit(body.mac, () => this.request(cn, body, this.replyTo(peer)))));
+    peer.handle('seen', (body) => bound((cn) => this.admit(body.mac, () => this.seen(cn, body, this.replyTo(peer)))));
     peer.handle('release', (body) => bound((cn) => this.admit(body.mac, () => this.release(cn, body))));
     peer.handle('lost', (body) => bound((cn) => this.pager.lost(cn, body)));
     peer.handle('status', (body) => this.status(body));
@@ -294,6 +299,11 @@ export class MlrService {
         log(LOG.info, `CN '${name}' disconnected (${reason})`);
       }
     });
+  }
+
+  /** `peer` when its replies may carry a move's commit (FEATURES.inlineCommit), else undefined. */
+  private replyTo(peer: RpcPeer): RpcPeer | undefined {
+    return this.inlineCommit.has(peer) ? peer : undefined;
   }
 
   /** Requests admitted and not yet finished (running or waiting for their station's lock). */
@@ -445,7 +455,7 @@ export class MlrService {
     return { binding: this.mustView(b.value) };
   }
 
-  private async request(cn: string, body: RequestBody<'request'>): Promise<ReplyBody<'request'>> {
+  private async request(cn: string, body: RequestBody<'request'>, replyTo?: RpcPeer): Promise<ReplyBody<'request'>> {
     const cell = cellOf(body.ip);
     if (cell.host !== body.ip) return { outcome: 'nak', reason: `${formatIPv4(body.ip)} is not a cell's host address` };
     const leaseEnd = this.now() + body.leaseTime * 1000 + this.opts.leaseGraceMs;
@@ -455,10 +465,10 @@ export class MlrService {
         if (body.state === 'selecting') return { outcome: 'nak', reason: `${body.mac} was offered ${formatIPv4(b.cell + 1)}` };
         return { outcome: 'nak', reason: `${body.mac} is bound to ${formatIPv4(b.cell + 1)}` };
       }
-      const moved = await this.handovers.move(b, cn, leaseEnd, 'dhcp');
+      const moved = await this.handovers.move(b, cn, leaseEnd, 'dhcp', replyTo);
       if (!moved.ok) throw new RpcError('handover-failed', moved.error);
       this.pager.moved(body.mac, cn);
-      return { outcome: 'ack', binding: moved.value };
+      return { outcome: 'ack', ...moved.value };
     }
     const owner = this.registry.ownerOfHost(body.ip);
     if (!owner) return { outcome: 'nak', reason: `${formatIPv4(body.ip)} is in no pool of this network` };
@@ -476,9 +486,9 @@ export class MlrService {
       state: 'offered',
       expires: leaseEnd,
     };
-    const moved = await this.handovers.move(fresh, cn, leaseEnd, 'dhcp');
+    const moved = await this.handovers.move(fresh, cn, leaseEnd, 'dhcp', replyTo);
     if (!moved.ok) throw new RpcError('handover-failed', moved.error);
-    return { outcome: 'ack', binding: moved.value };
+    return { outcome: 'ack', ...moved.value };
   }
 
   private async release(cn: string, body: RequestBody<'release'>): Promise<ReplyBody<'release'>> {
@@ -508,17 +518,17 @@ export class MlrService {
 
   // ---- activity ----
 
-  private async seen(cn: string, body: RequestBody<'seen'>): Promise<ReplyBody<'seen'>> {
+  private async seen(cn: string, body: RequestBody<'seen'>, replyTo?: RpcPeer): Promise<ReplyBody<'seen'>> {
     const b = this.registry.binding(body.mac);
     if (b && body.ip !== undefined && body.ip !== b.cell + 1) {
       return { outcome: 'refused', reason: `${body.mac} holds ${formatIPv4(b.cell + 1)}, not ${formatIPv4(body.ip)}` };
     }
     if (b && b.state === 'bound') {
       if (b.current === cn) return { outcome: 'here', binding: this.mustView(b) };
-      const moved = await this.handovers.move(b, cn, b.expires, body.via);
+      const moved = await this.handovers.move(b, cn, b.expires, body.via, replyTo);
       if (!moved.ok) return { outcome: 'refused', reason: moved.error };
       this.pager.moved(body.mac, cn);
-      return { outcome: 'moved', binding: moved.value };
+      return { outcome: 'moved', ...moved.value };
     }
     // A statically addressed host: adopt it if its address is a free cell of the network. It holds the
     // cell for one lease time of the reporting CN; after that its next ARP/IP activity adopts it again.
@@ -528,9 +538,9 @@ export class MlrService {
         if (!b) this.checkLimit(cn);
         const fresh: Binding = { mac: body.mac, cell: owner.cell, parent: owner.owner.name, current: null, state: 'offered', expires: 0 };
         const expires = this.now() + (body.leaseTime ?? DEFAULT_STATIC_HOLD_S) * 1000 + this.opts.leaseGraceMs;
-        const moved = await this.handovers.move(fresh, cn, expires, body.via);
+        const moved = await this.handovers.move(fresh, cn, expires, body.via, replyTo);
         if (!moved.ok) return { outcome: 'refused', reason: moved.error };
-        return { outcome: 'moved', binding: moved.value };
+        return { outcome: 'moved', ...moved.value };
       }
     }
     return { outcome: 'unknown' };

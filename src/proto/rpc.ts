@@ -83,8 +83,12 @@ export interface RpcGuard {
   readonly identity: string | undefined;
 }
 
-/** Handler calls one peer may have running at once; a flood beyond it is answered 'busy'. */
-export const MAX_INBOUND = 64;
+/**
+ * Handler calls one peer may have running at once; a flood beyond it is answered 'busy'. Above the
+ * DHCP exchanges a CN lets wait on the MLR (cn/dhcp-server.ts DHCP_IN_FLIGHT, 128), with room for its
+ * other requests.
+ */
+export const MAX_INBOUND = 160;
 /** The retry hint (ms) of the 'busy' answer past MAX_INBOUND. */
 const INBOUND_RETRY_AFTER_MS = 50;
 /** Own requests one peer may have waiting for replies. */

@@ -495,3 +495,118 @@ test('a gateway is announced four times, but once for a station taking its addre
   t.mock.timers.tick(1000);
   assert.equal(announcements(), 8);
 });
+
+// ---- inline commits: a reply that carries the move's commit (core/messages.ts FEATURES.inlineCommit) ----
+
+/** MS bound here at home (cn2 is the parent and the current CN): what a new client's REQUEST reply carries. */
+const atHome: BindingView = { mac: MS, cell: ip('10.2.0.4'), parent: cn2, current: cn2, expires: 1e15, state: 'bound' };
+
+test('inline commit: a commit for a later transaction that overtakes the reply wins; the stale reply is not applied', async () => {
+  const log: string[] = [];
+  const { h, applied } = setup({ log });
+  h.replyWaiting(MS, true);
+  // tx 6 moved the station on to cn3 (cn2 takes no part) and its commit arrived before tx 5's reply.
+  await h.commit(6, { ...atHome, current: cn3, parent: cn1, tunnel: { type: 'vxlan', key: 3 } });
+  assert.ok(h.station(MS), 'the record stays while a reply is awaited, though it holds no binding');
+  const calls = applied.length;
+  await h.applyReply(5, atHome);
+  h.replyWaiting(MS, false);
+  assert.equal(applied.length, calls, 'the data plane was not asked again');
+  assert.equal(h.isServed(MS), false, 'the stale reply did not bring the station back');
+  assert.equal(h.station(MS), undefined, 'the record is forgotten once nothing is awaited');
+  assert.ok(log.some((l) => /tx 5: reply for .* not applied: transaction 6/.test(l)));
+});
+
+test('inline commit: a remove for a later transaction that overtakes the reply wins; an older remove is ignored', async () => {
+  const { h, applied } = setup();
+  h.replyWaiting(MS, true);
+  await h.commit(2, atHome); // an earlier lease, applied by commit
+  await h.remove(atHome, 9); // dropped (expired, declined) by tx 9 ...
+  await h.applyReply(8, atHome); // ... before tx 8's reply came
+  h.replyWaiting(MS, false);
+  assert.equal(h.station(MS), undefined);
+  assert.deepEqual(applied.at(-1), []);
+
+  // A reply applied, then a remove of an older transaction: ignored. One without tx (old MLR): applied.
+  await h.applyReply(10, atHome);
+  assert.ok(h.isServed(MS));
+  await h.remove(atHome, 4);
+  assert.ok(h.isServed(MS), 'older than what was applied');
+  await h.remove(atHome);
+  assert.equal(h.isServed(MS), false, 'without tx, a remove is applied as always');
+});
+
+test('inline commit: applied before it resolves; a renewal only notes its expiry; a new MLR session numbers afresh', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const { h, applied, link } = setup();
+  h.replyWaiting(MS, true);
+  const done = h.applyReply(3, atHome);
+  h.replyWaiting(MS, false);
+  await done;
+  assert.deepEqual(applied.at(-1), [atHome], 'applied to the kernel');
+  assert.ok(h.isServed(MS));
+  t.mock.timers.tick(2000); // the announcement's repeats
+  const calls = applied.length;
+  link.sent.length = 0;
+  // The renewal's reply: the same binding with a later expiry; nothing in the kernel changes.
+  await h.applyReply(4, { ...atHome, expires: 2e15 });
+  t.mock.timers.tick(2000);
+  assert.equal(applied.length, calls, 'no data-plane call');
+  assert.equal(link.sent.length, 0, 'no announcement');
+  assert.equal(h.station(MS)?.binding?.expires, 2e15);
+  // A renewal whose binding the CN lacks (a reply lost to a time-out before) applies it in full.
+  await h.commit(5, { ...atHome, current: cn3, tunnel: { type: 'vxlan', key: 4 } });
+  await h.applyReply(6, atHome);
+  assert.deepEqual(applied.at(-1), [atHome]);
+  // After a re-bind (a new MLR session, maybe another MLR) tx numbers start again.
+  h.beginResync();
+  await h.reestablish([]);
+  await h.applyReply(1, atHome);
+  assert.ok(h.isServed(MS), 'tx 1 of the new session applies');
+});
+
+test('inline commit: a data plane that fails is retried, then the CN re-binds; a newer commit stops the retries', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const resyncs: string[] = [];
+  let failures = 0;
+  let calls = 0;
+  const h = new CnHandover({
+    self: 'cn2',
+    mlr: { request: () => new Promise(() => undefined) },
+    dataplane: {
+      apply: () => {
+        calls++;
+        if (failures === 0) return Promise.resolve([]);
+        failures--;
+        return Promise.reject(new Error('RTNETLINK answers: No buffer space available'));
+      },
+    },
+    link: new FakeLinkIO('wl0', '02:cc:00:00:00:02'),
+    associations: new AssociationTable(),
+    requireAssociation: false,
+    tunnels: () => ['vxlan'],
+    leaseTime: 600,
+    log: () => undefined,
+    resync: (why) => resyncs.push(why),
+    reapplyDelaysMs: [10, 20],
+  });
+  failures = 3;
+  await h.applyReply(1, atHome); // resolves: the client gets its ACK, as after a failed commit
+  assert.ok(h.isServed(MS));
+  for (let i = 0; i < 3; i++) {
+    t.mock.timers.tick(20);
+    await new Promise((r) => setImmediate(r));
+  }
+  assert.equal(calls, 3, 'two retries after the first failure');
+  assert.deepEqual(resyncs, [`applying ${MS} failed`]);
+
+  failures = 1;
+  resyncs.length = 0;
+  await h.applyReply(2, { ...atHome, cell: ip('10.2.0.8') });
+  await h.commit(3, atHome); // newer: the retry of tx 2 is moot
+  const before = calls;
+  t.mock.timers.tick(50);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(calls, before, 'no retry');
+  assert.deepEqual(resyncs, []);
+});

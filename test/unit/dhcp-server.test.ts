@@ -127,6 +127,28 @@ void test('REQUESTs have their own share and are shed past it', async () => {
   assert.equal(server.stats.shed, 3);
 });
 
+void test('while REQUESTs fill their share, new DISCOVERs are shed: the clients offered already finish first', async () => {
+  const { mlr, server } = setup();
+  const host = cellOf(CELL).host;
+  const requests = DHCP_IN_FLIGHT.request - 2;
+  for (let i = 0; i < requests; i++) {
+    void server.handle(message(macOf(i), DHCP_MESSAGE.REQUEST, i, { requestedIp: host, serverId: cellOf(CELL).gateway }));
+  }
+  for (let i = 0; i < 5; i++) void server.handle(message(macOf(1000 + i), DHCP_MESSAGE.DISCOVER, i));
+  await settle();
+  // Room for two more exchanges in the REQUESTs' share: two DISCOVERs (their REQUESTs will need it).
+  assert.deepEqual(server.waitingCount, { discover: 2, request: requests });
+  assert.equal(server.stats.shed, 3);
+  // A REQUEST still gets its place, though DISCOVERs are shed.
+  void server.handle(message(macOf(2000), DHCP_MESSAGE.REQUEST, 1, { requestedIp: host, serverId: cellOf(CELL).gateway }));
+  assert.equal(server.waitingCount.request, requests + 1);
+  // As the MLR answers the REQUESTs, DISCOVERs are taken again.
+  for (const c of mlr.calls.filter((c) => c.type === 'request').slice(0, 10)) c.answer();
+  await settle();
+  void server.handle(message(macOf(1003), DHCP_MESSAGE.DISCOVER, 9));
+  assert.equal(server.waitingCount.discover, 3);
+});
+
 void test('a DISCOVER the MLR does not answer in time is given up, freeing its place; no OFFER goes out', async () => {
   const { link, mlr, server } = setup();
   const p = server.handle(message('02:cc:00:00:00:01', DHCP_MESSAGE.DISCOVER, 9));
@@ -177,5 +199,47 @@ void test('the handover is told while a SELECTING REQUEST waits on the MLR, also
   const renewing = server.handle(message(a, DHCP_MESSAGE.REQUEST, 3, { ciaddr: host }));
   mlr.calls[2]!.answer();
   await renewing;
+  assert.equal(told.length, 4);
+});
+
+void test("a reply that carries the move's commit (tx) is applied before the ACK; replyWaiting spans every REQUEST", async () => {
+  const link = new FakeLinkIO();
+  const told: [Mac, boolean][] = [];
+  let release: (() => void) | undefined;
+  const applied: number[] = [];
+  const answers: ReplyBody<'request'>[] = [
+    { outcome: 'ack', binding: view('02:aa:00:00:00:01'), tx: 7 },
+    { outcome: 'ack', binding: view('02:aa:00:00:00:01') },
+  ];
+  const mlr: MlrApi = {
+    request<T extends RequestType>(): Promise<ReplyBody<T>> {
+      return Promise.resolve(answers.shift() as ReplyBody<T>);
+    },
+  };
+  const server = new DhcpServer(link, mlr, {
+    leaseTime: 3600,
+    dnsServers: [],
+    log: () => undefined,
+    replyWaiting: (mac, waiting) => told.push([mac, waiting]),
+    applyReply: (tx) => {
+      applied.push(tx);
+      return new Promise<void>((r) => (release = r));
+    },
+  });
+  const a = '02:aa:00:00:00:01';
+  const host = cellOf(CELL).host;
+  const taking = server.handle(message(a, DHCP_MESSAGE.REQUEST, 1, { requestedIp: host, serverId: cellOf(CELL).gateway }));
+  await settle();
+  assert.deepEqual(applied, [7]);
+  assert.equal(link.sent.length, 0, 'no ACK while the binding is being applied');
+  assert.deepEqual(told, [[a, true]], 'still waiting: a commit that overtakes the reply must be seen');
+  release!();
+  await taking;
+  assert.equal(sentMessages(link)[0]!.messageType, DHCP_MESSAGE.ACK);
+  assert.deepEqual(told.at(-1), [a, false]);
+  // Without tx (an MLR that sent a commit instead): nothing to apply; a renewal is told too.
+  await server.handle(message(a, DHCP_MESSAGE.REQUEST, 2, { ciaddr: host }));
+  assert.deepEqual(applied, [7]);
+  assert.equal(sentMessages(link)[0]!.messageType, DHCP_MESSAGE.ACK);
   assert.equal(told.length, 4);
 });

@@ -11,12 +11,14 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import type { BindingView } from '../../src/core/binding.js';
-import type { RequestBody } from '../../src/core/messages.js';
+import { bindingCodec } from '../../src/core/binding.js';
+import { encodeRequestBody, FEATURES, type RequestBody } from '../../src/core/messages.js';
+import { object } from '../../src/core/schema.js';
 import { Registry } from '../../src/core/registry.js';
 import { MlrService, type MlrServiceOptions } from '../../src/mlr/service.js';
 import { memoryChannelPair } from '../../src/platform/memory-channel.js';
 import { RpcError, RpcPeer } from '../../src/proto/rpc.js';
-import { ip, neverWithin, unsettledWithin, until } from '../support/helpers.js';
+import { ip, neverWithin, unsettledWithin, until, value } from '../support/helpers.js';
 
 /** How a stand-in CN answers one request type: 'ok', an error, or never. */
 type Behaviour = 'ok' | 'refuse' | 'hang';
@@ -26,6 +28,8 @@ interface StandIn {
   /** `${type} ${mac}` per request received, in order. */
   seen: string[];
   commits: BindingView[];
+  /** The `tx` of every remove received. */
+  removes: (number | undefined)[];
   behave: Partial<Record<'prepare' | 'commit' | 'remove', Behaviour[]>>;
   /** How the stand-in answers `probe`: the station there ('yes'), not ('no', the default), or as a Behaviour. */
   probe: ('yes' | 'no' | 'refuse' | 'hang')[];
@@ -45,10 +49,11 @@ function world(handover: MlrServiceOptions['handover'] = {}, pageRoundsMs?: read
     ...(durable ? { durable } : {}),
   });
   const hung: (() => void)[] = [];
-  const connect = async (name: string, n: number, pool: boolean): Promise<StandIn> => {
+  /** `features`: what the stand-in announces at bind (none: an old CN). */
+  const connect = async (name: string, n: number, pool: boolean, features?: string[]): Promise<StandIn> => {
     const [cnEnd, mlrEnd] = memoryChannelPair(name, 'mlr');
     service.attach(new RpcPeer(mlrEnd), undefined);
-    const cn: StandIn = { peer: new RpcPeer(cnEnd), seen: [], commits: [], behave: {}, probe: [], closed: false };
+    const cn: StandIn = { peer: new RpcPeer(cnEnd), seen: [], commits: [], removes: [], behave: {}, probe: [], closed: false };
     cnEnd.onClose(() => (cn.closed = true));
     const answer = (type: 'prepare' | 'commit' | 'remove', mac: string): Promise<Record<string, never>> | Record<string, never> => {
       cn.seen.push(`${type} ${mac}`);
@@ -62,7 +67,10 @@ function world(handover: MlrServiceOptions['handover'] = {}, pageRoundsMs?: read
       cn.commits.push(body.binding);
       return answer('commit', body.binding.mac);
     });
-    cn.peer.handle('remove', (body) => answer('remove', body.binding.mac));
+    cn.peer.handle('remove', (body) => {
+      cn.removes.push(body.tx);
+      return answer('remove', body.binding.mac);
+    });
     cn.peer.handle('probe', (body) => {
       cn.seen.push(`probe ${body.mac} ${body.ip}`);
       const p = cn.probe.shift() ?? 'no';
@@ -85,6 +93,7 @@ function world(handover: MlrServiceOptions['handover'] = {}, pageRoundsMs?: read
       pools: pool
         ? [{ network: ip(`10.${n}.0.0`), prefix: 24, first: ip(`10.${n}.0.0`), last: ip(`10.${n}.0.255`), exclude: [ip(`10.${n}.0.1`)] }]
         : [],
+      ...(features ? { features } : {}),
     };
     await cn.peer.request('bind', body);
     return cn;
@@ -591,4 +600,85 @@ test('paging: the rounds end after the last one when nobody finds the station; t
   } finally {
     w.service.stop();
   }
+});
+
+test('inline commit: a CN that announced it gets no commit for a move it alone takes part in; the reply carries tx and binding', async () => {
+  const w = world();
+  const cn1 = await w.connect('cn1', 1, true, [FEATURES.inlineCommit, 'some-future-feature']);
+  const cn2 = await w.connect('cn2', 2, true, [FEATURES.inlineCommit]);
+  // A new client at its home CN: cn1 is the only participant.
+  const offer = await cn1.peer.request('discover', { mac: A });
+  const host = offer.binding.cell + 1;
+  const ack = await cn1.peer.request('request', { mac: A, ip: host, leaseTime: 600, state: 'selecting' });
+  assert.equal(ack.outcome, 'ack');
+  assert.ok(ack.tx !== undefined && ack.tx > 0, 'the reply carries the transaction');
+  assert.deepEqual(ack.binding, value(w.registry.view(w.registry.binding(A)!)), 'and the binding as committed');
+  assert.equal(ack.binding?.current?.name, 'cn1');
+  assert.deepEqual([cn1.seen, cn2.seen], [[], []], 'no commit was sent');
+  // A renewal at the same CN re-states the binding with a later transaction; no commit either.
+  const renew = await cn1.peer.request('request', { mac: A, ip: host, leaseTime: 600, state: 'renewing' });
+  assert.ok(renew.tx !== undefined && renew.tx > ack.tx);
+  assert.deepEqual([cn1.seen, cn2.seen], [[], []]);
+  // A roam to cn2 has two participants: commits to both, as before, and no tx in the reply.
+  const moved = await cn2.peer.request('seen', { mac: A, via: 'assoc' });
+  assert.equal(moved.outcome, 'moved');
+  assert.equal(moved.tx, undefined);
+  assert.deepEqual([cn1.seen, cn2.seen], [[`commit ${A}`], [`commit ${A}`]]);
+  const roamTx = w.service.handovers.stats.done;
+  assert.ok(roamTx >= 2);
+  // Home again while cn2 is offline: cn1 alone is told, in the reply (cn2 learns it when it binds).
+  cn2.peer.close();
+  await until('cn2 to be offline', () => !w.service.isOnline('cn2'));
+  cn1.seen.length = 0;
+  const home = await cn1.peer.request('seen', { mac: A, via: 'assoc' });
+  assert.equal(home.outcome, 'moved');
+  assert.equal(home.binding?.current?.name, 'cn1');
+  assert.ok(home.tx !== undefined && home.tx > renew.tx);
+  assert.deepEqual(cn1.seen, []);
+  // A static host adopted at its home CN: the same.
+  const adopted = await cn1.peer.request('seen', { mac: B, ip: ip('10.1.0.101'), via: 'arp', leaseTime: 600 });
+  assert.equal(adopted.outcome, 'moved');
+  assert.ok(adopted.tx !== undefined && adopted.tx > home.tx);
+  assert.deepEqual(cn1.seen, []);
+  // A release removes with a transaction later than every reply before.
+  await cn1.peer.request('release', { mac: A, ip: host });
+  assert.equal(cn1.removes.length, 1);
+  assert.ok(cn1.removes[0]! > adopted.tx, 'the remove is ordered after the replies');
+});
+
+test('inline commit: a CN that did not announce it (an old CN) gets its commits and replies without tx, as before', async () => {
+  const w = world();
+  const old = await w.connect('cn1', 1, true);
+  const offer = await old.peer.request('discover', { mac: A });
+  const ack = await old.peer.request('request', { mac: A, ip: offer.binding.cell + 1, leaseTime: 600, state: 'selecting' });
+  assert.equal(ack.outcome, 'ack');
+  assert.equal(ack.tx, undefined);
+  assert.deepEqual(old.seen, [`commit ${A}`]);
+  const renew = await old.peer.request('request', { mac: A, ip: offer.binding.cell + 1, leaseTime: 600, state: 'renewing' });
+  assert.equal(renew.tx, undefined);
+  // Its removes carry a tx it does not know of; its codec drops the field, as every unknown field.
+  await old.peer.request('release', { mac: A, ip: offer.binding.cell + 1 });
+  assert.equal(old.removes.length, 1);
+  const oldRemove = object({ binding: bindingCodec });
+  const decoded = value(oldRemove.decode(encodeRequestBody('remove', { binding: old.commits[0]!, tx: 7 }), 'r'));
+  assert.deepEqual(Object.keys(decoded), ['binding']);
+});
+
+test('inline commit: a CN that binds again on a new session while its REQUEST runs gets a commit on the new one', async () => {
+  const disk = slowDisk();
+  const w = world({}, undefined, disk.durable);
+  const cn1 = await w.connect('cn1', 1, true, [FEATURES.inlineCommit]);
+  const offer = await cn1.peer.request('discover', { mac: A });
+  disk.hold();
+  const ack = cn1.peer.request('request', { mac: A, ip: offer.binding.cell + 1, leaseTime: 600, state: 'selecting' });
+  ack.catch(() => undefined);
+  await until('the lease to wait for the disk', () => w.service.handovers.lockedStations === 1);
+  cn1.peer.close(); // its reply cannot arrive on this session any more
+  await until('cn1 to be offline', () => !w.service.isOnline('cn1'));
+  const binding = w.connect('cn1', 1, true, [FEATURES.inlineCommit]);
+  await until('cn1 to be bound again', () => w.service.isOnline('cn1'));
+  disk.flush();
+  const again = await binding;
+  await until('a commit on the new session', () => again.seen.includes(`commit ${A}`));
+  await assert.rejects(ack);
 });
