@@ -18,6 +18,7 @@ import { FakeLinkIO } from '../../src/platform/fake-linkio.js';
 import { memoryChannelPair } from '../../src/platform/memory-channel.js';
 import { decodeDhcp, DHCP_MESSAGE, type DhcpMessage } from '../../src/proto/dhcp.js';
 import { RpcPeer } from '../../src/proto/rpc.js';
+import { dhcpMessage } from '../support/dhcp-messages.js';
 import { ip, until, value } from '../support/helpers.js';
 
 const A: Mac = '02:aa:00:00:00:0a';
@@ -33,28 +34,7 @@ function bindBody(name: string, n: number, features?: string[]): RequestBody<'bi
 }
 
 function request(mac: Mac, host: number): DhcpMessage {
-  const raw = new Uint8Array(16);
-  mac.split(':').forEach((h, i) => (raw[i] = parseInt(h, 16)));
-  return {
-    op: 1,
-    htype: 1,
-    hlen: 6,
-    hops: 0,
-    xid: 42,
-    secs: 0,
-    flags: 0x8000,
-    broadcast: true,
-    ciaddr: 0,
-    yiaddr: 0,
-    siaddr: 0,
-    giaddr: 0,
-    chaddr: mac,
-    chaddrRaw: raw,
-    messageType: DHCP_MESSAGE.REQUEST,
-    options: new Map(),
-    requestedIp: host,
-    serverId: cellOf(host).gateway,
-  };
+  return dhcpMessage(mac, DHCP_MESSAGE.REQUEST, 42, { requestedIp: host, serverId: cellOf(host).gateway });
 }
 
 /**

@@ -12,33 +12,10 @@ import type { ReplyBody, RequestBody, RequestType } from '../../src/core/message
 import { FakeLinkIO } from '../../src/platform/fake-linkio.js';
 import { decodeDhcp, DHCP_MESSAGE, type DhcpMessage } from '../../src/proto/dhcp.js';
 import { MAX_INBOUND } from '../../src/proto/rpc.js';
+import { dhcpMessage } from '../support/dhcp-messages.js';
 import { ip, value } from '../support/helpers.js';
 
 const CELL = ip('10.1.0.4');
-
-function message(mac: Mac, messageType: DhcpMessage['messageType'], xid: number, o: Partial<DhcpMessage> = {}): DhcpMessage {
-  const raw = new Uint8Array(16);
-  mac.split(':').forEach((h, i) => (raw[i] = parseInt(h, 16)));
-  return {
-    op: 1,
-    htype: 1,
-    hlen: 6,
-    hops: 0,
-    xid,
-    secs: 0,
-    flags: 0x8000,
-    broadcast: true,
-    ciaddr: 0,
-    yiaddr: 0,
-    siaddr: 0,
-    giaddr: 0,
-    chaddr: mac,
-    chaddrRaw: raw,
-    messageType,
-    options: new Map(),
-    ...o,
-  };
-}
 
 function view(mac: Mac): BindingView {
   return { mac, cell: CELL, parent: { name: 'cn1', addr: ip('10.200.0.11') }, current: null, state: 'offered', expires: 0 };
@@ -74,8 +51,8 @@ const settle = () => new Promise((r) => setImmediate(r));
 
 void test('a retransmitted DISCOVER joins the waiting one: one MLR request, answered with the newest xid', async () => {
   const { link, mlr, server } = setup();
-  const first = server.handle(message('02:aa:00:00:00:01', DHCP_MESSAGE.DISCOVER, 1));
-  await server.handle(message('02:aa:00:00:00:01', DHCP_MESSAGE.DISCOVER, 2));
+  const first = server.handle(dhcpMessage('02:aa:00:00:00:01', DHCP_MESSAGE.DISCOVER, 1));
+  await server.handle(dhcpMessage('02:aa:00:00:00:01', DHCP_MESSAGE.DISCOVER, 2));
   assert.equal(mlr.calls.length, 1);
   assert.equal(mlr.calls[0]!.timeoutMs, DISCOVER_TIMEOUT_MS);
   assert.equal(server.stats.merged, 1);
@@ -87,20 +64,20 @@ void test('a retransmitted DISCOVER joins the waiting one: one MLR request, answ
   assert.equal(sent[0]!.xid, 2);
   assert.equal(sent[0]!.yiaddr, cellOf(CELL).host);
   // Once answered, the next DISCOVER of that MAC is a new exchange.
-  void server.handle(message('02:aa:00:00:00:01', DHCP_MESSAGE.DISCOVER, 3));
+  void server.handle(dhcpMessage('02:aa:00:00:00:01', DHCP_MESSAGE.DISCOVER, 3));
   assert.equal(mlr.calls.length, 2);
 });
 
 void test('past its share DISCOVERs are shed, REQUESTs still go through, and the share frees as answers come', async () => {
   const { link, mlr, server } = setup();
   const pending: Promise<void>[] = [];
-  for (let i = 0; i < DHCP_IN_FLIGHT.discover + 10; i++) pending.push(server.handle(message(macOf(i), DHCP_MESSAGE.DISCOVER, i)));
+  for (let i = 0; i < DHCP_IN_FLIGHT.discover + 10; i++) pending.push(server.handle(dhcpMessage(macOf(i), DHCP_MESSAGE.DISCOVER, i)));
   assert.equal(mlr.calls.length, DHCP_IN_FLIGHT.discover);
   assert.equal(server.stats.shed, 10);
   assert.deepEqual(server.waitingCount, { discover: DHCP_IN_FLIGHT.discover, request: 0 });
 
   const host = cellOf(CELL).host;
-  const req = message('02:bb:00:00:00:01', DHCP_MESSAGE.REQUEST, 77, { requestedIp: host, serverId: cellOf(CELL).gateway });
+  const req = dhcpMessage('02:bb:00:00:00:01', DHCP_MESSAGE.REQUEST, 77, { requestedIp: host, serverId: cellOf(CELL).gateway });
   pending.push(server.handle(req));
   assert.equal(mlr.calls.length, DHCP_IN_FLIGHT.discover + 1);
   assert.equal(mlr.calls.at(-1)!.type, 'request');
@@ -112,7 +89,7 @@ void test('past its share DISCOVERs are shed, REQUESTs still go through, and the
   assert.equal(sent.filter((m) => m.messageType === DHCP_MESSAGE.ACK).length, 1);
   assert.deepEqual(server.waitingCount, { discover: 0, request: 0 });
   // A shed client's retransmission is served now.
-  void server.handle(message(macOf(DHCP_IN_FLIGHT.discover + 5), DHCP_MESSAGE.DISCOVER, 1));
+  void server.handle(dhcpMessage(macOf(DHCP_IN_FLIGHT.discover + 5), DHCP_MESSAGE.DISCOVER, 1));
   assert.equal(mlr.calls.length, DHCP_IN_FLIGHT.discover + 2);
 });
 
@@ -120,7 +97,7 @@ void test('REQUESTs have their own share and are shed past it', async () => {
   const { mlr, server } = setup();
   const host = cellOf(CELL).host;
   for (let i = 0; i < DHCP_IN_FLIGHT.request + 3; i++) {
-    void server.handle(message(macOf(i), DHCP_MESSAGE.REQUEST, i, { requestedIp: host, serverId: cellOf(CELL).gateway }));
+    void server.handle(dhcpMessage(macOf(i), DHCP_MESSAGE.REQUEST, i, { requestedIp: host, serverId: cellOf(CELL).gateway }));
   }
   await settle();
   assert.equal(mlr.calls.length, DHCP_IN_FLIGHT.request);
@@ -132,26 +109,26 @@ void test('while REQUESTs fill their share, new DISCOVERs are shed: the clients 
   const host = cellOf(CELL).host;
   const requests = DHCP_IN_FLIGHT.request - 2;
   for (let i = 0; i < requests; i++) {
-    void server.handle(message(macOf(i), DHCP_MESSAGE.REQUEST, i, { requestedIp: host, serverId: cellOf(CELL).gateway }));
+    void server.handle(dhcpMessage(macOf(i), DHCP_MESSAGE.REQUEST, i, { requestedIp: host, serverId: cellOf(CELL).gateway }));
   }
-  for (let i = 0; i < 5; i++) void server.handle(message(macOf(1000 + i), DHCP_MESSAGE.DISCOVER, i));
+  for (let i = 0; i < 5; i++) void server.handle(dhcpMessage(macOf(1000 + i), DHCP_MESSAGE.DISCOVER, i));
   await settle();
   // Room for two more exchanges in the REQUESTs' share: two DISCOVERs (their REQUESTs will need it).
   assert.deepEqual(server.waitingCount, { discover: 2, request: requests });
   assert.equal(server.stats.shed, 3);
   // A REQUEST still gets its place, though DISCOVERs are shed.
-  void server.handle(message(macOf(2000), DHCP_MESSAGE.REQUEST, 1, { requestedIp: host, serverId: cellOf(CELL).gateway }));
+  void server.handle(dhcpMessage(macOf(2000), DHCP_MESSAGE.REQUEST, 1, { requestedIp: host, serverId: cellOf(CELL).gateway }));
   assert.equal(server.waitingCount.request, requests + 1);
   // As the MLR answers the REQUESTs, DISCOVERs are taken again.
   for (const c of mlr.calls.filter((c) => c.type === 'request').slice(0, 10)) c.answer();
   await settle();
-  void server.handle(message(macOf(1003), DHCP_MESSAGE.DISCOVER, 9));
+  void server.handle(dhcpMessage(macOf(1003), DHCP_MESSAGE.DISCOVER, 9));
   assert.equal(server.waitingCount.discover, 3);
 });
 
 void test('a DISCOVER the MLR does not answer in time is given up, freeing its place; no OFFER goes out', async () => {
   const { link, mlr, server } = setup();
-  const p = server.handle(message('02:cc:00:00:00:01', DHCP_MESSAGE.DISCOVER, 9));
+  const p = server.handle(dhcpMessage('02:cc:00:00:00:01', DHCP_MESSAGE.DISCOVER, 9));
   mlr.calls[0]!.fail(new Error('no reply to discover within 2000 ms'));
   await p;
   assert.equal(link.sent.length, 0);
@@ -177,7 +154,7 @@ void test('the handover is told while a SELECTING REQUEST waits on the MLR, also
   });
   const a = '02:aa:00:00:00:01';
   const host = cellOf(CELL).host;
-  const taking = server.handle(message(a, DHCP_MESSAGE.REQUEST, 1, { requestedIp: host, serverId: cellOf(CELL).gateway }));
+  const taking = server.handle(dhcpMessage(a, DHCP_MESSAGE.REQUEST, 1, { requestedIp: host, serverId: cellOf(CELL).gateway }));
   assert.deepEqual(told, [[a, true]], 'told before the MLR answers');
   mlr.calls[0]!.answer();
   await taking;
@@ -187,7 +164,7 @@ void test('the handover is told while a SELECTING REQUEST waits on the MLR, also
   ]);
   assert.equal(sentMessages(link)[0]!.messageType, DHCP_MESSAGE.ACK);
 
-  const failing = server.handle(message(a, DHCP_MESSAGE.REQUEST, 2, { requestedIp: host, serverId: cellOf(CELL).gateway }));
+  const failing = server.handle(dhcpMessage(a, DHCP_MESSAGE.REQUEST, 2, { requestedIp: host, serverId: cellOf(CELL).gateway }));
   mlr.calls[1]!.fail(new Error('lost'));
   await failing;
   assert.deepEqual(told.slice(2), [
@@ -196,7 +173,7 @@ void test('the handover is told while a SELECTING REQUEST waits on the MLR, also
   ]);
 
   // A renewal (ciaddr, no server identifier) is not a client taking an offer.
-  const renewing = server.handle(message(a, DHCP_MESSAGE.REQUEST, 3, { ciaddr: host }));
+  const renewing = server.handle(dhcpMessage(a, DHCP_MESSAGE.REQUEST, 3, { ciaddr: host }));
   mlr.calls[2]!.answer();
   await renewing;
   assert.equal(told.length, 4);
@@ -228,7 +205,7 @@ void test("a reply that carries the move's commit (tx) is applied before the ACK
   });
   const a = '02:aa:00:00:00:01';
   const host = cellOf(CELL).host;
-  const taking = server.handle(message(a, DHCP_MESSAGE.REQUEST, 1, { requestedIp: host, serverId: cellOf(CELL).gateway }));
+  const taking = server.handle(dhcpMessage(a, DHCP_MESSAGE.REQUEST, 1, { requestedIp: host, serverId: cellOf(CELL).gateway }));
   await settle();
   assert.deepEqual(applied, [7]);
   assert.equal(link.sent.length, 0, 'no ACK while the binding is being applied');
@@ -238,7 +215,7 @@ void test("a reply that carries the move's commit (tx) is applied before the ACK
   assert.equal(sentMessages(link)[0]!.messageType, DHCP_MESSAGE.ACK);
   assert.deepEqual(told.at(-1), [a, false]);
   // Without tx (an MLR that sent a commit instead): nothing to apply; a renewal is told too.
-  await server.handle(message(a, DHCP_MESSAGE.REQUEST, 2, { ciaddr: host }));
+  await server.handle(dhcpMessage(a, DHCP_MESSAGE.REQUEST, 2, { ciaddr: host }));
   assert.deepEqual(applied, [7]);
   assert.equal(sentMessages(link)[0]!.messageType, DHCP_MESSAGE.ACK);
   assert.equal(told.length, 4);

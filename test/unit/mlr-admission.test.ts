@@ -6,13 +6,14 @@
 // fails each request at its own time after it has idled.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { SCHEMA_VERSION, encodeEnvelope, type Envelope, type RequestBody } from '../../src/core/messages.js';
+import { SCHEMA_VERSION, encodeEnvelope, type Envelope } from '../../src/core/messages.js';
 import { Registry } from '../../src/core/registry.js';
 import { BUSY_RETRY_AFTER_MS, MlrService } from '../../src/mlr/service.js';
 import { memoryChannelPair } from '../../src/platform/memory-channel.js';
 import { Authenticator, MLR_ID, cnGuards } from '../../src/proto/auth.js';
 import { RpcError, RpcPeer, requestHead, type MessageChannel } from '../../src/proto/rpc.js';
-import { ip, until } from '../support/helpers.js';
+import { until } from '../support/helpers.js';
+import { bindStationsAtCn1, cnBind } from '../support/mlr-world.js';
 
 const mac = (n: number): string =>
   `02:00:00:00:${((n >> 8) & 0xff).toString(16).padStart(2, '0')}:${(n & 0xff).toString(16).padStart(2, '0')}`;
@@ -96,29 +97,13 @@ async function world(maxWork: number, stations: number) {
     raw.push({ send: (p) => cnEnd.send(p), replies });
     const peer = new RpcPeer(tapped, { guard: cnGuards(name, KEY, () => {})(name) });
     peer.handle('commit', () => (hold ? new Promise((resolve) => held.push(() => resolve({}))) : {}));
-    const body: RequestBody<'bind'> = {
-      network: 'n',
-      cn: { name, addr: ip(`10.200.0.${n}`) },
-      tunnels: ['vxlan'],
-      pools: n === 1 ? [{ network: ip('10.1.0.0'), prefix: 16, first: ip('10.1.0.0'), last: ip('10.1.255.255'), exclude: [] }] : [],
-    };
-    await peer.request('bind', body);
+    await peer.request('bind', cnBind(name, n));
     return peer;
   };
   const cn1 = await connect('cn1', 1);
   const cn2 = await connect('cn2', 2);
   const cn3 = await connect('cn3', 3);
-  for (let i = 0; i < stations; i++) {
-    const put = registry.put({
-      mac: mac(i),
-      cell: ip('10.1.0.0') + 4 * i,
-      parent: 'cn1',
-      current: 'cn1',
-      state: 'bound',
-      expires: Date.now() + 3_600_000,
-    });
-    assert.ok(put.ok);
-  }
+  bindStationsAtCn1(registry, stations, mac);
   const release = (): void => {
     hold = false;
     for (const f of held.splice(0)) f();

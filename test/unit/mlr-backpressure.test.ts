@@ -5,13 +5,13 @@
 // times; DHCP requests are not asked again (the client retransmits). Real RpcPeers on memory channels.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import type { RequestBody } from '../../src/core/messages.js';
 import { Registry } from '../../src/core/registry.js';
 import { busyRetryDelay, BUSY_RETRIES, MlrLink } from '../../src/cn/mlr-link.js';
 import { BUSY_RETRY_AFTER_MS, MlrService } from '../../src/mlr/service.js';
 import { memoryChannelPair } from '../../src/platform/memory-channel.js';
 import { RpcError, RpcPeer } from '../../src/proto/rpc.js';
 import { ip, until } from '../support/helpers.js';
+import { bindStationsAtCn1, cnBind } from '../support/mlr-world.js';
 
 const mac = (n: number): string =>
   `02:00:00:00:${((n >> 8) & 0xff).toString(16).padStart(2, '0')}:${(n & 0xff).toString(16).padStart(2, '0')}`;
@@ -33,28 +33,12 @@ async function world(maxWork: number, stations: number) {
       return hold ? new Promise((resolve) => held.push(() => resolve({}))) : {};
     });
     peer.handle('abort', () => ({}));
-    const body: RequestBody<'bind'> = {
-      network: 'n',
-      cn: { name, addr: ip(`10.200.0.${n}`) },
-      tunnels: ['vxlan'],
-      pools: n === 1 ? [{ network: ip('10.1.0.0'), prefix: 16, first: ip('10.1.0.0'), last: ip('10.1.255.255'), exclude: [] }] : [],
-    };
-    await peer.request('bind', body);
+    await peer.request('bind', cnBind(name, n));
     return peer;
   };
   const cn1 = await connect('cn1', 1);
   const cn2 = await connect('cn2', 2);
-  for (let i = 0; i < stations; i++) {
-    const put = registry.put({
-      mac: mac(i),
-      cell: ip('10.1.0.0') + 4 * i,
-      parent: 'cn1',
-      current: 'cn1',
-      state: 'bound',
-      expires: Date.now() + 3_600_000,
-    });
-    assert.ok(put.ok);
-  }
+  bindStationsAtCn1(registry, stations, mac);
   const release = (): void => {
     hold = false;
     for (const f of held.splice(0)) f();
