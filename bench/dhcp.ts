@@ -14,7 +14,7 @@
 // the idle CN2 of the same lab at the same moments and a bare Node process as references, and the
 // CN's own CPU per lease between the points (what Node's flags change; its `ip`/`nft` helpers apart).
 // The CNs run with the Node flags of files/usr/sbin/tmip-cn, or TMIP_CN_NODE_FLAGS to measure others
-// (test/support/node-flags.ts); the first line says which.
+// (test/support/node-flags.ts); the second line of output says which.
 // Usage: node build/bench/dhcp.js [--rates 100,300,1000,3000,6000] [--seconds 3] [--servers tmip,kea,dnsmasq]
 //        [--timeout-ms 2000] [--retransmit-ms 0]      (servers also: dnsmasq-noping = dnsmasq --no-ping)
 //        [TMIP_CN_NODE_FLAGS='--max-semi-space-size=1 ...'] node build/bench/dhcp.js --memory [--memory-rate 100]
@@ -167,8 +167,7 @@ interface Server {
  */
 function cpuSeconds(pid: number): number {
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const f = statFields(pid);
     let s = (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / CLOCK_TICKS;
     for (const child of childrenOf(pid)) s += cpuSeconds(child);
     return s;
@@ -187,6 +186,12 @@ function childrenOf(pid: number): number[] {
     return [];
   }
 }
+/** The fields of /proc/PID/stat after the command name (field 3 is [0]); throws when the process is gone. */
+function statFields(pid: number): string[] {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' '); // the name, in parentheses, may hold spaces
+}
+
 /** USER_HZ: 100 on every Linux architecture tmip runs on. */
 const CLOCK_TICKS = 100;
 
@@ -505,8 +510,7 @@ async function rateRun(): Promise<void> {
 /** CPU seconds of the process itself (/proc/PID/stat fields 14-15), without its children; NaN when it is gone. */
 function ownCpuSeconds(pid: number): number {
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const f = statFields(pid);
     return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
   } catch {
     return NaN;
