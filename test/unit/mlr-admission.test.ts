@@ -12,7 +12,7 @@ import { BUSY_RETRY_AFTER_MS, MlrService } from '../../src/mlr/service.js';
 import { memoryChannelPair } from '../../src/platform/memory-channel.js';
 import { Authenticator, MLR_ID, cnGuards } from '../../src/proto/auth.js';
 import { RpcError, RpcPeer, requestHead, type MessageChannel } from '../../src/proto/rpc.js';
-import { until } from '../support/helpers.js';
+import { neverWithin, until } from '../support/helpers.js';
 import { bindStationsAtCn1, cnBind } from '../support/mlr-world.js';
 
 const mac = (n: number): string =>
@@ -108,7 +108,7 @@ async function world(maxWork: number, stations: number) {
     hold = false;
     for (const f of held.splice(0)) f();
   };
-  return { service, cn1, cn2, cn3, raw, held, release };
+  return { service, auth, cn1, cn2, cn3, raw, held, release };
 }
 
 const outcome = (p: Promise<{ outcome: string }>): Promise<string> =>
@@ -121,6 +121,23 @@ test('past its bound the MLR answers busy from the head alone: signed, nothing p
   const w = await world(4, 10);
   const moves = [0, 1, 2, 3].map((i) => outcome(w.cn2.request('seen', { mac: mac(i), via: 'assoc' })));
   await until('four moves committing', () => w.service.outstandingWork === 4 && w.held.length >= 4);
+  // A session that has not authenticated yet gets no answer from the head: its message is verified
+  // (and dropped), not answered `busy`, and nothing is counted.
+  {
+    const [strangerEnd, mlrEnd] = memoryChannelPair('stranger', 'mlr');
+    w.service.attach(new RpcPeer(mlrEnd, { guard: w.auth.session('stranger') }), undefined);
+    const heard: Envelope[] = [];
+    strangerEnd.onMessage((p) => heard.push(JSON.parse(p.toString('utf8')) as Envelope));
+    const busy = w.service.handovers.stats.busy;
+    strangerEnd.send(Buffer.from(JSON.stringify({ v: 1, type: 'seen', id: 998, body: { mac: mac(9), via: 'assoc' } }), 'utf8'));
+    await neverWithin(
+      'a busy answer to the unauthenticated session',
+      () => heard.some((e) => e.type === 'error' && (e.body as { code?: string }).code === 'busy'),
+      50,
+    );
+    assert.equal(w.service.handovers.stats.busy, busy, 'no refusal counted for it');
+    strangerEnd.close();
+  }
   // A request in the usual layout whose body is not even JSON, and unsigned: refused `busy` by its head.
   const junk = Buffer.from('{"v":1,"type":"seen","id":999,"body":{not json', 'utf8');
   const busyBefore = w.service.handovers.stats.busy;
@@ -154,7 +171,7 @@ test('past its bound the MLR answers busy from the head alone: signed, nothing p
 
 test('one CN cannot take the whole budget: the last quarter is kept for CNs below their share (a sixteenth each)', async () => {
   const w = await world(64, 120);
-  // cn2 floods: it gets three quarters of the budget (48), not all of it (its session alone allows 64).
+  // cn2 floods: it gets three quarters of the budget (48), not all of it (its session alone would let it have all 64: MAX_INBOUND is 160).
   const flood = Array.from({ length: 100 }, (_, i) => outcome(w.cn2.request('seen', { mac: mac(i), via: 'assoc' })));
   await until('cn2 holds its part', () => w.service.outstandingWork === 48);
   await new Promise((r) => setTimeout(r, 20));
