@@ -85,8 +85,7 @@ export function encodeRecords(changes: readonly RegistryChange[]): string {
  * JSON.stringify(journalRecordCodec.encode(change)) writes, without the intermediate objects.
  */
 function putRecord(b: Binding): string {
-  const current = b.current === null ? 'null' : JSON.stringify(b.current);
-  return `{"t":"put","mac":${JSON.stringify(b.mac)},"cell":"${formatIPv4(b.cell)}","parent":${JSON.stringify(b.parent)},"current":${current},"state":${JSON.stringify(b.state)},"expires":${JSON.stringify(b.expires)}}`;
+  return `{"t":"put","mac":${JSON.stringify(b.mac)},"cell":"${formatIPv4(b.cell)}","parent":${JSON.stringify(b.parent)},"current":${JSON.stringify(b.current)},"state":${JSON.stringify(b.state)},"expires":${JSON.stringify(b.expires)}}`;
 }
 
 export interface ParsedJournal {

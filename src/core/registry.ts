@@ -383,10 +383,9 @@ export class Registry {
       return err(`CNs '${a}' (${ca.tunnels.join(',') || 'none'}) and '${b}' (${cb.tunnels.join(',') || 'none'}) share no tunnel type`);
     }
     if (existing) {
-      if (!(ca.tunnels.includes(existing.type) && cb.tunnels.includes(existing.type))) {
-        existing.type = type;
-        this.watcher?.({ kind: 'pair', a, b, key: existing.key, type });
-      }
+      // One end lost the pair's type (the common case returned above): the key stays, the type is re-agreed.
+      existing.type = type;
+      this.watcher?.({ kind: 'pair', a, b, key: existing.key, type });
       return ok(existing);
     }
     if (this.nextKey > MAX_TUNNEL_KEY) return err('tunnel keys exhausted');

@@ -147,9 +147,10 @@ export function canonicalJson(value: unknown, depth = 0): string | undefined {
 
 /**
  * Canonical JSON of the last RECENT request bodies signed, by object: one body sent to several CNs
- * (prepare, commit), one right after the other, is canonicalised once. Replies are fresh objects
- * (proto/rpc.ts encodes each), so only the last one is remembered (canonicalReplyBody). A ring compared by identity, not a WeakMap (whose entry for every body
- * sent, most of them sent once, cost more than it saved).
+ * (prepare, commit), one right after the other, is canonicalised once. A ring compared by identity,
+ * not a WeakMap (whose entry for every body sent, most of them sent once, cost more than it saved).
+ * Reply bodies are mostly fresh objects (proto/rpc.ts encodes each): for them only the last one is
+ * remembered (canonicalReplyBody). Both caches rely on a body object not being changed once sent.
  */
 const RECENT = 16;
 const recentBodies: unknown[] = new Array<unknown>(RECENT).fill(undefined);

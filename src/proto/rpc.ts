@@ -33,6 +33,7 @@ import {
   encodeReplyBody,
   encodeRequestBody,
   type Envelope,
+  type ErrorBody,
   type ReplyBody,
   type RequestBody,
   type RequestType,
@@ -140,13 +141,13 @@ function encodeRequestOnce<T extends RequestType>(type: T, body: RequestBody<T>)
   return encoded;
 }
 
-function errorBody(code: string, message: string, retryAfter?: number): { code: string; message: string; retryAfter?: number } {
+function errorBody(code: string, message: string, retryAfter?: number): ErrorBody {
   return retryAfter === undefined ? { code, message } : { code, message, retryAfter };
 }
 
 /** The error body of `e`; one RpcError thrown again and again (the MLR's `busy`) makes its body once. */
-const errorBodies = new WeakMap<RpcError, { code: string; message: string; retryAfter?: number }>();
-function errorBodyOf(e: RpcError): { code: string; message: string; retryAfter?: number } {
+const errorBodies = new WeakMap<RpcError, ErrorBody>();
+function errorBodyOf(e: RpcError): ErrorBody {
   let b = errorBodies.get(e);
   if (b === undefined) errorBodies.set(e, (b = errorBody(e.code, e.message, e.retryAfterMs)));
   return b;
