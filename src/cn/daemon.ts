@@ -221,6 +221,7 @@ export class CnDaemon implements CnReport {
   stop(): void {
     clearInterval(this.guardFlush);
     this.deps.neighbours?.close();
+    this.run?.handover.stop();
     this.run?.mlr.stop();
     this.run?.link.close();
     this.ubus?.close();

@@ -20,10 +20,10 @@
 // the station's lock before such a reply is written, so a later transaction's commit or remove can
 // arrive first: each record keeps the newest tx applied in this MLR session (`tx`), and a reply,
 // commit or remove older than it is not applied. The record is kept while a reply that may carry a
-// commit is awaited (`awaiting`, bounded by the DHCP server's in-flight bounds), and every `tx` is
-// reset when a bind is sent (a new session numbers afresh). A reply the data plane fails to apply is
-// applied again after REAPPLY_DELAYS_MS, then the CN re-binds (`resync`), as the MLR reconciles a
-// failed commit.
+// commit is awaited (`awaiting`: a DHCP REQUEST's, bounded by the DHCP server's in-flight bounds, or
+// the station's one `seen` report), and every `tx` is reset when a bind is sent (a new session
+// numbers afresh). A reply the data plane fails to apply is applied again after REAPPLY_DELAYS_MS,
+// then the CN re-binds (`resync`), as the MLR reconciles a failed commit; stop() cancels the retries.
 //
 // The cell's guards (what a frame from the air may make the CN do, issue 8):
 // - A new station — a MAC with no binding involving this CN and not admitted in the last
@@ -231,6 +231,8 @@ export class CnHandover {
    * or removed since, whose state is newer than what the bind's pages may say.
    */
   private resync: Set<Mac> | undefined;
+  /** Pending retries of inline commits the data plane failed (reapply), cleared by stop(). */
+  private readonly reapplyTimers = new Set<NodeJS.Timeout>();
   private readonly now: () => number;
   readonly stats = {
     reports: 0,
@@ -464,6 +466,8 @@ export class CnHandover {
     }
     this.stats.reports++;
     s.phase = 'requested';
+    // Its reply may carry a commit: keep the record (and `tx`) though a commit that overtakes it ends the phase.
+    s.awaiting++;
     s.detected = { at: t, via };
     const log = this.o.log;
     const body: RequestBody<'seen'> = { mac, via, leaseTime: this.o.leaseTime, ...(ip !== undefined ? { ip } : {}) };
@@ -486,6 +490,7 @@ export class CnHandover {
       )
       .finally(() => {
         if (s.phase === 'requested') s.phase = 'idle';
+        s.awaiting = Math.max(0, s.awaiting - 1);
         s.quietUntil = this.now() + (this.o.cooldownMs ?? 1000);
         this.forgetIfEmpty(s);
       });
@@ -712,7 +717,8 @@ export class CnHandover {
   /** Retry `attempt` of an inline commit the data plane failed, while nothing newer came for the station. */
   private reapply(mac: Mac, tx: number, attempt: number): void {
     const delays = this.o.reapplyDelaysMs ?? REAPPLY_DELAYS_MS;
-    setTimeout(() => {
+    const timer = setTimeout(() => {
+      this.reapplyTimers.delete(timer);
       const s = this.stations.get(mac);
       if (s?.tx !== tx) return; // a newer commit or remove (or a re-bind) has taken over
       const dp = this.o.dataplane;
@@ -731,6 +737,13 @@ export class CnHandover {
         },
       );
     }, delays[attempt] ?? 0).unref();
+    this.reapplyTimers.add(timer);
+  }
+
+  /** The CN stops: no retry of a failed inline commit may touch the data plane or the MLR link after it. */
+  stop(): void {
+    for (const t of this.reapplyTimers) clearTimeout(t);
+    this.reapplyTimers.clear();
   }
 
   /**

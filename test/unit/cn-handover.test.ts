@@ -609,4 +609,27 @@ test('inline commit: a data plane that fails is retried, then the CN re-binds; a
   await new Promise((r) => setImmediate(r));
   assert.equal(calls, before, 'no retry');
   assert.deepEqual(resyncs, []);
+
+  // The CN stops: a pending retry does not run.
+  failures = 1;
+  await h.applyReply(4, { ...atHome, cell: ip('10.2.0.8') });
+  const stopped = calls;
+  h.stop();
+  t.mock.timers.tick(50);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(calls, stopped, 'no retry after stop');
+});
+
+test('inline commit: a commit that overtakes the `seen` reply carrying an older one wins, the record kept meanwhile', async () => {
+  const { h, requests, associations } = setup();
+  // An associated station: hostapd's word starts the move (no new-station token, nothing else keeps the record).
+  associations.bssAdded('wl0');
+  associations.notify('wl0', 'assoc', { address: MS });
+  h.arrived(MS);
+  assert.equal(requests.length, 1);
+  // tx 6 moved the station on to cn3 (cn2 takes no part) and its commit arrived before tx 5's reply.
+  await h.commit(6, { ...atHome, current: cn3, parent: cn1, tunnel: { type: 'vxlan', key: 3 } });
+  requests[0]!.answer({ outcome: 'moved', binding: atHome, tx: 5 });
+  await until('the request to finish', () => h.station(MS)?.phase === 'idle' && h.station(MS)?.awaiting === 0);
+  assert.equal(h.isServed(MS), false, 'the stale reply did not bring the station back');
 });
