@@ -278,10 +278,10 @@ export class MlrService {
       else this.inlineCommit.delete(peer);
       return (this.opts.durable?.() ?? Promise.resolve()).then(() => r.value);
     });
-    peer.handle('discover', (body) => bound((cn) => this.admit(body.mac, () => this.discover(cn, body))));
-    peer.handle('request', (body) => bound((cn) => this.admit(body.mac, () => this.request(cn, body, this.replyTo(peer)))));
-    peer.handle('seen', (body) => bound((cn) => this.admit(body.mac, () => this.seen(cn, body, this.replyTo(peer)))));
-    peer.handle('release', (body) => bound((cn) => this.admit(body.mac, () => this.release(cn, body))));
+    peer.handle('discover', (body) => bound((cn) => this.admit(peer, body.mac, () => this.discover(cn, body))));
+    peer.handle('request', (body) => bound((cn) => this.admit(peer, body.mac, () => this.request(cn, body, this.replyTo(peer)))));
+    peer.handle('seen', (body) => bound((cn) => this.admit(peer, body.mac, () => this.seen(cn, body, this.replyTo(peer)))));
+    peer.handle('release', (body) => bound((cn) => this.admit(peer, body.mac, () => this.release(cn, body))));
     peer.handle('lost', (body) => bound((cn) => this.pager.lost(cn, body)));
     peer.handle('status', (body) => this.status(body));
     peer.handle('sync', (body) => bound((cn) => this.syncPage(cn, body)));
@@ -321,15 +321,16 @@ export class MlrService {
    * (or a few) cannot take it all. (Not below a budget of 64: a share under 4 would refuse a CN's
    * ordinary pipelining.)
    */
-  private readonly admission = (type: string, inbound: number): RpcError | undefined => {
-    if (!WORK_TYPES.has(type)) return undefined;
-    const share = this.maxWork >> 4;
-    if (share >= 4 && inbound >= share && this.work >= this.maxWork - (this.maxWork >> 2)) return this.refuse();
-    return this.saturated() ? this.refuse() : undefined;
-  };
+  private readonly admission = (type: string, inbound: number): RpcError | undefined =>
+    WORK_TYPES.has(type) && this.refused(inbound) ? this.refuse() : undefined;
 
-  /** Whether new work is refused now: the budget is taken, or the event loop runs late. */
-  private saturated(): boolean {
+  /**
+   * Whether new work from a session with `inbound` other requests running is refused now: the budget
+   * is taken, the event loop runs late, or the session is past its share of the budget's last quarter.
+   */
+  private refused(inbound: number): boolean {
+    const share = this.maxWork >> 4;
+    if (share >= 4 && inbound >= share && this.work >= this.maxWork - (this.maxWork >> 2)) return true;
     return this.work >= this.maxWork || (this.behindUntil !== 0 && performance.now() < this.behindUntil);
   }
 
@@ -344,10 +345,11 @@ export class MlrService {
   /**
    * Run `fn` under `mac`'s lock if the MLR takes more work now; else refuse at once with `busy` and a
    * retry hint, so that nothing waits without bound however many CNs ask at once. (Most refusals are
-   * made earlier, by the admission hook; this catches requests that did not pass it.)
+   * made earlier, by the admission hook, from the same rule; this catches requests that did not pass
+   * it, e.g. written in another layout.)
    */
-  private admit<T>(mac: string, fn: () => Promise<T>): Promise<T> {
-    if (this.saturated()) throw this.refuse();
+  private admit<T>(peer: RpcPeer, mac: string, fn: () => Promise<T>): Promise<T> {
+    if (this.refused(peer.handling - 1)) throw this.refuse();
     this.work++;
     if (this.lagTimer === undefined && this.maxLag !== Infinity) this.watchLag();
     return this.handovers.withLock(mac, fn).finally(() => this.work--);

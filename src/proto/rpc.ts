@@ -244,6 +244,11 @@ export class RpcPeer {
    */
   admission: ((type: string, inbound: number) => RpcError | undefined) | undefined;
 
+  /** Handler calls of this session running now (the one asking included, when asked from a handler). */
+  get handling(): number {
+    return this.inbound;
+  }
+
   constructor(
     readonly channel: MessageChannel,
     options: number | RpcPeerOptions = {},
