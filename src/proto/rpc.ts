@@ -141,7 +141,11 @@ function encodeRequestOnce<T extends RequestType>(type: T, body: RequestBody<T>)
   return encoded;
 }
 
+/** The longest error message the error body's codec takes (core/messages.ts); longer ones are cut. */
+const ERROR_MESSAGE_MAX = 1000;
+
 function errorBody(code: string, message: string, retryAfter?: number): ErrorBody {
+  if (message.length > ERROR_MESSAGE_MAX) message = `${message.slice(0, ERROR_MESSAGE_MAX - 3)}...`;
   return retryAfter === undefined ? { code, message } : { code, message, retryAfter };
 }
 

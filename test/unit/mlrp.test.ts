@@ -97,6 +97,19 @@ test('RPC: replies match requests, bad bodies are refused, unknown types answere
   assert.equal(problems.length, 1);
 });
 
+test('RPC: a handler failing with a very long message is answered with the error, its message cut', async () => {
+  const [a, b] = memoryChannelPair();
+  const client = new RpcPeer(a);
+  const server = new RpcPeer(b);
+  server.handle('ping', () => {
+    throw new Error('x'.repeat(5000));
+  });
+  await assert.rejects(
+    client.request('ping', {}, 2000),
+    (e: unknown) => e instanceof RpcError && e.code === 'internal' && e.message.length <= 1000 && e.message.endsWith('...'),
+  );
+});
+
 test('RPC: a reply that breaks the schema rejects the request instead of reaching the caller', async () => {
   const [a, b] = memoryChannelPair();
   const client = new RpcPeer(a);
