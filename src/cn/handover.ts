@@ -24,6 +24,9 @@
 // the station's one `seen` report), and every `tx` is reset when a bind is sent (a new session
 // numbers afresh). A reply the data plane fails to apply is applied again after REAPPLY_DELAYS_MS,
 // then the CN re-binds (`resync`), as the MLR reconciles a failed commit; stop() cancels the retries.
+// A `seen` whose reply never comes (time-out) may have carried a commit the MLR counts as delivered:
+// the CN re-binds then too. (A DHCP REQUEST's lost reply needs nothing: the client asks again, and
+// the MLR's reply re-states the binding, which applyReply applies when the CN lacks it.)
 //
 // The cell's guards (what a frame from the air may make the CN do, issue 8):
 // - A new station — a MAC with no binding involving this CN and not admitted in the last
@@ -486,6 +489,10 @@ export class CnHandover {
         (e: unknown) => {
           s.detected = undefined;
           log(LOG.error, `report of ${mac} failed: ${e instanceof Error ? e.message : String(e)}`);
+          // The MLR may have moved the station here and put the commit in the reply we gave up on
+          // (an inline commit, which it counts as delivered): only a re-bind tells us for sure. On
+          // 'closed'/'offline' the session is gone and the link re-binds anyway.
+          if (e instanceof RpcError && e.code === 'timeout') this.o.resync?.(`no reply to the report of ${mac}`);
         },
       )
       .finally(() => {

@@ -12,6 +12,7 @@ import type { ReplyBody, RequestBody, RequestType } from '../../src/core/message
 import { CnHandover, LOST_REPORT_INTERVAL_MS, PAGED_MS, PROBE_TIMEOUT_MS } from '../../src/cn/handover.js';
 import { FakeLinkIO } from '../../src/platform/fake-linkio.js';
 import { ARP_OP, decodeArp, decodeEthernet, encodeArp, encodeEthernet, ETHERTYPE } from '../../src/proto/packet.js';
+import { RpcError } from '../../src/proto/rpc.js';
 import { ip, until } from '../support/helpers.js';
 
 const MS = '02:aa:00:00:00:01';
@@ -37,18 +38,19 @@ function setup(
     requireAssociation?: boolean;
     log?: string[];
     refreshAssociations?: () => Promise<void>;
+    resync?: (why: string) => void;
   } = {},
 ) {
   const clock = { t: 1_000_000 };
   const applied: BindingView[][] = [];
-  const requests: { type: string; body: unknown; answer: (r: ReplyBody<'seen'>) => void }[] = [];
+  const requests: { type: string; body: unknown; answer: (r: ReplyBody<'seen'>) => void; fail: (e: Error) => void }[] = [];
   const associations = new AssociationTable();
   const link = new FakeLinkIO('wl0', '02:cc:00:00:00:02');
   const h = new CnHandover({
     self: 'cn2',
     mlr: {
       request<T extends RequestType>(type: T, body: RequestBody<T>): Promise<ReplyBody<T>> {
-        return new Promise((resolve) => requests.push({ type, body, answer: (r) => resolve(r as ReplyBody<T>) }));
+        return new Promise((resolve, reject) => requests.push({ type, body, answer: (r) => resolve(r as ReplyBody<T>), fail: reject }));
       },
     },
     dataplane: {
@@ -69,6 +71,7 @@ function setup(
     ...(opts.maxIdleStations !== undefined ? { maxIdleStations: opts.maxIdleStations } : {}),
     ...(opts.newStationRate !== undefined ? { newStationRate: opts.newStationRate } : {}),
     ...(opts.refreshAssociations ? { refreshAssociations: opts.refreshAssociations } : {}),
+    ...(opts.resync ? { resync: opts.resync } : {}),
   });
   return { h, clock, applied, requests, associations, link };
 }
@@ -632,4 +635,22 @@ test('inline commit: a commit that overtakes the `seen` reply carrying an older 
   requests[0]!.answer({ outcome: 'moved', binding: atHome, tx: 5 });
   await until('the request to finish', () => h.station(MS)?.phase === 'idle' && h.station(MS)?.awaiting === 0);
   assert.equal(h.isServed(MS), false, 'the stale reply did not bring the station back');
+});
+
+test('a `seen` that times out makes the CN re-bind (its reply may have carried a commit); a closed link does not', async () => {
+  const resyncs: string[] = [];
+  const { h, requests, associations, clock } = setup({ resync: (why) => resyncs.push(why) });
+  associations.bssAdded('wl0');
+  associations.notify('wl0', 'assoc', { address: MS });
+  h.arrived(MS);
+  assert.equal(requests.length, 1);
+  requests[0]!.fail(new RpcError('closed', 'connection closed: heartbeat'));
+  await until('the report to finish', () => h.station(MS)?.phase !== 'requested');
+  assert.deepEqual(resyncs, [], 'the link re-binds on its own after a close');
+  clock.t += 2000; // past the cool-down
+  h.arrived(MS);
+  assert.equal(requests.length, 2);
+  requests[1]!.fail(new RpcError('timeout', 'no reply to seen from mlr within 10000 ms'));
+  await until('the re-bind', () => resyncs.length > 0);
+  assert.deepEqual(resyncs, [`no reply to the report of ${MS}`]);
 });
