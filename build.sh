@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0-only
 # Bundles the daemons into single files with esbuild: dist/tmip-cn.js and dist/tmip-mlr.js.
-# The packet-capture addon (cap) stays external: it is a native module installed beside Node.
+# The packet-capture addon (tmip-packet, native/packet) stays external: it is a native module installed
+# beside Node.
 # The banner gives the ESM bundle a `require` for the CommonJS packages inside it (MQTT.js and its
 # dependencies require Node's built-ins such as 'stream').
 # Memory (a CN should stay under 50 MB RSS on a router; bench/dhcp --memory): V8 keeps a script's whole
@@ -17,7 +18,7 @@ cd "$(dirname "$0")"
 mkdir -p dist
 for prog in tmip-cn tmip-mlr; do
   npx --no-install esbuild "src/cli/${prog}.ts" --bundle --platform=node --target=node20 --format=esm \
-    --external:cap --outfile="dist/${prog}.js" --log-level=warning --minify-whitespace --charset=ascii \
+    --external:tmip-packet --outfile="dist/${prog}.js" --log-level=warning --minify-whitespace --charset=ascii \
     --banner:js="#!/usr/bin/env node
 import { createRequire as __tmipRequire } from 'node:module'; const require = __tmipRequire(import.meta.url);"
   node -e 'const f = process.argv[1]; const i = require("fs").readFileSync(f).findIndex((b) => b > 0x7f);

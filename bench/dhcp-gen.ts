@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 // bench/dhcp's load generator, one step: run inside the client namespace (bench/dhcp.ts starts it
-// with `ip netns exec`), it opens a libpcap link on the client veth (src/platform/pcap-linkio.ts)
+// with `ip netns exec`), it opens a packet link on the client veth (src/platform/packet-linkio.ts)
 // and, at a fixed offered rate for a fixed time, starts one new client per 1/rate s: a DISCOVER
 // broadcast with the broadcast flag from the client's own MAC; on its first OFFER a REQUEST in
 // SELECTING state (server id, requested IP); the ACK ends it. No retransmissions, unless
@@ -10,7 +10,8 @@
 // plus how late the sends were against their schedule) and exits.
 // Usage: node build/bench/dhcp-gen.js --if IF --rate R (--seconds S | --count N) --timeout-ms T --tag K --xid-base X [--retransmit-ms R]
 import { performance } from 'node:perf_hooks';
-import { openPcapLink } from '../src/platform/pcap-linkio.js';
+import { dhcpReplyProgram } from '../src/proto/bpf.js';
+import { openPacketLink, readInterfaceMac } from '../src/platform/packet-linkio.js';
 import { DoraTable, dueCount, MAX_STEP_CLIENTS, scheduledAt, decodeReply } from './dhcp-load.js';
 import { intArg, percentile, textArg } from './synthetic.js';
 
@@ -30,7 +31,9 @@ function main(): void {
   const retransmitMs = intArg('retransmit-ms', 0, 0, 60_000);
 
   // Replies only: UDP from port 67 to port 68 (OFFER, ACK and NAK, broadcast or unicast).
-  const link = openPcapLink(ifname, 'udp and src port 67 and dst port 68', { bufferSize: 64 << 20 });
+  const mac = readInterfaceMac(ifname);
+  const program = mac.ok ? dhcpReplyProgram(mac.value) : mac;
+  const link = program.ok ? openPacketLink(ifname, program.value, { rcvbuf: 64 << 20 }) : program;
   if (!link.ok) {
     process.stderr.write(`dhcp-gen: ${link.error}\n`);
     process.exit(2);

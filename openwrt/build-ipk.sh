@@ -12,7 +12,7 @@
 # 0:0, with their install modes) and ./control.tar.gz (control, conffiles, postinst, prerm), every
 # tar in GNU format with sorted names and one fixed mtime ($SOURCE_DATE_EPOCH, else the last commit's
 # time), and gzip without names or times, so the same inputs give byte-identical packages.
-# Needs node, GNU tar (--sort=name) and gzip. The native addon package node-cap needs the SDK (see
+# Needs node, GNU tar (--sort=name) and gzip. The native addon package node-tmip-packet needs the SDK (see
 # openwrt/README.md).
 set -eu
 umask 022

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0-only
 # Installs what the build and the tests need on a Debian machine (run as root): the lab's tools
-# (iproute2, nftables, real DHCP clients, ping, tcpdump, the mosquitto MQTT broker), libpcap for the
-# capture addon, openssl (the TLS tests make their certificates with it), etcd-server (the MLR
-# high-availability tests run a 3-member etcd on loopback addresses), and the
-# npm dependencies. Idempotent.
+# (iproute2, nftables, real DHCP clients, ping, tcpdump, the mosquitto MQTT broker), a C compiler,
+# make and python3 for node-gyp (npm ci builds our packet capture addon, native/packet), openssl
+# (the TLS tests make their certificates with it), etcd-server (the MLR high-availability tests run a
+# 3-member etcd on loopback addresses), and the npm dependencies. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-need=(iproute2 nftables busybox isc-dhcp-client iputils-ping tcpdump libpcap-dev procps make g++ python3 shellcheck mosquitto openssl etcd-server)
+need=(iproute2 nftables busybox isc-dhcp-client iputils-ping tcpdump procps make g++ python3 shellcheck mosquitto openssl etcd-server)
 missing=()
 for p in "${need[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -12,7 +12,7 @@ import { IprouteNetOps } from '../platform/iproute-netops.js';
 import { PersistentRunner } from '../platform/persistent-runner.js';
 import { NftShell } from '../platform/nft-shell.js';
 import { createLogger, LOG } from '../platform/log.js';
-import { openPcapLink } from '../platform/pcap-linkio.js';
+import { openPacketLink } from '../platform/packet-linkio.js';
 import { connectMlr } from '../platform/mlr-transport.js';
 import { failoverConnector } from '../platform/mlr-failover.js';
 import { tlsClientContext } from '../platform/tls-channel.js';
@@ -92,7 +92,7 @@ async function main(): Promise<void> {
   const daemon = new CnDaemon(cfg.value, {
     // Kernel changes through one long-lived `ip -batch` and sysctl file writes, not a process each.
     net,
-    openLink: (ifname, filter) => openPcapLink(ifname, filter),
+    openLink: (ifname, program) => openPacketLink(ifname, program, { log: logger.log }),
     connect: (mlr) => (connectAny ? connectAny() : connectMlr(mlr, cfg.value, { log: logger.log })),
     openUbus: () => openUbusPort(cfg.value.ubusSocket, logger.log),
     neighbours: new IpMonitorNeighbourWatch(logger.log),

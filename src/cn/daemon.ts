@@ -9,6 +9,7 @@ import { Backoff } from '../core/backoff.js';
 import type { CnRef } from '../core/binding.js';
 import { formatMlrAddress, type CnConfig, type MlrAddress } from '../core/config.js';
 import { cnGuards, RateLimitedLog } from '../proto/auth.js';
+import { cnCaptureProgram, type BpfInsn } from '../proto/bpf.js';
 import { cellOf, formatIPv4, maskOf, type Mac } from '../core/ip.js';
 import { FEATURES, type RequestBody } from '../core/messages.js';
 import { describeAvailable, describePool, resolvePool, type PoolRange } from '../core/pool.js';
@@ -34,7 +35,8 @@ export const SOFTWARE = `tmip-cn ${VERSION}`;
 
 export interface CnDeps {
   net: NetOps;
-  openLink: (ifname: string, filter: string) => Result<LinkIO>;
+  /** Open the capture on the mobile interface with this BPF program (src/proto/bpf.ts). */
+  openLink: (ifname: string, program: readonly BpfInsn[]) => Result<LinkIO>;
   /** Open a channel to the MLR at this address (TCP, TLS or MQTT, by its scheme). */
   connect: (mlr: MlrAddress) => Promise<MessageChannel>;
   /** Connect to ubusd; resolves undefined when there is none (not on OpenWrt). */
@@ -63,11 +65,6 @@ export const NEIGHBOUR_TUNING: readonly (readonly [string, string])[] = [
   ['retrans_time_ms', '120'],
   ['ucast_solicit', '3'],
 ];
-
-/** Only what might concern us: ARP, DHCP to servers, and IPv4 sent to some other gateway's MAC. */
-export function captureFilter(ownMac: Mac): string {
-  return `arp or (udp dst port 67) or (ip and not ether dst ${ownMac} and not ether multicast)`;
-}
 
 /** What start-up found and built; present once start() has run. */
 interface Running {
@@ -155,7 +152,10 @@ export class CnDaemon implements CnReport {
     });
     await dataplane.load();
 
-    const opened = deps.openLink(cfg.mobileIf, captureFilter(mobile.mac));
+    // Only what might concern us: ARP, DHCP to servers, and IPv4 sent to some other gateway's MAC.
+    const program = cnCaptureProgram(mobile.mac);
+    if (!program.ok) throw new Error(`cannot capture on mobile_if '${cfg.mobileIf}': ${program.error}`);
+    const opened = deps.openLink(cfg.mobileIf, program.value);
     if (!opened.ok) throw new Error(`cannot capture on mobile_if '${cfg.mobileIf}': ${opened.error}`);
     const link = opened.value;
     log(LOG.info, 'Using DHCP and IP/ARP activity for migration detection');
@@ -303,6 +303,8 @@ export class CnDaemon implements CnReport {
       },
       clients_here: run?.handover.servedCount() ?? 0,
       dhcp: run ? { ...run.dhcp.stats } : {},
+      // The mobile interface's capture: frames delivered, dropped by the kernel (receive buffer full), too long.
+      capture: run?.link.stats?.() ?? {},
       handover: run ? { ...run.handover.stats } : {},
       // What the cell's guards refused (issue 8): frames dropped or ignored, counted since start.
       guard: run

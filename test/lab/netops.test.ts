@@ -1,20 +1,27 @@
 // SPDX-License-Identifier: GPL-2.0-only
 // Lab tests (root) for the real kernel adapters: IprouteNetOps driving iproute2/sysctl/nft and the
-// libpcap LinkIO, inside network namespaces this test creates and always deletes:
+// AF_PACKET LinkIO (our addon tmip-packet with the BPF programs of src/proto/bpf.ts: the CN's
+// program checked against the real kernel frame by frame, and a burst sent while the reader is
+// blocked), inside network namespaces this test creates and always deletes:
 //
 //   C (vc 10.252.0.2) ── vm (10.252.0.1) A (10.251.0.1) va ── vb (10.251.0.2) B
 //   "mobile" side              the CN under test              the peer CN
 //
 // Nothing outside these namespaces is touched: every IprouteNetOps runs with `netns`, every other
-// command goes through `ip netns exec`, and pcap runs in child processes started inside a namespace.
+// command goes through `ip netns exec`, and captures run in child processes started inside a namespace.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { formatIPv4, macFromBytes, parseIPv4, type IPv4 } from '../../src/core/ip.js';
 import type { TunnelSpec } from '../../src/core/tunnel.js';
 import { run, runOk, type RunResult } from '../../src/platform/exec.js';
 import { IprouteNetOps, vxlanMacFor } from '../../src/platform/iproute-netops.js';
-import { openPcapLink } from '../../src/platform/pcap-linkio.js';
+import { openPacketLink } from '../../src/platform/packet-linkio.js';
+import { BPF_OP, type BpfInsn } from '../../src/proto/bpf.js';
+import { frameCases } from '../support/bpf-frames.js';
 import { deleteScratchNamespacesSync, scratchNamespaces } from './scratch-namespaces.js';
 
 const ROOT = process.getuid?.() === 0;
@@ -50,15 +57,24 @@ async function linkNames(ns: string): Promise<string[]> {
   return (await json<Array<{ ifname: string }>>(ns, ['link', 'show'])).map((l) => l.ifname);
 }
 
-// ---- pcap child processes (a capture must be opened from inside the interface's namespace) ----
+// ---- capture child processes (a capture must be opened from inside the interface's namespace) ----
+// program 'all': everything but our own transmissions; 'cn': the CN's program. With `quiet` frames
+// are counted, not printed. Commands on stdin: SEND hex; BURST n hex tag (n copies, bytes 10-11 of
+// the source MAC numbered); BLOCK path (busy until the file exists, at most 10 s); STATS tag; QUIT.
 
 const CHILD_SCRIPT = `
 const cfg = JSON.parse(process.env.TMIP_PCAP_CHILD);
-const { openPcapLink } = await import(cfg.module);
-const r = openPcapLink(cfg.ifname, cfg.filter, cfg.opts ?? {});
+const { openPacketLink, readInterfaceMac } = await import(cfg.module);
+const bpf = await import(cfg.bpf);
+const fs = await import('node:fs');
+const mac = readInterfaceMac(cfg.ifname);
+if (!mac.ok) { console.log('ERROR ' + mac.error); process.exit(2); }
+const program = cfg.program === 'cn' ? bpf.cnCaptureProgram(mac.value) : bpf.notFromProgram(mac.value);
+const r = openPacketLink(cfg.ifname, program.value, cfg.rcvbuf ? { rcvbuf: cfg.rcvbuf } : {});
 if (!r.ok) { console.log('ERROR ' + r.error); process.exit(2); }
 const link = r.value;
-link.onFrame((f) => console.log('FRAME ' + f.toString('hex')));
+let count = 0;
+link.onFrame((f) => { count++; if (!cfg.quiet) console.log('FRAME ' + f.toString('hex')); });
 let server;
 if (cfg.listenTcp) {
   const net = await import('node:net');
@@ -73,6 +89,18 @@ process.stdin.on('data', (d) => {
     const line = buf.slice(0, i);
     buf = buf.slice(i + 1);
     if (line.startsWith('SEND ')) console.log('SENT ' + (link.send(Buffer.from(line.slice(5), 'hex')) ?? 'ok'));
+    else if (line.startsWith('BURST ')) {
+      const [, n, hex, tag] = line.split(' ');
+      const f = Buffer.from(hex, 'hex');
+      let errors = 0;
+      for (let i = 0; i < Number(n); i++) { f.writeUInt16BE(i, 10); if (link.send(f) !== undefined) errors++; }
+      console.log('BURSTED ' + tag + ' ' + errors);
+    } else if (line.startsWith('BLOCK ')) {
+      console.log('BLOCKING');
+      const end = Date.now() + 10000;
+      while (!fs.existsSync(line.slice(6)) && Date.now() < end);
+      console.log('UNBLOCKED');
+    } else if (line.startsWith('STATS ')) console.log(line + ' ' + JSON.stringify({ count, ...link.stats() }));
     else if (line === 'QUIT') { link.close(); server?.close(); process.exit(0); }
   }
 });
@@ -89,13 +117,17 @@ interface PcapChild {
   stop(): void;
 }
 
-function startPcapChild(ns: string, cfg: { ifname: string; filter: string; listenTcp?: number }): PcapChild {
-  const module = new URL('../../src/platform/pcap-linkio.js', import.meta.url).href;
+function startPcapChild(
+  ns: string,
+  cfg: { ifname: string; program: 'all' | 'cn'; listenTcp?: number; rcvbuf?: number; quiet?: boolean },
+): PcapChild {
+  const module = new URL('../../src/platform/packet-linkio.js', import.meta.url).href;
+  const bpf = new URL('../../src/proto/bpf.js', import.meta.url).href;
   const child: ChildProcessWithoutNullStreams = spawn(
     'ip',
     ['netns', 'exec', ns, process.execPath, '--input-type=module', '-e', CHILD_SCRIPT],
     {
-      env: { ...process.env, TMIP_PCAP_CHILD: JSON.stringify({ ...cfg, module }) },
+      env: { ...process.env, TMIP_PCAP_CHILD: JSON.stringify({ ...cfg, module, bpf }) },
       stdio: ['pipe', 'pipe', 'pipe'],
     },
   );
@@ -227,7 +259,7 @@ const ACK = 0x10;
 
 // ---- the tests ----
 
-describe('IprouteNetOps and pcap LinkIO in network namespaces', { skip: SKIP, timeout: 120_000 }, () => {
+describe('IprouteNetOps and packet LinkIO in network namespaces', { skip: SKIP, timeout: 120_000 }, () => {
   const netA = new IprouteNetOps({ netns: NS.a });
   const netB = new IprouteNetOps({ netns: NS.b });
   const tunA: TunnelSpec = { name: 'tt7', type: 'vxlan', local: A_ADDR, remote: B_ADDR, key: 7, mtu: 1450 };
@@ -411,8 +443,8 @@ describe('IprouteNetOps and pcap LinkIO in network namespaces', { skip: SKIP, ti
     );
     assert.match(listing, /oifname "vm" ip daddr @roamed /);
 
-    const childC = startPcapChild(NS.c, { ifname: 'vc', filter: 'tcp', listenTcp: 5000 });
-    const childB = startPcapChild(NS.b, { ifname: 'vb', filter: 'tcp' });
+    const childC = startPcapChild(NS.c, { ifname: 'vc', program: 'all', listenTcp: 5000 });
+    const childB = startPcapChild(NS.b, { ifname: 'vb', program: 'all' });
     try {
       await childC.waitFor((l) => l.startsWith('READY') || l.startsWith('ERROR'), 10_000, 'READY');
       await childB.waitFor((l) => l.startsWith('READY') || l.startsWith('ERROR'), 10_000, 'READY');
@@ -461,8 +493,8 @@ describe('IprouteNetOps and pcap LinkIO in network namespaces', { skip: SKIP, ti
     await assert.rejects(netA.setMssClamp('tmip_tt', 'vm', 0, []), /invalid MSS/);
   });
 
-  test('pcap link: injected frame reaches the peer, capture is promiscuous and skips our own transmissions', async () => {
-    const child = startPcapChild(NS.a, { ifname: 'va', filter: 'arp or icmp' });
+  test('packet link: injected frame reaches the peer, capture is promiscuous and skips our own transmissions', async () => {
+    const child = startPcapChild(NS.a, { ifname: 'va', program: 'all' });
     try {
       const ready = await child.waitFor((l) => l.startsWith('READY') || l.startsWith('ERROR'), 10_000, 'READY');
       assert.match(ready, /^READY /, ready);
@@ -507,10 +539,140 @@ describe('IprouteNetOps and pcap LinkIO in network namespaces', { skip: SKIP, ti
     }
   });
 
-  test('openPcapLink reports errors as Results', () => {
-    const bad = openPcapLink('bad name', '');
+  test("the CN's BPF program in the kernel keeps what the unit test's interpreter keeps", async () => {
+    const rx = startPcapChild(NS.a, { ifname: 'va', program: 'cn' });
+    const tx = startPcapChild(NS.b, { ifname: 'vb', program: 'all', quiet: true });
+    try {
+      for (const c of [rx, tx]) assert.match(await c.waitFor((l) => /^(READY|ERROR)/.test(l), 10_000, 'READY'), /^READY /);
+      const ownMac = rx.lines.find((l) => l.startsWith('READY '))!.slice(6);
+      const cases = frameCases(ownMac);
+      for (const c of cases) tx.write(`SEND ${c.frame.toString('hex')}`);
+      // the last one, accepted: frames arrive in order on a veth, so every earlier one is in by then
+      const sentinel = arpRequest('02:00:00:00:77:02', ip('10.251.0.78'), B_ADDR);
+      tx.write(`SEND ${sentinel.toString('hex')}`);
+      await rx.waitFor((l) => l === `FRAME ${sentinel.toString('hex')}`, 5000, 'the last frame');
+      const sent = tx.lines.filter((l) => l.startsWith('SENT '));
+      assert.deepEqual(new Set(sent), new Set(['SENT ok']), sent.join('\n'));
+      const got = new Set(rx.frames().map((f) => f.toString('hex')));
+      for (const c of cases) {
+        // A received frame's 802.1Q tag is out of band when the program runs: it sees (and accepts)
+        // the DISCOVER inside, and the addon delivers the frame with its tag put back.
+        const expected = c.tagged ? true : c.cn;
+        assert.equal(got.has(c.frame.toString('hex')), expected, c.name);
+      }
+    } finally {
+      rx.stop();
+      tx.stop();
+    }
+  });
+
+  test('a burst of 500 DISCOVERs sent while the reader is blocked all arrive; a small buffer drops, and counts', async () => {
+    const discover = frameCases('02:cc:00:00:00:01').find((c) => c.name === 'DHCP DISCOVER, broadcast')!.frame;
+    const N = 500;
+    const tx = startPcapChild(NS.b, { ifname: 'vb', program: 'all', quiet: true });
+    try {
+      assert.match(await tx.waitFor((l) => /^(READY|ERROR)/.test(l), 10_000, 'READY'), /^READY /);
+      for (const rcvbuf of [undefined, 65536]) {
+        const rx = startPcapChild(NS.a, { ifname: 'va', program: 'cn', quiet: true, ...(rcvbuf ? { rcvbuf } : {}) });
+        const gate = path.join(os.tmpdir(), `tmip-burst-${process.pid}-${rcvbuf ?? 0}`);
+        try {
+          assert.match(await rx.waitFor((l) => /^(READY|ERROR)/.test(l), 10_000, 'READY'), /^READY /);
+          rx.write(`BLOCK ${gate}`);
+          await rx.waitFor((l) => l === 'BLOCKING', 5000, 'the reader blocked');
+          tx.write(`BURST ${N} ${discover.toString('hex')} ${rcvbuf ?? 0}`);
+          const done = await tx.waitFor((l) => l.startsWith(`BURSTED ${rcvbuf ?? 0} `), 5000, 'the burst sent');
+          assert.equal(done, `BURSTED ${rcvbuf ?? 0} 0`);
+          // what the kernel holds for them while the reader is blocked (/proc/net/packet: Rmem)
+          const rmem = (await inNs(NS.a, 'cat', ['/proc/net/packet'])).stdout
+            .split('\n')
+            .slice(1)
+            .map((l) => Number(l.trim().split(/\s+/)[6] ?? 0))
+            .reduce((a, b) => Math.max(a, b), 0);
+          fs.writeFileSync(gate, '');
+          await rx.waitFor((l) => l === 'UNBLOCKED', 12_000, 'the reader unblocked');
+          let stats: { count: number; received: number; dropped: number; truncated: number } | undefined;
+          for (let i = 0; i < 50; i++) {
+            rx.write(`STATS ${i}`);
+            const line = await rx.waitFor((l) => l.startsWith(`STATS ${i} `), 5000, 'STATS');
+            stats = JSON.parse(line.slice(`STATS ${i} `.length)) as typeof stats;
+            if (stats!.count + stats!.dropped >= N) break;
+            await new Promise((r) => setTimeout(r, 100));
+          }
+          process.stdout.write(
+            `# burst rcvbuf=${rcvbuf ?? 'default'}: ${JSON.stringify(stats)}, Rmem while blocked ${rmem} bytes (${Math.round(rmem / Math.max(1, stats!.count))} per queued frame)\n`,
+          );
+          assert.equal(stats!.count, stats!.received);
+          assert.equal(stats!.truncated, 0);
+          if (rcvbuf === undefined) assert.deepEqual([stats!.count, stats!.dropped], [N, 0], 'the default buffer holds the whole burst');
+          else {
+            assert.ok(stats!.dropped > 0, 'a 64 KiB buffer cannot hold 500 frames');
+            assert.equal(stats!.count + stats!.dropped, N, 'the drop counter accounts for every frame not delivered');
+          }
+        } finally {
+          rx.stop();
+          fs.rmSync(gate, { force: true });
+        }
+      }
+    } finally {
+      tx.stop();
+    }
+  });
+
+  test('the capture goes on after its interface goes down and comes back up', async () => {
+    const discover = frameCases('02:cc:00:00:00:01').find((c) => c.name === 'DHCP DISCOVER, broadcast')!.frame;
+    const rx = startPcapChild(NS.a, { ifname: 'va', program: 'cn', quiet: true });
+    const tx = startPcapChild(NS.b, { ifname: 'vb', program: 'all', quiet: true });
+    try {
+      for (const c of [rx, tx]) assert.match(await c.waitFor((l) => /^(READY|ERROR)/.test(l), 10_000, 'READY'), /^READY /);
+      const count = async (tag: string): Promise<number> => {
+        rx.write(`STATS ${tag}`);
+        const line = await rx.waitFor((l) => l.startsWith(`STATS ${tag} `), 5000, 'STATS');
+        return (JSON.parse(line.slice(`STATS ${tag} `.length)) as { count: number }).count;
+      };
+      // (a Wi-Fi restart takes the AP's interface down and up; the kernel flags the socket with
+      // ENETDOWN, which the event loop sees as an error on it)
+      await inNs(NS.a, 'ip', ['link', 'set', 'dev', 'va', 'down']);
+      await inNs(NS.a, 'ip', ['link', 'set', 'dev', 'va', 'up']);
+      const before = await count('before');
+      for (let i = 0; i < 20; i++) {
+        tx.write(`BURST 1 ${discover.toString('hex')} flap${i}`);
+        await tx.waitFor((l) => l.startsWith(`BURSTED flap${i} `), 5000, 'sent');
+        if ((await count(`after${i}`)) > before) return;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.fail('no frame captured after the interface came back up');
+    } finally {
+      rx.stop();
+      tx.stop();
+    }
+  });
+
+  test('the addon survives sockets garbage-collected open, closed twice, and used after close', async () => {
+    const addon = new URL('../../../native/packet/index.js', import.meta.url).pathname;
+    const script = `
+      const { PacketSocket } = require(${JSON.stringify(addon)});
+      const prog = Buffer.alloc(8); prog.writeUInt16LE(6, 0); prog.writeUInt32LE(65535, 4);
+      for (let i = 0; i < 200; i++) {
+        const s = new PacketSocket('va', prog, 65536, 2048, () => {});
+        if (i % 3 === 1) s.close();
+        if (i % 3 === 2) { s.close(); s.close(); if (s.send(Buffer.alloc(60)) !== 'socket is closed') process.exit(3); s.stats(); }
+      }
+      global.gc();
+      setTimeout(() => { global.gc(); setTimeout(() => console.log('done'), 50); }, 50);`;
+    const r = await inNs(NS.a, process.execPath, ['--expose-gc', '-e', script], 20_000);
+    assert.equal(r.stdout.trim(), 'done');
+  });
+
+  test('openPacketLink reports errors as Results', () => {
+    const all: BpfInsn[] = [{ code: BPF_OP.RET_K, jt: 0, jf: 0, k: 0 }];
+    const bad = openPacketLink('bad name', all);
     assert.ok(!bad.ok && /invalid interface name/.test(bad.error));
-    const missing = openPcapLink('tmipnosuch0', '');
+    const missing = openPacketLink('tmipnosuch0', all);
     assert.ok(!missing.ok && /does not exist/.test(missing.error), missing.ok ? '' : missing.error);
+    const gone = openPacketLink('tmipnosuch0', all, { mac: '02:00:00:00:00:01' });
+    assert.ok(!gone.ok && /tmipnosuch0: No such device/.test(gone.error), gone.ok ? '' : gone.error);
+    const lo = openPacketLink('lo', all, { mac: '00:00:00:00:00:00' });
+    assert.ok(!lo.ok && /not an Ethernet interface/.test(lo.error), lo.ok ? '' : lo.error);
+    assert.ok(!openPacketLink('lo', [], { mac: '00:00:00:00:00:00' }).ok);
   });
 });

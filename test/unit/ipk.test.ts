@@ -3,8 +3,8 @@
 // luci-app-tmip .ipk files in the format of OpenWrt's ipkg-build (a gzipped tar of debian-binary,
 // data.tar.gz, control.tar.gz), with the right control fields, conffiles, maintainer scripts, file
 // modes and owners, reproducibly. The feed Makefiles, run against a stub of the SDK's rules.mk,
-// package.mk and luci.mk, install exactly what the .ipk files hold; node-cap's cross-build passes the
-// target settings to npm and installs the addon where Node.js finds it. When an opkg binary is at
+// package.mk and luci.mk, install exactly what the .ipk files hold; node-tmip-packet's cross-build
+// passes the target settings to npm and installs the addon where Node.js finds it. When an opkg binary is at
 // hand (OPKG=/path/to/opkg-cl, or opkg on PATH) the packages are also installed into an offline root.
 import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -179,7 +179,7 @@ test('each .ipk is a gzipped tar of ./debian-binary "2.0", ./data.tar.gz and ./c
 });
 
 const EXPECT_DEPENDS: Record<Pkg, string[]> = {
-  'tmip-cn': ['libc', 'node', 'node-cap', 'libpcap', 'ip-full', 'kmod-vxlan', 'kmod-ipip', 'kmod-gre', 'nftables'],
+  'tmip-cn': ['libc', 'node', 'node-tmip-packet', 'ip-full', 'kmod-vxlan', 'kmod-ipip', 'kmod-gre', 'nftables'],
   'tmip-mlr': ['libc', 'node'],
   'luci-app-tmip': ['libc', 'luci-base'], // usable on an MLR-only router: no tmip-cn
 };
@@ -561,22 +561,29 @@ test('the tmip Makefile stops with a hint when the bundles are missing', (t) => 
   fs.rmSync(top, { recursive: true, force: true });
 });
 
-test('node-cap: cross-built by npm with the target settings, installed where Node.js finds it', (t) => {
+test('node-tmip-packet: our addon cross-built by npm with the target settings, installed where Node.js finds it', (t) => {
   if (!have('make')) {
     t.skip('make is not installed');
     return;
   }
+  const pkgDir = 'openwrt/lang/node-tmip-packet';
   const top = stubSdk();
   const cpus: Record<string, string> = { x86_64: 'x64', aarch64: 'arm64', i386: 'ia32', arm: 'arm' };
   for (const [arch, cpu] of Object.entries(cpus)) {
-    assert.match(make(top, 'openwrt/lang/node-cap', ['print-NODEJS_CPU'], { ARCH: arch }).stdout, new RegExp(`^NODEJS_CPU=${cpu}$`, 'm'));
+    assert.match(make(top, pkgDir, ['print-NODEJS_CPU'], { ARCH: arch }).stdout, new RegExp(`^NODEJS_CPU=${cpu}$`, 'm'));
   }
-  const meta = make(top, 'openwrt/lang/node-cap', ['print-PKG_BUILD_DEPENDS']);
+  const meta = make(top, pkgDir, ['print-PKG_BUILD_DEPENDS']);
   assert.match(meta.stdout, /^PKG_BUILD_DEPENDS=node\/host$/m);
-  assert.deepEqual(meta.info.get('node-cap')?.depends, ['+node', '+libpcap']);
+  assert.deepEqual(meta.info.get('node-tmip-packet')?.depends, ['+node'], 'no libpcap');
+
+  // prepare copies the addon's sources from this repository's native/packet
+  make(top, pkgDir, ['prepare']);
+  const build = path.join(top, 'build_dir', `node-tmip-packet-${VERSION}`);
+  for (const f of ['package.json', 'binding.gyp', 'install.js', 'index.js', 'packet.c'])
+    assert.ok(fs.readFileSync(path.join(build, f)).equals(fs.readFileSync(path.join(ROOT, 'native/packet', f))), f);
 
   // the compile step, printed (make -n): npm in the build directory with the target toolchain
-  const dry = make(top, 'openwrt/lang/node-cap', ['-n', 'compile'], { ARCH: 'aarch64' });
+  const dry = make(top, pkgDir, ['-n', 'compile'], { ARCH: 'aarch64' });
   const cmd = dry.stdout.replace(/\\\n/g, ' ');
   for (const s of [
     'CC="stub-target-gcc"',
@@ -590,31 +597,35 @@ test('node-cap: cross-built by npm with the target settings, installed where Nod
   ]) {
     assert.ok(cmd.includes(s), `the compile step has ${s}:\n${cmd}`);
   }
-  assert.match(cmd, new RegExp(`cd ${top}/build_dir/node-cap-[\\d.]+;`));
+  assert.match(cmd, new RegExp(`cd ${build};`));
 
-  // install from a build directory holding the npm package and a (stand-in) compiled addon
-  const version = /^PKG_VERSION=(.+)$/m.exec(make(top, 'openwrt/lang/node-cap', ['print-PKG_VERSION']).stdout)![1]!;
-  const build = path.join(top, 'build_dir', `node-cap-${version}`);
+  // install from the build directory with a (stand-in) compiled addon
   fs.mkdirSync(path.join(build, 'build/Release'), { recursive: true });
-  for (const f of ['package.json', 'LICENSE', 'README.md', 'lib'])
-    fs.cpSync(path.join(ROOT, 'node_modules/cap', f), path.join(build, f), { recursive: true });
-  fs.writeFileSync(path.join(build, 'build/Release/cap.node'), 'not really an ELF file');
+  fs.writeFileSync(path.join(build, 'build/Release/tmip_packet.node'), 'not really an ELF file');
   const dest = path.join(top, 'dest');
-  make(top, 'openwrt/lang/node-cap', ['install-node-cap'], { DESTDIR: dest });
-  const root = path.join(dest, 'node-cap');
+  make(top, pkgDir, ['install-node-tmip-packet'], { DESTDIR: dest });
+  const root = path.join(dest, 'node-tmip-packet');
   const installed = tree(root);
-  assert.deepEqual(installed.get('/usr/lib/node_modules/cap'), ['l', 0, '../node/cap']);
-  for (const f of ['/usr/lib/node/cap/package.json', '/usr/lib/node/cap/lib/Cap.js', '/usr/lib/node/cap/build/Release/cap.node'])
+  assert.deepEqual(installed.get('/usr/lib/node_modules/tmip-packet'), ['l', 0, '../node/tmip-packet']);
+  for (const f of [
+    '/usr/lib/node/tmip-packet/package.json',
+    '/usr/lib/node/tmip-packet/index.js',
+    '/usr/lib/node/tmip-packet/build/Release/tmip_packet.node',
+  ])
     assert.ok(installed.has(f), f);
+  assert.ok(!installed.has('/usr/lib/node/tmip-packet/packet.c'), 'no sources on the router');
 
-  // the bundle (in /usr/lib/tmip) loads cap with createRequire: Node's own lookup reaches
-  // /usr/lib/node_modules/cap even without OpenWrt's extra search path /usr/lib/node
+  // the bundle (in /usr/lib/tmip) loads tmip-packet with createRequire: Node's own lookup reaches
+  // /usr/lib/node_modules/tmip-packet even without OpenWrt's extra search path /usr/lib/node
   fs.mkdirSync(path.join(root, 'usr/lib/tmip'), { recursive: true });
   const probe = path.join(root, 'usr/lib/tmip/probe.mjs');
-  fs.writeFileSync(probe, "import { createRequire } from 'node:module';\nconsole.log(createRequire(import.meta.url).resolve('cap'));\n");
+  fs.writeFileSync(
+    probe,
+    "import { createRequire } from 'node:module';\nconsole.log(createRequire(import.meta.url).resolve('tmip-packet'));\n",
+  );
   const r = run(process.execPath, [probe], { cwd: os.tmpdir(), env: { PATH: process.env.PATH } });
   assert.equal(r.code, 0, r.stderr);
-  assert.equal(fs.realpathSync(r.stdout.trim()), fs.realpathSync(path.join(root, 'usr/lib/node/cap/lib/Cap.js')));
+  assert.equal(fs.realpathSync(r.stdout.trim()), fs.realpathSync(path.join(root, 'usr/lib/node/tmip-packet/index.js')));
   fs.rmSync(top, { recursive: true, force: true });
 });
 

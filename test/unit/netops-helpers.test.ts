@@ -8,7 +8,6 @@ import type { TunnelSpec } from '../../src/core/tunnel.js';
 import { FakeLinkIO } from '../../src/platform/fake-linkio.js';
 import { FakeNetOps } from '../../src/platform/fake-netops.js';
 import { ipv4ConfKey, isValidIfname, linkMatchesTunnel, mssClampRuleset, vxlanMacFor } from '../../src/platform/iproute-netops.js';
-import { effectiveFilter } from '../../src/platform/pcap-linkio.js';
 import { ip } from '../support/helpers.js';
 
 const spec = (over: Partial<TunnelSpec> = {}): TunnelSpec => ({
@@ -59,12 +58,6 @@ test('linkMatchesTunnel reads iproute2 JSON for each type', () => {
     linkMatchesTunnel({ linkinfo: { info_kind: 'ipip', info_data: { local: '10.0.0.1', remote: '10.0.0.2' } } }, spec({ type: 'ipip' })),
   );
   assert.ok(!linkMatchesTunnel(vx, spec({ type: 'gre' })));
-});
-
-test("pcap filter excludes the interface's own transmissions unless asked", () => {
-  assert.equal(effectiveFilter('arp', '02:00:00:00:00:01'), 'not ether src 02:00:00:00:00:01 and (arp)');
-  assert.equal(effectiveFilter('', '02:00:00:00:00:01'), 'not ether src 02:00:00:00:00:01');
-  assert.equal(effectiveFilter(' arp ', '02:00:00:00:00:01', true), 'arp');
 });
 
 // FakeNetOps' kernel behaviour (idempotence, re-creation, routes, sysctls, clamps, validation) is checked

@@ -1888,11 +1888,11 @@ test('the feed Makefiles follow the OpenWrt layout and carry the package.json ve
   const { version } = readJson(path.join(ROOT, 'package.json')) as { version: string };
   const tmip = fs.readFileSync(path.join(FEED, 'net/tmip/Makefile'), 'utf8');
   const luci = fs.readFileSync(path.join(LUCI_APP, 'Makefile'), 'utf8');
-  const cap = fs.readFileSync(path.join(FEED, 'lang/node-cap/Makefile'), 'utf8');
+  const addon = fs.readFileSync(path.join(FEED, 'lang/node-tmip-packet/Makefile'), 'utf8');
   for (const [name, mk] of [
     ['net/tmip', tmip],
     ['luci-app-tmip', luci],
-    ['node-cap', cap],
+    ['node-tmip-packet', addon],
   ] as const) {
     assert.match(mk, /^include \$\(TOPDIR\)\/rules\.mk$/m, `${name} includes rules.mk`);
     // recipe lines inside define blocks are tab-indented
@@ -1908,15 +1908,18 @@ test('the feed Makefiles follow the OpenWrt layout and carry the package.json ve
   assert.match(tmip, /^\$\(eval \$\(call BuildPackage,tmip-mlr\)\)$/m);
   assert.match(tmip, /^\s+PKGARCH:=all$/m);
   assert.match(tmip, /^define Package\/tmip-cn\/conffiles\n\/etc\/config\/tmip\nendef$/m);
-  // usable on an MLR-only router: no dependency on tmip-cn (node-cap, libpcap, kernel modules)
+  // usable on an MLR-only router: no dependency on tmip-cn (node-tmip-packet, kernel modules)
   assert.match(luci, /^LUCI_DEPENDS:=\+luci-base$/m);
   assert.match(luci, /^include \$\(TOPDIR\)\/feeds\/luci\/luci\.mk$/m);
   assert.match(luci, /^# call BuildPackage - OpenWrt buildroot signature$/m, 'the signature the feed scanner looks for');
-  // node-cap builds the version of cap the project locks, from the npm registry
-  const lock = readJson(path.join(ROOT, 'package-lock.json')) as { packages: Record<string, { version?: string } | undefined> };
-  assert.match(cap, new RegExp(`^PKG_VERSION:=${String(lock.packages['node_modules/cap']?.version).replace(/\./g, '\\.')}$`, 'm'));
-  assert.match(cap, /^PKG_HASH:=[0-9a-f]{64}$/m);
-  assert.match(cap, /^PKG_BUILD_DEPENDS:=node\/host$/m);
+  // node-tmip-packet builds our addon from this repository's native/packet, nothing downloaded
+  assert.match(addon, new RegExp(`^PKG_VERSION:=${version.replace(/\./g, '\\.')}$`, 'm'));
+  assert.doesNotMatch(addon, /^PKG_SOURCE/m);
+  assert.match(addon, /^TMIP_ADDON:=\$\(TMIP_ROOT\)\/native\/packet$/m);
+  assert.match(addon, /^PKG_BUILD_DEPENDS:=node\/host$/m);
+  assert.match(addon, /^\s+DEPENDS:=\+node$/m);
+  assert.match(tmip, /^\s+DEPENDS:=\+node \+node-tmip-packet \+ip-full /m);
+  assert.doesNotMatch(tmip, /libpcap|node-cap/);
   for (const s of [
     'npm_config_arch=$(NODEJS_CPU)',
     'npm_config_target_arch=$(NODEJS_CPU)',
@@ -1924,7 +1927,7 @@ test('the feed Makefiles follow the OpenWrt layout and carry the package.json ve
     'npm_config_nodedir=$(STAGING_DIR)/usr/',
     '$(MAKE_FLAGS)',
   ]) {
-    assert.ok(cap.includes(s), `node-cap's build passes ${s}`);
+    assert.ok(addon.includes(s), `node-tmip-packet's build passes ${s}`);
   }
-  assert.match(cap, /\/usr\/lib\/node\/\$\(PKG_NPM_NAME\)\/build\/Release/);
+  assert.match(addon, /\/usr\/lib\/node\/\$\(PKG_NPM_NAME\)\/build\/Release/);
 });

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 // One version: src/version.ts (what the daemons report), package.json and its lock, and PKG_VERSION of
 // every package the OpenWrt feed builds from this repository agree, so a bump that misses one fails
-// `make unit`. A feed package built from an upstream tarball (PKG_SOURCE, e.g. node-cap) carries the
-// upstream version instead; openwrt-files.test.ts checks that one against package-lock.json.
+// `make unit`. That includes our packet capture addon (native/packet/package.json, its lock entry and
+// the feed's node-tmip-packet). A feed package built from an upstream tarball (PKG_SOURCE) would carry
+// the upstream version instead.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -39,13 +40,15 @@ test('package.json and package-lock.json carry VERSION', () => {
   const lock = readJson('package-lock.json') as { version?: unknown; packages?: Record<string, { version?: unknown } | undefined> };
   assert.equal(lock.version, VERSION, 'package-lock.json "version" (run npm install after a bump)');
   assert.equal(lock.packages?.['']?.version, VERSION, 'package-lock.json packages[""].version');
+  assert.equal((readJson('native/packet/package.json') as { version?: unknown }).version, VERSION, 'native/packet/package.json "version"');
+  assert.equal(lock.packages?.['native/packet']?.version, VERSION, 'package-lock.json packages["native/packet"].version');
 });
 
 test('PKG_VERSION of every feed package built from this repository is VERSION', () => {
   const own = makefiles('openwrt').filter((f) => makeVar(fs.readFileSync(path.join(ROOT, f), 'utf8'), 'PKG_SOURCE') === undefined);
   assert.deepEqual(
     own.sort(),
-    ['openwrt/luci/luci-app-tmip/Makefile', 'openwrt/net/tmip/Makefile'],
+    ['openwrt/lang/node-tmip-packet/Makefile', 'openwrt/luci/luci-app-tmip/Makefile', 'openwrt/net/tmip/Makefile'],
     'the feed packages made from this repository',
   );
   for (const f of own) {

@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// openPacketLink's checks that need neither root nor an interface: bad arguments, and a missing
+// addon build, are error Results, never exceptions (the module loads the addon lazily, so importing
+// it without one is fine too). The socket itself: test/lab/netops.test.ts.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { openPacketLink } from '../../src/platform/packet-linkio.js';
+import { BPF_OP, type BpfInsn } from '../../src/proto/bpf.js';
+
+const BUILD = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const ACCEPT: BpfInsn[] = [{ code: BPF_OP.RET_K, jt: 0, jf: 0, k: 65535 }];
+const MAC = '02:00:00:00:00:01';
+
+test('bad arguments are error Results', () => {
+  const cases: [Parameters<typeof openPacketLink>, RegExp][] = [
+    [['bad name', ACCEPT, { mac: MAC }], /invalid interface name/],
+    [['x'.repeat(16), ACCEPT, { mac: MAC }], /invalid interface name/],
+    [['eth0', ACCEPT, { mac: MAC, rcvbuf: 1000 }], /invalid receive buffer size/],
+    [['eth0', ACCEPT, { mac: MAC, rcvbuf: 1.5e9 }], /invalid receive buffer size/],
+    [['eth0', ACCEPT, { mac: MAC, snapLength: 10 }], /invalid snap length/],
+    [['eth0', ACCEPT, { mac: MAC, snapLength: 70000 }], /invalid snap length/],
+    [['eth0', [], { mac: MAC }], /1\.\.4096 instructions/],
+    [['eth0', [{ code: 0x10000, jt: 0, jf: 0, k: 0 }], { mac: MAC }], /out of range/],
+    [['eth0', ACCEPT, { mac: 'not a mac' }], /MAC/i],
+    [['tmipnosuch0', ACCEPT, {}], /does not exist/],
+  ];
+  for (const [args, re] of cases) {
+    const r = openPacketLink(...args);
+    assert.ok(!r.ok, `${JSON.stringify(args)} opened`);
+    assert.match(r.error, re);
+  }
+});
+
+test('without the addon built, opening is an error Result, not a crash', () => {
+  // a copy of the compiled sources where no node_modules/tmip-packet can be found
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmip-noaddon-'));
+  try {
+    fs.cpSync(path.join(BUILD, 'src'), path.join(dir, 'src'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'package.json'), '{"type":"module"}');
+    const script = `const m = await import(${JSON.stringify(path.join(dir, 'src/platform/packet-linkio.js'))});
+      const r = m.openPacketLink('eth0', [{ code: 6, jt: 0, jf: 0, k: 65535 }], { mac: '${MAC}' });
+      console.log(JSON.stringify(r));`;
+    const out = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: dir,
+      encoding: 'utf8',
+      timeout: 20_000,
+      env: { PATH: process.env.PATH },
+    });
+    assert.equal(out.status, 0, out.stderr);
+    const r = JSON.parse(out.stdout) as { ok: boolean; error?: string };
+    assert.equal(r.ok, false);
+    assert.match(r.error ?? '', /cannot load the 'tmip-packet' packet capture addon/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
