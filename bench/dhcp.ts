@@ -9,7 +9,10 @@
 //             per-cell budgets opened up so the bench measures service, not refusal (printed);
 //   kea       kea-dhcp4, memfile leases with persist off, one /10 subnet;
 //   dnsmasq   dnsmasq --no-daemon, DHCP only, the same /10 range, lease file on tmpfs (/dev/shm).
-// A peer whose binary is missing is skipped with the command that installs it.
+// A peer whose binary is missing is skipped with the command that installs it. A server's steps run
+// one after the other and its leases accumulate (the note says how many it holds): tmip's CN then
+// holds a gateway address per lease on one interface, which the kernel adds in time linear in the
+// addresses already there (bench/gateways.ts measures it).
 // With --memory: tmip only; the CN's VmRSS/VmHWM idle, after 250 and after 5,000 leases, beside
 // the idle CN2 of the same lab at the same moments and a bare Node process as references, and the
 // CN's own CPU per lease between the points (what Node's flags change; its `ip`/`nft` helpers apart).
@@ -437,6 +440,8 @@ async function rateRun(): Promise<void> {
           const mt = /DHCP4_MULTI_THREADING_INFO (.*)/.exec(s.tail());
           if (name === 'kea') console.log(`kea: multi-threading ${mt?.[1] ?? '(not reported)'}`);
           printStepHeader();
+          /** Leases completed by the earlier steps: the server holds them all (for tmip, a gateway address each). */
+          let held = 0;
           for (const [i, rate] of rates.entries()) {
             s.mark();
             const shed0 = await s.shed?.();
@@ -454,6 +459,7 @@ async function rateRun(): Promise<void> {
               r,
               cpu,
               note: [
+                held > 0 ? `${held} leases held from earlier steps` : '',
                 behind(r),
                 r.retransmits ? `${r.retransmits} DISCOVERs sent twice` : '',
                 udp ? `${udp} requests dropped by the kernel (server's UDP receive buffer full)` : '',
@@ -465,6 +471,7 @@ async function rateRun(): Promise<void> {
             };
             steps.push(step);
             printStep(step);
+            held += r.completed;
             await sleep(1000); // let the server drain before the next step
           }
         } finally {
