@@ -56,12 +56,14 @@ export const PAGE = { bindings: 400, peers: 500, cns: 100 } as const;
  * Optional protocol features, announced by a CN in its bind (`features`) and used by the MLR only on
  * sessions that announced them; either end without one works as before.
  * - inlineCommit: for a move in which this CN is the only participant to be told (a new client at its
- *   home CN; a move whose other participants are offline) and for a renewal at this CN, the MLR sends
- *   no `commit`: the `request` or `seen` reply carries the binding and the transaction's `tx`, and
- *   the CN applies it as that commit before it answers the client. A `remove` then carries `tx` too,
- *   and the CN applies no reply, commit or remove older than the newest transaction it applied for
- *   the station in this session (the MLR frees the station's lock before its reply is written, so a
- *   later transaction's commit may arrive first).
+ *   home CN; a move whose other participants are offline), for a renewal at this CN, and for every
+ *   move asked by this CN's `seen` (whoever else is told: that reply goes out beside the other
+ *   commits, for a roam before the move is on the MLR's disk), the MLR sends no `commit`: the
+ *   `request` or `seen` reply carries the binding and the transaction's `tx`, and the CN applies it
+ *   as that commit before it answers the client. A `remove` then carries `tx` too, and the CN applies
+ *   no reply, commit or remove older than the newest transaction it applied for the station in this
+ *   session (the MLR may free the station's lock before its reply is written, so a later
+ *   transaction's commit may arrive first).
  */
 export const FEATURES = { inlineCommit: 'inline-commit' } as const;
 

@@ -19,27 +19,40 @@
 // Durable before acknowledged, and what may go out before (issue 11):
 // - A move of a binding that is bound already (a roam: `seen`, or a DHCP REQUEST from a bound client
 //   at another CN) allocates and frees no cell, so its commits go out as soon as the registry is
-//   written, beside the journal's fdatasync (`durable()`); the transaction awaits both, so the
-//   reply that acknowledges the move (`seen`'s, a DHCPACK) still comes only once it is on disk. A
-//   crash in between loses at most the location: the binding, its cell and lease are durable from
-//   before; after the restart the CNs re-bind to the registry's last durable state, and the
-//   station's next frame or association at its new CN moves it again.
+//   written, beside the journal's fdatasync (`durable()`). A crash before the disk has it loses at
+//   most the location: the binding, its cell and lease are durable from before; after the restart
+//   the CNs re-bind to the registry's last durable state (a CN that applied the lost move drops it
+//   then), and the station's next frame or association at its new CN moves it again.
+// - What acknowledges something to a client waits for the disk: a DHCPACK (a `request`'s reply,
+//   which may extend a lease) and a `seen` reply to a CN without FEATURES.inlineCommit come only
+//   once the change is durable (the transaction awaits both the commits and `durable()`).
+// - A `seen` reply to a CN with FEATURES.inlineCommit is a commit (below, "Inline commits") and is
+//   sent as one: for a roam beside the other commits and the fdatasync, so it does NOT say the move
+//   is durable; the crash argument above covers it as it covers the commits. The CN only applies the
+//   binding it carries (cn/handover.ts); no client is told anything by it.
 // - Whatever allocates or frees a cell (a new client's DHCP REQUEST, an adopted static host, a
 //   release, a decline, an expiry: `drop`) is durable before any CN is told or any reply is sent
 //   (RFC 2131: the lease on stable storage before the DHCPACK).
 // - Commits for one station reach each CN in transaction order: a transaction holds the station's
-//   lock until its commits are answered (and the change is durable), and reconciles take it too.
+//   lock until its commits are answered and the change is durable (an early reply goes out before
+//   that, under the lock), and reconciles take it too.
 //
-// Inline commits (core/messages.ts FEATURES.inlineCommit, issue 11): when the new current CN is the
-// only participant online (a new client at its home CN, an adopted host there, a move whose other
-// participants are offline), announced the feature, and is still on the session its request came on
-// (`replyTo`), no commit is sent: move() returns the transaction's id and the caller's reply carries
-// it with the binding; the CN applies that before answering its client. A renewal at that CN gets an
-// id too (its reply re-states the binding). Ids come from one counter per MLR process (`nextTx`),
-// taken under the station's lock, and `remove`s carry one as well: within one CN session they order a
-// station's commits, removes and such replies, which the CN needs because the lock is released
-// before the reply is written (a later transaction's commit can overtake it). A new session (a
-// re-bind, a restarted or other MLR) starts the CN's ordering afresh.
+// Inline commits (core/messages.ts FEATURES.inlineCommit, issue 11): when the new current CN
+// announced the feature and is still on the session its request came on (`replyTo`), no commit is
+// sent to it; the reply carries the transaction's id with the binding, and the CN applies that as
+// the commit (before answering its client, for a DHCP REQUEST). Two cases:
+// - a `seen` (the caller passes `replyNow`): always, and the reply goes out when the commits would
+//   (beside the other participants' commits: a roam is `seen` + reply and one commit + reply per
+//   other participant, not two); the transaction goes on under the lock until those commits are
+//   answered and the change is durable, as above.
+// - a DHCP `request`: only when the new current CN is the only participant online (a new client at
+//   its home CN, a move whose other participants are offline); the reply waits for the disk. A
+//   renewal at that CN gets an id too (its reply re-states the binding).
+// Ids come from one counter per MLR process (`nextTx`), taken under the station's lock, and `remove`s
+// carry one as well: within one CN session they order a station's commits, removes and such
+// replies, which the CN needs because a reply may be written after the lock is released (a later
+// transaction's commit can overtake it). A new session (a re-bind, a restarted or other MLR) starts
+// the CN's ordering afresh.
 //
 // Presence check, the `probing` phase: a move detected by the station's traffic alone
 // (`via` 'arp' or 'ip': no association event, no DHCP from it) of a binding that is bound at another
@@ -76,11 +89,13 @@
 //   re-applies everything the MLR says involves it. The move itself is reported as done.
 // - The write does not become durable (`durable()` rejects: the store failed, and the MLR exits to
 //   be restarted from the disk): the move is not acknowledged (its request fails), even when its
-//   commits went out already; the restarted MLR has the station where the disk has it.
+//   commits went out already; the restarted MLR has the station where the disk has it. A `seen`
+//   answered early was answered already: as for its commits, the restart puts things right (a crash).
 // - Inline commit: the CN fails to apply what the reply carries: the CN retries by itself and then
-//   re-binds (cn/handover.ts), as a reconcile would. The reply is lost (the session closed): the
-//   binding is durable in the registry, and the CN's next bind reply carries it (a CN that re-bound
-//   during the transaction is no longer on `replyTo`'s session and got a commit instead). A later
+//   re-binds (cn/handover.ts), as a reconcile would. The reply is lost (the session closed, or the
+//   CN gave up waiting for it, and then re-binds: cn/handover.ts): the registry has the binding, and
+//   the CN's next bind reply carries it, once durable (a CN that re-bound during the transaction is
+//   no longer on `replyTo`'s session and got a commit instead). A later
 //   transaction's commit or remove arrives before the reply: the CN ignores the older reply (its tx).
 // - Deadline: every phase's time-out is clipped to the transaction's deadline, so one dead CN holds
 //   a station's lock for at most `deadlineMs` (a commit gets at least MIN_COMMIT_MS); other
@@ -250,9 +265,19 @@ export class Handovers {
    * view, or an error saying why the move was rolled back. `replyTo`: the session of `to` the caller
    * answers on, when it announced FEATURES.inlineCommit: if `to` is then the only CN to be told (and
    * still on that session), no commit is sent and the result's `tx` goes into the reply instead; a
-   * renewal at `to` gets a `tx` too, so that its reply re-states the binding.
+   * renewal at `to` gets a `tx` too, so that its reply re-states the binding. `replyNow` (a `seen`,
+   * with `replyTo`): `to`'s commit goes in the reply whoever else is told, and `replyNow` gets it the
+   * moment the commits go out; the promise still resolves (with the same) only when the transaction
+   * ends, which is when the caller frees the station's lock.
    */
-  async move(b: Binding, to: string, expires: number, via: string, replyTo?: CnSession): Promise<Result<Moved>> {
+  async move(
+    b: Binding,
+    to: string,
+    expires: number,
+    via: string,
+    replyTo?: CnSession,
+    replyNow?: (moved: Moved) => void,
+  ): Promise<Result<Moved>> {
     const { registry } = this.o;
     const proposed: Binding = { mac: b.mac, cell: b.cell, parent: b.parent, current: to, state: 'bound', expires };
     const view = registry.view(proposed);
@@ -324,11 +349,15 @@ export class Handovers {
       // Every participant connected now (one that went offline while preparing and bound again since
       // gets the commit on its new session; one still offline learns the move from its next bind reply).
       let committers = names.filter((n) => this.o.session(n) !== undefined);
-      // Only `to` to tell, on the session the reply goes out on: the reply carries its commit.
-      const inline = replyTo !== undefined && committers.length === 1 && this.o.session(to) === replyTo;
-      if (inline) committers = [];
+      // `to` on the session the reply goes out on: the reply carries its commit, when `to` is the only
+      // CN to tell or the reply may go out now (`replyNow`, a `seen`: beside the other commits).
+      const inline = replyTo !== undefined && (replyNow !== undefined || committers.length === 1) && this.o.session(to) === replyTo;
+      if (inline) committers = committers.filter((n) => n !== to);
       tx.participants = committers;
-      const committed = await Promise.allSettled(committers.map((n) => this.ask(n, 'commit', body, commitMs)));
+      const commits = Promise.allSettled(committers.map((n) => this.ask(n, 'commit', body, commitMs)));
+      // The early reply: it goes out now, beside the commits, before their answers and the disk (header).
+      if (inline && replyNow !== undefined) replyNow({ binding: view.value, tx: tx.id });
+      const committed = await commits;
       const answeredAt = this.verbose ? this.o.now() : 0;
       for (let i = 0; i < committed.length; i++) {
         const r = committed[i]!;
@@ -351,7 +380,8 @@ export class Handovers {
           LOG.handover,
           `tx ${tx.id}: committed ${b.mac} at ${to} in ${t - tx.startedAt} ms (stored at ${storedAt - tx.startedAt}, durable at ` +
             `${durableAt - tx.startedAt}${durable ? '' : ', before the commits'}, ` +
-            `${inline ? 'commit in the reply' : `commits answered at ${answeredAt - tx.startedAt}`})`,
+            `${inline ? (replyNow ? 'commit in the reply, sent beside the others; ' : 'commit in the reply, ') : ''}` +
+            `${committers.length > 0 ? `commits answered at ${answeredAt - tx.startedAt}` : 'no other commit'})`,
         );
       }
       return ok(inline ? { binding: view.value, tx: tx.id } : { binding: view.value });

@@ -3,7 +3,8 @@
 // network name, pools, tunnel types), answers DHCP-driven requests (which cell, ACK or NAK) and
 // activity-driven ones (move, adopt, refuse), and expires bindings. Every move of a station runs
 // as one transaction in mlr/handover.ts, under that station's lock. A CN that announced
-// FEATURES.inlineCommit at bind gets, for a move it alone is told of, the commit in the reply (`tx`).
+// FEATURES.inlineCommit at bind gets its commit in the reply (`tx`): for a DHCP move it alone is told
+// of, and for every `seen` move, whose reply then goes out beside the other commits (admitEarly).
 //
 // Authorization (on top of proto/auth.ts, which says who sent a message): a session binds only as
 // the CN it authenticated as (with authentication off, as the name of its first bind); the name must
@@ -51,7 +52,7 @@ import { performance } from 'node:perf_hooks';
 import { LOG, type LogFn } from '../platform/log.js';
 import { RateLimitedLog } from '../proto/auth.js';
 import { RpcError, type RpcPeer } from '../proto/rpc.js';
-import { Handovers, type HandoverOptions } from './handover.js';
+import { Handovers, type HandoverOptions, type Moved } from './handover.js';
 import { Pager } from './paging.js';
 
 /** How long an adopted static host holds its cell when the CN does not say (seconds). */
@@ -280,7 +281,13 @@ export class MlrService {
     });
     peer.handle('discover', (body) => bound((cn) => this.admit(peer, body.mac, () => this.discover(cn, body))));
     peer.handle('request', (body) => bound((cn) => this.admit(peer, body.mac, () => this.request(cn, body, this.replyTo(peer)))));
-    peer.handle('seen', (body) => bound((cn) => this.admit(peer, body.mac, () => this.seen(cn, body, this.replyTo(peer)))));
+    peer.handle('seen', (body) =>
+      bound((cn) => {
+        const replyTo = this.replyTo(peer);
+        if (replyTo === undefined) return this.admit(peer, body.mac, () => this.seen(cn, body));
+        return this.admitEarly(peer, body.mac, (answer) => this.seen(cn, body, replyTo, answer));
+      }),
+    );
     peer.handle('release', (body) => bound((cn) => this.admit(peer, body.mac, () => this.release(cn, body))));
     peer.handle('lost', (body) => bound((cn) => this.pager.lost(cn, body)));
     peer.handle('status', (body) => this.status(body));
@@ -353,6 +360,31 @@ export class MlrService {
     this.work++;
     if (this.lagTimer === undefined && this.maxLag !== Infinity) this.watchLag();
     return this.handovers.withLock(mac, fn).finally(() => this.work--);
+  }
+
+  /**
+   * As admit(), for work that may be answered before it ends (a roam's `seen`, mlr/handover.ts "Early
+   * replies"): `fn` is given `answer`, and the request's reply is the first of what `answer` is given
+   * and what `fn` resolves or rejects with; the station's lock and the budget (MAX_WORK) are held until
+   * `fn` ends. A failure after the reply went out is logged (the MLR exits when its store fails).
+   */
+  private admitEarly<T>(peer: RpcPeer, mac: string, fn: (answer: (reply: T) => void) => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let answered = false;
+      const answer = (reply: T): void => {
+        if (answered) return;
+        answered = true;
+        resolve(reply);
+      };
+      this.admit(peer, mac, () => fn(answer)).then(answer, (e: unknown) => {
+        if (!answered) {
+          answered = true;
+          reject(e instanceof Error ? e : new Error(String(e)));
+        } else {
+          this.opts.log(LOG.error, `${mac}: failed after its reply was sent: ${e instanceof Error ? e.message : String(e)}`);
+        }
+      });
+    });
   }
 
   /** Check the event loop's lag every LAG_CHECK_MS until no work is outstanding (then stop). */
@@ -520,14 +552,24 @@ export class MlrService {
 
   // ---- activity ----
 
-  private async seen(cn: string, body: RequestBody<'seen'>, replyTo?: RpcPeer): Promise<ReplyBody<'seen'>> {
+  /**
+   * `seen`: move the station to `cn` (or adopt a static host there). With `answer` (the session announced
+   * FEATURES.inlineCommit), the reply carrying `cn`'s commit is given to it as soon as the commits go out.
+   */
+  private async seen(
+    cn: string,
+    body: RequestBody<'seen'>,
+    replyTo?: RpcPeer,
+    answer?: (reply: ReplyBody<'seen'>) => void,
+  ): Promise<ReplyBody<'seen'>> {
+    const early = answer && ((m: Moved): void => answer({ outcome: 'moved', ...m }));
     const b = this.registry.binding(body.mac);
     if (b && body.ip !== undefined && body.ip !== b.cell + 1) {
       return { outcome: 'refused', reason: `${body.mac} holds ${formatIPv4(b.cell + 1)}, not ${formatIPv4(body.ip)}` };
     }
     if (b && b.state === 'bound') {
       if (b.current === cn) return { outcome: 'here', binding: this.mustView(b) };
-      const moved = await this.handovers.move(b, cn, b.expires, body.via, replyTo);
+      const moved = await this.handovers.move(b, cn, b.expires, body.via, replyTo, early);
       if (!moved.ok) return { outcome: 'refused', reason: moved.error };
       this.pager.moved(body.mac, cn);
       return { outcome: 'moved', ...moved.value };
@@ -540,7 +582,7 @@ export class MlrService {
         if (!b) this.checkLimit(cn);
         const fresh: Binding = { mac: body.mac, cell: owner.cell, parent: owner.owner.name, current: null, state: 'offered', expires: 0 };
         const expires = this.now() + (body.leaseTime ?? DEFAULT_STATIC_HOLD_S) * 1000 + this.opts.leaseGraceMs;
-        const moved = await this.handovers.move(fresh, cn, expires, body.via, replyTo);
+        const moved = await this.handovers.move(fresh, cn, expires, body.via, replyTo, early);
         if (!moved.ok) return { outcome: 'refused', reason: moved.error };
         return { outcome: 'moved', ...moved.value };
       }

@@ -602,7 +602,7 @@ test('paging: the rounds end after the last one when nobody finds the station; t
   }
 });
 
-test('inline commit: a CN that announced it gets no commit for a move it alone takes part in; the reply carries tx and binding', async () => {
+test('inline commit: a CN that announced it gets no commit for a move it alone takes part in, nor for its seen; the reply carries tx and binding', async () => {
   const w = world();
   const cn1 = await w.connect('cn1', 1, true, [FEATURES.inlineCommit, 'some-future-feature']);
   const cn2 = await w.connect('cn2', 2, true, [FEATURES.inlineCommit]);
@@ -619,13 +619,13 @@ test('inline commit: a CN that announced it gets no commit for a move it alone t
   const renew = await cn1.peer.request('request', { mac: A, ip: host, leaseTime: 600, state: 'renewing' });
   assert.ok(renew.tx !== undefined && renew.tx > ack.tx);
   assert.deepEqual([cn1.seen, cn2.seen], [[], []]);
-  // A roam to cn2 has two participants: commits to both, as before, and no tx in the reply.
+  // A roam to cn2 by its `seen` has two participants: cn1 gets a commit, cn2's rides in the reply.
   const moved = await cn2.peer.request('seen', { mac: A, via: 'assoc' });
   assert.equal(moved.outcome, 'moved');
-  assert.equal(moved.tx, undefined);
-  assert.deepEqual([cn1.seen, cn2.seen], [[`commit ${A}`], [`commit ${A}`]]);
-  const roamTx = w.service.handovers.stats.done;
-  assert.ok(roamTx >= 2);
+  assert.ok(moved.tx !== undefined && moved.tx > renew.tx);
+  assert.equal(moved.binding?.current?.name, 'cn2');
+  assert.deepEqual([cn1.seen, cn2.seen], [[`commit ${A}`], []]);
+  await until('the move to end once its commit to cn1 is answered', () => w.service.handovers.stats.done === 2);
   // Home again while cn2 is offline: cn1 alone is told, in the reply (cn2 learns it when it binds).
   cn2.peer.close();
   await until('cn2 to be offline', () => !w.service.isOnline('cn2'));
@@ -633,7 +633,7 @@ test('inline commit: a CN that announced it gets no commit for a move it alone t
   const home = await cn1.peer.request('seen', { mac: A, via: 'assoc' });
   assert.equal(home.outcome, 'moved');
   assert.equal(home.binding?.current?.name, 'cn1');
-  assert.ok(home.tx !== undefined && home.tx > renew.tx);
+  assert.ok(home.tx !== undefined && home.tx > moved.tx);
   assert.deepEqual(cn1.seen, []);
   // A static host adopted at its home CN: the same.
   const adopted = await cn1.peer.request('seen', { mac: B, ip: ip('10.1.0.101'), via: 'arp', leaseTime: 600 });
@@ -644,6 +644,62 @@ test('inline commit: a CN that announced it gets no commit for a move it alone t
   await cn1.peer.request('release', { mac: A, ip: host });
   assert.equal(cn1.removes.length, 1);
   assert.ok(cn1.removes[0]! > adopted.tx, 'the remove is ordered after the replies');
+});
+
+test("inline commit: a roam's seen reply goes out beside the other commits, before they are answered and before the disk; the lock waits for both", async () => {
+  const disk = slowDisk();
+  const w = world({}, undefined, disk.durable);
+  try {
+    const cn1 = await w.connect('cn1', 1, true, [FEATURES.inlineCommit]);
+    const cn2 = await w.connect('cn2', 2, true, [FEATURES.inlineCommit]);
+    const cn3 = await w.connect('cn3', 3, true, [FEATURES.inlineCommit]);
+    const host = await w.lease(cn1, A);
+    cn1.seen.length = 0;
+    cn1.behave.commit = ['hang'];
+    disk.hold();
+    // cn2's seen: the reply (its commit) comes while cn1's commit hangs and the disk holds the write.
+    const r = await cn2.peer.request('seen', { mac: A, via: 'assoc' });
+    assert.equal(r.outcome, 'moved');
+    assert.ok(r.tx !== undefined);
+    assert.deepEqual(r.binding, value(w.registry.view(w.registry.binding(A)!)));
+    assert.equal(r.binding?.current?.name, 'cn2');
+    assert.deepEqual([cn1.seen, cn2.seen], [[`commit ${A}`], []], 'cn1 got its commit, cn2 none');
+    assert.equal(w.service.handovers.lockedStations, 1, 'the station stays locked');
+    assert.equal(w.service.outstandingWork, 1, 'and the move counts against the budget');
+    // The next move of the station waits for that commit's answer and for the disk.
+    const next = cn3.peer.request('seen', { mac: A, via: 'assoc' });
+    await unsettled(next, 'the next move while the first commit hangs');
+    w.release();
+    await neverWithin('the first move to end before the disk', () => w.service.handovers.stats.done > 1, 30);
+    await unsettled(next, 'the next move while the first is not durable');
+    assert.deepEqual(cn3.seen, [], 'nothing of the next move went out');
+    disk.flush();
+    const r2 = await next;
+    assert.equal(r2.outcome, 'moved');
+    assert.ok(r2.tx !== undefined && r2.tx > r.tx, 'the next move is a later transaction');
+    assert.deepEqual([cn1.seen, cn2.seen, cn3.seen], [[`commit ${A}`, `commit ${A}`], [`commit ${A}`], []]);
+    await until('the lock to be free', () => w.service.handovers.lockedStations === 0);
+    // A DHCP REQUEST at another CN (it may extend the lease) keeps its commit and waits for the disk.
+    disk.hold();
+    cn1.seen.length = cn2.seen.length = cn3.seen.length = 0;
+    const ack = cn2.peer.request('request', { mac: A, ip: host, leaseTime: 600, state: 'init-reboot' });
+    await until("the DHCP move's commits", () => cn2.seen.includes(`commit ${A}`) && cn3.seen.includes(`commit ${A}`));
+    await unsettled(ack, 'the DHCPACK before the disk');
+    disk.flush();
+    const acked = await ack;
+    assert.equal(acked.outcome, 'ack');
+    assert.equal(acked.tx, undefined, 'no commit in a DHCP reply when others are told');
+    // The store fails after an early reply: the reply stands, the failure is logged, the lock is freed.
+    disk.hold();
+    const r3 = await cn1.peer.request('seen', { mac: A, via: 'assoc' });
+    assert.equal(r3.outcome, 'moved');
+    disk.fail('disk on fire');
+    await until('the lock to be free', () => w.service.handovers.lockedStations === 0);
+    assert.ok(w.logs.some((l) => l.includes('failed after its reply was sent: disk on fire')));
+    assert.equal(w.service.outstandingWork, 0);
+  } finally {
+    w.service.stop();
+  }
 });
 
 test('inline commit: a CN that did not announce it (an old CN) gets its commits and replies without tx, as before', async () => {
