@@ -5,6 +5,17 @@
 // durable() resolves once everything pushed before the call is flushed. A flush that fails fails the
 // queue for good: every waiter and every later durable() rejects, and onFailure is told once (the
 // MLR then exits and is restarted from what is on disk).
+//
+// Commit interval (issue 11): a flush starts no sooner than `minIntervalMs` (COMMIT_INTERVAL_MS)
+// after the previous one started; what is pushed meanwhile waits and joins the next batch. An idle
+// queue flushes at once (the first change after a quiet spell waits for nothing); under load the
+// fdatasyncs are at most one per interval, however many changes arrive. An fdatasync costs the
+// process far more CPU than the append (on the development VM about 150-170 µs against 40 µs), and
+// without the interval a change arriving every millisecond or so got an fdatasync of its own. The
+// price: a change that arrives during a flush waits up to one interval longer to be durable.
+
+/** The shortest time (ms) from one flush's start to the next's (see the header). */
+export const COMMIT_INTERVAL_MS = 2;
 
 interface Waiter {
   upto: number;
@@ -21,10 +32,14 @@ export class GroupCommit<T> {
   private scheduled = false;
   private running: Promise<void> | undefined;
   private failure: string | undefined;
+  /** performance.now() when the last flush started (-Infinity: none yet). */
+  private lastStart = -Infinity;
 
   constructor(
     private readonly flush: (batch: T[]) => Promise<void>,
     private readonly onFailure?: (message: string) => void,
+    /** The shortest time from one flush's start to the next's (default COMMIT_INTERVAL_MS; 0: none). */
+    private readonly minIntervalMs = COMMIT_INTERVAL_MS,
   ) {}
 
   /** Why the queue failed, once it has. */
@@ -64,29 +79,33 @@ export class GroupCommit<T> {
   private kick(): void {
     if (this.scheduled || this.running || this.failure !== undefined) return;
     this.scheduled = true;
-    // The rest of this turn's items join the batch.
-    setImmediate(() => {
+    const start = (): void => {
       this.scheduled = false;
+      this.lastStart = performance.now();
       this.running = this.drain().finally(() => {
         this.running = undefined;
         if (this.pending.length > 0) this.kick();
       });
-    });
+    };
+    // The rest of this turn's items join the batch, and under load those of the rest of the interval.
+    const wait = this.lastStart + this.minIntervalMs - performance.now();
+    if (wait >= 1) setTimeout(start, Math.ceil(wait));
+    else setImmediate(start);
   }
 
+  /** Flush what is pending as one batch. */
   private async drain(): Promise<void> {
-    while (this.pending.length > 0 && this.failure === undefined) {
-      const upto = this.queued;
-      const batch = this.pending;
-      this.pending = [];
-      try {
-        await this.flush(batch);
-      } catch (e) {
-        this.fail(e instanceof Error ? e.message : String(e));
-        return;
-      }
-      this.synced = upto;
-      while (this.waiters.length > 0 && this.waiters[0]!.upto <= this.synced) this.waiters.shift()!.resolve();
+    if (this.pending.length === 0 || this.failure !== undefined) return;
+    const upto = this.queued;
+    const batch = this.pending;
+    this.pending = [];
+    try {
+      await this.flush(batch);
+    } catch (e) {
+      this.fail(e instanceof Error ? e.message : String(e));
+      return;
     }
+    this.synced = upto;
+    while (this.waiters.length > 0 && this.waiters[0]!.upto <= this.synced) this.waiters.shift()!.resolve();
   }
 }

@@ -4,9 +4,10 @@
 //
 // - Every change the registry tells (Registry.watch: a CN's record, a binding put or removed, a pair's
 //   tunnel, a quarantine) is queued as one journal record (core/journal.ts). Group commit: the records
-//   queued in one turn of the event loop, and those queued while a write is on its way, are appended
-//   together and fdatasync'd once. durable() resolves once every change made before the call is on
-//   disk; the MLR awaits it before it acknowledges a change (mlr/service.ts, mlr/handover.ts).
+//   queued in one turn of the event loop, and those queued while a write is on its way or within
+//   COMMIT_INTERVAL_MS of its start (mlr/group-commit.ts), are appended together and fdatasync'd
+//   once. durable() resolves once every change made before the call is on disk; the MLR awaits it
+//   before it acknowledges a change (mlr/service.ts, mlr/handover.ts).
 // - Compaction: when the journal has grown past `factor` times the live size (records, or bytes
 //   against the last snapshot), the registry is written as a new snapshot (generation + 1; write,
 //   fsync, rename) and a fresh journal is started. Its cost is the live size, spread over at least as

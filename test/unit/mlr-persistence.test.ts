@@ -5,6 +5,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { Registry } from '../../src/core/registry.js';
+import { COMMIT_INTERVAL_MS, GroupCommit } from '../../src/mlr/group-commit.js';
 import { RegistryStore } from '../../src/mlr/persistence.js';
 import { MemoryStateFile } from '../../src/platform/fake-state-file.js';
 import { errorOf, ip, value } from '../support/helpers.js';
@@ -131,4 +132,48 @@ test('a failed write: durable() rejects, the failure is told once, and nothing m
   await assert.rejects(store.durable(), /disk full/, 'a later change is not acknowledged either');
   assert.equal(failures.length, 1);
   assert.equal(file.appends, 1, 'nothing written after the failure');
+});
+
+test('group commit: under a steady stream of changes at most one flush starts per interval; an idle queue flushes at once', async () => {
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const run = async (interval: number) => {
+    const starts: number[] = [];
+    const q = new GroupCommit<number>(
+      async (batch) => {
+        starts.push(performance.now());
+        assert.ok(batch.length > 0);
+        await sleep(0); // a fast disk: done within the millisecond
+      },
+      undefined,
+      interval,
+    );
+    // Idle: the first change is flushed without waiting for the interval.
+    const t0 = performance.now();
+    q.push(0);
+    await q.durable();
+    const first = performance.now() - t0;
+    // A change every ~0.3 ms for 60 ms, each made durable by itself (as a move's fdatasync was).
+    const waits: Promise<void>[] = [];
+    const end = performance.now() + 60;
+    let n = 1;
+    while (performance.now() < end) {
+      q.push(n++);
+      waits.push(q.durable());
+      await new Promise((r) => setImmediate(r));
+      const until = performance.now() + 0.3;
+      while (performance.now() < until);
+    }
+    await Promise.all(waits);
+    await q.idle();
+    const gaps = starts.slice(1).map((t, i) => t - starts[i]!);
+    return { flushes: starts.length, changes: n, first, minGap: Math.min(...gaps.slice(1)) };
+  };
+  const paced = await run(20);
+  assert.ok(paced.first < 15, `an idle queue waits for no interval (${paced.first.toFixed(1)} ms)`);
+  assert.ok(paced.flushes <= 6, `${paced.flushes} flushes of ${paced.changes} changes in 60 ms at one per 20 ms`);
+  assert.ok(paced.minGap >= 18.5, `flush starts at least the interval apart (${paced.minGap.toFixed(1)} ms)`);
+  // Positive control: without an interval nearly every change gets a flush of its own.
+  const eager = await run(0);
+  assert.ok(eager.flushes > 4 * paced.flushes, `${eager.flushes} flushes without an interval`);
+  assert.ok(COMMIT_INTERVAL_MS > 0 && COMMIT_INTERVAL_MS <= 5, 'the default keeps durability within a few ms');
 });
