@@ -58,6 +58,19 @@ function fsType(p: string): string {
   return best.type;
 }
 
+/** Journal appends (each one write and one fdatasync) since the last stats message. */
+let appends = 0;
+
+/** `file`, counting its journal appends in `appends`. */
+function countAppends(file: FileStateFile): FileStateFile {
+  const append = file.append.bind(file);
+  file.append = (text: string): Promise<void> => {
+    appends++;
+    return append(text);
+  };
+  return file;
+}
+
 async function main(): Promise<void> {
   const secrets = new Map<string, string>();
   for (let i = 0; i < CNS; i++) secrets.set(cnName(i), benchSecret(i));
@@ -103,7 +116,7 @@ async function main(): Promise<void> {
           resolvePort((server.address() as { port: number }).port);
           return { describe: 'bench', close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
         },
-        state: new FileStateFile(stateFile),
+        state: countAppends(new FileStateFile(stateFile)),
         log: logger.log,
         onStateFailure: (m) => {
           process.stderr.write(`state failed: ${m}\n`);
@@ -126,6 +139,7 @@ async function main(): Promise<void> {
       const p = profiler;
       profiler = undefined;
       void p.post('Profiler.stop').then(({ profile }) => {
+        fs.mkdirSync(profileDir, { recursive: true });
         const file = path.join(profileDir, `mlr-${mode}-${process.pid}.cpuprofile`);
         fs.writeFileSync(file, JSON.stringify(profile));
         p.disconnect();
@@ -150,7 +164,9 @@ async function main(): Promise<void> {
       done: h?.stats.done ?? 0,
       busy: h?.stats.busy ?? 0,
       rolledBack: h?.stats.rolledBack ?? 0,
+      appends,
     });
+    appends = 0;
     gcMax = 0;
     gcCount = 0;
     gcTotal = 0;

@@ -7,15 +7,18 @@
 // on, the journal with fdatasync on a state file under --dir, default the OS temp dir; the filesystem
 // is printed). This process is the 500 CNs: lean ones (they sign what they send with the CN's key as a
 // CN does, but they do not check what the MLR signs, and they answer prepare/commit/abort/remove/
-// probe/page/ping at once), so that the generator costs less per message than the MLR. Each CN asks to
-// move a station bound at another CN to itself with `seen` (via `assoc`, as a CN does on a hostapd
-// association; --arp F makes that share of them `arp` detections, which the MLR checks with a presence
-// `probe` at the previous CN). Open loop: requests go out at the offered rate whatever comes back; a
+// probe/page/ping at once), so that the generator costs less per message than the MLR. They announce
+// FEATURES.inlineCommit at bind, as a real CN does, so the new CN's commit rides in the `seen` reply
+// (the MLR→CN requests per move printed count the rest). Each CN asks to move a station bound at
+// another CN to itself with `seen` (via `assoc`, as a CN does on a hostapd association; --arp F makes
+// that share of them `arp` detections, which the MLR checks with a presence `probe` at the previous
+// CN). Open loop: requests go out at the offered rate whatever comes back; a
 // station is not asked to move again while its move is in flight.
 // Per step: completed moves per second, latency from the request sent to its reply (p50/p99/max of
 // the completed ones), `busy` answers (the MLR's backpressure), other failures, the MLR's RSS (and its
-// peak so far) and JS heap, its longest GC pause and event-loop delay, its CPU use, and the generator's
-// own CPU use (near 100 % means the generator, not the MLR, set the pace).
+// peak so far) and JS heap, its longest GC pause and event-loop delay, its CPU use, its journal
+// appends (each one fdatasync) per move, and the generator's own CPU use (near 100 % means the
+// generator, not the MLR, set the pace).
 // References in the same run: the same connections and RPC layer (framing, JSON, authentication)
 // answered by a handler that replies at once (the transport's ceiling here; closed loop), and, when
 // mosquitto is installed, the QoS 1 publish round trip of as many MQTT clients through it (closed loop).
@@ -30,7 +33,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
 import { randomBytes } from 'node:crypto';
-import { encodeRequestBody, SCHEMA_VERSION, type Envelope, type RequestBody, type RequestType } from '../src/core/messages.js';
+import { encodeRequestBody, FEATURES, SCHEMA_VERSION, type Envelope, type RequestBody, type RequestType } from '../src/core/messages.js';
 import { MacKey, canonicalJson } from '../src/proto/auth.js';
 import { encodeFrame, FrameDecoder } from '../src/proto/mlrp.js';
 import { benchSecret, cnAddr, cnName, cnPool, homeOf, intArg, percentile, processMemory, stationMac, textArg } from './synthetic.js';
@@ -79,6 +82,8 @@ interface ServerStats {
   done: number;
   busy: number;
   rolledBack: number;
+  /** Journal appends (each one write and one fdatasync) since the last stats. */
+  appends: number;
 }
 
 /** Fork bench/mlr-server in `mode`; resolves once it listens. */
@@ -232,6 +237,8 @@ class SimCn {
       cn: { name: cnName(this.index), addr: cnAddr(this.index) },
       tunnels: ['vxlan'],
       pools: [cnPool(this.index)],
+      // As a real CN (cn/daemon.ts): the MLR may then put this CN's commit in its `seen` reply.
+      features: [FEATURES.inlineCommit],
     });
     this.flush();
     return new Promise((resolve, reject) => (this.bindWait = { id, resolve, reject }));
@@ -534,8 +541,8 @@ async function main(): Promise<void> {
   const mosq = await runMosquitto();
   write(`\nMLR state: ${ready.state ? `${ready.state}/mlr.state` : '?'} on ${ready.fs} (journal with fdatasync; removed after the run)\n`);
   write(
-    '| offered/s | moved/s | p50 | p99 | max | busy | failed | late | MLR→CN requests per move | MLR RSS (peak) | JS heap | GC max | loop delay max | MLR CPU | MLR CPU per move | generator CPU |\n' +
-      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n',
+    '| offered/s | moved/s | p50 | p99 | max | busy | failed | late | MLR→CN requests per move | fdatasyncs per move | MLR RSS (peak) | JS heap | GC max | loop delay max | MLR CPU | MLR CPU per move | generator CPU |\n' +
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n',
   );
   let best = 0;
   for (const { step, secs, stats, mem, genCpu } of results) {
@@ -544,7 +551,7 @@ async function main(): Promise<void> {
     const l = step.latencies;
     write(
       `| ${step.rate} | ${Math.round(moved)} | ${percentile(l, 50).toFixed(1)} ms | ${percentile(l, 99).toFixed(1)} ms | ${percentile(l, 100).toFixed(1)} ms | ` +
-        `${step.busy} | ${step.failed} | ${step.outstanding} | ${(step.served / Math.max(1, step.moved)).toFixed(1)} | ${mem.rss.toFixed(0)} (${mem.hwm.toFixed(0)}) MB | ${stats.heapMb.toFixed(0)} MB | ` +
+        `${step.busy} | ${step.failed} | ${step.outstanding} | ${(step.served / Math.max(1, step.moved)).toFixed(1)} | ${(stats.appends / Math.max(1, step.moved)).toFixed(2)} | ${mem.rss.toFixed(0)} (${mem.hwm.toFixed(0)}) MB | ${stats.heapMb.toFixed(0)} MB | ` +
         `${stats.gcMaxMs.toFixed(1)} ms | ${stats.loopMaxMs.toFixed(1)} ms | ${Math.round((stats.cpuMs / 1000 / (secs + 0.5)) * 100)} % | ${Math.round((stats.cpuMs * 1000) / Math.max(1, step.moved + step.busy / 5))} µs | ${Math.round(genCpu * 100)} % |\n`,
     );
   }
