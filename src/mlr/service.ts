@@ -453,7 +453,6 @@ export class MlrService {
       if (existing.state === 'offered') {
         const held = this.registry.put({ ...existing, expires: now + this.opts.offerHoldMs });
         if (held.ok) existing = held.value;
-        await this.opts.durable?.();
       }
       return { binding: this.mustView(existing) };
     }
@@ -485,7 +484,11 @@ export class MlrService {
     if (!b.ok) throw new RpcError('conflict', b.error);
     this.offeredVia.set(body.mac, cn);
     this.opts.log(LOG.handover, `offer ${formatIPv4(cell + 1)} (parent ${parent}) to ${body.mac} via ${cn}`);
-    await this.opts.durable?.();
+    // Not awaited: durable(). An offer promises nothing (RFC 2131 §4.3.1: the server need not even
+    // reserve the address), and its journal record goes to disk with the next flush. A crash before
+    // then loses the offer: the client's REQUEST gets the cell if it is still free (request() takes a
+    // free cell for a MAC it has no binding for), else a NAK, and the client starts over. The DHCPACK
+    // still waits for the disk.
     return { binding: this.mustView(b.value) };
   }
 
