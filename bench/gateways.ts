@@ -7,8 +7,8 @@
 // in a list that every add walks, so the cost of an add grows with the addresses already there. This
 // bench adds --cells such addresses (default 12,000) to a veth in a network namespace of its own, in
 // steps of --step (default 1,000) through one `ip -batch` process per step, and prints the time per
-// add at each level. The reference, measured in the same run on a second veth: the same cells served
-// by routes instead (N+2 as a `local` route in table local, N+1 as a /32 on the link), which the
+// add at each level. The reference, measured in the same run in a second namespace: the same cells
+// served by routes instead (N+2 as a `local` route in table local, N+1 as a /32 on the link), which the
 // kernel inserts in constant time. Routes are not what the CN uses: the kernel picks the sender
 // address of its own ARP requests from the interface's addresses only, so with routes its requests
 // to a station would come from an address outside the station's /30, which some hosts do not
@@ -20,33 +20,37 @@ import { intArg } from './synthetic.js';
 
 const CELLS = intArg('cells', 12_000, 1000, 200_000);
 const STEP = intArg('step', 1000, 100, 50_000);
-const NS = `tmipb-gw-${process.pid}`;
+/** One namespace for the addresses, one for the routes: neither's tables weigh on the other. */
+const NS = { addr: `tmipb-gwa-${process.pid}`, routes: `tmipb-gwr-${process.pid}` };
 
-function ip(args: string[], input?: string): void {
-  const r = spawnSync('ip', ['-n', NS, ...args], { input, encoding: 'utf8', timeout: 600_000 });
-  if (r.status !== 0) throw new Error(`ip -n ${NS} ${args.join(' ')}: ${r.stderr || r.error?.message || `exit ${r.status}`}`);
+function ip(ns: string, args: string[], input?: string): void {
+  const r = spawnSync('ip', ['-n', ns, ...args], { input, encoding: 'utf8', timeout: 600_000 });
+  if (r.status !== 0) throw new Error(`ip -n ${ns} ${args.join(' ')}: ${r.stderr || r.error?.message || `exit ${r.status}`}`);
 }
 
 const dotted = (a: number) => [a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255].join('.');
-/** Cell k's network N: 10.64.0.0 + 4k for the addresses, 10.128.0.0 + 4k for the routes (a /10 each). */
-const cell = (k: number, base = 0x0a400000) => base + 4 * k;
+/** Cell k's network N: 10.64.0.0 + 4k (a /10 holds a million cells). */
+const cell = (k: number) => 0x0a400000 + 4 * k;
 
 /** Seconds for `lines` through one `ip -batch -`. */
-function timedBatch(lines: string[]): number {
+function timedBatch(ns: string, lines: string[]): number {
   const t0 = process.hrtime.bigint();
-  ip(['-batch', '-'], lines.join('\n') + '\n');
+  ip(ns, ['-batch', '-'], lines.join('\n') + '\n');
   return Number(process.hrtime.bigint() - t0) / 1e9;
 }
 
 function main(): void {
   if (process.getuid?.() !== 0) throw new Error('bench/gateways needs root (a network namespace)');
-  const r = spawnSync('ip', ['netns', 'add', NS], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`ip netns add ${NS}: ${r.stderr}`);
+  const made: string[] = [];
   try {
-    ip(['link', 'add', 'ga', 'type', 'veth', 'peer', 'name', 'gb']);
-    ip(['link', 'add', 'ra', 'type', 'veth', 'peer', 'name', 'rb']);
-    for (const d of ['ga', 'gb', 'ra', 'rb']) ip(['link', 'set', d, 'up']);
-    console.log(`bench/gateways: ${CELLS} cells in steps of ${STEP}, one \`ip -batch\` per step, namespace ${NS}`);
+    for (const ns of [NS.addr, NS.routes]) {
+      const r = spawnSync('ip', ['netns', 'add', ns], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`ip netns add ${ns}: ${r.stderr}`);
+      made.push(ns);
+      ip(ns, ['link', 'add', 'va', 'type', 'veth', 'peer', 'name', 'vb']);
+      for (const d of ['va', 'vb']) ip(ns, ['link', 'set', d, 'up']);
+    }
+    console.log(`bench/gateways: ${CELLS} cells in steps of ${STEP}, one \`ip -batch\` per step, namespaces ${NS.addr}, ${NS.routes}`);
     console.log('cells held  address: ms per add  routes: ms per cell  ratio address/routes');
     const totals = { addr: 0, routes: 0 };
     for (let held = 0; held < CELLS; held += STEP) {
@@ -54,13 +58,13 @@ function main(): void {
       const addr: string[] = [];
       const routes: string[] = [];
       for (let k = held; k < held + n; k++) {
-        addr.push(`addr add ${dotted(cell(k) + 2)}/30 brd + dev ga label ga:tm`);
-        const r = cell(k, 0x0a800000);
-        routes.push(`route add local ${dotted(r + 2)}/32 dev ra table local`);
-        routes.push(`route add ${dotted(r + 1)}/32 dev ra scope link src ${dotted(r + 2)}`);
+        const net = cell(k);
+        addr.push(`addr add ${dotted(net + 2)}/30 brd + dev va label va:tm`);
+        routes.push(`route add local ${dotted(net + 2)}/32 dev va table local`);
+        routes.push(`route add ${dotted(net + 1)}/32 dev va scope link src ${dotted(net + 2)}`);
       }
-      const a = timedBatch(addr);
-      const b = timedBatch(routes);
+      const a = timedBatch(NS.addr, addr);
+      const b = timedBatch(NS.routes, routes);
       totals.addr += a;
       totals.routes += b;
       const perA = (1000 * a) / n;
@@ -73,7 +77,7 @@ function main(): void {
       `all ${CELLS} cells: addresses ${totals.addr.toFixed(2)} s, routes ${totals.routes.toFixed(2)} s (ratio ${(totals.addr / totals.routes).toFixed(1)})`,
     );
   } finally {
-    spawnSync('ip', ['netns', 'del', NS]);
+    for (const ns of made) spawnSync('ip', ['netns', 'del', ns]);
   }
 }
 
