@@ -13,7 +13,8 @@
 // charged to SO_RCVBUF), so the buffer holds as many frames as their size allows. Plain C, N-API
 // only (ABI-stable: one build serves every Node version from 20 on), no libpcap.
 //
-// JS interface (all errors are exceptions from the constructor only):
+// JS interface (errors are exceptions from the constructor; the methods throw only when called on some
+// other object, and return their failures):
 //   new PacketSocket(ifname, program, rcvbuf, snaplen, onFrames)
 //     program   Buffer of struct sock_filter entries (8 bytes each, host byte order), 1..4096 of them
 //     rcvbuf    receive buffer in bytes asked for: SO_RCVBUFFORCE (CAP_NET_ADMIN; not capped by
@@ -23,7 +24,8 @@
 //     onFrames  called with an array of Buffers (a fresh copy each), at most 64 frames a call
 //   .send(frame)  -> undefined, or the errno text
 //   .stats()      -> { received, packets, drops, truncated, rcvbuf, errors }   (totals since open;
-//                    errors: socket errors, e.g. the interface went down, after which it polls again)
+//                    errors: socket errors, e.g. the interface went down, after which it polls again;
+//                    after the interface is deleted nothing more arrives, see on_readable)
 //   .close()      idempotent; also done when the object is garbage-collected
 #define _GNU_SOURCE
 #include <errno.h>
@@ -156,7 +158,9 @@ static void on_readable(uv_poll_t *h, int status, int events) {
   if (status < 0) {
     // An error on the socket (POLLERR), on which libuv has stopped the poll: a packet socket gets
     // one when its interface goes down (ENETDOWN; the kernel hooks the socket up again when the
-    // interface comes back, a Wi-Fi restart does both). Reading SO_ERROR clears it: poll again.
+    // same interface comes back up). Reading SO_ERROR clears it: poll again. An interface deleted
+    // (and perhaps created again under the same name, a new ifindex) gives the same one error, but
+    // the socket stays unbound from then on: it receives nothing more and sends fail (ENXIO).
     // Bounded: after MAX_ERRORS in a row with no frame read in between, the capture stops.
     int err = 0;
     socklen_t elen = sizeof err;
@@ -302,6 +306,11 @@ static napi_value js_construct(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5], self;
   if (napi_get_cb_info(env, info, &argc, argv, &self, NULL) != napi_ok) return NULL;
+  // Called as a plain function, `this` is the global object (or whatever .call() gave): wrapping it
+  // would tie an open socket to an object never collected, and the methods could not reach it.
+  napi_value new_target = NULL;
+  if (napi_get_new_target(env, info, &new_target) != napi_ok || new_target == NULL)
+    return throw_msg(env, "PacketSocket must be called with new");
   if (argc < 5) return throw_msg(env, "PacketSocket(ifname, program, rcvbuf, snaplen, onFrames): missing arguments");
 
   char ifname[IFNAMSIZ + 1];

@@ -12,7 +12,10 @@ export interface LinkStats {
   dropped: number;
   /** Frames longer than the snap length (dropped). */
   truncated: number;
-  /** Errors on the socket (its interface went down): the capture goes on after each. */
+  /**
+   * Errors on the socket: its interface went down (the capture goes on once it is up again) or was
+   * deleted (the capture is deaf from then on: the link must be opened again; packet-linkio.ts).
+   */
   errors: number;
 }
 

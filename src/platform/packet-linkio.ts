@@ -10,6 +10,13 @@
 // and counts it (stats().dropped). The programs the CN and the bench use reject frames whose source
 // MAC is the interface's own (what this host transmits). The addon copies each frame into a fresh
 // Buffer, so the receiver may keep it.
+//
+// The interface going down and up again is survived (stats().errors counts it). Deleted, and perhaps
+// created again under the same name (a new ifindex), it leaves the socket deaf for good: one error
+// counted, then nothing; the link must be opened again, which the CN does not do yet. On OpenWrt the
+// init script names mobile_if as a procd netdev, so procd restarts tmip-cn when the service is
+// reloaded after the device's ifindex changed; a bridge (br-lan) as mobile_if is not recreated by a
+// Wi-Fi restart.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { parseMac, type Mac } from '../core/ip.js';

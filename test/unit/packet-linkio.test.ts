@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0-only
 // openPacketLink's checks that need neither root nor an interface: bad arguments, and a missing
 // addon build, are error Results, never exceptions (the module loads the addon lazily, so importing
-// it without one is fine too). The socket itself: test/lab/netops.test.ts.
+// it without one is fine too); and the addon's own argument checks, which come before it opens a
+// socket. The socket itself: test/lab/netops.test.ts.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -58,4 +60,39 @@ test('without the addon built, opening is an error Result, not a crash', () => {
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('the addon refuses bad arguments, and a call without new, before it opens anything', () => {
+  type Ctor = new (...args: unknown[]) => unknown;
+  const { PacketSocket } = createRequire(import.meta.url)('tmip-packet') as { PacketSocket: Ctor };
+  const prog = Buffer.alloc(8);
+  prog.writeUInt16LE(BPF_OP.RET_K, 0);
+  prog.writeUInt32LE(65535, 4);
+  const noop = (): void => {};
+  const make =
+    (...args: unknown[]) =>
+    () =>
+      new PacketSocket(...args);
+  const cases: [() => unknown, RegExp][] = [
+    // as a plain function `this` is the global object: it must not get a socket wrapped into it
+    [() => (PacketSocket as unknown as (...a: unknown[]) => unknown)('tmipnosuch0', prog, 65536, 2048, noop), /called with new/],
+    [
+      () => (PacketSocket as unknown as { call(t: unknown, ...a: unknown[]): unknown }).call({}, 'tmipnosuch0', prog, 65536, 2048, noop),
+      /called with new/,
+    ],
+    [make('tmipnosuch0', prog, 65536, 2048), /missing arguments/],
+    [make('x'.repeat(16), prog, 65536, 2048, noop), /invalid interface name/],
+    [make('', prog, 65536, 2048, noop), /invalid interface name/],
+    [make('tmipnosuch0', new Uint8Array(12), 65536, 2048, noop), /1\.\.4096 instructions/],
+    [make('tmipnosuch0', Buffer.alloc(8 * 4097), 65536, 2048, noop), /1\.\.4096 instructions/],
+    [make('tmipnosuch0', 'not a buffer', 65536, 2048, noop), /not a Buffer/],
+    [make('tmipnosuch0', prog, 4095, 2048, noop), /rcvbuf/],
+    [make('tmipnosuch0', prog, Infinity, 2048, noop), /rcvbuf/],
+    [make('tmipnosuch0', prog, 65536, 63, noop), /snaplen/],
+    [make('tmipnosuch0', prog, 65536, 65536, noop), /snaplen/],
+    [make('tmipnosuch0', prog, 65536, 2048, 'not a function'), /not a function/],
+    // all valid: the first thing it asks the kernel is the interface's index
+    [make('tmipnosuch0', prog, 65536, 2048, noop), /tmipnosuch0: No such device/],
+  ];
+  for (const [call, re] of cases) assert.throws(call, re);
 });
