@@ -23,7 +23,8 @@
 // the request's head, before it is parsed or verified (RpcPeer.admission), so that it costs a fraction
 // of a request served: past its capacity the MLR keeps completing moves (a plateau, not a collapse).
 // The last quarter of MAX_WORK is kept for CNs that hold less than a sixteenth of it (one CN, or a
-// few, cannot take the whole budget).
+// few, cannot take the whole budget). What a CN holds is its admitted work (`sessionWork`) or its
+// running requests, whichever is more: a `seen` answered early (admitEarly) holds work after its reply.
 //
 // Budgets and DHCPDECLINE (issue 8):
 // - Offers: a CN holds at most `maxOffersPerCn` cells as offers (DISCOVER answered, no REQUEST yet;
@@ -199,6 +200,11 @@ export class MlrService {
   private readonly busy: RpcError;
   /** Finds stations their CN lost (`lost` -> `page` to the other CNs): mlr/paging.ts. */
   readonly pager: Pager;
+  /**
+   * Admitted work per session, until it ends: a `seen` answered early (admitEarly) is no longer one of its
+   * session's running requests (RpcPeer.handling) but still holds its part of the budget.
+   */
+  private readonly sessionWork = new WeakMap<RpcPeer, number>();
   /** Sessions whose CN announced FEATURES.inlineCommit at bind: their replies may carry a move's commit. */
   private readonly inlineCommit = new WeakSet<RpcPeer>();
 
@@ -251,7 +257,7 @@ export class MlrService {
       return fn(name);
     };
     peer.onProtocolError = (m) => this.protoLog.log(`protocol error from ${peer.channel.peer}: ${m}`);
-    peer.admission = this.admission;
+    peer.admission = (type, inbound) => this.admission(peer, type, inbound);
     peer.handle('ping', () => ({ time: this.now() }));
     peer.handle('bind', (body) => {
       const claimed = body.cn.name;
@@ -324,20 +330,26 @@ export class MlrService {
    * or verified: a refusal costs a fraction of a request served, so past its capacity the MLR keeps
    * its time for the work it holds (and reads those moves' commit replies promptly) instead of
    * spending it on refusals. Share: the last quarter of the budget goes only to CNs that hold fewer
-   * than a sixteenth of it (at MAX_WORK = 256: the last 64 to CNs with fewer than 16 running), so one CN
-   * (or a few) cannot take it all. (Not below a budget of 64: a share under 4 would refuse a CN's
-   * ordinary pipelining.)
+   * than a sixteenth of it (at MAX_WORK = 256: the last 64 to CNs with fewer than 16 running; held()),
+   * so one CN (or a few) cannot take it all. (Not below a budget of 64: a share under 4 would refuse a
+   * CN's ordinary pipelining.)
    */
-  private readonly admission = (type: string, inbound: number): RpcError | undefined =>
-    WORK_TYPES.has(type) && this.refused(inbound) ? this.refuse() : undefined;
+  private admission(peer: RpcPeer, type: string, inbound: number): RpcError | undefined {
+    return WORK_TYPES.has(type) && this.refused(this.held(peer, inbound)) ? this.refuse() : undefined;
+  }
+
+  /** What `peer` holds of the budget: its admitted work or its `inbound` running requests, whichever is more. */
+  private held(peer: RpcPeer, inbound: number): number {
+    return Math.max(inbound, this.sessionWork.get(peer) ?? 0);
+  }
 
   /**
-   * Whether new work from a session with `inbound` other requests running is refused now: the budget
-   * is taken, the event loop runs late, or the session is past its share of the budget's last quarter.
+   * Whether new work from a session that holds `held` (held()) is refused now: the budget is taken,
+   * the event loop runs late, or the session is past its share of the budget's last quarter.
    */
-  private refused(inbound: number): boolean {
+  private refused(held: number): boolean {
     const share = this.maxWork >> 4;
-    if (share >= 4 && inbound >= share && this.work >= this.maxWork - (this.maxWork >> 2)) return true;
+    if (share >= 4 && held >= share && this.work >= this.maxWork - (this.maxWork >> 2)) return true;
     return this.work >= this.maxWork || (this.behindUntil !== 0 && performance.now() < this.behindUntil);
   }
 
@@ -356,10 +368,14 @@ export class MlrService {
    * it, e.g. written in another layout.)
    */
   private admit<T>(peer: RpcPeer, mac: string, fn: () => Promise<T>): Promise<T> {
-    if (this.refused(peer.handling - 1)) throw this.refuse();
+    if (this.refused(this.held(peer, peer.handling - 1))) throw this.refuse();
     this.work++;
+    this.sessionWork.set(peer, (this.sessionWork.get(peer) ?? 0) + 1);
     if (this.lagTimer === undefined && this.maxLag !== Infinity) this.watchLag();
-    return this.handovers.withLock(mac, fn).finally(() => this.work--);
+    return this.handovers.withLock(mac, fn).finally(() => {
+      this.work--;
+      this.sessionWork.set(peer, (this.sessionWork.get(peer) ?? 1) - 1);
+    });
   }
 
   /**

@@ -2,11 +2,11 @@
 // The MLR's admission before decoding (issue 11): past its bound a request that starts work is answered
 // `busy` from its envelope's head alone (proto/rpc.ts requestHead, RpcPeer.admission; mlr/service.ts),
 // signed for the session's CN, never parsed further; the last quarter of the budget is kept for CNs
-// below their share. Also: sealJson writes what seal() seals, and a session's one time-out timer still
+// below their share (counted as work: a `seen` answered early still holds its part). Also: sealJson writes what seal() seals, and a session's one time-out timer still
 // fails each request at its own time after it has idled.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { SCHEMA_VERSION, encodeEnvelope, type Envelope } from '../../src/core/messages.js';
+import { FEATURES, SCHEMA_VERSION, encodeEnvelope, type Envelope } from '../../src/core/messages.js';
 import { Registry } from '../../src/core/registry.js';
 import { BUSY_RETRY_AFTER_MS, MlrService } from '../../src/mlr/service.js';
 import { memoryChannelPair } from '../../src/platform/memory-channel.js';
@@ -70,8 +70,11 @@ test('sealJson writes the envelope seal() seals (the body canonical), and the pe
   assert.equal(keyless.sealJson({ v: 1, type: 'ping', id: 1, body: {} }), undefined);
 });
 
-/** An MLR (service, authentication on) with cn1 (the pool, stations bound there) and cn2; commits hang until released. */
-async function world(maxWork: number, stations: number, o: { headRefusal?: boolean } = {}) {
+/**
+ * An MLR (service, authentication on) with cn1 (the pool, stations bound there), cn2 and cn3; commits hang
+ * until released. `inline`: the CNs announce FEATURES.inlineCommit (a `seen` is answered before its move ends).
+ */
+async function world(maxWork: number, stations: number, o: { headRefusal?: boolean; inline?: boolean } = {}) {
   const registry = new Registry(['vxlan']);
   const service = new MlrService(registry, { networkName: 'n', offerHoldMs: 60_000, leaseGraceMs: 60_000, log: () => undefined, maxWork });
   const auth = new Authenticator({ self: MLR_ID, role: 'mlr', keyOf: () => KEY, log: () => {} });
@@ -100,7 +103,7 @@ async function world(maxWork: number, stations: number, o: { headRefusal?: boole
     raw.push({ send: (p) => cnEnd.send(p), replies });
     const peer = new RpcPeer(tapped, { guard: cnGuards(name, KEY, () => {})(name) });
     peer.handle('commit', () => (hold ? new Promise((resolve) => held.push(() => resolve({}))) : {}));
-    await peer.request('bind', cnBind(name, n));
+    await peer.request('bind', { ...cnBind(name, n), ...(o.inline ? { features: [FEATURES.inlineCommit] } : {}) });
     return peer;
   };
   const cn1 = await connect('cn1', 1);
@@ -188,6 +191,28 @@ for (const headRefusal of [true, false])
     assert.equal(done.filter((o) => o === 'moved').length, 48);
     assert.equal(done.filter((o) => o === 'busy').length, 52);
     assert.deepEqual(await Promise.all(others), [...Array.from({ length: 4 }, () => 'moved'), ...Array.from({ length: 6 }, () => 'busy')]);
+  });
+
+for (const headRefusal of [true, false])
+  test(`the share counts a CN's work, not only its open requests: seens answered early (inline commit) hold work after their replies${headRefusal ? '' : ', also in admit()'}`, async () => {
+    const w = await world(64, 120, { inline: true, headRefusal });
+    // cn2 roams stations in one at a time: each `seen` is answered at once (its commit rides in the reply)
+    // while its move holds the budget until cn1's commit (hung here) is answered. cn2 has no request open
+    // when it asks the next, yet it gets three quarters of the budget (48), not all of it.
+    const got: string[] = [];
+    for (let i = 0; i < 60; i++) got.push(await outcome(w.cn2.request('seen', { mac: mac(i), via: 'assoc' })));
+    assert.equal(got.filter((o) => o === 'moved').length, 48, `cn2's seens: ${got.join(',')}`);
+    assert.equal(got.filter((o) => o === 'busy').length, 12);
+    assert.equal(w.service.outstandingWork, 48);
+    // cn3, holding nothing, is still served from the rest, up to its share (4 of 64).
+    const others: string[] = [];
+    for (let i = 0; i < 6; i++) others.push(await outcome(w.cn3.request('seen', { mac: mac(100 + i), via: 'assoc' })));
+    assert.deepEqual(others, ['moved', 'moved', 'moved', 'moved', 'busy', 'busy']);
+    assert.equal(w.service.outstandingWork, 52);
+    w.release();
+    await until('the moves to end', () => w.service.outstandingWork === 0);
+    // Its work done, cn2 is served again.
+    assert.equal(await outcome(w.cn2.request('seen', { mac: mac(60), via: 'assoc' })), 'moved');
   });
 
 test('after idling, the session time-out timer still fails each new request at its own time', async () => {
