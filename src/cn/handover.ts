@@ -16,10 +16,12 @@
 //
 // Inline commits (core/messages.ts FEATURES.inlineCommit, announced in our bind): a `request` or `seen`
 // reply that carries a `tx` is that move's commit for us (applyReply: applied as a commit, before the
-// DHCP server sends its ACK; a renewal's that changes only the expiry is just noted). The MLR frees
-// the station's lock before such a reply is written, so a later transaction's commit or remove can
-// arrive first: each record keeps the newest tx applied in this MLR session (`tx`), and a reply,
-// commit or remove older than it is not applied. The record is kept while a reply that may carry a
+// DHCP server sends its ACK; a renewal's that changes only the expiry is just noted). A later
+// transaction's commit or remove can be applied before such a reply: the MLR frees the station's lock
+// before a `request`'s reply is written (a `seen`'s goes out under the lock, mlr/handover.ts), and a
+// commit is applied as it arrives while a reply reaches applyReply through the link a few turns later.
+// So each record keeps the newest tx applied in this MLR session (`tx`), and a reply, commit or
+// remove older than it is not applied. The record is kept while a reply that may carry a
 // commit is awaited (`awaiting`: a DHCP REQUEST's, bounded by the DHCP server's in-flight bounds, or
 // the station's one `seen` report), and every `tx` is reset when a bind is sent (a new session
 // numbers afresh). A reply the data plane fails to apply is applied again after REAPPLY_DELAYS_MS,

@@ -7,7 +7,8 @@
 // MLR then exits and is restarted from what is on disk).
 //
 // Commit interval (issue 11): a flush starts no sooner than `minIntervalMs` (COMMIT_INTERVAL_MS)
-// after the previous one started; what is pushed meanwhile waits and joins the next batch. An idle
+// after the previous one started (when less than a millisecond of it is left, the flush starts on the
+// next turn instead); what is pushed meanwhile waits and joins the next batch. An idle
 // queue flushes at once (the first change after a quiet spell waits for nothing); under load the
 // fdatasyncs are at most one per interval, however many changes arrive. An fdatasync costs the
 // process far more CPU than the append (on the development VM about 150-170 µs against 40 µs), and
