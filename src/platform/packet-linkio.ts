@@ -21,6 +21,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { parseMac, type Mac } from '../core/ip.js';
 import { err, ok, type Result } from '../core/result.js';
+import { RateLimitedLog } from '../proto/auth.js';
 import { encodeProgram, MAX_SNAP, type BpfInsn } from '../proto/bpf.js';
 import { isValidIfname } from './iproute-netops.js';
 import type { LinkIO, LinkStats } from './linkio.js';
@@ -39,12 +40,15 @@ export interface PacketLinkOptions {
   snapLength?: number;
   /** The interface's MAC; read from /sys/class/net/IF/address when absent. */
   mac?: Mac;
-  /** Where errors thrown by the frame receiver are reported (default: stderr). */
+  /**
+   * Where errors thrown by the frame receiver are reported (default: stderr), rate-limited: a frame
+   * from the air that makes the receiver throw cannot make us write a line per frame.
+   */
   log?: LogFn;
 }
 
 /** The addon's socket object (native/packet/packet.c). */
-interface PacketSocket {
+export interface PacketSocket {
   send(frame: Buffer): string | undefined;
   stats(): { received: number; packets: number; drops: number; truncated: number; rcvbuf: number; errors: number };
   close(): void;
@@ -134,18 +138,24 @@ export function openPacketLink(ifname: string, program: readonly BpfInsn[], opts
   return ok(to.link);
 }
 
-class PacketLink implements LinkIO {
+/** The link over one addon socket; exported for tests, which give it a stand-in socket. */
+export class PacketLink implements LinkIO {
   private receiver: ((frame: Buffer) => void) | undefined;
   private closed = false;
   private last: LinkStats = { received: 0, dropped: 0, truncated: 0, errors: 0 };
+  private readonly failures: RateLimitedLog;
 
   constructor(
     readonly ifname: string,
     readonly mac: Mac,
     private readonly socket: PacketSocket,
     private readonly snapLength: number,
-    private readonly log: LogFn | undefined,
-  ) {}
+    log: LogFn | undefined,
+    now: () => number = Date.now,
+  ) {
+    const write = log ? (line: string) => log(LOG.error, line) : (line: string) => void process.stderr.write(line + '\n');
+    this.failures = new RateLimitedLog(write, now, undefined, undefined, `frame receiver failures on ${ifname}`);
+  }
 
   deliver(frames: Buffer[]): void {
     for (const frame of frames) {
@@ -154,9 +164,7 @@ class PacketLink implements LinkIO {
       try {
         receiver(frame);
       } catch (e) {
-        const msg = `${this.ifname}: frame receiver failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`;
-        if (this.log) this.log(LOG.error, msg);
-        else process.stderr.write(msg + '\n');
+        this.failures.log(`${this.ifname}: frame receiver failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
       }
     }
   }

@@ -11,7 +11,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { openPacketLink } from '../../src/platform/packet-linkio.js';
+import { openPacketLink, PacketLink, type PacketSocket } from '../../src/platform/packet-linkio.js';
 import { BPF_OP, type BpfInsn } from '../../src/proto/bpf.js';
 
 const BUILD = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -95,4 +95,36 @@ test('the addon refuses bad arguments, and a call without new, before it opens a
     [make('tmipnosuch0', prog, 65536, 2048, noop), /tmipnosuch0: No such device/],
   ];
   for (const [call, re] of cases) assert.throws(call, re);
+});
+
+test('a receiver that throws on every frame costs at most a burst of log lines per interval', () => {
+  const lines: string[] = [];
+  const clock = { t: 1_000_000 };
+  const socket: PacketSocket = {
+    send: () => undefined,
+    stats: () => ({ received: 0, packets: 0, drops: 0, truncated: 0, rcvbuf: 0, errors: 0 }),
+    close: () => undefined,
+  };
+  const link = new PacketLink(
+    'wl0',
+    MAC,
+    socket,
+    65535,
+    (_level, line) => lines.push(line),
+    () => clock.t,
+  );
+  let calls = 0;
+  link.onFrame(() => {
+    calls++;
+    throw new Error('bad frame');
+  });
+  const frames = Array.from({ length: 100 }, () => Buffer.alloc(60));
+  link.deliver(frames);
+  assert.equal(calls, 100, 'every frame still reaches the receiver');
+  assert.equal(lines.length, 10, 'a burst, not a line per frame');
+  assert.match(lines[0]!, /^wl0: frame receiver failed: Error: bad frame/);
+  clock.t += 60_000;
+  link.deliver(frames.slice(0, 1));
+  assert.equal(lines.length, 12);
+  assert.equal(lines[10], '90 more frame receiver failures on wl0 in the last 60 s');
 });
