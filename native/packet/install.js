@@ -10,7 +10,9 @@ const path = require('node:path');
 const args = ['rebuild'];
 if (!process.env.npm_config_nodedir) {
   const prefix = path.resolve(process.execPath, '../..');
-  if (fs.existsSync(path.join(prefix, 'include/node/node_api.h'))) args.push(`--nodedir=${prefix}`);
+  // node-gyp needs the headers and the build's common.gypi; otherwise let it download them.
+  const inc = path.join(prefix, 'include/node');
+  if (fs.existsSync(path.join(inc, 'node_api.h')) && fs.existsSync(path.join(inc, 'common.gypi'))) args.push(`--nodedir=${prefix}`);
 }
 // npm names its bundled node-gyp in npm_config_node_gyp; otherwise node-gyp on PATH
 const gyp = process.env.npm_config_node_gyp;
