@@ -92,7 +92,7 @@ async function main(): Promise<void> {
   const daemon = new CnDaemon(cfg.value, {
     // Kernel changes through one long-lived `ip -batch` and sysctl file writes, not a process each.
     net,
-    openLink: (ifname, program) => openPacketLink(ifname, program, { log: logger.log }),
+    openLink: (ifname, program, mac) => openPacketLink(ifname, program, { mac, log: logger.log }),
     connect: (mlr) => (connectAny ? connectAny() : connectMlr(mlr, cfg.value, { log: logger.log })),
     openUbus: () => openUbusPort(cfg.value.ubusSocket, logger.log),
     neighbours: new IpMonitorNeighbourWatch(logger.log),

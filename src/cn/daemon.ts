@@ -35,8 +35,8 @@ export const SOFTWARE = `tmip-cn ${VERSION}`;
 
 export interface CnDeps {
   net: NetOps;
-  /** Open the capture on the mobile interface with this BPF program (src/proto/bpf.ts). */
-  openLink: (ifname: string, program: readonly BpfInsn[]) => Result<LinkIO>;
+  /** Open the capture on the mobile interface (MAC `mac`) with this BPF program (src/proto/bpf.ts). */
+  openLink: (ifname: string, program: readonly BpfInsn[], mac: Mac) => Result<LinkIO>;
   /** Open a channel to the MLR at this address (TCP, TLS or MQTT, by its scheme). */
   connect: (mlr: MlrAddress) => Promise<MessageChannel>;
   /** Connect to ubusd; resolves undefined when there is none (not on OpenWrt). */
@@ -155,7 +155,7 @@ export class CnDaemon implements CnReport {
     // Only what might concern us: ARP, DHCP to servers, and IPv4 sent to some other gateway's MAC.
     const program = cnCaptureProgram(mobile.mac);
     if (!program.ok) throw new Error(`cannot capture on mobile_if '${cfg.mobileIf}': ${program.error}`);
-    const opened = deps.openLink(cfg.mobileIf, program.value);
+    const opened = deps.openLink(cfg.mobileIf, program.value, mobile.mac);
     if (!opened.ok) throw new Error(`cannot capture on mobile_if '${cfg.mobileIf}': ${opened.error}`);
     const link = opened.value;
     log(LOG.info, 'Using DHCP and IP/ARP activity for migration detection');
