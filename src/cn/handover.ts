@@ -201,10 +201,12 @@ interface PagedStation {
 /**
  * How long a presence probe waits for the station's ARP reply. A present station answers a unicast
  * ARP request within a few milliseconds (in the lab the whole probe took 2–3 ms, as the MLR sees it).
- * A legitimate roam always waits the whole time (the station has left), and the check may add at
- * most 20 ms to it at the median: this wait plus the MLR's round trip came to 13 ms at the median in
- * the lab (BENCHMARKS.md). A station asleep in Wi-Fi power save may answer later than this: it is
- * then taken as absent and the move proceeds (fail open, as before the check).
+ * The time-out is decided only after the event loop has read what already came in, so a reply that
+ * arrived in time is not lost to a CN busy for longer than this. A legitimate roam always waits the
+ * whole time (the station has left), and the check may add at most 20 ms to it at the median: this
+ * wait plus the MLR's round trip came to 13 ms at the median in the lab (BENCHMARKS.md). A station
+ * asleep in Wi-Fi power save may answer later than this: it is then taken as absent and the move
+ * proceeds (fail open, as before the check).
  */
 export const PROBE_TIMEOUT_MS = 10;
 /** The probe's second ARP request, in case the first was lost. */
@@ -542,9 +544,12 @@ export class CnHandover {
     const send = () => link.send(buildArp(ARP_OP.REQUEST, { srcMac: link.mac, srcIp: cell.gateway, dstMac: mac, dstIp: ip }));
     return new Promise<boolean>((resolve) => {
       const timers: NodeJS.Timeout[] = [];
+      let settled = false;
       const waiter: ProbeWaiter = {
         ip,
         done: (present) => {
+          if (settled) return;
+          settled = true;
           for (const t of timers) clearTimeout(t);
           const list = this.probes.get(mac)?.filter((w) => w !== waiter) ?? [];
           if (list.length > 0) this.probes.set(mac, list);
@@ -555,7 +560,9 @@ export class CnHandover {
       this.probes.set(mac, [...(this.probes.get(mac) ?? []), waiter]);
       timers.push(
         setTimeout(send, PROBE_RESEND_MS),
-        setTimeout(() => waiter.done(false), PROBE_TIMEOUT_MS),
+        // Frames that came in time but wait in the socket behind a busy event loop are read in the
+        // loop's poll phase, which comes after its timers: decide after one more poll (setImmediate).
+        setTimeout(() => setImmediate(() => waiter.done(false)), PROBE_TIMEOUT_MS),
       );
       send();
     });

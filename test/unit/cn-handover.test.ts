@@ -6,6 +6,7 @@
 // reports on departure or neighbour failure, the ARP a page sends, how a paged station's answer is taken).
 import test from 'node:test';
 import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
 import { AssociationTable } from '../../src/core/association.js';
 import type { BindingView } from '../../src/core/binding.js';
 import type { ReplyBody, RequestBody, RequestType } from '../../src/core/messages.js';
@@ -303,6 +304,29 @@ test('probe: no reply (or only replies that do not count) is absent after PROBE_
   const next = h.probe(MS, ip('10.1.0.5'));
   h.arpHeard(late.src, late.arp);
   assert.equal(await next, true);
+});
+
+test('probe: a reply that came in time counts even when the CN was busy past the time-out', async () => {
+  const { h } = setup();
+  await h.commit(1, toCn2);
+  // The capture stands in as a loopback UDP socket: the station's reply is waiting in the kernel
+  // when the event loop, busy for longer than PROBE_TIMEOUT_MS, turns again. The loop runs expired
+  // timers before it reads sockets; the probe must not decide before the socket was read.
+  const sock = dgram.createSocket('udp4');
+  try {
+    await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', resolve));
+    const reply = arpFrom(MS, { op: ARP_OP.REPLY, senderMac: MS, senderIp: ip('10.1.0.5') });
+    sock.on('message', () => h.arpHeard(reply.src, reply.arp));
+    const answer = h.probe(MS, ip('10.1.0.5'));
+    sock.send(Buffer.from('reply'), sock.address().port, '127.0.0.1');
+    const busyUntil = Date.now() + PROBE_TIMEOUT_MS * 3;
+    while (Date.now() < busyUntil) {
+      // the CN is busy (a long synchronous task, or not scheduled at all)
+    }
+    assert.equal(await answer, true);
+  } finally {
+    sock.close();
+  }
 });
 
 test('probe: refused for a station not served here, or at another address; nothing is sent', async () => {
