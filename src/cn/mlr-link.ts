@@ -65,6 +65,8 @@ export class MlrLink implements MlrApi {
   private stopped = false;
   private readonly backoff: Backoff;
   private timer: NodeJS.Timeout | undefined;
+  /** An attempt (connect and bind) is under way: reconnect() must not start a second one. */
+  private connecting = false;
   private firstBind: { resolve: () => void; reject: (e: Error) => void } | undefined;
 
   constructor(private readonly opts: MlrLinkOptions) {
@@ -92,7 +94,7 @@ export class MlrLink implements MlrApi {
   /** Drop the connection on purpose; the usual reconnect then re-binds and re-establishes. */
   reconnect(why: string): void {
     if (this.peer) this.peer.close(why);
-    else if (!this.timer) this.schedule();
+    else if (!this.timer && !this.connecting) this.schedule();
   }
 
   request<T extends RequestType>(type: T, body: RequestBody<T>, timeoutMs?: number): Promise<ReplyBody<T>> {
@@ -124,11 +126,28 @@ export class MlrLink implements MlrApi {
 
   private schedule(): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => void this.attempt(), this.backoff.next());
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.attempt();
+    }, this.backoff.next());
   }
 
   private async attempt(): Promise<void> {
     if (this.stopped) return;
+    if (this.connecting) {
+      // The session closed while its bind was still being applied (onBound): try again later.
+      this.schedule();
+      return;
+    }
+    this.connecting = true;
+    try {
+      await this.connectAndBind();
+    } finally {
+      this.connecting = false;
+    }
+  }
+
+  private async connectAndBind(): Promise<void> {
     const log = this.opts.log;
     let channel: MessageChannel;
     try {

@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// The CN's MLR session (src/cn/mlr-link.ts) and its reconnects: a reconnect asked for while the first
+// connect is still under way starts no second one; a session that closes while its bind reply is
+// still being applied is connected again once that is done.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import type { RequestBody } from '../../src/core/messages.js';
+import { MlrLink } from '../../src/cn/mlr-link.js';
+import { memoryChannelPair } from '../../src/platform/memory-channel.js';
+import { RpcPeer, type MessageChannel } from '../../src/proto/rpc.js';
+import { ip, until } from '../support/helpers.js';
+
+const bindBody: RequestBody<'bind'> = { network: 'campus', cn: { name: 'cn1', addr: ip('10.200.0.11') }, tunnels: ['vxlan'], pools: [] };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** An MLR stand-in on one end of an in-memory channel: accepts every bind with an empty list. */
+function mlrEnd(): { cnEnd: MessageChannel; mlrEnd: MessageChannel } {
+  const [cnEnd, mlrSide] = memoryChannelPair('cn', 'mlr');
+  const peer = new RpcPeer(mlrSide);
+  peer.handle('bind', async () => ({ bindings: [], peers: [] }));
+  return { cnEnd, mlrEnd: mlrSide };
+}
+
+test('a reconnect while the first connect is under way starts no second connect', async () => {
+  let connects = 0;
+  let release: ((c: MessageChannel) => void) | undefined;
+  const link = new MlrLink({
+    describe: 'test',
+    connect: () => {
+      connects++;
+      return new Promise<MessageChannel>((resolve) => (release = resolve));
+    },
+    bindBody: () => bindBody,
+    serve: () => {},
+    onBound: async () => {},
+    log: () => {},
+    minBackoffMs: 1,
+    maxBackoffMs: 2,
+    heartbeat: false,
+  });
+  const started = link.start();
+  link.reconnect('a timed-out request');
+  await sleep(50);
+  assert.equal(connects, 1, 'one connect at a time');
+  release?.(mlrEnd().cnEnd);
+  await started;
+  assert.equal(link.connected, true);
+  assert.equal(connects, 1);
+  link.stop();
+});
+
+test('a session that closes while its bind is applied is connected again afterwards', async () => {
+  let connects = 0;
+  const ends: MessageChannel[] = [];
+  let applied: (() => void) | undefined;
+  let bound = 0;
+  const link = new MlrLink({
+    describe: 'test',
+    connect: async () => {
+      connects++;
+      const { cnEnd, mlrEnd: m } = mlrEnd();
+      ends.push(m);
+      return cnEnd;
+    },
+    bindBody: () => bindBody,
+    serve: () => {},
+    onBound: async () => {
+      bound++;
+      // The first bind's list takes a while to apply (a data plane with thousands of bindings).
+      if (bound === 1) await new Promise<void>((resolve) => (applied = resolve));
+    },
+    log: () => {},
+    minBackoffMs: 1,
+    maxBackoffMs: 2,
+    heartbeat: false,
+  });
+  const started = link.start();
+  await until('the first bind to be applied', () => applied !== undefined, 2000, 5);
+  ends[0]!.close('the MLR restarts');
+  await sleep(30); // the reconnect timer fires (back-off 1–2 ms) while the first bind is still applied
+  applied?.();
+  await started;
+  await until('a second session', () => connects === 2 && link.connected, 2000, 5);
+  assert.equal(bound, 2);
+  link.stop();
+});
