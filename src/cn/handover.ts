@@ -240,6 +240,8 @@ export class CnHandover {
   private resync: Set<Mac> | undefined;
   /** Pending retries of inline commits the data plane failed (reapply), cleared by stop(). */
   private readonly reapplyTimers = new Set<NodeJS.Timeout>();
+  /** Pending repeats of announcements and pages (repeatLater), cleared by stop(). */
+  private readonly repeatTimers = new Set<NodeJS.Timeout>();
   private readonly now: () => number;
   readonly stats = {
     reports: 0,
@@ -389,7 +391,7 @@ export class CnHandover {
     const send = () => link.send(buildArp(ARP_OP.REQUEST, { srcMac: link.mac, srcIp: cell.gateway, dstMac: mac, dstIp: ip }));
     for (const delay of PAGE_REPEATS_MS) {
       if (delay === 0) send();
-      else setTimeout(send, delay).unref();
+      else this.repeatLater(send, delay);
     }
   }
 
@@ -756,10 +758,12 @@ export class CnHandover {
     this.reapplyTimers.add(timer);
   }
 
-  /** The CN stops: no retry of a failed inline commit may touch the data plane or the MLR link after it. */
+  /** The CN stops: no retry of a failed inline commit, nor a repeated announcement or page, may follow. */
   stop(): void {
     for (const t of this.reapplyTimers) clearTimeout(t);
     this.reapplyTimers.clear();
+    for (const t of this.repeatTimers) clearTimeout(t);
+    this.repeatTimers.clear();
   }
 
   /**
@@ -816,7 +820,16 @@ export class CnHandover {
     };
     send();
     if (this.selecting.has(b.mac)) return; // it is taking its address from us now: once is enough
-    for (const delay of ANNOUNCE_REPEATS_MS) setTimeout(send, delay).unref();
+    for (const delay of ANNOUNCE_REPEATS_MS) this.repeatLater(send, delay);
+  }
+
+  /** Send a frame again after `delay` ms, unless the CN has stopped by then. */
+  private repeatLater(send: () => void, delay: number): void {
+    const timer = setTimeout(() => {
+      this.repeatTimers.delete(timer);
+      send();
+    }, delay).unref();
+    this.repeatTimers.add(timer);
   }
 
   // ---- records ----

@@ -492,7 +492,7 @@ test('a re-bind in pages: a commit that arrives while the pages are on their way
   assert.equal(h.station(other)?.binding?.mac, other);
 });
 
-test('a gateway is announced four times, but once for a station taking its address from our DHCP now', async (t) => {
+test('a gateway is announced four times, once for a station taking its address from our DHCP now, and not after stop', async (t) => {
   t.mock.timers.enable({ apis: ['setTimeout'] });
   const { h, link } = setup();
   const announcements = () => link.sent.map((f) => decodeEthernet(f)).filter((e) => e.ok && e.value.etherType === ETHERTYPE.ARP).length;
@@ -521,6 +521,13 @@ test('a gateway is announced four times, but once for a station taking its addre
   await h.commit(3, { ...fresh, expires: 2e15 });
   t.mock.timers.tick(1000);
   assert.equal(announcements(), 8);
+
+  // The CN stops: the repeats still pending are not sent.
+  link.sent.length = 0;
+  await h.commit(4, { ...fresh, expires: 3e15 });
+  h.stop();
+  t.mock.timers.tick(1000);
+  assert.equal(announcements(), 2, 'only the first, sent before the stop');
 });
 
 // ---- inline commits: a reply that carries the move's commit (core/messages.ts FEATURES.inlineCommit) ----
