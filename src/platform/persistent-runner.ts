@@ -8,7 +8,11 @@
 //   shows as iproute2's own message plus "Command failed -:N". Commands are pipelined: output comes
 //   back in the order they were sent; those issued in the same tick go out in one write. A process
 //   that some error makes exit (`ip neigh del` of a missing entry does) is replaced at once, so the
-//   next change (a roam's) does not wait for a spawn.
+//   next change (a roam's) does not wait for a spawn. iproute2 keeps the index of every device name
+//   it resolved for the life of the process, so after a `link del` through this runner (a tunnel
+//   re-created under its name, say) later commands go to a new process, and a command that fails
+//   because its device is unknown (someone else re-created it: a Wi-Fi reload) is asked once more
+//   in a new process; the old one answers what it was sent first, so the order holds.
 // - `sysctl -w key=value` outside a test namespace is a write to /proc/sys.
 // - Everything else (queries with -j, nft, anything in doubt) runs as before, spawned by `run`.
 // Why not netlink: no maintained npm rtnetlink library, and an addon of our own is a second native
@@ -31,6 +35,12 @@ const MUTATIONS: Readonly<Record<string, ReadonlySet<string>>> = {
 };
 /** The answer to the marker command: `link show dev lo` in one-line mode. */
 const MARKER_LINE = /^\d+: lo: </;
+/**
+ * A batched command failed because the device it names is unknown to the kernel under the index
+ * this `ip` process resolved for it: kernel extack "Error: ipv4: Device not found." (addr), ENODEV
+ * "RTNETLINK answers: No such device" (route, neigh, link set).
+ */
+const STALE_DEVICE = /Device not found|No such device/;
 /** Output kept per command (an error message is a line or two). */
 const MAX_JOB_OUTPUT = 64 * 1024;
 
@@ -98,6 +108,10 @@ class IpBatchProcess {
   private answered = false;
   /** close() was called: no process is started again by itself. */
   private stopped = false;
+  /** renew() was called: the current process takes no new command; it is ended once it has answered all. */
+  private renewing = false;
+  /** Commands that arrived while renewing: sent to the new process once the old one is done. */
+  private readonly held: (() => void)[] = [];
 
   constructor(
     private readonly ipBin: string,
@@ -107,18 +121,53 @@ class IpBatchProcess {
 
   run(args: readonly string[], timeoutMs: number, fallback: () => Promise<RunResult>): Promise<RunResult> {
     return new Promise<RunResult>((resolve) => {
-      const child = this.process();
-      const job: Job = {
-        out: [],
-        size: 0,
-        resolve,
-        timer: setTimeout(() => this.fail(`ip -batch: no answer within ${timeoutMs} ms`, true), timeoutMs),
-        fallback: () => void fallback().then(resolve),
-      };
-      job.timer.unref();
-      this.jobs.push(job);
-      this.write(child, `${args.join(' ')}\nlink show dev lo\n`);
+      if (this.renewing) this.held.push(() => this.send(args, timeoutMs, fallback, resolve));
+      else this.send(args, timeoutMs, fallback, resolve);
     });
+  }
+
+  /**
+   * iproute2 remembers the index of every device name it has resolved for as long as it runs, so a
+   * device deleted and created again under the same name is unknown to this process ("Device not
+   * found", "No such device"). Commands from now on go to a new process, after the current one has
+   * answered what it was sent (their order holds).
+   */
+  renew(): boolean {
+    if (!this.child || this.renewing) return false;
+    this.renewing = true;
+    this.retireIfDone();
+    return true;
+  }
+
+  private retireIfDone(): void {
+    if (!this.renewing || this.jobs.length > 0) return;
+    const old = this.child;
+    this.child = undefined; // its last words and its exit answer nobody (line(), closed())
+    old?.stdin.end();
+    this.releaseHeld();
+  }
+
+  private releaseHeld(): void {
+    this.renewing = false;
+    for (const send of this.held.splice(0)) send();
+  }
+
+  private send(args: readonly string[], timeoutMs: number, fallback: () => Promise<RunResult>, resolve: (r: RunResult) => void): void {
+    if (this.unsupported) {
+      void fallback().then(resolve); // found out while this command was held
+      return;
+    }
+    const child = this.process();
+    const job: Job = {
+      out: [],
+      size: 0,
+      resolve,
+      timer: setTimeout(() => this.fail(`ip -batch: no answer within ${timeoutMs} ms`, true), timeoutMs),
+      fallback: () => void fallback().then(resolve),
+    };
+    job.timer.unref();
+    this.jobs.push(job);
+    this.write(child, `${args.join(' ')}\nlink show dev lo\n`);
   }
 
   /**
@@ -169,6 +218,7 @@ class IpBatchProcess {
         clearTimeout(job.timer);
         job.fallback();
       }
+      this.releaseHeld();
       return;
     }
     // Some errors make ip exit even with -force (an unknown device in some commands): the command
@@ -190,6 +240,7 @@ class IpBatchProcess {
       setImmediate(() => {
         if (!this.stopped && !this.child && !this.unsupported) this.process();
       });
+    this.releaseHeld();
   }
 
   private line(line: string): void {
@@ -202,6 +253,7 @@ class IpBatchProcess {
       const output = job.out.join('\n');
       const failed = job.out.some((l) => /^Command failed /.test(l));
       job.resolve({ code: failed ? 1 : 0, stdout: '', stderr: output.replace(/^Command failed .*$/gm, '').trim() });
+      this.retireIfDone();
     } else if (job.size < MAX_JOB_OUTPUT) {
       job.out.push(line);
       job.size += line.length + 1;
@@ -217,12 +269,14 @@ class IpBatchProcess {
       clearTimeout(job.timer);
       job.resolve({ code: timedOut ? 124 : 1, stdout: '', stderr: why, ...(timedOut ? { timedOut: true } : {}) });
     }
+    this.releaseHeld();
   }
 }
 
 export class PersistentRunner {
   private readonly batches = new Map<string, IpBatchProcess>();
-  readonly stats = { batched: 0, sysctlWrites: 0, spawned: 0 };
+  /** renewed: batch processes replaced because a device name they had resolved may have a new index. */
+  readonly stats = { batched: 0, sysctlWrites: 0, spawned: 0, renewed: 0 };
 
   constructor(private readonly opts: { ip?: string; log?: LogFn; fallback?: CommandRunner } = {}) {}
 
@@ -249,8 +303,24 @@ export class PersistentRunner {
       }
       if (!batch.unsupported) {
         this.stats.batched++;
-        return batch.run(args, runOpts.timeoutMs ?? DEFAULT_TIMEOUT_MS, spawnIt);
+        const timeoutMs = runOpts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+        const b = batch;
+        return b.run(args, timeoutMs, spawnIt).then((r) => {
+          if (r.code === 0 || r.timedOut || !STALE_DEVICE.test(r.stderr)) return r;
+          // Perhaps a device deleted and created again (by someone else) since this process resolved
+          // its name: ask once more, in a new process.
+          this.stats.renewed++;
+          b.renew();
+          return b.run(args, timeoutMs, spawnIt);
+        });
       }
+    }
+    if (cmd === ipBin && (args[0] === 'link' || args[0] === 'l') && (args[1] === 'del' || args[1] === 'delete')) {
+      // A name the batch process may have resolved is gone: a device created under it later has
+      // another index, so the batch's later commands go to a new process.
+      return spawnIt().finally(() => {
+        if (this.batches.get(runOpts.netns ?? '')?.renew()) this.stats.renewed++;
+      });
     }
     if (cmd === 'sysctl' && runOpts.netns === undefined && args.length === 2 && args[0] === '-w') {
       const eq = args[1]!.indexOf('=');

@@ -52,5 +52,5 @@ done
   assert.equal(add.code, 0);
   assert.deepEqual(spawned, ['ip link del dev tmip7']);
   assert.ok(fs.readFileSync(lines, 'utf8').includes('addr add 10.1.0.6/30 dev wl0\n'), 'the address went to the batch');
-  assert.deepEqual(r.stats, { batched: 1, sysctlWrites: 0, spawned: 1 });
+  assert.deepEqual(r.stats, { batched: 1, sysctlWrites: 0, spawned: 1, renewed: 1 }, 'the batch is renewed after the delete');
 });

@@ -21,10 +21,14 @@ function fakeIp(name: string, body: string): { bin: string; starts: () => number
   const bin = path.join(dir, name);
   const starts = path.join(dir, `${name}.starts`);
   fs.writeFileSync(bin, `#!/bin/sh\necho start >> '${starts}'\n${body}\n`, { mode: 0o755 });
+  // BATCH_IP reads its start count from "$0.starts".
   return { bin, starts: () => (fs.existsSync(starts) ? fs.readFileSync(starts, 'utf8').split('\n').filter(Boolean).length : 0) };
 }
 
+// gen: which start of this stand-in this process is (a command naming 'stale' fails in the first only,
+// as a device name the first \`ip\` resolved before the device was created again).
 const BATCH_IP = `n=0
+gen=$(wc -l < "$0.starts")
 while IFS= read -r line; do
   n=$((n+1))
   case "$line" in
@@ -32,6 +36,9 @@ while IFS= read -r line; do
     *bad*) echo 'Error: Nexthop has invalid gateway.' >&2; echo "Command failed -:$n" >&2 ;;
     *die*) echo 'Cannot find device "tdie"' >&2; exit 255 ;;
     *hang*) sleep 5 ;;
+    *slow*) sleep 0.3 ;;
+    *missing*) echo 'RTNETLINK answers: No such device' >&2; echo "Command failed -:$n" >&2 ;;
+    *stale*) if [ "$gen" -le 1 ]; then echo 'Error: ipv4: Device not found.' >&2; echo "Command failed -:$n" >&2; fi ;;
     *) : ;;
   esac
 done`;
@@ -83,7 +90,7 @@ test('changes go to one ip -batch process, pipelined, each with its own result; 
     const q = await p.runner(ip.bin, ['-j', 'link', 'show'], {});
     assert.equal(q.stdout, 'spawned');
     assert.deepEqual(spawned.calls, [`${ip.bin} -j link show`]);
-    assert.deepEqual(p.stats, { batched: 23, sysctlWrites: 0, spawned: 1 });
+    assert.deepEqual(p.stats, { batched: 23, sysctlWrites: 0, spawned: 1, renewed: 0 });
   } finally {
     p.close();
   }
@@ -171,6 +178,50 @@ process.stdin.on('data', (chunk) => {
       'the three commands, each with its marker, in one read',
     );
     assert.deepEqual(spawned.calls, [], 'nothing spawned');
+  } finally {
+    p.close();
+  }
+});
+
+test('a command whose device the batch process knows under an old index is asked again in a new process', async () => {
+  const ip = fakeIp('ip-stale', BATCH_IP);
+  const spawned = spawnRecorder();
+  const p = new PersistentRunner({ ip: ip.bin, fallback: spawned.runner });
+  try {
+    const [before, stale] = await Promise.all([
+      p.runner(ip.bin, ['addr', 'add', '10.0.0.1/30', 'dev', 'a'], {}),
+      p.runner(ip.bin, ['addr', 'add', '10.0.0.6/30', 'dev', 'stale'], {}),
+    ]);
+    assert.equal(before.code, 0);
+    assert.deepEqual([stale.code, stale.stderr], [0, ''], 'it worked in the new process');
+    assert.equal(ip.starts(), 2);
+    // A device that is really missing: asked once more, then its error.
+    const missing = await p.runner(ip.bin, ['route', 'add', '10.9.0.1/32', 'dev', 'missing'], {});
+    assert.deepEqual([missing.code, missing.stderr], [1, 'RTNETLINK answers: No such device']);
+    assert.equal(ip.starts(), 3);
+    assert.equal(p.stats.renewed, 2);
+    assert.deepEqual(spawned.calls, [], 'nothing spawned');
+  } finally {
+    p.close();
+  }
+});
+
+test('after a link del, later changes go to a new process, once the old one has answered what it was sent', async () => {
+  const ip = fakeIp('ip-del', BATCH_IP);
+  const spawned = spawnRecorder();
+  const p = new PersistentRunner({ ip: ip.bin, fallback: spawned.runner });
+  try {
+    const order: string[] = [];
+    const slow = p.runner(ip.bin, ['route', 'add', 'slow', 'dev', 'tm1'], {}).then((r) => order.push(`slow ${r.code}`));
+    await until('the first process', () => ip.starts() === 1);
+    assert.equal((await p.runner(ip.bin, ['link', 'del', 'dev', 'tm1'], {})).stdout, 'spawned');
+    // tm1 created again: the old process would know it under its old index.
+    const after = p.runner(ip.bin, ['route', 'add', 'stale', 'dev', 'tm1'], {}).then((r) => order.push(`after ${r.code}`));
+    await Promise.all([slow, after]);
+    assert.deepEqual(order, ['slow 0', 'after 0'], 'in the order sent, each answered');
+    assert.equal(ip.starts(), 2, 'a new process for the command after the delete');
+    assert.equal(p.stats.renewed, 1, 'renewed once, not asked again');
+    assert.deepEqual(spawned.calls, [`${ip.bin} link del dev tm1`]);
   } finally {
     p.close();
   }
