@@ -51,8 +51,12 @@ export class FakeNetOps implements NetOps {
   private readonly failures = new Map<NetOpsMethod, string[]>();
   private nextIfindex = 100;
 
-  /** Seed an interface (a copy is kept; missing fields get defaults). */
+  /** Interface indexes of seeded interfaces (tunnels keep theirs in `tunnels`). */
+  readonly ifindexes = new Map<string, number>();
+
+  /** Seed an interface (a copy is kept; missing fields get defaults); it gets a new index. */
   addInterface(info: Partial<InterfaceInfo> & { ifname: string }): void {
+    this.ifindexes.set(info.ifname, this.nextIfindex++);
     this.interfaces.set(info.ifname, {
       ifname: info.ifname,
       mac: info.mac ?? '02:00:00:00:00:01',
@@ -95,6 +99,29 @@ export class FakeNetOps implements NetOps {
     const info = this.interfaces.get(ifname);
     if (!info) throw new Error(`interface '${ifname}' does not exist`);
     return { ...info, addresses: info.addresses.map((a) => ({ ...a })) };
+  }
+
+  /**
+   * The kernel deletes interface `ifname` (with every address on it) and something creates it again
+   * with a new index: by default with the addresses labelled `ifname` itself (those the network
+   * configuration puts back), not the labelled ones others added, and the same MAC unless given.
+   */
+  recreateInterface(ifname: string, info: Partial<InterfaceInfo> = {}): void {
+    const old = this.iface(ifname);
+    this.addInterface({ ...old, addresses: old.addresses.filter((a) => a.label === ifname), ...info, ifname });
+  }
+
+  /** Delete interface `ifname` (interfaceIndex then says undefined, interfaceInfo rejects). */
+  removeInterface(ifname: string): void {
+    this.interfaces.delete(ifname);
+    this.ifindexes.delete(ifname);
+  }
+
+  /** Not recorded in `calls` (the CN polls it every second). */
+  async interfaceIndex(ifname: string): Promise<number | undefined> {
+    checkIfname(ifname);
+    if (!this.interfaces.has(ifname)) return undefined;
+    return this.tunnels.get(ifname)?.ifindex ?? this.ifindexes.get(ifname);
   }
 
   async probeTunnelTypes(prefix: string): Promise<TunnelType[]> {

@@ -6,6 +6,7 @@
 // a scripted one). With the `netns` option every command runs inside that network namespace
 // (`ip netns exec NS ...`), which is how the lab tests use it. It also owns the knowledge of which
 // error output of these tools means "already there" / "already gone" (the patterns below).
+import { readFile } from 'node:fs/promises';
 import { formatIPv4, macFromBytes, parseIPv4, parseMac, type IPv4, type Mac } from '../core/ip.js';
 import { isTunnelType, TUNNEL_TYPES, type TunnelSpec, type TunnelType } from '../core/tunnel.js';
 import { describeFailure, isTimeout, run, type CommandRunner, type RunOptions, type RunResult } from './exec.js';
@@ -348,6 +349,32 @@ export class IprouteNetOps implements NetOps {
       up: link.operstate === 'UP' || (link.flags ?? []).includes('UP'),
       addresses,
     };
+  }
+
+  async interfaceIndex(ifname: string): Promise<number | undefined> {
+    checkIfname(ifname);
+    const file = `/sys/class/net/${ifname}/ifindex`;
+    let text: string;
+    if (this.runOpts.netns === undefined) {
+      try {
+        text = await readFile(file, 'utf8');
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+        throw new Error(`cannot read the index of interface '${ifname}': ${e instanceof Error ? e.message : String(e)}`);
+      }
+    } else {
+      // Another namespace's sysfs is seen only from inside it (tests).
+      const r = await this.exec('cat', [file]);
+      if (r.code !== 0) {
+        if (/No such file/i.test(r.stderr)) return undefined;
+        throw new Error(describeFailure('cat', [file], this.runOpts, r));
+      }
+      text = r.stdout;
+    }
+    const index = Number(text.trim());
+    if (!Number.isSafeInteger(index) || index <= 0)
+      throw new Error(`interface '${ifname}' has no valid index ('${text.trim().slice(0, 20)}')`);
+    return index;
   }
 
   async probeTunnelTypes(prefix: string): Promise<TunnelType[]> {

@@ -30,6 +30,11 @@ export interface TunnelRoute {
 export interface NetOps {
   /** Link-layer and IPv4 facts of one interface; rejects when it does not exist. */
   interfaceInfo(ifname: string): Promise<InterfaceInfo>;
+  /**
+   * The interface's index; undefined when no interface has that name. Cheap (no process): the CN
+   * polls it to notice its mobile interface deleted and created again, which gets a new index.
+   */
+  interfaceIndex(ifname: string): Promise<number | undefined>;
   /** Which tunnel types this kernel can create (tries each, with a scratch device named from `prefix`). */
   probeTunnelTypes(prefix: string): Promise<TunnelType[]>;
   /** Names of links whose name starts with `prefix` and that are tunnels of ours. */

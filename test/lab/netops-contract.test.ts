@@ -71,6 +71,9 @@ async function namespaceEnv(batched = false): Promise<ContractEnv> {
     async setDown(name: string) {
       await inNs('ip', ['link', 'set', 'dev', name, 'down']);
     },
+    async removeLink(name: string) {
+      await inNs('ip', ['link', 'del', 'dev', name]);
+    },
     async readSysctl(key: string) {
       const r = await run('cat', [sysctlPath(key)], { netns: ns, timeoutMs: 5000 });
       return r.code === 0 ? r.stdout.trim() : undefined;

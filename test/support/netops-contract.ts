@@ -26,6 +26,8 @@ export interface ContractEnv {
   addPlainLink(name: string, addr: IPv4, prefix: number): Promise<void>;
   /** Set a link administratively down. */
   setDown(name: string): Promise<void>;
+  /** Delete a link behind NetOps's back (as a Wi-Fi reload deletes a wlan device). */
+  removeLink(name: string): Promise<void>;
   /** A sysctl's value (dotted key as NetOps takes it), undefined when the key does not exist. */
   readSysctl(key: string): Promise<string | undefined>;
   /** The MAC of the neighbour entry for `addr` on `dev`, undefined when there is none. */
@@ -82,6 +84,54 @@ export function netopsContract(label: string, makeEnv: () => Promise<ContractEnv
   });
 
   describe(`NetOps contract: ${label}`, { skip: options.skip ?? false, timeout: options.timeoutMs ?? 120_000 }, () => {
+    test(
+      "interfaceIndex: the link's index; undefined once it is gone; another index when it is created again",
+      withEnv(async (env, net) => {
+        await env.addPlainLink('pl0', ip('10.60.0.1'), 24);
+        const plain = await net.interfaceIndex('pl0');
+        assert.ok(plain !== undefined && plain > 0);
+        assert.equal(plain, await env.linkId('pl0'));
+        assert.equal(await net.interfaceIndex('nosuch0'), undefined);
+        await assert.rejects(net.interfaceIndex('bad name'), /invalid interface name/);
+        await assert.rejects(net.interfaceIndex('../../x'), /invalid interface name/);
+        const [type] = await typesOf(net);
+        await net.ensureTunnel(spec({ type: type! }));
+        const first = await net.interfaceIndex('tct1');
+        assert.equal(first, await env.linkId('tct1'));
+        await net.ensureTunnel(spec({ type: type!, remote: ip('10.61.0.3') })); // created again
+        const second = await net.interfaceIndex('tct1');
+        assert.ok(second !== undefined && second !== first, `a new index (${first} then ${second})`);
+        assert.equal(second, await env.linkId('tct1'));
+        await net.deleteLink('tct1');
+        assert.equal(await net.interfaceIndex('tct1'), undefined);
+      }),
+    );
+
+    test(
+      'a link deleted and created again under its name: NetOps changes reach the new device',
+      withEnv(async (env, net) => {
+        const types = await typesOf(net);
+        // Deleted and created by someone else (a long-lived `ip -batch` knows the old index).
+        await env.addPlainLink('pl0', ip('10.60.0.1'), 24);
+        await net.addAddress('pl0', ip('10.60.0.6'), 30, 'pl0:tm');
+        await env.removeLink('pl0');
+        await env.addPlainLink('pl0', ip('10.60.0.1'), 24);
+        await net.addAddress('pl0', ip('10.60.0.10'), 30, 'pl0:tm');
+        assert.deepEqual(
+          (await net.interfaceInfo('pl0')).addresses.filter((a) => a.label === 'pl0:tm'),
+          [{ ip: ip('10.60.0.10'), prefix: 30, label: 'pl0:tm' }],
+        );
+        // A tunnel deleted through NetOps and created again (a peer's tunnel after its linger).
+        const t1 = spec({ type: types[0]! });
+        await net.ensureTunnel(t1);
+        await net.routeHostIntoTunnel(ip('10.62.0.5'), t1);
+        await net.deleteLink('tct1');
+        await net.ensureTunnel(t1);
+        await net.routeHostIntoTunnel(ip('10.62.0.9'), t1);
+        assert.deepEqual(await net.listTunnelRoutes('tct'), [{ ip: ip('10.62.0.9'), dev: 'tct1' }]);
+      }),
+    );
+
     test(
       'interfaceInfo reads a link with its labelled addresses; missing and invalid names are refused',
       withEnv(async (env, net) => {

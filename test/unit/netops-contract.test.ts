@@ -16,6 +16,9 @@ async function fakeEnv(): Promise<ContractEnv> {
       const mac = `02:00:00:00:01:${links.toString(16).padStart(2, '0')}`;
       net.addInterface({ ifname: name, mac, addresses: [{ ip: addr, prefix, label: name }] });
     },
+    async removeLink(name: string) {
+      net.removeInterface(name);
+    },
     async setDown(name: string) {
       const info = net.interfaces.get(name);
       if (!info) throw new Error(`no link ${name}`);
@@ -28,7 +31,7 @@ async function fakeEnv(): Promise<ContractEnv> {
       return net.neighbours.get(`${dev} ${formatIPv4(addr)}`);
     },
     async linkId(name: string) {
-      return net.tunnels.get(name)?.ifindex ?? (net.interfaces.has(name) ? 1 : undefined);
+      return net.tunnels.get(name)?.ifindex ?? net.ifindexes.get(name);
     },
     async readClamp(table: string) {
       const c = net.clamps.get(table);
