@@ -29,6 +29,7 @@ import { DhcpServer } from './dhcp-server.js';
 import { CnHandover, GUARD_LOG_INTERVAL_MS } from './handover.js';
 import { HostapdWatcher } from './hostapd-watcher.js';
 import { MlrLink } from './mlr-link.js';
+import { MobileLink } from './mobile-link.js';
 import { publishTmipObject, type CnReport } from './ubus-object.js';
 
 export const SOFTWARE = `tmip-cn ${VERSION}`;
@@ -46,7 +47,17 @@ export interface CnDeps {
   now?: () => number;
   /** Follows the mobile interface's neighbour table (stations that stop answering); none in unit tests. */
   neighbours?: NeighbourWatch;
+  /** How often the mobile interface's index is checked, in ms (default MOBILE_CHECK_MS; 0 = never). */
+  mobileCheckMs?: number;
 }
+
+/**
+ * How often the CN checks that its mobile interface is still the device it opened the capture on
+ * (one small sysfs read). A device deleted and created again — a Wi-Fi reload that recreates it, a
+ * bridge rebuilt — gets a new index; the CN then opens the capture again, re-applies the interface's
+ * kernel settings and puts back the gateway addresses the kernel dropped with the old device.
+ */
+export const MOBILE_CHECK_MS = 1000;
 
 /**
  * ARP probing of stations on the mobile interface, tuned so that a station that left while traffic
@@ -72,7 +83,9 @@ interface Running {
   mobile: InterfaceInfo;
   pools: PoolRange[];
   tunnels: TunnelType[];
-  link: LinkIO;
+  link: MobileLink;
+  /** The index of the device the capture is open on (checkMobile). */
+  mobileIndex: number | undefined;
   dataplane: DataplaneDriver;
   mlr: MlrLink;
   dhcp: DhcpServer;
@@ -90,6 +103,10 @@ export class CnDaemon implements CnReport {
   /** Malformed DHCP on the mobile interface, logged at a bounded rate. */
   private malformed: RateLimitedLog | undefined;
   private malformedCount = 0;
+  private mobileWatch: NodeJS.Timeout | undefined;
+  /** A check of the mobile interface is under way; and what the last one said, so that it is logged once. */
+  private checkingMobile = false;
+  private mobileTrouble: string | undefined;
   readonly associations = new AssociationTable();
 
   constructor(
@@ -114,11 +131,10 @@ export class CnDaemon implements CnReport {
       ['net.ipv4.ip_forward', '1'],
       ['net.ipv4.conf.all.rp_filter', '0'],
       [ipv4ConfKey(cfg.cnIf, 'rp_filter'), '0'],
-      [ipv4ConfKey(cfg.mobileIf, 'rp_filter'), '0'],
-      ...NEIGHBOUR_TUNING.map(([k, v]) => [ipv4NeighKey(cfg.mobileIf, k), v] as const),
     ] as const) {
       await deps.net.setSysctl(key, value);
     }
+    await this.tuneMobile();
 
     const pools: PoolRange[] = [];
     for (const spec of cfg.pools) {
@@ -152,12 +168,9 @@ export class CnDaemon implements CnReport {
     });
     await dataplane.load();
 
-    // Only what might concern us: ARP, DHCP to servers, and IPv4 sent to some other gateway's MAC.
-    const program = cnCaptureProgram(mobile.mac);
-    if (!program.ok) throw new Error(`cannot capture on mobile_if '${cfg.mobileIf}': ${program.error}`);
-    const opened = deps.openLink(cfg.mobileIf, program.value, mobile.mac);
-    if (!opened.ok) throw new Error(`cannot capture on mobile_if '${cfg.mobileIf}': ${opened.error}`);
-    const link = opened.value;
+    // Read before the capture opens: a device created again meanwhile then shows as a change.
+    const mobileIndex = await deps.net.interfaceIndex(cfg.mobileIf);
+    const link = new MobileLink(this.openCapture(mobile.mac));
     log(LOG.info, 'Using DHCP and IP/ARP activity for migration detection');
 
     const mlr: MlrLink = new MlrLink({
@@ -209,16 +222,88 @@ export class CnDaemon implements CnReport {
       this.malformed?.flush();
     }, 1000); // each log writes its summary once its own interval is over
     this.guardFlush.unref();
-    this.run = { selfAddr, mobile, pools, tunnels, link, dataplane, mlr, dhcp, handover };
+    this.run = { selfAddr, mobile, mobileIndex, pools, tunnels, link, dataplane, mlr, dhcp, handover };
     link.onFrame((frame) => this.frame(frame));
     deps.neighbours?.start(cfg.mobileIf, (ip) => handover.neighbourFailed(ip));
     // ubus first: `ubus call tmip status` must answer (mlr.connected: false) while the MLR is unreachable.
     await this.startUbus();
     await mlr.start();
+    const every = deps.mobileCheckMs ?? MOBILE_CHECK_MS;
+    if (every > 0) {
+      this.mobileWatch = setInterval(() => void this.checkMobile(), every);
+      this.mobileWatch.unref();
+    }
     log(LOG.info, `Correspondent node [${formatIPv4(selfAddr)}] (${cfg.cnName}) is now up and running`);
   }
 
+  /** The mobile interface's own kernel settings (reset when the device is created again). */
+  private async tuneMobile(): Promise<void> {
+    const ifname = this.cfg.mobileIf;
+    await this.deps.net.setSysctl(ipv4ConfKey(ifname, 'rp_filter'), '0');
+    for (const [k, v] of NEIGHBOUR_TUNING) await this.deps.net.setSysctl(ipv4NeighKey(ifname, k), v);
+  }
+
+  /** Open the capture on the mobile interface, whose MAC is `mac`: only what might concern us. */
+  private openCapture(mac: Mac): LinkIO {
+    const ifname = this.cfg.mobileIf;
+    // ARP, DHCP to servers, and IPv4 sent to some other gateway's MAC.
+    const program = cnCaptureProgram(mac);
+    if (!program.ok) throw new Error(`cannot capture on mobile_if '${ifname}': ${program.error}`);
+    const opened = this.deps.openLink(ifname, program.value, mac);
+    if (!opened.ok) throw new Error(`cannot capture on mobile_if '${ifname}': ${opened.error}`);
+    return opened.value;
+  }
+
+  /**
+   * Is the mobile interface still the device the capture is open on (MOBILE_CHECK_MS)? Gone: say so
+   * once and wait. Created again (another index): open the capture there, set its kernel settings
+   * again and put back the gateways, which the kernel dropped with the old device.
+   */
+  private async checkMobile(): Promise<void> {
+    const run = this.run;
+    if (!run || this.checkingMobile) return;
+    const { cfg, deps } = this;
+    const ifname = cfg.mobileIf;
+    this.checkingMobile = true;
+    try {
+      const index = await deps.net.interfaceIndex(ifname);
+      if (index === run.mobileIndex) return;
+      if (index === undefined) {
+        this.mobileProblem(`mobile interface ${ifname} is gone: its clients are unreachable until it is back`);
+        return;
+      }
+      const info = await deps.net.interfaceInfo(ifname);
+      await this.tuneMobile();
+      run.link.replace(this.openCapture(info.mac));
+      const was = run.mobileIndex;
+      run.mobileIndex = index;
+      this.mobileTrouble = undefined;
+      deps.log(
+        LOG.info,
+        `mobile interface ${ifname} was created again (index ${was ?? '?'} -> ${index}, MAC ${info.mac}): capture reopened, putting back the gateways`,
+      );
+      await run.dataplane.mobileRecreated().then(
+        (added) => deps.log(LOG.info, `mobile interface ${ifname}: ${added.length} gateway address(es) put back`),
+        // Each failed gateway is logged by the driver and tried again by its next plan.
+        (e: unknown) =>
+          deps.log(LOG.error, `mobile interface ${ifname}: not every gateway was put back: ${e instanceof Error ? e.message : String(e)}`),
+      );
+    } catch (e) {
+      this.mobileProblem(`mobile interface ${ifname}: ${e instanceof Error ? e.message : String(e)}; trying again`);
+    } finally {
+      this.checkingMobile = false;
+    }
+  }
+
+  /** Log a problem with the mobile interface once, not on every check while it lasts. */
+  private mobileProblem(message: string): void {
+    if (message === this.mobileTrouble) return;
+    this.mobileTrouble = message;
+    this.deps.log(LOG.error, message);
+  }
+
   stop(): void {
+    clearInterval(this.mobileWatch);
     clearInterval(this.guardFlush);
     this.deps.neighbours?.close();
     this.run?.handover.stop();

@@ -119,6 +119,8 @@ export class DataplaneDriver {
   /** Tunnels to create ahead of a commit (prepare), by name. */
   private readonly prepared = new Map<string, TunnelSpec>();
   private running = false;
+  /** The next plan reads the gateways on the mobile interface first (mobileRecreated). */
+  private rereadGateways = false;
   /** The clamp set's changes, in order (clampLater). */
   private clamping: Promise<void> = Promise.resolve();
   /** Linger timers of tunnels no binding needs. */
@@ -170,6 +172,19 @@ export class DataplaneDriver {
       LOG.info,
       `found ${have.tunnels.size} tunnel(s), ${have.gateways.size} gateway address(es), ${have.routes.size} tunnel route(s) from an earlier run`,
     );
+  }
+
+  /**
+   * The mobile interface was deleted and created again (a new index): the kernel dropped its gateway
+   * addresses with the old device. The next plan first reads which are on the interface now, then
+   * puts back every gateway wanted (each announced through onGatewayAdded). Resolves with those added.
+   */
+  mobileRecreated(): Promise<IPv4[]> {
+    this.rereadGateways = true;
+    const touched = emptyTouched();
+    for (const g of this.have.gateways) touched.gateways.add(g);
+    for (const g of this.model.want.gateways) touched.gateways.add(g);
+    return this.enqueue(touched);
   }
 
   /** Apply the desired state for exactly these bindings (a re-bind); resolves with the gateways newly added. */
@@ -252,6 +267,10 @@ export class DataplaneDriver {
         this.pending = emptyTouched();
         this.waiters = [];
         this.prepared.clear();
+        if (this.rereadGateways) {
+          this.rereadGateways = false;
+          await this.readGateways();
+        }
         if (waiters.length > 0 && !touchedIsEmpty(this.retry)) {
           mergeTouched(touched, this.retry);
           this.retry = emptyTouched();
@@ -262,6 +281,21 @@ export class DataplaneDriver {
       this.running = false;
       for (const w of this.idleWaiters.splice(0)) w();
     }
+  }
+
+  /** Which of our gateways the mobile interface holds now (none when it cannot be read: all are added again). */
+  private async readGateways(): Promise<void> {
+    const found = new Set<IPv4>();
+    try {
+      const info = await this.net.interfaceInfo(this.opts.mobileIf);
+      for (const a of info.addresses) if (a.label === this.label && a.prefix === 30) found.add(a.ip);
+    } catch (e) {
+      this.opts.log(
+        LOG.error,
+        `dataplane: cannot read the gateways on ${this.opts.mobileIf}: ${e instanceof Error ? e.message : String(e)}`,
+      );
+    }
+    this.have.gateways = found;
   }
 
   private async plan(touched: Touched, waiters: Waiter[], prepared: TunnelSpec[]): Promise<void> {

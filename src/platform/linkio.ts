@@ -14,7 +14,7 @@ export interface LinkStats {
   truncated: number;
   /**
    * Errors on the socket: its interface went down (the capture goes on once it is up again) or was
-   * deleted (the capture is deaf from then on: the link must be opened again; packet-linkio.ts).
+   * deleted (the capture is deaf from then on: the link must be opened again; cn/mobile-link.ts).
    */
   errors: number;
 }

@@ -13,10 +13,8 @@
 //
 // The interface going down and up again is survived (stats().errors counts it). Deleted, and perhaps
 // created again under the same name (a new ifindex), it leaves the socket deaf for good: one error
-// counted, then nothing; the link must be opened again, which the CN does not do yet. On OpenWrt the
-// init script names mobile_if as a procd netdev, so procd restarts tmip-cn when the service is
-// reloaded after the device's ifindex changed; a bridge (br-lan) as mobile_if is not recreated by a
-// Wi-Fi restart.
+// counted, then nothing; the link must be opened again, which the CN does when it sees the new index
+// (cn/daemon.ts checkMobile, cn/mobile-link.ts).
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { parseMac, type Mac } from '../core/ip.js';

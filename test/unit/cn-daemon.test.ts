@@ -141,6 +141,8 @@ interface WorldOptions {
   clock?: { t: number };
   /** Every CN log line, per CN. */
   logs?: Record<'cn1' | 'cn2', string[]>;
+  /** How often the CNs check their mobile interface's index (default: never). */
+  mobileCheckMs?: number;
 }
 
 async function world(ubus: Partial<Record<'cn1' | 'cn2', FakeUbus>> = {}, o: WorldOptions = {}) {
@@ -174,13 +176,20 @@ async function world(ubus: Partial<Record<'cn1' | 'cn2', FakeUbus>> = {}, o: Wor
       addresses: [{ ip: ip(`10.${n}.0.1`), prefix: 24, label: 'wl0' }],
     });
     const link = new FakeLinkIO('wl0', `02:cc:00:00:00:0${n}`);
+    /** Every capture opened: `link` first, then one per re-open, on the MAC the CN asked for. */
+    const links: FakeLinkIO[] = [];
     const port = ubus[name];
     const daemon = new CnDaemon(
       { ...cnConfig(name), hostapd: port !== undefined, ...o.cfg },
       {
         net,
         ...(port ? { openUbus: async () => port } : {}),
-        openLink: () => ({ ok: true, value: link }),
+        openLink: (ifname, _program, mac) => {
+          const opened = links.length === 0 ? link : new FakeLinkIO(ifname, mac);
+          links.push(opened);
+          return { ok: true, value: opened };
+        },
+        mobileCheckMs: o.mobileCheckMs ?? 0,
         connect: async () => {
           const [cnEnd, mlrEnd] = memoryChannelPair(name, 'mlr');
           service.attach(new RpcPeer(mlrEnd), `10.200.0.1${n}`);
@@ -194,7 +203,7 @@ async function world(ubus: Partial<Record<'cn1' | 'cn2', FakeUbus>> = {}, o: Wor
       },
     );
     await daemon.start();
-    return { net, link, daemon };
+    return { net, link, links, daemon };
   };
   const cn1 = await make('cn1', 1);
   const cn2 = await make('cn2', 2);
@@ -478,6 +487,59 @@ function trafficToOldGateway(): Buffer {
 function msArpRequest(sender: string, target: string): Buffer {
   return buildArp(ARP_OP.REQUEST, { srcMac: MS, srcIp: ip(sender), dstMac: 'ff:ff:ff:ff:ff:ff', dstIp: ip(target) });
 }
+
+test('the mobile interface deleted and created again: the capture is reopened, its settings and gateways put back', async () => {
+  const logs = { cn1: [] as string[], cn2: [] as string[] };
+  const w = await world({}, { logs, mobileCheckMs: 5 });
+  try {
+    const { cn1 } = w;
+    await leaseAtCn1(w);
+    const gateway = () => cn1.net.interfaces.get('wl0')?.addresses.some((a) => formatIPv4(a.ip) === '10.1.0.6' && a.label === 'wl0:tm');
+    await until('the gateway on wl0', () => gateway() === true);
+    const neighKey = 'net.ipv4.neigh.wl0.base_reachable_time_ms';
+    assert.equal(cn1.net.sysctls.get(neighKey), '400');
+
+    // Gone for a while: said once, however many checks see it.
+    cn1.net.removeInterface('wl0');
+    await until('the CN to notice', () => logs.cn1.some((l) => l.includes('mobile interface wl0 is gone')));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(logs.cn1.filter((l) => l.includes('is gone')).length, 1);
+    assert.equal(cn1.links.length, 1, 'nothing to open while it is gone');
+
+    // Back, as the network configuration brings it: another index, a new MAC, no gateway, default settings.
+    cn1.net.addInterface({ ifname: 'wl0', mac: '02:cc:00:00:00:a1', addresses: [{ ip: ip('10.1.0.1'), prefix: 24, label: 'wl0' }] });
+    cn1.net.sysctls.delete(neighKey);
+    await until('the gateway back on wl0', () => gateway() === true);
+    assert.equal(cn1.links.length, 2, 'the capture opened again');
+    const [old, fresh] = cn1.links as [FakeLinkIO, FakeLinkIO];
+    assert.equal(old.closed, true, 'the old capture closed');
+    assert.equal(fresh.mac, '02:cc:00:00:00:a1', "opened with the new device's MAC");
+    assert.equal(cn1.net.sysctls.get(neighKey), '400', 'neighbour tuning set again');
+    // The station is told where its gateway is now: an ARP from the new MAC for 10.1.0.6.
+    await until('the gateway announced on the new capture', () =>
+      fresh.sent.some(
+        (f) =>
+          f.readUInt16BE(12) === 0x0806 &&
+          f.subarray(6, 12).equals(macToBytes('02:cc:00:00:00:a1')) &&
+          f.readUInt32BE(28) === ip('10.1.0.6'),
+      ),
+    );
+    // DHCP is served through the new capture (a renewal of the lease held).
+    fresh.deliver(clientDhcp(DHCP_MESSAGE.REQUEST, { ciaddr: '10.1.0.5', xid: 77 }));
+    await until('an ACK on the new capture', () => replies(fresh).some((r) => r.dhcp?.messageType === DHCP_MESSAGE.ACK));
+    const capture = cn1.daemon.status()['capture'] as { reopened: number };
+    assert.equal(capture.reopened, 1);
+    assert.ok(logs.cn1.some((l) => /mobile interface wl0 was created again \(index \d+ -> \d+, MAC 02:cc:00:00:00:a1\)/.test(l)));
+
+    // Created again while the CN was not looking (no gap seen): the new index alone tells.
+    cn1.net.recreateInterface('wl0');
+    assert.equal(gateway(), false);
+    await until('the gateway back once more', () => gateway() === true);
+    assert.equal(cn1.links.length, 3);
+  } finally {
+    w.stop();
+  }
+});
 
 test("a second CN on the same ubus publishes 'tmip.<cn_name>' instead of failing", async () => {
   const shared = new FakeUbus();
