@@ -150,6 +150,27 @@ function describeClient(kind: 'udhcpc' | 'dhclient', variant: RoamVariant = {}):
         assert.equal(summary.connections, 1, 'the same TCP connection throughout');
       });
 
+      it('roams to cell 2 again: the tunnel removed before is created anew under its name; home again', async () => {
+        // The CNs' long-lived `ip -batch` knew the old tunnel's index (persistent-runner.ts).
+        const marks = { cn1: t.cn('cn1').mark(), cn2: t.cn('cn2').mark() };
+        const gap = await roam(t, stream, 'ms1', mac, 2);
+        report(`${kind} largest stream gap around the second roam to cell 2 (ms)`, gap);
+        assert.deepEqual(await t.gateways('cn2'), ['10.1.0.6']);
+        await t.until('the tunnels again', async () => (await t.tunnels('cn1')).length === 1 && (await t.tunnels('cn2')).length === 1);
+        assert.ok(await t.ping('srv', ip), 'server -> MS through the new tunnel');
+        for (const cn of ['cn1', 'cn2'] as const) {
+          const failed = t
+            .cn(cn)
+            .lines.slice(marks[cn])
+            .filter((l) => /dataplane: .* failed/.test(l.text));
+          assert.deepEqual(failed, [], `${cn}: every kernel change worked the first time`);
+        }
+        await roam(t, stream, 'ms1', mac, 1);
+        await t.until('tunnels to go', async () => (await t.tunnels('cn1')).length === 0 && (await t.tunnels('cn2')).length === 0);
+        assert.deepEqual(stream.failures(), []);
+        assert.equal((await stream.summary()).connections, 1, 'the same TCP connection throughout');
+      });
+
       it('a second MS that first appears in cell 2 gets a cell from CN2', async () => {
         await t.lab.addMs('ms2', 2);
         const c2 = kind === 'udhcpc' ? startUdhcpc(t.lab, 'ms2') : startDhclient(t.lab, 'ms2');
