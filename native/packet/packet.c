@@ -23,9 +23,11 @@
 //               in `truncated` and dropped
 //     onFrames  called with an array of Buffers (a fresh copy each), at most 64 frames a call
 //   .send(frame)  -> undefined, or the errno text
-//   .stats()      -> { received, packets, drops, truncated, rcvbuf, errors }   (totals since open;
-//                    errors: socket errors, e.g. the interface went down, after which it polls again;
-//                    after the interface is deleted nothing more arrives, see on_readable)
+//   .stats()      -> { received, packets, drops, truncated, rcvbuf, errors, stopped }   (totals since
+//                    open; errors: socket errors, e.g. the interface went down, after which it polls
+//                    again; after the interface is deleted nothing more arrives, see on_readable;
+//                    stopped: true once the socket is no longer polled, after MAX_ERRORS errors in
+//                    a row or a poll that could not be restarted: open a new one)
 //   .close()      idempotent; also done when the object is garbage-collected
 #define _GNU_SOURCE
 #include <errno.h>
@@ -62,6 +64,7 @@ typedef struct {
   unsigned char *buf;      // snaplen bytes
   uint64_t received, packets, drops, truncated, errors;
   unsigned errors_in_row;  // socket errors since the last frame read (MAX_ERRORS stops the poll)
+  int stopped;             // no longer polled (MAX_ERRORS, or uv_poll_start failed): stats() says so
   int rcvbuf;
 } psock;
 
@@ -166,7 +169,7 @@ static void on_readable(uv_poll_t *h, int status, int events) {
     socklen_t elen = sizeof err;
     getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &elen);
     s->errors++;
-    if (++s->errors_in_row <= MAX_ERRORS) uv_poll_start(&s->poll, UV_READABLE, on_readable);
+    if (++s->errors_in_row > MAX_ERRORS || uv_poll_start(&s->poll, UV_READABLE, on_readable) != 0) s->stopped = 1;
     return;
   }
   napi_env env = s->env;
@@ -289,6 +292,9 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   set_number(env, o, "truncated", (double)s->truncated);
   set_number(env, o, "rcvbuf", (double)s->rcvbuf);
   set_number(env, o, "errors", (double)s->errors);
+  napi_value stopped;
+  napi_get_boolean(env, s->stopped != 0, &stopped);
+  napi_set_named_property(env, o, "stopped", stopped);
   return o;
 }
 
@@ -417,7 +423,10 @@ static napi_value js_construct(napi_env env, napi_callback_info info) {
     s->finalized = 1; // freed by on_poll_closed
     return throw_msg(env, "cannot set up the PacketSocket object");
   }
-  uv_poll_start(&s->poll, UV_READABLE, on_readable);
+  if (uv_poll_start(&s->poll, UV_READABLE, on_readable) != 0) {
+    close_socket(s); // the object stays wrapped: close() and finalize see the socket closed
+    return throw_msg(env, "cannot poll the socket");
+  }
   return self;
 
 fail:

@@ -267,7 +267,8 @@ export class CnDaemon implements CnReport {
     this.checkingMobile = true;
     try {
       const index = await deps.net.interfaceIndex(ifname);
-      if (index === run.mobileIndex) return;
+      const stopped = run.link.stats().stopped === true;
+      if (index === run.mobileIndex && !stopped) return;
       if (index === undefined) {
         this.mobileProblem(`mobile interface ${ifname} is gone: its clients are unreachable until it is back`);
         return;
@@ -278,6 +279,11 @@ export class CnDaemon implements CnReport {
       const was = run.mobileIndex;
       run.mobileIndex = index;
       this.mobileTrouble = undefined;
+      if (was === index) {
+        // Same device: the addon gave up polling after too many socket errors in a row.
+        deps.log(LOG.error, `mobile interface ${ifname}: the capture had stopped after repeated socket errors; reopened`);
+        return;
+      }
       deps.log(
         LOG.info,
         `mobile interface ${ifname} was created again (index ${was ?? '?'} -> ${index}, MAC ${info.mac}): capture reopened, putting back the gateways`,

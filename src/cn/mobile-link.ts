@@ -60,7 +60,8 @@ export class MobileLink implements LinkIO {
   }
 
   stats(): MobileLinkStats {
-    return { ...add(this.earlier, this.current.stats?.() ?? ZERO), reopened: this.reopened };
+    const now = this.current.stats?.() ?? ZERO;
+    return { ...add(this.earlier, now), ...(now.stopped ? { stopped: true } : {}), reopened: this.reopened };
   }
 
   close(): void {

@@ -2,7 +2,7 @@
 // FakeLinkIO: a LinkIO for unit tests. Frames the code under test sends are kept in `sent`;
 // deliver() hands a frame to the registered receiver as if it had been captured.
 import type { Mac } from '../core/ip.js';
-import type { LinkIO } from './linkio.js';
+import type { LinkIO, LinkStats } from './linkio.js';
 
 export class FakeLinkIO implements LinkIO {
   /** Every frame passed to send(), copied, in order. */
@@ -10,6 +10,9 @@ export class FakeLinkIO implements LinkIO {
   /** When set, send() fails with this message (and records nothing). */
   failSend: string | undefined;
   closed = false;
+  /** Frames delivered so far; `stopped` as the real capture reports a socket it gave up polling. */
+  received = 0;
+  stopped = false;
   private receiver: ((frame: Buffer) => void) | undefined;
 
   constructor(
@@ -32,8 +35,13 @@ export class FakeLinkIO implements LinkIO {
   /** Hand `frame` (copied) to the receiver; false when there is none or the link is closed. */
   deliver(frame: Uint8Array): boolean {
     if (this.closed || !this.receiver) return false;
+    this.received++;
     this.receiver(Buffer.from(frame));
     return true;
+  }
+
+  stats(): LinkStats {
+    return { received: this.received, dropped: 0, truncated: 0, errors: 0, ...(this.stopped ? { stopped: true } : {}) };
   }
 
   /** Remove and return everything sent so far. */

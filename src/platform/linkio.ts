@@ -17,6 +17,8 @@ export interface LinkStats {
    * deleted (the capture is deaf from then on: the link must be opened again; cn/mobile-link.ts).
    */
   errors: number;
+  /** The capture hears nothing more on this socket (too many errors in a row): open the link again. */
+  stopped?: boolean;
 }
 
 export interface LinkIO {

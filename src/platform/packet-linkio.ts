@@ -48,7 +48,7 @@ export interface PacketLinkOptions {
 /** The addon's socket object (native/packet/packet.c). */
 export interface PacketSocket {
   send(frame: Buffer): string | undefined;
-  stats(): { received: number; packets: number; drops: number; truncated: number; rcvbuf: number; errors: number };
+  stats(): { received: number; packets: number; drops: number; truncated: number; rcvbuf: number; errors: number; stopped: boolean };
   close(): void;
 }
 
@@ -183,7 +183,13 @@ export class PacketLink implements LinkIO {
   stats(): LinkStats {
     if (this.closed) return { ...this.last };
     const s = this.socket.stats();
-    this.last = { received: s.received, dropped: s.drops, truncated: s.truncated, errors: s.errors };
+    this.last = {
+      received: s.received,
+      dropped: s.drops,
+      truncated: s.truncated,
+      errors: s.errors,
+      ...(s.stopped ? { stopped: true } : {}),
+    };
     return { ...this.last };
   }
 

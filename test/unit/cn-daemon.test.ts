@@ -536,6 +536,16 @@ test('the mobile interface deleted and created again: the capture is reopened, i
     assert.equal(gateway(), false);
     await until('the gateway back once more', () => gateway() === true);
     assert.equal(cn1.links.length, 3);
+
+    // The same device, but the capture gave up polling its socket (too many errors in a row): reopened.
+    cn1.links[2]!.stopped = true;
+    await until('a fourth capture', () => cn1.links.length === 4);
+    assert.equal(cn1.links[2]!.closed, true);
+    assert.ok(logs.cn1.some((l) => l.includes('the capture had stopped after repeated socket errors; reopened')));
+    const counters = cn1.daemon.status()['capture'] as { reopened: number; received: number; stopped?: boolean };
+    assert.equal(counters.reopened, 3);
+    assert.equal(counters.stopped, undefined, 'the new capture runs');
+    assert.ok(counters.received >= 1, 'frames received by earlier captures still counted');
   } finally {
     w.stop();
   }

@@ -102,7 +102,7 @@ test('a receiver that throws on every frame costs at most a burst of log lines p
   const clock = { t: 1_000_000 };
   const socket: PacketSocket = {
     send: () => undefined,
-    stats: () => ({ received: 0, packets: 0, drops: 0, truncated: 0, rcvbuf: 0, errors: 0 }),
+    stats: () => ({ received: 0, packets: 0, drops: 0, truncated: 0, rcvbuf: 0, errors: 0, stopped: false }),
     close: () => undefined,
   };
   const link = new PacketLink(
@@ -127,4 +127,20 @@ test('a receiver that throws on every frame costs at most a burst of log lines p
   link.deliver(frames.slice(0, 1));
   assert.equal(lines.length, 12);
   assert.equal(lines[10], '90 more frame receiver failures on wl0 in the last 60 s');
+});
+
+test("the link's counters are the socket's, with `stopped` once the socket is no longer polled; kept after close", () => {
+  let stopped = false;
+  const socket: PacketSocket = {
+    send: () => undefined,
+    stats: () => ({ received: 7, packets: 9, drops: 2, truncated: 1, rcvbuf: 4096, errors: 1001, stopped }),
+    close: () => undefined,
+  };
+  const link = new PacketLink('wl0', MAC, socket, 65535, () => undefined);
+  assert.deepEqual(link.stats(), { received: 7, dropped: 2, truncated: 1, errors: 1001 });
+  stopped = true;
+  assert.deepEqual(link.stats(), { received: 7, dropped: 2, truncated: 1, errors: 1001, stopped: true });
+  link.close();
+  stopped = false;
+  assert.equal(link.stats().stopped, true, 'the last counters, read at close');
 });
