@@ -19,6 +19,7 @@
 // exchange already waiting on the MLR starts no new work: it is merged into the waiting one, and the
 // answer goes to the newest frame (its xid). A DISCOVER whose answer takes longer than
 // DISCOVER_TIMEOUT_MS is given up: the client has retransmitted by then.
+import { monotonicMs } from '../core/clock.js';
 import { BROADCAST_MAC, CELL_MASK, cellOf, formatIPv4, type IPv4, type Mac } from '../core/ip.js';
 import { LOG, type LogFn } from '../platform/log.js';
 import { RateLimitedLog } from '../proto/auth.js';
@@ -35,6 +36,7 @@ export interface DhcpServerOptions {
   dnsServers: IPv4[];
   domain?: string;
   log: LogFn;
+  /** The clock of the rate-limited logs; default monotonicMs. */
   now?: () => number;
   /**
    * Told when a REQUEST in SELECTING state (a client taking the offer just made) starts (true) and
@@ -109,7 +111,7 @@ export class DhcpServer {
     private readonly mlr: MlrApi,
     private readonly opts: DhcpServerOptions,
   ) {
-    const now = opts.now ?? Date.now;
+    const now = opts.now ?? monotonicMs;
     this.errorLog = new RateLimitedLog((m) => opts.log(LOG.error, m), now, 3, 10_000, 'DHCP errors');
     this.refusalLog = new RateLimitedLog((m) => opts.log(LOG.info, m), now, 3, 10_000, 'DHCP requests refused by the MLR');
     this.nakLog = new RateLimitedLog((m) => opts.log(LOG.handover, m), now, 3, 10_000, 'DHCPNAKs sent');

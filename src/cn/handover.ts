@@ -65,6 +65,7 @@
 //   when hostapd is present but does not list the station (its association event was lost), the CN
 //   re-reads hostapd's station lists once (`refreshAssociations`) before deciding: association still
 //   decides, from hostapd's own answer.
+import { monotonicMs } from '../core/clock.js';
 import type { AssociationTable } from '../core/association.js';
 import { involves, servedBy, type BindingView } from '../core/binding.js';
 import { cellOf, formatIPv4, type IPv4, type Mac } from '../core/ip.js';
@@ -137,6 +138,7 @@ export interface CnHandoverOptions {
   /** Sent with `seen`: how long an adopted static host holds its cell (the CN's lease_time). */
   leaseTime: number;
   log: LogFn;
+  /** The clock of durations (budgets, cool-downs, reservations); default monotonicMs. */
   now?: () => number;
   cooldownMs?: number;
   reservationMs?: number;
@@ -264,7 +266,7 @@ export class CnHandover {
   readonly guardLogs: Record<'unassociated' | 'budget' | 'release' | 'decline', RateLimitedLog>;
 
   constructor(private readonly o: CnHandoverOptions) {
-    this.now = o.now ?? Date.now;
+    this.now = o.now ?? monotonicMs; // durations only (core/clock.ts)
     this.rate = o.newStationRate ?? DEFAULT_NEW_STATION_RATE;
     this.burst = this.rate * 2;
     this.tokens = this.burst;

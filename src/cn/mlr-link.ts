@@ -5,6 +5,7 @@
 // An MLR past its capacity answers `busy` (mlr/service.ts): a move (`seen`) is asked again after a
 // jittered back-off (busyRetryDelay), at most BUSY_RETRIES times within the request's time-out; any
 // other request fails at once (a DHCP client retransmits by itself).
+import { monotonicMs } from '../core/clock.js';
 import { Backoff } from '../core/backoff.js';
 import type { ReplyBody, RequestBody, RequestType } from '../core/messages.js';
 import { LOG, type LogFn } from '../platform/log.js';
@@ -110,14 +111,14 @@ export class MlrLink implements MlrApi {
 
   /** `once`, asked again after a jittered back-off while the MLR answers `busy` (BUSY_RETRIES, within `timeoutMs`). */
   private async retryingBusy<T extends RequestType>(type: T, body: RequestBody<T>, timeoutMs?: number): Promise<ReplyBody<T>> {
-    const deadline = timeoutMs !== undefined ? Date.now() + timeoutMs : undefined;
+    const deadline = timeoutMs !== undefined ? monotonicMs() + timeoutMs : undefined;
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.once(type, body, deadline !== undefined ? Math.max(1, deadline - Date.now()) : undefined);
+        return await this.once(type, body, deadline !== undefined ? Math.max(1, deadline - monotonicMs()) : undefined);
       } catch (e) {
         if (!(e instanceof RpcError) || e.code !== 'busy' || attempt >= (this.opts.busyRetries ?? BUSY_RETRIES)) throw e;
         const wait = busyRetryDelay(attempt, e.retryAfterMs);
-        if (deadline !== undefined && Date.now() + wait >= deadline) throw e;
+        if (deadline !== undefined && monotonicMs() + wait >= deadline) throw e;
         this.opts.log(LOG.detect, `the MLR is busy: asking ${type} again in ${wait} ms`);
         await new Promise((resolve) => setTimeout(resolve, wait));
       }

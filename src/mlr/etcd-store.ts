@@ -18,6 +18,7 @@
 // - A write etcd does not take (no endpoint answers, retried for RETRY_MS) fails the store the same
 //   way: the MLR acknowledges nothing it cannot prove durable.
 // leadThenLoad() puts it together for startMlr (mlr/mlr.ts): stand by, lead, load, keep.
+import { monotonicMs } from '../core/clock.js';
 import {
   LOAD_ORDER,
   chunk,
@@ -142,7 +143,7 @@ export class EtcdRegistryStore {
    * RETRY_MS: the writes carry whole values under the same guard, so doing one twice changes nothing.
    */
   private async write(ops: Parameters<EtcdApi['txn']>[1]): Promise<void> {
-    const started = Date.now();
+    const started = monotonicMs();
     let r: Awaited<ReturnType<EtcdApi['txn']>>;
     for (;;) {
       try {
@@ -150,7 +151,7 @@ export class EtcdRegistryStore {
         break;
       } catch (e) {
         const transient = (e as { unreachable?: boolean }).unreachable === true;
-        if (!transient || Date.now() - started >= (this.opts.retryMs ?? RETRY_MS) || this.queue.failed !== undefined) throw e;
+        if (!transient || monotonicMs() - started >= (this.opts.retryMs ?? RETRY_MS) || this.queue.failed !== undefined) throw e;
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
     }

@@ -15,6 +15,7 @@
 // the lease has lapsed; shorter gaps, such as etcd electing a leader of its own, are waited out since
 // the fence keeps them safe); tmip-mlr then exits and, restarted, stands by.
 // close() revokes the lease, so a leader that stops on purpose hands over within one poll, not a TTL.
+import { monotonicMs } from '../core/clock.js';
 import { decodeLeader, encodeLeader, type LeaderInfo } from '../core/etcd-keys.js';
 import type { EtcdApi, EtcdCompare } from '../platform/etcd-client.js';
 import { LOG, type LogFn } from '../platform/log.js';
@@ -64,7 +65,7 @@ export class Leadership {
   async acquire(): Promise<number> {
     const { log } = this.opts;
     let said = '';
-    let lastEtcdError = 0;
+    let lastEtcdError = -Infinity;
     while (!this.closed) {
       try {
         if (this.lease === undefined) await this.grant();
@@ -83,9 +84,9 @@ export class Leadership {
           said = who;
         }
       } catch (e) {
-        if (Date.now() - lastEtcdError > 60_000) {
+        if (monotonicMs() - lastEtcdError > 60_000) {
           log(LOG.error, `standby: ${e instanceof Error ? e.message : String(e)}; retrying`);
-          lastEtcdError = Date.now();
+          lastEtcdError = monotonicMs();
         }
         // etcd answered with an error (e.g. our lease is gone): start over with a new lease
         if ((e as { unreachable?: boolean }).unreachable === false) this.lease = undefined;
@@ -107,7 +108,7 @@ export class Leadership {
   private async grant(): Promise<void> {
     const g = await this.etcd.leaseGrant(this.opts.ttlSeconds);
     this.lease = g.id;
-    this.lastRefresh = Date.now();
+    this.lastRefresh = monotonicMs();
     if (this.keepTimer) clearInterval(this.keepTimer);
     this.keepTimer = setInterval(() => void this.refresh(), Math.max(200, (g.ttl * 1000) / 3));
     this.keepTimer.unref();
@@ -131,14 +132,14 @@ export class Leadership {
     const limitMs = this.opts.ttlSeconds * 1000 * UNREACHABLE_TTLS;
     try {
       const ttl = await this.etcd.leaseKeepAlive(this.lease);
-      if (ttl > 0) this.lastRefresh = Date.now();
+      if (ttl > 0) this.lastRefresh = monotonicMs();
       else if (this.revision > 0) this.depose('etcd says our lease is gone');
       else this.lease = undefined; // standing by: acquire() grants a new one
     } catch (e) {
       const why = e instanceof Error ? e.message : String(e);
       // an answer that is an error (e.g. the lease is not found) is etcd's word: it is gone
       if (this.revision > 0 && (e as { unreachable?: boolean }).unreachable === false) this.depose(why);
-      else if (this.revision > 0 && Date.now() - this.lastRefresh >= limitMs) this.depose(`no lease refresh for ${limitMs} ms (${why})`);
+      else if (this.revision > 0 && monotonicMs() - this.lastRefresh >= limitMs) this.depose(`no lease refresh for ${limitMs} ms (${why})`);
     } finally {
       this.refreshing = false;
     }

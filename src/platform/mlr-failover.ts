@@ -8,6 +8,7 @@
 // lease's TTL) the loops go on for `windowMs`, so the CN binds to the new leader within a poll of its
 // take-over instead of after a grown reconnect back-off. Bounded: each loop makes at most
 // windowMs / pollMs + 1 attempts.
+import { monotonicMs } from '../core/clock.js';
 import { formatMlrAddress, type MlrAddress } from '../core/config.js';
 import type { MessageChannel } from '../proto/rpc.js';
 
@@ -31,12 +32,12 @@ export function failoverConnector(
   let connected = -1;
   return () =>
     new Promise<MessageChannel>((resolve, reject) => {
-      const started = Date.now();
+      const started = monotonicMs();
       const problems = new Map<string, string>();
       let won = false;
       let running = addresses.length;
       const loop = async (i: number, a: MlrAddress): Promise<void> => {
-        for (let round = 0; !won && (round === 0 || Date.now() - started < windowMs); round++) {
+        for (let round = 0; !won && (round === 0 || monotonicMs() - started < windowMs); round++) {
           if (round > 0) await new Promise((r) => setTimeout(r, pollMs));
           if (won) return;
           try {

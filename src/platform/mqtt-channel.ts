@@ -34,6 +34,7 @@
 // asked not to send packets over 1 MiB at all; the MLR holds at most 4096 CN channels, 8 per CN; a
 // session id is 1..64 of [0-9A-Za-z_-] or the message is dropped; malformed input is logged at most
 // once a minute per topic and 32 lines a minute in all.
+import { monotonicMs } from '../core/clock.js';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import type { ConnectionOptions } from 'node:tls';
@@ -109,11 +110,11 @@ class ThrottledLog {
   private readonly seen = new Map<string, { at: number; suppressed: number }>();
   private readonly lines: RateLimitedLog;
   constructor(log: LogFn) {
-    this.lines = new RateLimitedLog((line) => log(LOG.error, line), Date.now, THROTTLE_BURST, THROTTLE_MS, 'MQTT input problem(s)');
+    this.lines = new RateLimitedLog((line) => log(LOG.error, line), monotonicMs, THROTTLE_BURST, THROTTLE_MS, 'MQTT input problem(s)');
   }
 
   warn(key: string, message: string): void {
-    const now = Date.now();
+    const now = monotonicMs();
     const s = this.seen.get(key);
     if (s && now - s.at < THROTTLE_MS) {
       s.suppressed++;

@@ -7,6 +7,7 @@
 // events are few (a failure per lost station, repeated while traffic still flows to it).
 // Where `ip monitor` is missing (BusyBox ip), start() logs once and the CN runs without it: paging
 // is then started by hostapd departures only.
+import { monotonicMs } from '../core/clock.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { Backoff } from '../core/backoff.js';
@@ -39,7 +40,7 @@ export class IpMonitorNeighbourWatch implements NeighbourWatch {
 
   start(ifname: string, onFailed: (ip: IPv4) => void): void {
     if (this.closed) return;
-    const startedAt = Date.now();
+    const startedAt = monotonicMs();
     const child = spawn(this.ipCommand, ['-o', '-4', 'monitor', 'neigh'], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     let stderr = '';
@@ -59,7 +60,7 @@ export class IpMonitorNeighbourWatch implements NeighbourWatch {
       lines.close();
       if (this.child === child) this.child = undefined;
       if (this.closed) return;
-      if (Date.now() - startedAt >= HEALTHY_MS) this.backoff.reset();
+      if (monotonicMs() - startedAt >= HEALTHY_MS) this.backoff.reset();
       const delay = this.backoff.next();
       const why = stderr.trim().split('\n')[0] ?? '';
       this.log(

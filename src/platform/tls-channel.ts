@@ -4,6 +4,7 @@
 // certificate files are read and checked once, with errors that name the option; TLS 1.2 at least.
 // On the listener a failed or stalled handshake closes that connection only and is logged, at most
 // once a minute with a count of the others.
+import { monotonicMs } from '../core/clock.js';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
@@ -210,7 +211,7 @@ export async function serveTls(
     handshakeTimeout: opts.handshakeTimeoutMs ?? TLS_HANDSHAKE_TIMEOUT_MS,
   });
   const channelOpts = acceptedChannelOptions(opts);
-  const failures = new RateLimitedLog(log, Date.now, 1, opts.failureLogIntervalMs ?? FAILURE_LOG_INTERVAL_MS);
+  const failures = new RateLimitedLog(log, monotonicMs, 1, opts.failureLogIntervalMs ?? FAILURE_LOG_INTERVAL_MS);
   // Peer addresses are noted at accept: a connection reset during the handshake has none left to ask.
   // The TLS socket wraps the accepted one as `_parent` (not public API, hence the fallbacks).
   const peers = new WeakMap<net.Socket, string>();

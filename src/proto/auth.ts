@@ -42,6 +42,7 @@
 // reply body sent again and again (the MLR's `busy`); sealJson writes the sent JSON text around the
 // canonical body, so a body is serialised once per message, not again by JSON.stringify; a session
 // looks its peer's key and replay cache up once.
+import { monotonicMs } from '../core/clock.js';
 import crypto, { createHmac, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import type { Envelope } from '../core/messages.js';
 import { err, ok, type Result } from '../core/result.js';
@@ -392,7 +393,7 @@ export class RateLimitedLog {
 
   constructor(
     private readonly write: (line: string) => void,
-    private readonly now: () => number = Date.now,
+    private readonly now: () => number = monotonicMs,
     private readonly burst = LOG_BURST,
     private readonly intervalMs = LOG_INTERVAL_MS,
     private readonly what?: string,

@@ -40,6 +40,8 @@ function setup(
     log?: string[];
     refreshAssociations?: () => Promise<void>;
     resync?: (why: string) => void;
+    /** Use the handover's own default clock instead of the test's `clock`. */
+    ownClock?: boolean;
   } = {},
 ) {
   const clock = { t: 1_000_000 };
@@ -66,7 +68,7 @@ function setup(
     tunnels: () => opts.tunnels ?? ['vxlan'],
     leaseTime: 600,
     log: (_level, m) => opts.log?.push(m),
-    now: () => clock.t,
+    ...(opts.ownClock ? {} : { now: () => clock.t }),
     cooldownMs: 1000,
     reservationMs: 5000,
     ...(opts.maxIdleStations !== undefined ? { maxIdleStations: opts.maxIdleStations } : {}),
@@ -183,6 +185,27 @@ test('records bound here are never trimmed and do not count against the idle bou
   };
   assert.ok(live(0, 1000) <= 100, `the oldest idle records went (${live(0, 1000)} of the first flood left)`);
   assert.equal(live(1000, 1200), 200, 'the newest (in flight) stay');
+});
+
+test('a step of the wall clock (NTP at boot) neither empties nor fills the new-station budget', async (t) => {
+  // The wall clock, as the handover would see it, under the test's control from the start.
+  const realNow = Date.now.bind(Date);
+  let step = 0;
+  t.mock.method(Date, 'now', () => realNow() + step);
+  const { h } = setup({ newStationRate: 5, ownClock: true });
+  const macOf = (i: number) => `02:de:00:00:00:${i.toString(16).padStart(2, '0')}`;
+  let accepted = 0;
+  for (let i = 0; i < 11; i++) if (h.acceptDhcp(macOf(i))) accepted++;
+  assert.equal(accepted, 10, 'the burst');
+  // The wall clock steps back an hour: on it the bucket would refill -18,000 tokens.
+  step = -3_600_000;
+  await new Promise((r) => setTimeout(r, 250));
+  assert.equal(h.acceptDhcp(macOf(20)), true, '250 ms later one more new station (5/s)');
+  // And forward a day: no more than the rate since.
+  step = 86_400_000;
+  accepted = 0;
+  for (let i = 30; i < 40; i++) if (h.acceptDhcp(macOf(i))) accepted++;
+  assert.ok(accepted <= 1, `${accepted} admitted right after the step`);
 });
 
 test('new stations are admitted at new_station_rate with a burst of twice that; known ones take no token', async () => {

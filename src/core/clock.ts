@@ -1,0 +1,12 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// Which clock measures what. Wall time (Date.now) for what is compared across hosts or kept on disk:
+// a binding's expiry, a message's timestamp. A monotonic clock for durations measured inside one
+// process — budgets, cool-downs, reservations, log intervals — because a router without a
+// real-time clock steps its wall clock when NTP first answers (forward at boot, sometimes back):
+// measured on the wall clock, a step back of an hour would leave the new-station budget empty for
+// an hour, and a step forward would lapse every reservation at once.
+
+/** Milliseconds on a clock that never steps (since some point at this process's start). */
+export function monotonicMs(): number {
+  return performance.now();
+}
