@@ -10,9 +10,10 @@
 //   that some error makes exit (`ip neigh del` of a missing entry does) is replaced at once, so the
 //   next change (a roam's) does not wait for a spawn. iproute2 keeps the index of every device name
 //   it resolved for the life of the process, so after a `link del` through this runner (a tunnel
-//   re-created under its name, say) later commands go to a new process, and a command that fails
-//   because its device is unknown (someone else re-created it: a Wi-Fi reload) is asked once more
-//   in a new process; the old one answers what it was sent first, so the order holds.
+//   re-created under its name, say) later commands go to a new process, once the old one has
+//   answered what it was sent (so their order holds). A command that fails because its device is
+//   unknown (someone else re-created it: a Wi-Fi reload) is asked once more in a new process; it then
+//   runs after the commands sent behind it (it changed nothing the first time).
 // - `sysctl -w key=value` outside a test namespace is a write to /proc/sys.
 // - Everything else (queries with -j, nft, anything in doubt) runs as before, spawned by `run`.
 // Why not netlink: no maintained npm rtnetlink library, and an addon of our own is a second native
@@ -41,6 +42,8 @@ const MARKER_LINE = /^\d+: lo: </;
  * "RTNETLINK answers: No such device" (route, neigh, link set).
  */
 const STALE_DEVICE = /Device not found|No such device/;
+/** The answer to a command the runner can no longer run (closed). */
+const CLOSED: RunResult = { code: 1, stdout: '', stderr: 'ip -batch: the runner is closed' };
 /** Output kept per command (an error message is a line or two). */
 const MAX_JOB_OUTPUT = 64 * 1024;
 
@@ -112,6 +115,8 @@ class IpBatchProcess {
   private renewing = false;
   /** Commands that arrived while renewing: sent to the new process once the old one is done. */
   private readonly held: (() => void)[] = [];
+  /** Processes started so far (the current one's generation). */
+  private spawned = 0;
 
   constructor(
     private readonly ipBin: string,
@@ -120,9 +125,19 @@ class IpBatchProcess {
   ) {}
 
   run(args: readonly string[], timeoutMs: number, fallback: () => Promise<RunResult>): Promise<RunResult> {
-    return new Promise<RunResult>((resolve) => {
-      if (this.renewing) this.held.push(() => this.send(args, timeoutMs, fallback, resolve));
-      else this.send(args, timeoutMs, fallback, resolve);
+    return this.runIn(args, timeoutMs, fallback).then((r) => r.result);
+  }
+
+  /** run(), also saying which process (its generation) ran the command; undefined when it was spawned. */
+  runIn(
+    args: readonly string[],
+    timeoutMs: number,
+    fallback: () => Promise<RunResult>,
+  ): Promise<{ result: RunResult; generation?: number }> {
+    return new Promise((resolve) => {
+      const send = () => this.send(args, timeoutMs, fallback, resolve);
+      if (this.renewing) this.held.push(send);
+      else send();
     });
   }
 
@@ -144,7 +159,23 @@ class IpBatchProcess {
     const old = this.child;
     this.child = undefined; // its last words and its exit answer nobody (line(), closed())
     old?.stdin.end();
+    const held = this.held.length;
     this.releaseHeld();
+    // Nothing waited: start the new process now, not when the next change (likely a roam's) comes.
+    if (held === 0)
+      setImmediate(() => {
+        if (!this.stopped && !this.child && !this.unsupported) this.process();
+      });
+  }
+
+  /** Which process runs commands now: renewOf(generation) renews only if it is still that one. */
+  get generation(): number {
+    return this.spawned;
+  }
+
+  /** renew(), unless the process that ran a command (its generation) has been replaced already. */
+  renewOf(generation: number): boolean {
+    return generation === this.spawned ? this.renew() : false;
   }
 
   private releaseHeld(): void {
@@ -152,18 +183,25 @@ class IpBatchProcess {
     for (const send of this.held.splice(0)) send();
   }
 
-  private send(args: readonly string[], timeoutMs: number, fallback: () => Promise<RunResult>, resolve: (r: RunResult) => void): void {
-    if (this.unsupported) {
-      void fallback().then(resolve); // found out while this command was held
+  private send(
+    args: readonly string[],
+    timeoutMs: number,
+    fallback: () => Promise<RunResult>,
+    resolve: (r: { result: RunResult; generation?: number }) => void,
+  ): void {
+    const spawned = () => void fallback().then((result) => resolve({ result }));
+    if (this.stopped || this.unsupported) {
+      spawned(); // closed, or found out not to work, while this command was held
       return;
     }
     const child = this.process();
+    const generation = this.spawned;
     const job: Job = {
       out: [],
       size: 0,
-      resolve,
+      resolve: (result) => resolve({ result, generation }),
       timer: setTimeout(() => this.fail(`ip -batch: no answer within ${timeoutMs} ms`, true), timeoutMs),
-      fallback: () => void fallback().then(resolve),
+      fallback: spawned,
     };
     job.timer.unref();
     this.jobs.push(job);
@@ -183,10 +221,16 @@ class IpBatchProcess {
     child.stdin.write(text);
   }
 
+  /** Stop: commands in the process fail at once, held ones are spawned, and no process is started again. */
   close(): void {
     this.stopped = true;
     this.child?.kill('SIGTERM');
     this.child = undefined;
+    for (const job of this.jobs.splice(0)) {
+      clearTimeout(job.timer);
+      job.resolve(CLOSED);
+    }
+    this.releaseHeld();
   }
 
   private process(): ChildProcessWithoutNullStreams {
@@ -200,6 +244,7 @@ class IpBatchProcess {
       () => this.closed(child),
     );
     this.child = child;
+    this.spawned++;
     this.answered = false;
     // The probe: a marker alone. Its answer proves the batch works; an `ip` without -batch exits first.
     this.jobs.unshift({ out: [], size: 0, resolve: () => undefined, timer: setTimeout(() => undefined, 0), fallback: () => undefined });
@@ -275,6 +320,7 @@ class IpBatchProcess {
 
 export class PersistentRunner {
   private readonly batches = new Map<string, IpBatchProcess>();
+  private closed = false;
   /** renewed: batch processes replaced because a device name they had resolved may have a new index. */
   readonly stats = { batched: 0, sysctlWrites: 0, spawned: 0, renewed: 0 };
 
@@ -283,7 +329,9 @@ export class PersistentRunner {
   /** The CommandRunner to hand to IprouteNetOps. */
   readonly runner: CommandRunner = (cmd, args, runOpts) => this.run(cmd, args, runOpts);
 
+  /** End the batch processes; commands from now on are spawned (a shutdown's clean-up still runs). */
   close(): void {
+    this.closed = true;
     for (const b of this.batches.values()) b.close();
     this.batches.clear();
   }
@@ -294,7 +342,7 @@ export class PersistentRunner {
       return (this.opts.fallback ?? run)(cmd, args, runOpts);
     };
     const ipBin = this.opts.ip ?? 'ip';
-    if (cmd === ipBin && runOpts.input === undefined && isBatchable(args)) {
+    if (cmd === ipBin && runOpts.input === undefined && isBatchable(args) && !this.closed) {
       const key = runOpts.netns ?? '';
       let batch = this.batches.get(key);
       if (!batch) {
@@ -305,12 +353,12 @@ export class PersistentRunner {
         this.stats.batched++;
         const timeoutMs = runOpts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
         const b = batch;
-        return b.run(args, timeoutMs, spawnIt).then((r) => {
-          if (r.code === 0 || r.timedOut || !STALE_DEVICE.test(r.stderr)) return r;
+        return b.runIn(args, timeoutMs, spawnIt).then(({ result: r, generation }) => {
+          if (r.code === 0 || r.timedOut || generation === undefined || !STALE_DEVICE.test(r.stderr)) return r;
           // Perhaps a device deleted and created again (by someone else) since this process resolved
-          // its name: ask once more, in a new process.
-          this.stats.renewed++;
-          b.renew();
+          // its name: ask once more, in a process started after it (several such failures of one
+          // process renew it once).
+          if (b.renewOf(generation)) this.stats.renewed++;
           return b.run(args, timeoutMs, spawnIt);
         });
       }

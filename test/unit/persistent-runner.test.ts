@@ -226,3 +226,47 @@ test('after a link del, later changes go to a new process, once the old one has 
     p.close();
   }
 });
+
+test('several commands of one process failing as stale renew it once; a retired process is replaced at once', async () => {
+  const ip = fakeIp('ip-stale5', BATCH_IP);
+  const spawned = spawnRecorder();
+  const p = new PersistentRunner({ ip: ip.bin, fallback: spawned.runner });
+  try {
+    const results = await Promise.all(
+      Array.from({ length: 5 }, (_, i) => p.runner(ip.bin, ['addr', 'add', `10.0.0.${4 * i + 2}/30`, 'dev', 'stale'], {})),
+    );
+    assert.deepEqual(
+      results.map((r) => r.code),
+      [0, 0, 0, 0, 0],
+    );
+    assert.equal(ip.starts(), 2, 'one new process for all five');
+    assert.equal(p.stats.renewed, 1);
+    // After a link del the batch is retired and a new process started before the next change comes.
+    await p.runner(ip.bin, ['link', 'del', 'dev', 'tm1'], {});
+    await until('a process started ahead of the next change', () => ip.starts() === 3);
+    assert.equal(p.stats.renewed, 2);
+  } finally {
+    p.close();
+  }
+});
+
+test('close() fails what is in the process at once, spawns what was held or comes later, and starts no process', async () => {
+  const ip = fakeIp('ip-close', BATCH_IP);
+  const spawned = spawnRecorder();
+  const p = new PersistentRunner({ ip: ip.bin, fallback: spawned.runner });
+  const slow = p.runner(ip.bin, ['route', 'add', 'slow', 'dev', 'a'], { timeoutMs: 5000 });
+  await until('the first process', () => ip.starts() === 1);
+  await p.runner(ip.bin, ['link', 'del', 'dev', 'tm1'], {});
+  const held = p.runner(ip.bin, ['addr', 'add', '10.0.0.6/30', 'dev', 'a'], { timeoutMs: 5000 });
+  const started = Date.now();
+  p.close();
+  const [a, b] = await Promise.all([slow, held]);
+  assert.ok(Date.now() - started < 1000, 'answered at once, not at a time-out');
+  assert.deepEqual([a.code, a.stderr], [1, 'ip -batch: the runner is closed']);
+  assert.equal(b.stdout, 'spawned', 'the held command never reached a process: spawned');
+  const later = await p.runner(ip.bin, ['link', 'set', 'dev', 'a', 'up'], {});
+  assert.equal(later.stdout, 'spawned', "a shutdown's clean-up still runs");
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(ip.starts(), 1, 'no batch process started after close');
+  assert.deepEqual(spawned.calls, [`${ip.bin} link del dev tm1`, `${ip.bin} addr add 10.0.0.6/30 dev a`, `${ip.bin} link set dev a up`]);
+});
