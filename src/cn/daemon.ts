@@ -107,6 +107,8 @@ export class CnDaemon implements CnReport {
   /** A check of the mobile interface is under way; and what the last one said, so that it is logged once. */
   private checkingMobile = false;
   private mobileTrouble: string | undefined;
+  /** stop() was called: a check still under way changes nothing more. */
+  private stopped = false;
   readonly associations = new AssociationTable();
 
   constructor(
@@ -122,6 +124,8 @@ export class CnDaemon implements CnReport {
 
     const { backbone, first } = await this.backboneAddress();
     const selfAddr = first.ip;
+    // The index before the MAC (read next): a device created again meanwhile shows as a change.
+    const mobileIndex = await deps.net.interfaceIndex(cfg.mobileIf);
     const mobile = await this.interface(cfg.mobileIf, 'mobile_if');
     log(LOG.info, `Using CN interface ${cfg.cnIf}: IP ${formatIPv4(first.ip)}/${first.prefix}, MAC ${backbone.mac}, MTU ${backbone.mtu}`);
     const mobileAddrs = mobile.addresses.map((a) => `${formatIPv4(a.ip)}/${a.prefix}`).join(', ') || 'no address';
@@ -168,8 +172,6 @@ export class CnDaemon implements CnReport {
     });
     await dataplane.load();
 
-    // Read before the capture opens: a device created again meanwhile then shows as a change.
-    const mobileIndex = await deps.net.interfaceIndex(cfg.mobileIf);
     const link = new MobileLink(this.openCapture(mobile.mac));
     log(LOG.info, 'Using DHCP and IP/ARP activity for migration detection');
 
@@ -225,14 +227,15 @@ export class CnDaemon implements CnReport {
     this.run = { selfAddr, mobile, mobileIndex, pools, tunnels, link, dataplane, mlr, dhcp, handover };
     link.onFrame((frame) => this.frame(frame));
     deps.neighbours?.start(cfg.mobileIf, (ip) => handover.neighbourFailed(ip));
-    // ubus first: `ubus call tmip status` must answer (mlr.connected: false) while the MLR is unreachable.
-    await this.startUbus();
-    await mlr.start();
+    // Watched from now on, also while the MLR is out of reach.
     const every = deps.mobileCheckMs ?? MOBILE_CHECK_MS;
     if (every > 0) {
       this.mobileWatch = setInterval(() => void this.checkMobile(), every);
       this.mobileWatch.unref();
     }
+    // ubus first: `ubus call tmip status` must answer (mlr.connected: false) while the MLR is unreachable.
+    await this.startUbus();
+    await mlr.start();
     log(LOG.info, `Correspondent node [${formatIPv4(selfAddr)}] (${cfg.cnName}) is now up and running`);
   }
 
@@ -268,22 +271,25 @@ export class CnDaemon implements CnReport {
     try {
       const index = await deps.net.interfaceIndex(ifname);
       const stopped = run.link.stats().stopped === true;
-      if (index === run.mobileIndex && !stopped) return;
+      if (this.stopped || (index === run.mobileIndex && !stopped)) return;
       if (index === undefined) {
         this.mobileProblem(`mobile interface ${ifname} is gone: its clients are unreachable until it is back`);
         return;
       }
       const info = await deps.net.interfaceInfo(ifname);
+      if (this.stopped) return;
       await this.tuneMobile();
+      if (this.stopped) return;
       run.link.replace(this.openCapture(info.mac));
       const was = run.mobileIndex;
       run.mobileIndex = index;
-      this.mobileTrouble = undefined;
       if (was === index) {
-        // Same device: the addon gave up polling after too many socket errors in a row.
-        deps.log(LOG.error, `mobile interface ${ifname}: the capture had stopped after repeated socket errors; reopened`);
+        // Same device: the addon gave up polling after too many socket errors in a row (said once
+        // however often it happens again).
+        this.mobileProblem(`mobile interface ${ifname}: the capture had stopped after repeated socket errors; reopened`);
         return;
       }
+      this.mobileTrouble = undefined;
       deps.log(
         LOG.info,
         `mobile interface ${ifname} was created again (index ${was ?? '?'} -> ${index}, MAC ${info.mac}): capture reopened, putting back the gateways`,
@@ -309,6 +315,7 @@ export class CnDaemon implements CnReport {
   }
 
   stop(): void {
+    this.stopped = true;
     clearInterval(this.mobileWatch);
     clearInterval(this.guardFlush);
     this.deps.neighbours?.close();

@@ -29,6 +29,7 @@ export class MobileLink implements LinkIO {
   /** The counters of the captures replaced so far. */
   private earlier: LinkStats = ZERO;
   private reopened = 0;
+  private closed = false;
 
   constructor(private current: LinkIO) {}
 
@@ -49,8 +50,12 @@ export class MobileLink implements LinkIO {
     this.current.onFrame(receiver);
   }
 
-  /** Use `next` from now on; the capture it replaces is closed. */
+  /** Use `next` from now on; the capture it replaces is closed (and `next` too, if this link is). */
   replace(next: LinkIO): void {
+    if (this.closed) {
+      next.close();
+      return;
+    }
     const old = this.current;
     this.earlier = add(this.earlier, old.stats?.() ?? ZERO);
     old.close();
@@ -65,6 +70,7 @@ export class MobileLink implements LinkIO {
   }
 
   close(): void {
+    this.closed = true;
     this.current.close();
   }
 }

@@ -551,6 +551,36 @@ test('the mobile interface deleted and created again: the capture is reopened, i
   }
 });
 
+test('a check of the mobile interface under way when the CN stops changes nothing after the stop', async () => {
+  const w = await world({}, { mobileCheckMs: 5 });
+  const { cn1 } = w;
+  try {
+    await leaseAtCn1(w);
+    await until('the gateway on wl0', () => cn1.net.interfaces.get('wl0')!.addresses.some((a) => a.label === 'wl0:tm'));
+    // interfaceInfo answers slowly: the check is waiting on it when the CN stops.
+    const info = cn1.net.interfaceInfo.bind(cn1.net);
+    let asked = false;
+    cn1.net.interfaceInfo = async (ifname: string) => {
+      asked = true;
+      await new Promise((r) => setTimeout(r, 50));
+      return info(ifname);
+    };
+    cn1.net.recreateInterface('wl0');
+    await until('the check to ask', () => asked);
+  } finally {
+    w.stop();
+  }
+  const calls = cn1.net.calls.length;
+  await new Promise((r) => setTimeout(r, 150));
+  assert.equal(cn1.links.length, 1, 'no capture opened after stop');
+  // (The slow read itself completes and is recorded; nothing follows it.)
+  assert.deepEqual(
+    cn1.net.calls.slice(calls).filter((c) => !c.startsWith('interfaceInfo')),
+    [],
+    'no kernel change after stop',
+  );
+});
+
 test("a second CN on the same ubus publishes 'tmip.<cn_name>' instead of failing", async () => {
   const shared = new FakeUbus();
   const w = await world({ cn1: shared, cn2: shared });
