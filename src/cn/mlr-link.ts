@@ -125,8 +125,9 @@ export class MlrLink implements MlrApi {
     }
   }
 
+  /** Connect again after the back-off, unless a reconnect is already scheduled. */
   private schedule(): void {
-    if (this.stopped) return;
+    if (this.stopped || this.timer) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       void this.attempt();
@@ -134,7 +135,7 @@ export class MlrLink implements MlrApi {
   }
 
   private async attempt(): Promise<void> {
-    if (this.stopped) return;
+    if (this.stopped || this.connected) return;
     if (this.connecting) {
       // The session closed while its bind was still being applied (onBound): try again later.
       this.schedule();

@@ -84,3 +84,33 @@ test('a session that closes while its bind is applied is connected again afterwa
   assert.equal(bound, 2);
   link.stop();
 });
+
+test('a bind whose list cannot be applied is tried again once, not twice at once', async () => {
+  let connects = 0;
+  let bound = 0;
+  const channels: MessageChannel[] = [];
+  const link = new MlrLink({
+    describe: 'test',
+    connect: async () => {
+      connects++;
+      const { cnEnd, mlrEnd: m } = mlrEnd();
+      channels.push(m);
+      return cnEnd;
+    },
+    bindBody: () => bindBody,
+    serve: () => {},
+    onBound: async () => {
+      // The first list fails to apply (a kernel change refused): the session is closed and tried again.
+      if (++bound === 1) throw new Error('dataplane: gateway 10.1.0.6/30 failed');
+    },
+    log: () => {},
+    minBackoffMs: 1,
+    maxBackoffMs: 2,
+    heartbeat: false,
+  });
+  void link.start();
+  await until('bound again', () => bound === 2 && link.connected, 2000, 5);
+  await sleep(100);
+  assert.equal(connects, 2, 'one reconnect');
+  link.stop();
+});
