@@ -211,6 +211,8 @@ interface PagedStation {
  * proceeds (fail open, as before the check).
  */
 export const PROBE_TIMEOUT_MS = 10;
+/** Turns of the event loop the probe's time-out waits for frames already queued (up to 64 read a turn). */
+const PROBE_DECIDE_TURNS = 8;
 /** The probe's second ARP request, in case the first was lost. */
 const PROBE_RESEND_MS = 4;
 
@@ -565,8 +567,16 @@ export class CnHandover {
       timers.push(
         setTimeout(send, PROBE_RESEND_MS),
         // Frames that came in time but wait in the socket behind a busy event loop are read in the
-        // loop's poll phase, which comes after its timers: decide after one more poll (setImmediate).
-        setTimeout(() => setImmediate(() => waiter.done(false)), PROBE_TIMEOUT_MS),
+        // loop's poll phase, which comes after its timers, at most 64 a turn (the capture addon's
+        // batch): decide after PROBE_DECIDE_TURNS more turns of the loop (setImmediate each).
+        setTimeout(() => {
+          let turns = 0;
+          const decide = (): void => {
+            if (++turns < PROBE_DECIDE_TURNS) setImmediate(decide);
+            else waiter.done(false);
+          };
+          setImmediate(decide);
+        }, PROBE_TIMEOUT_MS),
       );
       send();
     });
