@@ -734,6 +734,7 @@ export class CnHandover {
     if (s.binding !== undefined && s.phase !== 'applying' && sameExceptExpiry(s.binding, b)) {
       s.tx = tx;
       this.setBinding(s, b);
+      this.resync?.add(b.mac); // newer than what a re-bind's pages may say (reestablish)
       return;
     }
     try {

@@ -518,6 +518,11 @@ test('a re-bind in pages: a commit that arrives while the pages are on their way
   await h.reestablish([{ ...toCn2, mac: other, cell: ip('10.1.0.8') }]);
   assert.equal(h.station(MS)?.binding, undefined);
   assert.equal(h.station(other)?.binding?.mac, other);
+  // A renewal's reply (same binding, a later expiry) during the pages stands too.
+  h.beginResync();
+  await h.applyReply(7, { ...toCn2, mac: other, cell: ip('10.1.0.8'), expires: 2e15 });
+  await h.reestablish([{ ...toCn2, mac: other, cell: ip('10.1.0.8') }]);
+  assert.equal(h.station(other)?.binding?.expires, 2e15, "the renewal's expiry stands");
 });
 
 test('a gateway is announced four times, once for a station taking its address from our DHCP now, and not after stop', async (t) => {
