@@ -21,22 +21,27 @@ function mlrEnd(): { cnEnd: MessageChannel; mlrEnd: MessageChannel } {
   return { cnEnd, mlrEnd: mlrSide };
 }
 
-test('a reconnect while the first connect is under way starts no second connect', async () => {
-  let connects = 0;
-  let release: ((c: MessageChannel) => void) | undefined;
-  const link = new MlrLink({
+/** An MlrLink with quick back-off and no heartbeat, connecting with `connect` and applying binds with `onBound`. */
+function quickLink(connect: () => Promise<MessageChannel>, onBound: () => Promise<void> = async () => {}): MlrLink {
+  return new MlrLink({
     describe: 'test',
-    connect: () => {
-      connects++;
-      return new Promise<MessageChannel>((resolve) => (release = resolve));
-    },
+    connect,
     bindBody: () => bindBody,
     serve: () => {},
-    onBound: async () => {},
+    onBound,
     log: () => {},
     minBackoffMs: 1,
     maxBackoffMs: 2,
     heartbeat: false,
+  });
+}
+
+test('a reconnect while the first connect is under way starts no second connect', async () => {
+  let connects = 0;
+  let release: ((c: MessageChannel) => void) | undefined;
+  const link = quickLink(() => {
+    connects++;
+    return new Promise<MessageChannel>((resolve) => (release = resolve));
   });
   const started = link.start();
   link.reconnect('a timed-out request');
@@ -54,26 +59,19 @@ test('a session that closes while its bind is applied is connected again afterwa
   const ends: MessageChannel[] = [];
   let applied: (() => void) | undefined;
   let bound = 0;
-  const link = new MlrLink({
-    describe: 'test',
-    connect: async () => {
+  const link = quickLink(
+    async () => {
       connects++;
       const { cnEnd, mlrEnd: m } = mlrEnd();
       ends.push(m);
       return cnEnd;
     },
-    bindBody: () => bindBody,
-    serve: () => {},
-    onBound: async () => {
+    async () => {
       bound++;
       // The first bind's list takes a while to apply (a data plane with thousands of bindings).
       if (bound === 1) await new Promise<void>((resolve) => (applied = resolve));
     },
-    log: () => {},
-    minBackoffMs: 1,
-    maxBackoffMs: 2,
-    heartbeat: false,
-  });
+  );
   const started = link.start();
   await until('the first bind to be applied', () => applied !== undefined, 2000, 5);
   ends[0]!.close('the MLR restarts');
@@ -88,26 +86,16 @@ test('a session that closes while its bind is applied is connected again afterwa
 test('a bind whose list cannot be applied is tried again once, not twice at once', async () => {
   let connects = 0;
   let bound = 0;
-  const channels: MessageChannel[] = [];
-  const link = new MlrLink({
-    describe: 'test',
-    connect: async () => {
+  const link = quickLink(
+    async () => {
       connects++;
-      const { cnEnd, mlrEnd: m } = mlrEnd();
-      channels.push(m);
-      return cnEnd;
+      return mlrEnd().cnEnd;
     },
-    bindBody: () => bindBody,
-    serve: () => {},
-    onBound: async () => {
+    async () => {
       // The first list fails to apply (a kernel change refused): the session is closed and tried again.
       if (++bound === 1) throw new Error('dataplane: gateway 10.1.0.6/30 failed');
     },
-    log: () => {},
-    minBackoffMs: 1,
-    maxBackoffMs: 2,
-    heartbeat: false,
-  });
+  );
   void link.start();
   await until('bound again', () => bound === 2 && link.connected, 2000, 5);
   await sleep(100);
