@@ -109,6 +109,8 @@ export class CnDaemon implements CnReport {
   private mobileTrouble: string | undefined;
   /** stop() was called: a check still under way changes nothing more. */
   private stopped = false;
+  /** The mobile interface was missing at the last check (status: capture.interface_gone). */
+  private mobileGone = false;
   readonly associations = new AssociationTable();
 
   constructor(
@@ -272,6 +274,7 @@ export class CnDaemon implements CnReport {
       const index = await deps.net.interfaceIndex(ifname);
       const stopped = run.link.stats().stopped === true;
       if (this.stopped || (index === run.mobileIndex && !stopped)) return;
+      this.mobileGone = index === undefined;
       if (index === undefined) {
         this.mobileProblem(`mobile interface ${ifname} is gone: its clients are unreachable until it is back`);
         return;
@@ -402,7 +405,7 @@ export class CnDaemon implements CnReport {
       clients_here: run?.handover.servedCount() ?? 0,
       dhcp: run ? { ...run.dhcp.stats } : {},
       // The mobile interface's capture: frames delivered, dropped by the kernel (receive buffer full), too long.
-      capture: run?.link.stats?.() ?? {},
+      capture: run ? { ...run.link.stats(), ...(this.mobileGone ? { interface_gone: true } : {}) } : {},
       handover: run ? { ...run.handover.stats } : {},
       // What the cell's guards refused (issue 8): frames dropped or ignored, counted since start.
       guard: run

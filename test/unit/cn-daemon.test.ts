@@ -505,6 +505,7 @@ test('the mobile interface deleted and created again: the capture is reopened, i
     await new Promise((r) => setTimeout(r, 50));
     assert.equal(logs.cn1.filter((l) => l.includes('is gone')).length, 1);
     assert.equal(cn1.links.length, 1, 'nothing to open while it is gone');
+    assert.equal((cn1.daemon.status()['capture'] as { interface_gone?: boolean }).interface_gone, true, 'status says so');
 
     // Back, as the network configuration brings it: another index, a new MAC, no gateway, default settings.
     cn1.net.addInterface({ ifname: 'wl0', mac: '02:cc:00:00:00:a1', addresses: [{ ip: ip('10.1.0.1'), prefix: 24, label: 'wl0' }] });
@@ -527,8 +528,9 @@ test('the mobile interface deleted and created again: the capture is reopened, i
     // DHCP is served through the new capture (a renewal of the lease held).
     fresh.deliver(clientDhcp(DHCP_MESSAGE.REQUEST, { ciaddr: '10.1.0.5', xid: 77 }));
     await until('an ACK on the new capture', () => replies(fresh).some((r) => r.dhcp?.messageType === DHCP_MESSAGE.ACK));
-    const capture = cn1.daemon.status()['capture'] as { reopened: number };
+    const capture = cn1.daemon.status()['capture'] as { reopened: number; interface_gone?: boolean };
     assert.equal(capture.reopened, 1);
+    assert.equal(capture.interface_gone, undefined);
     assert.ok(logs.cn1.some((l) => /mobile interface wl0 was created again \(index \d+ -> \d+, MAC 02:cc:00:00:00:a1\)/.test(l)));
 
     // Created again while the CN was not looking (no gap seen): the new index alone tells.

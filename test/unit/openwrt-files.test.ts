@@ -1400,6 +1400,19 @@ for (const [shape, statusReply] of [
     await polls[0]!.fn();
     assert.equal(statusValue(page, 'hostapd events').textContent, 'in use (hostapd.phy0-ap0, hostapd.phy1-ap0)');
 
+    // the capture on the clients' interface: its counters, and the states an operator must see
+    assert.equal(statusValue(page, 'Capture').textContent, '-', 'no capture counters in the reply');
+    const capture = (c: Record<string, unknown>) => async () => ({ ...STATUS, capture: c });
+    replies.status = capture({ received: 1234, dropped: 5, truncated: 0, errors: 0, reopened: 2 });
+    await polls[0]!.fn();
+    assert.equal(statusValue(page, 'Capture').textContent, '1234 frames received, 5 dropped, opened again 2 times');
+    replies.status = capture({ received: 0, dropped: 0, truncated: 0, errors: 1, reopened: 0, interface_gone: true });
+    await polls[0]!.fn();
+    assert.equal(statusValue(page, 'Capture').textContent, 'the interface is gone: its clients are unreachable until it is back');
+    replies.status = capture({ received: '<b>9</b>', dropped: 0, truncated: 0, errors: 0, reopened: 0 });
+    await polls[0]!.fn();
+    assert.equal(statusValue(page, 'Capture').textContent, '0 frames received, 0 dropped', 'a count that is not a number shows as 0');
+
     // the CN goes away: the next poll shows a warning and empty tables
     replies.status = async () => Promise.reject(new Error('Object not found'));
     replies.clients = async () => Promise.reject(new Error('Object not found'));

@@ -86,6 +86,20 @@ function hostapdText(hostapd) {
 		? _('in use (%s)').format(list(hostapd.bss)) : _('in use');
 }
 
+/* The capture on the clients' interface (status.capture): numbers only, or a state in words. */
+function captureText(capture) {
+	if (!capture || typeof capture !== 'object')
+		return '-';
+	if (capture.interface_gone)
+		return _('the interface is gone: its clients are unreachable until it is back');
+	if (capture.stopped)
+		return _('stopped; it is being opened again');
+	var s = _('%d frames received, %d dropped').format(+capture.received || 0, +capture.dropped || 0);
+	if (+capture.reopened > 0)
+		s += ', ' + _('opened again %d times').format(+capture.reopened);
+	return s;
+}
+
 function fetchAll() {
 	function settle(promise) {
 		return promise.then(function(value) {
@@ -144,7 +158,8 @@ return view.extend({
 			[ _('Address pools'), list(st.pools) ],
 			[ _('Tunnel types'), list(st.tunnel_types) ],
 			[ _('Clients here'), text(st.clients_here) ],
-			[ _('hostapd events'), hostapdText(hostapd) ]
+			[ _('hostapd events'), hostapdText(hostapd) ],
+			[ _('Capture'), captureText(st.capture) ]
 		].map(function(row) {
 			return E('tr', { 'class': 'tr' }, [
 				E('td', { 'class': 'td left', 'width': '33%' }, [ row[0] ]),
