@@ -136,7 +136,7 @@ async function main(): Promise<void> {
       await stream.waitResumed(at, waitMs);
       await sleep(dwell + (traffic ? Math.floor(Math.random() * 100) : 0));
       const outage = Math.max(stream.gapAround(at, dwell / 2), 0);
-      const m = /(\d+) ms after detection via (\w+)/.exec(line);
+      const m = /(\d+(?:\.\d+)?) ms after detection via (\w+)/.exec(line);
       const commit = m ? Number(m[1]) : NaN;
       outages.push(outage);
       if (m) commits.push(commit);

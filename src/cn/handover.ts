@@ -654,7 +654,7 @@ export class CnHandover {
         // A gateway added by this plan was announced the moment it was in place; one kept is re-announced.
         if (!added.includes(cell.gateway)) this.announce(b);
         const d = s.detected;
-        const since = d ? ` ${this.now() - d.at} ms after detection via ${d.via}` : '';
+        const since = d ? ` ${(this.now() - d.at).toFixed(1)} ms after detection via ${d.via}` : '';
         log(
           LOG.handover,
           `host ${b.mac} ${host} has arrived in this cell (parent ${b.parent.name}${b.tunnel ? `, ${b.tunnel.type} tunnel` : ', at home'})${since}`,

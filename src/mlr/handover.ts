@@ -195,6 +195,8 @@ const DEFAULTS = {
 const MIN_COMMIT_MS = 250;
 const NOBODY: readonly string[] = [];
 const ignore = (): undefined => undefined;
+/** A duration for the log: whole milliseconds, or tenths below 10 (the clock has sub-millisecond steps). */
+const ms = (d: number): string => (d < 10 ? d.toFixed(1) : String(Math.round(d)));
 const asError = (e: unknown): Error => (e instanceof Error ? e : new Error(String(e)));
 
 function reason(r: PromiseSettledResult<unknown>): string {
@@ -378,10 +380,10 @@ export class Handovers {
         const t = this.o.now();
         this.o.log(
           LOG.handover,
-          `tx ${tx.id}: committed ${b.mac} at ${to} in ${t - tx.startedAt} ms (stored at ${storedAt - tx.startedAt}, durable at ` +
-            `${durableAt - tx.startedAt}${durable ? '' : ', before the commits'}, ` +
+          `tx ${tx.id}: committed ${b.mac} at ${to} in ${ms(t - tx.startedAt)} ms (stored at ${ms(storedAt - tx.startedAt)}, durable at ` +
+            `${ms(durableAt - tx.startedAt)}${durable ? '' : ', before the commits'}, ` +
             `${inline ? (replyNow ? 'commit in the reply, sent beside the others; ' : 'commit in the reply, ') : ''}` +
-            `${committers.length > 0 ? `commits answered at ${answeredAt - tx.startedAt}` : 'no other commit'})`,
+            `${committers.length > 0 ? `commits answered at ${ms(answeredAt - tx.startedAt)}` : 'no other commit'})`,
         );
       }
       return ok(inline ? { binding: view.value, tx: tx.id } : { binding: view.value });
@@ -472,7 +474,7 @@ export class Handovers {
       if (this.verbose)
         this.o.log(
           LOG.handover,
-          `tx ${tx.id}: probe at ${cn}: ${tx.mac} ${r.present === 'yes' ? 'answers' : 'does not answer'} (${this.o.now() - started} ms)`,
+          `tx ${tx.id}: probe at ${cn}: ${tx.mac} ${r.present === 'yes' ? 'answers' : 'does not answer'} (${ms(this.o.now() - started)} ms)`,
         );
       return r.present === 'yes' ? cn : undefined;
     } catch (e) {

@@ -105,7 +105,7 @@ export class Pager {
     const p = this.active.get(mac);
     if (!p || to === p.from) return;
     this.stats.found++;
-    this.o.log(LOG.handover, `${mac} found at ${to} ${this.o.now() - p.since} ms after it was lost at ${p.from}`);
+    this.o.log(LOG.handover, `${mac} found at ${to} ${Math.round(this.o.now() - p.since)} ms after it was lost at ${p.from}`);
     this.stopPaging(mac);
   }
 

@@ -43,6 +43,7 @@
 //     replaced by a fresh cell: the holder itself asks for another address.
 //   The CN passes a DECLINE on only if the frame came from the client's own MAC, served in its cell
 //   (and associated there, with hostapd): cn/handover.ts.
+import { monotonicMs } from '../core/clock.js';
 import type { BindingView } from '../core/binding.js';
 import { CN_NAME_EXPECTED, CN_NAME_RE, DEFAULT_DECLINE_QUARANTINE, DEFAULT_MAX_OFFERS } from '../core/config.js';
 import { cellOf, formatIPv4, type IPv4 } from '../core/ip.js';
@@ -94,7 +95,13 @@ export interface MlrServiceOptions {
   networkName: string;
   offerHoldMs: number;
   leaseGraceMs: number;
+  /** Wall time: binding expiry (stored, compared with the CNs'). */
   now?: () => number;
+  /**
+   * The clock of durations (moves' deadlines, paging, log intervals): default monotonicMs
+   * (core/clock.ts), or `now` when only that is given (tests drive both with one fake clock).
+   */
+  clock?: () => number;
   log: LogFn;
   /** Bindings one CN may create and hold (default MAX_BINDINGS_PER_CN; tests lower it). */
   maxBindingsPerCn?: number;
@@ -182,6 +189,8 @@ export class MlrService {
   /** status(): the register's key order, sorted once per STATUS_ORDER_MS. */
   private statusOrder: { at: number; macs: string[]; cns: string[] } | undefined;
   private readonly now: () => number;
+  /** Durations (MlrServiceOptions.clock). */
+  private readonly clock: () => number;
   /** Which CN each still-offered binding was offered through (for MAX_BINDINGS_PER_CN). */
   private readonly offeredVia = new Map<string, string>();
   /** Protocol errors of all sessions, logged at a bounded rate. */
@@ -213,6 +222,7 @@ export class MlrService {
     private readonly opts: MlrServiceOptions,
   ) {
     this.now = opts.now ?? Date.now;
+    const clock = (this.clock = opts.clock ?? opts.now ?? monotonicMs);
     this.maxWork = opts.maxWork ?? MAX_WORK;
     this.busy = new RpcError(
       'busy',
@@ -220,12 +230,12 @@ export class MlrService {
       BUSY_RETRY_AFTER_MS,
     );
     this.maxLag = opts.maxLagMs ?? MAX_LAG_MS;
-    this.protoLog = new RateLimitedLog((m) => opts.log(LOG.error, m), this.now);
+    this.protoLog = new RateLimitedLog((m) => opts.log(LOG.error, m), clock);
     this.pager = new Pager({
       registry,
       sessions: () => this.sessions.entries(),
       log: opts.log,
-      now: this.now,
+      now: clock,
       ...(opts.pageRoundsMs ? { roundsMs: opts.pageRoundsMs } : {}),
     });
     this.handovers = new Handovers({
@@ -233,7 +243,7 @@ export class MlrService {
       session: (cn) => this.sessions.get(cn),
       reportedGone: (mac, cn) => this.pager.reportedGone(mac, cn),
       log: opts.log,
-      now: this.now,
+      now: clock,
       ...(opts.durable ? { durable: opts.durable } : {}),
       ...(opts.logLevel !== undefined ? { logLevel: opts.logLevel } : {}),
       ...opts.handover,
@@ -688,7 +698,7 @@ export class MlrService {
    * every page reads the values current when it is asked for (a binding gone meanwhile is skipped).
    */
   status(body: RequestBody<'status'> = {}): ReplyBody<'status'> {
-    const now = this.now();
+    const now = this.clock();
     if (!this.statusOrder || now - this.statusOrder.at > STATUS_ORDER_MS) {
       this.statusOrder = {
         at: now,

@@ -15,6 +15,7 @@
 // created again under the same name (a new ifindex), it leaves the socket deaf for good: one error
 // counted, then nothing; the link must be opened again, which the CN does when it sees the new index
 // (cn/daemon.ts checkMobile, cn/mobile-link.ts).
+import { monotonicMs } from '../core/clock.js';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { parseMac, type Mac } from '../core/ip.js';
@@ -149,7 +150,7 @@ export class PacketLink implements LinkIO {
     private readonly socket: PacketSocket,
     private readonly snapLength: number,
     log: LogFn | undefined,
-    now: () => number = Date.now,
+    now: () => number = monotonicMs,
   ) {
     const write = log ? (line: string) => log(LOG.error, line) : (line: string) => void process.stderr.write(line + '\n');
     this.failures = new RateLimitedLog(write, now, undefined, undefined, `frame receiver failures on ${ifname}`);

@@ -457,7 +457,8 @@ export class Authenticator {
   constructor(private readonly opts: AuthenticatorOptions) {
     this.windowMs = opts.windowMs ?? AUTH_WINDOW_MS;
     this.now = opts.now ?? Date.now;
-    this.rejections = new RateLimitedLog(opts.log, this.now);
+    // Log intervals are durations: on the monotonic clock unless a test drives the wall clock.
+    this.rejections = new RateLimitedLog(opts.log, opts.now ?? monotonicMs);
   }
 
   get self(): string {
