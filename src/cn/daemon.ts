@@ -272,13 +272,17 @@ export class CnDaemon implements CnReport {
     this.checkingMobile = true;
     try {
       const index = await deps.net.interfaceIndex(ifname);
-      const stopped = run.link.stats().stopped === true;
-      if (this.stopped || (index === run.mobileIndex && !stopped)) return;
-      this.mobileGone = index === undefined;
+      if (this.stopped) return;
       if (index === undefined) {
+        this.mobileGone = true;
         this.mobileProblem(`mobile interface ${ifname} is gone: its clients are unreachable until it is back`);
         return;
       }
+      // Back after it was gone, even under its old index (moved to another namespace and back, which
+      // also unbinds the capture), or created again, or the capture stopped: open it again.
+      const stopped = run.link.stats().stopped === true;
+      const back = this.mobileGone;
+      if (index === run.mobileIndex && !stopped && !back) return;
       const info = await deps.net.interfaceInfo(ifname);
       if (this.stopped) return;
       await this.tuneMobile();
@@ -286,7 +290,8 @@ export class CnDaemon implements CnReport {
       run.link.replace(this.openCapture(info.mac));
       const was = run.mobileIndex;
       run.mobileIndex = index;
-      if (was === index) {
+      this.mobileGone = false;
+      if (was === index && !back) {
         // Same device: the addon gave up polling after too many socket errors in a row (said once
         // however often it happens again).
         this.mobileProblem(`mobile interface ${ifname}: the capture had stopped after repeated socket errors; reopened`);
@@ -295,7 +300,7 @@ export class CnDaemon implements CnReport {
       this.mobileTrouble = undefined;
       deps.log(
         LOG.info,
-        `mobile interface ${ifname} was created again (index ${was ?? '?'} -> ${index}, MAC ${info.mac}): capture reopened, putting back the gateways`,
+        `mobile interface ${ifname} ${was === index ? 'is back' : 'was created again'} (index ${was ?? '?'} -> ${index}, MAC ${info.mac}): capture reopened, putting back the gateways`,
       );
       await run.dataplane.mobileRecreated().then(
         (added) => deps.log(LOG.info, `mobile interface ${ifname}: ${added.length} gateway address(es) put back`),

@@ -548,6 +548,21 @@ test('the mobile interface deleted and created again: the capture is reopened, i
     assert.equal(counters.reopened, 3);
     assert.equal(counters.stopped, undefined, 'the new capture runs');
     assert.ok(counters.received >= 1, 'frames received by earlier captures still counted');
+
+    // Gone, then back under its old index (moved to another namespace and back): reopened too.
+    const index = cn1.net.ifindexes.get('wl0')!;
+    logs.cn1.length = 0;
+    cn1.net.removeInterface('wl0');
+    await until('the CN to notice again', () => logs.cn1.some((l) => l.includes('mobile interface wl0 is gone')));
+    cn1.net.addInterface({ ifname: 'wl0', mac: '02:cc:00:00:00:a1', addresses: [{ ip: ip('10.1.0.1'), prefix: 24, label: 'wl0' }] });
+    cn1.net.ifindexes.set('wl0', index);
+    await until('a fifth capture', () => cn1.links.length === 5);
+    await until('the gateway back under the old index', () => gateway() === true);
+    assert.ok(
+      logs.cn1.some((l) => /mobile interface wl0 is back \(index (\d+) -> \1,/.test(l)),
+      logs.cn1.join('\n'),
+    );
+    assert.equal((cn1.daemon.status()['capture'] as { interface_gone?: boolean }).interface_gone, undefined);
   } finally {
     w.stop();
   }
