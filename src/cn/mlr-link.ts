@@ -177,6 +177,9 @@ export class MlrLink implements MlrApi {
     });
     try {
       const reply = await peer.request('bind', this.opts.bindBody(), 5000);
+      // Closed between the reply and now (its close handler saw no session yet to reconnect): fail
+      // the attempt, so that the catch below schedules the next.
+      if (peer.isClosed) throw new RpcError('closed', 'the MLR session closed right after the bind reply');
       this.peer = peer;
       this.backoff.reset();
       log(LOG.info, `Binding CN to the mobile network: Bind accepted (${this.opts.describe})`);

@@ -102,3 +102,28 @@ test('a bind whose list cannot be applied is tried again once, not twice at once
   assert.equal(connects, 2, 'one reconnect');
   link.stop();
 });
+
+test('a session that closes right behind the bind reply is connected again', async () => {
+  let connects = 0;
+  const link = quickLink(async () => {
+    connects++;
+    const end = mlrEnd().cnEnd;
+    if (connects > 1) return end;
+    // The first: the transport reports closed in the same turn as it delivers the reply (a close
+    // read in the same chunk), before the bind's continuation runs.
+    return {
+      peer: end.peer,
+      send: (payload, meta) => end.send(payload, meta),
+      onMessage: (receive) =>
+        end.onMessage((payload) => {
+          receive(payload);
+          end.close('EOF in the same chunk');
+        }),
+      onClose: (handler) => end.onClose(handler),
+      close: (why) => end.close(why),
+    };
+  });
+  await link.start();
+  await until('a second session', () => connects === 2 && link.connected, 2000, 5);
+  link.stop();
+});
