@@ -109,6 +109,8 @@ class IpBatchProcess {
   unsupported = false;
   /** Whether the current process has answered its probe (a bare marker sent first). */
   private answered = false;
+  /** Whether any process has answered its probe: -batch works here. */
+  private worked = false;
   /** close() was called: no process is started again by itself. */
   private stopped = false;
   /** renew() was called: the current process takes no new command; it is ended once it has answered all. */
@@ -257,8 +259,12 @@ class IpBatchProcess {
     this.child = undefined;
     const jobs = this.jobs.splice(0);
     if (!this.answered) {
-      this.unsupported = true;
-      this.log(LOG.info, `${this.ipBin} -batch is not available here; kernel changes are made one process each`);
+      // It ended before it answered its probe: this `ip` has no -batch. Unless an earlier process
+      // worked: then this one failed to start (memory pressure, say) and the next change tries again.
+      if (!this.worked) {
+        this.unsupported = true;
+        this.log(LOG.info, `${this.ipBin} -batch is not available here; kernel changes are made one process each`);
+      }
       for (const job of jobs.slice(1)) {
         clearTimeout(job.timer);
         job.fallback();
@@ -293,6 +299,7 @@ class IpBatchProcess {
     if (!job) return; // output nobody waits for (after a time-out): dropped
     if (MARKER_LINE.test(line)) {
       this.answered = true; // the probe's answer comes first
+      this.worked = true;
       this.jobs.shift();
       clearTimeout(job.timer);
       const output = job.out.join('\n');

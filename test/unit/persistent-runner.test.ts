@@ -270,3 +270,22 @@ test('close() fails what is in the process at once, spawns what was held or come
   assert.equal(ip.starts(), 1, 'no batch process started after close');
   assert.deepEqual(spawned.calls, [`${ip.bin} link del dev tm1`, `${ip.bin} addr add 10.0.0.6/30 dev a`, `${ip.bin} link set dev a up`]);
 });
+
+test('a process that fails to start after batching has worked does not turn batching off', async () => {
+  // The second start ends at once (as when a fork fails under memory pressure); the others work.
+  const ip = fakeIp('ip-flaky', `if [ "$(wc -l < "$0.starts")" -eq 2 ]; then exit 1; fi\n${BATCH_IP}`);
+  const spawned = spawnRecorder();
+  const p = new PersistentRunner({ ip: ip.bin, fallback: spawned.runner });
+  try {
+    const died = await p.runner(ip.bin, ['neigh', 'del', 'die', 'dev', 'tdie'], {});
+    assert.equal(died.code, 1);
+    await until('the replacement started (and ended at once)', () => ip.starts() === 2);
+    await new Promise((r) => setTimeout(r, 100));
+    const next = await p.runner(ip.bin, ['link', 'set', 'dev', 'c', 'up'], {});
+    assert.deepEqual([next.code, next.stdout], [0, ''], 'batched again, in a third process');
+    assert.equal(ip.starts(), 3);
+    assert.deepEqual(spawned.calls, []);
+  } finally {
+    p.close();
+  }
+});
