@@ -1405,7 +1405,7 @@ for (const [shape, statusReply] of [
     const capture = (c: Record<string, unknown>) => async () => ({ ...STATUS, capture: c });
     replies.status = capture({ received: 1234, dropped: 5, truncated: 0, errors: 0, reopened: 2 });
     await polls[0]!.fn();
-    assert.equal(statusValue(page, 'Capture').textContent, '1234 frames received, 5 dropped, opened again 2 times');
+    assert.equal(statusValue(page, 'Capture').textContent, '1234 frames received, 5 dropped, opened again: 2');
     replies.status = capture({ received: 0, dropped: 0, truncated: 0, errors: 1, reopened: 0, interface_gone: true });
     await polls[0]!.fn();
     assert.equal(statusValue(page, 'Capture').textContent, 'the interface is gone: its clients are unreachable until it is back');

@@ -96,7 +96,7 @@ function captureText(capture) {
 		return _('stopped; it is being opened again');
 	var s = _('%d frames received, %d dropped').format(+capture.received || 0, +capture.dropped || 0);
 	if (+capture.reopened > 0)
-		s += ', ' + _('opened again %d times').format(+capture.reopened);
+		s += ', ' + _('opened again: %d').format(+capture.reopened);
 	return s;
 }
 
