@@ -163,16 +163,17 @@ class IpBatchProcess {
     old?.stdin.end();
     const held = this.held.length;
     this.releaseHeld();
-    // Nothing waited: start the new process now, not when the next change (likely a roam's) comes.
-    if (held === 0)
-      setImmediate(() => {
-        if (!this.stopped && !this.child && !this.unsupported) this.process();
-      });
+    if (held === 0) this.startAhead(); // nothing waited to start the new one
   }
 
-  /** Which process runs commands now: renewOf(generation) renews only if it is still that one. */
-  get generation(): number {
-    return this.spawned;
+  /**
+   * Start the next process after this turn (once the callers have their answers), not when the
+   * next change comes: that is likely a roam's, and a spawn costs milliseconds.
+   */
+  private startAhead(): void {
+    setImmediate(() => {
+      if (!this.stopped && !this.child && !this.unsupported) this.process();
+    });
   }
 
   /** renew(), unless the process that ran a command (its generation) has been replaced already. */
@@ -283,14 +284,9 @@ class IpBatchProcess {
       clearTimeout(job.timer);
       job.fallback();
     }
-    // A command made it exit (`ip neigh del` of an entry that is not there does): start the next
-    // process now, after the callers have their answers, not when the next change (likely a roam's)
-    // comes, since spawning costs milliseconds. At most once per such command; an exit with nothing
-    // asked waits for the next change.
-    if (head)
-      setImmediate(() => {
-        if (!this.stopped && !this.child && !this.unsupported) this.process();
-      });
+    // A command made it exit (`ip neigh del` of an entry that is not there does): the next process
+    // at once. At most once per such command; an exit with nothing asked waits for the next change.
+    if (head) this.startAhead();
     this.releaseHeld();
   }
 
