@@ -80,7 +80,6 @@ export const NEIGHBOUR_TUNING: readonly (readonly [string, string])[] = [
 /** What start-up found and built; present once start() has run. */
 interface Running {
   selfAddr: number;
-  mobile: InterfaceInfo;
   pools: PoolRange[];
   tunnels: TunnelType[];
   link: MobileLink;
@@ -226,7 +225,7 @@ export class CnDaemon implements CnReport {
       this.malformed?.flush();
     }, 1000); // each log writes its summary once its own interval is over
     this.guardFlush.unref();
-    this.run = { selfAddr, mobile, mobileIndex, pools, tunnels, link, dataplane, mlr, dhcp, handover };
+    this.run = { selfAddr, mobileIndex, pools, tunnels, link, dataplane, mlr, dhcp, handover };
     link.onFrame((frame) => this.frame(frame));
     deps.neighbours?.start(cfg.mobileIf, (ip) => handover.neighbourFailed(ip));
     // Watched from now on, also while the MLR is out of reach.

@@ -158,8 +158,7 @@ export class DataplaneDriver {
       // Parameters unknown: the first plan that wants it re-ensures it (kept by NetOps when they match).
       have.tunnels.set(name, { name, type: 'vxlan', local: 0, remote: 0, key: -1, mtu: 0 });
     }
-    const info = await this.net.interfaceInfo(this.opts.mobileIf);
-    for (const a of info.addresses) if (a.label === this.label && a.prefix === 30) have.gateways.add(a.ip);
+    have.gateways = await this.gatewaysOnMobile();
     for (const r of await this.net.listTunnelRoutes(this.opts.tunnelPrefix)) have.routes.set(r.ip, r.dev);
     await this.net.deleteMssClamp(this.clampTable);
     if (this.opts.mssClamp) await this.net.setMssClamp(this.clampTable, this.opts.mobileIf, this.mss, []);
@@ -283,19 +282,21 @@ export class DataplaneDriver {
     }
   }
 
-  /** Which of our gateways the mobile interface holds now (none when it cannot be read: all are added again). */
+  /** Our gateways (our label, /30) on the mobile interface now. */
+  private async gatewaysOnMobile(): Promise<Set<IPv4>> {
+    const info = await this.net.interfaceInfo(this.opts.mobileIf);
+    return new Set(info.addresses.filter((a) => a.label === this.label && a.prefix === 30).map((a) => a.ip));
+  }
+
+  /** After mobileRecreated: which gateways are there now (none when unreadable: all are added again). */
   private async readGateways(): Promise<void> {
-    const found = new Set<IPv4>();
-    try {
-      const info = await this.net.interfaceInfo(this.opts.mobileIf);
-      for (const a of info.addresses) if (a.label === this.label && a.prefix === 30) found.add(a.ip);
-    } catch (e) {
+    this.have.gateways = await this.gatewaysOnMobile().catch((e: unknown) => {
       this.opts.log(
         LOG.error,
         `dataplane: cannot read the gateways on ${this.opts.mobileIf}: ${e instanceof Error ? e.message : String(e)}`,
       );
-    }
-    this.have.gateways = found;
+      return new Set<IPv4>();
+    });
   }
 
   private async plan(touched: Touched, waiters: Waiter[], prepared: TunnelSpec[]): Promise<void> {
