@@ -95,13 +95,11 @@ export interface MlrServiceOptions {
   networkName: string;
   offerHoldMs: number;
   leaseGraceMs: number;
-  /** Wall time: binding expiry (stored, compared with the CNs'). */
-  now?: () => number;
   /**
-   * The clock of durations (moves' deadlines, paging, log intervals): default monotonicMs
-   * (core/clock.ts), or `now` when only that is given (tests drive both with one fake clock).
+   * Wall time, for binding expiry (stored, compared with the CNs'). Durations (moves' deadlines,
+   * paging, log intervals) are on monotonicMs (core/clock.ts), or on this when a test gives it.
    */
-  clock?: () => number;
+  now?: () => number;
   log: LogFn;
   /** Bindings one CN may create and hold (default MAX_BINDINGS_PER_CN; tests lower it). */
   maxBindingsPerCn?: number;
@@ -222,7 +220,7 @@ export class MlrService {
     private readonly opts: MlrServiceOptions,
   ) {
     this.now = opts.now ?? Date.now;
-    const clock = (this.clock = opts.clock ?? opts.now ?? monotonicMs);
+    const clock = (this.clock = opts.now ?? monotonicMs);
     this.maxWork = opts.maxWork ?? MAX_WORK;
     this.busy = new RpcError(
       'busy',
