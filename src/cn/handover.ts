@@ -204,9 +204,10 @@ interface PagedStation {
  * How long a presence probe waits for the station's ARP reply. A present station answers a unicast
  * ARP request within a few milliseconds (in the lab the whole probe took 2–3 ms, as the MLR sees it).
  * The time-out is decided only after the event loop has read what already came in, so a reply that
- * arrived in time is not lost to a CN busy for longer than this. A legitimate roam always waits the
- * whole time (the station has left), and the check may add at most 20 ms to it at the median: this
- * wait plus the MLR's round trip came to 13 ms at the median in the lab (BENCHMARKS.md). A station
+ * arrived in time (behind up to about 500 other frames) is not lost to a CN busy for longer than
+ * this. A legitimate roam always waits the whole time (the station has left), and the check may add
+ * at most 20 ms to it at the median: this wait plus the MLR's round trip came to 13 ms at the median
+ * in the lab (BENCHMARKS.md). A station
  * asleep in Wi-Fi power save may answer later than this: it is then taken as absent and the move
  * proceeds (fail open, as before the check).
  */
@@ -242,10 +243,8 @@ export class CnHandover {
    * or removed since, whose state is newer than what the bind's pages may say.
    */
   private resync: Set<Mac> | undefined;
-  /** Pending retries of inline commits the data plane failed (reapply), cleared by stop(). */
-  private readonly reapplyTimers = new Set<NodeJS.Timeout>();
-  /** Pending repeats of announcements and pages (repeatLater), cleared by stop(). */
-  private readonly repeatTimers = new Set<NodeJS.Timeout>();
+  /** Pending work (later): retries of failed inline commits, repeats of announcements and pages. */
+  private readonly timers = new Set<NodeJS.Timeout>();
   private readonly now: () => number;
   readonly stats = {
     reports: 0,
@@ -395,7 +394,7 @@ export class CnHandover {
     const send = () => link.send(buildArp(ARP_OP.REQUEST, { srcMac: link.mac, srcIp: cell.gateway, dstMac: mac, dstIp: ip }));
     for (const delay of PAGE_REPEATS_MS) {
       if (delay === 0) send();
-      else this.repeatLater(send, delay);
+      else this.later(send, delay);
     }
   }
 
@@ -748,8 +747,7 @@ export class CnHandover {
   /** Retry `attempt` of an inline commit the data plane failed, while nothing newer came for the station. */
   private reapply(mac: Mac, tx: number, attempt: number): void {
     const delays = this.o.reapplyDelaysMs ?? REAPPLY_DELAYS_MS;
-    const timer = setTimeout(() => {
-      this.reapplyTimers.delete(timer);
+    this.later(() => {
       const s = this.stations.get(mac);
       if (s?.tx !== tx) return; // a newer commit or remove (or a re-bind) has taken over
       const dp = this.o.dataplane;
@@ -767,16 +765,13 @@ export class CnHandover {
           }
         },
       );
-    }, delays[attempt] ?? 0).unref();
-    this.reapplyTimers.add(timer);
+    }, delays[attempt] ?? 0);
   }
 
   /** The CN stops: no retry of a failed inline commit, nor a repeated announcement or page, may follow. */
   stop(): void {
-    for (const t of this.reapplyTimers) clearTimeout(t);
-    this.reapplyTimers.clear();
-    for (const t of this.repeatTimers) clearTimeout(t);
-    this.repeatTimers.clear();
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
   }
 
   /**
@@ -833,16 +828,16 @@ export class CnHandover {
     };
     send();
     if (this.selecting.has(b.mac)) return; // it is taking its address from us now: once is enough
-    for (const delay of ANNOUNCE_REPEATS_MS) this.repeatLater(send, delay);
+    for (const delay of ANNOUNCE_REPEATS_MS) this.later(send, delay);
   }
 
-  /** Send a frame again after `delay` ms, unless the CN has stopped by then. */
-  private repeatLater(send: () => void, delay: number): void {
+  /** Run `fn` after `delay` ms, unless the CN has stopped by then (stop() clears them all). */
+  private later(fn: () => void, delay: number): void {
     const timer = setTimeout(() => {
-      this.repeatTimers.delete(timer);
-      send();
+      this.timers.delete(timer);
+      fn();
     }, delay).unref();
-    this.repeatTimers.add(timer);
+    this.timers.add(timer);
   }
 
   // ---- records ----
