@@ -16,6 +16,7 @@
 // requests to be part of their logical network"). The ratio says what the address list costs.
 //   npm run compile && node build/bench/gateways.js [--cells 12000] [--step 1000]     (root)
 import { spawnSync } from 'node:child_process';
+import { formatIPv4 } from '../src/core/ip.js';
 import { intArg } from './synthetic.js';
 
 const CELLS = intArg('cells', 12_000, 1000, 200_000);
@@ -28,7 +29,6 @@ function ip(ns: string, args: string[], input?: string): void {
   if (r.status !== 0) throw new Error(`ip -n ${ns} ${args.join(' ')}: ${r.stderr || r.error?.message || `exit ${r.status}`}`);
 }
 
-const dotted = (a: number) => [a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255].join('.');
 /** Cell k's network N: 10.64.0.0 + 4k (a /10 holds a million cells). */
 const cell = (k: number) => 0x0a400000 + 4 * k;
 
@@ -59,9 +59,9 @@ function main(): void {
       const routes: string[] = [];
       for (let k = held; k < held + n; k++) {
         const net = cell(k);
-        addr.push(`addr add ${dotted(net + 2)}/30 brd + dev va label va:tm`);
-        routes.push(`route add local ${dotted(net + 2)}/32 dev va table local`);
-        routes.push(`route add ${dotted(net + 1)}/32 dev va scope link src ${dotted(net + 2)}`);
+        addr.push(`addr add ${formatIPv4(net + 2)}/30 brd + dev va label va:tm`);
+        routes.push(`route add local ${formatIPv4(net + 2)}/32 dev va table local`);
+        routes.push(`route add ${formatIPv4(net + 1)}/32 dev va scope link src ${formatIPv4(net + 2)}`);
       }
       const a = timedBatch(NS.addr, addr);
       const b = timedBatch(NS.routes, routes);
