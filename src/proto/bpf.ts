@@ -15,6 +15,7 @@
 // delivers), so these programs see the untagged frame, as libpcap's kernel filters did.
 import { macToBytes, type Mac } from '../core/ip.js';
 import { err, ok, type Result } from '../core/result.js';
+import { ETH_HEADER_LEN, ETHERTYPE, IP_PROTOCOL } from './packet.js';
 
 /** One instruction, as the kernel's struct sock_filter. */
 export interface BpfInsn {
@@ -41,14 +42,12 @@ export const BPF_MAX_INSNS = 4096;
 /** The most a program can keep of a frame (the addon's largest snap length). */
 export const MAX_SNAP = 65535;
 
+/** Offsets in an untagged Ethernet frame (the kernel hands the filter the tag removed). */
 const ETH_TYPE = 12;
-const ETHERTYPE_IPV4 = 0x0800;
-const ETHERTYPE_ARP = 0x0806;
-const IP_START = 14;
-const IP_FLAGS_FRAGMENT = IP_START + 6; // 3 flag bits, 13-bit fragment offset
-const IP_PROTOCOL = IP_START + 9;
+const IP_START = ETH_HEADER_LEN;
+const IP_FLAGS_FRAGMENT_OFF = IP_START + 6; // 3 flag bits, 13-bit fragment offset
+const IP_PROTOCOL_OFF = IP_START + 9;
 const FRAGMENT_OFFSET_MASK = 0x1fff;
-const UDP = 17;
 
 /** Whether this host stores a u16 least significant byte first. */
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
@@ -157,12 +156,12 @@ function notFrom(mac: Mac, reject: string): Step[] {
 function udpPort(which: 'src' | 'dst', port: number, match: string, miss: string, prefix: string): Step[] {
   return [
     op(BPF_OP.LD_H_ABS, ETH_TYPE),
-    jump(BPF_OP.JEQ_K, ETHERTYPE_IPV4, `${prefix}-ip`, miss),
+    jump(BPF_OP.JEQ_K, ETHERTYPE.IPV4, `${prefix}-ip`, miss),
     label(`${prefix}-ip`),
-    op(BPF_OP.LD_B_ABS, IP_PROTOCOL),
-    jump(BPF_OP.JEQ_K, UDP, `${prefix}-udp`, miss),
+    op(BPF_OP.LD_B_ABS, IP_PROTOCOL_OFF),
+    jump(BPF_OP.JEQ_K, IP_PROTOCOL.UDP, `${prefix}-udp`, miss),
     label(`${prefix}-udp`),
-    op(BPF_OP.LD_H_ABS, IP_FLAGS_FRAGMENT),
+    op(BPF_OP.LD_H_ABS, IP_FLAGS_FRAGMENT_OFF),
     jump(BPF_OP.JSET_K, FRAGMENT_OFFSET_MASK, miss, `${prefix}-first`),
     label(`${prefix}-first`),
     op(BPF_OP.LDX_B_MSH, IP_START),
@@ -196,13 +195,13 @@ export function cnCaptureProgram(ownMac: Mac, snap = MAX_SNAP): Result<BpfInsn[]
     [
       ...notFrom(ownMac, 'reject'),
       op(BPF_OP.LD_H_ABS, ETH_TYPE),
-      jump(BPF_OP.JEQ_K, ETHERTYPE_ARP, 'accept', 'not-arp'),
+      jump(BPF_OP.JEQ_K, ETHERTYPE.ARP, 'accept', 'not-arp'),
       label('not-arp'),
       ...udpPort('dst', 67, 'accept', 'other-ip', 'dhcp'),
       // ip and not ether dst OWN and not ether multicast
       label('other-ip'),
       op(BPF_OP.LD_H_ABS, ETH_TYPE),
-      jump(BPF_OP.JEQ_K, ETHERTYPE_IPV4, 'is-ip', 'reject'),
+      jump(BPF_OP.JEQ_K, ETHERTYPE.IPV4, 'is-ip', 'reject'),
       label('is-ip'),
       op(BPF_OP.LD_B_ABS, 0),
       jump(BPF_OP.JSET_K, 0x01, 'reject', 'unicast'), // the group bit: multicast and broadcast
