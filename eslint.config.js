@@ -7,6 +7,17 @@ import prettier from 'eslint-config-prettier';
 import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
+/** Node modules the daemons do without (see "The daemons' own code" below). */
+const RESTRICTED_MODULES = [
+  { name: 'node:perf_hooks', importNames: ['performance'], message: 'monotonicMs() (src/core/clock.ts) costs no module load.' },
+  { name: 'node:readline', message: 'readLines() (src/platform/line-reader.ts): readline loads three modules, about 0.6 MB of RSS.' },
+  { name: 'node:readline/promises', message: 'readLines() (src/platform/line-reader.ts).' },
+];
+const FS_PROMISES = {
+  name: 'node:fs/promises',
+  message: 'promisify(fs.readFile) and the like: fs/promises loads readline, fs.watch and directory modules, about 0.6 MB of RSS.',
+};
+
 export default defineConfig(
   globalIgnores(['build/', 'dist/', 'node_modules/']),
 
@@ -57,6 +68,26 @@ export default defineConfig(
       'no-template-curly-in-string': 'error',
       radix: 'error',
     },
+  },
+
+  // --- The daemons' own code: what they load is RSS on a router ------------------------------------------
+  // A CN should stay under 50 MB RSS with 250 clients (bench/dhcp --memory; openwrt/README.md, "Memory").
+  // Each of Node's modules loaded costs its source and compiled code: these have a cheaper equal here.
+  {
+    files: ['src/**/*.ts'],
+    rules: {
+      'no-restricted-globals': [
+        'error',
+        { name: 'performance', message: 'monotonicMs() (src/core/clock.ts): `performance` loads perf_hooks, about 0.8 MB of RSS.' },
+      ],
+      'no-restricted-imports': ['error', { paths: [...RESTRICTED_MODULES, FS_PROMISES] }],
+      'no-restricted-properties': ['error', { object: 'fs', property: 'promises', message: FS_PROMISES.message }],
+    },
+  },
+  // The MLR's state file (MLR only; the MLR has no such budget) keeps fs/promises' FileHandle.
+  {
+    files: ['src/platform/state-file.ts'],
+    rules: { 'no-restricted-imports': ['error', { paths: RESTRICTED_MODULES }] },
   },
 
   // --- LuCI views: browser JavaScript run by LuCI's loader ---------------------------------------------

@@ -17,6 +17,7 @@
 // - A tunnel no binding needs any more lingers (`tunnel_linger`, default TUNNEL_LINGER_MS), then is
 //   deleted off the plan queue; prepare(binding) creates ahead the tunnel a coming commit will need.
 // It keeps a model (`state`) of what it applied.
+import { monotonicMs } from '../core/clock.js';
 import {
   contributionOf,
   describeOp,
@@ -310,12 +311,12 @@ export class DataplaneDriver {
     }
     this.stats.plans++;
     this.stats.ops += ops.length;
-    const started = performance.now();
+    const started = monotonicMs();
     const { added, failed } = await this.execute(ops);
     if (ops.length > 0)
       this.logLater(
         LOG.debug,
-        `dataplane: plan of ${ops.length} op(s) for ${waiters.length} change(s)${prepared.length ? ', prepared' : ''} took ${(performance.now() - started).toFixed(1)} ms`,
+        `dataplane: plan of ${ops.length} op(s) for ${waiters.length} change(s)${prepared.length ? ', prepared' : ''} took ${(monotonicMs() - started).toFixed(1)} ms`,
       );
     // Tunnels nobody needs now linger; those needed again are kept.
     const looked = new Set([...touched.tunnels, ...prepared.map((s) => s.name)]);
@@ -352,10 +353,10 @@ export class DataplaneDriver {
     const added: IPv4[] = [];
     const failed = new Map<string, string>();
     const runOp = async (o: KernelOp): Promise<void> => {
-      const started = performance.now();
+      const started = monotonicMs();
       try {
         await this.perform(o, added);
-        this.logLater(LOG.handover, `dataplane: ${describeOp(o)} (${(performance.now() - started).toFixed(1)} ms)`);
+        this.logLater(LOG.handover, `dataplane: ${describeOp(o)} (${(monotonicMs() - started).toFixed(1)} ms)`);
       } catch (e) {
         const msg = `dataplane: ${describeOp(o)} failed: ${e instanceof Error ? e.message : String(e)}`;
         this.opts.log(LOG.error, msg);
@@ -450,10 +451,10 @@ export class DataplaneDriver {
     this.clamping = this.clamping
       .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
       .then(async () => {
-        const started = performance.now();
+        const started = monotonicMs();
         try {
           if (this.opts.mssClamp) await this.net.updateMssClamp(this.clampTable, o.add, o.del);
-          this.opts.log(LOG.handover, `dataplane: ${describeOp(o)} (${(performance.now() - started).toFixed(1)} ms)`);
+          this.opts.log(LOG.handover, `dataplane: ${describeOp(o)} (${(monotonicMs() - started).toFixed(1)} ms)`);
         } catch (e) {
           this.opts.log(LOG.error, `dataplane: ${describeOp(o)} failed: ${e instanceof Error ? e.message : String(e)}`);
           for (const h of o.add) this.have.clamped.delete(h);
@@ -503,9 +504,9 @@ export class DataplaneDriver {
     for (const [host, dev] of this.have.routes) if (dev === name) this.have.routes.delete(host);
     const o: DataplaneOp = { op: 'del-tunnel', name };
     this.opts.log(LOG.handover, `dataplane: ${describeOp(o)} (${why})`);
-    const started = performance.now();
+    const started = monotonicMs();
     const p = this.net.deleteLink(name).then(
-      () => this.opts.log(LOG.debug, `dataplane: del-tunnel took ${(performance.now() - started).toFixed(1)} ms`),
+      () => this.opts.log(LOG.debug, `dataplane: del-tunnel took ${(monotonicMs() - started).toFixed(1)} ms`),
       (e: unknown) => {
         this.opts.log(LOG.error, `dataplane: ${describeOp(o)} failed: ${e instanceof Error ? e.message : String(e)}`);
         // Still there as far as we know: keep it in the model, to be deleted after another linger.

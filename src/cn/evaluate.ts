@@ -2,6 +2,7 @@
 // Network connectivity evaluation (`tmip-cn -E`), as the original offered: an application-level ping
 // of the MLR, then every CN the MLR knows with whether it is connected there. It does not bind, so
 // it can run beside the live daemon.
+import { monotonicMs } from '../core/clock.js';
 import { formatMlrAddress, type CnConfig, type MlrAddress } from '../core/config.js';
 import { formatIPv4 } from '../core/ip.js';
 import { cnGuards } from '../proto/auth.js';
@@ -15,7 +16,7 @@ export async function evaluateConnectivity(
   print('Network Connectivity Evaluation');
   const where = formatMlrAddress(cfg.mlr);
   let peer: RpcPeer;
-  const t0 = performance.now();
+  const t0 = monotonicMs();
   try {
     const guard = cfg.secret !== undefined ? cnGuards(cfg.cnName, cfg.secret, (m) => print(`+ ${m}`))(`MLR ${where}`) : undefined;
     peer = new RpcPeer(await connect(cfg.mlr), guard ? { guard } : {});
@@ -24,7 +25,7 @@ export async function evaluateConnectivity(
     print(`+ MLR @ ${where}: Failed (${e instanceof Error ? e.message : String(e)})`);
     return false;
   }
-  print(`+ MLR @ ${where}: Passed (${(performance.now() - t0).toFixed(1)} ms).`);
+  print(`+ MLR @ ${where}: Passed (${(monotonicMs() - t0).toFixed(1)} ms).`);
   let ok = true;
   try {
     const { peers } = await peer.request('peers', {}, 3000);

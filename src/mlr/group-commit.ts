@@ -15,6 +15,8 @@
 // without the interval a change arriving every millisecond or so got an fdatasync of its own. The
 // price: a change that arrives during a flush waits up to one interval longer to be durable.
 
+import { monotonicMs } from '../core/clock.js';
+
 /** The shortest time (ms) from one flush's start to the next's (see the header). */
 export const COMMIT_INTERVAL_MS = 2;
 
@@ -33,7 +35,7 @@ export class GroupCommit<T> {
   private scheduled = false;
   private running: Promise<void> | undefined;
   private failure: string | undefined;
-  /** performance.now() when the last flush started (-Infinity: none yet). */
+  /** monotonicMs() when the last flush started (-Infinity: none yet). */
   private lastStart = -Infinity;
 
   constructor(
@@ -82,14 +84,14 @@ export class GroupCommit<T> {
     this.scheduled = true;
     const start = (): void => {
       this.scheduled = false;
-      this.lastStart = performance.now();
+      this.lastStart = monotonicMs();
       this.running = this.drain().finally(() => {
         this.running = undefined;
         if (this.pending.length > 0) this.kick();
       });
     };
     // The rest of this turn's items join the batch, and under load those of the rest of the interval.
-    const wait = this.lastStart + this.minIntervalMs - performance.now();
+    const wait = this.lastStart + this.minIntervalMs - monotonicMs();
     if (wait >= 1) setTimeout(start, Math.ceil(wait));
     else setImmediate(start);
   }

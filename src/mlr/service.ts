@@ -50,7 +50,6 @@ import { cellOf, formatIPv4, type IPv4 } from '../core/ip.js';
 import { FEATURES, PAGE, type ReplyBody, type RequestBody } from '../core/messages.js';
 import type { Binding, Registry } from '../core/registry.js';
 import { err, ok, type Result } from '../core/result.js';
-import { performance } from 'node:perf_hooks';
 import { LOG, type LogFn } from '../platform/log.js';
 import { RateLimitedLog } from '../proto/auth.js';
 import { RpcError, type RpcPeer } from '../proto/rpc.js';
@@ -197,7 +196,7 @@ export class MlrService {
   /** Admitted requests that have not finished (MAX_WORK bounds it). */
   private work = 0;
   private readonly maxWork: number;
-  /** performance.now() until which new work is refused because the event loop ran late (MAX_LAG_MS). */
+  /** monotonicMs() until which new work is refused because the event loop ran late (MAX_LAG_MS). */
   private behindUntil = 0;
   /** How late the event loop may run (ms) before new work is refused (MAX_LAG_MS; Infinity: never). */
   private readonly maxLag: number;
@@ -358,7 +357,7 @@ export class MlrService {
   private refused(held: number): boolean {
     const share = this.maxWork >> 4;
     if (share >= 4 && held >= share && this.work >= this.maxWork - (this.maxWork >> 2)) return true;
-    return this.work >= this.maxWork || (this.behindUntil !== 0 && performance.now() < this.behindUntil);
+    return this.work >= this.maxWork || (this.behindUntil !== 0 && monotonicMs() < this.behindUntil);
   }
 
   /** Count (and now and then log) a `busy` refusal; the error to answer with. */
@@ -413,9 +412,9 @@ export class MlrService {
 
   /** Check the event loop's lag every LAG_CHECK_MS until no work is outstanding (then stop). */
   private watchLag(): void {
-    let last = performance.now();
+    let last = monotonicMs();
     this.lagTimer = setInterval(() => {
-      const t = performance.now();
+      const t = monotonicMs();
       // Only while work is in progress: a long synchronous task with nothing waiting is no overload.
       if (t - last - LAG_CHECK_MS > this.maxLag && this.work > 0) this.behindUntil = t + LAG_HOLD_MS;
       last = t;

@@ -9,10 +9,10 @@
 // is then started by hostapd departures only.
 import { monotonicMs } from '../core/clock.js';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { Backoff } from '../core/backoff.js';
 import type { IPv4 } from '../core/ip.js';
 import { parseNeighbourLine } from '../proto/ip-monitor.js';
+import { readLines } from './line-reader.js';
 import { LOG, type LogFn } from './log.js';
 
 export interface NeighbourWatch {
@@ -47,8 +47,7 @@ export class IpMonitorNeighbourWatch implements NeighbourWatch {
     child.stderr.on('data', (d: Buffer) => {
       if (stderr.length < 500) stderr += d.toString('utf8');
     });
-    const lines = createInterface({ input: child.stdout, crlfDelay: Infinity });
-    lines.on('line', (line) => {
+    readLines(child.stdout, (line) => {
       const e = parseNeighbourLine(line);
       if (!e.ok || e.value.dev !== ifname || e.value.deleted) return;
       if (e.value.states.includes('FAILED')) onFailed(e.value.ip);
@@ -57,7 +56,6 @@ export class IpMonitorNeighbourWatch implements NeighbourWatch {
       stderr += e.message;
     });
     child.on('close', (code, signal) => {
-      lines.close();
       if (this.child === child) this.child = undefined;
       if (this.closed) return;
       if (monotonicMs() - startedAt >= HEALTHY_MS) this.backoff.reset();

@@ -22,8 +22,13 @@
 // one is spawned as before (logged once).
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import fs from 'node:fs';
+import { promisify } from 'node:util';
 import { DEFAULT_TIMEOUT_MS, run, type CommandRunner, type RunOptions, type RunResult } from './exec.js';
+import { readLines } from './line-reader.js';
 import { LOG, type LogFn } from './log.js';
+
+/** fs.writeFile as a promise; not fs.promises, which loads 0.6 MB of modules the CN has no other use for. */
+const writeFileAsync = promisify(fs.writeFile);
 
 // `link del` is left out: deleting a vxlan device takes 15–45 ms in the kernel, and in the batch it
 // would hold up every command behind it; spawned, it runs beside the batch (which it does not slow).
@@ -73,9 +78,6 @@ interface Job {
   fallback: () => void;
 }
 
-/** The longest line kept from a persistent process's output (a longer one is cut): they print short lines. */
-const MAX_LINE = 64 * 1024;
-
 /**
  * Start `argv` with its stderr merged into stdout (through `sh -c 'exec "$@" 2>&1'`: one pipe, so an
  * error's text and the marker's answer arrive in order) and hand its output to `onLine` a line at a
@@ -88,13 +90,7 @@ export function spawnLineProcess(
   onClose: () => void,
 ): ChildProcessWithoutNullStreams {
   const child = spawn('sh', ['-c', 'exec "$@" 2>&1', 'sh', ...argv], { stdio: ['pipe', 'pipe', 'pipe'] });
-  let partial = '';
-  child.stdout.setEncoding('utf8');
-  child.stdout.on('data', (text: string) => {
-    const lines = (partial + text).split('\n');
-    partial = (lines.pop() ?? '').slice(0, MAX_LINE);
-    for (const line of lines) onLine(line);
-  });
+  readLines(child.stdout, onLine);
   child.stdin.on('error', () => undefined); // a dead process: its 'close' handles the rest
   child.on('error', () => undefined);
   child.on('close', onClose);
@@ -385,7 +381,7 @@ export class PersistentRunner {
     this.stats.sysctlWrites++;
     const file = sysctlPath(key);
     try {
-      await fs.promises.writeFile(file, `${value}\n`);
+      await writeFileAsync(file, `${value}\n`);
       this.opts.log?.(LOG.debug, `sysctl: wrote ${value} to ${file} (no process)`);
       return { code: 0, stdout: `${key} = ${value}\n`, stderr: '' };
     } catch (e) {

@@ -20,7 +20,7 @@
 // closes the channel with a reason that says so. A peer with a heartbeat answers `ping` itself
 // unless a handler is installed; an old peer that answers `unsupported` is alive all the same. When
 // both ends run one, whichever is due first pings and the reply serves both.
-import { performance } from 'node:perf_hooks';
+import { monotonicMs } from '../core/clock.js';
 import type { Result } from '../core/result.js';
 import {
   SCHEMA_VERSION,
@@ -205,7 +205,7 @@ interface Pending {
   type: RequestType;
   resolve: (body: unknown) => void;
   reject: (e: Error) => void;
-  /** performance.now() after which it has timed out, and its time-out (ms) for the message. */
+  /** monotonicMs() after which it has timed out, and its time-out (ms) for the message. */
   deadline: number;
   timeoutMs: number;
 }
@@ -232,8 +232,8 @@ export class RpcPeer {
    */
   private deadlineTimer: NodeJS.Timeout | undefined;
   private deadlineAt = Infinity;
-  /** performance.now() of the last message that arrived (or of the start), and of our last ping. */
-  private lastHeard = performance.now();
+  /** monotonicMs() of the last message that arrived (or of the start), and of our last ping. */
+  private lastHeard = monotonicMs();
   private lastPing = 0;
   /** Called for every protocol problem the peer caused (bad JSON, bad body, unknown reply). */
   onProtocolError: (message: string) => void = () => {};
@@ -279,7 +279,7 @@ export class RpcPeer {
     this.heartbeatTimer = undefined;
     const hb = this.heartbeat;
     if (!hb || this.closed !== undefined) return;
-    const now = performance.now();
+    const now = monotonicMs();
     const silent = now - this.lastHeard;
     if (silent >= hb.missMs) {
       // Timers run before pending I/O in a turn of the event loop: after a stall of this process, what
@@ -299,7 +299,7 @@ export class RpcPeer {
     // apart, so one pings and the other's reply (it has just heard from us) serves them both.
     const pingAt = Math.max(this.lastHeard, this.lastPing) + hb.intervalMs * (1 - Math.random() / 4);
     const next = Math.min(this.lastHeard + hb.missMs, pingAt);
-    this.heartbeatTimer = setTimeout(() => this.beat(), Math.max(1, Math.ceil(next - performance.now())));
+    this.heartbeatTimer = setTimeout(() => this.beat(), Math.max(1, Math.ceil(next - monotonicMs())));
     this.heartbeatTimer.unref();
   }
 
@@ -328,7 +328,7 @@ export class RpcPeer {
     }
     const id = this.nextId++;
     return new Promise<ReplyBody<T>>((resolve, reject) => {
-      const deadline = performance.now() + timeoutMs;
+      const deadline = monotonicMs() + timeoutMs;
       this.pending.set(id, { type, resolve: resolve as (b: unknown) => void, reject, deadline, timeoutMs });
       if (deadline < this.deadlineAt) this.armDeadline(deadline);
       else if (this.pending.size === 1) this.deadlineTimer?.ref();
@@ -336,18 +336,18 @@ export class RpcPeer {
     });
   }
 
-  /** (Re)arm the time-out timer for `at` (a performance.now() value). */
+  /** (Re)arm the time-out timer for `at` (a monotonicMs() value). */
   private armDeadline(at: number): void {
     clearTimeout(this.deadlineTimer);
     this.deadlineAt = at;
-    this.deadlineTimer = setTimeout(() => this.expire(), Math.max(1, Math.ceil(at - performance.now())));
+    this.deadlineTimer = setTimeout(() => this.expire(), Math.max(1, Math.ceil(at - monotonicMs())));
   }
 
   /** The time-out timer: fail the requests past their deadline, then wait for the next deadline. */
   private expire(): void {
     this.deadlineTimer = undefined;
     this.deadlineAt = Infinity;
-    const now = performance.now();
+    const now = monotonicMs();
     let next = Infinity;
     for (const [id, p] of this.pending) {
       if (p.deadline <= now) {
@@ -396,7 +396,7 @@ export class RpcPeer {
   }
 
   private receive(payload: Buffer): void {
-    this.lastHeard = performance.now();
+    this.lastHeard = monotonicMs();
     if (this.admission !== undefined && (this.guard === undefined || this.guard.identity !== undefined)) {
       const id = requestHead(payload);
       if (id !== undefined) {
