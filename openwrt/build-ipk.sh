@@ -56,8 +56,8 @@ version=$(node -e 'process.stdout.write(String(JSON.parse(require("fs").readFile
 [ -n "$version" ] || die "no version in package.json"
 epoch=${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct 2>/dev/null || date +%s)}
 
-for bundle in tmip-cn tmip-mlr; do
-	[ -s "$root/dist/$bundle.js" ] || die "dist/$bundle.js is missing; run 'bash build.sh' first"
+for bundle in tmip-cn.cjs tmip-mlr.cjs tmip-cn-mqtt.mjs tmip-mlr-mqtt.mjs; do
+	[ -s "$root/dist/$bundle" ] || die "dist/$bundle is missing; run 'bash build.sh' first"
 done
 tar --version 2>/dev/null | grep -q 'GNU tar' || die "GNU tar is needed"
 
@@ -160,7 +160,8 @@ tmip_license=$(makevar "$tmip_mk" PKG_LICENSE)
 	die "PKG_VERSION in openwrt/net/tmip/Makefile differs from package.json's version $version"
 
 for prog in tmip-cn tmip-mlr; do
-	add "$prog" 0755 "$root/dist/$prog.js" "/usr/lib/tmip/$prog.mjs"
+	add "$prog" 0755 "$root/dist/$prog.cjs" "/usr/lib/tmip/$prog.cjs"
+	add "$prog" 0644 "$root/dist/$prog-mqtt.mjs" "/usr/lib/tmip/$prog-mqtt.mjs"
 	add "$prog" 0755 "$root/files/usr/sbin/$prog" "/usr/sbin/$prog"
 	add "$prog" 0755 "$root/files/etc/init.d/$prog" "/etc/init.d/$prog"
 	default_scripts "$prog"

@@ -5,7 +5,7 @@
 //
 // Why not the npm package `etcd3`: it loads its protocol definitions from disk at run time
 // (`${__dirname}/../proto/rpc.proto` in lib/connection-pool.js), so it does not survive esbuild's
-// one-file bundle that tmip ships (dist/tmip-mlr.js) without copying .proto files beside it, and it
+// one-file bundle that tmip ships (dist/tmip-mlr.cjs) without copying .proto files beside it, and it
 // brings @grpc/grpc-js along, a large dependency for a router. The gateway is part of every etcd 3.4+
 // server (Debian's etcd-server included), speaks the same API, and needs no dependency.
 //

@@ -30,7 +30,7 @@ describe('a CN whose backbone has no address yet', { skip, timeout: 120_000 }, (
     await lab.cn('cn2').stop();
     await lab.lab.ip('cn2', ['addr', 'del', address, 'dev', LAB.backboneIf]); // its default route goes with it
 
-    const cn = lab.lab.spawn('cn2', process.execPath, [path.join(DIST, 'tmip-cn.js'), '-f', path.join(lab.dir, 'cn2.conf'), '-F'], {
+    const cn = lab.lab.spawn('cn2', process.execPath, [path.join(DIST, 'tmip-cn.cjs'), '-f', path.join(lab.dir, 'cn2.conf'), '-F'], {
       logFile: path.join(lab.dir, 'cn2.log'),
     });
     lab.cns.cn2 = cn;

@@ -46,7 +46,7 @@ describe('two MLRs on a 3-member etcd: the leader is killed, the standby serves'
   function spawnMlr(name: string, listen: string): LabProcess {
     const file = path.join(t.dir, `${name}.conf`);
     fs.writeFileSync(file, mlrConf(listen));
-    return t.lab.spawn('mlr', process.execPath, [path.join(DIST, 'tmip-mlr.js'), '-f', file, '-F'], {
+    return t.lab.spawn('mlr', process.execPath, [path.join(DIST, 'tmip-mlr.cjs'), '-f', file, '-F'], {
       logFile: path.join(t.dir, `${name}.log`),
     });
   }

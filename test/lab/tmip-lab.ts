@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 // tmip on the lab topology: writes UCI configs for the MLR and both CNs, starts the bundled daemons
-// (dist/tmip-mlr.js, dist/tmip-cn.js) inside their namespaces, and offers the checks the lab tests,
+// (dist/tmip-mlr.cjs, dist/tmip-cn.cjs) inside their namespaces, and offers the checks the lab tests,
 // the demo and the roam benchmark share (tunnels present, gateway addresses, arrival log lines).
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -95,7 +95,7 @@ export class TmipLab {
   }
 
   static async start(opts: TmipLabOptions = {}): Promise<TmipLab> {
-    for (const f of ['tmip-cn.js', 'tmip-mlr.js']) {
+    for (const f of ['tmip-cn.cjs', 'tmip-mlr.cjs', 'tmip-cn-mqtt.mjs', 'tmip-mlr-mqtt.mjs']) {
       if (!fs.existsSync(path.join(DIST, f))) throw new Error(`${path.join(DIST, f)} is missing: run 'bash build.sh' first`);
     }
     const lab = await Lab.create({ name: 'tmip', ...(opts.log ? { log: opts.log } : {}) });
@@ -198,7 +198,7 @@ export class TmipLab {
   }
 
   async startMlr(): Promise<LabProcess> {
-    this.mlr = this.lab.spawn('mlr', process.execPath, [path.join(DIST, 'tmip-mlr.js'), '-f', path.join(this.dir, 'mlr.conf'), '-F'], {
+    this.mlr = this.lab.spawn('mlr', process.execPath, [path.join(DIST, 'tmip-mlr.cjs'), '-f', path.join(this.dir, 'mlr.conf'), '-F'], {
       logFile: path.join(this.dir, 'mlr.log'),
     });
     await this.mlr.waitForLine(/MLR up and listening/, 10_000, { stream: 'both' });
@@ -210,7 +210,7 @@ export class TmipLab {
   }
 
   async startCn(name: CnName): Promise<LabProcess> {
-    const script = [path.join(DIST, 'tmip-cn.js'), '-f', path.join(this.dir, `${name}.conf`), '-F'];
+    const script = [path.join(DIST, 'tmip-cn.cjs'), '-f', path.join(this.dir, `${name}.conf`), '-F'];
     // Node's flags as the router's command gives them (files/usr/sbin/tmip-cn).
     const p = this.lab.spawn(name, process.execPath, [...shippedNodeFlags('tmip-cn'), ...script], {
       logFile: path.join(this.dir, `${name}.log`),
@@ -222,7 +222,7 @@ export class TmipLab {
 
   /** `tmip-cn -E`: the connectivity evaluation, run in a CN's namespace beside the live daemon. */
   evaluate(name: CnName) {
-    return this.lab.exec(name, process.execPath, [path.join(DIST, 'tmip-cn.js'), '-E', '-f', path.join(this.dir, `${name}.conf`)], {
+    return this.lab.exec(name, process.execPath, [path.join(DIST, 'tmip-cn.cjs'), '-E', '-f', path.join(this.dir, `${name}.conf`)], {
       timeoutMs: 15_000,
     });
   }

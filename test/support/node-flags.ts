@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 // The Node.js flags a shipped daemon runs with: read from its command, files/usr/sbin/<prog> (`exec
-// /usr/bin/node FLAGS /usr/lib/tmip/<prog>.mjs "$@"`), so that the lab and the benches run the daemons
+// /usr/bin/node FLAGS /usr/lib/tmip/<prog>.cjs "$@"`), so that the lab and the benches run the daemons
 // as a router does and a change to the command cannot leave them behind. To measure other flags,
 // TMIP_CN_NODE_FLAGS (or TMIP_MLR_NODE_FLAGS) replaces them, e.g. for bench/dhcp --memory; the
 // openwrt-files unit test fails while it is set, as the lab then runs other flags than the router.
@@ -22,7 +22,7 @@ export function shippedNodeFlags(prog: 'tmip-cn' | 'tmip-mlr'): string[] {
     .split('\n')
     .find((l) => l.startsWith('exec '));
   const words = line?.trim().split(/\s+/) ?? [];
-  const script = words.indexOf(`/usr/lib/tmip/${prog}.mjs`);
-  if (words[1] !== '/usr/bin/node' || script < 2) throw new Error(`${file}: no 'exec /usr/bin/node ... /usr/lib/tmip/${prog}.mjs' line`);
+  const script = words.indexOf(`/usr/lib/tmip/${prog}.cjs`);
+  if (words[1] !== '/usr/bin/node' || script < 2) throw new Error(`${file}: no 'exec /usr/bin/node ... /usr/lib/tmip/${prog}.cjs' line`);
   return words.slice(2, script);
 }

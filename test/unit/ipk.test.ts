@@ -125,7 +125,7 @@ const fileOf = (dir: string, pkg: Pkg) => path.join(dir, `${pkg}_${PKG_VERSION}_
 
 before(() => {
   // the packages need the bundles; make them if this checkout has none yet
-  if (!fs.existsSync(path.join(ROOT, 'dist/tmip-cn.js')) || !fs.existsSync(path.join(ROOT, 'dist/tmip-mlr.js'))) {
+  if (!['tmip-cn.cjs', 'tmip-mlr.cjs', 'tmip-cn-mqtt.mjs', 'tmip-mlr-mqtt.mjs'].every((f) => fs.existsSync(path.join(ROOT, 'dist', f)))) {
     const r = run('bash', ['build.sh']);
     assert.equal(r.code, 0, `bash build.sh:\n${r.stderr}`);
   }
@@ -311,7 +311,8 @@ const DIRS = (...paths: string[]) => {
 
 const EXPECT_FILES: Record<Pkg, Record<string, [number, string]>> = {
   'tmip-cn': {
-    '/usr/lib/tmip/tmip-cn.mjs': [0o755, 'dist/tmip-cn.js'],
+    '/usr/lib/tmip/tmip-cn.cjs': [0o755, 'dist/tmip-cn.cjs'],
+    '/usr/lib/tmip/tmip-cn-mqtt.mjs': [0o644, 'dist/tmip-cn-mqtt.mjs'],
     '/usr/sbin/tmip-cn': [0o755, 'files/usr/sbin/tmip-cn'],
     '/etc/init.d/tmip-cn': [0o755, 'files/etc/init.d/tmip-cn'],
     '/etc/config/tmip': [0o600, 'files/etc/config/tmip'],
@@ -320,7 +321,8 @@ const EXPECT_FILES: Record<Pkg, Record<string, [number, string]>> = {
     '/lib/upgrade/keep.d/tmip-cn': [0o644, 'files/lib/upgrade/keep.d/tmip-cn'],
   },
   'tmip-mlr': {
-    '/usr/lib/tmip/tmip-mlr.mjs': [0o755, 'dist/tmip-mlr.js'],
+    '/usr/lib/tmip/tmip-mlr.cjs': [0o755, 'dist/tmip-mlr.cjs'],
+    '/usr/lib/tmip/tmip-mlr-mqtt.mjs': [0o644, 'dist/tmip-mlr-mqtt.mjs'],
     '/usr/sbin/tmip-mlr': [0o755, 'files/usr/sbin/tmip-mlr'],
     '/etc/init.d/tmip-mlr': [0o755, 'files/etc/init.d/tmip-mlr'],
     '/etc/uci-defaults/90-tmip-mlr': [0o755, 'files/etc/uci-defaults/90-tmip-mlr'],
@@ -683,7 +685,7 @@ test('opkg installs and removes the packages in an offline root, running their s
     );
   const rm = run(opkg, [...base, 'remove', ...[...PACKAGES].reverse()], { env });
   assert.equal(rm.code, 0, rm.stdout + rm.stderr);
-  assert.ok(!fs.existsSync(path.join(root, 'usr/lib/tmip/tmip-cn.mjs')));
+  assert.ok(!fs.existsSync(path.join(root, 'usr/lib/tmip/tmip-cn.cjs')));
   assert.match(fs.readFileSync(path.join(root, 'calls'), 'utf8'), /prerm .*tmip-cn\.prerm/);
   fs.rmSync(root, { recursive: true, force: true });
 });

@@ -72,7 +72,7 @@ test('each daemon is its own command: /usr/sbin/<name> execs node on the bundle 
     const text = fs.readFileSync(path.join(FILES, 'usr/sbin', prog), 'utf8');
     assert.match(text, /^#!\/bin\/sh\n/);
     const execs = text.split('\n').filter((l) => l.startsWith('exec '));
-    assert.deepEqual(execs, [`exec /usr/bin/node ${flags[prog]}/usr/lib/tmip/${prog}.mjs "$@"`], 'exec keeps the pid procd logs under');
+    assert.deepEqual(execs, [`exec /usr/bin/node ${flags[prog]}/usr/lib/tmip/${prog}.cjs "$@"`], 'exec keeps the pid procd logs under');
     assert.deepEqual(shippedNodeFlags(prog), flags[prog].split(' ').filter(Boolean), 'the lab runs the daemon with the same flags');
   }
 });
