@@ -16,11 +16,15 @@
 // With --memory: tmip only; the CN's VmRSS/VmHWM idle, after 250 and after 5,000 leases, beside
 // the idle CN2 of the same lab at the same moments and a bare Node process as references, and the
 // CN's own CPU per lease between the points (what Node's flags change; its `ip`/`nft` helpers apart).
+// Each point is read --settle-ms (default 15 s) after the last lease: an access point's steady state,
+// after V8's memory reducer, which starts 8 s after allocation slows, has given back what the burst of
+// new clients took; the HWM column keeps the burst's peak.
 // The CNs run with the Node flags of files/usr/sbin/tmip-cn, or TMIP_CN_NODE_FLAGS to measure others
 // (test/support/node-flags.ts); the second line of output says which.
 // Usage: node build/bench/dhcp.js [--rates 100,300,1000,3000,6000] [--seconds 3] [--servers tmip,kea,dnsmasq]
 //        [--timeout-ms 2000] [--retransmit-ms 0]      (servers also: dnsmasq-noping = dnsmasq --no-ping)
 //        [TMIP_CN_NODE_FLAGS='--max-semi-space-size=1 ...'] node build/bench/dhcp.js --memory [--memory-rate 100]
+//        [--settle-ms 15000]
 //        (root; needs `npm run compile && bash build.sh` first)
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -526,6 +530,7 @@ function ownCpuSeconds(pid: number): number {
 
 async function memoryRun(): Promise<void> {
   const rate = intArg('memory-rate', 100, 1, 10_000);
+  const settleMs = intArg('settle-ms', 15_000, 0, 600_000);
   const timeoutMs = intArg('timeout-ms', 2000, 100, 30_000);
   const s = await startTmip();
   const t = s.tmip!;
@@ -538,7 +543,7 @@ async function memoryRun(): Promise<void> {
       (await lab.ip('cn1', ['-o', '-4', 'addr', 'show', 'dev', LAB.mobileIf])).split('\n').filter((l) => / inet .*\/30 /.test(l)).length;
     let cpuMark = { cpu: ownCpuSeconds(cn('cn1')), leased: 0 };
     const row = async (what: string) => {
-      await sleep(2000);
+      await sleep(settleMs);
       const a = processMemory(cn('cn1'));
       const b = processMemory(cn('cn2'));
       const cpu = ownCpuSeconds(cn('cn1'));
@@ -549,7 +554,9 @@ async function memoryRun(): Promise<void> {
       );
     };
     const flags = shippedNodeFlags('tmip-cn').join(' ') || '(none)';
-    console.log(`bench/dhcp --memory: CN1's memory with 0, 250 and 5,000 leased clients (DORA at ${rate}/s); CN2 is idle throughout`);
+    console.log(
+      `bench/dhcp --memory: CN1's memory with 0, 250 and 5,000 leased clients (DORA at ${rate}/s), each read ${settleMs / 1000} s after the last lease; CN2 is idle throughout`,
+    );
     console.log(`the CNs' Node flags: ${flags} (${process.env[NODE_FLAGS_ENV] !== undefined ? NODE_FLAGS_ENV : 'files/usr/sbin/tmip-cn'})`);
     console.log('options changed from the defaults:');
     for (const [o, why] of TMIP_CN_OPTIONS) console.log(`  cn1: option ${o}   (${why})`);
