@@ -6,9 +6,9 @@
 # Memory (a CN should stay under 50 MB RSS on a router with 250 clients; bench/dhcp --memory,
 # openwrt/README.md "Memory"):
 # - CommonJS, not an ES module: the source is ESM, but Node runs an ES module through its ESM loader,
-#   about 2.7 MB more RSS than the same code as CommonJS (an empty script: 41.4 against 38.7 MB). The
-#   banner's "use strict" keeps ESM's strict mode; import.meta.url, which two modules use to find
-#   node:tls and the capture addon, becomes the bundle's own file URL.
+#   about 2.7 MB more RSS than the same code as CommonJS (an empty script with the CN's flags: 41.4
+#   against 38.7 MB). The banner's "use strict" keeps ESM's strict mode; import.meta.url, which two
+#   modules use to find node:tls and the capture addon, becomes the bundle's own file URL.
 # - V8 keeps a script's whole source text in its heap for as long as the script runs, one byte per
 #   character only if every character is ASCII. --minify-whitespace drops comments and indentation and
 #   --charset=ascii escapes non-ASCII characters in strings; the build fails if a non-ASCII byte is left
