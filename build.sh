@@ -14,12 +14,12 @@
 #   --charset=ascii escapes non-ASCII characters in strings; the build fails if a non-ASCII byte is left
 #   (a legal comment is kept as written). Identifiers are not minified, so error logs' stack traces keep
 #   function and class names (--keep-names is not needed); their line:column point into long lines.
-# - MQTT.js and its dependencies (about 550 kB, 70 % of a bundle) go into an ES module of their own beside
-#   each bundle, dist/<prog>-mqtt.mjs, which the daemon imports only when its transport is MQTT
+# - MQTT.js and its dependencies (about 550 kB, 70 % of a bundle) go into a CommonJS module of their own
+#   beside each bundle, dist/<prog>-mqtt.cjs, which the daemon loads only when its transport is MQTT
 #   (platform/mqtt-channel.ts): a CN on TCP keeps none of that source in its heap (about 1 MB less RSS).
-#   Its banner gives it a `require` for MQTT.js's CommonJS insides. It exports what the daemons use,
-#   `connect`; its name carries the program's so that tmip-cn and tmip-mlr, two packages, never ship the
-#   same file.
+#   The source's `import('mqtt')` becomes a require() of it (--supported:dynamic-import=false), so an
+#   MQTT CN does not start the ESM loader either. It exports what the daemons use, `connect`; its name
+#   carries the program's so that tmip-cn and tmip-mlr, two packages, never ship the same file.
 set -euo pipefail
 cd "$(dirname "$0")"
 mkdir -p dist
@@ -29,18 +29,17 @@ ascii_only() {
 }
 for prog in tmip-cn tmip-mlr; do
   npx --no-install esbuild "src/cli/${prog}.ts" --bundle --platform=node --target=node20 --format=cjs \
-    --external:tmip-packet --alias:mqtt="./${prog}-mqtt.mjs" --external:"./${prog}-mqtt.mjs" \
-    --define:import.meta.url=__tmipModuleUrl --outfile="dist/${prog}.cjs" --log-level=warning \
-    --minify-whitespace --charset=ascii --banner:js="#!/usr/bin/env node
+    --external:tmip-packet --alias:mqtt="./${prog}-mqtt.cjs" --external:"./${prog}-mqtt.cjs" \
+    --supported:dynamic-import=false --define:import.meta.url=__tmipModuleUrl --outfile="dist/${prog}.cjs" \
+    --log-level=warning --minify-whitespace --charset=ascii --banner:js="#!/usr/bin/env node
 \"use strict\";const __tmipModuleUrl=require(\"node:url\").pathToFileURL(__filename).href;"
-  npx --no-install esbuild --bundle --platform=node --target=node20 --format=esm --outfile="dist/${prog}-mqtt.mjs" \
-    --log-level=warning --minify-whitespace --charset=ascii <<<"export { connect } from 'mqtt';" \
-    --banner:js="import { createRequire as __tmipRequire } from 'node:module'; const require = __tmipRequire(import.meta.url);"
+  npx --no-install esbuild --bundle --platform=node --target=node20 --format=cjs --outfile="dist/${prog}-mqtt.cjs" \
+    --log-level=warning --minify-whitespace --charset=ascii <<<"export { connect } from 'mqtt';"
   ascii_only "dist/${prog}.cjs"
-  ascii_only "dist/${prog}-mqtt.mjs"
+  ascii_only "dist/${prog}-mqtt.cjs"
   chmod 0755 "dist/${prog}.cjs"
 done
-echo "built: $(ls dist/*.cjs dist/*.mjs | tr '\n' ' ')"
+echo "built: $(ls dist/*.cjs | tr '\n' ' ')"
 
 # `bash build.sh ipk` also packs the bundles, init scripts, config and LuCI app into OpenWrt packages
 # without the SDK: dist/tmip-cn_<version>-r1_all.ipk, tmip-mlr_... and luci-app-tmip_... (or into

@@ -56,7 +56,7 @@ version=$(node -e 'process.stdout.write(String(JSON.parse(require("fs").readFile
 [ -n "$version" ] || die "no version in package.json"
 epoch=${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct 2>/dev/null || date +%s)}
 
-for bundle in tmip-cn.cjs tmip-mlr.cjs tmip-cn-mqtt.mjs tmip-mlr-mqtt.mjs; do
+for bundle in tmip-cn.cjs tmip-mlr.cjs tmip-cn-mqtt.cjs tmip-mlr-mqtt.cjs; do
 	[ -s "$root/dist/$bundle" ] || die "dist/$bundle is missing; run 'bash build.sh' first"
 done
 tar --version 2>/dev/null | grep -q 'GNU tar' || die "GNU tar is needed"
@@ -161,7 +161,7 @@ tmip_license=$(makevar "$tmip_mk" PKG_LICENSE)
 
 for prog in tmip-cn tmip-mlr; do
 	add "$prog" 0755 "$root/dist/$prog.cjs" "/usr/lib/tmip/$prog.cjs"
-	add "$prog" 0644 "$root/dist/$prog-mqtt.mjs" "/usr/lib/tmip/$prog-mqtt.mjs"
+	add "$prog" 0644 "$root/dist/$prog-mqtt.cjs" "/usr/lib/tmip/$prog-mqtt.cjs"
 	add "$prog" 0755 "$root/files/usr/sbin/$prog" "/usr/sbin/$prog"
 	add "$prog" 0755 "$root/files/etc/init.d/$prog" "/etc/init.d/$prog"
 	default_scripts "$prog"

@@ -176,7 +176,7 @@ class MqttConnectError extends Error {
 /**
  * MQTT.js, loaded on the first broker connection. A daemon on the TCP transport never runs it: loaded,
  * it adds about 11 MB to a Node process's RSS (bench/dhcp --memory measures the CN). In the bundles it
- * is a module of its own beside the daemon's (build.sh: dist/<prog>-mqtt.mjs), which exports `connect`
+ * is a module of its own beside the daemon's (build.sh: dist/<prog>-mqtt.cjs), which exports `connect`
  * only: hence the narrow type, so that using more of the library fails to compile instead of at run time.
  */
 let mqttLibrary: Promise<Pick<typeof MqttLibrary, 'connect'>> | undefined;

@@ -95,7 +95,7 @@ export class TmipLab {
   }
 
   static async start(opts: TmipLabOptions = {}): Promise<TmipLab> {
-    for (const f of ['tmip-cn.cjs', 'tmip-mlr.cjs', 'tmip-cn-mqtt.mjs', 'tmip-mlr-mqtt.mjs']) {
+    for (const f of ['tmip-cn.cjs', 'tmip-mlr.cjs', 'tmip-cn-mqtt.cjs', 'tmip-mlr-mqtt.cjs']) {
       if (!fs.existsSync(path.join(DIST, f))) throw new Error(`${path.join(DIST, f)} is missing: run 'bash build.sh' first`);
     }
     const lab = await Lab.create({ name: 'tmip', ...(opts.log ? { log: opts.log } : {}) });

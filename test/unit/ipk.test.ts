@@ -125,7 +125,7 @@ const fileOf = (dir: string, pkg: Pkg) => path.join(dir, `${pkg}_${PKG_VERSION}_
 
 before(() => {
   // the packages need the bundles; make them if this checkout has none yet
-  if (!['tmip-cn.cjs', 'tmip-mlr.cjs', 'tmip-cn-mqtt.mjs', 'tmip-mlr-mqtt.mjs'].every((f) => fs.existsSync(path.join(ROOT, 'dist', f)))) {
+  if (!['tmip-cn.cjs', 'tmip-mlr.cjs', 'tmip-cn-mqtt.cjs', 'tmip-mlr-mqtt.cjs'].every((f) => fs.existsSync(path.join(ROOT, 'dist', f)))) {
     const r = run('bash', ['build.sh']);
     assert.equal(r.code, 0, `bash build.sh:\n${r.stderr}`);
   }
@@ -312,7 +312,7 @@ const DIRS = (...paths: string[]) => {
 const EXPECT_FILES: Record<Pkg, Record<string, [number, string]>> = {
   'tmip-cn': {
     '/usr/lib/tmip/tmip-cn.cjs': [0o755, 'dist/tmip-cn.cjs'],
-    '/usr/lib/tmip/tmip-cn-mqtt.mjs': [0o644, 'dist/tmip-cn-mqtt.mjs'],
+    '/usr/lib/tmip/tmip-cn-mqtt.cjs': [0o644, 'dist/tmip-cn-mqtt.cjs'],
     '/usr/sbin/tmip-cn': [0o755, 'files/usr/sbin/tmip-cn'],
     '/etc/init.d/tmip-cn': [0o755, 'files/etc/init.d/tmip-cn'],
     '/etc/config/tmip': [0o600, 'files/etc/config/tmip'],
@@ -322,7 +322,7 @@ const EXPECT_FILES: Record<Pkg, Record<string, [number, string]>> = {
   },
   'tmip-mlr': {
     '/usr/lib/tmip/tmip-mlr.cjs': [0o755, 'dist/tmip-mlr.cjs'],
-    '/usr/lib/tmip/tmip-mlr-mqtt.mjs': [0o644, 'dist/tmip-mlr-mqtt.mjs'],
+    '/usr/lib/tmip/tmip-mlr-mqtt.cjs': [0o644, 'dist/tmip-mlr-mqtt.cjs'],
     '/usr/sbin/tmip-mlr': [0o755, 'files/usr/sbin/tmip-mlr'],
     '/etc/init.d/tmip-mlr': [0o755, 'files/etc/init.d/tmip-mlr'],
     '/etc/uci-defaults/90-tmip-mlr': [0o755, 'files/etc/uci-defaults/90-tmip-mlr'],
