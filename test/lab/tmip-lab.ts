@@ -92,7 +92,14 @@ export class TmipLab {
     private readonly opts: TmipLabOptions,
   ) {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmip-lab-'));
+    // The Lab tears its namespaces down on SIGINT/SIGTERM and exits; this directory goes with it.
+    process.on('exit', this.removeDir);
   }
+
+  /** Removes the configs and logs (kept with TMIP_KEEP_LOGS set). */
+  private readonly removeDir = (): void => {
+    if (!process.env.TMIP_KEEP_LOGS) fs.rmSync(this.dir, { recursive: true, force: true });
+  };
 
   static async start(opts: TmipLabOptions = {}): Promise<TmipLab> {
     for (const f of ['tmip-cn.cjs', 'tmip-mlr.cjs', 'tmip-cn-mqtt.cjs', 'tmip-mlr-mqtt.cjs']) {
@@ -283,6 +290,7 @@ export class TmipLab {
 
   async destroy(): Promise<void> {
     await this.lab.destroy();
-    if (!process.env.TMIP_KEEP_LOGS) fs.rmSync(this.dir, { recursive: true, force: true });
+    process.off('exit', this.removeDir);
+    this.removeDir();
   }
 }
