@@ -382,7 +382,7 @@ export class Handovers {
           LOG.handover,
           `tx ${tx.id}: committed ${b.mac} at ${to} in ${ms(t - tx.startedAt)} ms (stored at ${ms(storedAt - tx.startedAt)}, durable at ` +
             `${ms(durableAt - tx.startedAt)}${durable ? '' : ', before the commits'}, ` +
-            `${inline ? (replyNow ? 'commit in the reply, sent beside the others; ' : 'commit in the reply, ') : ''}` +
+            `${inline ? (replyNow ? `commit in the reply, sent ${committers.length > 0 ? 'beside the others' : 'at once'}; ` : 'commit in the reply, ') : ''}` +
             `${committers.length > 0 ? `commits answered at ${ms(answeredAt - tx.startedAt)}` : 'no other commit'})`,
         );
       }
