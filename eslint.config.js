@@ -7,13 +7,13 @@ import prettier from 'eslint-config-prettier';
 import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
-/** Node modules the daemons do without (see "The daemons' own code" below). */
 /** Each under both of its names: `node:x` and `x`. */
 const bothNames = (paths) => paths.flatMap((p) => [p, { ...p, name: p.name.slice('node:'.length) }]);
 const PERF = 'monotonicMs() (src/core/clock.ts): perf_hooks and its nine internal modules are about 0.8 MB of RSS.';
 const READLINE = 'readLines() (src/platform/line-reader.ts): readline loads three modules, about 0.6 MB of RSS.';
 const FS_PROMISES_WHY =
   'promisify(fs.readFile) and the like: fs/promises loads readline, fs.watch and directory modules, about 0.6 MB of RSS.';
+/** Node modules the daemons do without (see "The daemons' own code" below). */
 const RESTRICTED_MODULES = bothNames([
   { name: 'node:perf_hooks', message: PERF },
   { name: 'node:readline', message: READLINE },

@@ -5,7 +5,6 @@
 // real-time clock steps its wall clock when NTP first answers (forward at boot, sometimes back):
 // measured on the wall clock, a step back of an hour would leave the new-station budget empty for
 // an hour, and a step forward would lapse every reservation at once.
-
 //
 // Read through process.hrtime, not `performance.now()`: the first use of `performance` loads Node's
 // perf_hooks and its nine internal modules, about 0.8 MB of RSS that a CN on a router has no other

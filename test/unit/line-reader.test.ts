@@ -1,11 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 // readLines (src/platform/line-reader.ts): lines split across chunks, UTF-8 split inside a character,
-// long lines cut, a last line without '\n' held back; and monotonicMs (src/core/clock.ts) only ever
-// goes forward.
+// long lines cut, a last line without '\n' held back.
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
-import { monotonicMs } from '../../src/core/clock.js';
 import { readLines } from '../../src/platform/line-reader.js';
 
 async function linesOf(chunks: Buffer[], maxLine?: number): Promise<string[]> {
@@ -32,17 +30,4 @@ test('readLines decodes a UTF-8 character cut between two chunks', async () => {
 test('readLines cuts a line longer than the bound, also one that never ends in a chunk', async () => {
   const out = await linesOf([Buffer.from('x'.repeat(50)), Buffer.from('x'.repeat(50) + '\nshort\n' + 'y'.repeat(30) + '\n')], 20);
   assert.deepEqual(out, ['x'.repeat(20), 'short', 'y'.repeat(20)]);
-});
-
-test('monotonicMs goes forward with time and never back', async () => {
-  const a = monotonicMs();
-  let last = a;
-  for (let i = 0; i < 1000; i++) {
-    const t = monotonicMs();
-    assert.ok(t >= last, `${t} < ${last}`);
-    last = t;
-  }
-  await new Promise((r) => setTimeout(r, 20));
-  const waited = monotonicMs() - a;
-  assert.ok(waited >= 19 && waited < 5000, `20 ms measured as ${waited}`);
 });
