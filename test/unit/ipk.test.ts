@@ -148,6 +148,22 @@ before(() => {
   for (const pkg of PACKAGES) ipk[pkg] = unpack(fileOf(OUT, pkg));
 });
 
+test('each bundle is CommonJS and leaves MQTT.js to its own -mqtt.cjs module, required only when used (memory)', () => {
+  for (const prog of ['tmip-cn', 'tmip-mlr']) {
+    const bundle = fs.readFileSync(path.join(ROOT, 'dist', `${prog}.cjs`), 'utf8');
+    assert.ok(bundle.startsWith('#!/usr/bin/env node\n"use strict";'), `${prog}: shebang, then strict mode`);
+    assert.ok(!bundle.includes('mqtt-packet'), `${prog}: MQTT.js is not inside the bundle`);
+    assert.ok(!/\bimport\(/.test(bundle), `${prog}: no dynamic import (it would start the ESM loader)`);
+    assert.equal(bundle.split(`require("./${prog}-mqtt.cjs")`).length, 2, `${prog}: one require of its MQTT module`);
+    const r = run(process.execPath, [
+      '-e',
+      'process.stdout.write(typeof require(process.argv[1]).connect)',
+      path.join(ROOT, 'dist', `${prog}-mqtt.cjs`),
+    ]);
+    assert.equal(r.stdout, 'function', r.stderr);
+  }
+});
+
 test('bash build.sh ipk writes the three packages, named <name>_<version>-r<release>_all.ipk', () => {
   assert.deepEqual(fs.readdirSync(OUT).sort(), PACKAGES.map((p) => `${p}_${PKG_VERSION}_all.ipk`).sort());
 });
@@ -685,7 +701,8 @@ test('opkg installs and removes the packages in an offline root, running their s
     );
   const rm = run(opkg, [...base, 'remove', ...[...PACKAGES].reverse()], { env });
   assert.equal(rm.code, 0, rm.stdout + rm.stderr);
-  assert.ok(!fs.existsSync(path.join(root, 'usr/lib/tmip/tmip-cn.cjs')));
+  for (const f of ['tmip-cn.cjs', 'tmip-cn-mqtt.cjs', 'tmip-mlr.cjs', 'tmip-mlr-mqtt.cjs'])
+    assert.ok(!fs.existsSync(path.join(root, 'usr/lib/tmip', f)), f);
   assert.match(fs.readFileSync(path.join(root, 'calls'), 'utf8'), /prerm .*tmip-cn\.prerm/);
   fs.rmSync(root, { recursive: true, force: true });
 });
