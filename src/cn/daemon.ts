@@ -49,6 +49,8 @@ export interface CnDeps {
   neighbours?: NeighbourWatch;
   /** How often the mobile interface's index is checked, in ms (default MOBILE_CHECK_MS; 0 = never). */
   mobileCheckMs?: number;
+  /** First delay of start-up's waits for a device or the backbone's address, in ms (default 500; doubles to 20×). */
+  startRetryMs?: number;
 }
 
 /**
@@ -110,6 +112,8 @@ export class CnDaemon implements CnReport {
   private stopped = false;
   /** The mobile interface was missing at the last check (status: capture.interface_gone). */
   private mobileGone = false;
+  /** Ends start-up's current wait (for a device or the backbone's address) when stop() is called. */
+  private wakeStart: (() => void) | undefined;
   readonly associations = new AssociationTable();
 
   constructor(
@@ -123,7 +127,14 @@ export class CnDaemon implements CnReport {
     log(LOG.info, `Starting TMip Correspondent Node [${SOFTWARE}] '${cfg.cnName}' for network [${cfg.networkName}]`);
     for (const w of cfg.warnings) log(LOG.info, `config: ${w}`);
 
-    const { backbone, first } = await this.backboneAddress();
+    // At boot the devices may come later than we do (Wi-Fi is set up after the services start, a
+    // DFS channel's radio even a minute later): wait for them rather than exit into procd's respawn
+    // limit, which gives up after five quick exits.
+    if (!(await this.waitForDevice(cfg.cnIf, 'cn_if'))) return;
+    if (!(await this.waitForDevice(cfg.mobileIf, 'mobile_if'))) return;
+    const found = await this.backboneAddress();
+    if (!found) return;
+    const { backbone, first } = found;
     const selfAddr = first.ip;
     // The index before the MAC (read next): a device created again meanwhile shows as a change.
     const mobileIndex = await deps.net.interfaceIndex(cfg.mobileIf);
@@ -323,6 +334,7 @@ export class CnDaemon implements CnReport {
 
   stop(): void {
     this.stopped = true;
+    this.wakeStart?.();
     clearInterval(this.mobileWatch);
     clearInterval(this.guardFlush);
     this.deps.neighbours?.close();
@@ -462,8 +474,9 @@ export class CnDaemon implements CnReport {
    * cn_if and its first IPv4 address. Without one yet (DHCP or a link still coming up at boot) the CN
    * waits for it instead of exiting: logged once, looked at again with back-off (0.5 s doubling to 10 s).
    */
-  private async backboneAddress(): Promise<{ backbone: InterfaceInfo; first: InterfaceInfo['addresses'][number] }> {
-    const backoff = new Backoff(500, 10_000);
+  /** The backbone interface and its first IPv4 address, once it has one; undefined if stop() came first. */
+  private async backboneAddress(): Promise<{ backbone: InterfaceInfo; first: InterfaceInfo['addresses'][number] } | undefined> {
+    const backoff = this.startBackoff();
     let waited = false;
     for (;;) {
       const backbone = await this.interface(this.cfg.cnIf, 'cn_if');
@@ -474,8 +487,54 @@ export class CnDaemon implements CnReport {
       }
       if (!waited) this.deps.log(LOG.info, `cn_if '${this.cfg.cnIf}' has no IPv4 address yet; waiting for one (retrying with back-off)`);
       waited = true;
-      await new Promise((resolve) => setTimeout(resolve, backoff.next()));
+      if (!(await this.startDelay(backoff.next()))) return undefined;
     }
+  }
+
+  /**
+   * Wait until device `ifname` exists (one sysfs read per try, with back-off), saying once that we
+   * wait and once that it came. False if stop() came first. A name that is simply wrong waits too:
+   * the log line says so, and `ubus call service list` shows the instance running.
+   */
+  private async waitForDevice(ifname: string, option: string): Promise<boolean> {
+    const backoff = this.startBackoff();
+    let waited = false;
+    for (;;) {
+      if (this.stopped) return false;
+      if ((await this.deps.net.interfaceIndex(ifname)) !== undefined) {
+        if (waited) this.deps.log(LOG.info, `${option} '${ifname}' exists now`);
+        return !this.stopped;
+      }
+      if (!waited) {
+        this.deps.log(
+          LOG.error,
+          `${option} '${ifname}': no such device yet; waiting for it (retrying with back-off; if it never comes, check option ${option} in /etc/config/tmip: ip link lists the devices)`,
+        );
+      }
+      waited = true;
+      if (!(await this.startDelay(backoff.next()))) return false;
+    }
+  }
+
+  private startBackoff(): Backoff {
+    const first = this.deps.startRetryMs ?? 500;
+    return new Backoff(first, first * 20);
+  }
+
+  /** Sleep `ms` during start-up; stop() ends it early. True when start-up should go on. */
+  private startDelay(ms: number): Promise<boolean> {
+    if (this.stopped) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.wakeStart = undefined;
+        resolve(!this.stopped);
+      }, ms);
+      this.wakeStart = () => {
+        clearTimeout(timer);
+        this.wakeStart = undefined;
+        resolve(false);
+      };
+    });
   }
 
   private async interface(ifname: string, option: string): Promise<InterfaceInfo> {

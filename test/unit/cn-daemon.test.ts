@@ -610,3 +610,83 @@ test("a second CN on the same ubus publishes 'tmip.<cn_name>' instead of failing
     w.stop();
   }
 });
+
+test('a CN started before its devices exist waits for them, says so once each, and serves once they come', async () => {
+  const logs: string[] = [];
+  const service = new MlrService(new Registry(['vxlan']), {
+    networkName: 'lab',
+    offerHoldMs: 60_000,
+    leaseGraceMs: 60_000,
+    log: () => {},
+    maxLagMs: Infinity,
+  });
+  const net = new FakeNetOps();
+  net.supported = ['vxlan'];
+  const link = new FakeLinkIO('wl0', '02:cc:00:00:00:01');
+  const daemon = new CnDaemon(cnConfig('cn1'), {
+    net,
+    openLink: () => ({ ok: true, value: link }),
+    mobileCheckMs: 0,
+    startRetryMs: 5,
+    connect: async () => {
+      const [cnEnd, mlrEnd] = memoryChannelPair('cn1', 'mlr');
+      service.attach(new RpcPeer(mlrEnd), '10.200.0.11');
+      return cnEnd;
+    },
+    log: (_l, m) => logs.push(m),
+  });
+  let settled = false;
+  const started = daemon.start().finally(() => (settled = true));
+  try {
+    await until('the wait for cn_if', () => logs.some((l) => /^cn_if 'bb0': no such device yet; waiting for it/.test(l)));
+    await new Promise((r) => setTimeout(r, 60)); // several retries
+    assert.equal(settled, false, 'still waiting, not failed');
+    net.addInterface({
+      ifname: 'bb0',
+      mac: '02:bb:00:00:00:01',
+      mtu: 1500,
+      up: true,
+      addresses: [{ ip: ip('10.200.0.11'), prefix: 24, label: 'bb0' }],
+    });
+    await until('the wait for mobile_if', () => logs.some((l) => /^mobile_if 'wl0': no such device yet; waiting for it/.test(l)));
+    await new Promise((r) => setTimeout(r, 60));
+    assert.equal(settled, false);
+    assert.deepEqual(net.calls, [], 'nothing changed in the kernel while waiting');
+    net.addInterface({
+      ifname: 'wl0',
+      mac: '02:cc:00:00:00:01',
+      mtu: 1500,
+      up: true,
+      addresses: [{ ip: ip('10.1.0.1'), prefix: 24, label: 'wl0' }],
+    });
+    await started;
+    assert.equal(logs.filter((l) => /no such device yet/.test(l)).length, 2, 'said once per device');
+    assert.ok(logs.includes("cn_if 'bb0' exists now") && logs.includes("mobile_if 'wl0' exists now"));
+    assert.ok(logs.some((l) => /is now up and running/.test(l)));
+    // it serves: a DISCOVER is answered with an OFFER from its pool
+    await markerOffer(link, MS);
+  } finally {
+    daemon.stop();
+    await started.catch(() => {});
+  }
+});
+
+test('stop() while start-up waits for a device ends the wait: start() resolves without touching the kernel', async () => {
+  const logs: string[] = [];
+  const net = new FakeNetOps();
+  const daemon = new CnDaemon(cnConfig('cn1'), {
+    net,
+    openLink: () => assert.fail('no capture opened'),
+    connect: () => assert.fail('no MLR connection'),
+    startRetryMs: 60_000, // only stop() ends this wait in time
+    log: (_l, m) => logs.push(m),
+  });
+  const started = daemon.start();
+  await until('the wait', () => logs.some((l) => /no such device yet/.test(l)));
+  const t0 = Date.now();
+  daemon.stop();
+  await started;
+  assert.ok(Date.now() - t0 < 1000, 'ended at once');
+  assert.deepEqual(net.calls, []);
+  assert.ok(!logs.some((l) => /up and running/.test(l)));
+});
