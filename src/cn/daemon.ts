@@ -183,6 +183,8 @@ export class CnDaemon implements CnReport {
       onGatewayAdded: (gateway) => handover.gatewayAdded(gateway),
     });
     await dataplane.load();
+    // stop() during the kernel reads and writes above: open nothing more.
+    if (this.stopped) return;
 
     const link = new MobileLink(this.openCapture(mobile.mac));
     log(LOG.info, 'Using DHCP and IP/ARP activity for migration detection');
@@ -247,7 +249,12 @@ export class CnDaemon implements CnReport {
     }
     // ubus first: `ubus call tmip status` must answer (mlr.connected: false) while the MLR is unreachable.
     await this.startUbus();
+    if (this.stopped) {
+      this.ubus?.close(); // opened after stop() closed what there was
+      return;
+    }
     await mlr.start();
+    if (this.stopped) return;
     log(LOG.info, `Correspondent node [${formatIPv4(selfAddr)}] (${cfg.cnName}) is now up and running`);
   }
 

@@ -86,10 +86,13 @@ export class MlrLink implements MlrApi {
     });
   }
 
+  /** Stop for good; a start() still waiting for its first bind resolves (start-up ends there). */
   stop(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.peer?.close('CN shutting down');
+    this.firstBind?.resolve();
+    this.firstBind = undefined;
   }
 
   /** Drop the connection on purpose; the usual reconnect then re-binds and re-establishes. */

@@ -49,6 +49,23 @@ function cnConfig(name: string): CnConfig {
   };
 }
 
+/** CN `n`'s backbone interface bb0 (10.200.0.1n/24). */
+const backboneIf = (n: number) => ({
+  ifname: 'bb0',
+  mac: `02:bb:00:00:00:0${n}`,
+  mtu: 1500,
+  up: true,
+  addresses: [{ ip: ip(`10.200.0.1${n}`), prefix: 24, label: 'bb0' }],
+});
+/** CN `n`'s mobile interface wl0 (10.n.0.1/24, its pool). */
+const mobileIf = (n: number) => ({
+  ifname: 'wl0',
+  mac: `02:cc:00:00:00:0${n}`,
+  mtu: 1500,
+  up: true,
+  addresses: [{ ip: ip(`10.${n}.0.1`), prefix: 24, label: 'wl0' }],
+});
+
 /** A DHCP client message as a client would send it, wrapped in a broadcast Ethernet/IPv4/UDP frame. */
 function clientDhcp(
   type: number,
@@ -161,20 +178,8 @@ async function world(ubus: Partial<Record<'cn1' | 'cn2', FakeUbus>> = {}, o: Wor
   const make = async (name: 'cn1' | 'cn2', n: number) => {
     const net = new FakeNetOps();
     net.supported = ['vxlan'];
-    net.addInterface({
-      ifname: 'bb0',
-      mac: `02:bb:00:00:00:0${n}`,
-      mtu: 1500,
-      up: true,
-      addresses: [{ ip: ip(`10.200.0.1${n}`), prefix: 24, label: 'bb0' }],
-    });
-    net.addInterface({
-      ifname: 'wl0',
-      mac: `02:cc:00:00:00:0${n}`,
-      mtu: 1500,
-      up: true,
-      addresses: [{ ip: ip(`10.${n}.0.1`), prefix: 24, label: 'wl0' }],
-    });
+    net.addInterface(backboneIf(n));
+    net.addInterface(mobileIf(n));
     const link = new FakeLinkIO('wl0', `02:cc:00:00:00:0${n}`);
     /** Every capture opened: `link` first, then one per re-open, on the MAC the CN asked for. */
     const links: FakeLinkIO[] = [];
@@ -641,24 +646,12 @@ test('a CN started before its devices exist waits for them, says so once each, a
     await until('the wait for cn_if', () => logs.some((l) => /^cn_if 'bb0': no such device yet; waiting for it/.test(l)));
     await new Promise((r) => setTimeout(r, 60)); // several retries
     assert.equal(settled, false, 'still waiting, not failed');
-    net.addInterface({
-      ifname: 'bb0',
-      mac: '02:bb:00:00:00:01',
-      mtu: 1500,
-      up: true,
-      addresses: [{ ip: ip('10.200.0.11'), prefix: 24, label: 'bb0' }],
-    });
+    net.addInterface(backboneIf(1));
     await until('the wait for mobile_if', () => logs.some((l) => /^mobile_if 'wl0': no such device yet; waiting for it/.test(l)));
     await new Promise((r) => setTimeout(r, 60));
     assert.equal(settled, false);
     assert.deepEqual(net.calls, [], 'nothing changed in the kernel while waiting');
-    net.addInterface({
-      ifname: 'wl0',
-      mac: '02:cc:00:00:00:01',
-      mtu: 1500,
-      up: true,
-      addresses: [{ ip: ip('10.1.0.1'), prefix: 24, label: 'wl0' }],
-    });
+    net.addInterface(mobileIf(1));
     await started;
     assert.equal(logs.filter((l) => /no such device yet/.test(l)).length, 2, 'said once per device');
     assert.ok(logs.includes("cn_if 'bb0' exists now") && logs.includes("mobile_if 'wl0' exists now"));
@@ -688,5 +681,34 @@ test('stop() while start-up waits for a device ends the wait: start() resolves w
   await started;
   assert.ok(Date.now() - t0 < 1000, 'ended at once');
   assert.deepEqual(net.calls, []);
+  assert.ok(!logs.some((l) => /up and running/.test(l)));
+});
+
+test('stop() while the CN waits for its first bind with an unreachable MLR: start() resolves, nothing reconnects', async () => {
+  const logs: string[] = [];
+  const net = new FakeNetOps();
+  net.supported = ['vxlan'];
+  net.addInterface(backboneIf(1));
+  net.addInterface(mobileIf(1));
+  let attempts = 0;
+  const daemon = new CnDaemon(cnConfig('cn1'), {
+    net,
+    openLink: () => ({ ok: true, value: new FakeLinkIO('wl0', '02:cc:00:00:00:01') }),
+    mobileCheckMs: 0,
+    connect: async () => {
+      attempts++;
+      throw new Error('connection refused');
+    },
+    log: (_l, m) => logs.push(m),
+  });
+  let settled = false;
+  const started = daemon.start().then(() => (settled = true));
+  await until('a connection attempt', () => attempts > 0);
+  assert.equal(settled, false, 'start() waits for the first bind');
+  daemon.stop();
+  await started;
+  const after = attempts;
+  await new Promise((r) => setTimeout(r, 1200)); // past the first reconnect back-off
+  assert.equal(attempts, after, 'no reconnect after stop');
   assert.ok(!logs.some((l) => /up and running/.test(l)));
 });
