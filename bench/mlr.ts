@@ -34,7 +34,8 @@ import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
 import { randomBytes } from 'node:crypto';
 import { encodeRequestBody, FEATURES, SCHEMA_VERSION, type Envelope, type RequestBody, type RequestType } from '../src/core/messages.js';
-import { MacKey, canonicalJson } from '../src/proto/auth.js';
+import { canonicalJson } from '../src/core/canonical-json.js';
+import { MacKey } from '../src/proto/auth.js';
 import { encodeFrame, FrameDecoder } from '../src/proto/mlrp.js';
 import { benchSecret, cnAddr, cnName, cnPool, homeOf, intArg, percentile, processMemory, stationMac, textArg } from './synthetic.js';
 

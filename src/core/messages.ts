@@ -9,7 +9,22 @@ import { bindingCodec, cnRefCodec } from './binding.js';
 import { cidrContains, maskOf } from './ip.js';
 import type { PoolRange } from './pool.js';
 import { err, ok, type Result } from './result.js';
-import { array, int, ipv4, literal, mac, nullable, object, optional, refine, str, tunnelType, type Codec, type Infer } from './schema.js';
+import {
+  array,
+  int,
+  ipv4,
+  literal,
+  mac,
+  nullable,
+  object,
+  optional,
+  refine,
+  str,
+  textOf,
+  tunnelType,
+  type Codec,
+  type Infer,
+} from './schema.js';
 
 export const SCHEMA_VERSION = 1;
 
@@ -279,6 +294,16 @@ export function encodeRequestBody<T extends RequestType>(type: T, body: RequestB
 
 export function encodeReplyBody<T extends RequestType>(type: T, body: ReplyBody<T>): unknown {
   return (requests[type].reply as Codec<unknown>).encode(body);
+}
+
+/** A request body's canonical JSON text (what is signed and sent), written from the typed value. */
+export function requestBodyText<T extends RequestType>(type: T, body: RequestBody<T>): string | undefined {
+  return textOf(requests[type].body as Codec<unknown>, body);
+}
+
+/** A reply body's canonical JSON text, written from the typed value. */
+export function replyBodyText<T extends RequestType>(type: T, body: ReplyBody<T>): string | undefined {
+  return textOf(requests[type].reply as Codec<unknown>, body);
 }
 
 export function decodeErrorBody(body: unknown): Result<ErrorBody> {

@@ -4,6 +4,10 @@
 // and encodes the typed value back into plain JSON. Addresses are decoded into numbers here, once,
 // at the boundary, so that nothing hostile or textual reaches CN or MLR logic. Used for every MLRP
 // message body (core/messages.ts) and for the MLR's state file.
+// Each codec built here also writes a value's canonical JSON text directly (`text`: what
+// canonicalJson(encode(value)) gives, byte for byte, without building the plain-JSON copy or sorting
+// keys per message): the form MLRP signs and sends (proto/rpc.ts, proto/auth.ts).
+import { canonicalJson, quote } from './canonical-json.js';
 import { formatIPv4, parseIPv4, parseMac, type IPv4, type Mac } from './ip.js';
 import { err, ok, type Result } from './result.js';
 import { isTunnelType, type TunnelType } from './tunnel.js';
@@ -13,12 +17,25 @@ export interface Codec<T> {
   decode(value: unknown, path: string): Result<T>;
   /** Turn a T into plain JSON (strings, numbers, booleans, null, arrays, objects). */
   encode(value: T): unknown;
+  /**
+   * canonicalJson(encode(value)) written directly (undefined where that is: nesting past its bound).
+   * Optional: codecs made elsewhere may leave it out, and textOf() derives it from encode.
+   */
+  text?(value: T): string | undefined;
 }
 export type Infer<C> = C extends Codec<infer T> ? T : never;
 
+/** The canonical JSON text of `codec.encode(value)`: codec.text when it has one. */
+export function textOf<T>(codec: Codec<T>, value: T): string | undefined {
+  return codec.text !== undefined ? codec.text(value) : canonicalJson(codec.encode(value));
+}
+
+/** The canonical text of a value whose wire form is itself (a string, mostly). */
+const selfText = (v: unknown): string | undefined => (typeof v === 'string' ? quote(v) : canonicalJson(v));
+
 /** A codec whose wire form is its typed form (strings, numbers, literals): encoding copies nothing. */
 function plain<T>(decode: (value: unknown, path: string) => Result<T>): Codec<T> {
-  return { decode, encode: (v) => v };
+  return { decode, encode: (v) => v, text: selfText };
 }
 
 export const str = (max = 256): Codec<string> =>
@@ -37,6 +54,7 @@ export const ipv4: Codec<IPv4> = {
     return r.ok ? r : err(`${p}: ${r.error}`);
   },
   encode: (v) => formatIPv4(v),
+  text: (v) => quote(formatIPv4(v)),
 };
 
 /** A MAC address in any common notation on the wire; canonical lower-case colon form inside. */
@@ -59,11 +77,13 @@ export const literal = <L extends string>(...values: L[]): Codec<L> =>
 export const optional = <T>(inner: Codec<T>): Codec<T | undefined> => ({
   decode: (v, p) => (v === undefined || v === null ? ok(undefined) : inner.decode(v, p)),
   encode: (v) => (v === undefined ? undefined : inner.encode(v)),
+  text: (v) => (v === undefined ? 'null' : textOf(inner, v)),
 });
 
 export const nullable = <T>(inner: Codec<T>): Codec<T | null> => ({
   decode: (v, p) => (v === null ? ok(null) : inner.decode(v, p)),
   encode: (v) => (v === null ? null : inner.encode(v)),
+  text: (v) => (v === null ? 'null' : textOf(inner, v)),
 });
 
 export const array = <T>(inner: Codec<T>, max = 10000): Codec<T[]> => ({
@@ -79,6 +99,15 @@ export const array = <T>(inner: Codec<T>, max = 10000): Codec<T[]> => ({
     return ok(out);
   },
   encode: (v) => v.map((x) => inner.encode(x)),
+  text(v) {
+    let out = '[';
+    for (let i = 0; i < v.length; i++) {
+      const t = textOf(inner, v[i]!);
+      if (t === undefined) return undefined;
+      out += i === 0 ? t : `,${t}`;
+    }
+    return `${out}]`;
+  },
 });
 
 type Shape = Record<string, Codec<unknown>>;
@@ -93,6 +122,10 @@ export type ShapeType<S extends Shape> = Flatten<
 export const object = <S extends Shape>(shape: S): Codec<ShapeType<S>> => {
   // The fields and their path suffixes, listed once (not once per message).
   const fields = Object.entries(shape).map(([key, codec]) => ({ key, codec, suffix: `.${key}` }));
+  // For text(): the fields in canonical order (UTF-16 code units, as canonicalJson sorts), each with `"key":`.
+  const sorted = fields
+    .map(({ key, codec }) => ({ key, codec, head: `${quote(key)}:` }))
+    .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   return {
     decode(v, p) {
       if (typeof v !== 'object' || v === null || Array.isArray(v)) return err(`${p}: expected an object`);
@@ -112,6 +145,19 @@ export const object = <S extends Shape>(shape: S): Codec<ShapeType<S>> => {
       }
       return out;
     },
+    text(v) {
+      let out = '{';
+      let first = true;
+      for (const { key, codec, head } of sorted) {
+        const field = (v as Record<string, unknown>)[key];
+        if (field === undefined) continue;
+        const t = textOf(codec, field);
+        if (t === undefined) return undefined;
+        out += first ? head + t : `,${head}${t}`;
+        first = false;
+      }
+      return `${out}}`;
+    },
   };
 };
 
@@ -124,4 +170,5 @@ export const refine = <T>(inner: Codec<T>, check: (value: T) => string | undefin
     return problem === undefined ? r : err(`${p}: ${problem}`);
   },
   encode: (v) => inner.encode(v),
+  text: (v) => textOf(inner, v),
 });

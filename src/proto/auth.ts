@@ -38,17 +38,25 @@
 //
 // Cost per message: each peer's key is prepared once (MacKey: the HMAC as two one-shot hashes over
 // precomputed pads, the same digests as createHmac without its per-message object); nonces are cut
-// from a pooled random buffer; a request body sent to several CNs is canonicalised once, and so is a
-// reply body sent again and again (the MLR's `busy`); sealJson writes the sent JSON text around the
-// canonical body, so a body is serialised once per message, not again by JSON.stringify; a session
-// looks its peer's key and replay cache up once.
+// from a pooled random buffer; sealText writes the sent JSON text around the body's canonical text,
+// which proto/rpc.ts has the body's codec write from the typed value (core/schema.ts Codec.text), so
+// a body is serialised once per message (once for all CNs a body goes to), not again by
+// JSON.stringify; sealJson does the same for an envelope given as an object (errors, tests), with
+// the body canonicalised once when it is sent again and again (the MLR's `busy`); a session looks its
+// peer's key and replay cache up once.
+import { canonicalJson, quote } from '../core/canonical-json.js';
 import { monotonicMs } from '../core/clock.js';
 import crypto, { createHmac, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
-import type { Envelope } from '../core/messages.js';
+import { SCHEMA_VERSION, type Envelope } from '../core/messages.js';
 import { err, ok, type Result } from '../core/result.js';
+
+/** The schema version as it is written in every envelope. */
+const VERSION_TEXT = String(SCHEMA_VERSION);
 
 /** The MLR's sender id. */
 export const MLR_ID = 'mlr';
+
+export type Role = 'cn' | 'mlr';
 /** Accepted clock difference between sender and receiver (ms). */
 export const AUTH_WINDOW_MS = 7000;
 /**
@@ -60,92 +68,6 @@ export const REPLAY_CACHE_MAX = 16384;
 /** Rejection log lines let through per interval, across all sessions. */
 const LOG_BURST = 10;
 const LOG_INTERVAL_MS = 60_000;
-/** Deepest body nesting that is canonicalised (MLRP bodies nest at most 4 deep). */
-const MAX_DEPTH = 32;
-
-export type Role = 'cn' | 'mlr';
-
-/**
- * A string as JSON.stringify writes it: one of printable ASCII other than `"` and `\` (names, MACs,
- * addresses, hex: nearly every string MLRP carries) as it is between quotes, without the call.
- */
-function quote(s: string): string {
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return JSON.stringify(s);
-  }
-  return `"${s}"`;
-}
-
-/**
- * Sort object keys by UTF-16 code units (what sort() without a comparator does; keys are distinct):
- * a few, as MLRP objects have, by insertion (cheaper than the generic sort), many by sort().
- */
-function sortKeys(keys: string[]): void {
-  if (keys.length > 16) {
-    keys.sort();
-    return;
-  }
-  for (let i = 1; i < keys.length; i++) {
-    const k = keys[i]!;
-    let j = i - 1;
-    while (j >= 0 && keys[j]! > k) {
-      keys[j + 1] = keys[j]!;
-      j--;
-    }
-    keys[j + 1] = k;
-  }
-}
-
-/** Canonical JSON of a parsed JSON value, or undefined if it nests deeper than MAX_DEPTH. */
-export function canonicalJson(value: unknown, depth = 0): string | undefined {
-  if (depth > MAX_DEPTH) return undefined;
-  // One pass, building the string as it goes; the keys of an object are sorted only when they are not
-  // in order already. Byte for byte what sorting every object's keys and JSON.stringify would write.
-  switch (typeof value) {
-    case 'string':
-      return quote(value);
-    case 'number':
-      return Number.isFinite(value) ? String(value) : 'null';
-    case 'boolean':
-      return value ? 'true' : 'false';
-    case 'object':
-      break;
-    default:
-      return JSON.stringify(value) ?? 'null';
-  }
-  if (value === null) return 'null';
-  if (Array.isArray(value)) {
-    const items = value as unknown[];
-    let out = '[';
-    for (let i = 0; i < items.length; i++) {
-      const c = canonicalJson(items[i], depth + 1);
-      if (c === undefined) return undefined;
-      out += i === 0 ? c : `,${c}`;
-    }
-    return `${out}]`;
-  }
-  const obj = value as Record<string, unknown>;
-  const keys = Object.keys(obj);
-  for (let i = 1; i < keys.length; i++) {
-    if (keys[i - 1]! > keys[i]!) {
-      sortKeys(keys);
-      break;
-    }
-  }
-  let out = '{';
-  let first = true;
-  for (const key of keys) {
-    const item = obj[key];
-    if (item === undefined) continue;
-    const c = canonicalJson(item, depth + 1);
-    if (c === undefined) return undefined;
-    out += `${first ? '' : ','}${quote(key)}:${c}`;
-    first = false;
-  }
-  return `${out}}`;
-}
-
 /**
  * Canonical JSON of the last RECENT request bodies signed, by object: one body sent to several CNs
  * (prepare, commit), one right after the other, is canonicalised once. A ring compared by identity,
@@ -547,21 +469,33 @@ export class SessionGuard {
    * out unsigned (no key for the peer, a body nested too deeply): the caller sends seal(env) then.
    */
   sealJson(env: Envelope): string | undefined {
-    const key = this.sealingKey();
-    if (!key) return undefined;
+    if (this.sealingKey() === undefined) return undefined;
     const body = env.re === undefined ? canonicalSentBody(env.body) : canonicalReplyBody(env.body);
     if (body === undefined) return undefined;
+    return this.sealWith(item(env.v), env.type, env.id, env.re, body);
+  }
+
+  /**
+   * sealJson for the envelope `{v: SCHEMA_VERSION, type, id | re, body}` whose body is given as its
+   * canonical JSON text already (core/schema.ts Codec.text): nothing is serialised again.
+   */
+  sealText(type: string, id: number | undefined, re: number | undefined, body: string): string | undefined {
+    return this.sealWith(VERSION_TEXT, type, id, re, body);
+  }
+
+  private sealWith(v: string, envType: string, envId: number | undefined, envRe: number | undefined, body: string): string | undefined {
+    const key = this.sealingKey();
+    if (!key) return undefined;
     const from = this.auth.self;
     const ts = this.auth.now();
     const nonce = freshNonce();
-    const v = item(env.v);
-    const type = item(env.type);
-    const id = item(env.id);
-    const re = item(env.re);
+    const type = quote(envType);
+    const id = item(envId);
+    const re = item(envRe);
     const f = quote(from);
     const t = item(ts);
     const auth = key.macHex(`MLRP-HMAC-1\n${this.auth.role}\n[${v},${type},${id},${re},${f},${t},"${nonce}"]\n${body}`);
-    const ref = (env.id !== undefined ? `"id":${id},` : '') + (env.re !== undefined ? `"re":${re},` : '');
+    const ref = (envId !== undefined ? `"id":${id},` : '') + (envRe !== undefined ? `"re":${re},` : '');
     return `{"v":${v},"type":${type},${ref}"body":${body},"from":${f},"ts":${t},"nonce":"${nonce}","auth":"${auth}"}`;
   }
 

@@ -12,8 +12,9 @@
 // MLR's backpressure) sees each request's type before anything is decoded (requestHead(): the head
 // every sender writes, `{"v":1,"type":"…","id":N,`) and may have it answered with an error at once,
 // unparsed and unverified (on a session already authenticated, the answer signed as any other).
-// Cheap per message: a signed envelope is written as text around its canonical body (auth.ts
-// sealJson: the body serialised once), and one time-out timer serves all of a session's requests.
+// Cheap per message: a body's codec writes its canonical JSON text from the typed value (core/schema.ts
+// Codec.text; once per body however many CNs it goes to), the guard signs and frames the envelope
+// around it (auth.ts sealText), and one time-out timer serves all of a session's requests.
 // Heartbeat (option `heartbeat`, issue 9): every message that arrives counts as a sign of life; when
 // nothing has arrived for `intervalMs` (75-100 % of it, at random) the peer sends a `ping` request
 // (again each interval while the silence lasts), and when nothing at all has arrived for `missMs` it
@@ -32,6 +33,8 @@ import {
   decodeRequestBody,
   encodeReplyBody,
   encodeRequestBody,
+  replyBodyText,
+  requestBodyText,
   type Envelope,
   type ErrorBody,
   type ReplyBody,
@@ -78,6 +81,11 @@ export interface RpcGuard {
    * HMAC covers, so it is serialised once); undefined when it goes out unsigned (then `seal`).
    */
   sealJson?(env: Envelope): string | undefined;
+  /**
+   * The envelope `{v: SCHEMA_VERSION, type, id | re, body}` signed and written as the JSON text sent,
+   * given its body's canonical text (core/schema.ts Codec.text); undefined when it goes out unsigned.
+   */
+  sealText?(type: string, id: number | undefined, re: number | undefined, body: string): string | undefined;
   /** Check an incoming envelope; ok(sender id) or the failed check. */
   open(env: Envelope): Result<string>;
   /** The peer's authenticated id, once a message from it checked out. */
@@ -120,25 +128,26 @@ export interface RpcPeerOptions {
 }
 
 /**
- * The last RECENT request bodies encoded, by the body object: the MLR sends one body to every
- * participant of a move (prepare, then commit), one right after the other, so it is encoded once.
- * Bodies are not changed after they are sent. A ring compared by identity, not a WeakMap: a WeakMap
- * entry for every body sent (most are sent once) cost more in set-up and GC than it saved.
+ * The canonical text of the last RECENT request bodies sent, by the body object: the MLR sends one
+ * body to every participant of a move (prepare, then commit), one right after the other, so it is
+ * written once. Bodies are not changed after they are sent. A ring compared by identity, not a
+ * WeakMap: a WeakMap entry for every body sent (most are sent once) cost more in set-up and GC than
+ * it saved.
  */
 const RECENT = 16;
 const recentBodies: unknown[] = new Array<unknown>(RECENT).fill(undefined);
 const recentTypes: (RequestType | undefined)[] = new Array<RequestType | undefined>(RECENT).fill(undefined);
-const recentEncoded: unknown[] = new Array<unknown>(RECENT).fill(undefined);
+const recentTexts: (string | undefined)[] = new Array<string | undefined>(RECENT).fill(undefined);
 let recentAt = 0;
 
-function encodeRequestOnce<T extends RequestType>(type: T, body: RequestBody<T>): unknown {
-  for (let i = 0; i < RECENT; i++) if (recentBodies[i] === body && recentTypes[i] === type) return recentEncoded[i];
-  const encoded = encodeRequestBody(type, body);
+function requestTextOnce<T extends RequestType>(type: T, body: RequestBody<T>): string | undefined {
+  for (let i = 0; i < RECENT; i++) if (recentBodies[i] === body && recentTypes[i] === type) return recentTexts[i];
+  const text = requestBodyText(type, body);
   recentBodies[recentAt] = body;
   recentTypes[recentAt] = type;
-  recentEncoded[recentAt] = encoded;
+  recentTexts[recentAt] = text;
   recentAt = (recentAt + 1) % RECENT;
-  return encoded;
+  return text;
 }
 
 /** The longest error message the error body's codec takes (core/messages.ts); longer ones are cut. */
@@ -157,7 +166,7 @@ function errorBodyOf(e: RpcError): ErrorBody {
   return b;
 }
 
-/** The head every MLRP sender writes first (JSON.stringify of an envelope; auth.ts sealJson): `{"v":1,"type":"`. */
+/** The head every MLRP sender writes first (auth.ts sealText and sealJson, and sendText unsigned): `{"v":1,"type":"`. */
 const HEAD = Buffer.from(`{"v":${SCHEMA_VERSION},"type":"`, 'latin1');
 /** The type requestHead() found last (set with its result; single-threaded). */
 let headType = '';
@@ -332,7 +341,9 @@ export class RpcPeer {
       this.pending.set(id, { type, resolve: resolve as (b: unknown) => void, reject, deadline, timeoutMs });
       if (deadline < this.deadlineAt) this.armDeadline(deadline);
       else if (this.pending.size === 1) this.deadlineTimer?.ref();
-      this.send({ v: SCHEMA_VERSION, type, id, body: encodeRequestOnce(type, body) });
+      const text = requestTextOnce(type, body);
+      if (text !== undefined) this.sendText(type, id, undefined, text);
+      else this.send({ v: SCHEMA_VERSION, type, id, body: encodeRequestBody(type, body) });
     });
   }
 
@@ -367,6 +378,24 @@ export class RpcPeer {
   close(reason = 'closed locally'): void {
     this.channel.close(reason);
     this.shutdown(reason);
+  }
+
+  /**
+   * Send `{v, type, id | re, body}` whose body is already canonical JSON text: signed around it when
+   * the guard can, else unsigned in the same layout (requestHead() reads it either way).
+   */
+  private sendText(type: string, id: number | undefined, re: number | undefined, body: string): void {
+    if (this.closed) return;
+    const meta = id !== undefined ? { id } : { re: re! };
+    let text = this.guard?.sealText?.(type, id, re, body);
+    if (text === undefined) {
+      if (this.guard !== undefined && this.guard.sealText === undefined) {
+        this.send({ v: SCHEMA_VERSION, type, ...meta, body: JSON.parse(body) as unknown });
+        return;
+      }
+      text = `{"v":${SCHEMA_VERSION},"type":${JSON.stringify(type)},${id !== undefined ? `"id":${id}` : `"re":${re}`},"body":${body}}`;
+    }
+    this.channel.send(Buffer.from(text, 'utf8'), meta);
   }
 
   private send(env: Envelope, sign = true): void {
@@ -479,7 +508,9 @@ export class RpcPeer {
     this.inbound++;
     try {
       const reply = await handler(body.value);
-      this.send({ v: SCHEMA_VERSION, type: 'reply', re: id, body: encodeReplyBody(env.type, reply) });
+      const text = replyBodyText(env.type, reply);
+      if (text !== undefined) this.sendText('reply', undefined, id, text);
+      else this.send({ v: SCHEMA_VERSION, type: 'reply', re: id, body: encodeReplyBody(env.type, reply) });
     } catch (e) {
       if (e instanceof RpcError) this.send({ v: SCHEMA_VERSION, type: 'error', re: id, body: errorBodyOf(e) });
       else fail('internal', e instanceof Error ? e.message : String(e));

@@ -27,11 +27,11 @@ import {
   RateLimitedLog,
   ReplayCache,
   canonicalBytes,
-  canonicalJson,
   cnGuards,
   hmac,
   type Role,
 } from '../../src/proto/auth.js';
+import { canonicalJson } from '../../src/core/canonical-json.js';
 import { AUTH_FAILED, MAX_INBOUND, RpcPeer, type MessageChannel, type RpcError } from '../../src/proto/rpc.js';
 import { ip, until } from '../support/helpers.js';
 
