@@ -16,6 +16,7 @@ import path from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { Registry } from '../src/core/registry.js';
 import { startMlr, type Mlr } from '../src/mlr/mlr.js';
+import { MAX_WORK } from '../src/mlr/service.js';
 import { RegistryStore } from '../src/mlr/persistence.js';
 import { createLogger, LOG } from '../src/platform/log.js';
 import { FileStateFile } from '../src/platform/state-file.js';
@@ -57,6 +58,17 @@ function fsType(p: string): string {
   }
   return best.type;
 }
+
+/**
+ * The MLR's work budget in use (MlrService.outstandingWork against MAX_WORK), sampled every
+ * WORK_SAMPLE_MS: its mean and the share of samples at the limit, since the last stats message. A
+ * budget at its limit with the event loop idle means moves wait on something else (the CNs' commit
+ * replies, the disk), not on the MLR's CPU.
+ */
+const WORK_SAMPLE_MS = 2;
+let workSamples = 0;
+let workSum = 0;
+let workFull = 0;
 
 /** Journal appends (each one write and one fdatasync) since the last stats message. */
 let appends = 0;
@@ -125,6 +137,13 @@ async function main(): Promise<void> {
       },
     );
     port = await portKnown;
+    const service = mlr.service;
+    setInterval(() => {
+      const w = service.outstandingWork;
+      workSamples++;
+      workSum += w;
+      if (w >= MAX_WORK) workFull++;
+    }, WORK_SAMPLE_MS).unref();
     process.stdout.write(`MLR: fill and first snapshot of ${BINDINGS} bindings: ${Math.round(fillMs)} ms\n`);
   }
   let profiler: Session | undefined;
@@ -165,8 +184,13 @@ async function main(): Promise<void> {
       busy: h?.stats.busy ?? 0,
       rolledBack: h?.stats.rolledBack ?? 0,
       appends,
+      workMean: workSamples > 0 ? workSum / workSamples : 0,
+      workFullShare: workSamples > 0 ? workFull / workSamples : 0,
     });
     appends = 0;
+    workSamples = 0;
+    workSum = 0;
+    workFull = 0;
     gcMax = 0;
     gcCount = 0;
     gcTotal = 0;

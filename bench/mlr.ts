@@ -36,6 +36,7 @@ import { randomBytes } from 'node:crypto';
 import { encodeRequestBody, FEATURES, SCHEMA_VERSION, type Envelope, type RequestBody, type RequestType } from '../src/core/messages.js';
 import { canonicalJson } from '../src/core/canonical-json.js';
 import { MacKey } from '../src/proto/auth.js';
+import { MAX_WORK } from '../src/mlr/service.js';
 import { encodeFrame, FrameDecoder } from '../src/proto/mlrp.js';
 import { benchSecret, cnAddr, cnName, cnPool, homeOf, intArg, percentile, processMemory, stationMac, textArg } from './synthetic.js';
 
@@ -85,6 +86,9 @@ interface ServerStats {
   rolledBack: number;
   /** Journal appends (each one write and one fdatasync) since the last stats. */
   appends: number;
+  /** The MLR's work budget in use (of MAX_WORK), mean over the step, and the share of the step it was all in use. */
+  workMean: number;
+  workFullShare: number;
 }
 
 /** Fork bench/mlr-server in `mode`; resolves once it listens. */
@@ -542,8 +546,8 @@ async function main(): Promise<void> {
   const mosq = await runMosquitto();
   write(`\nMLR state: ${ready.state ? `${ready.state}/mlr.state` : '?'} on ${ready.fs} (journal with fdatasync; removed after the run)\n`);
   write(
-    '| offered/s | moved/s | p50 | p99 | max | busy | failed | late | MLR→CN requests per move | fdatasyncs per move | MLR RSS (peak) | JS heap | GC max | loop delay max | MLR CPU | MLR CPU per move | generator CPU |\n' +
-      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n',
+    '| offered/s | moved/s | p50 | p99 | max | busy | failed | late | MLR→CN requests per move | fdatasyncs per move | MLR RSS (peak) | JS heap | GC max | loop delay max | work budget in use (mean; full) | MLR CPU | MLR CPU per move | generator CPU |\n' +
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n',
   );
   let best = 0;
   for (const { step, secs, stats, mem, genCpu } of results) {
@@ -553,7 +557,7 @@ async function main(): Promise<void> {
     write(
       `| ${step.rate} | ${Math.round(moved)} | ${percentile(l, 50).toFixed(1)} ms | ${percentile(l, 99).toFixed(1)} ms | ${percentile(l, 100).toFixed(1)} ms | ` +
         `${step.busy} | ${step.failed} | ${step.outstanding} | ${(step.served / Math.max(1, step.moved)).toFixed(1)} | ${(stats.appends / Math.max(1, step.moved)).toFixed(2)} | ${mem.rss.toFixed(0)} (${mem.hwm.toFixed(0)}) MB | ${stats.heapMb.toFixed(0)} MB | ` +
-        `${stats.gcMaxMs.toFixed(1)} ms | ${stats.loopMaxMs.toFixed(1)} ms | ${Math.round((stats.cpuMs / 1000 / (secs + 0.5)) * 100)} % | ${Math.round((stats.cpuMs * 1000) / Math.max(1, step.moved + step.busy / 5))} µs | ${Math.round(genCpu * 100)} % |\n`,
+        `${stats.gcMaxMs.toFixed(1)} ms | ${stats.loopMaxMs.toFixed(1)} ms | ${Math.round(stats.workMean)} of ${MAX_WORK}; ${Math.round(stats.workFullShare * 100)} % | ${Math.round((stats.cpuMs / 1000 / (secs + 0.5)) * 100)} % | ${Math.round((stats.cpuMs * 1000) / Math.max(1, step.moved + step.busy / 5))} µs | ${Math.round(genCpu * 100)} % |\n`,
     );
   }
   for (const { step } of results) if (step.failure) write(`offered ${step.rate}/s: first failure: ${step.failure}\n`);
