@@ -20,11 +20,12 @@
 // after V8's memory reducer, which starts 8 s after allocation slows, has given back what the burst of
 // new clients took; the HWM column keeps the burst's peak.
 // The CNs run with the Node flags of files/usr/sbin/tmip-cn, or TMIP_CN_NODE_FLAGS to measure others
-// (test/support/node-flags.ts); the second line of output says which.
+// (test/support/node-flags.ts); the second line of output says which. `--transport mqtt` (or tls)
+// has the CNs reach the MLR that way (the lab starts mosquitto): an MQTT CN also loads MQTT.js.
 // Usage: node build/bench/dhcp.js [--rates 100,300,1000,3000,6000] [--seconds 3] [--servers tmip,kea,dnsmasq]
 //        [--timeout-ms 2000] [--retransmit-ms 0]      (servers also: dnsmasq-noping = dnsmasq --no-ping)
 //        [TMIP_CN_NODE_FLAGS='--max-semi-space-size=1 ...'] node build/bench/dhcp.js --memory [--memory-rate 100]
-//        [--settle-ms 15000]
+//        [--settle-ms 15000] [--transport tcp|tls|mqtt]
 //        (root; needs `npm run compile && bash build.sh` first)
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -202,11 +203,19 @@ function statFields(pid: number): string[] {
 /** USER_HZ: 100 on every Linux architecture tmip runs on. */
 const CLOCK_TICKS = 100;
 
+/** `--transport`: how the lab's CNs reach the MLR (MLRP over TCP by default). */
+function transportArg(): 'tcp' | 'tls' | 'mqtt' {
+  const t = textArg('transport', 'tcp');
+  if (t !== 'tcp' && t !== 'tls' && t !== 'mqtt') throw new Error(`--transport ${t}: expected tcp, tls or mqtt`);
+  return t;
+}
+
 async function startTmip(): Promise<Server> {
   // CN1 writes its status (with the DHCP server's counters) here on SIGUSR1; it measures nothing.
   const statusDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmip-dhcp-bench-status-'));
   const statusFile = path.join(statusDir, 'cn1.status');
   const t = await TmipLab.start({
+    transport: transportArg(),
     debug: 2,
     leaseTime: LEASE_SECONDS,
     mlrExtra: TMIP_MLR_OPTIONS.map(([o]) => `\toption ${o}`),
@@ -558,6 +567,7 @@ async function memoryRun(): Promise<void> {
       `bench/dhcp --memory: CN1's memory with 0, 250 and 5,000 leased clients (DORA at ${rate}/s), each read ${settleMs / 1000} s after the last lease; CN2 is idle throughout`,
     );
     console.log(`the CNs' Node flags: ${flags} (${process.env[NODE_FLAGS_ENV] !== undefined ? NODE_FLAGS_ENV : 'files/usr/sbin/tmip-cn'})`);
+    console.log(`the CNs reach the MLR over ${transportArg()}`);
     console.log('options changed from the defaults:');
     for (const [o, why] of TMIP_CN_OPTIONS) console.log(`  cn1: option ${o}   (${why})`);
     for (const [o, why] of TMIP_MLR_OPTIONS) console.log(`  mlr: option ${o}   (${why})`);

@@ -128,17 +128,16 @@ export class CnDaemon implements CnReport {
     for (const w of cfg.warnings) log(LOG.info, `config: ${w}`);
 
     // At boot the devices may come later than we do (Wi-Fi is set up after the services start, a
-    // DFS channel's radio even a minute later): wait for them rather than exit into procd's respawn
-    // limit, which gives up after five quick exits.
-    if (!(await this.waitForDevice(cfg.cnIf, 'cn_if'))) return;
-    if (!(await this.waitForDevice(cfg.mobileIf, 'mobile_if'))) return;
-    const found = await this.backboneAddress();
+    // DFS channel's radio even a minute later), and addresses later still: wait for them rather than
+    // exit into procd's respawn limit, which gives up after five quick exits.
+    const found = await this.startReady();
     if (!found) return;
     const { backbone, first } = found;
     const selfAddr = first.ip;
     // The index before the MAC (read next): a device created again meanwhile shows as a change.
     const mobileIndex = await deps.net.interfaceIndex(cfg.mobileIf);
     const mobile = await this.interface(cfg.mobileIf, 'mobile_if');
+    if (this.stopped) return;
     log(LOG.info, `Using CN interface ${cfg.cnIf}: IP ${formatIPv4(first.ip)}/${first.prefix}, MAC ${backbone.mac}, MTU ${backbone.mtu}`);
     const mobileAddrs = mobile.addresses.map((a) => `${formatIPv4(a.ip)}/${a.prefix}`).join(', ') || 'no address';
     log(LOG.info, `Using mobile facing interface ${cfg.mobileIf}: MAC ${mobile.mac}, ${mobileAddrs}`);
@@ -478,48 +477,88 @@ export class CnDaemon implements CnReport {
   // ---- start-up helpers ----
 
   /**
-   * cn_if and its first IPv4 address. Without one yet (DHCP or a link still coming up at boot) the CN
-   * waits for it instead of exiting: logged once, looked at again with back-off (0.5 s doubling to 10 s).
+   * Wait, with back-off (0.5 s doubling to 10 s), until what start-up reads exists: the cn_if and
+   * mobile_if devices, an IPv4 address on cn_if, and a /29 or larger subnet on every interface an
+   * addr_pool names. Each thing waited for is logged once, and once more when it came; a device
+   * that vanishes again while the CN waits for something else is waited for again. A name that is
+   * simply wrong waits too: the log line names the option to check. Resolves cn_if and its first
+   * address, or undefined when stop() came first.
    */
-  /** The backbone interface and its first IPv4 address, once it has one; undefined if stop() came first. */
-  private async backboneAddress(): Promise<{ backbone: InterfaceInfo; first: InterfaceInfo['addresses'][number] } | undefined> {
+  private async startReady(): Promise<{ backbone: InterfaceInfo; first: InterfaceInfo['addresses'][number] } | undefined> {
     const backoff = this.startBackoff();
-    let waited = false;
+    const said = new Set<string>();
+    const reported = new Set<string>();
     for (;;) {
-      const backbone = await this.interface(this.cfg.cnIf, 'cn_if');
-      const first = backbone.addresses[0];
-      if (first) {
-        if (waited) this.deps.log(LOG.info, `cn_if '${this.cfg.cnIf}' has its IPv4 address now: ${formatIPv4(first.ip)}/${first.prefix}`);
-        return { backbone, first };
+      if (this.stopped) return undefined;
+      const check = await this.startCheck();
+      if (this.stopped) return undefined;
+      for (const p of check.passed) {
+        if (said.has(p.key) && !reported.has(p.key)) {
+          reported.add(p.key);
+          this.deps.log(LOG.info, p.now);
+        }
       }
-      if (!waited) this.deps.log(LOG.info, `cn_if '${this.cfg.cnIf}' has no IPv4 address yet; waiting for one (retrying with back-off)`);
-      waited = true;
+      if (check.ready) return check.ready;
+      const wait = check.wait!;
+      if (!said.has(wait.key)) {
+        said.add(wait.key);
+        this.deps.log(wait.level, wait.text);
+      }
       if (!(await this.startDelay(backoff.next()))) return undefined;
     }
   }
 
-  /**
-   * Wait until device `ifname` exists (one sysfs read per try, with back-off), saying once that we
-   * wait and once that it came. False if stop() came first. A name that is simply wrong waits too:
-   * the log line says so, and `ubus call service list` shows the instance running.
-   */
-  private async waitForDevice(ifname: string, option: string): Promise<boolean> {
-    const backoff = this.startBackoff();
-    let waited = false;
-    for (;;) {
-      if (this.stopped) return false;
-      if ((await this.deps.net.interfaceIndex(ifname)) !== undefined) {
-        if (waited) this.deps.log(LOG.info, `${option} '${ifname}' exists now`);
-        return !this.stopped;
+  /** One look at what startReady() waits for: what is there (in order), and the first thing missing or all of it. */
+  private async startCheck(): Promise<{
+    passed: { key: string; now: string }[];
+    wait?: { key: string; level: number; text: string };
+    ready?: { backbone: InterfaceInfo; first: InterfaceInfo['addresses'][number] };
+  }> {
+    const { cfg } = this;
+    const passed: { key: string; now: string }[] = [];
+    const device = (ifname: string, option: string) => ({
+      key: `${option} device`,
+      level: LOG.error,
+      text: `${option} '${ifname}': no such device yet; waiting for it (retrying with back-off; if it never comes, check option ${option} in /etc/config/tmip: ip link lists the devices)`,
+    });
+    for (const [ifname, option] of [
+      [cfg.cnIf, 'cn_if'],
+      [cfg.mobileIf, 'mobile_if'],
+    ] as const) {
+      if ((await this.deps.net.interfaceIndex(ifname)) === undefined) return { passed, wait: device(ifname, option) };
+      passed.push({ key: `${option} device`, now: `${option} '${ifname}' exists now` });
+    }
+    const backbone = await this.presentInterface(cfg.cnIf, 'cn_if');
+    if (!backbone) return { passed, wait: device(cfg.cnIf, 'cn_if') };
+    const first = backbone.addresses[0];
+    if (!first) {
+      const text = `cn_if '${cfg.cnIf}' has no IPv4 address yet; waiting for one (retrying with back-off)`;
+      return { passed, wait: { key: 'cn_if address', level: LOG.info, text } };
+    }
+    passed.push({ key: 'cn_if address', now: `cn_if '${cfg.cnIf}' has its IPv4 address now: ${formatIPv4(first.ip)}/${first.prefix}` });
+    for (const spec of cfg.pools) {
+      if (spec.source.kind !== 'interface') continue;
+      const ifname = spec.source.ifname;
+      const key = `addr_pool ${spec.text}`;
+      const info = await this.presentInterface(ifname, `addr_pool '${spec.text}'`);
+      if (!info?.addresses.some((a) => a.prefix <= 29)) {
+        const text = `addr_pool '${spec.text}': interface '${ifname}' ${info ? 'has no IPv4 subnet of /29 or larger yet' : 'does not exist yet'}; waiting for it (retrying with back-off; if it never comes, check the interface's address or the addr_pool option in /etc/config/tmip)`;
+        return { passed, wait: { key, level: LOG.error, text } };
       }
-      if (!waited) {
-        this.deps.log(
-          LOG.error,
-          `${option} '${ifname}': no such device yet; waiting for it (retrying with back-off; if it never comes, check option ${option} in /etc/config/tmip: ip link lists the devices)`,
-        );
-      }
-      waited = true;
-      if (!(await this.startDelay(backoff.next()))) return false;
+      passed.push({ key, now: `addr_pool '${spec.text}': interface '${ifname}' has its subnet now` });
+    }
+    return { passed, ready: { backbone, first } };
+  }
+
+  /** interfaceInfo(ifname), or undefined when the device does not exist (any other failure throws, naming `option`). */
+  private async presentInterface(ifname: string, option: string): Promise<InterfaceInfo | undefined> {
+    try {
+      return await this.deps.net.interfaceInfo(ifname);
+    } catch (e) {
+      if ((await this.deps.net.interfaceIndex(ifname)) === undefined) return undefined;
+      throw new Error(
+        `${option} '${ifname}': ${e instanceof Error ? e.message : String(e)} (check the interface name in /etc/config/tmip)`,
+      );
     }
   }
 

@@ -69,6 +69,8 @@ export class MlrLink implements MlrApi {
   /** An attempt (connect and bind) is under way: reconnect() must not start a second one. */
   private connecting = false;
   private firstBind: { resolve: () => void; reject: (e: Error) => void } | undefined;
+  /** The session being bound (before it becomes `peer`), closed by stop(). */
+  private binding: RpcPeer | undefined;
 
   constructor(private readonly opts: MlrLinkOptions) {
     this.backoff = new Backoff(opts.minBackoffMs, opts.maxBackoffMs);
@@ -91,6 +93,7 @@ export class MlrLink implements MlrApi {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.peer?.close('CN shutting down');
+    this.binding?.close('CN shutting down');
     this.firstBind?.resolve();
     this.firstBind = undefined;
   }
@@ -158,8 +161,13 @@ export class MlrLink implements MlrApi {
     try {
       channel = await this.opts.connect();
     } catch (e) {
+      if (this.stopped) return;
       log(LOG.error, `MLR ${this.opts.describe}: ${e instanceof Error ? e.message : String(e)}; retrying`);
       this.schedule();
+      return;
+    }
+    if (this.stopped) {
+      channel.close('CN shutting down');
       return;
     }
     const heartbeat = this.opts.heartbeat === false ? {} : { heartbeat: this.opts.heartbeat ?? DEFAULT_HEARTBEAT };
@@ -168,6 +176,7 @@ export class MlrLink implements MlrApi {
       ...(this.opts.guard ? { guard: this.opts.guard(`MLR ${this.opts.describe}`) } : {}),
     });
     peer.onProtocolError = (m) => log(LOG.error, `protocol error from MLR: ${m}`);
+    this.binding = peer;
     this.opts.serve(peer);
     channel.onClose((reason) => {
       if (this.peer === peer) {
@@ -180,6 +189,7 @@ export class MlrLink implements MlrApi {
     });
     try {
       const reply = await peer.request('bind', this.opts.bindBody(), 5000);
+      if (this.stopped) return; // stop() closed the session meanwhile
       // Closed between the reply and now (its close handler saw no session yet to reconnect): fail
       // the attempt, so that the catch below schedules the next.
       if (peer.isClosed) throw new RpcError('closed', 'the MLR session closed right after the bind reply');
@@ -187,10 +197,16 @@ export class MlrLink implements MlrApi {
       this.backoff.reset();
       log(LOG.info, `Binding CN to the mobile network: Bind accepted (${this.opts.describe})`);
       const paged = reply.bindingsNext !== undefined || reply.peersNext !== undefined;
-      await this.opts.onBound(paged ? await this.rest(peer, reply) : reply);
+      const bound = paged ? await this.rest(peer, reply) : reply;
+      if (this.stopped) return;
+      await this.opts.onBound(bound);
       this.firstBind?.resolve();
       this.firstBind = undefined;
     } catch (e) {
+      if (this.stopped) {
+        peer.close('CN shutting down');
+        return;
+      }
       const authFailed = e instanceof RpcError && e.code === AUTH_FAILED;
       // Without a key, an MLR that demands authentication will never accept us: a configuration
       // error, reported like any refusal. With a key it may be a clock still unsynchronised at boot.

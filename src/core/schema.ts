@@ -102,7 +102,8 @@ export const array = <T>(inner: Codec<T>, max = 10000): Codec<T[]> => ({
   text(v) {
     let out = '[';
     for (let i = 0; i < v.length; i++) {
-      const t = textOf(inner, v[i]!);
+      // A hole (never in what the MLR builds) is what encode's map leaves it: null once canonical.
+      const t = i in v ? textOf(inner, v[i]!) : 'null';
       if (t === undefined) return undefined;
       out += i === 0 ? t : `,${t}`;
     }

@@ -616,7 +616,8 @@ test("a second CN on the same ubus publishes 'tmip.<cn_name>' instead of failing
   }
 });
 
-test('a CN started before its devices exist waits for them, says so once each, and serves once they come', async () => {
+/** CN1 alone with an MLR, on a fake kernel that has no interfaces yet; start-up retries every few ms. */
+function bareCn() {
   const logs: string[] = [];
   const service = new MlrService(new Registry(['vxlan']), {
     networkName: 'lab',
@@ -640,6 +641,11 @@ test('a CN started before its devices exist waits for them, says so once each, a
     },
     log: (_l, m) => logs.push(m),
   });
+  return { logs, net, link, daemon };
+}
+
+test('a CN started before its devices exist waits for them, says so once each, and serves once they come', async () => {
+  const { logs, net, link, daemon } = bareCn();
   let settled = false;
   const started = daemon.start().finally(() => (settled = true));
   try {
@@ -711,4 +717,58 @@ test('stop() while the CN waits for its first bind with an unreachable MLR: star
   await new Promise((r) => setTimeout(r, 1200)); // past the first reconnect back-off
   assert.equal(attempts, after, 'no reconnect after stop');
   assert.ok(!logs.some((l) => /up and running/.test(l)));
+});
+
+test('start-up waits again for a device that vanishes while it waits for an address, and for the pool interface subnet', async () => {
+  const { logs, net, link, daemon } = bareCn();
+  const saw = (re: RegExp) => logs.some((l) => re.test(l));
+  net.addInterface({ ...backboneIf(1), addresses: [] });
+  net.addInterface(mobileIf(1));
+  const started = daemon.start();
+  try {
+    await until('the wait for an address', () => saw(/^cn_if 'bb0' has no IPv4 address yet/));
+    net.removeInterface('wl0'); // gone again while the CN waits for the address
+    net.addInterface(backboneIf(1));
+    await until('the wait for wl0', () => saw(/^mobile_if 'wl0': no such device yet/));
+    net.addInterface({ ...mobileIf(1), addresses: [] }); // back, without its address yet: the pool 'wl0 * *' has no subnet
+    await until('the wait for the pool', () => saw(/^addr_pool 'wl0 \* \*': interface 'wl0' has no IPv4 subnet of \/29 or larger yet/));
+    assert.deepEqual(
+      net.calls.filter((c) => !c.startsWith('interfaceInfo')),
+      [],
+      'nothing changed in the kernel while waiting',
+    );
+    net.addInterface(mobileIf(1));
+    await started;
+    assert.ok(saw(/^cn_if 'bb0' has its IPv4 address now: 10\.200\.0\.11\/24$/));
+    assert.ok(saw(/^addr_pool 'wl0 \* \*': interface 'wl0' has its subnet now$/));
+    assert.ok(saw(/is now up and running/));
+    assert.equal(logs.filter((l) => /waiting for/.test(l)).length, 3, 'each wait said once');
+    await markerOffer(link, MS);
+  } finally {
+    daemon.stop();
+    await started.catch(() => {});
+  }
+});
+
+test('stop() while start-up reads the backbone: nothing is written to the kernel', async () => {
+  const net = new FakeNetOps();
+  net.supported = ['vxlan'];
+  net.addInterface(backboneIf(1));
+  net.addInterface(mobileIf(1));
+  const daemon = new CnDaemon(cnConfig('cn1'), {
+    net,
+    openLink: () => assert.fail('no capture opened'),
+    connect: () => assert.fail('no MLR connection'),
+    log: () => {},
+  });
+  const info = net.interfaceInfo.bind(net);
+  net.interfaceInfo = async (ifname: string) => {
+    daemon.stop(); // arrives while the read is under way
+    return info(ifname);
+  };
+  await daemon.start();
+  assert.deepEqual(
+    net.calls.filter((c) => !c.startsWith('interfaceInfo')),
+    [],
+  );
 });

@@ -127,3 +127,45 @@ test('a session that closes right behind the bind reply is connected again', asy
   await until('a second session', () => connects === 2 && link.connected, 2000, 5);
   link.stop();
 });
+
+test('stop() while connecting or while the bind is in flight: no session is bound after it, nothing applied', async () => {
+  for (const when of ['connecting', 'binding'] as const) {
+    let bound = 0;
+    let release: ((c: MessageChannel) => void) | undefined;
+    let answer: (() => void) | undefined;
+    let channel: MessageChannel | undefined;
+    const link = quickLink(
+      () =>
+        new Promise<MessageChannel>((resolve) => {
+          const [cnEnd, mlrSide] = memoryChannelPair('cn', 'mlr');
+          // The MLR answers the bind only when the test lets it.
+          new RpcPeer(mlrSide).handle('bind', () => new Promise((r) => (answer = () => r({ bindings: [], peers: [] }))));
+          channel = cnEnd;
+          release = () => resolve(cnEnd);
+        }),
+      async () => {
+        bound++;
+      },
+    );
+    let closed = false;
+    const started = link.start();
+    if (when === 'connecting') {
+      await until('the connect', () => release !== undefined);
+      link.stop();
+      channel!.onClose(() => (closed = true));
+      release!(channel!);
+    } else {
+      await until('the connect', () => release !== undefined);
+      channel!.onClose(() => (closed = true));
+      release!(channel!);
+      await until('the bind request', () => answer !== undefined);
+      link.stop();
+      answer!();
+    }
+    await started;
+    await sleep(20);
+    assert.equal(bound, 0, `${when}: nothing applied after stop`);
+    assert.equal(link.connected, false, `${when}: not connected`);
+    assert.equal(closed, true, `${when}: the session's channel closed`);
+  }
+});
