@@ -18,8 +18,10 @@
 #   beside each bundle, dist/<prog>-mqtt.cjs, which the daemon loads only when its transport is MQTT
 #   (platform/mqtt-channel.ts): a CN on TCP keeps none of that source in its heap (about 1 MB less RSS).
 #   The source's `import('mqtt')` becomes a require() of it (--supported:dynamic-import=false), so an
-#   MQTT CN does not start the ESM loader either. It exports what the daemons use, `connect`; its name
-#   carries the program's so that tmip-cn and tmip-mlr, two packages, never ship the same file.
+#   MQTT CN does not start the ESM loader either. It exports what the daemons use, `MqttClient` (they
+#   open the broker's socket themselves: mqtt.connect() would load MQTT.js's WebSocket transport and
+#   more); its name carries the program's so that tmip-cn and tmip-mlr, two packages, never ship the
+#   same file.
 set -euo pipefail
 cd "$(dirname "$0")"
 mkdir -p dist
@@ -34,7 +36,7 @@ for prog in tmip-cn tmip-mlr; do
     --log-level=warning --minify-whitespace --charset=ascii --banner:js="#!/usr/bin/env node
 \"use strict\";const __tmipModuleUrl=require(\"node:url\").pathToFileURL(__filename).href;"
   npx --no-install esbuild --bundle --platform=node --target=node20 --format=cjs --outfile="dist/${prog}-mqtt.cjs" \
-    --log-level=warning --minify-whitespace --charset=ascii <<<"export { connect } from 'mqtt';"
+    --log-level=warning --minify-whitespace --charset=ascii <<<"export { MqttClient } from 'mqtt';"
   ascii_only "dist/${prog}.cjs"
   ascii_only "dist/${prog}-mqtt.cjs"
   chmod 0755 "dist/${prog}.cjs"

@@ -45,7 +45,7 @@ import { CN_NAME_RE, type MlrAddress, type TlsFiles } from '../core/config.js';
 import { RateLimitedLog } from '../proto/auth.js';
 import type { MessageChannel } from '../proto/rpc.js';
 import { LOG, type LogFn } from './log.js';
-import { tlsClientContext } from './tls-channel.js';
+import { tlsClientContext, tlsConnect } from './tls-channel.js';
 
 export const MQTT_MAX_PAYLOAD = 256 * 1024;
 /** What the broker may send us at most (MQTT 5 Maximum Packet Size); bigger packets never arrive. */
@@ -146,15 +146,11 @@ function brokerUrl(address: MlrAddress): string {
 
 /**
  * mqtts://: the same TLS context as tls:// (tls-channel.ts), so the files are read and checked once
- * per `tls` object, not at every reconnect, and a bad one is reported naming its option. MQTT.js
- * hands these options to tls.connect as they are.
+ * per `tls` object, not at every reconnect, and a bad one is reported naming its option. Given to
+ * tls.connect for the broker's socket (openBrokerStream).
  */
-function tlsOptions(
-  address: MlrAddress,
-  tls: TlsFiles,
-  prefix = 'tls',
-): Partial<IClientOptions> & Pick<ConnectionOptions, 'secureContext'> {
-  if (address.scheme !== 'mqtts') return {};
+function tlsOptions(address: MlrAddress, tls: TlsFiles, prefix = 'tls'): ConnectionOptions | undefined {
+  if (address.scheme !== 'mqtts') return undefined;
   return {
     rejectUnauthorized: true,
     // SNI for a DNS name; Node checks the certificate against the host either way.
@@ -174,18 +170,54 @@ class MqttConnectError extends Error {
 }
 
 /**
- * MQTT.js, loaded on the first broker connection. A daemon on the TCP transport never runs it: loaded,
- * it adds about 11 MB to a Node process's RSS (bench/dhcp --memory measures the CN). In the bundles it
- * is a module of its own beside the daemon's (build.sh: dist/<prog>-mqtt.cjs), which exports `connect`
- * only: hence the narrow type, so that using more of the library fails to compile instead of at run time.
+ * MQTT.js, loaded on the first broker connection. A daemon on the TCP transport never runs it: loaded
+ * and connected, it adds about 5 MB to a Node process's RSS (bench/dhcp --memory --transport mqtt
+ * measures the CN). In the bundles it is a module of its own beside the daemon's (build.sh:
+ * dist/<prog>-mqtt.cjs), which exports `MqttClient` only: hence the narrow type, so that using more of
+ * the library fails to compile instead of at run time.
  */
-let mqttLibrary: Promise<Pick<typeof MqttLibrary, 'connect'>> | undefined;
+let mqttLibrary: Promise<Pick<typeof MqttLibrary, 'MqttClient'>> | undefined;
+
+/**
+ * The broker's socket, opened by us rather than by mqtt.connect(): that call sets up every transport
+ * MQTT.js has (WebSocket, WeChat, Alipay, SOCKS) the first time, loading the `ws` package and more,
+ * about 3 MB of RSS for nothing on a router. As MQTT.js's own mqtts builder does, a TLS handshake that
+ * fails is reported as the client's error and the socket ended.
+ */
+function openBrokerStream(client: MqttClient, address: MlrAddress, tls: ConnectionOptions | undefined): net.Socket {
+  if (tls === undefined) return net.createConnection({ host: address.host, port: address.port });
+  const socket = tlsConnect({ ...tls, host: address.host, port: address.port });
+  const onHandshakeError = (e: Error) => {
+    client.emit('error', e);
+    socket.end();
+  };
+  socket.on('error', onHandshakeError);
+  socket.once('secureConnect', () => socket.off('error', onHandshakeError));
+  return socket;
+}
 
 /** Connects and resolves once the broker accepted us; rejects on refusal, error or time-out. */
-async function connectClient(url: string, options: IClientOptions, timeoutMs: number): Promise<MqttClient> {
-  const mqtt = await (mqttLibrary ??= import('mqtt'));
+async function connectClient(
+  address: MlrAddress,
+  options: IClientOptions,
+  tls: ConnectionOptions | undefined,
+  timeoutMs: number,
+): Promise<MqttClient> {
+  const url = brokerUrl(address);
+  const { MqttClient: Client } = await (mqttLibrary ??= import('mqtt'));
   return new Promise((resolve, reject) => {
-    const client = mqtt.connect(url, { ...options, reconnectPeriod: 0, connectTimeout: timeoutMs });
+    const client: MqttClient = new Client((self) => openBrokerStream(self, address, tls), {
+      ...options,
+      host: address.host,
+      port: address.port,
+      protocol: address.scheme === 'mqtts' ? 'mqtts' : 'mqtt',
+      reconnectPeriod: 0,
+      connectTimeout: timeoutMs,
+      // MQTT.js would otherwise pre-build a Buffer for each of the 65,536 16-bit numbers on its first
+      // write (mqtt-packet's number cache), about 6 MB of heap on a router; the few numbers a packet
+      // carries are written as they come instead.
+      writeCache: false,
+    });
     let lastError = '';
     let refused = false;
     const onError = (e: Error & { code?: unknown }) => {
@@ -349,7 +381,7 @@ export async function connectMqtt(address: MlrAddress, opts: MqttCnOptions): Pro
   const session = randomBytes(6).toString('hex');
   const url = brokerUrl(address);
   const client = await connectClient(
-    url,
+    address,
     {
       protocolVersion: 5,
       clean: true,
@@ -366,8 +398,8 @@ export async function connectMqtt(address: MlrAddress, opts: MqttCnOptions): Pro
         retain: !opts.probe,
         properties: { userProperties: { [SESSION_PROP]: session } },
       },
-      ...tlsOptions(address, opts.tls ?? {}),
     },
+    tlsOptions(address, opts.tls ?? {}),
     opts.connectTimeoutMs ?? 5000,
   );
   try {
@@ -526,7 +558,7 @@ class MqttMlrServer {
     let client: MqttClient;
     try {
       client = await connectClient(
-        this.url,
+        this.address,
         {
           protocolVersion: 5,
           clean: true,
@@ -535,8 +567,8 @@ class MqttMlrServer {
           ...(this.opts.password !== undefined ? { password: this.opts.password } : {}),
           keepalive: this.opts.keepaliveSeconds ?? 15,
           properties: { sessionExpiryInterval: 0, maximumPacketSize: MQTT_MAX_PACKET },
-          ...tlsOptions(this.address, this.tlsFiles, 'mqtt'),
         },
+        tlsOptions(this.address, this.tlsFiles, 'mqtt'),
         5000,
       );
     } catch (e) {

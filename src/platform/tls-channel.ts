@@ -134,6 +134,11 @@ export function tlsClientContext(files: TlsFiles, prefix = 'tls'): Tls.SecureCon
   return ctx;
 }
 
+/** node:tls's connect (node:tls loaded on first use, as everywhere in this module). */
+export function tlsConnect(options: Tls.ConnectionOptions): Tls.TLSSocket {
+  return tlsLib().connect(options);
+}
+
 /**
  * Connects to an MLR's TLS listener and resolves once the handshake is done and the server's
  * certificate checked: against `files.ca` (else the system's CAs), for the name `host` (a DNS name

@@ -157,7 +157,7 @@ test('each bundle is CommonJS and leaves MQTT.js to its own -mqtt.cjs module, re
     assert.equal(bundle.split(`require("./${prog}-mqtt.cjs")`).length, 2, `${prog}: one require of its MQTT module`);
     const r = run(process.execPath, [
       '-e',
-      'process.stdout.write(typeof require(process.argv[1]).connect)',
+      'process.stdout.write(typeof require(process.argv[1]).MqttClient)',
       path.join(ROOT, 'dist', `${prog}-mqtt.cjs`),
     ]);
     assert.equal(r.stdout, 'function', r.stderr);

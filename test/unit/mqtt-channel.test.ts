@@ -159,6 +159,27 @@ describe('MQTT transport (real mosquitto on loopback)', { skip, timeout: 60_000 
     await assert.rejects(connectMqtt(address, { networkName: 'net#', cnName: 'ap', username: 'x' }), /reserve/);
   });
 
+  it("a CN's connection loads no more of MQTT.js than it uses: no WebSocket transport, no number cache (memory)", () => {
+    // In a process of its own: this test file's sniffer uses mqtt.connect() and would load both.
+    const script = `
+      import { createRequire } from 'node:module';
+      import { connectMqtt } from ${JSON.stringify(path.resolve('build/src/platform/mqtt-channel.js'))};
+      const ch = await connectMqtt(${JSON.stringify(address)}, { networkName: 'unit-mem', cnName: 'ap-mem', username: 'ap-mem' });
+      ch.send(Buffer.from('{"hello":1}'), { id: 1 });
+      await new Promise((r) => setTimeout(r, 200));
+      const require = createRequire(import.meta.url);
+      const loaded = Object.keys(require.cache);
+      const numbers = require(require.resolve('mqtt-packet/numbers.js', { paths: [${JSON.stringify(path.resolve('node_modules/mqtt'))}] }));
+      console.log(JSON.stringify({ ws: loaded.some((f) => /[\\/]node_modules[\\/]ws[\\/]/.test(f)), cached: Object.keys(numbers.cache).length }));
+      ch.close('done');
+      setTimeout(() => process.exit(0), 100);
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { ws: boolean; cached: number };
+    assert.deepEqual(out, { ws: false, cached: 0 });
+  });
+
   it('carries requests and replies both ways with response topic and correlation data', async () => {
     const m = await mlrSide();
     const cn = await cnSide('Library 2nd.floor:1');
