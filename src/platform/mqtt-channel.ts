@@ -171,8 +171,8 @@ class MqttConnectError extends Error {
 
 /**
  * MQTT.js, loaded on the first broker connection. A daemon on the TCP transport never runs it: loaded
- * and connected, it adds about 5 MB to a Node process's RSS (bench/dhcp --memory --transport mqtt
- * measures the CN). In the bundles it is a module of its own beside the daemon's (build.sh:
+ * and connected, it adds 4-5 MB to a bare Node process's RSS, and an MQTT CN measures about 1 MB more
+ * than a TCP one (bench/dhcp --memory --transport mqtt). In the bundles it is a module of its own beside the daemon's (build.sh:
  * dist/<prog>-mqtt.cjs), which exports `MqttClient` only: hence the narrow type, so that using more of
  * the library fails to compile instead of at run time.
  */
@@ -181,8 +181,9 @@ let mqttLibrary: Promise<Pick<typeof MqttLibrary, 'MqttClient'>> | undefined;
 /**
  * The broker's socket, opened by us rather than by mqtt.connect(): that call sets up every transport
  * MQTT.js has (WebSocket, WeChat, Alipay, SOCKS) the first time, loading the `ws` package and more,
- * about 3 MB of RSS for nothing on a router. As MQTT.js's own mqtts builder does, a TLS handshake that
- * fails is reported as the client's error and the socket ended.
+ * about 3 MB of RSS for nothing on a router (and with them MQTT.js's MQTTJS_SOCKS_PROXY variable, which
+ * tmip does not honour). As MQTT.js's own mqtts builder does, a TLS handshake that fails is reported as
+ * the client's error and the socket ended.
  */
 function openBrokerStream(client: MqttClient, address: MlrAddress, tls: ConnectionOptions | undefined): net.Socket {
   if (tls === undefined) return net.createConnection({ host: address.host, port: address.port });
