@@ -12,8 +12,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeRecords, journalRecordCodec, parseJournal, journalHeader } from '../../src/core/journal.js';
-import { Registry, type RegistryChange, type RegistrySnapshot } from '../../src/core/registry.js';
-import { RegistryStore, type RegistryStoreOptions } from '../../src/mlr/persistence.js';
+import { Registry, registrySnapshotCodec, type RegistryChange, type RegistrySnapshot } from '../../src/core/registry.js';
+import { RegistryStore, SNAPSHOT_CHUNK, type RegistryStoreOptions } from '../../src/mlr/persistence.js';
 import { FileStateFile } from '../../src/platform/state-file.js';
 import { errorOf, ip, value, within } from '../support/helpers.js';
 
@@ -305,4 +305,49 @@ test("a put record written directly is byte for byte the codec's, and reads back
   assert.equal(text, reference);
   const parsed = value(parseJournal(journalHeader(1) + text, 'journal'));
   assert.deepEqual(parsed.changes, changes);
+});
+
+test('a compaction writes the snapshot a chunk of bindings per turn: the MLR answers meanwhile, and changes made then are kept', async (t) => {
+  const dir = tmpDir(t);
+  const compaction = { minRecords: 20, factor: 2, minBytes: 1024 };
+  const registry = withCns();
+  const total = 3 * SNAPSHOT_CHUNK + 17;
+  for (let n = 0; n < total; n++) put(registry, n);
+  // Turns of the event loop, counted by other work; and how many ran between the registry's copy
+  // (the compaction's start) and the file's replace (its text complete).
+  let turns = 0;
+  let running = true;
+  const tick = (): void => {
+    turns++;
+    if (turns === 3) for (let n = 0; n < 5; n++) put(registry, n, 'cn2', 9_000_000 + n); // during the compaction's text
+    if (running) setImmediate(tick);
+  };
+  let copiedAt = -1;
+  const snapshot = registry.snapshot.bind(registry);
+  registry.snapshot = () => ((copiedAt = turns), snapshot());
+  const file = new FileStateFile(path.join(dir, 'mlr.state'));
+  const during: number[] = [];
+  const replace = file.replace.bind(file);
+  file.replace = (text: string, journal: string) => (during.push(turns - copiedAt), replace(text, journal));
+  const store = new RegistryStore(file, registry, { compaction });
+  value(store.load());
+  await store.open();
+  assert.deepEqual(
+    JSON.parse(fs.readFileSync(path.join(dir, 'mlr.state'), 'utf8')),
+    JSON.parse(JSON.stringify({ gen: 1, ...(registrySnapshotCodec.encode(registry.snapshot()) as object) })),
+    'the same snapshot as written in one piece',
+  );
+  for (let n = 0; n < 2 * total + 50; n++) put(registry, n % total, n % 2 ? 'cn1' : 'cn2', 3_000_000 + n);
+  turns = 0;
+  setImmediate(tick);
+  await store.durable(); // the compaction
+  await store.durable(); // the changes made during it
+  running = false;
+  assert.equal(store.stats.compactions, 2, 'the one at open, and one now');
+  assert.ok(during[1]! >= 3, `other work ran while the snapshot's text was written (${during[1]} turns)`);
+  await store.close();
+  const { registry: back, result } = reload(dir);
+  value(result);
+  assert.deepEqual(comparable(back.snapshot()), comparable(registry.snapshot()), 'the snapshot and the journal after it hold every change');
+  assert.equal(back.binding(mac(3))?.expires, 9_000_003);
 });
