@@ -32,10 +32,12 @@ import { GroupCommit } from './group-commit.js';
 export const SNAPSHOT_CHUNK = 2000;
 
 /**
- * The snapshot file's text: `{"gen":…, <the registry's fields>, "bindings":[…]}`, the bindings
- * encoded SNAPSHOT_CHUNK at a time with a turn of the event loop between (`snap` must not change
- * meanwhile: Registry.snapshot() gives copies and immutable bindings). The same object as
- * JSON.stringify({ gen, ...registrySnapshotCodec.encode(snap) }), with `bindings` written last.
+ * The snapshot file's text: `{"gen":…, <the registry's fields>, "bindings":[…]}`. Everything but the
+ * bindings is encoded in the first turn, before anything else can run (Registry.snapshot()'s CN records
+ * share their tunnels and pools with the registry's); the bindings, SNAPSHOT_CHUNK at a time with a
+ * turn of the event loop between: the array is a copy, its objects the stored ones, which the registry
+ * never changes once stored (Registry.put). The same object as JSON.stringify({ gen,
+ * ...registrySnapshotCodec.encode(snap) }), with `bindings` written last.
  */
 async function snapshotText(gen: number, snap: RegistrySnapshot): Promise<string> {
   const others = registrySnapshotCodec.encode({ ...snap, bindings: [] }) as Record<string, unknown>;
@@ -150,6 +152,8 @@ export class RegistryStore {
   /**
    * Start keeping the registry: a fresh snapshot of what was loaded and a fresh journal (which also
    * migrates older state and drops a torn or stale journal), then every change the registry tells.
+   * Nothing may change the registry until this resolves: changes are watched only from then on (the
+   * MLR creates its service after it; mlr/mlr.ts).
    */
   async open(): Promise<void> {
     await this.compact();
@@ -191,8 +195,8 @@ export class RegistryStore {
 
   /**
    * A new snapshot of the registry as it is now (it holds every queued change) and an empty journal.
-   * The registry is copied at once (Registry.snapshot: its CNs, pairs and quarantines copied, its
-   * bindings the stored objects, which are never changed once stored); the text is then written
+   * The registry is taken at once (Registry.snapshot; all but the bindings encoded in that turn, the
+   * bindings being objects never changed once stored: snapshotText); the text is then written
    * SNAPSHOT_CHUNK bindings a turn, so that the MLR goes on answering meanwhile (at 100,000 bindings
    * the whole text took 180-200 ms of one turn). Changes made meanwhile wait in the group commit, as
    * they wait for any write, and go to the new journal after it.
