@@ -18,7 +18,7 @@ import type { TunnelType } from '../core/tunnel.js';
 import type { LinkIO } from '../platform/linkio.js';
 import { LOG, type LogFn } from '../platform/log.js';
 import type { NeighbourWatch } from '../platform/neighbour-watch.js';
-import { ipv4ConfKey, ipv4NeighKey, type InterfaceInfo, type NetOps } from '../platform/netops.js';
+import { ipv4ConfKey, ipv4NeighKey, type InterfaceAddress, type InterfaceInfo, type NetOps } from '../platform/netops.js';
 import type { UbusPort } from '../platform/ubus-port.js';
 import { decodeDhcp, DHCP_MESSAGE } from '../proto/dhcp.js';
 import { classifyFrame } from '../proto/packet.js';
@@ -93,6 +93,18 @@ interface Running {
   handover: CnHandover;
 }
 
+/** What start-up waited for: cn_if, its first address, and the subnet of each interface an addr_pool names. */
+interface StartReady {
+  backbone: InterfaceInfo;
+  first: InterfaceAddress;
+  poolSubnets: Map<CnConfig['pools'][number], InterfaceAddress>;
+}
+
+/** The subnet a pool on `ifname` hands out: its /29-or-larger address labelled as the device, else any such one. */
+function poolSubnetOf(info: InterfaceInfo, ifname: string): InterfaceAddress | undefined {
+  return info.addresses.find((x) => x.prefix <= 29 && x.label === ifname) ?? info.addresses.find((x) => x.prefix <= 29);
+}
+
 export class CnDaemon implements CnReport {
   private run: Running | undefined;
   private peerList: CnRef[] = [];
@@ -153,7 +165,7 @@ export class CnDaemon implements CnReport {
 
     const pools: PoolRange[] = [];
     for (const spec of cfg.pools) {
-      const pool = await this.resolvePool(spec);
+      const pool = this.resolvePool(spec, found.poolSubnets.get(spec));
       if (!pool.ok) throw new Error(`addr_pool '${spec.text}': ${pool.error}`);
       pools.push(pool.value);
       log(LOG.info, `Established local address allocation pool '${spec.text}': ${describeAvailable(pool.value)}`);
@@ -484,7 +496,7 @@ export class CnDaemon implements CnReport {
    * simply wrong waits too: the log line names the option to check. Resolves cn_if and its first
    * address, or undefined when stop() came first.
    */
-  private async startReady(): Promise<{ backbone: InterfaceInfo; first: InterfaceInfo['addresses'][number] } | undefined> {
+  private async startReady(): Promise<StartReady | undefined> {
     const backoff = this.startBackoff();
     const said = new Set<string>();
     const reported = new Set<string>();
@@ -512,7 +524,7 @@ export class CnDaemon implements CnReport {
   private async startCheck(): Promise<{
     passed: { key: string; now: string }[];
     wait?: { key: string; level: number; text: string };
-    ready?: { backbone: InterfaceInfo; first: InterfaceInfo['addresses'][number] };
+    ready?: StartReady;
   }> {
     const { cfg } = this;
     const passed: { key: string; now: string }[] = [];
@@ -536,18 +548,21 @@ export class CnDaemon implements CnReport {
       return { passed, wait: { key: 'cn_if address', level: LOG.info, text } };
     }
     passed.push({ key: 'cn_if address', now: `cn_if '${cfg.cnIf}' has its IPv4 address now: ${formatIPv4(first.ip)}/${first.prefix}` });
+    const poolSubnets = new Map<CnConfig['pools'][number], InterfaceAddress>();
     for (const spec of cfg.pools) {
       if (spec.source.kind !== 'interface') continue;
       const ifname = spec.source.ifname;
       const key = `addr_pool ${spec.text}`;
       const info = await this.presentInterface(ifname, `addr_pool '${spec.text}'`);
-      if (!info?.addresses.some((a) => a.prefix <= 29)) {
+      const subnet = info && poolSubnetOf(info, ifname);
+      if (!subnet) {
         const text = `addr_pool '${spec.text}': interface '${ifname}' ${info ? 'has no IPv4 subnet of /29 or larger yet' : 'does not exist yet'}; waiting for it (retrying with back-off; if it never comes, check the interface's address or the addr_pool option in /etc/config/tmip)`;
         return { passed, wait: { key, level: LOG.error, text } };
       }
+      poolSubnets.set(spec, subnet);
       passed.push({ key, now: `addr_pool '${spec.text}': interface '${ifname}' has its subnet now` });
     }
-    return { passed, ready: { backbone, first } };
+    return { passed, ready: { backbone, first, poolSubnets } };
   }
 
   /** interfaceInfo(ifname), or undefined when the device does not exist (any other failure throws, naming `option`). */
@@ -584,28 +599,18 @@ export class CnDaemon implements CnReport {
   }
 
   private async interface(ifname: string, option: string): Promise<InterfaceInfo> {
-    try {
-      return await this.deps.net.interfaceInfo(ifname);
-    } catch (e) {
-      throw new Error(
-        `${option} '${ifname}': ${e instanceof Error ? e.message : String(e)} (check the interface name in /etc/config/tmip)`,
-      );
-    }
+    const info = await this.presentInterface(ifname, option);
+    if (!info)
+      throw new Error(`${option} '${ifname}': interface '${ifname}' does not exist (check the interface name in /etc/config/tmip)`);
+    return info;
   }
 
-  private async resolvePool(spec: CnConfig['pools'][number]): Promise<Result<PoolRange>> {
+  /** A pool's range: its CIDR, or the subnet start-up found on its interface (`subnet`, startCheck). */
+  private resolvePool(spec: CnConfig['pools'][number], subnet: InterfaceAddress | undefined): Result<PoolRange> {
     if (spec.source.kind === 'cidr') return resolvePool({ subnet: spec.source.cidr, exclude: [] }, spec.first, spec.last);
-    const ifname = spec.source.ifname;
-    let info: InterfaceInfo;
-    try {
-      info = await this.deps.net.interfaceInfo(ifname);
-    } catch (e) {
-      return err(`interface '${ifname}': ${e instanceof Error ? e.message : String(e)}`);
-    }
-    const a = info.addresses.find((x) => x.prefix <= 29 && x.label === ifname) ?? info.addresses.find((x) => x.prefix <= 29);
-    if (!a) return err(`interface '${ifname}' has no IPv4 subnet of /29 or larger to hand out`);
-    const network = (a.ip & maskOf(a.prefix)) >>> 0;
-    return resolvePool({ subnet: { network, prefix: a.prefix }, exclude: [a.ip] }, spec.first, spec.last);
+    if (!subnet) return err(`interface '${spec.source.ifname}' has no IPv4 subnet of /29 or larger to hand out`);
+    const network = (subnet.ip & maskOf(subnet.prefix)) >>> 0;
+    return resolvePool({ subnet: { network, prefix: subnet.prefix }, exclude: [subnet.ip] }, spec.first, spec.last);
   }
 
   private bindBody(): RequestBody<'bind'> {
