@@ -466,7 +466,7 @@ export class SessionGuard {
    * seal(env) written as the JSON text that is sent: the fields of the sealed envelope in the same order,
    * with the body in its canonical form (the text the HMAC covers, so the body is serialised once, not
    * again by JSON.stringify). A receiver parses the same envelope. Undefined when the envelope would go
-   * out unsigned (no key for the peer, a body nested too deeply): the caller sends seal(env) then.
+   * out unsigned (no key for the peer, a body nested too deeply): the caller sends it unsigned then.
    */
   sealJson(env: Envelope): string | undefined {
     if (this.sealingKey() === undefined) return undefined;

@@ -74,18 +74,16 @@ export class RpcError extends Error {
 
 /** Authenticates one session: proto/auth.ts's SessionGuard. */
 export interface RpcGuard {
-  /** Sign an outgoing envelope. */
-  seal(env: Envelope): Envelope;
   /**
    * Sign an outgoing envelope and write it as the JSON text sent (the body in the canonical form the
-   * HMAC covers, so it is serialised once); undefined when it goes out unsigned (then `seal`).
+   * HMAC covers, so it is serialised once); undefined when it goes out unsigned (no key for the peer).
    */
-  sealJson?(env: Envelope): string | undefined;
+  sealJson(env: Envelope): string | undefined;
   /**
    * The envelope `{v: SCHEMA_VERSION, type, id | re, body}` signed and written as the JSON text sent,
    * given its body's canonical text (core/schema.ts Codec.text); undefined when it goes out unsigned.
    */
-  sealText?(type: string, id: number | undefined, re: number | undefined, body: string): string | undefined;
+  sealText(type: string, id: number | undefined, re: number | undefined, body: string): string | undefined;
   /** Check an incoming envelope; ok(sender id) or the failed check. */
   open(env: Envelope): Result<string>;
   /** The peer's authenticated id, once a message from it checked out. */
@@ -387,26 +385,20 @@ export class RpcPeer {
   private sendText(type: string, id: number | undefined, re: number | undefined, body: string): void {
     if (this.closed) return;
     const meta = id !== undefined ? { id } : { re: re! };
-    let text = this.guard?.sealText?.(type, id, re, body);
-    if (text === undefined) {
-      if (this.guard !== undefined && this.guard.sealText === undefined) {
-        this.send({ v: SCHEMA_VERSION, type, ...meta, body: JSON.parse(body) as unknown });
-        return;
-      }
-      text = `{"v":${SCHEMA_VERSION},"type":${JSON.stringify(type)},${id !== undefined ? `"id":${id}` : `"re":${re}`},"body":${body}}`;
-    }
+    const text =
+      this.guard?.sealText(type, id, re, body) ??
+      `{"v":${SCHEMA_VERSION},"type":${JSON.stringify(type)},${id !== undefined ? `"id":${id}` : `"re":${re}`},"body":${body}}`;
     this.channel.send(Buffer.from(text, 'utf8'), meta);
   }
 
   private send(env: Envelope, sign = true): void {
     if (this.closed) return;
     const meta = env.id !== undefined ? { id: env.id } : env.re !== undefined ? { re: env.re } : {};
-    const text = sign ? this.guard?.sealJson?.(env) : undefined;
+    const text = sign ? this.guard?.sealJson(env) : undefined;
     if (text !== undefined) {
       this.channel.send(Buffer.from(text, 'utf8'), meta);
       return;
     }
-    if (sign && this.guard) env = this.guard.seal(env);
     this.channel.send(encodeEnvelope(env), meta);
   }
 
