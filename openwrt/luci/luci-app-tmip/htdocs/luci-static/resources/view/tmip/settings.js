@@ -472,7 +472,7 @@ return view.extend({
 		o.validate = validate.cn_network;
 
 		o = s.taboption('general', widgets.DeviceSelect, 'cn_if', _('Backbone device'),
-			_('Instead of a backbone network: the Linux device towards the backbone.'));
+			_('Instead of a backbone network: the Linux device towards the backbone. A device that does not exist yet is waited for (the log says so).'));
 		o.noaliases = true;
 		o.validate = validate.cn_if;
 
@@ -482,12 +482,12 @@ return view.extend({
 		o.validate = validate.mobile_network;
 
 		o = s.taboption('general', widgets.DeviceSelect, 'mobile_if', _('Mobile device'),
-			_('Instead of a mobile network: the Linux device the wireless clients are on, usually the Wi-Fi bridge.'));
+			_('Instead of a mobile network: the Linux device the wireless clients are on, usually the Wi-Fi bridge. A device that does not exist yet is waited for (the log says so).'));
 		o.noaliases = true;
 		o.validate = validate.mobile_if;
 
 		o = s.taboption('addresses', form.DynamicList, 'addr_pool', _('Address pools'),
-			_('"&lt;interface or subnet&gt; &lt;first|*&gt; &lt;last|*&gt;": hands out the whole /30 cells of the interface\'s subnet or of a subnet a.b.c.d/len, narrowed to first..last. Without a pool the CN borrows cells from other CNs.'));
+			_('"&lt;interface or subnet&gt; &lt;first|*&gt; &lt;last|*&gt;": hands out the whole /30 cells of the interface\'s subnet or of a subnet a.b.c.d/len, narrowed to first..last; at start the CN waits until the interface has such a subnet. Without a pool the CN borrows cells from other CNs.'));
 		o.placeholder = 'br-lan * *';
 		o.validate = validate.addr_pool;
 
