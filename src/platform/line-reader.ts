@@ -8,15 +8,36 @@ import type { Readable } from 'node:stream';
 export const MAX_LINE = 64 * 1024;
 
 /**
+ * Splits text into lines ended by '\n', each cut to `maxLine` characters; what follows the last '\n'
+ * is held (at most `maxLine` characters, however long the line runs without one) until more comes.
+ */
+export class LineSplitter {
+  private partial = '';
+
+  constructor(private readonly maxLine = MAX_LINE) {}
+
+  /** The complete lines in what has come so far, `text` included. */
+  push(text: string): string[] {
+    const lines = (this.partial + text).split('\n');
+    this.partial = (lines.pop() ?? '').slice(0, this.maxLine);
+    for (let i = 0; i < lines.length; i++) if (lines[i]!.length > this.maxLine) lines[i] = lines[i]!.slice(0, this.maxLine);
+    return lines;
+  }
+
+  /** Characters held of a line not yet ended. */
+  get held(): number {
+    return this.partial.length;
+  }
+}
+
+/**
  * Decode `input` as UTF-8 and call `onLine` for every line ended by '\n' (without it), each at most
  * `maxLine` characters. A last line without '\n' when the stream ends is not passed on.
  */
 export function readLines(input: Readable, onLine: (line: string) => void, maxLine = MAX_LINE): void {
-  let partial = '';
+  const splitter = new LineSplitter(maxLine);
   input.setEncoding('utf8');
   input.on('data', (text: string) => {
-    const lines = (partial + text).split('\n');
-    partial = (lines.pop() ?? '').slice(0, maxLine);
-    for (const line of lines) onLine(line.length > maxLine ? line.slice(0, maxLine) : line);
+    for (const line of splitter.push(text)) onLine(line);
   });
 }
