@@ -29,18 +29,21 @@ ascii_only() {
   node -e 'const f = process.argv[1]; const i = require("fs").readFileSync(f).findIndex((b) => b > 0x7f);
     if (i >= 0) { console.error(f + ": a non-ASCII byte at offset " + i + " (V8 would keep the source two bytes a character)"); process.exit(1); }' "$1"
 }
+# The MQTT module is the same for both daemons: built once, copied under each one's name.
+npx --no-install esbuild --bundle --platform=node --target=node20 --format=cjs --outfile=dist/mqtt.cjs.tmp \
+  --log-level=warning --minify-whitespace --charset=ascii <<<"export { MqttClient } from 'mqtt';"
+ascii_only dist/mqtt.cjs.tmp
 for prog in tmip-cn tmip-mlr; do
   npx --no-install esbuild "src/cli/${prog}.ts" --bundle --platform=node --target=node20 --format=cjs \
     --external:tmip-packet --alias:mqtt="./${prog}-mqtt.cjs" --external:"./${prog}-mqtt.cjs" \
     --supported:dynamic-import=false --define:import.meta.url=__tmipModuleUrl --outfile="dist/${prog}.cjs" \
     --log-level=warning --minify-whitespace --charset=ascii --banner:js="#!/usr/bin/env node
 \"use strict\";const __tmipModuleUrl=require(\"node:url\").pathToFileURL(__filename).href;"
-  npx --no-install esbuild --bundle --platform=node --target=node20 --format=cjs --outfile="dist/${prog}-mqtt.cjs" \
-    --log-level=warning --minify-whitespace --charset=ascii <<<"export { MqttClient } from 'mqtt';"
+  cp dist/mqtt.cjs.tmp "dist/${prog}-mqtt.cjs"
   ascii_only "dist/${prog}.cjs"
-  ascii_only "dist/${prog}-mqtt.cjs"
   chmod 0755 "dist/${prog}.cjs"
 done
+rm dist/mqtt.cjs.tmp
 echo "built: $(ls dist/*.cjs | tr '\n' ' ')"
 
 # `bash build.sh ipk` also packs the bundles, init scripts, config and LuCI app into OpenWrt packages
