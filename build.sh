@@ -29,21 +29,20 @@ ascii_only() {
   node -e 'const f = process.argv[1]; const i = require("fs").readFileSync(f).findIndex((b) => b > 0x7f);
     if (i >= 0) { console.error(f + ": a non-ASCII byte at offset " + i + " (V8 would keep the source two bytes a character)"); process.exit(1); }' "$1"
 }
-# The MQTT module is the same for both daemons: built once, copied under each one's name.
-npx --no-install esbuild --bundle --platform=node --target=node20 --format=cjs --outfile=dist/mqtt.cjs.tmp \
+# The MQTT module is the same for both daemons: built once, copied under tmip-mlr's name.
+npx --no-install esbuild --bundle --platform=node --target=node20 --format=cjs --outfile=dist/tmip-cn-mqtt.cjs \
   --log-level=warning --minify-whitespace --charset=ascii <<<"export { MqttClient } from 'mqtt';"
-ascii_only dist/mqtt.cjs.tmp
+ascii_only dist/tmip-cn-mqtt.cjs
+cp dist/tmip-cn-mqtt.cjs dist/tmip-mlr-mqtt.cjs
 for prog in tmip-cn tmip-mlr; do
   npx --no-install esbuild "src/cli/${prog}.ts" --bundle --platform=node --target=node20 --format=cjs \
     --external:tmip-packet --alias:mqtt="./${prog}-mqtt.cjs" --external:"./${prog}-mqtt.cjs" \
     --supported:dynamic-import=false --define:import.meta.url=__tmipModuleUrl --outfile="dist/${prog}.cjs" \
     --log-level=warning --minify-whitespace --charset=ascii --banner:js="#!/usr/bin/env node
 \"use strict\";const __tmipModuleUrl=require(\"node:url\").pathToFileURL(__filename).href;"
-  cp dist/mqtt.cjs.tmp "dist/${prog}-mqtt.cjs"
   ascii_only "dist/${prog}.cjs"
   chmod 0755 "dist/${prog}.cjs"
 done
-rm dist/mqtt.cjs.tmp
 echo "built: $(ls dist/*.cjs | tr '\n' ' ')"
 
 # `bash build.sh ipk` also packs the bundles, init scripts, config and LuCI app into OpenWrt packages
