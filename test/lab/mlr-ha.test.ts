@@ -72,8 +72,8 @@ describe('two MLRs on a 3-member etcd: the leader is killed, the standby serves'
   });
   after(async () => {
     await stream?.stop().catch(() => null);
-    if (t && process.env.TMIP_KEEP_LOGS) report('logs', t.dir);
     await t?.destroy();
+    if (t?.keptLogs) report('logs', t.keptLogs);
   });
 
   const status = (host: string) => t.mlrStatus('cn1', host);

@@ -91,15 +91,11 @@ export class TmipLab {
     readonly lab: Lab,
     private readonly opts: TmipLabOptions,
   ) {
-    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmip-lab-'));
-    // The Lab tears its namespaces down on SIGINT/SIGTERM and exits; this directory goes with it.
-    process.on('exit', this.removeDir);
+    // Inside the Lab's own directory, which it removes on destroy, at exit, on SIGINT/SIGTERM and at
+    // the next run after a SIGKILL.
+    this.dir = path.join(lab.tmpDir, 'tmip');
+    fs.mkdirSync(this.dir);
   }
-
-  /** Removes the configs and logs (kept with TMIP_KEEP_LOGS set). */
-  private readonly removeDir = (): void => {
-    if (!process.env.TMIP_KEEP_LOGS) fs.rmSync(this.dir, { recursive: true, force: true });
-  };
 
   static async start(opts: TmipLabOptions = {}): Promise<TmipLab> {
     for (const f of ['tmip-cn.cjs', 'tmip-mlr.cjs', 'tmip-cn-mqtt.cjs', 'tmip-mlr-mqtt.cjs']) {
@@ -288,9 +284,14 @@ export class TmipLab {
       .join('\n');
   }
 
+  /** With TMIP_KEEP_LOGS set: where destroy() copied the configs and logs. */
+  keptLogs: string | undefined;
+
   async destroy(): Promise<void> {
+    if (process.env.TMIP_KEEP_LOGS && fs.existsSync(this.dir)) {
+      this.keptLogs = fs.mkdtempSync(path.join(os.tmpdir(), 'tmip-lab-logs-'));
+      fs.cpSync(this.dir, this.keptLogs, { recursive: true });
+    }
     await this.lab.destroy();
-    process.off('exit', this.removeDir);
-    this.removeDir();
   }
 }
