@@ -19,6 +19,12 @@ const RESTRICTED_MODULES = bothNames([
   { name: 'node:readline', message: READLINE },
   { name: 'node:readline/promises', message: READLINE },
 ]);
+/** The same modules loaded other than by an import statement: import('x'), require('x'), createRequire(…)('x'). */
+const DYNAMIC_LOADS = {
+  selector:
+    ':matches(ImportExpression > Literal.source, CallExpression > Literal.arguments)[value=/^(node:)?(perf_hooks|readline|readline\\/promises|fs\\/promises)$/]',
+  message: `${PERF} ${READLINE} ${FS_PROMISES_WHY}`,
+};
 const FS_PROMISES = bothNames([
   { name: 'node:fs/promises', message: FS_PROMISES_WHY },
   { name: 'node:fs', importNames: ['promises'], message: FS_PROMISES_WHY },
@@ -84,6 +90,7 @@ export default defineConfig(
     rules: {
       'no-restricted-globals': ['error', { name: 'performance', message: PERF }],
       'no-restricted-imports': ['error', { paths: [...RESTRICTED_MODULES, ...FS_PROMISES] }],
+      'no-restricted-syntax': ['error', DYNAMIC_LOADS],
       'no-restricted-properties': [
         'error',
         { object: 'globalThis', property: 'performance', message: PERF },
